@@ -1,0 +1,3 @@
+//! Cross-crate integration tests live in `tests/tests/*.rs`; this library
+//! holds the helpers they share.
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! The `windsor` command line.
+fn main() {}

@@ -1,0 +1,2 @@
+//! The simulated hypervisor (host mode).
+#![warn(missing_docs)]
