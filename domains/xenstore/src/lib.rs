@@ -4,5 +4,15 @@
 //! transactions, watches and quotas, the `xs_wire.h` codec), its transports
 //! (the xenbus ring over the platform traits, a Unix socket), persistence and
 //! replication, and the `windsor-xenstored` daemon.
+//!
+//! Today it provides [`client::XenStore`], the trait through which every
+//! other domain (toolstack, netback, blkback, vchan rendezvous) talks to a
+//! xenstore, and, behind the `test-utils` feature, [`client::MemStore`], an
+//! in-memory store for their tests.
 #![no_std]
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+extern crate alloc;
+
+pub mod client;
