@@ -1,0 +1,371 @@
+//! Differential layout test: the Rust mirrors in `xen::abi` against the real
+//! Xen 4.17 public headers compiled by a C compiler.
+//!
+//! One table ([`checks`]) lists every struct (size, alignment, field offsets)
+//! and every constant as a pair of a Rust value and a C expression. The test
+//! writes one C file that prints all the C expressions, compiles it with one
+//! `cc` invocation, runs it and compares line by line. A new struct is one
+//! line of the `structs!` table.
+//!
+//! The headers come from Debian's `libxen-dev` (`/usr/include/xen`), which
+//! `cargo xtask test` installs; `XEN_INCLUDE_DIR` points elsewhere (a
+//! directory containing `xen/xen.h`). `__XEN_TOOLS__` is defined, as for the
+//! toolstack: it selects the latest interface version and unlocks
+//! `domctl.h` and `xen_arch_domainconfig`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use xen::abi;
+
+/// One comparison: a value computed in Rust and the C expression that must
+/// print the same number.
+struct Check {
+    rust: i64,
+    c: String,
+}
+
+/// Headers the C program includes, relative to the include directory.
+const HEADERS: &[&str] = &[
+    "xen/xen.h",
+    "xen/version.h",
+    "xen/features.h",
+    "xen/sched.h",
+    "xen/event_channel.h",
+    "xen/elfnote.h",
+    "xen/hvm/params.h",
+    "xen/hvm/hvm_op.h",
+    "xen/arch-x86/hvm/start_info.h",
+];
+
+/// `structs!(checks; RustType = "C type" { field, rust_field = "c_field", ... }; ...)`
+macro_rules! structs {
+    ($out:ident; $( $ty:ty = $cty:literal { $( $f:ident $(= $cf:literal)? ),* $(,)? } ; )*) => {
+        $(
+            $out.push(Check { rust: core::mem::size_of::<$ty>() as i64, c: format!("sizeof({})", $cty) });
+            $out.push(Check { rust: core::mem::align_of::<$ty>() as i64, c: format!("_Alignof({})", $cty) });
+            $(
+                $out.push(Check {
+                    rust: core::mem::offset_of!($ty, $f) as i64,
+                    c: format!("offsetof({}, {})", $cty, structs!(@cname $f $($cf)?)),
+                });
+            )*
+        )*
+    };
+    (@cname $f:ident $cf:literal) => { $cf };
+    (@cname $f:ident) => { stringify!($f) };
+}
+
+/// `consts!(checks; rust_expr = "C_EXPR"; ...)`: values compared as `i64`.
+macro_rules! consts {
+    ($out:ident; $( $rust:expr => $c:literal ; )*) => {
+        $( $out.push(Check { rust: ($rust) as i64, c: $c.to_string() }); )*
+    };
+}
+
+/// Everything the test compares.
+fn checks() -> Vec<Check> {
+    let mut v = Vec::new();
+
+    // ---- sched.h, hvm, start_info.h, xen.h ----
+    structs!(v;
+        abi::sched::SchedShutdown = "struct sched_shutdown" { reason };
+        abi::sched::SchedPoll = "struct sched_poll" { ports, nr_ports, timeout };
+        abi::sched::SchedRemoteShutdown = "struct sched_remote_shutdown" { domain_id, reason };
+        abi::hvm::XenHvmParam = "struct xen_hvm_param" { domid, pad, index, value };
+        abi::hvm::XenHvmEvtchnUpcallVector = "struct xen_hvm_evtchn_upcall_vector" { vcpu, vector };
+        abi::hvm::HvmStartInfo = "struct hvm_start_info" {
+            magic, version, flags, nr_modules, modlist_paddr, cmdline_paddr, rsdp_paddr,
+            memmap_paddr, memmap_entries, reserved };
+        abi::hvm::HvmModlistEntry = "struct hvm_modlist_entry" { paddr, size, cmdline_paddr, reserved };
+        abi::hvm::HvmMemmapTableEntry = "struct hvm_memmap_table_entry" {
+            addr, size, r#type = "type", reserved };
+        abi::xen::VcpuTimeInfo = "struct vcpu_time_info" {
+            version, pad0, tsc_timestamp, system_time, tsc_to_system_mul, tsc_shift, flags, pad1 };
+        abi::xen::ArchVcpuInfo = "struct arch_vcpu_info" { cr2, pad };
+        abi::xen::VcpuInfo = "struct vcpu_info" {
+            evtchn_upcall_pending, evtchn_upcall_mask, evtchn_pending_sel, arch, time };
+        abi::xen::ArchSharedInfo = "struct arch_shared_info" {
+            max_pfn, pfn_to_mfn_frame_list_list, nmi_reason, p2m_cr3, p2m_vaddr, p2m_generation };
+        abi::xen::SharedInfo = "struct shared_info" {
+            vcpu_info, evtchn_pending, evtchn_mask, wc_version, wc_sec, wc_nsec, wc_sec_hi, arch };
+        abi::xen::XenFeatureInfo = "struct xen_feature_info" { submap_idx, submap };
+    );
+
+    consts!(v;
+        abi::hypercall::HYPERVISOR_SET_TRAP_TABLE => "__HYPERVISOR_set_trap_table";
+        abi::hypercall::HYPERVISOR_MMU_UPDATE => "__HYPERVISOR_mmu_update";
+        abi::hypercall::HYPERVISOR_SET_GDT => "__HYPERVISOR_set_gdt";
+        abi::hypercall::HYPERVISOR_STACK_SWITCH => "__HYPERVISOR_stack_switch";
+        abi::hypercall::HYPERVISOR_SET_CALLBACKS => "__HYPERVISOR_set_callbacks";
+        abi::hypercall::HYPERVISOR_FPU_TASKSWITCH => "__HYPERVISOR_fpu_taskswitch";
+        abi::hypercall::HYPERVISOR_SCHED_OP_COMPAT => "__HYPERVISOR_sched_op_compat";
+        abi::hypercall::HYPERVISOR_PLATFORM_OP => "__HYPERVISOR_platform_op";
+        abi::hypercall::HYPERVISOR_SET_DEBUGREG => "__HYPERVISOR_set_debugreg";
+        abi::hypercall::HYPERVISOR_GET_DEBUGREG => "__HYPERVISOR_get_debugreg";
+        abi::hypercall::HYPERVISOR_UPDATE_DESCRIPTOR => "__HYPERVISOR_update_descriptor";
+        abi::hypercall::HYPERVISOR_MEMORY_OP => "__HYPERVISOR_memory_op";
+        abi::hypercall::HYPERVISOR_MULTICALL => "__HYPERVISOR_multicall";
+        abi::hypercall::HYPERVISOR_UPDATE_VA_MAPPING => "__HYPERVISOR_update_va_mapping";
+        abi::hypercall::HYPERVISOR_SET_TIMER_OP => "__HYPERVISOR_set_timer_op";
+        abi::hypercall::HYPERVISOR_EVENT_CHANNEL_OP_COMPAT => "__HYPERVISOR_event_channel_op_compat";
+        abi::hypercall::HYPERVISOR_XEN_VERSION => "__HYPERVISOR_xen_version";
+        abi::hypercall::HYPERVISOR_CONSOLE_IO => "__HYPERVISOR_console_io";
+        abi::hypercall::HYPERVISOR_PHYSDEV_OP_COMPAT => "__HYPERVISOR_physdev_op_compat";
+        abi::hypercall::HYPERVISOR_GRANT_TABLE_OP => "__HYPERVISOR_grant_table_op";
+        abi::hypercall::HYPERVISOR_VM_ASSIST => "__HYPERVISOR_vm_assist";
+        abi::hypercall::HYPERVISOR_UPDATE_VA_MAPPING_OTHERDOMAIN => "__HYPERVISOR_update_va_mapping_otherdomain";
+        abi::hypercall::HYPERVISOR_IRET => "__HYPERVISOR_iret";
+        abi::hypercall::HYPERVISOR_VCPU_OP => "__HYPERVISOR_vcpu_op";
+        abi::hypercall::HYPERVISOR_SET_SEGMENT_BASE => "__HYPERVISOR_set_segment_base";
+        abi::hypercall::HYPERVISOR_MMUEXT_OP => "__HYPERVISOR_mmuext_op";
+        abi::hypercall::HYPERVISOR_XSM_OP => "__HYPERVISOR_xsm_op";
+        abi::hypercall::HYPERVISOR_NMI_OP => "__HYPERVISOR_nmi_op";
+        abi::hypercall::HYPERVISOR_SCHED_OP => "__HYPERVISOR_sched_op";
+        abi::hypercall::HYPERVISOR_CALLBACK_OP => "__HYPERVISOR_callback_op";
+        abi::hypercall::HYPERVISOR_XENOPROF_OP => "__HYPERVISOR_xenoprof_op";
+        abi::hypercall::HYPERVISOR_EVENT_CHANNEL_OP => "__HYPERVISOR_event_channel_op";
+        abi::hypercall::HYPERVISOR_PHYSDEV_OP => "__HYPERVISOR_physdev_op";
+        abi::hypercall::HYPERVISOR_HVM_OP => "__HYPERVISOR_hvm_op";
+        abi::hypercall::HYPERVISOR_SYSCTL => "__HYPERVISOR_sysctl";
+        abi::hypercall::HYPERVISOR_DOMCTL => "__HYPERVISOR_domctl";
+        abi::hypercall::HYPERVISOR_KEXEC_OP => "__HYPERVISOR_kexec_op";
+        abi::hypercall::HYPERVISOR_TMEM_OP => "__HYPERVISOR_tmem_op";
+        abi::hypercall::HYPERVISOR_ARGO_OP => "__HYPERVISOR_argo_op";
+        abi::hypercall::HYPERVISOR_XENPMU_OP => "__HYPERVISOR_xenpmu_op";
+        abi::hypercall::HYPERVISOR_DM_OP => "__HYPERVISOR_dm_op";
+        abi::hypercall::HYPERVISOR_HYPFS_OP => "__HYPERVISOR_hypfs_op";
+        abi::hypercall::HYPERVISOR_ARCH_0 => "__HYPERVISOR_arch_0";
+        abi::hypercall::HYPERVISOR_ARCH_1 => "__HYPERVISOR_arch_1";
+        abi::hypercall::HYPERVISOR_ARCH_7 => "__HYPERVISOR_arch_7";
+
+        abi::sched::SCHEDOP_YIELD => "SCHEDOP_yield";
+        abi::sched::SCHEDOP_BLOCK => "SCHEDOP_block";
+        abi::sched::SCHEDOP_SHUTDOWN => "SCHEDOP_shutdown";
+        abi::sched::SCHEDOP_POLL => "SCHEDOP_poll";
+        abi::sched::SCHEDOP_REMOTE_SHUTDOWN => "SCHEDOP_remote_shutdown";
+        abi::sched::SCHEDOP_SHUTDOWN_CODE => "SCHEDOP_shutdown_code";
+        abi::sched::SCHEDOP_WATCHDOG => "SCHEDOP_watchdog";
+        abi::sched::SCHEDOP_PIN_OVERRIDE => "SCHEDOP_pin_override";
+        abi::sched::SHUTDOWN_POWEROFF => "SHUTDOWN_poweroff";
+        abi::sched::SHUTDOWN_REBOOT => "SHUTDOWN_reboot";
+        abi::sched::SHUTDOWN_SUSPEND => "SHUTDOWN_suspend";
+        abi::sched::SHUTDOWN_CRASH => "SHUTDOWN_crash";
+        abi::sched::SHUTDOWN_WATCHDOG => "SHUTDOWN_watchdog";
+        abi::sched::SHUTDOWN_SOFT_RESET => "SHUTDOWN_soft_reset";
+        abi::sched::SHUTDOWN_MAX => "SHUTDOWN_MAX";
+
+        abi::console_io::CONSOLEIO_WRITE => "CONSOLEIO_write";
+        abi::console_io::CONSOLEIO_READ => "CONSOLEIO_read";
+
+        abi::elfnote::XEN_ELFNOTE_INFO => "XEN_ELFNOTE_INFO";
+        abi::elfnote::XEN_ELFNOTE_ENTRY => "XEN_ELFNOTE_ENTRY";
+        abi::elfnote::XEN_ELFNOTE_HYPERCALL_PAGE => "XEN_ELFNOTE_HYPERCALL_PAGE";
+        abi::elfnote::XEN_ELFNOTE_VIRT_BASE => "XEN_ELFNOTE_VIRT_BASE";
+        abi::elfnote::XEN_ELFNOTE_PADDR_OFFSET => "XEN_ELFNOTE_PADDR_OFFSET";
+        abi::elfnote::XEN_ELFNOTE_XEN_VERSION => "XEN_ELFNOTE_XEN_VERSION";
+        abi::elfnote::XEN_ELFNOTE_GUEST_OS => "XEN_ELFNOTE_GUEST_OS";
+        abi::elfnote::XEN_ELFNOTE_GUEST_VERSION => "XEN_ELFNOTE_GUEST_VERSION";
+        abi::elfnote::XEN_ELFNOTE_LOADER => "XEN_ELFNOTE_LOADER";
+        abi::elfnote::XEN_ELFNOTE_PAE_MODE => "XEN_ELFNOTE_PAE_MODE";
+        abi::elfnote::XEN_ELFNOTE_FEATURES => "XEN_ELFNOTE_FEATURES";
+        abi::elfnote::XEN_ELFNOTE_BSD_SYMTAB => "XEN_ELFNOTE_BSD_SYMTAB";
+        abi::elfnote::XEN_ELFNOTE_HV_START_LOW => "XEN_ELFNOTE_HV_START_LOW";
+        abi::elfnote::XEN_ELFNOTE_L1_MFN_VALID => "XEN_ELFNOTE_L1_MFN_VALID";
+        abi::elfnote::XEN_ELFNOTE_SUSPEND_CANCEL => "XEN_ELFNOTE_SUSPEND_CANCEL";
+        abi::elfnote::XEN_ELFNOTE_INIT_P2M => "XEN_ELFNOTE_INIT_P2M";
+        abi::elfnote::XEN_ELFNOTE_MOD_START_PFN => "XEN_ELFNOTE_MOD_START_PFN";
+        abi::elfnote::XEN_ELFNOTE_SUPPORTED_FEATURES => "XEN_ELFNOTE_SUPPORTED_FEATURES";
+        abi::elfnote::XEN_ELFNOTE_PHYS32_ENTRY => "XEN_ELFNOTE_PHYS32_ENTRY";
+        abi::elfnote::XEN_ELFNOTE_MAX => "XEN_ELFNOTE_MAX";
+        abi::elfnote::XEN_ELFNOTE_CRASH_INFO => "XEN_ELFNOTE_CRASH_INFO";
+        abi::elfnote::XEN_ELFNOTE_CRASH_REGS => "XEN_ELFNOTE_CRASH_REGS";
+        abi::elfnote::XEN_ELFNOTE_DUMPCORE_NONE => "XEN_ELFNOTE_DUMPCORE_NONE";
+        abi::elfnote::XEN_ELFNOTE_DUMPCORE_HEADER => "XEN_ELFNOTE_DUMPCORE_HEADER";
+        abi::elfnote::XEN_ELFNOTE_DUMPCORE_XEN_VERSION => "XEN_ELFNOTE_DUMPCORE_XEN_VERSION";
+        abi::elfnote::XEN_ELFNOTE_DUMPCORE_FORMAT_VERSION => "XEN_ELFNOTE_DUMPCORE_FORMAT_VERSION";
+
+        abi::hvm::HVMOP_SET_PARAM => "HVMOP_set_param";
+        abi::hvm::HVMOP_GET_PARAM => "HVMOP_get_param";
+        abi::hvm::HVMOP_SET_EVTCHN_UPCALL_VECTOR => "HVMOP_set_evtchn_upcall_vector";
+        abi::hvm::HVM_PARAM_CALLBACK_IRQ => "HVM_PARAM_CALLBACK_IRQ";
+        abi::hvm::HVM_PARAM_CALLBACK_IRQ_TYPE_MASK => "HVM_PARAM_CALLBACK_IRQ_TYPE_MASK";
+        abi::hvm::HVM_PARAM_CALLBACK_TYPE_GSI => "HVM_PARAM_CALLBACK_TYPE_GSI";
+        abi::hvm::HVM_PARAM_CALLBACK_TYPE_PCI_INTX => "HVM_PARAM_CALLBACK_TYPE_PCI_INTX";
+        abi::hvm::HVM_PARAM_CALLBACK_TYPE_VECTOR => "HVM_PARAM_CALLBACK_TYPE_VECTOR";
+        abi::hvm::HVM_PARAM_STORE_PFN => "HVM_PARAM_STORE_PFN";
+        abi::hvm::HVM_PARAM_STORE_EVTCHN => "HVM_PARAM_STORE_EVTCHN";
+        abi::hvm::HVM_PARAM_PAE_ENABLED => "HVM_PARAM_PAE_ENABLED";
+        abi::hvm::HVM_PARAM_IOREQ_PFN => "HVM_PARAM_IOREQ_PFN";
+        abi::hvm::HVM_PARAM_BUFIOREQ_PFN => "HVM_PARAM_BUFIOREQ_PFN";
+        abi::hvm::HVM_PARAM_VIRIDIAN => "HVM_PARAM_VIRIDIAN";
+        abi::hvm::HVM_PARAM_TIMER_MODE => "HVM_PARAM_TIMER_MODE";
+        abi::hvm::HVM_PARAM_HPET_ENABLED => "HVM_PARAM_HPET_ENABLED";
+        abi::hvm::HVM_PARAM_IDENT_PT => "HVM_PARAM_IDENT_PT";
+        abi::hvm::HVM_PARAM_DM_DOMAIN => "HVM_PARAM_DM_DOMAIN";
+        abi::hvm::HVM_PARAM_ACPI_S_STATE => "HVM_PARAM_ACPI_S_STATE";
+        abi::hvm::HVM_PARAM_VM86_TSS => "HVM_PARAM_VM86_TSS";
+        abi::hvm::HVM_PARAM_VPT_ALIGN => "HVM_PARAM_VPT_ALIGN";
+        abi::hvm::HVM_PARAM_CONSOLE_PFN => "HVM_PARAM_CONSOLE_PFN";
+        abi::hvm::HVM_PARAM_CONSOLE_EVTCHN => "HVM_PARAM_CONSOLE_EVTCHN";
+        abi::hvm::HVM_PARAM_ACPI_IOPORTS_LOCATION => "HVM_PARAM_ACPI_IOPORTS_LOCATION";
+        abi::hvm::HVM_PARAM_NESTEDHVM => "HVM_PARAM_NESTEDHVM";
+        abi::hvm::HVM_PARAM_BUFIOREQ_EVTCHN => "HVM_PARAM_BUFIOREQ_EVTCHN";
+        abi::hvm::HVM_PARAM_PAGING_RING_PFN => "HVM_PARAM_PAGING_RING_PFN";
+        abi::hvm::HVM_PARAM_MONITOR_RING_PFN => "HVM_PARAM_MONITOR_RING_PFN";
+        abi::hvm::HVM_PARAM_SHARING_RING_PFN => "HVM_PARAM_SHARING_RING_PFN";
+        abi::hvm::HVM_PARAM_TRIPLE_FAULT_REASON => "HVM_PARAM_TRIPLE_FAULT_REASON";
+        abi::hvm::HVM_PARAM_IOREQ_SERVER_PFN => "HVM_PARAM_IOREQ_SERVER_PFN";
+        abi::hvm::HVM_PARAM_NR_IOREQ_SERVER_PAGES => "HVM_PARAM_NR_IOREQ_SERVER_PAGES";
+        abi::hvm::HVM_PARAM_VM_GENERATION_ID_ADDR => "HVM_PARAM_VM_GENERATION_ID_ADDR";
+        abi::hvm::HVM_PARAM_ALTP2M => "HVM_PARAM_ALTP2M";
+        abi::hvm::HVM_PARAM_X87_FIP_WIDTH => "HVM_PARAM_X87_FIP_WIDTH";
+        abi::hvm::HVM_PARAM_VM86_TSS_SIZED => "HVM_PARAM_VM86_TSS_SIZED";
+        abi::hvm::HVM_PARAM_MCA_CAP => "HVM_PARAM_MCA_CAP";
+        abi::hvm::HVM_NR_PARAMS => "HVM_NR_PARAMS";
+        abi::hvm::XEN_HVM_START_MAGIC_VALUE => "XEN_HVM_START_MAGIC_VALUE";
+        abi::hvm::HvmMemmapType::Ram => "XEN_HVM_MEMMAP_TYPE_RAM";
+        abi::hvm::HvmMemmapType::Reserved => "XEN_HVM_MEMMAP_TYPE_RESERVED";
+        abi::hvm::HvmMemmapType::Acpi => "XEN_HVM_MEMMAP_TYPE_ACPI";
+        abi::hvm::HvmMemmapType::Nvs => "XEN_HVM_MEMMAP_TYPE_NVS";
+        abi::hvm::HvmMemmapType::Unusable => "XEN_HVM_MEMMAP_TYPE_UNUSABLE";
+        abi::hvm::HvmMemmapType::Disabled => "XEN_HVM_MEMMAP_TYPE_DISABLED";
+        abi::hvm::HvmMemmapType::Pmem => "XEN_HVM_MEMMAP_TYPE_PMEM";
+
+        abi::xen::XEN_LEGACY_MAX_VCPUS => "XEN_LEGACY_MAX_VCPUS";
+        abi::xen::EVTCHN_2L_NR_CHANNELS => "EVTCHN_2L_NR_CHANNELS";
+        abi::xen::VIRQ_TIMER => "VIRQ_TIMER";
+        abi::xen::VIRQ_DEBUG => "VIRQ_DEBUG";
+        abi::xen::VIRQ_CONSOLE => "VIRQ_CONSOLE";
+        abi::xen::VIRQ_DOM_EXC => "VIRQ_DOM_EXC";
+        abi::xen::VIRQ_TBUF => "VIRQ_TBUF";
+        abi::xen::VIRQ_DEBUGGER => "VIRQ_DEBUGGER";
+        abi::xen::VIRQ_XENOPROF => "VIRQ_XENOPROF";
+        abi::xen::VIRQ_CON_RING => "VIRQ_CON_RING";
+        abi::xen::VIRQ_PCPU_STATE => "VIRQ_PCPU_STATE";
+        abi::xen::VIRQ_MEM_EVENT => "VIRQ_MEM_EVENT";
+        abi::xen::VIRQ_ARGO => "VIRQ_ARGO";
+        abi::xen::VIRQ_ENOMEM => "VIRQ_ENOMEM";
+        abi::xen::VIRQ_XENPMU => "VIRQ_XENPMU";
+        abi::xen::VIRQ_ARCH_0 => "VIRQ_ARCH_0";
+        abi::xen::VIRQ_ARCH_7 => "VIRQ_ARCH_7";
+        abi::xen::NR_VIRQS => "NR_VIRQS";
+        abi::xen::XENVER_VERSION => "XENVER_version";
+        abi::xen::XENVER_EXTRAVERSION => "XENVER_extraversion";
+        abi::xen::XENVER_COMPILE_INFO => "XENVER_compile_info";
+        abi::xen::XENVER_CAPABILITIES => "XENVER_capabilities";
+        abi::xen::XENVER_CHANGESET => "XENVER_changeset";
+        abi::xen::XENVER_PLATFORM_PARAMETERS => "XENVER_platform_parameters";
+        abi::xen::XENVER_GET_FEATURES => "XENVER_get_features";
+        abi::xen::XENVER_PAGESIZE => "XENVER_pagesize";
+        abi::xen::XENVER_GUEST_HANDLE => "XENVER_guest_handle";
+        abi::xen::XENVER_COMMANDLINE => "XENVER_commandline";
+        abi::xen::XENVER_BUILD_ID => "XENVER_build_id";
+        abi::xen::XEN_EXTRAVERSION_LEN => "sizeof(xen_extraversion_t)";
+        abi::xen::XENFEAT_WRITABLE_PAGE_TABLES => "XENFEAT_writable_page_tables";
+        abi::xen::XENFEAT_AUTO_TRANSLATED_PHYSMAP => "XENFEAT_auto_translated_physmap";
+        abi::xen::XENFEAT_HVM_CALLBACK_VECTOR => "XENFEAT_hvm_callback_vector";
+        abi::xen::XENFEAT_HVM_SAFE_PVCLOCK => "XENFEAT_hvm_safe_pvclock";
+        abi::xen::XENFEAT_DOM0 => "XENFEAT_dom0";
+        abi::xen::XENFEAT_NR_SUBMAPS => "XENFEAT_NR_SUBMAPS";
+        abi::xen::SIF_PRIVILEGED => "SIF_PRIVILEGED";
+        abi::xen::SIF_INITDOMAIN => "SIF_INITDOMAIN";
+        abi::xen::SIF_MULTIBOOT_MOD => "SIF_MULTIBOOT_MOD";
+        abi::xen::SIF_MOD_START_PFN => "SIF_MOD_START_PFN";
+        abi::xen::SIF_VIRT_P2M_4TOOLS => "SIF_VIRT_P2M_4TOOLS";
+        abi::xen::SIF_PM_MASK => "SIF_PM_MASK";
+        abi::xen::XEN_PVCLOCK_TSC_STABLE_BIT => "XEN_PVCLOCK_TSC_STABLE_BIT";
+        abi::xen::XEN_PVCLOCK_GUEST_STOPPED => "XEN_PVCLOCK_GUEST_STOPPED";
+        xen::DomId::SELF.0 => "DOMID_SELF";
+        xen::DomId::INVALID.0 => "DOMID_INVALID";
+        xen::DomId::IDLE.0 => "DOMID_IDLE";
+    );
+
+    v
+}
+
+/// The include directory holding `xen/xen.h`, or a failure explaining how
+/// to get one.
+fn include_dir() -> PathBuf {
+    let dir = std::env::var_os("XEN_INCLUDE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/include"));
+    assert!(
+        dir.join("xen/xen.h").is_file() && dir.join("xen/io/xs_wire.h").is_file(),
+        "Xen public headers not found under {} (need xen/xen.h, xen/io/xs_wire.h): \
+         install Debian's libxen-dev (`cargo xtask test` installs it: \
+         apt-get install -y libxen-dev) or set XEN_INCLUDE_DIR",
+        dir.display()
+    );
+    dir
+}
+
+/// The C program printing every check's C expression, one per line.
+fn c_source(checks: &[Check]) -> String {
+    let mut s = String::from("#include <stdio.h>\n#include <stddef.h>\n#include <stdint.h>\n");
+    for h in HEADERS {
+        writeln!(s, "#include <{h}>").unwrap();
+    }
+    s.push_str("int main(void) {\n");
+    for c in checks {
+        writeln!(s, "    printf(\"%lld\\n\", (long long)({}));", c.c).unwrap();
+    }
+    s.push_str("    return 0;\n}\n");
+    s
+}
+
+fn compile_and_run(dir: &Path, src: &str, include: &Path) -> String {
+    let c_file = dir.join("layout.c");
+    let exe = dir.join("layout");
+    std::fs::write(&c_file, src).unwrap();
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let out = Command::new(&cc)
+        .args(["-std=gnu11", "-O0", "-w", "-D__XEN_TOOLS__", "-I"])
+        .arg(include)
+        .arg("-o")
+        .arg(&exe)
+        .arg(&c_file)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cc}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cc} failed on {}:\n{}",
+        c_file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = Command::new(&exe).output().expect("run the layout program");
+    assert!(run.status.success(), "layout program failed");
+    String::from_utf8(run.stdout).unwrap()
+}
+
+#[test]
+fn rust_mirrors_match_the_c_headers() {
+    let include = include_dir();
+    let checks = checks();
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("c_layout");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = compile_and_run(&dir, &c_source(&checks), &include);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines.len(),
+        checks.len(),
+        "C program printed a wrong number of lines"
+    );
+    let mut bad = Vec::new();
+    for (check, line) in checks.iter().zip(&lines) {
+        let c: i64 = line.trim().parse().unwrap();
+        if c != check.rust {
+            bad.push(format!("{}: C {} != Rust {}", check.c, c, check.rust));
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "{} of {} checks differ:\n{}",
+        bad.len(),
+        checks.len(),
+        bad.join("\n")
+    );
+    // The table is not trivially small: every module contributes.
+    assert!(checks.len() > 100, "only {} checks", checks.len());
+}
