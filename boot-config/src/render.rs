@@ -1,0 +1,368 @@
+//! Artifacts rendered from a validated host: the Xen command line, the
+//! multiboot module list, the QEMU command line, a GRUB stanza and the boot
+//! bundle.
+//!
+//! Every renderer returns data (argument vectors, paths, bytes) for programs
+//! to use, and the data types implement `Display` for humans and logs. No
+//! renderer runs anything; only [`bundle`] reads files.
+//!
+//! The module list is always `[dom0 kernel, bundle]`: see the
+//! [crate docs](crate#the-module-order-contract) for why and for what dom0
+//! relies on.
+
+use std::borrow::ToOwned;
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::string::{String, ToString};
+use std::time::Duration;
+use std::vec::Vec;
+
+use crate::bundle;
+use crate::config::HostConfig;
+use crate::error::PathProblem;
+
+/// Why an artifact could not be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// A path from the [`Layout`] or [`GrubLayout`] cannot go on the command line.
+    #[error("{what} path {path:?} {problem}")]
+    BadPath {
+        /// Which path (`xen`, `dom0 image`, `bundle`, ...).
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: PathProblem,
+    },
+    /// A path that is not UTF-8 (command lines here are text).
+    #[error("{what} path {path:?} is not UTF-8; expected a UTF-8 path")]
+    NotUtf8 {
+        /// Which path.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+    },
+    /// An image could not be read while building the bundle.
+    #[error("{field}: cannot read {}: {error}", path.display())]
+    ReadImage {
+        /// The field naming the image.
+        field: String,
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        error: io::Error,
+    },
+}
+
+/// Where the build put things, for the QEMU command line and the bundle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// The Xen multiboot ELF (`zcat /boot/xen-4.17-amd64.gz > xen`).
+    pub xen: PathBuf,
+    /// The build output directory; image paths in the host description are
+    /// relative to it.
+    pub images_dir: PathBuf,
+    /// Where the bundle file is (written by the caller from [`bundle`]).
+    pub bundle: PathBuf,
+    /// Where QEMU writes the serial console (Xen and dom0 output).
+    pub serial_log: PathBuf,
+    /// Where QEMU writes port 0xe9 (every PVH domain's debug output).
+    pub debugcon_log: PathBuf,
+}
+
+impl Layout {
+    /// The usual layout: everything in `dir` (`xen`, the images,
+    /// `host.bundle`, `serial.log`, `e9.log`).
+    pub fn in_dir(dir: impl Into<PathBuf>) -> Layout {
+        let dir = dir.into();
+        Layout {
+            xen: dir.join("xen"),
+            bundle: dir.join("host.bundle"),
+            serial_log: dir.join("serial.log"),
+            debugcon_log: dir.join("e9.log"),
+            images_dir: dir,
+        }
+    }
+}
+
+fn text<'a>(what: &'static str, path: &'a Path) -> Result<&'a str, RenderError> {
+    let s = path.to_str().ok_or_else(|| RenderError::NotUtf8 {
+        what,
+        path: path.to_owned(),
+    })?;
+    match PathProblem::of(s) {
+        Some(problem) => Err(RenderError::BadPath {
+            what,
+            path: path.to_owned(),
+            problem,
+        }),
+        None => Ok(s),
+    }
+}
+
+/// The Xen command line, one option per element.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XenCmdline(pub Vec<String>);
+
+impl fmt::Display for XenCmdline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join(" "))
+    }
+}
+
+/// The Xen command line for this host: serial console at 115200 8n1, all
+/// log levels, no reboot on panic (so QEMU's `-no-reboot` stops), boot
+/// timestamps, a PVH dom0 without IOMMU with the planned memory and vCPUs.
+pub fn xen_cmdline(config: &HostConfig) -> XenCmdline {
+    let fixed = [
+        "console=com1",
+        "com1=115200,8n1",
+        "loglvl=all",
+        "guest_loglvl=all",
+        "noreboot",
+        "console_timestamps=boot",
+        "dom0=pvh",
+        "dom0-iommu=none",
+    ];
+    let mut args: Vec<String> = fixed.iter().map(|s| (*s).to_owned()).collect();
+    args.push(format!("dom0_mem={}M", config.dom0.memory_mib));
+    args.push(format!("dom0_max_vcpus={}", config.dom0.vcpus));
+    XenCmdline(args)
+}
+
+/// What a multiboot module is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModuleRole {
+    /// Module 0: dom0's kernel (the toolstack unikernel).
+    Dom0Kernel,
+    /// Module 1: the boot bundle (plan and images), dom0's one
+    /// `hvm_start_info` module.
+    Bundle,
+}
+
+/// One multiboot module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Module {
+    /// What it is for.
+    pub role: ModuleRole,
+    /// The file.
+    pub path: PathBuf,
+}
+
+/// The ordered multiboot modules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleList(pub Vec<Module>);
+
+impl fmt::Display for ModuleList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, m) in self.0.iter().enumerate() {
+            let role = match m.role {
+                ModuleRole::Dom0Kernel => "dom0 kernel",
+                ModuleRole::Bundle => "boot bundle",
+            };
+            writeln!(f, "module {i}: {role}: {}", m.path.display())?;
+        }
+        Ok(())
+    }
+}
+
+/// The multiboot modules in the order Xen and dom0 rely on: dom0's kernel
+/// (from `images_dir`), then the bundle.
+pub fn multiboot_modules(config: &HostConfig, layout: &Layout) -> Result<ModuleList, RenderError> {
+    let dom0 = layout.images_dir.join(&config.dom0_image.path);
+    text("dom0 image", &dom0)?;
+    text("bundle", &layout.bundle)?;
+    Ok(ModuleList(vec![
+        Module {
+            role: ModuleRole::Dom0Kernel,
+            path: dom0,
+        },
+        Module {
+            role: ModuleRole::Bundle,
+            path: layout.bundle.clone(),
+        },
+    ]))
+}
+
+/// What goes into the bundle, in entry order: entry 0 is the encoded plan
+/// (`None` here), entry *i* ≥ 1 the image file of
+/// [`BootPlan::images`](crate::BootPlan::images)`[i - 1]`.
+pub fn bundle_entries(config: &HostConfig, images_dir: &Path) -> Vec<Option<PathBuf>> {
+    let plan = config.plan();
+    std::iter::once(None)
+        .chain(plan.images().into_iter().map(|p| Some(images_dir.join(p))))
+        .collect()
+}
+
+/// Builds the bundle: the encoded plan and every image read from
+/// `images_dir`. The caller writes it to [`Layout::bundle`].
+pub fn bundle(config: &HostConfig, images_dir: &Path) -> Result<Vec<u8>, RenderError> {
+    bundle_with(config, |p| {
+        std::fs::read(images_dir.join(p)).map_err(|e| (images_dir.join(p), e))
+    })
+}
+
+/// [`bundle`] with an injected reader, which gets the image path as written.
+pub fn bundle_with(
+    config: &HostConfig,
+    mut read: impl FnMut(&Path) -> Result<Vec<u8>, (PathBuf, io::Error)>,
+) -> Result<Vec<u8>, RenderError> {
+    let plan = config.plan();
+    let mut images = Vec::new();
+    for path in plan.images() {
+        let field = config
+            .images()
+            .find(|i| i.path == path)
+            .map_or_else(|| "image".to_owned(), |i| i.field.clone());
+        let bytes = read(Path::new(path)).map_err(|(path, error)| RenderError::ReadImage {
+            field,
+            path,
+            error,
+        })?;
+        images.push(bytes);
+    }
+    let refs: Vec<&[u8]> = images.iter().map(Vec::as_slice).collect();
+    Ok(bundle::build(&plan.to_postcard(), &refs))
+}
+
+/// A QEMU invocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QemuCommand {
+    /// `argv[0]` is the program, `qemu-system-x86_64`.
+    pub argv: Vec<String>,
+    /// The hard timeout the caller must enforce.
+    pub timeout: Duration,
+}
+
+impl fmt::Display for QemuCommand {
+    /// A shell-ready line: arguments with spaces or quotes are single-quoted.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, arg) in self.argv.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            let plain = !arg.is_empty()
+                && arg
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./:=,+@%".contains(c));
+            if plain {
+                f.write_str(arg)?;
+            } else {
+                write!(f, "'{}'", arg.replace('\'', r"'\''"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The QEMU command line for a test boot under TCG (XEN-BOOT-NOTES.md:
+/// KVM cannot run Xen here). `-initrd` carries the module list joined by
+/// commas, which is why every path is checked for commas.
+pub fn qemu_argv(config: &HostConfig, layout: &Layout) -> Result<QemuCommand, RenderError> {
+    let modules = multiboot_modules(config, layout)?;
+    let xen = text("xen", &layout.xen)?;
+    let serial = text("serial log", &layout.serial_log)?;
+    let debugcon = text("debugcon log", &layout.debugcon_log)?;
+    let initrd: Vec<&str> = modules
+        .0
+        .iter()
+        .map(|m| m.path.to_str().unwrap_or_default())
+        .collect();
+    let args = [
+        "qemu-system-x86_64".to_owned(),
+        "-accel".into(),
+        "tcg".into(),
+        "-cpu".into(),
+        "max".into(),
+        "-m".into(),
+        config.qemu.memory_mib.to_string(),
+        "-smp".into(),
+        config.qemu.smp.to_string(),
+        "-nographic".into(),
+        "-no-reboot".into(),
+        "-display".into(),
+        "none".into(),
+        "-monitor".into(),
+        "none".into(),
+        "-serial".into(),
+        format!("file:{serial}"),
+        "-debugcon".into(),
+        format!("file:{debugcon}"),
+        "-kernel".into(),
+        xen.to_owned(),
+        "-append".into(),
+        xen_cmdline(config).to_string(),
+        "-initrd".into(),
+        initrd.join(","),
+    ];
+    Ok(QemuCommand {
+        argv: args.into(),
+        timeout: Duration::from_secs(u64::from(config.qemu.timeout_secs)),
+    })
+}
+
+/// Paths on the target machine's boot file system, for [`grub_stanza`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrubLayout {
+    /// Xen, as Debian installs it (`/boot/xen-4.17-amd64.gz`).
+    pub xen: String,
+    /// dom0's kernel.
+    pub dom0: String,
+    /// The bundle.
+    pub bundle: String,
+}
+
+impl Default for GrubLayout {
+    fn default() -> Self {
+        GrubLayout {
+            xen: "/boot/xen-4.17-amd64.gz".to_owned(),
+            dom0: "/boot/windsor/dom0.elf".to_owned(),
+            bundle: "/boot/windsor/host.bundle".to_owned(),
+        }
+    }
+}
+
+/// A GRUB `menuentry` booting the host with multiboot2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrubStanza {
+    /// Menu title.
+    pub title: String,
+    /// Xen's path.
+    pub xen: String,
+    /// Xen's command line.
+    pub cmdline: XenCmdline,
+    /// `module2` paths, in order.
+    pub modules: Vec<String>,
+}
+
+impl fmt::Display for GrubStanza {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "menuentry '{}' {{", self.title)?;
+        writeln!(f, "\tmultiboot2 {} {}", self.xen, self.cmdline)?;
+        for m in &self.modules {
+            writeln!(f, "\tmodule2 {m}")?;
+        }
+        writeln!(f, "}}")
+    }
+}
+
+/// The GRUB stanza for real hardware: the same Xen command line and module
+/// order as under QEMU. (The title is safe to single-quote: host names are
+/// `[A-Za-z0-9._-]`.)
+pub fn grub_stanza(config: &HostConfig, layout: &GrubLayout) -> Result<GrubStanza, RenderError> {
+    for (what, p) in [
+        ("xen", &layout.xen),
+        ("dom0 image", &layout.dom0),
+        ("bundle", &layout.bundle),
+    ] {
+        text(what, Path::new(p))?;
+    }
+    Ok(GrubStanza {
+        title: format!("Windsor host {} (Xen 4.17, no Linux dom0)", config.name),
+        xen: layout.xen.clone(),
+        cmdline: xen_cmdline(config),
+        modules: vec![layout.dom0.clone(), layout.bundle.clone()],
+    })
+}
