@@ -386,6 +386,33 @@ pub(crate) mod tests {
         }
     }
 
+    /// `sample()` encoded. If this changes, the encoding changed: bump
+    /// [`PLAN_VERSION`] and update the fixture.
+    #[rustfmt::skip]
+    static SAMPLE_BLOB: [u8; 79] = [
+        b'W', b'B', b'P', b'L', 1, 0, // magic, version 1
+        4, b't', b'e', b's', b't', // host
+        64, 1, 2, // dom0: memory 64, vcpus 1, log level Info
+        0xe8, 0x07, 0x80, 0x10, 0x80, 0x01, 10, // quotas 1000, 2048, 128, 10 (varints)
+        0xd0, 0x0f, 0xd0, 0x0f, // timeouts 2000, 2000
+        // two domains
+        2,
+        // "xenstore", Xenstore, 32 MiB, 1 vCPU, module 1
+        8, b'x', b'e', b'n', b's', b't', b'o', b'r', b'e', 0, 32, 1, 1,
+        // image "xenstore.elf", cmdline ""
+        12, b'x', b'e', b'n', b's', b't', b'o', b'r', b'e', b'.', b'e', b'l', b'f', 0,
+        // "fuzz0", Guest, 16 MiB, 2 vCPUs, module 2
+        5, b'f', b'u', b'z', b'z', b'0', 3, 16, 2, 2,
+        8, b'f', b'u', b'z', b'z', b'.', b'e', b'l', b'f', // image
+        6, b's', b'e', b'e', b'd', b'=', b'1', // cmdline
+    ];
+
+    #[test]
+    fn encoding_is_pinned() {
+        assert_eq!(sample().to_postcard(), SAMPLE_BLOB);
+        assert_eq!(BootPlan::from_postcard(&SAMPLE_BLOB), Ok(sample()));
+    }
+
     #[test]
     fn round_trip() {
         let plan = sample();

@@ -366,3 +366,170 @@ pub fn grub_stanza(config: &HostConfig, layout: &GrubLayout) -> Result<GrubStanz
         modules: vec![layout.dom0.clone(), layout.bundle.clone()],
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle::Bundle;
+    use std::string::ToString;
+
+    const HOST: &str = r#"[host]
+name = "pin"
+[dom0]
+image = "dom0.elf"
+memory_mib = 96
+[[services]]
+kind = "xenstore"
+image = "xs.elf"
+memory_mib = 32
+[[guests]]
+name = "fuzz0"
+image = "fuzz.elf"
+memory_mib = 16
+cmdline = "seed=7"
+[[guests]]
+name = "fuzz1"
+image = "fuzz.elf"
+memory_mib = 16
+[qemu]
+memory_mib = 512
+smp = 2
+timeout_secs = 9
+"#;
+
+    static XEN_CMDLINE: &str = "console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all \
+        noreboot console_timestamps=boot dom0=pvh dom0-iommu=none dom0_mem=96M dom0_max_vcpus=1";
+
+    static QEMU_LINE: &str = "qemu-system-x86_64 -accel tcg -cpu max -m 512 -smp 2 -nographic \
+        -no-reboot -display none -monitor none -serial file:/b/serial.log \
+        -debugcon file:/b/e9.log -kernel /b/xen -append 'console=com1 com1=115200,8n1 \
+        loglvl=all guest_loglvl=all noreboot console_timestamps=boot dom0=pvh \
+        dom0-iommu=none dom0_mem=96M dom0_max_vcpus=1' -initrd /b/dom0.elf,/b/host.bundle";
+
+    static GRUB: &str = "menuentry 'Windsor host pin (Xen 4.17, no Linux dom0)' {\n\
+        \tmultiboot2 /boot/xen-4.17-amd64.gz console=com1 com1=115200,8n1 loglvl=all \
+        guest_loglvl=all noreboot console_timestamps=boot dom0=pvh dom0-iommu=none \
+        dom0_mem=96M dom0_max_vcpus=1\n\
+        \tmodule2 /boot/windsor/dom0.elf\n\
+        \tmodule2 /boot/windsor/host.bundle\n\
+        }\n";
+
+    fn host() -> HostConfig {
+        HostConfig::parse(HOST, "pin.toml").unwrap()
+    }
+
+    #[test]
+    fn xen_cmdline_is_pinned() {
+        let c = xen_cmdline(&host());
+        assert_eq!(c.to_string(), XEN_CMDLINE);
+        assert_eq!(c.0[0], "console=com1");
+        assert_eq!(c.0.len(), 10);
+    }
+
+    #[test]
+    fn qemu_argv_is_pinned() {
+        let q = qemu_argv(&host(), &Layout::in_dir("/b")).unwrap();
+        assert_eq!(q.to_string(), QEMU_LINE);
+        assert_eq!(q.timeout, Duration::from_secs(9));
+        // The -append value is one argument; -initrd joins modules with commas.
+        let append = q.argv.iter().position(|a| a == "-append").unwrap();
+        assert_eq!(q.argv[append + 1], XEN_CMDLINE);
+        assert_eq!(q.argv.last().unwrap(), "/b/dom0.elf,/b/host.bundle");
+        assert_eq!(q.argv.len(), 25);
+    }
+
+    #[test]
+    fn qemu_argv_rejects_commas_in_layout_paths() {
+        let mut l = Layout::in_dir("/b");
+        l.bundle = PathBuf::from("/b/a,b.bundle");
+        let e = qemu_argv(&host(), &l).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "bundle path \"/b/a,b.bundle\" contains a comma; expected none (QEMU splits -initrd \
+             and -serial file: on commas)"
+        );
+        let l = Layout::in_dir("/my,build");
+        assert!(matches!(
+            qemu_argv(&host(), &l),
+            Err(RenderError::BadPath { .. })
+        ));
+        let mut l = Layout::in_dir("/b");
+        l.serial_log = PathBuf::from("/b/serial log");
+        assert!(matches!(
+            qemu_argv(&host(), &l),
+            Err(RenderError::BadPath {
+                what: "serial log",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn module_list_is_dom0_then_bundle() {
+        let m = multiboot_modules(&host(), &Layout::in_dir("/b")).unwrap();
+        assert_eq!(
+            m.to_string(),
+            "module 0: dom0 kernel: /b/dom0.elf\nmodule 1: boot bundle: /b/host.bundle\n"
+        );
+        assert_eq!(m.0[0].role, ModuleRole::Dom0Kernel);
+        assert_eq!(m.0[1].role, ModuleRole::Bundle);
+    }
+
+    #[test]
+    fn grub_stanza_is_pinned() {
+        let g = grub_stanza(&host(), &GrubLayout::default()).unwrap();
+        assert_eq!(g.to_string(), GRUB);
+        let bad = GrubLayout {
+            dom0: "/boot/my dom0".to_string(),
+            ..GrubLayout::default()
+        };
+        assert!(matches!(
+            grub_stanza(&host(), &bad),
+            Err(RenderError::BadPath {
+                what: "dom0 image",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn bundle_carries_plan_and_images_in_entry_order() {
+        let h = host();
+        assert_eq!(
+            bundle_entries(&h, Path::new("/b")),
+            vec![
+                None,
+                Some(PathBuf::from("/b/xs.elf")),
+                Some(PathBuf::from("/b/fuzz.elf"))
+            ]
+        );
+        let bytes = bundle_with(&h, |p| Ok(format!("ELF:{}", p.display()).into_bytes())).unwrap();
+        let b = Bundle::parse(&bytes).unwrap();
+        let plan = b.plan().unwrap();
+        assert_eq!(plan, h.plan());
+        assert_eq!(b.len(), 3);
+        for d in &plan.domains {
+            let image = b.entry(d.module as usize).unwrap();
+            assert_eq!(image, format!("ELF:{}", d.image).as_bytes());
+        }
+    }
+
+    #[test]
+    fn bundle_reports_unreadable_image() {
+        let e = bundle(&host(), Path::new("/nonexistent-windsor")).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("services[0].image: cannot read /nonexistent-windsor/xs.elf: "),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn qemu_display_quotes_odd_arguments() {
+        let q = QemuCommand {
+            argv: vec!["a".into(), "b c".into(), "it's".into(), String::new()],
+            timeout: Duration::from_secs(1),
+        };
+        assert_eq!(q.to_string(), r"a 'b c' 'it'\''s' ''");
+    }
+}
