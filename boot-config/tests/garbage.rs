@@ -27,8 +27,75 @@ fn tomlish() -> impl Strategy<Value = String> {
     prop::collection::vec(token, 0..40).prop_map(|v| v.concat())
 }
 
+/// A well-formed file with random values: names from a small pool (so
+/// duplicates and reserved names happen), numbers around the limits, paths
+/// with and without forbidden characters. This reaches validation, which
+/// `tomlish` text rarely gets past the TOML parser to.
+fn structured() -> impl Strategy<Value = String> {
+    let name = prop_oneof![
+        10 => "[a-z][a-z0-9]{0,3}",
+        1 => prop::sample::select(vec!["xenstore", "dom0", "a b", "", "netback"]).prop_map(String::from),
+    ];
+    let path = prop_oneof![
+        10 => prop::sample::select(vec!["a.elf", "b.elf", "d/e.elf"]),
+        1 => prop::sample::select(vec!["a,b.elf", "a b.elf", ""]),
+    ];
+    let kind = prop_oneof![
+        4 => Just("xenstore"),
+        1 => prop::sample::select(vec!["netback", "blkback"]),
+    ];
+    let num = prop_oneof![
+        20 => 4i64..40,
+        1 => -3i64..4,
+        1 => 60_000i64..70_000,
+        1 => Just(i64::MAX),
+        1 => Just(i64::MIN),
+    ];
+    let domain = (name, path, num.clone(), num.clone(), kind, any::<bool>());
+    (
+        prop::collection::vec(domain, 0..6),
+        num.clone(),
+        prop::option::of(num),
+    )
+        .prop_map(|(domains, dom0_mem, qemu_mem)| {
+            let mut t = format!("[dom0]\nimage = \"d.elf\"\nmemory_mib = {dom0_mem}\n");
+            for (name, path, mem, vcpus, kind, service) in domains {
+                if service {
+                    t += &format!("[[services]]\nkind = \"{kind}\"\n");
+                } else {
+                    t += "[[guests]]\n";
+                }
+                t += &format!(
+                    "name = {name:?}\nimage = {path:?}\nmemory_mib = {mem}\nvcpus = {vcpus}\n"
+                );
+            }
+            if let Some(m) = qemu_mem {
+                t += &format!("[qemu]\nmemory_mib = {m}\n");
+            }
+            t
+        })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn structured_hosts_validate_or_point_into_the_file(text in structured()) {
+        match HostConfig::parse(&text, "s.toml") {
+            Ok(host) => {
+                let plan = host.plan();
+                prop_assert!(plan.check().is_ok());
+                prop_assert_eq!(BootPlan::from_postcard(&plan.to_postcard()).ok(), Some(plan));
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                let mut parts = msg.splitn(4, ':');
+                prop_assert_eq!(parts.next(), Some("s.toml"));
+                let line: usize = parts.next().unwrap_or("").parse().unwrap_or(0);
+                prop_assert!(line >= 1 && line <= text.lines().count() + 1, "{}", msg);
+            }
+        }
+    }
 
     #[test]
     fn tomlish_text_never_panics(text in tomlish()) {
