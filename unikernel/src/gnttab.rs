@@ -1,0 +1,321 @@
+//! Grant table v1 over our mapped grant frames and `GNTTABOP_*`.
+//!
+//! * Granting: we own the table. An entry (`grant_entry_v1_t`: flags u16,
+//!   domid u16, frame u32; `grant_table.h`) is filled with domid and frame
+//!   first, then `flags` is published with a release store, as Linux's
+//!   `gnttab_grant_foreign_access` does. Ending access clears `flags` with
+//!   a compare-exchange that fails while Xen reports the peer reading or
+//!   writing (`EBUSY`). References below [`GrantRef::FIRST_FREE`] are
+//!   reserved for the builder (console, xenstore).
+//! * Mapping: `GNTTABOP_map_grant_ref` with `GNTMAP_host_map` at a
+//!   guest-physical address taken from a window of unpopulated address
+//!   space above the memory map (so no RAM page is replaced);
+//!   unmapped on drop.
+//! * Pages to grant come from the heap, page-aligned (identity map, so the
+//!   frame number is the address >> 12).
+
+use crate::abi_local::gnttab as g;
+use crate::hypercall;
+use crate::runtime::Xen;
+use crate::start_info::StartInfo;
+use alloc::alloc::{alloc_zeroed, dealloc, Layout};
+use alloc::vec::Vec;
+use core::cell::RefCell;
+use core::ptr::NonNull;
+use core::sync::atomic::Ordering;
+use xen::platform::{Error, ForeignMapping, GrantStatus, GrantTable, LocalPages, Result};
+use xen::{DomId, Errno, Gfn, GrantRef, SharedMem, SharedRo, PAGE_SIZE};
+
+/// Highest guest-physical address the foreign-mapping window may reach:
+/// below the 32-bit MMIO hole, inside the boot identity map.
+const WINDOW_LIMIT: u64 = 0xc000_0000;
+
+/// Runtime state of the grant table.
+pub(crate) struct GrantState {
+    frames: SharedMem<'static>,
+    free: RefCell<Vec<u32>>,
+    next_window_gfn: RefCell<u64>,
+    window_end_gfn: u64,
+}
+
+impl GrantState {
+    pub(crate) fn new(frames: SharedMem<'static>, start: &StartInfo) -> GrantState {
+        let entries = (frames.len() / g::ENTRY_V1_SIZE) as u32;
+        // Hand out low references first.
+        let free = (GrantRef::FIRST_FREE.0..entries).rev().collect();
+        let top = start
+            .memmap
+            .iter()
+            .map(|r| r.end())
+            .filter(|&e| e <= WINDOW_LIMIT)
+            .max()
+            .unwrap_or(0);
+        let first = (top.div_ceil(2 << 20) * (2 << 20)) >> 12;
+        GrantState {
+            frames,
+            free: RefCell::new(free),
+            next_window_gfn: RefCell::new(first),
+            window_end_gfn: WINDOW_LIMIT >> 12,
+        }
+    }
+
+    fn entry_off(&self, gref: GrantRef) -> Result<usize> {
+        let off = (gref.0 as usize).checked_mul(g::ENTRY_V1_SIZE);
+        match off {
+            Some(o) if o < self.frames.len() && gref.0 >= GrantRef::FIRST_FREE.0 => Ok(o),
+            _ => Err(Error::Grant(GrantStatus::BadGntref)),
+        }
+    }
+
+    /// Takes `n` pages of unpopulated guest-physical space.
+    // The window is not reused yet: 3 GiB of address space is far more
+    // than a domain maps over its life in the tests and images so far.
+    fn window(&self, n: usize) -> Result<u64> {
+        let mut next = self.next_window_gfn.borrow_mut();
+        let gfn = *next;
+        if gfn + n as u64 > self.window_end_gfn {
+            return Err(Error::Grant(GrantStatus::NoSpace));
+        }
+        *next += n as u64;
+        Ok(gfn << 12)
+    }
+}
+
+/// Zeroed, page-aligned pages from the heap that this domain can grant.
+pub struct Pages {
+    ptr: NonNull<u8>,
+    count: usize,
+}
+
+impl Pages {
+    fn layout(count: usize) -> Layout {
+        Layout::from_size_align(count * PAGE_SIZE, PAGE_SIZE).expect("page layout")
+    }
+}
+
+impl Drop for Pages {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `alloc_pages` with this layout.
+        unsafe { dealloc(self.ptr.as_ptr(), Pages::layout(self.count)) }
+    }
+}
+
+impl LocalPages for Pages {
+    fn mem(&self) -> SharedMem<'_> {
+        // SAFETY: the allocation lives as long as `self`, is page-aligned,
+        // and is only accessed through views (never by reference).
+        unsafe { SharedMem::from_raw(self.ptr, self.count * PAGE_SIZE) }
+    }
+    fn count(&self) -> usize {
+        self.count
+    }
+    fn gfn(&self, index: usize) -> Gfn {
+        assert!(index < self.count, "page {index} of {}", self.count);
+        Gfn((self.ptr.as_ptr() as u64 >> 12) + index as u64)
+    }
+}
+
+/// Grants of another domain mapped at consecutive guest-physical pages;
+/// unmapped on drop.
+pub struct Mapping {
+    addr: u64,
+    handles: Vec<u32>,
+    readonly: bool,
+    granter: DomId,
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        for (i, &h) in self.handles.iter().enumerate() {
+            let at = self.addr + (i * PAGE_SIZE) as u64;
+            if let Err(e) = hypercall::gnttab_unmap(at, h) {
+                crate::println!("windsor: unmap grant handle {h} failed: {e}");
+            }
+        }
+    }
+}
+
+impl Mapping {
+    fn view(&self) -> SharedMem<'_> {
+        // SAFETY: every page of the range is mapped (one handle each) until
+        // `drop`; the range is page-aligned and accessed only through views.
+        unsafe {
+            SharedMem::from_raw(
+                NonNull::new_unchecked(self.addr as *mut u8),
+                self.handles.len() * PAGE_SIZE,
+            )
+        }
+    }
+}
+
+impl ForeignMapping for Mapping {
+    fn ro(&self) -> SharedRo<'_> {
+        self.view().ro()
+    }
+    fn rw(&self) -> Option<SharedMem<'_>> {
+        (!self.readonly).then(|| self.view())
+    }
+    fn granter(&self) -> DomId {
+        self.granter
+    }
+}
+
+fn status(raw: i16) -> Error {
+    GrantStatus::from_raw(raw)
+        .map(Error::Grant)
+        .unwrap_or(Error::Grant(GrantStatus::GeneralError))
+}
+
+/// Splits `len` bytes at local address `addr` into page-bounded pieces:
+/// `(offset into the buffer, length)`.
+fn page_pieces(addr: u64, len: usize) -> impl Iterator<Item = (usize, usize)> {
+    let mut done = 0usize;
+    core::iter::from_fn(move || {
+        if done >= len {
+            return None;
+        }
+        let at = addr + done as u64;
+        let room = PAGE_SIZE - (at as usize % PAGE_SIZE);
+        let n = room.min(len - done);
+        let piece = (done, n);
+        done += n;
+        Some(piece)
+    })
+}
+
+impl GrantTable for Xen {
+    type Pages = Pages;
+    type Mapping = Mapping;
+
+    fn alloc_pages(&self, count: usize) -> Result<Pages> {
+        if count == 0 {
+            return Err(Error::Errno(Errno::EINVAL));
+        }
+        // SAFETY: the layout has a non-zero size.
+        let ptr = unsafe { alloc_zeroed(Pages::layout(count)) };
+        let ptr = NonNull::new(ptr).ok_or(Error::Errno(Errno::ENOMEM))?;
+        Ok(Pages { ptr, count })
+    }
+
+    fn grant_access(
+        &self,
+        pages: &Pages,
+        index: usize,
+        to: DomId,
+        readonly: bool,
+    ) -> Result<GrantRef> {
+        if index >= pages.count {
+            return Err(Error::Errno(Errno::EINVAL));
+        }
+        let gref = GrantRef(
+            self.gnttab
+                .free
+                .borrow_mut()
+                .pop()
+                .ok_or(Error::Grant(GrantStatus::NoSpace))?,
+        );
+        let off = self.gnttab.entry_off(gref)?;
+        let t = self.gnttab.frames;
+        t.atomic_u16(off + 2).store(to.0, Ordering::Relaxed);
+        t.atomic_u32(off + 4)
+            .store(pages.gfn(index).0 as u32, Ordering::Relaxed);
+        let flags = g::GTF_PERMIT_ACCESS | if readonly { g::GTF_READONLY } else { 0 };
+        t.atomic_u16(off).store(flags, Ordering::Release);
+        Ok(gref)
+    }
+
+    fn end_access(&self, gref: GrantRef) -> Result<()> {
+        let off = self.gnttab.entry_off(gref)?;
+        let flags = self.gnttab.frames.atomic_u16(off);
+        let mut cur = flags.load(Ordering::Acquire);
+        loop {
+            if cur & (g::GTF_READING | g::GTF_WRITING) != 0 {
+                return Err(Error::Errno(Errno::EBUSY));
+            }
+            match flags.compare_exchange(cur, 0, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => break,
+                Err(now) => cur = now,
+            }
+        }
+        self.gnttab.free.borrow_mut().push(gref.0);
+        Ok(())
+    }
+
+    fn map(&self, from: DomId, refs: &[GrantRef], readonly: bool) -> Result<Mapping> {
+        let addr = self.gnttab.window(refs.len())?;
+        let mut m = Mapping {
+            addr,
+            handles: Vec::with_capacity(refs.len()),
+            readonly,
+            granter: from,
+        };
+        for (i, r) in refs.iter().enumerate() {
+            match hypercall::gnttab_map(addr + (i * PAGE_SIZE) as u64, from.0, r.0, readonly)? {
+                Ok(h) => m.handles.push(h),
+                // Dropping `m` unmaps what was mapped so far.
+                Err(st) => return Err(status(st)),
+            }
+        }
+        Ok(m)
+    }
+
+    fn copy_from_grant(
+        &self,
+        from: DomId,
+        gref: GrantRef,
+        offset: u16,
+        buf: &mut [u8],
+    ) -> Result<()> {
+        if usize::from(offset) + buf.len() > PAGE_SIZE {
+            return Err(Error::Grant(GrantStatus::BadCopyArg));
+        }
+        let base = buf.as_mut_ptr() as u64;
+        for (at, n) in page_pieces(base, buf.len()) {
+            let local = base + at as u64;
+            let op = g::Copy {
+                source: g::CopyPtr {
+                    u: u64::from(gref.0),
+                    domid: from.0,
+                    offset: offset + at as u16,
+                },
+                dest: g::CopyPtr {
+                    u: local >> 12,
+                    domid: DomId::SELF.0,
+                    offset: (local & 0xfff) as u16,
+                },
+                len: n as u16,
+                flags: g::GNTCOPY_SOURCE_GREF,
+                status: 0,
+            };
+            hypercall::gnttab_copy(op)?.map_err(status)?;
+        }
+        Ok(())
+    }
+
+    fn copy_to_grant(&self, to: DomId, gref: GrantRef, offset: u16, buf: &[u8]) -> Result<()> {
+        if usize::from(offset) + buf.len() > PAGE_SIZE {
+            return Err(Error::Grant(GrantStatus::BadCopyArg));
+        }
+        let base = buf.as_ptr() as u64;
+        for (at, n) in page_pieces(base, buf.len()) {
+            let local = base + at as u64;
+            let op = g::Copy {
+                source: g::CopyPtr {
+                    u: local >> 12,
+                    domid: DomId::SELF.0,
+                    offset: (local & 0xfff) as u16,
+                },
+                dest: g::CopyPtr {
+                    u: u64::from(gref.0),
+                    domid: to.0,
+                    offset: offset + at as u16,
+                },
+                len: n as u16,
+                flags: g::GNTCOPY_DEST_GREF,
+                status: 0,
+            };
+            hypercall::gnttab_copy(op)?.map_err(status)?;
+        }
+        Ok(())
+    }
+}

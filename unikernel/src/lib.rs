@@ -1,0 +1,89 @@
+//! The Windsor PVH unikernel runtime.
+//!
+//! Every Windsor domain in Xen mode links this crate, builds for
+//! `x86_64-unknown-none`, and is started by Xen (dom0) or by the Windsor
+//! domain builder as a PVH guest. Layers, bottom up:
+//!
+//! * [`arch`] (target only): the PVH entry (`XEN_ELFNOTE_PHYS32_ENTRY`,
+//!   32-bit → long mode, identity map of 4 GiB), the hypercall page, port
+//!   I/O and the TSC, behind a facade (`arch/x86_64/…`).
+//! * `hypercall` (target only): every hypercall the runtime makes, typed; no
+//!   other module issues one.
+//! * [`start_info`] (portable): `hvm_start_info` parsing — command line,
+//!   modules, memory map — into owned values; [`time`] (portable): Xen system
+//!   time from `vcpu_time_info`.
+//! * `runtime` (target only): boot sequence (hypercall page, console, heap,
+//!   start info, shared_info, grant frames), [`Xen`] — the implementation of
+//!   the `xen::platform` traits over hypercalls — and the panic handler
+//!   (message on the console, then `SCHEDOP_shutdown(crash)`).
+//!
+//! An image is a `#![no_std] #![no_main]` binary that names its entry with
+//! [`main!`]; it returns the [`ShutdownReason`](xen::platform::ShutdownReason)
+//! the domain shuts down with. Images link with the script published as
+//! `DEP_WINDSOR_UNIKERNEL_LINKER_SCRIPT` (see `images/dom0-hello/build.rs`).
+//!
+//! Events are delivered by *blocking poll* (`SCHEDOP_poll`), not by an
+//! upcall vector: the platform traits are poll-style
+//! ([`EventChannel::wait`](xen::platform::EventChannel::wait)), each domain
+//! runs one vCPU with one event loop, and without interrupt handlers there
+//! is no re-entrancy to reason about and no IDT to keep. Interrupts stay
+//! off (`IF = 0`) for the life of the domain.
+//!
+//! On a non-`none` target (host builds of the workspace) only the portable
+//! modules are compiled, so `cargo test --workspace` runs their unit tests.
+#![cfg_attr(target_os = "none", no_std)]
+#![warn(missing_docs)]
+
+extern crate alloc;
+
+pub use xen;
+
+pub mod start_info;
+pub mod time;
+
+mod abi_local;
+
+#[cfg(target_os = "none")]
+pub mod arch;
+#[cfg(target_os = "none")]
+pub mod console;
+#[cfg(target_os = "none")]
+mod events;
+#[cfg(target_os = "none")]
+mod gnttab;
+#[cfg(target_os = "none")]
+mod heap;
+#[cfg(target_os = "none")]
+mod hypercall;
+#[cfg(target_os = "none")]
+mod runtime;
+
+#[cfg(target_os = "none")]
+pub use gnttab::{Mapping, Pages};
+#[cfg(target_os = "none")]
+pub use runtime::{boot_time, Xen};
+
+/// Names the image's entry function: `fn(&'static Xen) -> ShutdownReason`.
+///
+/// The runtime calls it once the heap, console, shared_info and grant
+/// table are up, and shuts the domain down with the returned reason.
+#[macro_export]
+macro_rules! main {
+    ($f:path) => {
+        #[no_mangle]
+        fn __windsor_main(xen: &'static $crate::Xen) -> $crate::xen::platform::ShutdownReason {
+            let f: fn(&'static $crate::Xen) -> $crate::xen::platform::ShutdownReason = $f;
+            f(xen)
+        }
+    };
+}
+
+/// Prints to the domain's console (`console_io` for dom0, port 0xe9
+/// otherwise), one hypercall per 256 bytes.
+#[cfg(target_os = "none")]
+#[macro_export]
+macro_rules! println {
+    ($($arg:tt)*) => {
+        $crate::console::print_line(format_args!($($arg)*))
+    };
+}
