@@ -67,6 +67,12 @@
 //! 2. the boot bundle ([`bundle`]): entry 0 is the encoded [`BootPlan`],
 //!    entry *i* ≥ 1 is a domain image.
 //!
+//! Xen copies the bundle into dom0's own memory at a page-aligned address
+//! right after dom0's kernel, so every bundle entry is page-aligned in dom0
+//! too, and the bundle counts against `dom0_mem`
+//! ([`render::bundle`] checks that it leaves
+//! [`render::DOM0_HEADROOM_MIB`] to spare).
+//!
 //! dom0 relies on: `hvm_start_info` module 0 being the bundle; bundle entry 0
 //! being the plan; [`PlanDomain::module`] being the bundle entry of that
 //! domain's ELF image (shared when two domains name the same image);

@@ -4,7 +4,7 @@
 //!
 //! Every renderer returns data (argument vectors, paths, bytes) for programs
 //! to use, and the data types implement `Display` for humans and logs. No
-//! renderer runs anything; only [`bundle`] reads files.
+//! renderer runs anything; only [`bundle()`] reads files.
 //!
 //! The module list is always `[dom0 kernel, bundle]`: see the
 //! [crate docs](crate#the-module-order-contract) for why and for what dom0
@@ -43,6 +43,20 @@ pub enum RenderError {
         /// The path.
         path: PathBuf,
     },
+    /// The bundle leaves dom0 too little memory: Xen copies it into dom0's
+    /// RAM, after dom0's kernel.
+    #[error(
+        "dom0.memory_mib: the boot bundle is {bundle_bytes} bytes, which leaves less than \
+         {DOM0_HEADROOM_MIB} MiB of dom0's {dom0_mib} MiB; expected dom0.memory_mib >= {needed_mib}"
+    )]
+    BundleTooLarge {
+        /// Size of the bundle.
+        bundle_bytes: usize,
+        /// dom0's memory.
+        dom0_mib: u32,
+        /// The smallest dom0 memory that fits.
+        needed_mib: u64,
+    },
     /// An image could not be read while building the bundle.
     #[error("{field}: cannot read {}: {error}", path.display())]
     ReadImage {
@@ -56,6 +70,10 @@ pub enum RenderError {
     },
 }
 
+/// Memory, in MiB, dom0 must keep besides the bundle (its kernel, heap and
+/// page tables). [`bundle()`] refuses a bundle that leaves less.
+pub const DOM0_HEADROOM_MIB: u64 = 16;
+
 /// Where the build put things, for the QEMU command line and the bundle.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
@@ -64,7 +82,7 @@ pub struct Layout {
     /// The build output directory; image paths in the host description are
     /// relative to it.
     pub images_dir: PathBuf,
-    /// Where the bundle file is (written by the caller from [`bundle`]).
+    /// Where the bundle file is (written by the caller from [`bundle()`]).
     pub bundle: PathBuf,
     /// Where QEMU writes the serial console (Xen and dom0 output).
     pub serial_log: PathBuf,
@@ -198,6 +216,9 @@ pub fn bundle_entries(config: &HostConfig, images_dir: &Path) -> Vec<Option<Path
 
 /// Builds the bundle: the encoded plan and every image read from
 /// `images_dir`. The caller writes it to [`Layout::bundle`].
+///
+/// Xen copies the bundle into dom0's memory (page-aligned, after dom0's
+/// kernel), so it must leave dom0 [`DOM0_HEADROOM_MIB`] to spare.
 pub fn bundle(config: &HostConfig, images_dir: &Path) -> Result<Vec<u8>, RenderError> {
     bundle_with(config, |p| {
         std::fs::read(images_dir.join(p)).map_err(|e| (images_dir.join(p), e))
@@ -224,7 +245,16 @@ pub fn bundle_with(
         images.push(bytes);
     }
     let refs: Vec<&[u8]> = images.iter().map(Vec::as_slice).collect();
-    Ok(bundle::build(&plan.to_postcard(), &refs))
+    let bytes = bundle::build(&plan.to_postcard(), &refs);
+    let needed_mib = (bytes.len() as u64).div_ceil(1 << 20) + DOM0_HEADROOM_MIB;
+    if needed_mib > u64::from(config.dom0.memory_mib) {
+        return Err(RenderError::BundleTooLarge {
+            bundle_bytes: bytes.len(),
+            dom0_mib: config.dom0.memory_mib,
+            needed_mib,
+        });
+    }
+    Ok(bytes)
 }
 
 /// A QEMU invocation.
@@ -522,6 +552,21 @@ timeout_secs = 9
             msg.starts_with("services[0].image: cannot read /nonexistent-windsor/xs.elf: "),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn bundle_must_fit_in_dom0() {
+        let mut h = host();
+        h.dom0.memory_mib = 17;
+        let big = |_: &Path| Ok(vec![0u8; 1 << 20]);
+        let e = bundle_with(&h, big).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "dom0.memory_mib: the boot bundle is 2105344 bytes, which leaves less than 16 MiB of \
+             dom0's 17 MiB; expected dom0.memory_mib >= 19"
+        );
+        h.dom0.memory_mib = 19;
+        assert!(bundle_with(&h, big).is_ok());
     }
 
     #[test]
