@@ -22,8 +22,25 @@ use xen::abi;
 /// One comparison: a value computed in Rust and the C expression that must
 /// print the same number.
 struct Check {
-    rust: i64,
+    rust: Value,
     c: String,
+}
+
+/// What a check compares: a number (printed by C as `long long`) or a string
+/// (a C `const char *` expression, printed between brackets).
+#[derive(Debug, PartialEq)]
+enum Value {
+    Int(i64),
+    Str(String),
+}
+
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Str(s) => write!(f, "{s:?}"),
+        }
+    }
 }
 
 /// Headers the C program includes, relative to the include directory.
@@ -33,6 +50,7 @@ const HEADERS: &[&str] = &[
     "xen/features.h",
     "xen/sched.h",
     "xen/event_channel.h",
+    "xen/grant_table.h",
     "xen/elfnote.h",
     "xen/hvm/params.h",
     "xen/hvm/hvm_op.h",
@@ -43,11 +61,11 @@ const HEADERS: &[&str] = &[
 macro_rules! structs {
     ($out:ident; $( $ty:ty = $cty:literal { $( $f:ident $(= $cf:literal)? ),* $(,)? } ; )*) => {
         $(
-            $out.push(Check { rust: core::mem::size_of::<$ty>() as i64, c: format!("sizeof({})", $cty) });
-            $out.push(Check { rust: core::mem::align_of::<$ty>() as i64, c: format!("_Alignof({})", $cty) });
+            $out.push(Check { rust: Value::Int(core::mem::size_of::<$ty>() as i64), c: format!("sizeof({})", $cty) });
+            $out.push(Check { rust: Value::Int(core::mem::align_of::<$ty>() as i64), c: format!("_Alignof({})", $cty) });
             $(
                 $out.push(Check {
-                    rust: core::mem::offset_of!($ty, $f) as i64,
+                    rust: Value::Int(core::mem::offset_of!($ty, $f) as i64),
                     c: format!("offsetof({}, {})", $cty, structs!(@cname $f $($cf)?)),
                 });
             )*
@@ -60,7 +78,14 @@ macro_rules! structs {
 /// `consts!(checks; rust_expr = "C_EXPR"; ...)`: values compared as `i64`.
 macro_rules! consts {
     ($out:ident; $( $rust:expr => $c:literal ; )*) => {
-        $( $out.push(Check { rust: ($rust) as i64, c: $c.to_string() }); )*
+        $( $out.push(Check { rust: Value::Int(($rust) as i64), c: $c.to_string() }); )*
+    };
+}
+
+/// `strings!(checks; rust_str = "C string expression"; ...)`.
+macro_rules! strings {
+    ($out:ident; $( $rust:expr => $c:expr ; )*) => {
+        $( $out.push(Check { rust: Value::Str(String::from($rust)), c: String::from($c) }); )*
     };
 }
 
@@ -282,6 +307,163 @@ fn checks() -> Vec<Check> {
         xen::DomId::IDLE.0 => "DOMID_IDLE";
     );
 
+    // ---- event_channel.h ----
+    structs!(v;
+        abi::event_channel::EvtchnAllocUnbound = "struct evtchn_alloc_unbound" { dom, remote_dom, port };
+        abi::event_channel::EvtchnBindInterdomain = "struct evtchn_bind_interdomain" {
+            remote_dom, remote_port, local_port };
+        abi::event_channel::EvtchnBindVirq = "struct evtchn_bind_virq" { virq, vcpu, port };
+        abi::event_channel::EvtchnBindPirq = "struct evtchn_bind_pirq" { pirq, flags, port };
+        abi::event_channel::EvtchnBindIpi = "struct evtchn_bind_ipi" { vcpu, port };
+        abi::event_channel::EvtchnClose = "struct evtchn_close" { port };
+        abi::event_channel::EvtchnSend = "struct evtchn_send" { port };
+        abi::event_channel::EvtchnStatus = "struct evtchn_status" { dom, port, status, vcpu, u };
+        abi::event_channel::EvtchnBindVcpu = "struct evtchn_bind_vcpu" { port, vcpu };
+        abi::event_channel::EvtchnUnmask = "struct evtchn_unmask" { port };
+        abi::event_channel::EvtchnReset = "struct evtchn_reset" { dom };
+        abi::event_channel::EvtchnInitControl = "struct evtchn_init_control" {
+            control_gfn, offset, vcpu, link_bits, _pad };
+        abi::event_channel::EvtchnExpandArray = "struct evtchn_expand_array" { array_gfn };
+        abi::event_channel::EvtchnSetPriority = "struct evtchn_set_priority" { port, priority };
+        abi::event_channel::EvtchnOp = "struct evtchn_op" { cmd, u };
+        abi::event_channel::EvtchnFifoControlBlock = "struct evtchn_fifo_control_block" {
+            ready, _rsvd, head };
+    );
+    consts!(v;
+        20 => "offsetof(struct evtchn_status, u.interdomain.port)";
+        abi::event_channel::EVTCHN_OP_UNION_SIZE => "sizeof(((struct evtchn_op *)0)->u)";
+        abi::event_channel::EVTCHNOP_BIND_INTERDOMAIN => "EVTCHNOP_bind_interdomain";
+        abi::event_channel::EVTCHNOP_BIND_VIRQ => "EVTCHNOP_bind_virq";
+        abi::event_channel::EVTCHNOP_BIND_PIRQ => "EVTCHNOP_bind_pirq";
+        abi::event_channel::EVTCHNOP_CLOSE => "EVTCHNOP_close";
+        abi::event_channel::EVTCHNOP_SEND => "EVTCHNOP_send";
+        abi::event_channel::EVTCHNOP_STATUS => "EVTCHNOP_status";
+        abi::event_channel::EVTCHNOP_ALLOC_UNBOUND => "EVTCHNOP_alloc_unbound";
+        abi::event_channel::EVTCHNOP_BIND_IPI => "EVTCHNOP_bind_ipi";
+        abi::event_channel::EVTCHNOP_BIND_VCPU => "EVTCHNOP_bind_vcpu";
+        abi::event_channel::EVTCHNOP_UNMASK => "EVTCHNOP_unmask";
+        abi::event_channel::EVTCHNOP_RESET => "EVTCHNOP_reset";
+        abi::event_channel::EVTCHNOP_INIT_CONTROL => "EVTCHNOP_init_control";
+        abi::event_channel::EVTCHNOP_EXPAND_ARRAY => "EVTCHNOP_expand_array";
+        abi::event_channel::EVTCHNOP_SET_PRIORITY => "EVTCHNOP_set_priority";
+        abi::event_channel::BIND_PIRQ_WILL_SHARE => "BIND_PIRQ__WILL_SHARE";
+        abi::event_channel::EvtchnStat::Closed => "EVTCHNSTAT_closed";
+        abi::event_channel::EvtchnStat::Unbound => "EVTCHNSTAT_unbound";
+        abi::event_channel::EvtchnStat::Interdomain => "EVTCHNSTAT_interdomain";
+        abi::event_channel::EvtchnStat::Pirq => "EVTCHNSTAT_pirq";
+        abi::event_channel::EvtchnStat::Virq => "EVTCHNSTAT_virq";
+        abi::event_channel::EvtchnStat::Ipi => "EVTCHNSTAT_ipi";
+        abi::event_channel::EVTCHN_FIFO_PRIORITY_MAX => "EVTCHN_FIFO_PRIORITY_MAX";
+        abi::event_channel::EVTCHN_FIFO_PRIORITY_DEFAULT => "EVTCHN_FIFO_PRIORITY_DEFAULT";
+        abi::event_channel::EVTCHN_FIFO_PRIORITY_MIN => "EVTCHN_FIFO_PRIORITY_MIN";
+        abi::event_channel::EVTCHN_FIFO_MAX_QUEUES => "EVTCHN_FIFO_MAX_QUEUES";
+        abi::event_channel::EVTCHN_FIFO_PENDING => "EVTCHN_FIFO_PENDING";
+        abi::event_channel::EVTCHN_FIFO_MASKED => "EVTCHN_FIFO_MASKED";
+        abi::event_channel::EVTCHN_FIFO_LINKED => "EVTCHN_FIFO_LINKED";
+        abi::event_channel::EVTCHN_FIFO_BUSY => "EVTCHN_FIFO_BUSY";
+        abi::event_channel::EVTCHN_FIFO_LINK_BITS => "EVTCHN_FIFO_LINK_BITS";
+        abi::event_channel::EVTCHN_FIFO_LINK_MASK => "EVTCHN_FIFO_LINK_MASK";
+        abi::event_channel::EVTCHN_FIFO_NR_CHANNELS => "EVTCHN_FIFO_NR_CHANNELS";
+    );
+
+    // ---- grant_table.h ----
+    structs!(v;
+        abi::grant_table::GrantEntryV1 = "struct grant_entry_v1" { flags, domid, frame };
+        abi::grant_table::GnttabMapGrantRef = "struct gnttab_map_grant_ref" {
+            host_addr, flags, r#ref = "ref", dom, status, handle, dev_bus_addr };
+        abi::grant_table::GnttabUnmapGrantRef = "struct gnttab_unmap_grant_ref" {
+            host_addr, dev_bus_addr, handle, status };
+        abi::grant_table::GnttabSetupTable = "struct gnttab_setup_table" {
+            dom, nr_frames, status, frame_list };
+        abi::grant_table::GnttabDumpTable = "struct gnttab_dump_table" { dom, status };
+        abi::grant_table::GnttabTransfer = "struct gnttab_transfer" {
+            mfn, domid, r#ref = "ref", status };
+        abi::grant_table::GnttabCopyPtr = "struct gnttab_copy_ptr" { u, domid, offset };
+        abi::grant_table::GnttabCopy = "struct gnttab_copy" { source, dest, len, flags, status };
+        abi::grant_table::GnttabQuerySize = "struct gnttab_query_size" {
+            dom, nr_frames, max_nr_frames, status };
+        abi::grant_table::GnttabUnmapAndReplace = "struct gnttab_unmap_and_replace" {
+            host_addr, new_addr, handle, status };
+        abi::grant_table::GnttabSetVersion = "struct gnttab_set_version" { version };
+        abi::grant_table::GnttabGetVersion = "struct gnttab_get_version" { dom, pad, version };
+    );
+    consts!(v;
+        0 => "offsetof(struct gnttab_copy_ptr, u.ref)";
+        0 => "offsetof(struct gnttab_copy_ptr, u.gmfn)";
+        abi::grant_table::GNTTAB_NR_RESERVED_ENTRIES => "GNTTAB_NR_RESERVED_ENTRIES";
+        abi::grant_table::GNTTAB_RESERVED_CONSOLE => "GNTTAB_RESERVED_CONSOLE";
+        abi::grant_table::GNTTAB_RESERVED_XENSTORE => "GNTTAB_RESERVED_XENSTORE";
+        xen::GrantRef::RESERVED_CONSOLE.0 => "GNTTAB_RESERVED_CONSOLE";
+        xen::GrantRef::RESERVED_XENSTORE.0 => "GNTTAB_RESERVED_XENSTORE";
+        xen::GrantRef::FIRST_FREE.0 => "GNTTAB_NR_RESERVED_ENTRIES";
+        abi::grant_table::GTF_INVALID => "GTF_invalid";
+        abi::grant_table::GTF_PERMIT_ACCESS => "GTF_permit_access";
+        abi::grant_table::GTF_ACCEPT_TRANSFER => "GTF_accept_transfer";
+        abi::grant_table::GTF_TRANSITIVE => "GTF_transitive";
+        abi::grant_table::GTF_TYPE_MASK => "GTF_type_mask";
+        abi::grant_table::GTF_READONLY => "GTF_readonly";
+        abi::grant_table::GTF_READING => "GTF_reading";
+        abi::grant_table::GTF_WRITING => "GTF_writing";
+        abi::grant_table::GTF_PWT => "GTF_PWT";
+        abi::grant_table::GTF_PCD => "GTF_PCD";
+        abi::grant_table::GTF_PAT => "GTF_PAT";
+        abi::grant_table::GTF_SUB_PAGE => "GTF_sub_page";
+        abi::grant_table::GTF_TRANSFER_COMMITTED => "GTF_transfer_committed";
+        abi::grant_table::GTF_TRANSFER_COMPLETED => "GTF_transfer_completed";
+        abi::grant_table::GNTTABOP_MAP_GRANT_REF => "GNTTABOP_map_grant_ref";
+        abi::grant_table::GNTTABOP_UNMAP_GRANT_REF => "GNTTABOP_unmap_grant_ref";
+        abi::grant_table::GNTTABOP_SETUP_TABLE => "GNTTABOP_setup_table";
+        abi::grant_table::GNTTABOP_DUMP_TABLE => "GNTTABOP_dump_table";
+        abi::grant_table::GNTTABOP_TRANSFER => "GNTTABOP_transfer";
+        abi::grant_table::GNTTABOP_COPY => "GNTTABOP_copy";
+        abi::grant_table::GNTTABOP_QUERY_SIZE => "GNTTABOP_query_size";
+        abi::grant_table::GNTTABOP_UNMAP_AND_REPLACE => "GNTTABOP_unmap_and_replace";
+        abi::grant_table::GNTTABOP_SET_VERSION => "GNTTABOP_set_version";
+        abi::grant_table::GNTTABOP_GET_STATUS_FRAMES => "GNTTABOP_get_status_frames";
+        abi::grant_table::GNTTABOP_GET_VERSION => "GNTTABOP_get_version";
+        abi::grant_table::GNTTABOP_SWAP_GRANT_REF => "GNTTABOP_swap_grant_ref";
+        abi::grant_table::GNTTABOP_CACHE_FLUSH => "GNTTABOP_cache_flush";
+        abi::grant_table::GNTMAP_DEVICE_MAP => "GNTMAP_device_map";
+        abi::grant_table::GNTMAP_HOST_MAP => "GNTMAP_host_map";
+        abi::grant_table::GNTMAP_READONLY => "GNTMAP_readonly";
+        abi::grant_table::GNTMAP_APPLICATION_MAP => "GNTMAP_application_map";
+        abi::grant_table::GNTMAP_CONTAINS_PTE => "GNTMAP_contains_pte";
+        abi::grant_table::GNTMAP_GUEST_AVAIL_MASK => "GNTMAP_guest_avail_mask";
+        abi::grant_table::GNTCOPY_SOURCE_GREF => "GNTCOPY_source_gref";
+        abi::grant_table::GNTCOPY_DEST_GREF => "GNTCOPY_dest_gref";
+        abi::grant_table::GNTST_OKAY => "GNTST_okay";
+        abi::grant_table::GNTST_GENERAL_ERROR => "GNTST_general_error";
+        abi::grant_table::GNTST_BAD_DOMAIN => "GNTST_bad_domain";
+        abi::grant_table::GNTST_BAD_GNTREF => "GNTST_bad_gntref";
+        abi::grant_table::GNTST_BAD_HANDLE => "GNTST_bad_handle";
+        abi::grant_table::GNTST_BAD_VIRT_ADDR => "GNTST_bad_virt_addr";
+        abi::grant_table::GNTST_BAD_DEV_ADDR => "GNTST_bad_dev_addr";
+        abi::grant_table::GNTST_NO_DEVICE_SPACE => "GNTST_no_device_space";
+        abi::grant_table::GNTST_PERMISSION_DENIED => "GNTST_permission_denied";
+        abi::grant_table::GNTST_BAD_PAGE => "GNTST_bad_page";
+        abi::grant_table::GNTST_BAD_COPY_ARG => "GNTST_bad_copy_arg";
+        abi::grant_table::GNTST_ADDRESS_TOO_BIG => "GNTST_address_too_big";
+        abi::grant_table::GNTST_EAGAIN => "GNTST_eagain";
+        abi::grant_table::GNTST_NO_SPACE => "GNTST_no_space";
+        xen::platform::GrantStatus::GeneralError => "GNTST_general_error";
+        xen::platform::GrantStatus::BadDomain => "GNTST_bad_domain";
+        xen::platform::GrantStatus::BadGntref => "GNTST_bad_gntref";
+        xen::platform::GrantStatus::BadHandle => "GNTST_bad_handle";
+        xen::platform::GrantStatus::BadVirtAddr => "GNTST_bad_virt_addr";
+        xen::platform::GrantStatus::BadDevAddr => "GNTST_bad_dev_addr";
+        xen::platform::GrantStatus::NoDeviceSpace => "GNTST_no_device_space";
+        xen::platform::GrantStatus::PermissionDenied => "GNTST_permission_denied";
+        xen::platform::GrantStatus::BadPage => "GNTST_bad_page";
+        xen::platform::GrantStatus::BadCopyArg => "GNTST_bad_copy_arg";
+        xen::platform::GrantStatus::AddressTooBig => "GNTST_address_too_big";
+        xen::platform::GrantStatus::Eagain => "GNTST_eagain";
+        xen::platform::GrantStatus::NoSpace => "GNTST_no_space";
+        abi::grant_table::GNTTABOP_ERROR_MSGS.len() => "sizeof((const char *[])GNTTABOP_error_msgs) / sizeof(char *)";
+    );
+    for (i, msg) in abi::grant_table::GNTTABOP_ERROR_MSGS.iter().enumerate() {
+        strings!(v; *msg => format!("((const char *[])GNTTABOP_error_msgs)[{i}]"););
+    }
+
     v
 }
 
@@ -309,7 +491,11 @@ fn c_source(checks: &[Check]) -> String {
     }
     s.push_str("int main(void) {\n");
     for c in checks {
-        writeln!(s, "    printf(\"%lld\\n\", (long long)({}));", c.c).unwrap();
+        match c.rust {
+            Value::Int(_) => writeln!(s, "    printf(\"%lld\\n\", (long long)({}));", c.c),
+            Value::Str(_) => writeln!(s, "    printf(\"[%s]\\n\", {});", c.c),
+        }
+        .unwrap();
     }
     s.push_str("    return 0;\n}\n");
     s
@@ -354,7 +540,14 @@ fn rust_mirrors_match_the_c_headers() {
     );
     let mut bad = Vec::new();
     for (check, line) in checks.iter().zip(&lines) {
-        let c: i64 = line.trim().parse().unwrap();
+        let c = match check.rust {
+            Value::Int(_) => Value::Int(line.trim().parse().unwrap()),
+            Value::Str(_) => Value::Str(
+                line.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string(),
+            ),
+        };
         if c != check.rust {
             bad.push(format!("{}: C {} != Rust {}", check.c, c, check.rust));
         }

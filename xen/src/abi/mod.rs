@@ -43,6 +43,8 @@ pub mod errno;
 
 pub mod console_io;
 pub mod elfnote;
+pub mod event_channel;
+pub mod grant_table;
 pub mod hvm;
 pub mod hypercall;
 pub mod sched;
