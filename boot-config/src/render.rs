@@ -225,7 +225,7 @@ pub fn bundle(config: &HostConfig, images_dir: &Path) -> Result<Vec<u8>, RenderE
     })
 }
 
-/// [`bundle`] with an injected reader, which gets the image path as written.
+/// [`bundle()`] with an injected reader, which gets the image path as written.
 pub fn bundle_with(
     config: &HostConfig,
     mut read: impl FnMut(&Path) -> Result<Vec<u8>, (PathBuf, io::Error)>,
