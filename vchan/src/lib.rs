@@ -27,9 +27,10 @@
 //! during a blocked write, and a planted wrong ordering that must be caught):
 //!
 //! ```text
-//! RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 \
-//!     cargo test -p vchan --release --lib loom_models
+//! RUSTFLAGS="--cfg loom" cargo test -p vchan --release --test loom
 //! ```
+//!
+//! (`LOOM_MAX_PREEMPTIONS` defaults to 3 in the models; see `tests/loom.rs`.)
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -3,7 +3,7 @@
 //! Sans-IO and `no_std`: nothing here blocks, allocates or signals an event
 //! channel. Operations return how many bytes moved and a [`Kick`] telling the
 //! caller whether the peer asked to be notified; the blocking layer
-//! ([`crate::channel`]) and the loom models ([`crate::loom_models`]) drive
+//! (`crate::channel`) and the loom models (`tests/loom.rs`) drive
 //! these same functions.
 //!
 //! # The protocol (libxenvchan `io.c`, Xen 4.17)
