@@ -16,3 +16,7 @@
 extern crate alloc;
 
 pub mod client;
+#[cfg(feature = "std")]
+pub mod persist;
+#[cfg(feature = "std")]
+pub mod daemon;

@@ -1,0 +1,2 @@
+//! Benchmarks of windsor-xenstored against the reference daemons.
+fn main() {}

@@ -1,0 +1,436 @@
+//! The `windsor-xenstored` daemon: a Unix-socket xenstored with durable writes.
+//!
+//! ```text
+//!  clients ──Unix socket──▶ event loop (mio, one thread) ──▶ Engine (the core)
+//!                               │  ▲                            │ replies, events
+//!                     append    │  │ durable LSN (Waker)        ▼
+//!                               ▼  │                    per-connection output
+//!                        persist::Log commit thread      queues, gated by LSN
+//!                        (group commit, O_DSYNC)
+//! ```
+//!
+//! One thread owns the store and every connection; it never blocks on disk.
+//! A request that changed the store appends a journal record
+//! ([`journal`](crate::persist::journal)) and every message it produced (the reply,
+//! watch events to other connections) waits in its connection's queue until
+//! the commit thread reports that record durable. One commit covers every
+//! mutation queued meanwhile, from all connections (group commit). Messages
+//! behind a held one on the same connection wait too, so each connection
+//! sees its messages in order. Reads are answered at once; a read may see a
+//! write whose reply is still waiting for the disk.
+//!
+//! Clients on the socket are dom0 (privileged), as with C xenstored. A client
+//! that breaks framing (oversized length) or lets more than
+//! [`MAX_QUEUED`] bytes of output pile up is disconnected; the rest go on.
+
+extern crate std;
+
+use std::boxed::Box;
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use std::vec::Vec;
+
+use mio::net::{UnixListener, UnixStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use crate::persist::journal::{self, Engine, Journal};
+use crate::persist::{Log, Lsn, PersistError};
+
+/// Size of `struct xsd_sockmsg`.
+pub const HEADER_LEN: usize = 16;
+/// `XENSTORE_PAYLOAD_MAX`.
+pub const PAYLOAD_MAX: usize = 4096;
+/// Output bytes a connection may leave unread before it is disconnected.
+pub const MAX_QUEUED: usize = 16 << 20;
+
+const LISTENER: Token = Token(0);
+const WAKER: Token = Token(1);
+const FIRST_CONN: usize = 2;
+
+/// Why the daemon stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The socket could not be bound or polled.
+    #[error("socket {}: {source}", path.display())]
+    Socket {
+        /// The socket path.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// Persistence failed (opening the data directory, or the log writer).
+    #[error(transparent)]
+    Persist(#[from] PersistError),
+    /// The recovered state could not be loaded into the store.
+    #[error(transparent)]
+    Recover(#[from] journal::RecoverError),
+}
+
+/// How to run the daemon.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Unix socket to listen on (replaced if it exists).
+    pub socket: PathBuf,
+    /// Directory for the log and snapshots.
+    pub data_dir: PathBuf,
+    /// Take a snapshot after this many journal records.
+    pub snapshot_every: u64,
+}
+
+struct Out {
+    lsn: Lsn,
+    bytes: Vec<u8>,
+}
+
+struct Conn {
+    stream: UnixStream,
+    /// Received bytes not yet parsed into a whole message.
+    rbuf: Vec<u8>,
+    /// Messages not yet written, each gated by the LSN it waits for.
+    out: VecDeque<Out>,
+    /// Bytes of `out`'s front already written.
+    written: usize,
+    queued: usize,
+    want_write: bool,
+}
+
+/// A running daemon: build with [`Daemon::bind`], then [`Daemon::run`].
+pub struct Daemon<E: Engine> {
+    poll: Poll,
+    listener: UnixListener,
+    log: Log,
+    journal: Journal<E>,
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    /// Connections with messages waiting for durability.
+    gated: Vec<usize>,
+    /// Connections that got output during this round.
+    touched: Vec<usize>,
+    durable: Lsn,
+    since_snapshot: u64,
+    config: Config,
+    scratch: Vec<u8>,
+    outputs: Vec<(usize, Vec<u8>)>,
+}
+
+fn socket_err(path: &Path) -> impl FnOnce(io::Error) -> DaemonError + '_ {
+    move |source| DaemonError::Socket {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl<E: Engine> Daemon<E> {
+    /// Recovers the store from `config.data_dir` into `engine`, then binds
+    /// the socket.
+    pub fn bind(config: Config, engine: E) -> Result<Self, DaemonError> {
+        let poll = Poll::new().map_err(socket_err(&config.socket))?;
+        let waker =
+            Arc::new(Waker::new(poll.registry(), WAKER).map_err(socket_err(&config.socket))?);
+        let notify = Box::new(move |_lsn: Lsn| {
+            let _ = waker.wake();
+        });
+        let (log, recovered) = Log::open(&config.data_dir, notify)?;
+        let mut journal = Journal::new(engine);
+        let replayed = recovered.records.len();
+        journal.recover(&recovered)?;
+        log.snapshot(journal.dump());
+        log.flush()?;
+        tracing::info!(
+            records = replayed,
+            snapshot = recovered.snapshot.is_some(),
+            dropped_bytes = recovered.dropped_bytes,
+            "store recovered"
+        );
+        let _ = std::fs::remove_file(&config.socket);
+        let mut listener =
+            UnixListener::bind(&config.socket).map_err(socket_err(&config.socket))?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .map_err(socket_err(&config.socket))?;
+        Ok(Daemon {
+            poll,
+            listener,
+            log,
+            journal,
+            conns: Vec::new(),
+            free: Vec::new(),
+            gated: Vec::new(),
+            touched: Vec::new(),
+            durable: 0,
+            since_snapshot: 0,
+            config,
+            scratch: std::vec![0; 64 << 10],
+            outputs: Vec::new(),
+        })
+    }
+
+    /// Serves until `stop` is set (checked at least every 100 ms).
+    pub fn run(&mut self, stop: &AtomicBool) -> Result<(), DaemonError> {
+        let mut events = Events::with_capacity(1024);
+        while !stop.load(Ordering::Relaxed) {
+            if let Err(e) = self
+                .poll
+                .poll(&mut events, Some(Duration::from_millis(100)))
+            {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(socket_err(&self.config.socket)(e));
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => self.accept(),
+                    WAKER => {}
+                    Token(t) => {
+                        let slot = t - FIRST_CONN;
+                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                            self.read(slot);
+                        }
+                        if ev.is_writable() {
+                            self.touched.push(slot);
+                        }
+                    }
+                }
+            }
+            if let Some(e) = self.log.failure() {
+                return Err(e.into());
+            }
+            let durable = self.log.durable();
+            if durable != self.durable {
+                self.durable = durable;
+                let gated = std::mem::take(&mut self.gated);
+                self.touched.extend(gated);
+            }
+            self.flush_touched();
+            if self.since_snapshot >= self.config.snapshot_every {
+                self.since_snapshot = 0;
+                self.log.snapshot(self.journal.dump());
+            }
+        }
+        self.log.flush()?;
+        Ok(())
+    }
+
+    fn accept(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, _)) => {
+                    let slot = self.free.pop().unwrap_or_else(|| {
+                        self.conns.push(None);
+                        self.conns.len() - 1
+                    });
+                    if let Err(e) = self.poll.registry().register(
+                        &mut stream,
+                        Token(slot + FIRST_CONN),
+                        Interest::READABLE,
+                    ) {
+                        tracing::warn!(error = %e, "cannot register connection");
+                        self.free.push(slot);
+                        continue;
+                    }
+                    self.journal.connect(slot);
+                    self.conns[slot] = Some(Conn {
+                        stream,
+                        rbuf: Vec::new(),
+                        out: VecDeque::new(),
+                        written: 0,
+                        queued: 0,
+                        want_write: false,
+                    });
+                    tracing::debug!(slot, "connection accepted");
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn read(&mut self, slot: usize) {
+        let mut closed = false;
+        loop {
+            let Some(Some(conn)) = self.conns.get_mut(slot) else {
+                return;
+            };
+            match conn.stream.read(&mut self.scratch) {
+                Ok(0) => {
+                    closed = true;
+                    break;
+                }
+                Ok(n) => {
+                    conn.rbuf.extend_from_slice(&self.scratch[..n]);
+                    let short = n < self.scratch.len();
+                    if let Err(why) = self.process(slot) {
+                        tracing::info!(slot, why, "disconnecting misbehaving client");
+                        closed = true;
+                        break;
+                    }
+                    if short {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        if closed {
+            self.close(slot);
+        }
+    }
+
+    /// Handles every whole message in the connection's read buffer.
+    fn process(&mut self, slot: usize) -> Result<(), &'static str> {
+        let Some(Some(conn)) = self.conns.get_mut(slot) else {
+            return Ok(());
+        };
+        let mut rbuf = std::mem::take(&mut conn.rbuf);
+        let mut at = 0;
+        let mut result = Ok(());
+        while rbuf.len() - at >= HEADER_LEN {
+            let len =
+                u32::from_le_bytes([rbuf[at + 12], rbuf[at + 13], rbuf[at + 14], rbuf[at + 15]])
+                    as usize;
+            if len > PAYLOAD_MAX {
+                result = Err("oversized message");
+                break;
+            }
+            if rbuf.len() - at < HEADER_LEN + len {
+                break;
+            }
+            let msg = &rbuf[at..at + HEADER_LEN + len];
+            at += HEADER_LEN + len;
+            let record = self.journal.request(slot, msg, &mut self.outputs);
+            let lsn = match record {
+                Some(bytes) => {
+                    self.since_snapshot += 1;
+                    self.log.append(&bytes)
+                }
+                None => 0,
+            };
+            for (to, bytes) in self.outputs.drain(..) {
+                let Some(Some(c)) = self.conns.get_mut(to) else {
+                    continue;
+                };
+                c.queued += bytes.len();
+                c.out.push_back(Out { lsn, bytes });
+                self.touched.push(to);
+            }
+        }
+        rbuf.drain(..at);
+        if let Some(Some(conn)) = self.conns.get_mut(slot) {
+            conn.rbuf = rbuf;
+        }
+        result
+    }
+
+    fn flush_touched(&mut self) {
+        let mut touched = std::mem::take(&mut self.touched);
+        touched.sort_unstable();
+        touched.dedup();
+        for &slot in &touched {
+            self.flush(slot);
+        }
+        touched.clear();
+        self.touched = touched;
+    }
+
+    /// Writes what may be written of a connection's queue.
+    fn flush(&mut self, slot: usize) {
+        let durable = self.durable;
+        let Some(Some(conn)) = self.conns.get_mut(slot) else {
+            return;
+        };
+        let mut iov: Vec<io::IoSlice<'_>> = Vec::new();
+        let mut gated = false;
+        for (i, o) in conn.out.iter().enumerate() {
+            if o.lsn > durable {
+                gated = true;
+                break;
+            }
+            let start = if i == 0 { conn.written } else { 0 };
+            iov.push(io::IoSlice::new(&o.bytes[start..]));
+            if iov.len() >= 64 {
+                break;
+            }
+        }
+        let mut failed = false;
+        if !iov.is_empty() {
+            match conn.stream.write_vectored(&iov) {
+                Ok(mut n) => {
+                    drop(iov);
+                    conn.queued -= n.min(conn.queued);
+                    while n > 0 {
+                        let Some(front) = conn.out.front() else { break };
+                        let left = front.bytes.len() - conn.written;
+                        if n >= left {
+                            n -= left;
+                            conn.written = 0;
+                            conn.out.pop_front();
+                        } else {
+                            conn.written += n;
+                            n = 0;
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => failed = true,
+            }
+        }
+        if failed || conn.queued > MAX_QUEUED {
+            if !failed {
+                tracing::info!(slot, "disconnecting client that does not read its replies");
+            }
+            self.close(slot);
+            return;
+        }
+        // More to write once the socket drains: ask for WRITABLE.
+        let ready_left = conn.out.front().is_some_and(|o| o.lsn <= durable);
+        if ready_left != conn.want_write {
+            conn.want_write = ready_left;
+            let interest = if ready_left {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            let _ = self.poll.registry().reregister(
+                &mut conn.stream,
+                Token(slot + FIRST_CONN),
+                interest,
+            );
+        }
+        if gated || conn.out.front().is_some_and(|o| o.lsn > durable) {
+            self.gated.push(slot);
+        }
+    }
+
+    fn close(&mut self, slot: usize) {
+        let Some(conn) = self.conns.get_mut(slot) else {
+            return;
+        };
+        if let Some(mut c) = conn.take() {
+            let _ = self.poll.registry().deregister(&mut c.stream);
+            self.journal.disconnect(slot);
+            self.free.push(slot);
+            tracing::debug!(slot, "connection closed");
+        }
+    }
+}
+
+mod stand_in;
+
+/// The store the daemon serves.
+pub fn engine() -> impl Engine {
+    stand_in::StandIn::default()
+}
