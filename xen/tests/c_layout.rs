@@ -51,6 +51,8 @@ const HEADERS: &[&str] = &[
     "xen/sched.h",
     "xen/event_channel.h",
     "xen/grant_table.h",
+    "xen/memory.h",
+    "xen/domctl.h",
     "xen/elfnote.h",
     "xen/hvm/params.h",
     "xen/hvm/hvm_op.h",
@@ -463,6 +465,224 @@ fn checks() -> Vec<Check> {
     for (i, msg) in abi::grant_table::GNTTABOP_ERROR_MSGS.iter().enumerate() {
         strings!(v; *msg => format!("((const char *[])GNTTABOP_error_msgs)[{i}]"););
     }
+
+    // ---- memory.h ----
+    structs!(v;
+        abi::memory::XenMemoryReservation = "struct xen_memory_reservation" {
+            extent_start, nr_extents, extent_order, mem_flags, domid };
+        abi::memory::XenMemoryExchange = "struct xen_memory_exchange" { r#in = "in", out, nr_exchanged };
+        abi::memory::XenAddToPhysmap = "struct xen_add_to_physmap" { domid, size, space, idx, gpfn };
+        abi::memory::XenAddToPhysmapBatch = "struct xen_add_to_physmap_batch" {
+            domid, space, size, foreign_domid = "u.foreign_domid", idxs, gpfns, errs };
+        abi::memory::XenRemoveFromPhysmap = "struct xen_remove_from_physmap" { domid, gpfn };
+        abi::memory::XenMemoryMap = "struct xen_memory_map" { nr_entries, buffer };
+        abi::memory::XenForeignMemoryMap = "struct xen_foreign_memory_map" { domid, map };
+    );
+    consts!(v;
+        abi::memory::XENMEM_INCREASE_RESERVATION => "XENMEM_increase_reservation";
+        abi::memory::XENMEM_DECREASE_RESERVATION => "XENMEM_decrease_reservation";
+        abi::memory::XENMEM_MAXIMUM_RAM_PAGE => "XENMEM_maximum_ram_page";
+        abi::memory::XENMEM_CURRENT_RESERVATION => "XENMEM_current_reservation";
+        abi::memory::XENMEM_MAXIMUM_RESERVATION => "XENMEM_maximum_reservation";
+        abi::memory::XENMEM_MACHPHYS_MFN_LIST => "XENMEM_machphys_mfn_list";
+        abi::memory::XENMEM_POPULATE_PHYSMAP => "XENMEM_populate_physmap";
+        abi::memory::XENMEM_ADD_TO_PHYSMAP => "XENMEM_add_to_physmap";
+        abi::memory::XENMEM_MEMORY_MAP => "XENMEM_memory_map";
+        abi::memory::XENMEM_MACHINE_MEMORY_MAP => "XENMEM_machine_memory_map";
+        abi::memory::XENMEM_EXCHANGE => "XENMEM_exchange";
+        abi::memory::XENMEM_MACHPHYS_MAPPING => "XENMEM_machphys_mapping";
+        abi::memory::XENMEM_SET_MEMORY_MAP => "XENMEM_set_memory_map";
+        abi::memory::XENMEM_MAXIMUM_GPFN => "XENMEM_maximum_gpfn";
+        abi::memory::XENMEM_REMOVE_FROM_PHYSMAP => "XENMEM_remove_from_physmap";
+        abi::memory::XENMEM_SET_POD_TARGET => "XENMEM_set_pod_target";
+        abi::memory::XENMEM_GET_POD_TARGET => "XENMEM_get_pod_target";
+        abi::memory::XENMEM_ADD_TO_PHYSMAP_BATCH => "XENMEM_add_to_physmap_batch";
+        abi::memory::XENMEM_CLAIM_PAGES => "XENMEM_claim_pages";
+        abi::memory::XENMEM_MACHPHYS_COMPAT_MFN_LIST => "XENMEM_machphys_compat_mfn_list";
+        abi::memory::XENMEM_GET_VNUMAINFO => "XENMEM_get_vnumainfo";
+        abi::memory::XENMEM_RESERVED_DEVICE_MEMORY_MAP => "XENMEM_reserved_device_memory_map";
+        abi::memory::XENMEM_ACQUIRE_RESOURCE => "XENMEM_acquire_resource";
+        abi::memory::XENMEMF_POPULATE_ON_DEMAND => "XENMEMF_populate_on_demand";
+        abi::memory::XENMEMF_EXACT_NODE_REQUEST => "XENMEMF_exact_node_request";
+        abi::memory::XENMEMF_VNODE => "XENMEMF_vnode";
+        abi::memory::xenmemf_address_bits(32) => "XENMEMF_address_bits(32)";
+        abi::memory::xenmemf_node(3) => "XENMEMF_node(3)";
+        abi::memory::MapSpace::SharedInfo => "XENMAPSPACE_shared_info";
+        abi::memory::MapSpace::GrantTable => "XENMAPSPACE_grant_table";
+        abi::memory::MapSpace::Gmfn => "XENMAPSPACE_gmfn";
+        abi::memory::MapSpace::GmfnRange => "XENMAPSPACE_gmfn_range";
+        abi::memory::MapSpace::GmfnForeign => "XENMAPSPACE_gmfn_foreign";
+        abi::memory::MapSpace::DevMmio => "XENMAPSPACE_dev_mmio";
+        abi::memory::XENMAPIDX_GRANT_TABLE_STATUS => "XENMAPIDX_grant_table_status";
+        abi::memory::E820_RAM => "XEN_HVM_MEMMAP_TYPE_RAM";
+        abi::memory::E820_RESERVED => "XEN_HVM_MEMMAP_TYPE_RESERVED";
+        abi::memory::E820_ACPI => "XEN_HVM_MEMMAP_TYPE_ACPI";
+        abi::memory::E820_NVS => "XEN_HVM_MEMMAP_TYPE_NVS";
+        abi::memory::E820_UNUSABLE => "XEN_HVM_MEMMAP_TYPE_UNUSABLE";
+    );
+
+    // ---- domctl.h, arch-x86/xen.h, hvm/save.h ----
+    structs!(v;
+        abi::domctl::XenArchDomainconfig = "struct xen_arch_domainconfig" { emulation_flags, misc_flags };
+        abi::domctl::XenDomctlCreatedomain = "struct xen_domctl_createdomain" {
+            ssidref, handle, flags, iommu_opts, max_vcpus, max_evtchn_port, max_grant_frames,
+            max_maptrack_frames, grant_opts, vmtrace_size, cpupool_id, arch };
+        abi::domctl::XenDomctlGetdomaininfo = "struct xen_domctl_getdomaininfo" {
+            domain, pad1, flags, tot_pages, max_pages, outstanding_pages, shr_pages, paged_pages,
+            shared_info_frame, cpu_time, nr_online_vcpus, max_vcpu_id, ssidref, handle, cpupool,
+            gpaddr_bits, pad2, arch_config };
+        abi::domctl::XenDomctlMaxMem = "struct xen_domctl_max_mem" { max_memkb };
+        abi::domctl::XenDomctlMaxVcpus = "struct xen_domctl_max_vcpus" { max };
+        abi::domctl::XenDomctlHvmcontext = "struct xen_domctl_hvmcontext" { size, buffer };
+        abi::domctl::XenDomctl = "struct xen_domctl" { cmd, interface_version, domain, _pad, u };
+        abi::hvm_save::HvmSaveDescriptor = "struct hvm_save_descriptor" { typecode, instance, length };
+        abi::hvm_save::HvmSaveHeader = "struct hvm_save_header" {
+            magic, version, changeset, cpuid, gtsc_khz };
+        abi::hvm_save::HvmHwCpu = "struct hvm_hw_cpu" {
+            fpu_regs, rax, rbx, rcx, rdx, rbp, rsi, rdi,
+            rsp, r8, r9, r10, r11, r12, r13, r14,
+            r15, rip, rflags, cr0, cr2, cr3, cr4, dr0,
+            dr1, dr2, dr3, dr6, dr7, cs_sel, ds_sel, es_sel,
+            fs_sel, gs_sel, ss_sel, tr_sel, ldtr_sel, cs_limit, ds_limit, es_limit,
+            fs_limit, gs_limit, ss_limit, tr_limit, ldtr_limit, idtr_limit, gdtr_limit, cs_base,
+            ds_base, es_base, fs_base, gs_base, ss_base, tr_base, ldtr_base, idtr_base,
+            gdtr_base, cs_arbytes, ds_arbytes, es_arbytes, fs_arbytes, gs_arbytes, ss_arbytes, tr_arbytes,
+            ldtr_arbytes, sysenter_cs, sysenter_esp, sysenter_eip, shadow_gs, msr_flags, msr_lstar, msr_star,
+            msr_cstar, msr_syscall_mask, msr_efer, msr_tsc_aux, tsc, pending_event, error_code, flags,
+            pad0 };
+    );
+    consts!(v;
+        abi::domctl::XEN_DOMCTL_PAYLOAD_SIZE => "sizeof(((struct xen_domctl *)0)->u)";
+        16 => "offsetof(struct xen_domctl, u.createdomain)";
+        std::mem::size_of::<abi::domctl::XenDomainHandle>() => "sizeof(xen_domain_handle_t)";
+        abi::domctl::XEN_DOMCTL_INTERFACE_VERSION => "XEN_DOMCTL_INTERFACE_VERSION";
+        abi::domctl::XEN_DOMCTL_CREATEDOMAIN => "XEN_DOMCTL_createdomain";
+        abi::domctl::XEN_DOMCTL_DESTROYDOMAIN => "XEN_DOMCTL_destroydomain";
+        abi::domctl::XEN_DOMCTL_PAUSEDOMAIN => "XEN_DOMCTL_pausedomain";
+        abi::domctl::XEN_DOMCTL_UNPAUSEDOMAIN => "XEN_DOMCTL_unpausedomain";
+        abi::domctl::XEN_DOMCTL_GETDOMAININFO => "XEN_DOMCTL_getdomaininfo";
+        abi::domctl::XEN_DOMCTL_SETVCPUAFFINITY => "XEN_DOMCTL_setvcpuaffinity";
+        abi::domctl::XEN_DOMCTL_SHADOW_OP => "XEN_DOMCTL_shadow_op";
+        abi::domctl::XEN_DOMCTL_MAX_MEM => "XEN_DOMCTL_max_mem";
+        abi::domctl::XEN_DOMCTL_SETVCPUCONTEXT => "XEN_DOMCTL_setvcpucontext";
+        abi::domctl::XEN_DOMCTL_GETVCPUCONTEXT => "XEN_DOMCTL_getvcpucontext";
+        abi::domctl::XEN_DOMCTL_GETVCPUINFO => "XEN_DOMCTL_getvcpuinfo";
+        abi::domctl::XEN_DOMCTL_MAX_VCPUS => "XEN_DOMCTL_max_vcpus";
+        abi::domctl::XEN_DOMCTL_SCHEDULER_OP => "XEN_DOMCTL_scheduler_op";
+        abi::domctl::XEN_DOMCTL_SETDOMAINHANDLE => "XEN_DOMCTL_setdomainhandle";
+        abi::domctl::XEN_DOMCTL_SETDEBUGGING => "XEN_DOMCTL_setdebugging";
+        abi::domctl::XEN_DOMCTL_IRQ_PERMISSION => "XEN_DOMCTL_irq_permission";
+        abi::domctl::XEN_DOMCTL_IOMEM_PERMISSION => "XEN_DOMCTL_iomem_permission";
+        abi::domctl::XEN_DOMCTL_IOPORT_PERMISSION => "XEN_DOMCTL_ioport_permission";
+        abi::domctl::XEN_DOMCTL_HYPERCALL_INIT => "XEN_DOMCTL_hypercall_init";
+        abi::domctl::XEN_DOMCTL_SETTIMEOFFSET => "XEN_DOMCTL_settimeoffset";
+        abi::domctl::XEN_DOMCTL_GETVCPUAFFINITY => "XEN_DOMCTL_getvcpuaffinity";
+        abi::domctl::XEN_DOMCTL_REAL_MODE_AREA => "XEN_DOMCTL_real_mode_area";
+        abi::domctl::XEN_DOMCTL_RESUMEDOMAIN => "XEN_DOMCTL_resumedomain";
+        abi::domctl::XEN_DOMCTL_SENDTRIGGER => "XEN_DOMCTL_sendtrigger";
+        abi::domctl::XEN_DOMCTL_SUBSCRIBE => "XEN_DOMCTL_subscribe";
+        abi::domctl::XEN_DOMCTL_GETHVMCONTEXT => "XEN_DOMCTL_gethvmcontext";
+        abi::domctl::XEN_DOMCTL_SETHVMCONTEXT => "XEN_DOMCTL_sethvmcontext";
+        abi::domctl::XEN_DOMCTL_SET_ADDRESS_SIZE => "XEN_DOMCTL_set_address_size";
+        abi::domctl::XEN_DOMCTL_GET_ADDRESS_SIZE => "XEN_DOMCTL_get_address_size";
+        abi::domctl::XEN_DOMCTL_ASSIGN_DEVICE => "XEN_DOMCTL_assign_device";
+        abi::domctl::XEN_DOMCTL_BIND_PT_IRQ => "XEN_DOMCTL_bind_pt_irq";
+        abi::domctl::XEN_DOMCTL_MEMORY_MAPPING => "XEN_DOMCTL_memory_mapping";
+        abi::domctl::XEN_DOMCTL_IOPORT_MAPPING => "XEN_DOMCTL_ioport_mapping";
+        abi::domctl::XEN_DOMCTL_SET_EXT_VCPUCONTEXT => "XEN_DOMCTL_set_ext_vcpucontext";
+        abi::domctl::XEN_DOMCTL_GET_EXT_VCPUCONTEXT => "XEN_DOMCTL_get_ext_vcpucontext";
+        abi::domctl::XEN_DOMCTL_SET_OPT_FEATURE => "XEN_DOMCTL_set_opt_feature";
+        abi::domctl::XEN_DOMCTL_TEST_ASSIGN_DEVICE => "XEN_DOMCTL_test_assign_device";
+        abi::domctl::XEN_DOMCTL_SET_TARGET => "XEN_DOMCTL_set_target";
+        abi::domctl::XEN_DOMCTL_DEASSIGN_DEVICE => "XEN_DOMCTL_deassign_device";
+        abi::domctl::XEN_DOMCTL_UNBIND_PT_IRQ => "XEN_DOMCTL_unbind_pt_irq";
+        abi::domctl::XEN_DOMCTL_GET_DEVICE_GROUP => "XEN_DOMCTL_get_device_group";
+        abi::domctl::XEN_DOMCTL_DEBUG_OP => "XEN_DOMCTL_debug_op";
+        abi::domctl::XEN_DOMCTL_GETHVMCONTEXT_PARTIAL => "XEN_DOMCTL_gethvmcontext_partial";
+        abi::domctl::XEN_DOMCTL_VM_EVENT_OP => "XEN_DOMCTL_vm_event_op";
+        abi::domctl::XEN_DOMCTL_MEM_SHARING_OP => "XEN_DOMCTL_mem_sharing_op";
+        abi::domctl::XEN_DOMCTL_GETTSCINFO => "XEN_DOMCTL_gettscinfo";
+        abi::domctl::XEN_DOMCTL_SETTSCINFO => "XEN_DOMCTL_settscinfo";
+        abi::domctl::XEN_DOMCTL_GETPAGEFRAMEINFO3 => "XEN_DOMCTL_getpageframeinfo3";
+        abi::domctl::XEN_DOMCTL_SETVCPUEXTSTATE => "XEN_DOMCTL_setvcpuextstate";
+        abi::domctl::XEN_DOMCTL_GETVCPUEXTSTATE => "XEN_DOMCTL_getvcpuextstate";
+        abi::domctl::XEN_DOMCTL_SET_ACCESS_REQUIRED => "XEN_DOMCTL_set_access_required";
+        abi::domctl::XEN_DOMCTL_AUDIT_P2M => "XEN_DOMCTL_audit_p2m";
+        abi::domctl::XEN_DOMCTL_SET_VIRQ_HANDLER => "XEN_DOMCTL_set_virq_handler";
+        abi::domctl::XEN_DOMCTL_SET_BROKEN_PAGE_P2M => "XEN_DOMCTL_set_broken_page_p2m";
+        abi::domctl::XEN_DOMCTL_SETNODEAFFINITY => "XEN_DOMCTL_setnodeaffinity";
+        abi::domctl::XEN_DOMCTL_GETNODEAFFINITY => "XEN_DOMCTL_getnodeaffinity";
+        abi::domctl::XEN_DOMCTL_CACHEFLUSH => "XEN_DOMCTL_cacheflush";
+        abi::domctl::XEN_DOMCTL_GET_VCPU_MSRS => "XEN_DOMCTL_get_vcpu_msrs";
+        abi::domctl::XEN_DOMCTL_SET_VCPU_MSRS => "XEN_DOMCTL_set_vcpu_msrs";
+        abi::domctl::XEN_DOMCTL_SETVNUMAINFO => "XEN_DOMCTL_setvnumainfo";
+        abi::domctl::XEN_DOMCTL_PSR_CMT_OP => "XEN_DOMCTL_psr_cmt_op";
+        abi::domctl::XEN_DOMCTL_MONITOR_OP => "XEN_DOMCTL_monitor_op";
+        abi::domctl::XEN_DOMCTL_PSR_ALLOC => "XEN_DOMCTL_psr_alloc";
+        abi::domctl::XEN_DOMCTL_SOFT_RESET => "XEN_DOMCTL_soft_reset";
+        abi::domctl::XEN_DOMCTL_VUART_OP => "XEN_DOMCTL_vuart_op";
+        abi::domctl::XEN_DOMCTL_GET_CPU_POLICY => "XEN_DOMCTL_get_cpu_policy";
+        abi::domctl::XEN_DOMCTL_SET_CPU_POLICY => "XEN_DOMCTL_set_cpu_policy";
+        abi::domctl::XEN_DOMCTL_VMTRACE_OP => "XEN_DOMCTL_vmtrace_op";
+        abi::domctl::XEN_DOMCTL_GET_PAGING_MEMPOOL_SIZE => "XEN_DOMCTL_get_paging_mempool_size";
+        abi::domctl::XEN_DOMCTL_SET_PAGING_MEMPOOL_SIZE => "XEN_DOMCTL_set_paging_mempool_size";
+        abi::domctl::XEN_DOMCTL_GDBSX_GUESTMEMIO => "XEN_DOMCTL_gdbsx_guestmemio";
+        abi::domctl::XEN_DOMCTL_GDBSX_PAUSEVCPU => "XEN_DOMCTL_gdbsx_pausevcpu";
+        abi::domctl::XEN_DOMCTL_GDBSX_UNPAUSEVCPU => "XEN_DOMCTL_gdbsx_unpausevcpu";
+        abi::domctl::XEN_DOMCTL_GDBSX_DOMSTATUS => "XEN_DOMCTL_gdbsx_domstatus";
+        abi::domctl::XEN_DOMCTL_CDF_HVM => "XEN_DOMCTL_CDF_hvm";
+        abi::domctl::XEN_DOMCTL_CDF_HAP => "XEN_DOMCTL_CDF_hap";
+        abi::domctl::XEN_DOMCTL_CDF_S3_INTEGRITY => "XEN_DOMCTL_CDF_s3_integrity";
+        abi::domctl::XEN_DOMCTL_CDF_OOS_OFF => "XEN_DOMCTL_CDF_oos_off";
+        abi::domctl::XEN_DOMCTL_CDF_XS_DOMAIN => "XEN_DOMCTL_CDF_xs_domain";
+        abi::domctl::XEN_DOMCTL_CDF_IOMMU => "XEN_DOMCTL_CDF_iommu";
+        abi::domctl::XEN_DOMCTL_CDF_NESTED_VIRT => "XEN_DOMCTL_CDF_nested_virt";
+        abi::domctl::XEN_DOMCTL_CDF_VPMU => "XEN_DOMCTL_CDF_vpmu";
+        abi::domctl::XEN_DOMCTL_CDF_MAX => "XEN_DOMCTL_CDF_MAX";
+        abi::domctl::XEN_DOMCTL_IOMMU_NO_SHAREPT => "XEN_DOMCTL_IOMMU_no_sharept";
+        abi::domctl::XEN_DOMCTL_GRANT_VERSION_MASK => "XEN_DOMCTL_GRANT_version_mask";
+        abi::domctl::xen_domctl_grant_version(2) => "XEN_DOMCTL_GRANT_version(2)";
+        abi::domctl::XEN_X86_EMU_LAPIC => "XEN_X86_EMU_LAPIC";
+        abi::domctl::XEN_X86_EMU_HPET => "XEN_X86_EMU_HPET";
+        abi::domctl::XEN_X86_EMU_PM => "XEN_X86_EMU_PM";
+        abi::domctl::XEN_X86_EMU_RTC => "XEN_X86_EMU_RTC";
+        abi::domctl::XEN_X86_EMU_IOAPIC => "XEN_X86_EMU_IOAPIC";
+        abi::domctl::XEN_X86_EMU_PIC => "XEN_X86_EMU_PIC";
+        abi::domctl::XEN_X86_EMU_VGA => "XEN_X86_EMU_VGA";
+        abi::domctl::XEN_X86_EMU_IOMMU => "XEN_X86_EMU_IOMMU";
+        abi::domctl::XEN_X86_EMU_PIT => "XEN_X86_EMU_PIT";
+        abi::domctl::XEN_X86_EMU_USE_PIRQ => "XEN_X86_EMU_USE_PIRQ";
+        abi::domctl::XEN_X86_EMU_VPCI => "XEN_X86_EMU_VPCI";
+        abi::domctl::XEN_X86_EMU_ALL => "XEN_X86_EMU_ALL";
+        abi::domctl::XEN_X86_MSR_RELAXED => "XEN_X86_MSR_RELAXED";
+        abi::domctl::XEN_DOMINF_DYING => "XEN_DOMINF_dying";
+        abi::domctl::XEN_DOMINF_HVM_GUEST => "XEN_DOMINF_hvm_guest";
+        abi::domctl::XEN_DOMINF_SHUTDOWN => "XEN_DOMINF_shutdown";
+        abi::domctl::XEN_DOMINF_PAUSED => "XEN_DOMINF_paused";
+        abi::domctl::XEN_DOMINF_BLOCKED => "XEN_DOMINF_blocked";
+        abi::domctl::XEN_DOMINF_RUNNING => "XEN_DOMINF_running";
+        abi::domctl::XEN_DOMINF_DEBUGGED => "XEN_DOMINF_debugged";
+        abi::domctl::XEN_DOMINF_XS_DOMAIN => "XEN_DOMINF_xs_domain";
+        abi::domctl::XEN_DOMINF_HAP => "XEN_DOMINF_hap";
+        abi::domctl::XEN_DOMINF_SHUTDOWNMASK => "XEN_DOMINF_shutdownmask";
+        abi::domctl::XEN_DOMINF_SHUTDOWNSHIFT => "XEN_DOMINF_shutdownshift";
+        abi::domctl::XEN_INVALID_MAX_VCPU_ID => "XEN_INVALID_MAX_VCPU_ID";
+        abi::hvm_save::HVM_SAVE_CODE_END => "HVM_SAVE_CODE(END)";
+        abi::hvm_save::HVM_SAVE_CODE_HEADER => "HVM_SAVE_CODE(HEADER)";
+        abi::hvm_save::HVM_SAVE_CODE_CPU => "HVM_SAVE_CODE(CPU)";
+        abi::hvm_save::HVM_SAVE_CODE_PIC => "HVM_SAVE_CODE(PIC)";
+        abi::hvm_save::HVM_SAVE_CODE_IOAPIC => "HVM_SAVE_CODE(IOAPIC)";
+        abi::hvm_save::HVM_SAVE_CODE_LAPIC => "HVM_SAVE_CODE(LAPIC)";
+        abi::hvm_save::HVM_SAVE_CODE_LAPIC_REGS => "HVM_SAVE_CODE(LAPIC_REGS)";
+        abi::hvm_save::HVM_SAVE_CODE_MTRR => "HVM_SAVE_CODE(MTRR)";
+        abi::hvm_save::HVM_SAVE_CODE_TSC_ADJUST => "HVM_SAVE_CODE(TSC_ADJUST)";
+        abi::hvm_save::HVM_SAVE_CODE_MAX => "HVM_SAVE_CODE_MAX";
+        std::mem::size_of::<abi::hvm_save::HvmHwCpu>() => "HVM_SAVE_LENGTH(CPU)";
+        std::mem::size_of::<abi::hvm_save::HvmSaveHeader>() => "HVM_SAVE_LENGTH(HEADER)";
+        abi::hvm_save::HVM_FILE_MAGIC => "HVM_FILE_MAGIC";
+        abi::hvm_save::HVM_FILE_VERSION => "HVM_FILE_VERSION";
+        abi::hvm_save::XEN_X86_FPU_INITIALISED => "XEN_X86_FPU_INITIALISED";
+    );
 
     v
 }

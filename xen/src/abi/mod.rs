@@ -42,10 +42,13 @@ macro_rules! assert_layout {
 pub mod errno;
 
 pub mod console_io;
+pub mod domctl;
 pub mod elfnote;
 pub mod event_channel;
 pub mod grant_table;
 pub mod hvm;
+pub mod hvm_save;
 pub mod hypercall;
+pub mod memory;
 pub mod sched;
 pub mod xen;
