@@ -39,9 +39,15 @@ extern crate alloc;
 #[cfg(any(test, feature = "std"))]
 extern crate std;
 
+pub mod channel;
+mod error;
 pub mod layout;
+pub mod rendezvous;
 pub mod ring;
 pub mod sync;
+
+pub use channel::{ServerConfig, Vchan};
+pub use error::{Error, Result};
 
 #[cfg(test)]
 mod testmem;
