@@ -1,0 +1,633 @@
+//! `cargo xtask xen-boot`: boot Windsor images on real Xen 4.17 under QEMU.
+//!
+//! Steps (facts behind each in `XEN-BOOT-NOTES.md` of the design notes):
+//!
+//! 1. [`ensure_xen_tools`]: installs Debian's `qemu-system-x86` and
+//!    `xen-hypervisor-4.17-amd64` if missing, pinning `qemu-utils` to the
+//!    version `apt-cache policy` offers for QEMU 7.2 (the machine's
+//!    backported qemu-utils conflicts). Idempotent: a no-op once installed.
+//! 2. [`build_image`]: builds an image binary for `x86_64-unknown-none`
+//!    (release, `panic = "abort"`) in its own target directory, so that it
+//!    can run from inside `cargo test` without waiting on the outer lock.
+//! 3. [`check_pvh_image`]: refuses an ELF without a `PT_NOTE` carrying
+//!    `XEN_ELFNOTE_PHYS32_ENTRY` before QEMU is started.
+//! 4. [`boot`]: `zcat /boot/xen-4.17-amd64.gz` once, runs
+//!    `qemu-system-x86_64 -accel tcg -cpu max` with the images as multiboot
+//!    modules, streams the serial log, and stops QEMU (always, also on
+//!    timeout or panic) once the outcome is known:
+//!    * success: the ready marker appeared, then Xen reported
+//!      `Hardware Dom0 halted: halting machine` (dom0 powered off);
+//!    * failure: `Panic on CPU`, `crashed`, `rebooting machine`, a halt
+//!      before the marker, QEMU exiting, or the timeout; the error carries
+//!      the last log lines.
+//!
+//! This file is also compiled into the Xen-mode tests
+//! (`tests/tests/xen_mode.rs` includes it with `#[path]`), so it uses
+//! nothing from the rest of xtask.
+
+use std::collections::VecDeque;
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+/// The line prefix a Windsor dom0 prints when the host is ready.
+pub const READY_MARKER: &str = "WINDSOR-READY";
+/// The Xen binary Debian's `xen-hypervisor-4.17-amd64` installs.
+pub const XEN_GZ: &str = "/boot/xen-4.17-amd64.gz";
+/// Xen's command line: serial console, everything logged, PVH dom0.
+pub const XEN_CMDLINE: &str = "console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all \
+     noreboot console_timestamps=boot dom0=pvh dom0-iommu=none dom0_mem=64M";
+const TAIL_LINES: usize = 40;
+
+/// Options of `cargo xtask xen-boot`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct XenBootArgs {
+    /// The dom0 image: a path to a PVH ELF, or the name of an image binary
+    /// in the workspace (built for x86_64-unknown-none).
+    #[arg(long, default_value = "dom0-hello")]
+    pub image: String,
+    /// More images or blobs, handed to dom0 as multiboot modules in order
+    /// (paths or image binary names).
+    #[arg(long = "module")]
+    pub modules: Vec<String>,
+    /// dom0's command line.
+    #[arg(long, default_value = "")]
+    pub cmdline: String,
+    /// Hard limit for the whole boot, in seconds (QEMU is killed after it).
+    #[arg(long, default_value_t = 60)]
+    pub timeout: u64,
+    /// Do not echo the serial log while it streams.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Skip the PVH note check (to watch Xen refuse a bad image).
+    #[arg(long)]
+    pub no_check: bool,
+}
+
+impl Default for XenBootArgs {
+    fn default() -> Self {
+        XenBootArgs {
+            image: "dom0-hello".into(),
+            modules: Vec::new(),
+            cmdline: String::new(),
+            timeout: 60,
+            quiet: false,
+            no_check: false,
+        }
+    }
+}
+
+/// What a successful boot measured.
+#[derive(Debug, Clone)]
+pub struct BootReport {
+    /// The ready line as dom0 printed it.
+    pub ready_line: String,
+    /// QEMU wall time from spawn to the ready marker.
+    pub wall_to_ready: Duration,
+    /// QEMU wall time from spawn to Xen halting the machine.
+    pub wall_total: Duration,
+    /// dom0 start → ready, in ms, as dom0 measured it (`dom0=… ms`).
+    pub dom0_ms: Option<f64>,
+    /// Xen system time at ready, in ms (`xen=… ms`).
+    pub xen_ms: Option<f64>,
+    /// The full serial log.
+    pub log_path: PathBuf,
+    /// Every serial line.
+    pub lines: Vec<String>,
+}
+
+/// `cargo xtask xen-boot`: boots, prints the serial log and a summary;
+/// fails with the last log lines unless dom0 reported ready and powered off.
+pub fn run(args: XenBootArgs) -> Result<()> {
+    let r = boot(&args)?;
+    println!(
+        "xen-boot: ready in {:.2} s of QEMU wall time (dom0 start -> ready {}, Xen uptime {}); \
+         clean poweroff at {:.2} s; log {}",
+        r.wall_to_ready.as_secs_f64(),
+        r.dom0_ms.map_or("?".into(), |v| format!("{v:.1} ms")),
+        r.xen_ms.map_or("?".into(), |v| format!("{v:.0} ms")),
+        r.wall_total.as_secs_f64(),
+        r.log_path.display()
+    );
+    Ok(())
+}
+
+/// The workspace root (this file lives in `xtask/src/` or is included
+/// from `tests/tests/`; both crates sit one level below the root).
+pub fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// Where xen-boot keeps its files: `<target dir>/xen-boot`.
+pub fn work_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    target.join("xen-boot")
+}
+
+fn have_command(name: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+        .unwrap_or(false)
+}
+
+fn output(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The `Candidate:` version of `apt-cache policy PKG` (`None` if apt has
+/// no candidate, e.g. before `apt-get update`).
+fn apt_candidate(pkg: &str) -> Result<Option<String>> {
+    let text = output(Command::new("apt-cache").args(["policy", pkg]))?;
+    Ok(text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Candidate:"))
+        .map(|v| v.trim().to_string())
+        .filter(|v| v != "(none)"))
+}
+
+/// Versions `apt-cache policy PKG` lists in its version table: lines
+/// `[***] VERSION PRIORITY`, each followed by `PRIORITY SOURCE` lines.
+fn apt_versions(pkg: &str) -> Result<Vec<String>> {
+    let text = output(Command::new("apt-cache").args(["policy", pkg]))?;
+    Ok(parse_apt_versions(&text))
+}
+
+fn parse_apt_versions(policy: &str) -> Vec<String> {
+    let table = policy.split("Version table:").nth(1).unwrap_or("");
+    table
+        .lines()
+        .filter_map(|l| {
+            let t: Vec<&str> = l.split_whitespace().filter(|t| *t != "***").collect();
+            match t.as_slice() {
+                [v, prio] if v.parse::<i64>().is_err() && prio.parse::<i64>().is_ok() => {
+                    Some(v.to_string())
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Installs QEMU 7.2 and the Xen 4.17 hypervisor from Debian if they are
+/// missing. Idempotent; needs root (apt-get) only when something is missing.
+pub fn ensure_xen_tools() -> Result<()> {
+    if have_command("qemu-system-x86_64") && Path::new(XEN_GZ).is_file() {
+        return Ok(());
+    }
+    eprintln!("xen-boot: installing qemu-system-x86 and xen-hypervisor-4.17-amd64");
+    if apt_candidate("qemu-system-x86")?.is_none() {
+        output(Command::new("apt-get").args(["update", "-q"]))?;
+    }
+    let qemu = apt_candidate("qemu-system-x86")?
+        .ok_or_else(|| anyhow!("apt has no qemu-system-x86 (is this Debian 12?)"))?;
+    // The backported qemu-utils conflicts with QEMU 7.2: pin it to the
+    // version matching qemu-system-x86, as `apt-cache policy` lists it.
+    let utils = apt_versions("qemu-utils")?;
+    let mut cmd = Command::new("apt-get");
+    cmd.env("DEBIAN_FRONTEND", "noninteractive").args([
+        "install",
+        "-y",
+        "-q",
+        "-o",
+        "DPkg::Lock::Timeout=600",
+        "--no-install-recommends",
+        "--allow-downgrades",
+        "qemu-system-x86",
+        "xen-hypervisor-4.17-amd64",
+    ]);
+    if utils.contains(&qemu) {
+        cmd.arg(format!("qemu-utils={qemu}"));
+    }
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    if !have_command("qemu-system-x86_64") || !Path::new(XEN_GZ).is_file() {
+        bail!("installed, but qemu-system-x86_64 or {XEN_GZ} is still missing");
+    }
+    Ok(())
+}
+
+/// Unpacks the multiboot Xen ELF (`zcat /boot/xen-4.17-amd64.gz`) into the
+/// work directory, once.
+pub fn xen_elf() -> Result<PathBuf> {
+    let dir = work_dir();
+    fs::create_dir_all(&dir)?;
+    let out = dir.join("xen-4.17");
+    let fresh = match (fs::metadata(&out), fs::metadata(XEN_GZ)) {
+        (Ok(o), Ok(g)) => o.modified()? >= g.modified()? && o.len() > 0,
+        _ => false,
+    };
+    if !fresh {
+        let bytes = Command::new("zcat")
+            .arg(XEN_GZ)
+            .output()
+            .context("running zcat")?;
+        if !bytes.status.success() || bytes.stdout.is_empty() {
+            bail!(
+                "zcat {XEN_GZ} failed: {}",
+                String::from_utf8_lossy(&bytes.stderr)
+            );
+        }
+        let tmp = dir.join("xen-4.17.tmp");
+        fs::write(&tmp, &bytes.stdout)?;
+        fs::rename(&tmp, &out)?;
+    }
+    Ok(out)
+}
+
+/// Builds image binary `bin` (package `windsor-<bin>`, by convention) for
+/// `x86_64-unknown-none` and returns its path.
+///
+/// The package is named explicitly so that features are resolved for the
+/// image alone (the host crates enable `std` features the image must not get).
+pub fn build_image(bin: &str) -> Result<PathBuf> {
+    let target_dir = work_dir().join("cargo");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(workspace_root())
+        .env_remove("CARGO_TARGET_DIR")
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "--target",
+            "x86_64-unknown-none",
+        ])
+        .args(["--package", &format!("windsor-{bin}"), "--bin", bin])
+        .args(["--config", "profile.release.panic=\"abort\""])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .status()
+        .context("running cargo build for x86_64-unknown-none")?;
+    if !status.success() {
+        bail!("building image {bin} for x86_64-unknown-none failed: {status}");
+    }
+    Ok(target_dir.join("x86_64-unknown-none/release").join(bin))
+}
+
+/// A path as given, or an image binary name built on the fly.
+fn resolve_image(spec: &str) -> Result<PathBuf> {
+    let p = Path::new(spec);
+    if p.is_file() {
+        return Ok(p.to_path_buf());
+    }
+    if spec.contains('/') {
+        bail!("image {spec}: no such file");
+    }
+    build_image(spec)
+}
+
+/// Checks that `bytes` is an x86_64 ELF that Xen can start as PVH: a
+/// `PT_NOTE` segment with a `Xen` note of type `XEN_ELFNOTE_PHYS32_ENTRY`
+/// (18). Returns the 32-bit entry address.
+pub fn check_pvh_image(bytes: &[u8]) -> Result<u32> {
+    let u16_at = |o: usize| {
+        bytes
+            .get(o..o + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    };
+    let u32_at = |o: usize| {
+        bytes
+            .get(o..o + 4)
+            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
+    };
+    let u64_at = |o: usize| {
+        bytes
+            .get(o..o + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    };
+    if bytes.get(..4) != Some(b"\x7fELF") {
+        bail!("not an ELF file (bad magic)");
+    }
+    if bytes.get(4) != Some(&2) || bytes.get(5) != Some(&1) || u16_at(18) != Some(62) {
+        bail!("not a little-endian ELF64 x86_64 image");
+    }
+    let phoff = u64_at(32).ok_or_else(|| anyhow!("truncated ELF header"))? as usize;
+    let phentsize = u16_at(54).ok_or_else(|| anyhow!("truncated ELF header"))? as usize;
+    let phnum = u16_at(56).ok_or_else(|| anyhow!("truncated ELF header"))? as usize;
+    if phentsize < 56 {
+        bail!("bad program header size {phentsize}");
+    }
+    for i in 0..phnum {
+        let ph = phoff + i * phentsize;
+        let p_type = u32_at(ph).ok_or_else(|| anyhow!("program header {i} outside the file"))?;
+        if p_type != 4 {
+            continue; // not PT_NOTE
+        }
+        let off = u64_at(ph + 8).unwrap_or(u64::MAX) as usize;
+        let size = u64_at(ph + 32).unwrap_or(u64::MAX) as usize;
+        let notes = off
+            .checked_add(size)
+            .and_then(|end| bytes.get(off..end))
+            .ok_or_else(|| anyhow!("PT_NOTE segment outside the file"))?;
+        let mut at = 0;
+        while at + 12 <= notes.len() {
+            let field = |o: usize| u32::from_le_bytes(notes[o..o + 4].try_into().expect("4 bytes"));
+            let (namesz, descsz, ty) = (field(at) as usize, field(at + 4) as usize, field(at + 8));
+            let name_at = at + 12;
+            let desc_at = name_at + namesz.div_ceil(4) * 4;
+            let next = desc_at + descsz.div_ceil(4) * 4;
+            if next > notes.len() {
+                break;
+            }
+            if &notes[name_at..name_at + namesz] == b"Xen\0" && ty == 18 && descsz >= 4 {
+                return Ok(u32::from_le_bytes(
+                    notes[desc_at..desc_at + 4].try_into().expect("4 bytes"),
+                ));
+            }
+            at = next;
+        }
+    }
+    bail!("no XEN_ELFNOTE_PHYS32_ENTRY note in a PT_NOTE segment: Xen cannot start it as PVH")
+}
+
+/// Kills QEMU when dropped, whatever happened.
+struct Qemu(Child);
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn parse_ms(line: &str, key: &str) -> Option<f64> {
+    let rest = &line[line.find(key)? + key.len()..];
+    let num: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    num.parse().ok()
+}
+
+fn failure(what: &str, log: &Path, tail: &VecDeque<String>) -> anyhow::Error {
+    let mut msg = format!(
+        "xen-boot failed: {what}\n--- last serial lines ({}) ---\n",
+        log.display()
+    );
+    for l in tail {
+        msg.push_str(l);
+        msg.push('\n');
+    }
+    anyhow!(msg)
+}
+
+/// Boots Xen with the images of `args` and watches the serial log (see
+/// the module doc for what counts as success).
+pub fn boot(args: &XenBootArgs) -> Result<BootReport> {
+    ensure_xen_tools()?;
+    let xen = xen_elf()?;
+    let mut images = vec![resolve_image(&args.image)?];
+    for m in &args.modules {
+        images.push(resolve_image(m)?);
+    }
+    let dom0 = fs::read(&images[0]).with_context(|| format!("reading {}", images[0].display()))?;
+    if !args.no_check {
+        check_pvh_image(&dom0)
+            .with_context(|| format!("dom0 image {} rejected", images[0].display()))?;
+    }
+    let mut initrd = String::new();
+    for (i, img) in images.iter().enumerate() {
+        let s = img
+            .to_str()
+            .ok_or_else(|| anyhow!("non-UTF-8 path {}", img.display()))?;
+        if s.contains(',') || s.contains(' ') {
+            bail!("image path {s} contains ',' or ' ' (QEMU's -initrd separators)");
+        }
+        if i > 0 {
+            initrd.push(',');
+        }
+        initrd.push_str(s);
+        if i == 0 && !args.cmdline.is_empty() {
+            if args.cmdline.contains(',') {
+                bail!("dom0 command line must not contain ','");
+            }
+            initrd.push(' ');
+            initrd.push_str(&args.cmdline);
+        }
+    }
+
+    let dir = work_dir();
+    fs::create_dir_all(&dir)?;
+    let log_path = dir.join(format!("serial-{}.log", std::process::id()));
+    let mut log = File::create(&log_path)?;
+
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(args.timeout);
+    let child = Command::new("qemu-system-x86_64")
+        .args(["-accel", "tcg", "-cpu", "max", "-m", "1024", "-smp", "1"])
+        .args([
+            "-display",
+            "none",
+            "-vga",
+            "none",
+            "-no-reboot",
+            "-monitor",
+            "none",
+        ])
+        .args(["-serial", "stdio", "-parallel", "none"])
+        .arg("-kernel")
+        .arg(&xen)
+        .args(["-append", XEN_CMDLINE])
+        .args(["-initrd", &initrd])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting qemu-system-x86_64")?;
+    let mut qemu = Qemu(child);
+
+    let (tx, rx) = mpsc::channel::<Option<String>>();
+    for stream in [
+        qemu.0
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        qemu.0
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(stream);
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                match r.read_until(b'\n', &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let line = String::from_utf8_lossy(&buf)
+                            .trim_end_matches(['\r', '\n'])
+                            .to_string();
+                        if tx.send(Some(line)).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            let _ = tx.send(None);
+        });
+    }
+    drop(tx);
+
+    let mut tail = VecDeque::with_capacity(TAIL_LINES);
+    let mut lines = Vec::new();
+    let mut ready: Option<(String, Duration)> = None;
+    let mut open_streams = 2;
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(failure(
+                &format!(
+                    "timed out after {} s (ready marker {})",
+                    args.timeout,
+                    if ready.is_some() {
+                        "seen, no poweroff"
+                    } else {
+                        "never seen"
+                    }
+                ),
+                &log_path,
+                &tail,
+            ));
+        }
+        let line = match rx.recv_timeout(deadline - now) {
+            Ok(Some(l)) => l,
+            Ok(None) => {
+                open_streams -= 1;
+                if open_streams == 0 {
+                    let status = qemu.0.wait()?;
+                    return Err(failure(
+                        &format!("QEMU exited ({status})"),
+                        &log_path,
+                        &tail,
+                    ));
+                }
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(failure("QEMU output closed", &log_path, &tail));
+            }
+        };
+        if !args.quiet {
+            println!("{line}");
+        }
+        writeln!(log, "{line}")?;
+        if tail.len() == TAIL_LINES {
+            tail.pop_front();
+        }
+        tail.push_back(line.clone());
+        lines.push(line.clone());
+
+        if line.contains(READY_MARKER) && ready.is_none() {
+            ready = Some((line.clone(), started.elapsed()));
+        }
+        if line.contains("Panic on CPU")
+            || line.contains("crashed")
+            || line.contains("rebooting machine")
+        {
+            // Give Xen a moment to print the rest of the panic message.
+            let until = Instant::now() + Duration::from_millis(300);
+            while let Ok(Some(l)) = rx.recv_timeout(until.saturating_duration_since(Instant::now()))
+            {
+                writeln!(log, "{l}")?;
+                if tail.len() == TAIL_LINES {
+                    tail.pop_front();
+                }
+                tail.push_back(l);
+            }
+            return Err(failure(
+                &format!("Xen reported: {}", line.trim()),
+                &log_path,
+                &tail,
+            ));
+        }
+        if line.contains("halting machine") {
+            let Some((ready_line, wall_to_ready)) = ready else {
+                return Err(failure(
+                    "dom0 halted before the ready marker",
+                    &log_path,
+                    &tail,
+                ));
+            };
+            let report = BootReport {
+                dom0_ms: parse_ms(&ready_line, "dom0="),
+                xen_ms: parse_ms(&ready_line, "xen="),
+                ready_line,
+                wall_to_ready,
+                wall_total: started.elapsed(),
+                log_path,
+                lines,
+            };
+            drop(qemu);
+            return Ok(report);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apt_policy_version_table_parses() {
+        let policy = "qemu-utils:
+  Installed: 1:10.0.2+ds-2+deb13u1~bpo12+1
+  Candidate: 1:10.0.2+ds-2+deb13u1~bpo12+1
+  Version table:
+ *** 1:10.0.2+ds-2+deb13u1~bpo12+1 100
+        100 /var/lib/dpkg/status
+     1:7.2+dfsg-7+deb12u18+b3 500
+        500 http://deb.example/debian bookworm/main amd64 Packages
+";
+        assert_eq!(
+            parse_apt_versions(policy),
+            ["1:10.0.2+ds-2+deb13u1~bpo12+1", "1:7.2+dfsg-7+deb12u18+b3"]
+        );
+    }
+
+    #[test]
+    fn ready_line_fields_parse() {
+        let l = "WINDSOR-READY dom0=55.702 ms xen=1030 ms";
+        assert_eq!(parse_ms(l, "dom0="), Some(55.702));
+        assert_eq!(parse_ms(l, "xen="), Some(1030.0));
+        assert_eq!(parse_ms(l, "nope="), None);
+    }
+
+    #[test]
+    fn non_elf_and_noteless_images_are_refused() {
+        let err = check_pvh_image(b"MZ not an elf").unwrap_err().to_string();
+        assert!(err.contains("not an ELF"), "{err}");
+        // A minimal ELF64 x86_64 header with no program headers.
+        let mut elf = vec![0u8; 64];
+        elf[..4].copy_from_slice(b"\x7fELF");
+        elf[4] = 2;
+        elf[5] = 1;
+        elf[18] = 62;
+        elf[54] = 56;
+        let err = check_pvh_image(&elf).unwrap_err().to_string();
+        assert!(err.contains("XEN_ELFNOTE_PHYS32_ENTRY"), "{err}");
+    }
+}
