@@ -124,3 +124,328 @@ pub trait XenStore {
     /// Waits for the next watch event, up to `timeout` (`None`: forever).
     fn next_event(&self, timeout: Option<core::time::Duration>) -> Result<WatchEvent>;
 }
+
+#[cfg(feature = "test-utils")]
+pub use mem::MemStore;
+
+/// An in-memory [`XenStore`] on the real store core, for other crates' tests.
+#[cfg(feature = "test-utils")]
+mod mem {
+    use alloc::collections::{BTreeMap, VecDeque};
+    use alloc::string::String;
+    use alloc::vec::Vec;
+    use core::time::Duration;
+    use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+    use xen::{DomId, Errno};
+
+    use super::{ClientError, Perm, Result, TxId, WatchEvent, XenStore};
+    use crate::perms::Perms;
+    use crate::store::{Config, ConnId, Store};
+    use crate::wire::{error_from_name, Header, XsOp};
+
+    struct Shared {
+        store: Store,
+        events: BTreeMap<ConnId, VecDeque<WatchEvent>>,
+        req: u32,
+    }
+
+    /// An in-memory xenstore with real semantics (permissions, relative
+    /// paths, transactions, watches): [`Store`] behind a mutex.
+    ///
+    /// `MemStore::new()` is a dom0 client; [`MemStore::connect`] adds a
+    /// client of another domain to the same store, so a test can play
+    /// toolstack and guest at once. Clones share the connection. Watch
+    /// events are delivered through [`XenStore::next_event`], which blocks
+    /// (across threads) up to its timeout.
+    #[derive(Clone)]
+    pub struct MemStore {
+        shared: Arc<(Mutex<Shared>, Condvar)>,
+        conn: ConnId,
+        domid: DomId,
+    }
+
+    impl core::fmt::Debug for MemStore {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            f.debug_struct("MemStore")
+                .field("conn", &self.conn)
+                .field("domid", &self.domid)
+                .finish()
+        }
+    }
+
+    impl Default for MemStore {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
+    impl MemStore {
+        /// A fresh store and a dom0 client of it.
+        pub fn new() -> Self {
+            Self::with_config(Config::default())
+        }
+
+        /// A fresh store with `cfg` and a dom0 client of it.
+        pub fn with_config(cfg: Config) -> Self {
+            let mut store = Store::new(cfg);
+            let conn = store.connect(DomId::DOM0);
+            MemStore {
+                shared: Arc::new((
+                    Mutex::new(Shared {
+                        store,
+                        events: BTreeMap::new(),
+                        req: 0,
+                    }),
+                    Condvar::new(),
+                )),
+                conn,
+                domid: DomId::DOM0,
+            }
+        }
+
+        /// Another client, of domain `domid`, on the same store. (Its
+        /// relative paths are under `/local/domain/<domid>`; it is subject
+        /// to permissions and quotas like a guest.)
+        pub fn connect(&self, domid: DomId) -> MemStore {
+            let conn = self.lock().store.connect(domid);
+            MemStore {
+                shared: self.shared.clone(),
+                conn,
+                domid,
+            }
+        }
+
+        /// The domain this client acts as.
+        pub fn domid(&self) -> DomId {
+            self.domid
+        }
+
+        /// Direct access to the store core.
+        pub fn with_store<R>(&self, f: impl FnOnce(&mut Store) -> R) -> R {
+            f(&mut self.lock().store)
+        }
+
+        /// Drops this client's connection (watches, transactions).
+        pub fn close(&self) {
+            let mut g = self.lock();
+            g.store.disconnect(self.conn);
+            g.events.remove(&self.conn);
+        }
+
+        fn lock(&self) -> MutexGuard<'_, Shared> {
+            // A panic in another test thread must not hide this one's result.
+            self.shared.0.lock().unwrap_or_else(|e| e.into_inner())
+        }
+
+        fn call(&self, op: XsOp, tx: TxId, payload: &[u8]) -> Result<Vec<u8>> {
+            let mut g = self.lock();
+            g.req = g.req.wrapping_add(1);
+            let req = g.req;
+            let len = u32::try_from(payload.len()).map_err(|_| ClientError::Protocol)?;
+            let h = Header::new(op, req, tx.0, len);
+            g.store
+                .handle(self.conn, &h, payload)
+                .map_err(|_| ClientError::Disconnected)?;
+            let mut reply = None;
+            let Shared { store, events, .. } = &mut *g;
+            for c in store.take_ready() {
+                while let Some(p) = store.pop(c) {
+                    if p.op() == Some(XsOp::WatchEvent) {
+                        let mut parts = p.payload.split(|&b| b == 0);
+                        let path = parts.next().unwrap_or_default();
+                        let token = parts.next().unwrap_or_default();
+                        events.entry(c).or_default().push_back(WatchEvent {
+                            path: String::from_utf8_lossy(path).into_owned(),
+                            token: String::from_utf8_lossy(token).into_owned(),
+                        });
+                    } else if c == self.conn && p.header.req_id == req {
+                        reply = Some(p);
+                    }
+                }
+            }
+            drop(g);
+            self.shared.1.notify_all();
+            let p = reply.ok_or(ClientError::Protocol)?;
+            if p.op() == Some(XsOp::Error) {
+                return Err(ClientError::Store(
+                    error_from_name(&p.payload).unwrap_or(Errno::EINVAL),
+                ));
+            }
+            Ok(p.payload)
+        }
+
+        fn path_arg(path: &str) -> Vec<u8> {
+            let mut v = Vec::with_capacity(path.len() + 1);
+            v.extend_from_slice(path.as_bytes());
+            v.push(0);
+            v
+        }
+    }
+
+    impl XenStore for MemStore {
+        fn read(&self, tx: TxId, path: &str) -> Result<Vec<u8>> {
+            self.call(XsOp::Read, tx, &Self::path_arg(path))
+        }
+
+        fn write(&self, tx: TxId, path: &str, value: &[u8]) -> Result<()> {
+            let mut v = Self::path_arg(path);
+            v.extend_from_slice(value);
+            self.call(XsOp::Write, tx, &v).map(|_| ())
+        }
+
+        fn mkdir(&self, tx: TxId, path: &str) -> Result<()> {
+            self.call(XsOp::Mkdir, tx, &Self::path_arg(path))
+                .map(|_| ())
+        }
+
+        fn rm(&self, tx: TxId, path: &str) -> Result<()> {
+            self.call(XsOp::Rm, tx, &Self::path_arg(path)).map(|_| ())
+        }
+
+        fn directory(&self, tx: TxId, path: &str) -> Result<Vec<String>> {
+            let r = self.call(XsOp::Directory, tx, &Self::path_arg(path))?;
+            Ok(r.split(|&b| b == 0)
+                .filter(|s| !s.is_empty())
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect())
+        }
+
+        fn get_perms(&self, tx: TxId, path: &str) -> Result<Vec<Perm>> {
+            let r = self.call(XsOp::GetPerms, tx, &Self::path_arg(path))?;
+            let p = Perms::parse(&r).map_err(|_| ClientError::Protocol)?;
+            Ok(p.as_slice().to_vec())
+        }
+
+        fn set_perms(&self, tx: TxId, path: &str, perms: &[Perm]) -> Result<()> {
+            let mut v = Self::path_arg(path);
+            if let Some(p) = Perms::from_slice(perms) {
+                p.emit(&mut v);
+            }
+            self.call(XsOp::SetPerms, tx, &v).map(|_| ())
+        }
+
+        fn transaction_start(&self) -> Result<TxId> {
+            let r = self.call(XsOp::TransactionStart, TxId::NONE, b"\0")?;
+            let s = r.strip_suffix(b"\0").unwrap_or(&r);
+            core::str::from_utf8(s)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .map(TxId)
+                .ok_or(ClientError::Protocol)
+        }
+
+        fn transaction_end(&self, tx: TxId, commit: bool) -> Result<()> {
+            let arg: &[u8] = if commit { b"T\0" } else { b"F\0" };
+            self.call(XsOp::TransactionEnd, tx, arg).map(|_| ())
+        }
+
+        fn watch(&self, path: &str, token: &str) -> Result<()> {
+            let mut v = Self::path_arg(path);
+            v.extend_from_slice(&Self::path_arg(token));
+            self.call(XsOp::Watch, TxId::NONE, &v).map(|_| ())
+        }
+
+        fn unwatch(&self, path: &str, token: &str) -> Result<()> {
+            let mut v = Self::path_arg(path);
+            v.extend_from_slice(&Self::path_arg(token));
+            self.call(XsOp::Unwatch, TxId::NONE, &v).map(|_| ())
+        }
+
+        fn next_event(&self, timeout: Option<Duration>) -> Result<WatchEvent> {
+            let deadline = timeout.map(|t| std::time::Instant::now() + t);
+            let mut g = self.lock();
+            loop {
+                if let Some(e) = g.events.get_mut(&self.conn).and_then(VecDeque::pop_front) {
+                    return Ok(e);
+                }
+                if g.store.domid(self.conn).is_none() {
+                    return Err(ClientError::Disconnected);
+                }
+                g = match deadline {
+                    None => self.shared.1.wait(g).unwrap_or_else(|e| e.into_inner()),
+                    Some(d) => {
+                        let now = std::time::Instant::now();
+                        if now >= d {
+                            return Err(ClientError::Timeout);
+                        }
+                        self.shared
+                            .1
+                            .wait_timeout(g, d - now)
+                            .unwrap_or_else(|e| e.into_inner())
+                            .0
+                    }
+                };
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use crate::client::Access;
+
+        #[test]
+        fn basic_calls() {
+            let s = MemStore::new();
+            let t = TxId::NONE;
+            s.write(t, "/a/b", b"1").unwrap();
+            assert_eq!(s.read(t, "/a/b").unwrap(), b"1");
+            assert_eq!(s.directory(t, "/a").unwrap(), ["b"]);
+            assert_eq!(s.read(t, "/zz"), Err(ClientError::Store(Errno::ENOENT)));
+            s.set_perms(
+                t,
+                "/a/b",
+                &[
+                    Perm {
+                        dom: DomId(0),
+                        access: Access::None,
+                    },
+                    Perm {
+                        dom: DomId(3),
+                        access: Access::Read,
+                    },
+                ],
+            )
+            .unwrap();
+            assert_eq!(s.get_perms(t, "/a/b").unwrap().len(), 2);
+            let g = s.connect(DomId(3));
+            assert_eq!(g.read(t, "/a/b").unwrap(), b"1");
+            assert_eq!(
+                g.write(t, "/a/b", b"x"),
+                Err(ClientError::Store(Errno::EACCES))
+            );
+            let tx = s.transaction_start().unwrap();
+            s.write(tx, "/a/c", b"2").unwrap();
+            s.transaction_end(tx, true).unwrap();
+            assert_eq!(s.read(t, "/a/c").unwrap(), b"2");
+            s.mkdir(t, "/m").unwrap();
+            s.rm(t, "/m").unwrap();
+        }
+
+        #[test]
+        fn watch_events_cross_threads() {
+            let s = MemStore::new();
+            let w = s.connect(DomId(0));
+            w.watch("/x", "tok").unwrap();
+            let first = w.next_event(Some(Duration::from_secs(1))).unwrap();
+            assert_eq!(first.path, "/x");
+            let h = std::thread::spawn(move || w.next_event(Some(Duration::from_secs(5))));
+            std::thread::sleep(Duration::from_millis(20));
+            s.write(TxId::NONE, "/x/y", b"").unwrap();
+            let e = h.join().unwrap().unwrap();
+            assert_eq!(
+                e,
+                WatchEvent {
+                    path: "/x/y".into(),
+                    token: "tok".into()
+                }
+            );
+            let w2 = s.connect(DomId(0));
+            assert_eq!(
+                w2.next_event(Some(Duration::from_millis(10))),
+                Err(ClientError::Timeout)
+            );
+        }
+    }
+}

@@ -1,11 +1,17 @@
 //! The xenstore domain.
 //!
-//! This crate will own the `no_std` xenstore core (the tree, permissions,
-//! transactions, watches and quotas, the `xs_wire.h` codec), its transports
-//! (the xenbus ring over the platform traits, a Unix socket), persistence and
-//! replication, and the `windsor-xenstored` daemon.
+//! Layers, bottom up:
 //!
-//! Today it provides [`client::XenStore`], the trait through which every
+//! * [`wire`]: the `xs_wire.h` codec, an incremental decoder that never
+//!   reads by itself and bounds every length;
+//! * [`path`], [`perms`]: node names and the owner/ACL permission model;
+//! * [`store`]: the `no_std`, sans-IO state machine (tree, permissions,
+//!   transactions, watches, quotas) that turns requests into queued
+//!   replies, watch events, effects for the daemon and mutations for a log;
+//! * with `std`: persistence and the `windsor-xenstored` daemon (transports:
+//!   the xenbus ring over the platform traits, a Unix socket).
+//!
+//! It also provides [`client::XenStore`], the trait through which every
 //! other domain (toolstack, netback, blkback, vchan rendezvous) talks to a
 //! xenstore, and, behind the `test-utils` feature, [`client::MemStore`], an
 //! in-memory store for their tests.
@@ -16,7 +22,16 @@
 extern crate alloc;
 
 pub mod client;
+pub mod path;
+pub mod perms;
+pub mod store;
+pub mod wire;
+
 #[cfg(feature = "std")]
-pub mod persist;
+extern crate std;
+
+pub use store::{Config, ConnId, Effect, HandleError, Mutation, Quotas, Store};
 #[cfg(feature = "std")]
 pub mod daemon;
+#[cfg(feature = "std")]
+pub mod persist;

@@ -1,0 +1,393 @@
+//! Unit tests of the store through its wire-level entry point.
+
+use super::*;
+use alloc::string::ToString;
+
+pub(crate) struct T {
+    pub s: Store,
+    req: u32,
+}
+
+impl T {
+    pub fn new() -> Self {
+        T {
+            s: Store::new(Config {
+                record_mutations: true,
+                ..Config::default()
+            }),
+            req: 0,
+        }
+    }
+
+    pub fn req(&mut self, c: ConnId, op: XsOp, tx: u32, payload: &[u8]) -> Result<Vec<u8>, Errno> {
+        self.req += 1;
+        let h = Header::new(op, self.req, tx, payload.len() as u32);
+        self.s.handle(c, &h, payload).expect("handled");
+        // Replies come first among what this request queued for c; events
+        // queued before are skipped.
+        let mut reply = None;
+        let mut rest = VecDeque::new();
+        while let Some(p) = self.s.pop(c) {
+            if reply.is_none() && p.header.req_id == self.req && p.op() != Some(XsOp::WatchEvent) {
+                assert_eq!(p.header.tx_id, tx);
+                reply = Some(p);
+            } else {
+                rest.push_back(p);
+            }
+        }
+        // Put events back.
+        for p in rest {
+            let reply = p.op() != Some(XsOp::WatchEvent);
+            self.s.push(c, p, reply);
+        }
+        let p = reply.expect("a reply");
+        if p.op() == Some(XsOp::Error) {
+            Err(crate::wire::error_from_name(&p.payload).expect("known error"))
+        } else {
+            assert_eq!(p.op(), Some(op));
+            Ok(p.payload)
+        }
+    }
+
+    pub fn write(&mut self, c: ConnId, tx: u32, p: &str, v: &[u8]) -> Result<(), Errno> {
+        let mut b = cstr(p);
+        b.extend_from_slice(v);
+        self.req(c, XsOp::Write, tx, &b).map(|_| ())
+    }
+
+    pub fn read(&mut self, c: ConnId, tx: u32, p: &str) -> Result<Vec<u8>, Errno> {
+        self.req(c, XsOp::Read, tx, &cstr(p))
+    }
+
+    pub fn one(&mut self, c: ConnId, op: XsOp, tx: u32, p: &str) -> Result<Vec<u8>, Errno> {
+        self.req(c, op, tx, &cstr(p))
+    }
+
+    pub fn two(&mut self, c: ConnId, op: XsOp, a: &str, b: &str) -> Result<Vec<u8>, Errno> {
+        let mut v = cstr(a);
+        v.extend_from_slice(&cstr(b));
+        self.req(c, op, 0, &v)
+    }
+
+    pub fn set_perms(&mut self, c: ConnId, p: &str, perms: &[&str]) -> Result<(), Errno> {
+        let mut v = cstr(p);
+        for x in perms {
+            v.extend_from_slice(&cstr(x));
+        }
+        self.req(c, XsOp::SetPerms, 0, &v).map(|_| ())
+    }
+
+    pub fn start(&mut self, c: ConnId) -> u32 {
+        let r = self.req(c, XsOp::TransactionStart, 0, b"\0").unwrap();
+        core::str::from_utf8(&r[..r.len() - 1])
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    pub fn end(&mut self, c: ConnId, tx: u32, commit: bool) -> Result<(), Errno> {
+        self.req(
+            c,
+            XsOp::TransactionEnd,
+            tx,
+            if commit { b"T\0" } else { b"F\0" },
+        )
+        .map(|_| ())
+    }
+
+    /// Watch events queued for c, as (path, token).
+    pub fn events(&mut self, c: ConnId) -> Vec<(String, String)> {
+        let mut v = Vec::new();
+        while let Some(p) = self.s.pop(c) {
+            assert_eq!(p.op(), Some(XsOp::WatchEvent));
+            let parts: Vec<&[u8]> = p.payload.split(|&b| b == 0).collect();
+            v.push((
+                String::from_utf8_lossy(parts[0]).to_string(),
+                String::from_utf8_lossy(parts[1]).to_string(),
+            ));
+        }
+        v
+    }
+
+    /// A guest domain with its home directory, introduced, as the toolstack does.
+    pub fn guest(&mut self, d: u16) -> ConnId {
+        let c0 = self.dom0();
+        let home = format!("/local/domain/{d}");
+        self.write(c0, 0, &home, b"").unwrap();
+        self.set_perms(c0, &home, &[&format!("n{d}")]).unwrap();
+        self.req(
+            c0,
+            XsOp::Introduce,
+            0,
+            format!("{d}\0{}\0{}\0", 100 + d, 5).as_bytes(),
+        )
+        .unwrap();
+        self.s.connect(DomId(d))
+    }
+
+    pub fn dom0(&mut self) -> ConnId {
+        match self.s.conns.iter().find(|(_, c)| c.domid == DomId::DOM0) {
+            Some((id, _)) => *id,
+            None => self.s.connect(DomId::DOM0),
+        }
+    }
+}
+
+#[test]
+fn write_read_directory() {
+    let mut t = T::new();
+    let c = t.dom0();
+    t.write(c, 0, "/a/b/c", b"hello").unwrap();
+    assert_eq!(t.read(c, 0, "/a/b/c").unwrap(), b"hello");
+    assert_eq!(t.read(c, 0, "/a/b").unwrap(), b"");
+    assert_eq!(t.one(c, XsOp::Directory, 0, "/a").unwrap(), b"b\0");
+    assert_eq!(t.read(c, 0, "/nope"), Err(Errno::ENOENT));
+    assert_eq!(t.read(c, 0, "/a/"), Err(Errno::EINVAL));
+    t.one(c, XsOp::Mkdir, 0, "/a/d").unwrap();
+    assert_eq!(t.one(c, XsOp::Directory, 0, "/a").unwrap(), b"b\0d\0");
+    t.one(c, XsOp::Rm, 0, "/a/b").unwrap();
+    assert_eq!(t.read(c, 0, "/a/b/c"), Err(Errno::ENOENT));
+    assert_eq!(t.one(c, XsOp::Directory, 0, "/a").unwrap(), b"d\0");
+    // rm of a missing node whose parent exists is fine.
+    t.one(c, XsOp::Rm, 0, "/a/zz").unwrap();
+    assert_eq!(t.one(c, XsOp::Rm, 0, "/q/zz"), Err(Errno::ENOENT));
+    assert_eq!(t.one(c, XsOp::Rm, 0, "/"), Err(Errno::EINVAL));
+    assert!(t.s.check_consistency());
+}
+
+#[test]
+fn unknown_and_reply_only_types_get_enosys() {
+    let mut t = T::new();
+    let c = t.dom0();
+    for ty in [20u32, 23, 999, XsOp::WatchEvent as u32, XsOp::Error as u32] {
+        let h = Header {
+            ty,
+            req_id: 9,
+            tx_id: 0,
+            len: 0,
+        };
+        t.s.handle(c, &h, b"").unwrap();
+        let p = t.s.pop(c).unwrap();
+        assert_eq!(p.op(), Some(XsOp::Error));
+        assert_eq!(p.payload, b"ENOSYS\0");
+        assert_eq!(p.header.req_id, 9);
+    }
+}
+
+#[test]
+fn relative_paths_and_perms() {
+    let mut t = T::new();
+    let g = t.guest(3);
+    t.write(g, 0, "x", b"1").unwrap();
+    let c0 = t.dom0();
+    assert_eq!(t.read(c0, 0, "/local/domain/3/x").unwrap(), b"1");
+    assert_eq!(
+        t.one(c0, XsOp::GetPerms, 0, "/local/domain/3/x").unwrap(),
+        b"n3\0"
+    );
+    // A guest cannot read dom0's nodes nor create at the root.
+    t.write(c0, 0, "/secret", b"s").unwrap();
+    assert_eq!(t.read(g, 0, "/secret"), Err(Errno::EACCES));
+    assert_eq!(t.read(g, 0, "/nothere"), Err(Errno::EACCES));
+    assert_eq!(t.write(g, 0, "/mine", b""), Err(Errno::EACCES));
+    assert_eq!(t.read(g, 0, "nothere"), Err(Errno::ENOENT));
+    // Read ACL.
+    t.set_perms(c0, "/secret", &["n0", "r3"]).unwrap();
+    assert_eq!(t.read(g, 0, "/secret").unwrap(), b"s");
+    assert_eq!(t.write(g, 0, "/secret", b"x"), Err(Errno::EACCES));
+    assert_eq!(
+        t.one(c0, XsOp::GetDomainPath, 0, "3").unwrap(),
+        b"/local/domain/3\0"
+    );
+}
+
+#[test]
+fn watches_fire_with_permission_checks() {
+    let mut t = T::new();
+    let c0 = t.dom0();
+    let g = t.guest(4);
+    t.two(c0, XsOp::Watch, "/a", "tok").unwrap();
+    assert_eq!(t.events(c0), [("/a".to_string(), "tok".to_string())]);
+    t.two(g, XsOp::Watch, "/a", "g").unwrap();
+    assert_eq!(t.events(g).len(), 1);
+    t.write(c0, 0, "/a/b", b"1").unwrap();
+    assert_eq!(t.events(c0), [("/a/b".to_string(), "tok".to_string())]);
+    assert!(t.events(g).is_empty(), "XSA-115: no read access, no event");
+    t.write(c0, 0, "/ab", b"1").unwrap();
+    assert!(t.events(c0).is_empty());
+    // Relative watches report relative paths.
+    t.two(g, XsOp::Watch, "dev", "r").unwrap();
+    assert_eq!(t.events(g), [("dev".to_string(), "r".to_string())]);
+    t.write(g, 0, "dev/x", b"").unwrap();
+    assert_eq!(t.events(g), [("dev/x".to_string(), "r".to_string())]);
+    t.two(g, XsOp::Unwatch, "dev", "r").unwrap();
+    assert_eq!(t.two(g, XsOp::Unwatch, "dev", "r"), Err(Errno::ENOENT));
+    assert_eq!(t.two(c0, XsOp::Watch, "/a", "tok"), Err(Errno::EEXIST));
+}
+
+#[test]
+fn rm_fires_exact_for_children() {
+    let mut t = T::new();
+    let c0 = t.dom0();
+    t.write(c0, 0, "/a/b/c", b"").unwrap();
+    t.two(c0, XsOp::Watch, "/a", "A").unwrap();
+    t.two(c0, XsOp::Watch, "/a/b/c", "C").unwrap();
+    t.events(c0);
+    t.one(c0, XsOp::Rm, 0, "/a/b").unwrap();
+    let mut ev = t.events(c0);
+    ev.sort();
+    assert_eq!(
+        ev,
+        [
+            ("/a/b".to_string(), "A".to_string()),
+            ("/a/b/c".to_string(), "C".to_string())
+        ]
+    );
+}
+
+#[test]
+fn special_watches() {
+    let mut t = T::new();
+    let c0 = t.dom0();
+    t.two(c0, XsOp::Watch, "@introduceDomain", "i").unwrap();
+    t.two(c0, XsOp::Watch, "@releaseDomain", "r").unwrap();
+    t.events(c0);
+    let g = t.guest(5);
+    assert_eq!(
+        t.events(c0),
+        [("@introduceDomain".to_string(), "i".to_string())]
+    );
+    t.two(g, XsOp::Watch, "@releaseDomain", "g").unwrap();
+    t.events(g);
+    t.one(c0, XsOp::Release, 0, "5").unwrap();
+    assert_eq!(
+        t.events(c0),
+        [("@releaseDomain".to_string(), "r".to_string())]
+    );
+    assert!(matches!(
+        t.s.take_effects().last(),
+        Some(Effect::Release {
+            domid: DomId(5),
+            ..
+        })
+    ));
+    assert_eq!(
+        t.s.handle(g, &Header::default(), b""),
+        Err(HandleError::UnknownConn)
+    );
+    assert_eq!(t.one(c0, XsOp::IsDomainIntroduced, 0, "5").unwrap(), b"F\0");
+}
+
+#[test]
+fn transactions_conflict_only_on_touched_nodes() {
+    let mut t = T::new();
+    let c0 = t.dom0();
+    let c1 = t.s.connect(DomId(0));
+    t.write(c0, 0, "/x", b"0").unwrap();
+    t.write(c0, 0, "/y", b"0").unwrap();
+    let tx = t.start(c0);
+    assert_eq!(t.read(c0, tx, "/x").unwrap(), b"0");
+    t.write(c0, tx, "/z/new", b"1").unwrap();
+    assert_eq!(t.read(c1, 0, "/z/new"), Err(Errno::ENOENT), "isolated");
+    assert_eq!(t.read(c0, tx, "/z/new").unwrap(), b"1");
+    t.write(c1, 0, "/y", b"other").unwrap(); // untouched: no conflict
+    t.end(c0, tx, true).unwrap();
+    assert_eq!(t.read(c1, 0, "/z/new").unwrap(), b"1");
+
+    let tx = t.start(c0);
+    t.read(c0, tx, "/x").unwrap();
+    t.write(c0, tx, "/y", b"mine").unwrap();
+    t.write(c1, 0, "/x", b"changed").unwrap();
+    assert_eq!(t.end(c0, tx, true), Err(Errno::EAGAIN));
+    assert_eq!(t.read(c1, 0, "/y").unwrap(), b"other");
+    // The transaction is gone either way.
+    assert_eq!(t.end(c0, tx, true), Err(Errno::ENOENT));
+    assert_eq!(t.end(c0, 0, true), Err(Errno::ENOENT));
+    // Abort discards.
+    let tx = t.start(c0);
+    t.write(c0, tx, "/y", b"nope").unwrap();
+    t.end(c0, tx, false).unwrap();
+    assert_eq!(t.read(c1, 0, "/y").unwrap(), b"other");
+    assert!(t.s.check_consistency());
+}
+
+#[test]
+fn transaction_watches_fire_at_commit() {
+    let mut t = T::new();
+    let c0 = t.dom0();
+    let c1 = t.s.connect(DomId(0));
+    t.two(c1, XsOp::Watch, "/w", "t").unwrap();
+    t.events(c1);
+    let tx = t.start(c0);
+    t.write(c0, tx, "/w/a", b"1").unwrap();
+    assert!(t.events(c1).is_empty());
+    t.end(c0, tx, true).unwrap();
+    let ev = t.events(c1);
+    assert!(
+        ev.contains(&("/w/a".to_string(), "t".to_string())),
+        "{ev:?}"
+    );
+}
+
+#[test]
+fn directory_part_pages() {
+    let mut t = T::new();
+    let c0 = t.dom0();
+    for i in 0..600 {
+        t.write(c0, 0, &format!("/d/child-number-{i:04}"), b"")
+            .unwrap();
+    }
+    let mut names = Vec::new();
+    let mut off = 0usize;
+    loop {
+        let r = t
+            .two(c0, XsOp::DirectoryPart, "/d", &off.to_string())
+            .unwrap();
+        assert!(r.len() <= PAYLOAD_MAX);
+        let parts: Vec<&[u8]> = r.split(|&b| b == 0).collect();
+        for p in parts[1..].iter().filter(|p| !p.is_empty()) {
+            off += p.len() + 1;
+            names.push(String::from_utf8(p.to_vec()).unwrap());
+        }
+        if r.ends_with(b"\0\0") {
+            break;
+        }
+    }
+    assert_eq!(names.len(), 600);
+    assert_eq!(t.one(c0, XsOp::Directory, 0, "/d"), Err(Errno::E2BIG));
+}
+
+#[test]
+fn mutations_replay_to_the_same_tree() {
+    let mut t = T::new();
+    let c0 = t.dom0();
+    let g = t.guest(7);
+    t.write(g, 0, "a/b", b"v").unwrap();
+    let tx = t.start(c0);
+    t.write(c0, tx, "/t/x", b"1").unwrap();
+    t.one(c0, XsOp::Rm, tx, "/local/domain/7/a").unwrap();
+    t.end(c0, tx, true).unwrap();
+    t.set_perms(c0, "/t", &["b0", "r7"]).unwrap();
+    let log = t.s.take_mutations();
+    let mut r = Store::new(Config::default());
+    for m in &log {
+        r.apply(m);
+    }
+    let dump = |s: &Store| {
+        let mut v: Vec<(String, Vec<u8>, Perms, Vec<u8>)> = s
+            .tree()
+            .iter()
+            .map(|(p, n)| {
+                (p.to_string(), n.value.to_vec(), n.perms.clone(), {
+                    let mut c: Vec<&str> = n.child_names().collect();
+                    c.sort();
+                    c.join(",").into_bytes()
+                })
+            })
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    assert_eq!(dump(&t.s), dump(&r));
+    assert!(r.check_consistency());
+}

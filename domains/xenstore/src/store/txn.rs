@@ -1,0 +1,79 @@
+//! Transactions as overlays with generation checks.
+//!
+//! A transaction never copies the tree. The first time it touches a path
+//! (read or write) it records the node's committed generation (or that the
+//! node was absent) and its permissions; writes and deletes go to an
+//! overlay keyed by path. At commit every touched path is checked against
+//! the committed tree: if any generation differs, the commit fails with
+//! `EAGAIN` and nothing is applied. Otherwise the overlay is written back
+//! in path order (parents before children), each node with a fresh
+//! generation, and the queued watch events fire. This is the scheme of
+//! `xenstored_transaction.c` (4.17) without its per-transaction TDB copy.
+
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+
+use xen::Errno;
+
+use super::tree::{Node, Tree};
+use crate::perms::Perms;
+
+/// What a transaction knows about one path.
+#[derive(Clone, Debug)]
+pub(crate) struct Entry {
+    /// Committed generation when first touched; `None`: absent then.
+    pub orig_gen: Option<u64>,
+    /// Committed permissions when first touched (for watch checks).
+    pub orig_perms: Option<Perms>,
+    /// `None`: only read. `Some(None)`: deleted. `Some(Some(n))`: written.
+    pub state: Option<Option<Node>>,
+    /// A watch event to fire at commit; `Some(true)` if exact.
+    pub fire: Option<bool>,
+}
+
+/// One open transaction of a connection.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Txn {
+    pub entries: BTreeMap<Box<str>, Entry>,
+    /// Set when an operation inside hit a quota: the commit must fail.
+    pub failed: bool,
+    /// Nodes created inside (for the node quota at commit).
+    pub created: u32,
+}
+
+impl Txn {
+    /// Records the first access to `path`. Unprivileged transactions may
+    /// touch at most `limit` paths (`quota_trans_nodes`, XSA-326).
+    pub fn touch(
+        &mut self,
+        tree: &Tree,
+        path: &str,
+        unlimited: bool,
+        limit: usize,
+    ) -> Result<&mut Entry, Errno> {
+        if !self.entries.contains_key(path) {
+            if !unlimited && self.entries.len() >= limit {
+                self.failed = true;
+                return Err(Errno::ENOSPC);
+            }
+            let n = tree.get(path);
+            self.entries.insert(
+                path.into(),
+                Entry {
+                    orig_gen: n.map(|n| n.gen),
+                    orig_perms: n.map(|n| n.perms.clone()),
+                    state: None,
+                    fire: None,
+                },
+            );
+        }
+        self.entries.get_mut(path).ok_or(Errno::EIO)
+    }
+
+    /// True if every touched path is unchanged in `tree`.
+    pub fn validate(&self, tree: &Tree) -> bool {
+        self.entries
+            .iter()
+            .all(|(p, e)| tree.gen_of(p) == e.orig_gen)
+    }
+}
