@@ -650,4 +650,141 @@ mod tests {
         page.idx(Idx::LeftCons).store(u32::MAX, Release);
         assert!(cli.buffer_space(&page).is_err());
     }
+
+    mod props {
+        use super::*;
+        use alloc::collections::VecDeque;
+        use alloc::vec;
+        use alloc::vec::Vec;
+        use proptest::prelude::*;
+
+        #[derive(Clone, Debug)]
+        enum Op {
+            Write(usize),
+            Read(usize),
+            Send(usize),
+            Recv(usize),
+        }
+
+        fn op(max: usize) -> impl Strategy<Value = Op> {
+            prop_oneof![
+                (0..=max).prop_map(Op::Write),
+                (0..=max).prop_map(Op::Read),
+                (0..=max).prop_map(Op::Send),
+                (0..=max).prop_map(Op::Recv),
+            ]
+        }
+
+        proptest! {
+            /// Any interleaving of stream and packet reads and writes of any
+            /// sizes delivers exactly the bytes sent, in order.
+            #[test]
+            fn interleavings_transfer_exactly_the_bytes_sent(
+                order in 3u8..=12,
+                ops in proptest::collection::vec(op(5000), 1..200),
+                start in any::<u32>(),
+            ) {
+                let page = HeapPage::new_server(order, order);
+                // Free-running indices start anywhere (e.g. near u32::MAX).
+                page.idx(Idx::LeftCons).store(start, Release);
+                page.idx(Idx::LeftProd).store(start, Release);
+                let ring = HeapBuf::new(1 << order);
+                let mut srv = Endpoint::new(Role::Server, order, order, &page);
+                let mut cli = Endpoint::new(Role::Client, order, order, &page);
+                client_connect(&cli, &page);
+                let size = 1usize << order;
+                let mut model: VecDeque<u8> = VecDeque::new();
+                let mut next = 0u8;
+                for op in ops {
+                    match op {
+                        Op::Write(n) | Op::Send(n) => {
+                            let packet = matches!(op, Op::Send(_));
+                            let src: Vec<u8> = (0..n).map(|_| { next = next.wrapping_add(1); next }).collect();
+                            let min = if packet { n } else { 1 };
+                            match cli.try_write(&page, &ring, &src, min, true).unwrap() {
+                                Ok((w, _)) => {
+                                    prop_assert!(w <= n);
+                                    prop_assert!(!packet || w == n);
+                                    prop_assert_eq!(w, n.min(size - model.len()));
+                                    model.extend(&src[..w]);
+                                    next = next.wrapping_sub((n - w) as u8);
+                                }
+                                Err(Stall::Wait) => {
+                                    prop_assert!(n == 0 || size - model.len() < min.max(1));
+                                    next = next.wrapping_sub(n as u8);
+                                }
+                                Err(Stall::PeerClosed) => prop_assert!(false, "peer is live"),
+                            }
+                        }
+                        Op::Read(n) | Op::Recv(n) => {
+                            let packet = matches!(op, Op::Recv(_));
+                            let mut dst = vec![0u8; n];
+                            let min = if packet { n } else { 1 };
+                            match srv.try_read(&page, &ring, &mut dst, min, true).unwrap() {
+                                Ok((r, _)) => {
+                                    prop_assert_eq!(r, n.min(model.len()));
+                                    let want: Vec<u8> = model.drain(..r).collect();
+                                    prop_assert_eq!(&dst[..r], &want[..]);
+                                }
+                                Err(Stall::Wait) => prop_assert!(n == 0 || model.len() < min.max(1)),
+                                Err(Stall::PeerClosed) => prop_assert!(false, "peer is live"),
+                            }
+                        }
+                    }
+                }
+                // Drain: what is left is exactly what the model holds.
+                let mut rest = vec![0u8; size];
+                let left = match srv.try_read(&page, &ring, &mut rest, 1, false).unwrap() {
+                    Ok((r, _)) => rest[..r].to_vec(),
+                    Err(_) => Vec::new(),
+                };
+                prop_assert_eq!(left, model.into_iter().collect::<Vec<_>>());
+            }
+
+            /// Whatever a hostile peer writes into its index, the end either
+            /// accepts a value that is consistent with the ring, or reports
+            /// an error; it never reads or writes out of bounds.
+            #[test]
+            fn garbage_peer_indices_are_detected(
+                order in 3u8..=12,
+                fill in 0usize..5000,
+                garbage in proptest::collection::vec(any::<u32>(), 1..20),
+            ) {
+                let page = HeapPage::new_server(order, order);
+                let ring = HeapBuf::new(1 << order);
+                let size = 1u32 << order;
+                let mut srv = Endpoint::new(Role::Server, order, order, &page);
+                let mut cli = Endpoint::new(Role::Client, order, order, &page);
+                client_connect(&cli, &page);
+                let src = vec![7u8; fill];
+                let _ = cli.try_write(&page, &ring, &src, 1, false).unwrap();
+                let prod = page.idx(Idx::LeftProd).load(Acquire);
+                // Garbage producer index seen by the server.
+                let mut seen = 0u32;
+                let cons = 0u32;
+                for g in &garbage {
+                    page.idx(Idx::LeftProd).store(*g, Release);
+                    let valid = g.wrapping_sub(cons) <= size && g.wrapping_sub(cons) >= seen;
+                    match srv.data_ready(&page) {
+                        Ok(n) => { prop_assert!(valid); prop_assert_eq!(n, g.wrapping_sub(cons)); seen = n; }
+                        Err(RingError::BadProd { .. }) => prop_assert!(!valid),
+                        Err(e) => prop_assert!(false, "{e}"),
+                    }
+                }
+                let mut dst = vec![0u8; size as usize];
+                let (n, _) = srv.consume(&page, &ring, &mut dst);
+                prop_assert_eq!(n as u32, seen);
+                // Garbage consumer index seen by the client.
+                for g in &garbage {
+                    page.idx(Idx::LeftCons).store(*g, Release);
+                    let used = prod.wrapping_sub(*g);
+                    match cli.buffer_space(&page) {
+                        Ok(space) => { prop_assert!(used <= size); prop_assert_eq!(space, size - used); }
+                        Err(RingError::BadCons { .. }) => {}
+                        Err(e) => prop_assert!(false, "{e}"),
+                    }
+                }
+            }
+        }
+    }
 }
