@@ -9,41 +9,37 @@
 //! masked, so the mask bit here is purely the trait's notion ("a masked
 //! port does not end a wait").
 
-use crate::abi_local::{evtchn, shared_info};
 use crate::hypercall;
 use crate::runtime::Xen;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 use core::time::Duration;
+use xen::abi::event_channel::EvtchnBinding;
+use xen::abi::xen::{evtchn_mask_word_offset, evtchn_pending_word_offset, EVTCHN_2L_NR_CHANNELS};
 use xen::platform::{Clock, Error, EventChannel, PortStatus, Result, Virq};
 use xen::{DomId, Errno, EvtchnPort};
 
-fn word_bit(port: EvtchnPort) -> Result<(usize, u64)> {
-    if port.0 >= shared_info::NR_PORTS {
+/// `(pending word offset, mask word offset, bit)` of a 2-level port.
+fn word_bit(port: EvtchnPort) -> Result<(usize, usize, u64)> {
+    if port.0 as usize >= EVTCHN_2L_NR_CHANNELS {
         return Err(Error::Errno(Errno::EINVAL));
     }
-    Ok(((port.0 / 64) as usize * 8, 1u64 << (port.0 % 64)))
+    Ok((
+        evtchn_pending_word_offset(port.0),
+        evtchn_mask_word_offset(port.0),
+        1u64 << (port.0 % 64),
+    ))
 }
 
 impl Xen {
     fn is_pending(&self, port: EvtchnPort) -> bool {
-        word_bit(port).is_ok_and(|(w, b)| {
-            self.shared
-                .ro()
-                .load_u64(shared_info::EVTCHN_PENDING + w, Ordering::Acquire)
-                & b
-                != 0
-        })
+        word_bit(port)
+            .is_ok_and(|(p, _, b)| self.shared.ro().load_u64(p, Ordering::Acquire) & b != 0)
     }
 
     fn is_masked(&self, port: EvtchnPort) -> bool {
-        word_bit(port).is_ok_and(|(w, b)| {
-            self.shared
-                .ro()
-                .load_u64(shared_info::EVTCHN_MASK + w, Ordering::Acquire)
-                & b
-                != 0
-        })
+        word_bit(port)
+            .is_ok_and(|(_, m, b)| self.shared.ro().load_u64(m, Ordering::Acquire) & b != 0)
     }
 }
 
@@ -78,20 +74,16 @@ impl EventChannel for Xen {
     }
 
     fn mask(&self, port: EvtchnPort) -> Result<()> {
-        let (w, b) = word_bit(port)?;
-        self.shared
-            .atomic_u64(shared_info::EVTCHN_MASK + w)
-            .fetch_or(b, Ordering::AcqRel);
+        let (_, m, b) = word_bit(port)?;
+        self.shared.atomic_u64(m).fetch_or(b, Ordering::AcqRel);
         Ok(())
     }
 
     fn unmask(&self, port: EvtchnPort) -> Result<()> {
         // With upcalls off there is nobody to re-raise for: clearing the
         // bit is enough; a pending event ends the next `wait`.
-        let (w, b) = word_bit(port)?;
-        self.shared
-            .atomic_u64(shared_info::EVTCHN_MASK + w)
-            .fetch_and(!b, Ordering::AcqRel);
+        let (_, m, b) = word_bit(port)?;
+        self.shared.atomic_u64(m).fetch_and(!b, Ordering::AcqRel);
         Ok(())
     }
 
@@ -100,30 +92,26 @@ impl EventChannel for Xen {
     }
 
     fn status(&self, port: EvtchnPort) -> Result<PortStatus> {
-        let (status, u) = hypercall::evtchn_status(port.0)?;
-        Ok(match status {
-            evtchn::STAT_CLOSED => PortStatus::Closed,
-            evtchn::STAT_UNBOUND => PortStatus::Unbound {
-                remote: DomId(u[0] as u16),
+        let binding = hypercall::evtchn_status(port.0)?;
+        Ok(match binding {
+            Some(EvtchnBinding::Closed) => PortStatus::Closed,
+            Some(EvtchnBinding::Unbound { dom }) => PortStatus::Unbound { remote: DomId(dom) },
+            Some(EvtchnBinding::Interdomain { dom, port }) => PortStatus::Interdomain {
+                dom: DomId(dom),
+                port: EvtchnPort(port),
             },
-            evtchn::STAT_INTERDOMAIN => PortStatus::Interdomain {
-                dom: DomId(u[0] as u16),
-                port: EvtchnPort(u[1]),
-            },
-            evtchn::STAT_VIRQ => {
-                PortStatus::Virq(virq_from(u[0]).ok_or(Error::Errno(Errno::EINVAL))?)
+            Some(EvtchnBinding::Virq(v)) => {
+                PortStatus::Virq(virq_from(v).ok_or(Error::Errno(Errno::EINVAL))?)
             }
-            // pirq / ipi ports are never created by Windsor.
+            // pirq / ipi ports are never created by Windsor; unknown
+            // statuses cannot be represented.
             _ => return Err(Error::Errno(Errno::EINVAL)),
         })
     }
 
     fn clear_pending(&self, port: EvtchnPort) -> Result<bool> {
-        let (w, b) = word_bit(port)?;
-        let old = self
-            .shared
-            .atomic_u64(shared_info::EVTCHN_PENDING + w)
-            .fetch_and(!b, Ordering::AcqRel);
+        let (p, _, b) = word_bit(port)?;
+        let old = self.shared.atomic_u64(p).fetch_and(!b, Ordering::AcqRel);
         Ok(old & b != 0)
     }
 

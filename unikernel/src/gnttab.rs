@@ -14,15 +14,19 @@
 //! * Pages to grant come from the heap, page-aligned (identity map, so the
 //!   frame number is the address >> 12).
 
-use crate::abi_local::gnttab as g;
 use crate::hypercall;
 use crate::runtime::Xen;
 use crate::start_info::StartInfo;
 use alloc::alloc::{alloc_zeroed, dealloc, Layout};
 use alloc::vec::Vec;
 use core::cell::RefCell;
+use core::mem::offset_of;
 use core::ptr::NonNull;
 use core::sync::atomic::Ordering;
+use xen::abi::grant_table::{
+    GnttabCopy, GnttabCopyPtr, GrantEntryV1, GNTCOPY_DEST_GREF, GNTCOPY_SOURCE_GREF,
+    GTF_PERMIT_ACCESS, GTF_READING, GTF_READONLY, GTF_WRITING,
+};
 use xen::platform::{Error, ForeignMapping, GrantStatus, GrantTable, LocalPages, Result};
 use xen::{DomId, Errno, Gfn, GrantRef, SharedMem, SharedRo, PAGE_SIZE};
 
@@ -40,7 +44,7 @@ pub(crate) struct GrantState {
 
 impl GrantState {
     pub(crate) fn new(frames: SharedMem<'static>, start: &StartInfo) -> GrantState {
-        let entries = (frames.len() / g::ENTRY_V1_SIZE) as u32;
+        let entries = (frames.len() / size_of::<GrantEntryV1>()) as u32;
         // Hand out low references first.
         let free = (GrantRef::FIRST_FREE.0..entries).rev().collect();
         let top = start
@@ -60,7 +64,7 @@ impl GrantState {
     }
 
     fn entry_off(&self, gref: GrantRef) -> Result<usize> {
-        let off = (gref.0 as usize).checked_mul(g::ENTRY_V1_SIZE);
+        let off = (gref.0 as usize).checked_mul(size_of::<GrantEntryV1>());
         match off {
             Some(o) if o < self.frames.len() && gref.0 >= GrantRef::FIRST_FREE.0 => Ok(o),
             _ => Err(Error::Grant(GrantStatus::BadGntref)),
@@ -160,12 +164,6 @@ impl ForeignMapping for Mapping {
     }
 }
 
-fn status(raw: i16) -> Error {
-    GrantStatus::from_raw(raw)
-        .map(Error::Grant)
-        .unwrap_or(Error::Grant(GrantStatus::GeneralError))
-}
-
 /// Splits `len` bytes at local address `addr` into page-bounded pieces:
 /// `(offset into the buffer, length)`.
 fn page_pieces(addr: u64, len: usize) -> impl Iterator<Item = (usize, usize)> {
@@ -216,11 +214,13 @@ impl GrantTable for Xen {
         );
         let off = self.gnttab.entry_off(gref)?;
         let t = self.gnttab.frames;
-        t.atomic_u16(off + 2).store(to.0, Ordering::Relaxed);
-        t.atomic_u32(off + 4)
+        t.atomic_u16(off + offset_of!(GrantEntryV1, domid))
+            .store(to.0, Ordering::Relaxed);
+        t.atomic_u32(off + offset_of!(GrantEntryV1, frame))
             .store(pages.gfn(index).0 as u32, Ordering::Relaxed);
-        let flags = g::GTF_PERMIT_ACCESS | if readonly { g::GTF_READONLY } else { 0 };
-        t.atomic_u16(off).store(flags, Ordering::Release);
+        let flags = GTF_PERMIT_ACCESS | if readonly { GTF_READONLY } else { 0 };
+        t.atomic_u16(off + offset_of!(GrantEntryV1, flags))
+            .store(flags, Ordering::Release);
         Ok(gref)
     }
 
@@ -229,7 +229,7 @@ impl GrantTable for Xen {
         let flags = self.gnttab.frames.atomic_u16(off);
         let mut cur = flags.load(Ordering::Acquire);
         loop {
-            if cur & (g::GTF_READING | g::GTF_WRITING) != 0 {
+            if cur & (GTF_READING | GTF_WRITING) != 0 {
                 return Err(Error::Errno(Errno::EBUSY));
             }
             match flags.compare_exchange(cur, 0, Ordering::AcqRel, Ordering::Acquire) {
@@ -253,7 +253,7 @@ impl GrantTable for Xen {
             match hypercall::gnttab_map(addr + (i * PAGE_SIZE) as u64, from.0, r.0, readonly)? {
                 Ok(h) => m.handles.push(h),
                 // Dropping `m` unmaps what was mapped so far.
-                Err(st) => return Err(status(st)),
+                Err(st) => return Err(Error::Grant(st)),
             }
         }
         Ok(m)
@@ -272,22 +272,14 @@ impl GrantTable for Xen {
         let base = buf.as_mut_ptr() as u64;
         for (at, n) in page_pieces(base, buf.len()) {
             let local = base + at as u64;
-            let op = g::Copy {
-                source: g::CopyPtr {
-                    u: u64::from(gref.0),
-                    domid: from.0,
-                    offset: offset + at as u16,
-                },
-                dest: g::CopyPtr {
-                    u: local >> 12,
-                    domid: DomId::SELF.0,
-                    offset: (local & 0xfff) as u16,
-                },
+            let op = GnttabCopy {
+                source: GnttabCopyPtr::gref(gref.0, from.0, offset + at as u16),
+                dest: GnttabCopyPtr::frame(local >> 12, DomId::SELF.0, (local & 0xfff) as u16),
                 len: n as u16,
-                flags: g::GNTCOPY_SOURCE_GREF,
-                status: 0,
+                flags: GNTCOPY_SOURCE_GREF,
+                ..Default::default()
             };
-            hypercall::gnttab_copy(op)?.map_err(status)?;
+            hypercall::gnttab_copy(op)?.map_err(Error::Grant)?;
         }
         Ok(())
     }
@@ -299,22 +291,14 @@ impl GrantTable for Xen {
         let base = buf.as_ptr() as u64;
         for (at, n) in page_pieces(base, buf.len()) {
             let local = base + at as u64;
-            let op = g::Copy {
-                source: g::CopyPtr {
-                    u: local >> 12,
-                    domid: DomId::SELF.0,
-                    offset: (local & 0xfff) as u16,
-                },
-                dest: g::CopyPtr {
-                    u: u64::from(gref.0),
-                    domid: to.0,
-                    offset: offset + at as u16,
-                },
+            let op = GnttabCopy {
+                source: GnttabCopyPtr::frame(local >> 12, DomId::SELF.0, (local & 0xfff) as u16),
+                dest: GnttabCopyPtr::gref(gref.0, to.0, offset + at as u16),
                 len: n as u16,
-                flags: g::GNTCOPY_DEST_GREF,
-                status: 0,
+                flags: GNTCOPY_DEST_GREF,
+                ..Default::default()
             };
-            hypercall::gnttab_copy(op)?.map_err(status)?;
+            hypercall::gnttab_copy(op)?.map_err(Error::Grant)?;
         }
         Ok(())
     }

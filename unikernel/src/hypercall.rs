@@ -1,15 +1,35 @@
 //! Every hypercall the runtime issues, as a typed wrapper.
 //!
 //! This is the only module that calls [`crate::arch::hypercall::call`].
-//! Argument structures live on the caller's stack (identity-mapped, so
-//! their virtual address is the guest-physical address Xen expects) and are
-//! `#[repr(C)]` mirrors of the public headers (see [`crate::abi_local`]).
-//! Results come back as `xen::Errno` (hypercall errors) or the raw
-//! `GNTST_*` status for grant operations.
+//! Argument structures are the `xen::abi` mirrors of the public headers
+//! (Xen 4.17), built on the caller's stack: the identity map makes their
+//! address the guest-physical address Xen expects. Hypercall failures come
+//! back as `xen::Errno`; per-op grant failures as `GrantStatus`.
 
-use crate::abi_local::{evtchn, gnttab, memory, nr, sched, CONSOLEIO_WRITE, XENVER_VERSION};
 use crate::arch::hypercall::call;
-use xen::Errno;
+use crate::start_info::MemRegion;
+use xen::abi::console_io::CONSOLEIO_WRITE;
+use xen::abi::event_channel::{
+    EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindVirq, EvtchnBinding, EvtchnClose,
+    EvtchnSend, EvtchnStatus, EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_INTERDOMAIN,
+    EVTCHNOP_BIND_VIRQ, EVTCHNOP_CLOSE, EVTCHNOP_SEND, EVTCHNOP_STATUS,
+};
+use xen::abi::grant_table::{
+    check_status, GnttabCopy, GnttabMapGrantRef, GnttabUnmapGrantRef, GNTMAP_HOST_MAP,
+    GNTMAP_READONLY, GNTTABOP_COPY, GNTTABOP_MAP_GRANT_REF, GNTTABOP_UNMAP_GRANT_REF,
+};
+use xen::abi::hypercall::{
+    HYPERVISOR_CONSOLE_IO, HYPERVISOR_EVENT_CHANNEL_OP, HYPERVISOR_GRANT_TABLE_OP,
+    HYPERVISOR_MEMORY_OP, HYPERVISOR_SCHED_OP, HYPERVISOR_XEN_VERSION,
+};
+use xen::abi::memory::{
+    E820Entry, XenAddToPhysmap, XenMemoryMap, XENMEM_ADD_TO_PHYSMAP, XENMEM_MEMORY_MAP,
+};
+use xen::abi::sched::{SchedPoll, SchedShutdown, SCHEDOP_POLL, SCHEDOP_SHUTDOWN};
+use xen::abi::xen::XENVER_VERSION;
+use xen::platform::GrantStatus;
+use xen::{DomId, Errno};
+use zerocopy::{FromBytes, IntoBytes};
 
 fn ptr<T>(arg: &mut T) -> u64 {
     arg as *mut T as u64
@@ -21,8 +41,8 @@ pub fn console_write(bytes: &[u8]) -> Result<(), Errno> {
     // SAFETY: Xen reads `len` bytes from the buffer, which is live for the call.
     let r = unsafe {
         call(
-            nr::CONSOLE_IO,
-            CONSOLEIO_WRITE,
+            HYPERVISOR_CONSOLE_IO,
+            CONSOLEIO_WRITE.into(),
             bytes.len() as u64,
             bytes.as_ptr() as u64,
             0,
@@ -33,11 +53,20 @@ pub fn console_write(bytes: &[u8]) -> Result<(), Errno> {
 }
 
 /// `SCHEDOP_shutdown`: on success the domain is shut down and this does
-/// not return.
+/// not return; otherwise the error.
 pub fn shutdown(reason: u32) -> Errno {
-    let mut arg = sched::Shutdown { reason };
+    let mut arg = SchedShutdown { reason };
     // SAFETY: `arg` is a live `sched_shutdown`.
-    let r = unsafe { call(nr::SCHED_OP, sched::SHUTDOWN, ptr(&mut arg), 0, 0, 0) };
+    let r = unsafe {
+        call(
+            HYPERVISOR_SCHED_OP,
+            SCHEDOP_SHUTDOWN.into(),
+            ptr(&mut arg),
+            0,
+            0,
+            0,
+        )
+    };
     match Errno::check(r) {
         Ok(_) => Errno::EINVAL,
         Err(e) => e,
@@ -47,39 +76,49 @@ pub fn shutdown(reason: u32) -> Errno {
 /// `SCHEDOP_poll`: blocks until one of `ports` is pending or Xen system
 /// time reaches `deadline_ns` (0: no deadline).
 pub fn poll(ports: &[u32], deadline_ns: u64) -> Result<(), Errno> {
-    let mut arg = sched::Poll {
+    let mut arg = SchedPoll {
         ports: ports.as_ptr() as u64,
         nr_ports: ports.len() as u32,
         timeout: deadline_ns,
+        ..Default::default()
     };
     // SAFETY: `arg` is a live `sched_poll` whose handle points at
     // `ports.len()` ports that stay live for the call.
-    let r = unsafe { call(nr::SCHED_OP, sched::POLL, ptr(&mut arg), 0, 0, 0) };
+    let r = unsafe {
+        call(
+            HYPERVISOR_SCHED_OP,
+            SCHEDOP_POLL.into(),
+            ptr(&mut arg),
+            0,
+            0,
+            0,
+        )
+    };
     Errno::check(r).map(drop)
 }
 
 /// `xen_version(XENVER_version)`: `(major, minor)`.
 pub fn xen_version() -> (u16, u16) {
     // SAFETY: XENVER_version takes no buffer.
-    let r = unsafe { call(nr::XEN_VERSION, XENVER_VERSION, 0, 0, 0, 0) };
+    let r = unsafe { call(HYPERVISOR_XEN_VERSION, XENVER_VERSION.into(), 0, 0, 0, 0) };
     ((r >> 16) as u16, r as u16)
 }
 
 /// `XENMEM_add_to_physmap` for `DOMID_SELF`: puts frame `idx` of `space`
 /// at guest frame `gfn`.
 pub fn add_to_physmap(space: u32, idx: u64, gfn: u64) -> Result<(), Errno> {
-    let mut arg = memory::AddToPhysmap {
-        domid: xen::DomId::SELF.0,
-        size: 0,
+    let mut arg = XenAddToPhysmap {
+        domid: DomId::SELF.0,
         space,
         idx,
         gpfn: gfn,
+        ..Default::default()
     };
     // SAFETY: `arg` is a live `xen_add_to_physmap`.
     let r = unsafe {
         call(
-            nr::MEMORY_OP,
-            memory::ADD_TO_PHYSMAP,
+            HYPERVISOR_MEMORY_OP,
+            XENMEM_ADD_TO_PHYSMAP.into(),
             ptr(&mut arg),
             0,
             0,
@@ -90,102 +129,106 @@ pub fn add_to_physmap(space: u32, idx: u64, gfn: u64) -> Result<(), Errno> {
 }
 
 /// `XENMEM_memory_map`: our own e820 into `out`; returns the entry count.
-pub fn memory_map(out: &mut [crate::start_info::MemRegion]) -> Result<usize, Errno> {
+pub fn memory_map(out: &mut [MemRegion]) -> Result<usize, Errno> {
     const MAX: usize = 128;
-    let mut raw = [0u8; MAX * memory::E820_ENTRY];
-    let mut arg = memory::MemoryMap {
+    let mut raw = [E820Entry::default(); MAX];
+    let mut arg = XenMemoryMap {
         nr_entries: MAX.min(out.len()) as u32,
         buffer: raw.as_mut_ptr() as u64,
+        ..Default::default()
     };
     // SAFETY: `arg` is a live `xen_memory_map` whose buffer holds
     // `nr_entries` packed e820 entries.
-    let r = unsafe { call(nr::MEMORY_OP, memory::MEMORY_MAP, ptr(&mut arg), 0, 0, 0) };
+    let r = unsafe {
+        call(
+            HYPERVISOR_MEMORY_OP,
+            XENMEM_MEMORY_MAP.into(),
+            ptr(&mut arg),
+            0,
+            0,
+            0,
+        )
+    };
     Errno::check(r)?;
     let n = (arg.nr_entries as usize).min(out.len()).min(MAX);
-    for (slot, e) in out
-        .iter_mut()
-        .zip(raw.chunks_exact(memory::E820_ENTRY))
-        .take(n)
-    {
-        let word = |o: usize| u64::from_le_bytes(e[o..o + 8].try_into().expect("8 bytes"));
-        *slot = crate::start_info::MemRegion {
-            addr: word(0),
-            size: word(8),
-            kind: u32::from_le_bytes(e[16..20].try_into().expect("4 bytes")),
+    for (slot, e) in out.iter_mut().zip(&raw).take(n) {
+        *slot = MemRegion {
+            addr: e.addr(),
+            size: e.size(),
+            kind: e.ty(),
         };
     }
     Ok(n)
 }
 
-fn evtchn_op<T>(cmd: u64, arg: &mut T) -> Result<(), Errno> {
+fn evtchn_op<T: IntoBytes + FromBytes>(cmd: u32, arg: &mut T) -> Result<(), Errno> {
     // SAFETY: every caller passes the structure that matches `cmd`.
-    let r = unsafe { call(nr::EVENT_CHANNEL_OP, cmd, ptr(arg), 0, 0, 0) };
+    let r = unsafe { call(HYPERVISOR_EVENT_CHANNEL_OP, cmd.into(), ptr(arg), 0, 0, 0) };
     Errno::check(r).map(drop)
 }
 
 /// `EVTCHNOP_alloc_unbound` for a port of ours that `remote` may bind.
 pub fn evtchn_alloc_unbound(remote: u16) -> Result<u32, Errno> {
-    let mut a = evtchn::AllocUnbound {
-        dom: xen::DomId::SELF.0,
+    let mut a = EvtchnAllocUnbound {
+        dom: DomId::SELF.0,
         remote_dom: remote,
         port: 0,
     };
-    evtchn_op(evtchn::ALLOC_UNBOUND, &mut a)?;
+    evtchn_op(EVTCHNOP_ALLOC_UNBOUND, &mut a)?;
     Ok(a.port)
 }
 
 /// `EVTCHNOP_bind_interdomain`.
 pub fn evtchn_bind_interdomain(remote: u16, remote_port: u32) -> Result<u32, Errno> {
-    let mut a = evtchn::BindInterdomain {
+    let mut a = EvtchnBindInterdomain {
         remote_dom: remote,
         remote_port,
-        local_port: 0,
+        ..Default::default()
     };
-    evtchn_op(evtchn::BIND_INTERDOMAIN, &mut a)?;
+    evtchn_op(EVTCHNOP_BIND_INTERDOMAIN, &mut a)?;
     Ok(a.local_port)
 }
 
 /// `EVTCHNOP_bind_virq` on vCPU 0.
 pub fn evtchn_bind_virq(virq: u32) -> Result<u32, Errno> {
-    let mut a = evtchn::BindVirq {
+    let mut a = EvtchnBindVirq {
         virq,
         vcpu: 0,
         port: 0,
     };
-    evtchn_op(evtchn::BIND_VIRQ, &mut a)?;
+    evtchn_op(EVTCHNOP_BIND_VIRQ, &mut a)?;
     Ok(a.port)
 }
 
 /// `EVTCHNOP_send`.
 pub fn evtchn_send(port: u32) -> Result<(), Errno> {
-    evtchn_op(evtchn::SEND, &mut evtchn::Port { port })
+    evtchn_op(EVTCHNOP_SEND, &mut EvtchnSend { port })
 }
 
 /// `EVTCHNOP_close`.
 pub fn evtchn_close(port: u32) -> Result<(), Errno> {
-    evtchn_op(evtchn::CLOSE, &mut evtchn::Port { port })
+    evtchn_op(EVTCHNOP_CLOSE, &mut EvtchnClose { port })
 }
 
-/// `EVTCHNOP_status` of one of our ports: `(status, u)`.
-pub fn evtchn_status(port: u32) -> Result<(u32, [u32; 2]), Errno> {
-    let mut a = evtchn::Status {
-        dom: xen::DomId::SELF.0,
+/// `EVTCHNOP_status` of one of our ports (`None`: a status Xen 4.17 does
+/// not define).
+pub fn evtchn_status(port: u32) -> Result<Option<EvtchnBinding>, Errno> {
+    let mut a = EvtchnStatus {
+        dom: DomId::SELF.0,
         port,
-        status: 0,
-        vcpu: 0,
-        u: [0; 2],
+        ..Default::default()
     };
-    evtchn_op(evtchn::STATUS, &mut a)?;
-    Ok((a.status, a.u))
+    evtchn_op(EVTCHNOP_STATUS, &mut a)?;
+    Ok(a.binding())
 }
 
-fn gnttab_op<T>(cmd: u64, ops: &mut [T]) -> Result<(), Errno> {
+fn gnttab_op<T: IntoBytes + FromBytes>(cmd: u32, ops: &mut [T]) -> Result<(), Errno> {
     // SAFETY: every caller passes an array of the structure matching `cmd`;
     // the count is the array length.
     let r = unsafe {
         call(
-            nr::GRANT_TABLE_OP,
-            cmd,
+            HYPERVISOR_GRANT_TABLE_OP,
+            cmd.into(),
             ops.as_mut_ptr() as u64,
             ops.len() as u64,
             0,
@@ -196,57 +239,39 @@ fn gnttab_op<T>(cmd: u64, ops: &mut [T]) -> Result<(), Errno> {
 }
 
 /// `GNTTABOP_map_grant_ref` of one grant at guest-physical `host_addr`:
-/// `Ok(Ok(handle))`, or `Ok(Err(GNTST_*))` when the op itself failed.
+/// `Ok(Ok(handle))`, or `Ok(Err(status))` when the op itself failed.
 pub fn gnttab_map(
     host_addr: u64,
     dom: u16,
     gref: u32,
     readonly: bool,
-) -> Result<Result<u32, i16>, Errno> {
-    let mut flags = gnttab::GNTMAP_HOST_MAP;
-    if readonly {
-        flags |= gnttab::GNTMAP_READONLY;
-    }
-    let mut op = [gnttab::MapGrantRef {
+) -> Result<Result<u32, GrantStatus>, Errno> {
+    let flags = GNTMAP_HOST_MAP | if readonly { GNTMAP_READONLY } else { 0 };
+    let mut op = [GnttabMapGrantRef {
         host_addr,
         flags,
-        gref,
+        r#ref: gref,
         dom,
-        status: 0,
-        handle: 0,
-        dev_bus_addr: 0,
+        ..Default::default()
     }];
-    gnttab_op(gnttab::MAP_GRANT_REF, &mut op)?;
-    Ok(if op[0].status == 0 {
-        Ok(op[0].handle)
-    } else {
-        Err(op[0].status)
-    })
+    gnttab_op(GNTTABOP_MAP_GRANT_REF, &mut op)?;
+    Ok(check_status(op[0].status).map(|()| op[0].handle))
 }
 
 /// `GNTTABOP_unmap_grant_ref` of a mapping made by [`gnttab_map`].
-pub fn gnttab_unmap(host_addr: u64, handle: u32) -> Result<Result<(), i16>, Errno> {
-    let mut op = [gnttab::UnmapGrantRef {
+pub fn gnttab_unmap(host_addr: u64, handle: u32) -> Result<Result<(), GrantStatus>, Errno> {
+    let mut op = [GnttabUnmapGrantRef {
         host_addr,
-        dev_bus_addr: 0,
         handle,
-        status: 0,
+        ..Default::default()
     }];
-    gnttab_op(gnttab::UNMAP_GRANT_REF, &mut op)?;
-    Ok(if op[0].status == 0 {
-        Ok(())
-    } else {
-        Err(op[0].status)
-    })
+    gnttab_op(GNTTABOP_UNMAP_GRANT_REF, &mut op)?;
+    Ok(check_status(op[0].status))
 }
 
 /// `GNTTABOP_copy` of one segment.
-pub fn gnttab_copy(op: gnttab::Copy) -> Result<Result<(), i16>, Errno> {
+pub fn gnttab_copy(op: GnttabCopy) -> Result<Result<(), GrantStatus>, Errno> {
     let mut ops = [op];
-    gnttab_op(gnttab::COPY, &mut ops)?;
-    Ok(if ops[0].status == 0 {
-        Ok(())
-    } else {
-        Err(ops[0].status)
-    })
+    gnttab_op(GNTTABOP_COPY, &mut ops)?;
+    Ok(check_status(ops[0].status))
 }

@@ -7,8 +7,8 @@
 //! * [`arch`] (target only): the PVH entry (`XEN_ELFNOTE_PHYS32_ENTRY`,
 //!   32-bit → long mode, identity map of 4 GiB), the hypercall page, port
 //!   I/O and the TSC, behind a facade (`arch/x86_64/…`).
-//! * `hypercall` (target only): every hypercall the runtime makes, typed; no
-//!   other module issues one.
+//! * `hypercall` (target only): every hypercall the runtime makes, typed
+//!   with the `xen::abi` mirrors; no other module issues one.
 //! * [`start_info`] (portable): `hvm_start_info` parsing — command line,
 //!   modules, memory map — into owned values; [`time`] (portable): Xen system
 //!   time from `vcpu_time_info`.
@@ -40,8 +40,6 @@ pub use xen;
 
 pub mod start_info;
 pub mod time;
-
-mod abi_local;
 
 #[cfg(target_os = "none")]
 pub mod arch;

@@ -15,14 +15,16 @@
 //! Shared pages (`shared_info`, grant frames) are only ever touched through
 //! `xen::shmem` views made here.
 
-use crate::abi_local::{memory, shared_info};
 use crate::start_info::{Header, MemRegion, PhysRead, StartInfo, MEMMAP_RAM};
 use crate::{arch, console, heap, hypercall, time};
 use alloc::boxed::Box;
 use core::cell::UnsafeCell;
+use core::mem::offset_of;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
+use xen::abi::memory::{XENMAPSPACE_GRANT_TABLE, XENMAPSPACE_SHARED_INFO};
+use xen::abi::xen::{vcpu_info_offset, VcpuInfo};
 use xen::platform::{Clock, Console, Platform, ShutdownReason, StoreRing};
 use xen::{DomId, SharedMem, PAGE_SIZE};
 
@@ -217,7 +219,7 @@ impl Clock for Xen {
 fn now_ns(shared: SharedMem<'static>) -> u64 {
     let t = shared
         .ro()
-        .slice(shared_info::VCPU0_TIME, 32)
+        .slice(time::vcpu_time_offset(0), 32)
         .expect("vcpu_time_info inside shared_info");
     time::system_time(t, arch::rdtsc)
 }
@@ -288,18 +290,20 @@ pub(crate) fn start(start_info_paddr: u64) -> ! {
     }
 
     if let Err(e) =
-        hypercall::add_to_physmap(memory::SPACE_SHARED_INFO, 0, SHARED_INFO_PAGE.addr() >> 12)
+        hypercall::add_to_physmap(XENMAPSPACE_SHARED_INFO, 0, SHARED_INFO_PAGE.addr() >> 12)
     {
         fatal("map shared_info", &e);
     }
     // SAFETY: Xen now backs this page with shared_info for the domain's life.
     let shared = unsafe { SHARED_INFO_PAGE.view() };
     // No upcalls: events are polled (see the crate doc).
-    shared.atomic_u8(1).store(1, Ordering::Relaxed);
+    shared
+        .atomic_u8(vcpu_info_offset(0) + offset_of!(VcpuInfo, evtchn_upcall_mask))
+        .store(1, Ordering::Relaxed);
     let boot = time::system_time(
         shared
             .ro()
-            .slice(shared_info::VCPU0_TIME, 32)
+            .slice(time::vcpu_time_offset(0), 32)
             .expect("in page"),
         || ENTRY_TSC.load(Ordering::Relaxed),
     );
@@ -307,7 +311,7 @@ pub(crate) fn start(start_info_paddr: u64) -> ! {
 
     for i in 0..GRANT_FRAMES {
         let gfn = (GRANT_PAGES.addr() >> 12) + i as u64;
-        if let Err(e) = hypercall::add_to_physmap(memory::SPACE_GRANT_TABLE, i as u64, gfn) {
+        if let Err(e) = hypercall::add_to_physmap(XENMAPSPACE_GRANT_TABLE, i as u64, gfn) {
             fatal("map grant table frame", &e);
         }
     }

@@ -12,22 +12,20 @@
 //! memmap entry  (24 bytes): addr u64, size u64, type u32, reserved u32
 //! ```
 //!
-//! Parsing is portable and pure: it reads guest-physical memory only
+//! The layouts are `xen::abi::hvm`'s mirrors. Parsing is portable and pure: it reads guest-physical memory only
 //! through a [`PhysRead`], so the host tests feed it byte fixtures and the
 //! runtime feeds it the identity map. Everything is copied into owned
 //! values; nothing Xen wrote is trusted for lengths without a bound.
 
 use alloc::string::String;
 use alloc::vec::Vec;
+use xen::abi::hvm::{HvmMemmapTableEntry, HvmModlistEntry, HvmStartInfo};
+use zerocopy::FromBytes;
 
-/// `XEN_HVM_START_MAGIC_VALUE`.
-pub const MAGIC: u32 = 0x336e_c578;
-/// `SIF_PRIVILEGED`: the domain may use privileged hypercalls.
-pub const SIF_PRIVILEGED: u32 = 1 << 0;
-/// `SIF_INITDOMAIN`: the domain is the initial domain (dom0).
-pub const SIF_INITDOMAIN: u32 = 1 << 1;
-/// `XEN_HVM_MEMMAP_TYPE_RAM`.
-pub const MEMMAP_RAM: u32 = 1;
+pub use xen::abi::hvm::{
+    XEN_HVM_MEMMAP_TYPE_RAM as MEMMAP_RAM, XEN_HVM_START_MAGIC_VALUE as MAGIC,
+};
+pub use xen::abi::xen::{SIF_INITDOMAIN, SIF_PRIVILEGED};
 
 /// Longest command line we accept (bytes before the NUL).
 pub const MAX_CMDLINE: usize = 4096;
@@ -36,10 +34,10 @@ pub const MAX_MODULES: u32 = 64;
 /// Most memory-map entries we accept.
 pub const MAX_MEMMAP: u32 = 128;
 
-const HEADER_V0: usize = 40;
-const HEADER_V1: usize = 56;
-const MODLIST_ENTRY: usize = 32;
-const MEMMAP_ENTRY: usize = 24;
+const HEADER_V0: usize = HvmStartInfo::V0_SIZE;
+const HEADER_V1: usize = size_of::<HvmStartInfo>();
+const MODLIST_ENTRY: usize = size_of::<HvmModlistEntry>();
+const MEMMAP_ENTRY: usize = size_of::<HvmMemmapTableEntry>();
 
 /// Reads guest-physical memory.
 pub trait PhysRead {
@@ -116,18 +114,6 @@ pub struct Header {
     pub memmap_entries: u32,
 }
 
-fn u32_at(b: &[u8], off: usize) -> u32 {
-    let mut v = [0; 4];
-    v.copy_from_slice(&b[off..off + 4]);
-    u32::from_le_bytes(v)
-}
-
-fn u64_at(b: &[u8], off: usize) -> u64 {
-    let mut v = [0; 8];
-    v.copy_from_slice(&b[off..off + 8]);
-    u64::from_le_bytes(v)
-}
-
 impl Header {
     /// Reads and checks the header at `paddr`.
     pub fn read(mem: &impl PhysRead, paddr: u64) -> Result<Header, StartInfoError> {
@@ -135,36 +121,38 @@ impl Header {
         if !mem.read(paddr, &mut b[..HEADER_V0]) {
             return Err(StartInfoError::Unreadable(paddr));
         }
-        let magic = u32_at(&b, 0);
-        if magic != MAGIC {
-            return Err(StartInfoError::BadMagic(magic));
+        let si = HvmStartInfo::read_from_bytes(&b).expect("buffer is the struct's size");
+        if !si.magic_ok() {
+            return Err(StartInfoError::BadMagic(si.magic));
         }
-        let version = u32_at(&b, 4);
-        if version >= 1 && !mem.read(paddr + HEADER_V0 as u64, &mut b[HEADER_V0..]) {
-            return Err(StartInfoError::Unreadable(paddr));
-        }
-        let nr_modules = u32_at(&b, 12);
-        if nr_modules > MAX_MODULES {
-            return Err(StartInfoError::TooManyModules(nr_modules));
-        }
-        let (memmap_paddr, memmap_entries) = if version >= 1 {
-            (u64_at(&b, 40), u32_at(&b, 48))
+        let si = if si.has_memmap() {
+            if !mem.read(paddr + HEADER_V0 as u64, &mut b[HEADER_V0..]) {
+                return Err(StartInfoError::Unreadable(paddr));
+            }
+            HvmStartInfo::read_from_bytes(&b).expect("buffer is the struct's size")
         } else {
-            (0, 0)
+            HvmStartInfo {
+                memmap_paddr: 0,
+                memmap_entries: 0,
+                ..si
+            }
         };
-        if memmap_entries > MAX_MEMMAP {
-            return Err(StartInfoError::TooManyMemmapEntries(memmap_entries));
+        if si.nr_modules > MAX_MODULES {
+            return Err(StartInfoError::TooManyModules(si.nr_modules));
+        }
+        if si.memmap_entries > MAX_MEMMAP {
+            return Err(StartInfoError::TooManyMemmapEntries(si.memmap_entries));
         }
         Ok(Header {
             paddr,
-            version,
-            flags: u32_at(&b, 8),
-            nr_modules,
-            modlist_paddr: u64_at(&b, 16),
-            cmdline_paddr: u64_at(&b, 24),
-            rsdp_paddr: u64_at(&b, 32),
-            memmap_paddr,
-            memmap_entries,
+            version: si.version,
+            flags: si.flags,
+            nr_modules: si.nr_modules,
+            modlist_paddr: si.modlist_paddr,
+            cmdline_paddr: si.cmdline_paddr,
+            rsdp_paddr: si.rsdp_paddr,
+            memmap_paddr: si.memmap_paddr,
+            memmap_entries: si.memmap_entries,
         })
     }
 
@@ -180,10 +168,11 @@ impl Header {
         if i >= self.memmap_entries || !mem.read(at, &mut b) {
             return Err(StartInfoError::Unreadable(at));
         }
+        let e = HvmMemmapTableEntry::read_from_bytes(&b).expect("buffer is the struct's size");
         Ok(MemRegion {
-            addr: u64_at(&b, 0),
-            size: u64_at(&b, 8),
-            kind: u32_at(&b, 16),
+            addr: e.addr,
+            size: e.size,
+            kind: e.r#type,
         })
     }
 
@@ -194,7 +183,8 @@ impl Header {
         if i >= self.nr_modules || !mem.read(at, &mut b) {
             return Err(StartInfoError::Unreadable(at));
         }
-        Ok((u64_at(&b, 0), u64_at(&b, 8), u64_at(&b, 16)))
+        let e = HvmModlistEntry::read_from_bytes(&b).expect("buffer is the struct's size");
+        Ok((e.paddr, e.size, e.cmdline_paddr))
     }
 
     /// Every guest-physical range the boot data occupies (the structure,
