@@ -88,3 +88,20 @@ fn xen_refusing_a_broken_dom0_fails_the_boot_with_the_log() {
     );
     assert!(msg.contains("last serial lines"), "{msg}");
 }
+
+#[test]
+fn a_panicking_dom0_is_reported_as_crashed_with_its_message() {
+    let _one = ONE_BOOT_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let err = boot(&XenBootArgs {
+        cmdline: "panic".into(),
+        ..args("dom0-hello")
+    })
+    .expect_err("a panicking dom0 must fail the boot");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("Dom0 crashed"), "{msg}");
+    assert!(
+        msg.contains("windsor: panic: panicked at")
+            && msg.contains("panic requested on the command line"),
+        "{msg}"
+    );
+}

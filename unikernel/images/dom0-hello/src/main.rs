@@ -6,6 +6,10 @@
 //! time from dom0 start, and powers the host off (`SCHEDOP_shutdown`
 //! poweroff of dom0 makes Xen halt the machine).
 //!
+//! With `panic` on its command line it panics right after the banner
+//! instead (the Xen-mode tests use this to check that a crash is reported
+//! with its message).
+//!
 //! The ready marker is the line `xtask xen-boot` and the Xen-mode tests
 //! look for:
 //!
@@ -31,6 +35,9 @@ mod image {
             xen.domid(),
             xen.cmdline()
         );
+        if xen.cmdline().split_ascii_whitespace().any(|w| w == "panic") {
+            panic!("panic requested on the command line");
+        }
         for (i, m) in si.modules.iter().enumerate() {
             println!(
                 "windsor: module {i}: {:#x}+{:#x} {:?}",
