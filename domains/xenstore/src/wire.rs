@@ -436,3 +436,50 @@ mod tests {
         assert_eq!(p.emit(&mut small), Err(WireError::Truncated));
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use alloc::vec::Vec;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn round_trip_in_any_chunking(
+            ty in any::<u32>(), req in any::<u32>(), tx in any::<u32>(),
+            payload in proptest::collection::vec(any::<u8>(), 0..=PAYLOAD_MAX),
+            cuts in proptest::collection::vec(1usize..600, 0..20),
+        ) {
+            let p = Packet { header: Header { ty, req_id: req, tx_id: tx, len: payload.len() as u32 }, payload };
+            let bytes = p.to_vec();
+            let mut d = Decoder::new();
+            let mut off = 0;
+            let mut got = None;
+            let mut cuts = cuts.into_iter();
+            while off < bytes.len() {
+                let n = cuts.next().unwrap_or(bytes.len()).min(bytes.len() - off);
+                let (u, pkt) = d.feed(&bytes[off..off + n]).unwrap();
+                off += u;
+                if pkt.is_some() { got = pkt; }
+            }
+            prop_assert_eq!(got, Some(p));
+            prop_assert!(d.is_idle());
+        }
+
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..10_000),
+                                chunk in 1usize..64) {
+            let mut d = Decoder::new();
+            let mut rest: &[u8] = &bytes;
+            let mut seen: Vec<Packet> = Vec::new();
+            while !rest.is_empty() {
+                let n = chunk.min(rest.len());
+                match d.feed(&rest[..n]) {
+                    Ok((u, p)) => { rest = &rest[u..]; seen.extend(p); prop_assert!(u > 0 || n == 0); }
+                    Err(_) => break,
+                }
+            }
+            for p in seen { prop_assert!(p.payload.len() <= PAYLOAD_MAX); }
+        }
+    }
+}

@@ -1163,8 +1163,12 @@ impl Store {
             .filter_map(|(p, n)| n.perms.without(domid).map(|np| (p.to_owned(), np)))
             .collect();
         for (p, np) in acl {
-            if let Some(n) = self.tree.get_mut(&p) {
+            // A fresh generation, so that an open transaction that saw the
+            // old list cannot commit it back.
+            if let Some(n) = self.tree.get(&p) {
+                let mut n = n.clone();
                 n.perms = np;
+                self.tree.put(&p, n);
             }
         }
         if let Some(np) = self.special_intro.without(domid) {

@@ -391,3 +391,107 @@ fn mutations_replay_to_the_same_tree() {
     assert_eq!(dump(&t.s), dump(&r));
     assert!(r.check_consistency());
 }
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    const WORDS: &[&str] = &[
+        "/",
+        "/a",
+        "/a/b",
+        "/a/b/c",
+        "a",
+        "a/b",
+        "/local/domain/1",
+        "/local/domain/2/x",
+        "x",
+        "@introduceDomain",
+        "@releaseDomain",
+        "/tool",
+        "",
+        "b0",
+        "r1",
+        "n2",
+        "w1",
+        "T",
+        "F",
+        "1",
+        "2",
+        "0",
+        "7",
+        "tok",
+        "..",
+        "/a//b",
+    ];
+
+    fn payload() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            proptest::collection::vec(0..WORDS.len(), 0..5).prop_map(|ix| {
+                let mut v = Vec::new();
+                for i in ix {
+                    v.extend_from_slice(WORDS[i].as_bytes());
+                    v.push(0);
+                }
+                v
+            }),
+            proptest::collection::vec(any::<u8>(), 0..64),
+        ]
+    }
+
+    fn request() -> impl Strategy<Value = (usize, u32, u32, Vec<u8>)> {
+        (
+            0usize..4,
+            prop_oneof![0u32..24, any::<u32>()],
+            0u32..4,
+            payload(),
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn request_sequences_never_panic_and_keep_invariants(
+            reqs in proptest::collection::vec(request(), 1..80)
+        ) {
+            let mut s = Store::new(Config {
+                record_mutations: true,
+                quotas: Quotas { nodes_per_domain: 30, outstanding: 4, ..Quotas::default() },
+                max_queued_bytes: 2048,
+                ..Config::default()
+            });
+            let mut conns = alloc::vec![
+                s.connect(DomId(0)),
+                s.connect(DomId(1)),
+                s.connect(DomId(2)),
+                s.connect(DomId(0)),
+            ];
+            let mut log = Vec::new();
+            for (i, (c, ty, tx, p)) in reqs.into_iter().enumerate() {
+                let h = Header { ty, req_id: i as u32, tx_id: tx, len: p.len() as u32 };
+                match s.handle(conns[c], &h, &p) {
+                    Ok(()) => {}
+                    Err(HandleError::Busy) => { while s.pop(conns[c]).is_some() {} }
+                    Err(HandleError::UnknownConn) => {
+                        let d = [0, 1, 2, 0][c];
+                        conns[c] = s.connect(DomId(d));
+                    }
+                }
+                if i % 3 == 0 {
+                    for c in s.take_ready() { while let Some(p) = s.pop(c) { prop_assert!(p.payload.len() <= PAYLOAD_MAX); } }
+                }
+                log.extend(s.take_mutations());
+                prop_assert!(s.check_consistency());
+            }
+            let mut r = Store::new(Config::default());
+            for m in &log { r.apply(m); }
+            prop_assert!(r.check_consistency());
+            let mut a: Vec<(String, Vec<u8>, Perms)> = s.tree().iter().map(|(p, n)| (p.to_string(), n.value.to_vec(), n.perms.clone())).collect();
+            let mut b: Vec<(String, Vec<u8>, Perms)> = r.tree().iter().map(|(p, n)| (p.to_string(), n.value.to_vec(), n.perms.clone())).collect();
+            a.sort_by(|x, y| x.0.cmp(&y.0));
+            b.sort_by(|x, y| x.0.cmp(&y.0));
+            prop_assert_eq!(a, b);
+        }
+    }
+}

@@ -173,11 +173,6 @@ impl Tree {
         self.nodes.get(path)
     }
 
-    /// Mutable access without bookkeeping (callers keep counts right).
-    pub(crate) fn get_mut(&mut self, path: &str) -> Option<&mut Node> {
-        self.nodes.get_mut(path)
-    }
-
     /// Current generation of a node, `None` if absent.
     pub fn gen_of(&self, path: &str) -> Option<u64> {
         self.nodes.get(path).map(|n| n.gen)
@@ -222,7 +217,14 @@ impl Tree {
     /// fresh generation.
     pub fn put(&mut self, path: &str, mut node: Node) {
         node.gen = self.next_gen();
-        if let Some(log) = &mut self.log {
+        let changed = |old: &Node| {
+            !(Arc::ptr_eq(&old.value, &node.value) || old.value == node.value)
+                || old.perms != node.perms
+        };
+        // A change of the children list alone is implied by the child's own
+        // record, so it is not logged.
+        let log_it = self.nodes.get(path).is_none_or(changed);
+        if let (Some(log), true) = (&mut self.log, log_it) {
             log.push(Mutation::Write {
                 path: path.into(),
                 value: node.value.clone(),
