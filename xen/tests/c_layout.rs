@@ -53,6 +53,14 @@ const HEADERS: &[&str] = &[
     "xen/grant_table.h",
     "xen/memory.h",
     "xen/domctl.h",
+    "errno.h",
+    "xen/io/xenbus.h",
+    "xen/io/xs_wire.h",
+    "xen/io/ring.h",
+    "xen/io/libxenvchan.h",
+    "xen/io/netif.h",
+    "xen/io/blkif.h",
+    "xen/io/console.h",
     "xen/elfnote.h",
     "xen/hvm/params.h",
     "xen/hvm/hvm_op.h",
@@ -79,8 +87,8 @@ macro_rules! structs {
 
 /// `consts!(checks; rust_expr = "C_EXPR"; ...)`: values compared as `i64`.
 macro_rules! consts {
-    ($out:ident; $( $rust:expr => $c:literal ; )*) => {
-        $( $out.push(Check { rust: Value::Int(($rust) as i64), c: $c.to_string() }); )*
+    ($out:ident; $( $rust:expr => $c:expr ; )*) => {
+        $( $out.push(Check { rust: Value::Int(($rust) as i64), c: String::from($c) }); )*
     };
 }
 
@@ -682,6 +690,188 @@ fn checks() -> Vec<Check> {
         abi::hvm_save::HVM_FILE_MAGIC => "HVM_FILE_MAGIC";
         abi::hvm_save::HVM_FILE_VERSION => "HVM_FILE_VERSION";
         abi::hvm_save::XEN_X86_FPU_INITIALISED => "XEN_X86_FPU_INITIALISED";
+    );
+
+    // ---- io/xenbus.h, io/xs_wire.h ----
+    consts!(v;
+        abi::xenbus::XenbusState::Unknown => "XenbusStateUnknown";
+        abi::xenbus::XenbusState::Initialising => "XenbusStateInitialising";
+        abi::xenbus::XenbusState::InitWait => "XenbusStateInitWait";
+        abi::xenbus::XenbusState::Initialised => "XenbusStateInitialised";
+        abi::xenbus::XenbusState::Connected => "XenbusStateConnected";
+        abi::xenbus::XenbusState::Closing => "XenbusStateClosing";
+        abi::xenbus::XenbusState::Closed => "XenbusStateClosed";
+        abi::xenbus::XenbusState::Reconfiguring => "XenbusStateReconfiguring";
+        abi::xenbus::XenbusState::Reconfigured => "XenbusStateReconfigured";
+        abi::xs_wire::XsdSockmsgType::Control => "XS_CONTROL";
+        abi::xs_wire::XsdSockmsgType::Directory => "XS_DIRECTORY";
+        abi::xs_wire::XsdSockmsgType::Read => "XS_READ";
+        abi::xs_wire::XsdSockmsgType::GetPerms => "XS_GET_PERMS";
+        abi::xs_wire::XsdSockmsgType::Watch => "XS_WATCH";
+        abi::xs_wire::XsdSockmsgType::Unwatch => "XS_UNWATCH";
+        abi::xs_wire::XsdSockmsgType::TransactionStart => "XS_TRANSACTION_START";
+        abi::xs_wire::XsdSockmsgType::TransactionEnd => "XS_TRANSACTION_END";
+        abi::xs_wire::XsdSockmsgType::Introduce => "XS_INTRODUCE";
+        abi::xs_wire::XsdSockmsgType::Release => "XS_RELEASE";
+        abi::xs_wire::XsdSockmsgType::GetDomainPath => "XS_GET_DOMAIN_PATH";
+        abi::xs_wire::XsdSockmsgType::Write => "XS_WRITE";
+        abi::xs_wire::XsdSockmsgType::Mkdir => "XS_MKDIR";
+        abi::xs_wire::XsdSockmsgType::Rm => "XS_RM";
+        abi::xs_wire::XsdSockmsgType::SetPerms => "XS_SET_PERMS";
+        abi::xs_wire::XsdSockmsgType::WatchEvent => "XS_WATCH_EVENT";
+        abi::xs_wire::XsdSockmsgType::Error => "XS_ERROR";
+        abi::xs_wire::XsdSockmsgType::IsDomainIntroduced => "XS_IS_DOMAIN_INTRODUCED";
+        abi::xs_wire::XsdSockmsgType::Resume => "XS_RESUME";
+        abi::xs_wire::XsdSockmsgType::SetTarget => "XS_SET_TARGET";
+        abi::xs_wire::XsdSockmsgType::ResetWatches => "XS_RESET_WATCHES";
+        abi::xs_wire::XsdSockmsgType::DirectoryPart => "XS_DIRECTORY_PART";
+        abi::xs_wire::XS_CONTROL => "XS_CONTROL";
+        abi::xs_wire::XS_DEBUG => "XS_DEBUG";
+        abi::xs_wire::XS_TYPE_COUNT => "XS_TYPE_COUNT";
+        abi::xs_wire::XS_INVALID => "XS_INVALID";
+        abi::xs_wire::XS_WATCH_PATH => "XS_WATCH_PATH";
+        abi::xs_wire::XS_WATCH_TOKEN => "XS_WATCH_TOKEN";
+        abi::xs_wire::XENSTORE_RING_SIZE => "XENSTORE_RING_SIZE";
+        abi::xs_wire::XENSTORE_PAYLOAD_MAX => "XENSTORE_PAYLOAD_MAX";
+        abi::xs_wire::XENSTORE_ABS_PATH_MAX => "XENSTORE_ABS_PATH_MAX";
+        abi::xs_wire::XENSTORE_REL_PATH_MAX => "XENSTORE_REL_PATH_MAX";
+        abi::xs_wire::XENSTORE_SERVER_FEATURE_RECONNECTION => "XENSTORE_SERVER_FEATURE_RECONNECTION";
+        abi::xs_wire::XENSTORE_SERVER_FEATURE_ERROR => "XENSTORE_SERVER_FEATURE_ERROR";
+        abi::xs_wire::XENSTORE_CONNECTED => "XENSTORE_CONNECTED";
+        abi::xs_wire::XENSTORE_RECONNECT => "XENSTORE_RECONNECT";
+        abi::xs_wire::XENSTORE_ERROR_NONE => "XENSTORE_ERROR_NONE";
+        abi::xs_wire::XENSTORE_ERROR_COMM => "XENSTORE_ERROR_COMM";
+        abi::xs_wire::XENSTORE_ERROR_RINGIDX => "XENSTORE_ERROR_RINGIDX";
+        abi::xs_wire::XENSTORE_ERROR_PROTO => "XENSTORE_ERROR_PROTO";
+        abi::xs_wire::mask_xenstore_idx(5000) => "MASK_XENSTORE_IDX(5000)";
+        abi::xs_wire::XSD_ERRORS.len() => "sizeof(xsd_errors) / sizeof(xsd_errors[0])";
+    );
+    strings!(v;
+        abi::xs_wire::XS_WRITE_NONE => "XS_WRITE_NONE";
+        abi::xs_wire::XS_WRITE_CREATE => "XS_WRITE_CREATE";
+        abi::xs_wire::XS_WRITE_CREATE_EXCL => "XS_WRITE_CREATE_EXCL";
+    );
+    for (i, (errno, name)) in abi::xs_wire::XSD_ERRORS.iter().enumerate() {
+        consts!(v; errno.0 => format!("xsd_errors[{i}].errnum"););
+        strings!(v; *name => format!("xsd_errors[{i}].errstring"););
+    }
+    structs!(v;
+        abi::xs_wire::XsdSockmsg = "struct xsd_sockmsg" { r#type = "type", req_id, tx_id, len };
+        abi::xs_wire::XenstoreDomainInterface = "struct xenstore_domain_interface" {
+            req, rsp, req_cons, req_prod, rsp_cons, rsp_prod, server_features, connection, error };
+    );
+
+    // ---- io/ring.h, io/libxenvchan.h, io/console.h ----
+    consts!(v;
+        abi::ring::SRING_RING_OFFSET => "offsetof(struct blkif_sring, ring)";
+        abi::ring::SRING_REQ_PROD_OFFSET => "offsetof(struct blkif_sring, req_prod)";
+        abi::ring::SRING_REQ_EVENT_OFFSET => "offsetof(struct blkif_sring, req_event)";
+        abi::ring::SRING_RSP_PROD_OFFSET => "offsetof(struct blkif_sring, rsp_prod)";
+        abi::ring::SRING_RSP_EVENT_OFFSET => "offsetof(struct blkif_sring, rsp_event)";
+        std::mem::offset_of!(abi::ring::SringHeader, pvt) => "offsetof(struct blkif_sring, pvt)";
+        std::mem::offset_of!(abi::ring::SringHeader, _pad) => "offsetof(struct blkif_sring, __pad)";
+        std::mem::offset_of!(abi::ring::SringHeader, pvt) => "offsetof(struct netif_tx_sring, pvt.netif.smartpoll_active)";
+        abi::ring::SRING_RING_OFFSET => "offsetof(struct netif_tx_sring, ring)";
+        abi::ring::SRING_RING_OFFSET => "offsetof(struct netif_rx_sring, ring)";
+        abi::ring::round_down_pow2(1000) => "__RD32(1000)";
+        abi::ring::round_down_pow2(0x8000_0001) => "__RD32(0x80000001u)";
+        abi::ring::ring_size(abi::blkif::BLKIF_ENTRY_SIZE, 4096) => "__CONST_RING_SIZE(blkif, 4096)";
+        abi::ring::ring_size(abi::blkif::BLKIF_ENTRY_SIZE, 8192) => "__CONST_RING_SIZE(blkif, 8192)";
+        abi::ring::ring_size(abi::netif::NETIF_TX_ENTRY_SIZE, 4096) => "__CONST_RING_SIZE(netif_tx, 4096)";
+        abi::ring::ring_size(abi::netif::NETIF_RX_ENTRY_SIZE, 4096) => "__CONST_RING_SIZE(netif_rx, 4096)";
+        abi::blkif::BLK_RING_SIZE => "__CONST_RING_SIZE(blkif, 4096)";
+        abi::netif::NET_TX_RING_SIZE => "__CONST_RING_SIZE(netif_tx, 4096)";
+        abi::netif::NET_RX_RING_SIZE => "__CONST_RING_SIZE(netif_rx, 4096)";
+        abi::blkif::BLKIF_ENTRY_SIZE => "sizeof(union blkif_sring_entry)";
+        abi::netif::NETIF_TX_ENTRY_SIZE => "sizeof(union netif_tx_sring_entry)";
+        abi::netif::NETIF_RX_ENTRY_SIZE => "sizeof(union netif_rx_sring_entry)";
+        abi::vchan::VCHAN_GRANTS_OFFSET => "offsetof(struct vchan_interface, grants)";
+        abi::vchan::VCHAN_NOTIFY_WRITE => "VCHAN_NOTIFY_WRITE";
+        abi::vchan::VCHAN_NOTIFY_READ => "VCHAN_NOTIFY_READ";
+        abi::console::XENCONS_IN_SIZE => "sizeof(((struct xencons_interface *)0)->in)";
+        abi::console::XENCONS_OUT_SIZE => "sizeof(((struct xencons_interface *)0)->out)";
+        abi::console::mask_xencons_in(5000) => "MASK_XENCONS_IDX(5000, ((struct xencons_interface *)0)->in)";
+        abi::console::mask_xencons_out(5000) => "MASK_XENCONS_IDX(5000, ((struct xencons_interface *)0)->out)";
+    );
+    structs!(v;
+        abi::vchan::RingShared = "struct ring_shared" { cons, prod };
+        abi::vchan::VchanInterface = "struct vchan_interface" {
+            left, right, left_order, right_order, cli_live, srv_live, cli_notify, srv_notify };
+        abi::console::XenconsInterface = "struct xencons_interface" {
+            r#in = "in", out, in_cons, in_prod, out_cons, out_prod };
+    );
+
+    // ---- io/netif.h ----
+    structs!(v;
+        abi::netif::NetifTxRequest = "struct netif_tx_request" { gref, offset, flags, id, size };
+        abi::netif::NetifTxResponse = "struct netif_tx_response" { id, status };
+        abi::netif::NetifRxRequest = "struct netif_rx_request" { id, pad, gref };
+        abi::netif::NetifRxResponse = "struct netif_rx_response" { id, offset, flags, status };
+        abi::netif::NetifExtraInfo = "struct netif_extra_info" { r#type = "type", flags, u };
+    );
+    consts!(v;
+        2 => "offsetof(struct netif_extra_info, u.gso.size)";
+        4 => "offsetof(struct netif_extra_info, u.gso.type)";
+        6 => "offsetof(struct netif_extra_info, u.gso.features)";
+        2 => "offsetof(struct netif_extra_info, u.mcast.addr)";
+        2 => "offsetof(struct netif_extra_info, u.hash.type)";
+        3 => "offsetof(struct netif_extra_info, u.hash.algorithm)";
+        4 => "offsetof(struct netif_extra_info, u.hash.value)";
+        abi::netif::XEN_NETIF_NR_SLOTS_MIN => "XEN_NETIF_NR_SLOTS_MIN";
+        abi::netif::XEN_NETIF_MAX_TX_SIZE => "XEN_NETIF_MAX_TX_SIZE";
+        abi::netif::NETTXF_CSUM_BLANK => "NETTXF_csum_blank";
+        abi::netif::NETTXF_DATA_VALIDATED => "NETTXF_data_validated";
+        abi::netif::NETTXF_MORE_DATA => "NETTXF_more_data";
+        abi::netif::NETTXF_EXTRA_INFO => "NETTXF_extra_info";
+        abi::netif::NETRXF_DATA_VALIDATED => "NETRXF_data_validated";
+        abi::netif::NETRXF_CSUM_BLANK => "NETRXF_csum_blank";
+        abi::netif::NETRXF_MORE_DATA => "NETRXF_more_data";
+        abi::netif::NETRXF_EXTRA_INFO => "NETRXF_extra_info";
+        abi::netif::NETRXF_GSO_PREFIX => "NETRXF_gso_prefix";
+        abi::netif::XEN_NETIF_EXTRA_TYPE_NONE => "XEN_NETIF_EXTRA_TYPE_NONE";
+        abi::netif::XEN_NETIF_EXTRA_TYPE_GSO => "XEN_NETIF_EXTRA_TYPE_GSO";
+        abi::netif::XEN_NETIF_EXTRA_TYPE_MCAST_ADD => "XEN_NETIF_EXTRA_TYPE_MCAST_ADD";
+        abi::netif::XEN_NETIF_EXTRA_TYPE_MCAST_DEL => "XEN_NETIF_EXTRA_TYPE_MCAST_DEL";
+        abi::netif::XEN_NETIF_EXTRA_TYPE_HASH => "XEN_NETIF_EXTRA_TYPE_HASH";
+        abi::netif::XEN_NETIF_EXTRA_TYPE_MAX => "XEN_NETIF_EXTRA_TYPE_MAX";
+        abi::netif::XEN_NETIF_EXTRA_FLAG_MORE => "XEN_NETIF_EXTRA_FLAG_MORE";
+        abi::netif::XEN_NETIF_GSO_TYPE_NONE => "XEN_NETIF_GSO_TYPE_NONE";
+        abi::netif::XEN_NETIF_GSO_TYPE_TCPV4 => "XEN_NETIF_GSO_TYPE_TCPV4";
+        abi::netif::XEN_NETIF_GSO_TYPE_TCPV6 => "XEN_NETIF_GSO_TYPE_TCPV6";
+        abi::netif::NETIF_RSP_DROPPED => "NETIF_RSP_DROPPED";
+        abi::netif::NETIF_RSP_ERROR => "NETIF_RSP_ERROR";
+        abi::netif::NETIF_RSP_OKAY => "NETIF_RSP_OKAY";
+        abi::netif::NETIF_RSP_NULL => "NETIF_RSP_NULL";
+    );
+
+    // ---- io/blkif.h ----
+    structs!(v;
+        abi::blkif::BlkifRequestSegment = "struct blkif_request_segment" { gref, first_sect, last_sect };
+        abi::blkif::BlkifRequest = "struct blkif_request" {
+            operation, nr_segments, handle, id, sector_number, seg };
+        abi::blkif::BlkifRequestDiscard = "struct blkif_request_discard" {
+            operation, flag, handle, id, sector_number, nr_sectors };
+        abi::blkif::BlkifRequestIndirect = "struct blkif_request_indirect" {
+            operation, indirect_op, nr_segments, id, sector_number, handle, indirect_grefs };
+        abi::blkif::BlkifResponse = "struct blkif_response" { id, operation, status };
+    );
+    consts!(v;
+        abi::blkif::BlkifOp::Read => "BLKIF_OP_READ";
+        abi::blkif::BlkifOp::Write => "BLKIF_OP_WRITE";
+        abi::blkif::BlkifOp::WriteBarrier => "BLKIF_OP_WRITE_BARRIER";
+        abi::blkif::BlkifOp::FlushDiskcache => "BLKIF_OP_FLUSH_DISKCACHE";
+        abi::blkif::BlkifOp::Reserved1 => "BLKIF_OP_RESERVED_1";
+        abi::blkif::BlkifOp::Discard => "BLKIF_OP_DISCARD";
+        abi::blkif::BlkifOp::Indirect => "BLKIF_OP_INDIRECT";
+        abi::blkif::BLKIF_MAX_SEGMENTS_PER_REQUEST => "BLKIF_MAX_SEGMENTS_PER_REQUEST";
+        abi::blkif::BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST => "BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST";
+        abi::blkif::BLKIF_DISCARD_SECURE => "BLKIF_DISCARD_SECURE";
+        abi::blkif::BLKIF_RSP_EOPNOTSUPP => "BLKIF_RSP_EOPNOTSUPP";
+        abi::blkif::BLKIF_RSP_ERROR => "BLKIF_RSP_ERROR";
+        abi::blkif::BLKIF_RSP_OKAY => "BLKIF_RSP_OKAY";
+        abi::blkif::VDISK_CDROM => "VDISK_CDROM";
+        abi::blkif::VDISK_REMOVABLE => "VDISK_REMOVABLE";
+        abi::blkif::VDISK_READONLY => "VDISK_READONLY";
     );
 
     v

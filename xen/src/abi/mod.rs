@@ -41,6 +41,8 @@ macro_rules! assert_layout {
 
 pub mod errno;
 
+pub mod blkif;
+pub mod console;
 pub mod console_io;
 pub mod domctl;
 pub mod elfnote;
@@ -50,5 +52,10 @@ pub mod hvm;
 pub mod hvm_save;
 pub mod hypercall;
 pub mod memory;
+pub mod netif;
+pub mod ring;
 pub mod sched;
+pub mod vchan;
 pub mod xen;
+pub mod xenbus;
+pub mod xs_wire;
