@@ -39,6 +39,7 @@ fn dom0_boots_to_ready_and_powers_off_cleanly() {
         "event channel loopback missing"
     );
     assert!(has("grant copy ok"), "grant copy missing");
+    assert!(has("windsor: domctl ok (created d1"), "domain create/destroy missing");
     assert!(
         has("Hardware Dom0 halted: halting machine"),
         "no clean poweroff"

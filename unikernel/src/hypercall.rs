@@ -9,6 +9,7 @@
 use crate::arch::hypercall::call;
 use crate::start_info::MemRegion;
 use xen::abi::console_io::CONSOLEIO_WRITE;
+use xen::abi::domctl::XenDomctl;
 use xen::abi::event_channel::{
     EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindVirq, EvtchnBinding, EvtchnClose,
     EvtchnSend, EvtchnStatus, EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_INTERDOMAIN,
@@ -19,13 +20,16 @@ use xen::abi::grant_table::{
     GNTMAP_READONLY, GNTTABOP_COPY, GNTTABOP_MAP_GRANT_REF, GNTTABOP_UNMAP_GRANT_REF,
 };
 use xen::abi::hypercall::{
-    HYPERVISOR_CONSOLE_IO, HYPERVISOR_EVENT_CHANNEL_OP, HYPERVISOR_GRANT_TABLE_OP,
-    HYPERVISOR_MEMORY_OP, HYPERVISOR_SCHED_OP, HYPERVISOR_XEN_VERSION,
+    HYPERVISOR_CONSOLE_IO, HYPERVISOR_DOMCTL, HYPERVISOR_EVENT_CHANNEL_OP,
+    HYPERVISOR_GRANT_TABLE_OP, HYPERVISOR_MEMORY_OP, HYPERVISOR_SCHED_OP, HYPERVISOR_XEN_VERSION,
 };
 use xen::abi::memory::{
     E820Entry, XenAddToPhysmap, XenMemoryMap, XENMEM_ADD_TO_PHYSMAP, XENMEM_MEMORY_MAP,
 };
-use xen::abi::sched::{SchedPoll, SchedShutdown, SCHEDOP_POLL, SCHEDOP_SHUTDOWN};
+use xen::abi::sched::{
+    SchedPoll, SchedRemoteShutdown, SchedShutdown, SCHEDOP_POLL, SCHEDOP_REMOTE_SHUTDOWN,
+    SCHEDOP_SHUTDOWN,
+};
 use xen::abi::xen::XENVER_VERSION;
 use xen::platform::GrantStatus;
 use xen::{DomId, Errno};
@@ -71,6 +75,37 @@ pub fn shutdown(reason: u32) -> Errno {
         Ok(_) => Errno::EINVAL,
         Err(e) => e,
     }
+}
+
+/// `SCHEDOP_remote_shutdown` of another domain (privileged).
+pub fn remote_shutdown(dom: u16, reason: u32) -> Result<(), Errno> {
+    let mut arg = SchedRemoteShutdown {
+        domain_id: dom,
+        reason,
+        ..Default::default()
+    };
+    // SAFETY: `arg` is a live `sched_remote_shutdown`.
+    let r = unsafe {
+        call(
+            HYPERVISOR_SCHED_OP,
+            SCHEDOP_REMOTE_SHUTDOWN.into(),
+            ptr(&mut arg),
+            0,
+            0,
+            0,
+        )
+    };
+    Errno::check(r).map(drop)
+}
+
+/// `domctl` (privileged): Xen reads the command and writes results back
+/// into `op`.
+pub fn domctl(op: &mut XenDomctl) -> Result<(), Errno> {
+    // SAFETY: `op` is a live `xen_domctl` carrying the interface version;
+    // the payload matches `op.cmd` (built by the caller with
+    // `XenDomctl::with_payload`).
+    let r = unsafe { call(HYPERVISOR_DOMCTL, ptr(op), 0, 0, 0, 0) };
+    Errno::check(r).map(drop)
 }
 
 /// `SCHEDOP_poll`: blocks until one of `ports` is pending or Xen system

@@ -14,7 +14,9 @@
 //!   time from `vcpu_time_info`.
 //! * `runtime` (target only): boot sequence (hypercall page, console, heap,
 //!   start info, shared_info, grant frames), [`Xen`] — the implementation of
-//!   the `xen::platform` traits over hypercalls — and the panic handler
+//!   the `xen::platform` traits over hypercalls (`Console`, `Clock`,
+//!   `EventChannel`, `GrantTable`, `Platform`, and `DomainControl` for
+//!   dom0) — and the panic handler
 //!   (message on the console, then `SCHEDOP_shutdown(crash)`).
 //!
 //! An image is a `#![no_std] #![no_main]` binary that names its entry with
@@ -45,6 +47,8 @@ pub mod time;
 pub mod arch;
 #[cfg(target_os = "none")]
 pub mod console;
+#[cfg(target_os = "none")]
+mod domctl;
 #[cfg(target_os = "none")]
 mod events;
 #[cfg(target_os = "none")]

@@ -2,7 +2,8 @@
 //!
 //! Boots as PVH dom0, prints what Xen handed it (version, command line,
 //! modules, memory map), exercises the platform seam once (clock, an
-//! event channel to itself, a grant), prints the ready marker with the
+//! event channel to itself, a grant, creating and destroying an empty
+//! domain), prints the ready marker with the
 //! time from dom0 start, and powers the host off (`SCHEDOP_shutdown`
 //! poweroff of dom0 makes Xen halt the machine).
 //!
@@ -21,7 +22,8 @@
 #[cfg(target_os = "none")]
 mod image {
     use windsor_unikernel::xen::platform::{
-        Clock, EventChannel, GrantTable, LocalPages, Platform, ShutdownReason,
+        Clock, CreateConfig, DomainControl, DomainInfo, EventChannel, GrantTable, LocalPages,
+        Platform, RunState, ShutdownReason,
     };
     use windsor_unikernel::{boot_time, println, Xen};
 
@@ -89,6 +91,34 @@ mod image {
         assert_eq!(&buf, b"windsor");
         xen.end_access(gref).expect("end_access");
         println!("windsor: grant copy ok ({gref})");
+
+        // Domain control: create an empty PVH domain, look at it, destroy it.
+        let dom = xen.create(&CreateConfig::default()).expect("createdomain");
+        let info = xen.info(dom).expect("getdomaininfo");
+        assert_eq!(info.state, RunState::Paused, "a new domain starts paused");
+        let mut all = [DomainInfo {
+            domid: dom,
+            state: RunState::Running,
+            handle: [0; 16],
+            tot_pages: 0,
+            max_mem_kib: 0,
+            max_vcpus: 0,
+            cpu_time_ns: 0,
+            privileged: false,
+        }; 8];
+        let n = xen
+            .list(windsor_unikernel::xen::DomId::DOM0, &mut all)
+            .expect("list");
+        assert!(n >= 2 && all[0].domid.0 == 0 && all[..n].iter().any(|d| d.domid == dom));
+        xen.destroy(dom).expect("destroydomain");
+        assert!(
+            xen.info(dom).map_or(true, |i| i.state == RunState::Dying),
+            "destroyed domain still listed"
+        );
+        println!(
+            "windsor: domctl ok (created {dom:?} with {} KiB max, {} domains listed, destroyed)",
+            info.max_mem_kib, n
+        );
 
         let now = xen.now();
         let since_dom0 = now.saturating_sub(boot_time());
