@@ -442,11 +442,11 @@ mod tests {
         assert_layout!(EvtchnUnmask, size 4, align 4, port @ 0);
         assert_layout!(EvtchnReset, size 2, align 2, dom @ 0);
         assert_layout!(EvtchnInitControl, size 24, align 8,
-            control_gfn @ 0, offset @ 8, vcpu @ 12, link_bits @ 16);
+            control_gfn @ 0, offset @ 8, vcpu @ 12, link_bits @ 16, _pad @ 17);
         assert_layout!(EvtchnExpandArray, size 8, align 8, array_gfn @ 0);
         assert_layout!(EvtchnSetPriority, size 8, align 4, port @ 0, priority @ 4);
         assert_layout!(EvtchnOp, size 28, align 4, cmd @ 0, u @ 4);
-        assert_layout!(EvtchnFifoControlBlock, size 72, align 4, ready @ 0, head @ 8);
+        assert_layout!(EvtchnFifoControlBlock, size 72, align 4, ready @ 0, _rsvd @ 4, head @ 8);
     }
 
     #[test]

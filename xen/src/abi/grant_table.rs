@@ -305,7 +305,7 @@ pub const GNTCOPY_DEST_GREF: u16 = 1 << 1;
 /// `u` is the C union of `ref` (a `grant_ref_t`, in its first four bytes)
 /// and `gmfn` (a `xen_pfn_t`); which one is meant depends on the copy's
 /// `GNTCOPY_*` flags. Use [`GnttabCopyPtr::gref`] / [`GnttabCopyPtr::frame`]
-/// to build one and [`GnttabCopyPtr::r#ref`] / [`GnttabCopyPtr::gmfn`] to read.
+/// to build one and [`GnttabCopyPtr::grant_ref`] / [`GnttabCopyPtr::gmfn`] to read.
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
 )]
@@ -345,7 +345,7 @@ impl GnttabCopyPtr {
     }
 
     /// The union read as `ref`.
-    pub const fn r#ref(&self) -> u32 {
+    pub const fn grant_ref(&self) -> u32 {
         let b = self.u.to_ne_bytes();
         u32::from_ne_bytes([b[0], b[1], b[2], b[3]])
     }
@@ -469,7 +469,7 @@ mod tests {
     #[test]
     fn copy_ptr_union() {
         let p = GnttabCopyPtr::gref(0x1234_5678, 3, 100);
-        assert_eq!(p.r#ref(), 0x1234_5678);
+        assert_eq!(p.grant_ref(), 0x1234_5678);
         assert_eq!(&p.as_bytes()[..4], &0x1234_5678u32.to_ne_bytes());
         assert_eq!(&p.as_bytes()[4..8], &[0; 4]);
         let f = GnttabCopyPtr::frame(0xABCD_EF01_2345, 0x7FF0, 0);

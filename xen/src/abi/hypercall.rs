@@ -50,7 +50,7 @@ pub const HYPERVISOR_XEN_VERSION: u32 = 17;
 pub const HYPERVISOR_CONSOLE_IO: u32 = 18;
 /// `__HYPERVISOR_physdev_op_compat`.
 pub const HYPERVISOR_PHYSDEV_OP_COMPAT: u32 = 19;
-/// `__HYPERVISOR_grant_table_op`: see `grant_table`.
+/// `__HYPERVISOR_grant_table_op`: see [`super::grant_table`].
 pub const HYPERVISOR_GRANT_TABLE_OP: u32 = 20;
 /// `__HYPERVISOR_vm_assist`.
 pub const HYPERVISOR_VM_ASSIST: u32 = 21;
@@ -74,7 +74,7 @@ pub const HYPERVISOR_SCHED_OP: u32 = 29;
 pub const HYPERVISOR_CALLBACK_OP: u32 = 30;
 /// `__HYPERVISOR_xenoprof_op`.
 pub const HYPERVISOR_XENOPROF_OP: u32 = 31;
-/// `__HYPERVISOR_event_channel_op`: see `event_channel`.
+/// `__HYPERVISOR_event_channel_op`: see [`super::event_channel`].
 pub const HYPERVISOR_EVENT_CHANNEL_OP: u32 = 32;
 /// `__HYPERVISOR_physdev_op`.
 pub const HYPERVISOR_PHYSDEV_OP: u32 = 33;
@@ -82,7 +82,7 @@ pub const HYPERVISOR_PHYSDEV_OP: u32 = 33;
 pub const HYPERVISOR_HVM_OP: u32 = 34;
 /// `__HYPERVISOR_sysctl`.
 pub const HYPERVISOR_SYSCTL: u32 = 35;
-/// `__HYPERVISOR_domctl`: see `domctl`.
+/// `__HYPERVISOR_domctl`: see [`super::domctl`].
 pub const HYPERVISOR_DOMCTL: u32 = 36;
 /// `__HYPERVISOR_kexec_op`.
 pub const HYPERVISOR_KEXEC_OP: u32 = 37;

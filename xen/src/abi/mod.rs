@@ -11,7 +11,9 @@
 //!   CamelCase (`struct sched_poll` is [`sched::SchedPoll`]).
 //! * Padding that C inserts implicitly is an explicit `_padN` field, so that
 //!   every struct derives zerocopy's `IntoBytes` and can be copied into or out
-//!   of shared memory without `unsafe`.
+//!   of shared memory without `unsafe`. `IntoBytes` also proves the fields
+//!   tile the struct with no gap, so pinning the offsets of the C fields
+//!   pins the padding too; the layout tests list only the C fields.
 //! * C unions are mirrored as a word array of the union's size and alignment,
 //!   with typed accessors that go through zerocopy (unions cannot derive
 //!   `IntoBytes`).
