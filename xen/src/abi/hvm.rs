@@ -43,6 +43,12 @@ pub const HVM_PARAM_CALLBACK_TYPE_GSI: u64 = 0;
 pub const HVM_PARAM_CALLBACK_TYPE_PCI_INTX: u64 = 1;
 /// `HVM_PARAM_CALLBACK_TYPE_VECTOR`: value is an x86 interrupt vector.
 pub const HVM_PARAM_CALLBACK_TYPE_VECTOR: u64 = 2;
+/// The `HVM_PARAM_CALLBACK_IRQ` value asking Xen to deliver event upcalls
+/// as x86 interrupt `vector` on every vCPU (what a PVH guest sets).
+pub const fn hvm_param_callback_vector(vector: u8) -> u64 {
+    (HVM_PARAM_CALLBACK_TYPE_VECTOR << HVM_PARAM_CALLBACK_IRQ_TYPE_SHIFT) | vector as u64
+}
+
 /// `HVM_PARAM_STORE_PFN`: frame of the xenstore ring.
 pub const HVM_PARAM_STORE_PFN: u32 = 1;
 /// `HVM_PARAM_STORE_EVTCHN`: event channel of the xenstore ring.
@@ -310,5 +316,12 @@ mod tests {
         assert_eq!(HVM_PARAM_STORE_EVTCHN, 2);
         assert_eq!(HVM_PARAM_CONSOLE_PFN, 17);
         assert_eq!(HVM_PARAM_CONSOLE_EVTCHN, 18);
+    }
+
+    #[test]
+    fn callback_vector_value() {
+        let v = hvm_param_callback_vector(0xf3);
+        assert_eq!(v, 0x0200_0000_0000_00f3);
+        assert_eq!(v & HVM_PARAM_CALLBACK_IRQ_TYPE_MASK, 2 << 56);
     }
 }
