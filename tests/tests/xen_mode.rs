@@ -39,7 +39,10 @@ fn dom0_boots_to_ready_and_powers_off_cleanly() {
         "event channel loopback missing"
     );
     assert!(has("grant copy ok"), "grant copy missing");
-    assert!(has("windsor: domctl ok (created d1"), "domain create/destroy missing");
+    assert!(
+        has("windsor: domctl ok (created d1"),
+        "domain create/destroy missing"
+    );
     assert!(
         has("Hardware Dom0 halted: halting machine"),
         "no clean poweroff"
@@ -103,6 +106,22 @@ fn a_panicking_dom0_is_reported_as_crashed_with_its_message() {
     assert!(
         msg.contains("windsor: panic: panicked at")
             && msg.contains("panic requested on the command line"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_faulting_dom0_reports_the_cpu_exception() {
+    let _one = ONE_BOOT_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let err = boot(&XenBootArgs {
+        cmdline: "fault".into(),
+        ..args("dom0-hello")
+    })
+    .expect_err("a faulting dom0 must fail the boot");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("Dom0 crashed"), "{msg}");
+    assert!(
+        msg.contains("CPU exception 14 (page fault)") && msg.contains("cr2 0x100000000"),
         "{msg}"
     );
 }

@@ -2,7 +2,8 @@
 //!
 //! [`start`] runs once, from the architecture entry:
 //!
-//! 1. note the TSC (the domain's start time, converted once the clock is up);
+//! 1. note the TSC (the domain's start time, converted once the clock is up),
+//!    load the exception IDT;
 //! 2. install the hypercall page;
 //! 3. read the `hvm_start_info` header and pick the console (dom0 or not);
 //! 4. give the heap the largest free RAM range after the image;
@@ -259,6 +260,7 @@ fn domid_from(start: &StartInfo) -> DomId {
 /// The boot sequence (see the module doc). Never returns.
 pub(crate) fn start(start_info_paddr: u64) -> ! {
     ENTRY_TSC.store(arch::rdtsc(), Ordering::Relaxed);
+    arch::idt::init();
     if let Err(e) = arch::hypercall::init() {
         // No hypercalls: the debug port is all we have.
         console::write_bytes(b"windsor: not running on Xen\n");

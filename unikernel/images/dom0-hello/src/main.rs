@@ -8,8 +8,8 @@
 //! poweroff of dom0 makes Xen halt the machine).
 //!
 //! With `panic` on its command line it panics right after the banner
-//! instead (the Xen-mode tests use this to check that a crash is reported
-//! with its message).
+//! instead, with `fault` it touches an unmapped page (the Xen-mode tests use
+//! these to check that a crash is reported with its cause).
 //!
 //! The ready marker is the line `xtask xen-boot` and the Xen-mode tests
 //! look for:
@@ -39,6 +39,13 @@ mod image {
         );
         if xen.cmdline().split_ascii_whitespace().any(|w| w == "panic") {
             panic!("panic requested on the command line");
+        }
+        if xen.cmdline().split_ascii_whitespace().any(|w| w == "fault") {
+            // 4 GiB is just past the boot identity map: a page fault.
+            // SAFETY: deliberately faulting; the exception handler reports
+            // it and crashes the domain, so the read never completes.
+            let v = unsafe { core::ptr::read_volatile(0x1_0000_0000 as *const u64) };
+            println!("windsor: read {v:#x} from an unmapped page?");
         }
         for (i, m) in si.modules.iter().enumerate() {
             println!(

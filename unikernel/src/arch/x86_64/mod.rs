@@ -5,8 +5,10 @@
 //!   jump to long mode; it calls [`windsor_rust_start`].
 //! * [`hypercall`]: installs the hypercall page through the Xen CPUID leaves
 //!   and calls into it.
+//! * [`idt`]: CPU exceptions → a report on the console and a crash.
 
 pub mod hypercall;
+pub mod idt;
 
 use core::arch::{asm, global_asm};
 
