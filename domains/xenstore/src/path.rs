@@ -42,13 +42,18 @@ pub fn is_valid_with(p: &[u8], max_rel: usize) -> bool {
     if p.len() > 1 && p.last() == Some(&b'/') {
         return false;
     }
-    if p.windows(2).any(|w| w == b"//") {
-        return false;
-    }
     if p.len() > local_prefix_len(p) + max_rel.min(REL_PATH_MAX) {
         return false;
     }
-    p.iter().all(|&c| valid_char(c))
+    // One pass: allowed characters and no "//".
+    let mut prev = 0u8;
+    for &c in p {
+        if !valid_char(c) || (c == b'/' && prev == b'/') {
+            return false;
+        }
+        prev = c;
+    }
+    true
 }
 
 /// Validates an absolute node name with the protocol's limit.

@@ -203,7 +203,7 @@ const RELEASE: &str = "@releaseDomain";
 pub struct Store {
     cfg: Config,
     tree: Tree,
-    conns: BTreeMap<ConnId, Conn>,
+    conns: tree::Map<ConnId, Conn>,
     next_conn: u32,
     domains: BTreeMap<DomId, Domain>,
     watches: WatchIndex,
@@ -295,6 +295,9 @@ impl Ctx<'_> {
     /// ancestor grants some of `need`, else `EACCES`).
     fn node(&mut self, p: &str, need: u8) -> Result<&Node, Errno> {
         let who = self.who;
+        if self.txn.is_none() {
+            return node_committed(self.tree, &who, p, need);
+        }
         let found = match self.get(p)? {
             Some(n) if bits(&n.perms, &who) & need == need => true,
             Some(_) => return Err(Errno::EACCES),
@@ -318,7 +321,8 @@ impl Ctx<'_> {
     }
 
     /// Creates `p` and its missing parents; `p` gets `value`.
-    fn create(&mut self, p: &str, value: Arc<[u8]>, own_count: u32) -> Result<(), Errno> {
+    fn create(&mut self, p: &str, value: Arc<[u8]>) -> Result<(), Errno> {
+        let own_count = self.tree.count(self.who.dom);
         let mut missing: Vec<&str> = alloc::vec![p];
         let mut cur = path::parent(p);
         let parent = loop {
@@ -399,6 +403,29 @@ impl Ctx<'_> {
     }
 }
 
+/// [`Ctx::node`] outside transactions: one lookup on the hot path.
+fn node_committed<'t>(tree: &'t Tree, who: &Who, p: &str, need: u8) -> Result<&'t Node, Errno> {
+    if let Some(n) = tree.get(p) {
+        return if bits(&n.perms, who) & need == need {
+            Ok(n)
+        } else {
+            Err(Errno::EACCES)
+        };
+    }
+    let mut a = p;
+    while a != "/" {
+        a = path::parent(a);
+        if let Some(n) = tree.get(a) {
+            return Err(if bits(&n.perms, who) & need != 0 {
+                Errno::ENOENT
+            } else {
+                Errno::EACCES
+            });
+        }
+    }
+    Err(Errno::EACCES)
+}
+
 /// The arguments of a request: NUL-terminated strings.
 fn onearg(p: &[u8]) -> Result<&[u8], Errno> {
     match p.split_last() {
@@ -471,7 +498,7 @@ impl Store {
             watches: WatchIndex::new(cfg.hash_seed),
             cfg,
             tree,
-            conns: BTreeMap::new(),
+            conns: tree::Map::with_hasher(tree::SeededState::new(cfg.hash_seed.rotate_left(41))),
             next_conn: 1,
             domains,
             special_intro: Perms::dom0_only(),
@@ -737,7 +764,6 @@ impl Store {
         txn: Option<&mut Txn>,
     ) -> Result<Vec<u8>, Errno> {
         let who = self.who(domid);
-        let own_count = self.tree.count(domid);
         let maxrel = self.cfg.quotas.path_len;
         let special_perm = |s: &Self, name: &[u8]| -> Option<Perms> {
             match name {
@@ -820,7 +846,7 @@ impl Store {
                         n.value = Arc::from(value);
                         cx.put(&name, n)?;
                     }
-                    Err(Errno::ENOENT) => cx.create(&name, Arc::from(value), own_count)?,
+                    Err(Errno::ENOENT) => cx.create(&name, Arc::from(value))?,
                     Err(e) => return Err(e),
                 }
                 cx.fire(Fire {
@@ -837,7 +863,7 @@ impl Store {
                 match cx.node(&name, W) {
                     Ok(_) => {}
                     Err(Errno::ENOENT) => {
-                        cx.create(&name, Arc::from(&[][..]), own_count)?;
+                        cx.create(&name, Arc::from(&[][..]))?;
                         cx.fire(Fire {
                             path: name.as_ref().into(),
                             exact: false,

@@ -495,3 +495,76 @@ mod props {
         }
     }
 }
+
+/// In-process throughput, one core: `cargo test -p windsor-xenstore
+/// --release --lib -- --ignored --nocapture throughput`.
+#[test]
+#[ignore]
+fn throughput() {
+    extern crate std;
+    use std::time::Instant;
+    let mut s = Store::new(Config::default());
+    let c = s.connect(DomId(0));
+    let g = s.connect(DomId(5));
+    let paths: Vec<String> = (0..10_000)
+        .map(|i| format!("/local/domain/{}/device/vif/{}/state", i % 100, i))
+        .collect();
+    let mut buf = Vec::new();
+    for p in &paths {
+        buf.clear();
+        buf.extend_from_slice(p.as_bytes());
+        buf.extend_from_slice(b"\x004");
+        let h = Header::new(XsOp::Write, 1, 0, buf.len() as u32);
+        s.handle(c, &h, &buf).unwrap();
+        s.pop(c).unwrap();
+    }
+    let reqs: Vec<Vec<u8>> = paths.iter().map(|p| cstr(p)).collect();
+    let n = 2_000_000;
+    let t0 = Instant::now();
+    for i in 0..n {
+        let p = &reqs[i % reqs.len()];
+        let h = Header::new(XsOp::Read, i as u32, 0, p.len() as u32);
+        s.handle(c, &h, p).unwrap();
+        core::hint::black_box(s.pop(c));
+    }
+    let dt = t0.elapsed().as_secs_f64();
+    std::println!("reads: {:.0}/s", n as f64 / dt);
+    let wreqs: Vec<Vec<u8>> = paths
+        .iter()
+        .map(|p| {
+            let mut v = cstr(p);
+            v.extend_from_slice(b"connected");
+            v
+        })
+        .collect();
+    let n = 1_000_000;
+    let t0 = Instant::now();
+    for i in 0..n {
+        let p = &wreqs[i % wreqs.len()];
+        let h = Header::new(XsOp::Write, i as u32, 0, p.len() as u32);
+        s.handle(c, &h, p).unwrap();
+        core::hint::black_box(s.pop(c));
+    }
+    let dt = t0.elapsed().as_secs_f64();
+    std::println!("writes: {:.0}/s", n as f64 / dt);
+    // With 100 watchers on domain directories.
+    for d in 0..100 {
+        let mut v = cstr(&format!("/local/domain/{d}/device"));
+        v.extend_from_slice(b"tok\0");
+        s.handle(c, &Header::new(XsOp::Watch, 1, 0, v.len() as u32), &v)
+            .unwrap();
+    }
+    while s.pop(c).is_some() {}
+    let t0 = Instant::now();
+    for i in 0..n {
+        let p = &wreqs[i % wreqs.len()];
+        let h = Header::new(XsOp::Write, i as u32, 0, p.len() as u32);
+        s.handle(c, &h, p).unwrap();
+        while let Some(x) = s.pop(c) {
+            core::hint::black_box(x);
+        }
+    }
+    let dt = t0.elapsed().as_secs_f64();
+    std::println!("writes with watch events: {:.0}/s", n as f64 / dt);
+    let _ = g;
+}
