@@ -426,7 +426,9 @@ pub fn boot(args: &XenBootArgs) -> Result<BootReport> {
 
     let dir = work_dir();
     fs::create_dir_all(&dir)?;
-    let log_path = dir.join(format!("serial-{}.log", std::process::id()));
+    static BOOTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = BOOTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let log_path = dir.join(format!("serial-{}-{n}.log", std::process::id()));
     let mut log = File::create(&log_path)?;
 
     let started = Instant::now();
