@@ -19,21 +19,24 @@
 //! a fatal protocol error for the connection). [`Header::emit`] and
 //! [`Packet::emit`] write the other direction.
 //!
-//! The message type numbers are kept in the local [`XsOp`] enum until
-//! `xen::abi::xs_wire` lands; the numbers are those of the header above.
+//! Message types, limits and the error table come from
+//! `xen::abi::xs_wire`; [`XsOp`] is its `XsdSockmsgType`.
 
 use alloc::vec::Vec;
 
 use xen::Errno;
 
+pub use xen::abi::xs_wire::XsdSockmsgType as XsOp;
+use xen::abi::xs_wire::{xsd_error_from_name, xsd_error_name};
+
 /// `XENSTORE_PAYLOAD_MAX`: the largest payload of one message.
-pub const PAYLOAD_MAX: usize = 4096;
+pub const PAYLOAD_MAX: usize = xen::abi::xs_wire::XENSTORE_PAYLOAD_MAX;
 /// `XENSTORE_ABS_PATH_MAX`.
-pub const ABS_PATH_MAX: usize = 3072;
+pub const ABS_PATH_MAX: usize = xen::abi::xs_wire::XENSTORE_ABS_PATH_MAX;
 /// `XENSTORE_REL_PATH_MAX`.
-pub const REL_PATH_MAX: usize = 2048;
+pub const REL_PATH_MAX: usize = xen::abi::xs_wire::XENSTORE_REL_PATH_MAX;
 /// Size of `struct xsd_sockmsg`.
-pub const HEADER_LEN: usize = 16;
+pub const HEADER_LEN: usize = core::mem::size_of::<xen::abi::xs_wire::XsdSockmsg>();
 
 /// Byte ranges of the header fields.
 pub mod field {
@@ -48,104 +51,15 @@ pub mod field {
     pub const LEN: Range<usize> = 12..16;
 }
 
-/// A message type of `enum xsd_sockmsg_type`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[repr(u32)]
-#[allow(missing_docs)]
-pub enum XsOp {
-    Control = 0,
-    Directory = 1,
-    Read = 2,
-    GetPerms = 3,
-    Watch = 4,
-    Unwatch = 5,
-    TransactionStart = 6,
-    TransactionEnd = 7,
-    Introduce = 8,
-    Release = 9,
-    GetDomainPath = 10,
-    Write = 11,
-    Mkdir = 12,
-    Rm = 13,
-    SetPerms = 14,
-    WatchEvent = 15,
-    Error = 16,
-    IsDomainIntroduced = 17,
-    Resume = 18,
-    SetTarget = 19,
-    ResetWatches = 21,
-    DirectoryPart = 22,
-}
-
-impl XsOp {
-    /// Decodes a raw `type`; `None` for numbers 4.17 does not define
-    /// (20, the removed `XS_RESTRICT`, is one of them).
-    pub fn from_u32(v: u32) -> Option<Self> {
-        use XsOp::*;
-        Some(match v {
-            0 => Control,
-            1 => Directory,
-            2 => Read,
-            3 => GetPerms,
-            4 => Watch,
-            5 => Unwatch,
-            6 => TransactionStart,
-            7 => TransactionEnd,
-            8 => Introduce,
-            9 => Release,
-            10 => GetDomainPath,
-            11 => Write,
-            12 => Mkdir,
-            13 => Rm,
-            14 => SetPerms,
-            15 => WatchEvent,
-            16 => Error,
-            17 => IsDomainIntroduced,
-            18 => Resume,
-            19 => SetTarget,
-            21 => ResetWatches,
-            22 => DirectoryPart,
-            _ => return None,
-        })
-    }
-}
-
-/// The error names of `xsd_errors[]`, in the header's order. An errno not
-/// in this table is sent as `EINVAL`, as xenstored does.
-pub const ERRORS: [(Errno, &str); 16] = [
-    (Errno::EINVAL, "EINVAL"),
-    (Errno::EACCES, "EACCES"),
-    (Errno::EEXIST, "EEXIST"),
-    (Errno::EISDIR, "EISDIR"),
-    (Errno::ENOENT, "ENOENT"),
-    (Errno::ENOMEM, "ENOMEM"),
-    (Errno::ENOSPC, "ENOSPC"),
-    (Errno::EIO, "EIO"),
-    (Errno::ENOTEMPTY, "ENOTEMPTY"),
-    (Errno::ENOSYS, "ENOSYS"),
-    (Errno::EROFS, "EROFS"),
-    (Errno::EBUSY, "EBUSY"),
-    (Errno::EAGAIN, "EAGAIN"),
-    (Errno::EISCONN, "EISCONN"),
-    (Errno::E2BIG, "E2BIG"),
-    (Errno::EPERM, "EPERM"),
-];
-
-/// The `XS_ERROR` payload string for an errno (without the NUL).
+/// The `XS_ERROR` payload string for an errno (without the NUL). An errno
+/// not in `xsd_errors[]` is sent as `EINVAL`, as xenstored does.
 pub fn error_name(e: Errno) -> &'static str {
-    ERRORS
-        .iter()
-        .find(|(n, _)| *n == e)
-        .map_or("EINVAL", |(_, s)| s)
+    xsd_error_name(e).unwrap_or("EINVAL")
 }
 
 /// Parses an `XS_ERROR` payload (with or without its NUL).
 pub fn error_from_name(payload: &[u8]) -> Option<Errno> {
-    let s = payload.strip_suffix(b"\0").unwrap_or(payload);
-    ERRORS
-        .iter()
-        .find(|(_, n)| n.as_bytes() == s)
-        .map(|(e, _)| *e)
+    xsd_error_from_name(payload.strip_suffix(b"\0").unwrap_or(payload))
 }
 
 /// Why bytes could not be decoded. Every variant is fatal for the stream:
@@ -193,7 +107,7 @@ impl Header {
 
     /// The typed message type, if known.
     pub fn op(&self) -> Option<XsOp> {
-        XsOp::from_u32(self.ty)
+        XsOp::from_raw(self.ty)
     }
 
     /// Reads a header. Cannot fail: the length bound is checked by
@@ -429,8 +343,9 @@ mod tests {
         assert_eq!(error_name(Errno::EAGAIN), "EAGAIN");
         assert_eq!(error_name(Errno::ENOTDIR), "EINVAL");
         assert_eq!(error_from_name(b"E2BIG\0"), Some(Errno::E2BIG));
-        assert_eq!(XsOp::from_u32(20), None);
-        assert_eq!(XsOp::from_u32(22), Some(XsOp::DirectoryPart));
+        assert_eq!(XsOp::from_raw(20), None);
+        assert_eq!(XsOp::from_raw(22), Some(XsOp::DirectoryPart));
+        assert_eq!(HEADER_LEN, 16);
         let p = Packet::new(XsOp::Write, 1, 2, vec![1, 2]);
         let mut small = [0u8; 10];
         assert_eq!(p.emit(&mut small), Err(WireError::Truncated));
