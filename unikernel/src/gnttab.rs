@@ -74,7 +74,7 @@ impl GrantState {
     /// Takes `n` pages of unpopulated guest-physical space.
     // The window is not reused yet: 3 GiB of address space is far more
     // than a domain maps over its life in the tests and images so far.
-    fn window(&self, n: usize) -> Result<u64> {
+    pub(crate) fn window(&self, n: usize) -> Result<u64> {
         let mut next = self.next_window_gfn.borrow_mut();
         let gfn = *next;
         if gfn + n as u64 > self.window_end_gfn {

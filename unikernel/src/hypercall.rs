@@ -19,12 +19,17 @@ use xen::abi::grant_table::{
     check_status, GnttabCopy, GnttabMapGrantRef, GnttabUnmapGrantRef, GNTMAP_HOST_MAP,
     GNTMAP_READONLY, GNTTABOP_COPY, GNTTABOP_MAP_GRANT_REF, GNTTABOP_UNMAP_GRANT_REF,
 };
+use xen::abi::hvm::{XenHvmParam, HVMOP_GET_PARAM, HVMOP_SET_PARAM};
 use xen::abi::hypercall::{
     HYPERVISOR_CONSOLE_IO, HYPERVISOR_DOMCTL, HYPERVISOR_EVENT_CHANNEL_OP,
-    HYPERVISOR_GRANT_TABLE_OP, HYPERVISOR_MEMORY_OP, HYPERVISOR_SCHED_OP, HYPERVISOR_XEN_VERSION,
+    HYPERVISOR_GRANT_TABLE_OP, HYPERVISOR_HVM_OP, HYPERVISOR_MEMORY_OP, HYPERVISOR_SCHED_OP,
+    HYPERVISOR_XEN_VERSION,
 };
 use xen::abi::memory::{
-    E820Entry, XenAddToPhysmap, XenMemoryMap, XENMEM_ADD_TO_PHYSMAP, XENMEM_MEMORY_MAP,
+    E820Entry, XenAddToPhysmap, XenAddToPhysmapBatch, XenForeignMemoryMap, XenMemoryMap,
+    XenMemoryReservation, XenRemoveFromPhysmap, XENMAPSPACE_GMFN_FOREIGN, XENMEM_ADD_TO_PHYSMAP,
+    XENMEM_ADD_TO_PHYSMAP_BATCH, XENMEM_MEMORY_MAP, XENMEM_POPULATE_PHYSMAP,
+    XENMEM_REMOVE_FROM_PHYSMAP, XENMEM_SET_MEMORY_MAP,
 };
 use xen::abi::sched::{
     SchedPoll, SchedRemoteShutdown, SchedShutdown, SCHEDOP_POLL, SCHEDOP_REMOTE_SHUTDOWN,
@@ -194,6 +199,170 @@ pub fn memory_map(out: &mut [MemRegion]) -> Result<usize, Errno> {
         };
     }
     Ok(n)
+}
+
+/// `XENMEM_populate_physmap` for `dom`: backs each extent of `2^order`
+/// pages starting at the frames in `gfns` with fresh memory. Returns how
+/// many extents were populated (fewer than asked: out of memory).
+pub fn populate_physmap(dom: u16, gfns: &mut [u64], order: u32) -> Result<usize, Errno> {
+    let mut arg = XenMemoryReservation {
+        extent_start: gfns.as_mut_ptr() as u64,
+        nr_extents: gfns.len() as u64,
+        extent_order: order,
+        domid: dom,
+        ..Default::default()
+    };
+    // SAFETY: `arg` is a live reservation whose extent array holds
+    // `nr_extents` frames, live for the call.
+    let r = unsafe {
+        call(
+            HYPERVISOR_MEMORY_OP,
+            XENMEM_POPULATE_PHYSMAP.into(),
+            ptr(&mut arg),
+            0,
+            0,
+            0,
+        )
+    };
+    Errno::check(r).map(|n| n as usize)
+}
+
+/// `XENMEM_add_to_physmap_batch` (space `gmfn_foreign`): maps frames
+/// `foreign[i]` of `dom` at our frames `local[i]`. Per-frame errors land
+/// in `errs` (0 or `-errno`).
+pub fn map_foreign_batch(
+    dom: u16,
+    foreign: &[u64],
+    local: &[u64],
+    errs: &mut [i32],
+) -> Result<(), Errno> {
+    assert!(
+        foreign.len() == local.len()
+            && local.len() == errs.len()
+            && local.len() <= u16::MAX as usize
+    );
+    let mut arg = XenAddToPhysmapBatch {
+        domid: DomId::SELF.0,
+        space: XENMAPSPACE_GMFN_FOREIGN as u16,
+        size: local.len() as u16,
+        foreign_domid: dom,
+        idxs: foreign.as_ptr() as u64,
+        gpfns: local.as_ptr() as u64,
+        errs: errs.as_mut_ptr() as u64,
+    };
+    // SAFETY: `arg` is a live batch whose three arrays hold `size` entries
+    // each and stay live for the call.
+    let r = unsafe {
+        call(
+            HYPERVISOR_MEMORY_OP,
+            XENMEM_ADD_TO_PHYSMAP_BATCH.into(),
+            ptr(&mut arg),
+            0,
+            0,
+            0,
+        )
+    };
+    Errno::check(r).map(drop)
+}
+
+/// `XENMEM_remove_from_physmap` of our frame `gfn`.
+pub fn remove_from_physmap(gfn: u64) -> Result<(), Errno> {
+    let mut arg = XenRemoveFromPhysmap {
+        domid: DomId::SELF.0,
+        gpfn: gfn,
+        ..Default::default()
+    };
+    // SAFETY: `arg` is a live `xen_remove_from_physmap`.
+    let r = unsafe {
+        call(
+            HYPERVISOR_MEMORY_OP,
+            XENMEM_REMOVE_FROM_PHYSMAP.into(),
+            ptr(&mut arg),
+            0,
+            0,
+            0,
+        )
+    };
+    Errno::check(r).map(drop)
+}
+
+/// `XENMEM_set_memory_map` for `dom` (the e820 it reads back with
+/// `XENMEM_memory_map`).
+pub fn set_memory_map(dom: u16, map: &[MemRegion]) -> Result<(), Errno> {
+    const MAX: usize = 128;
+    if map.len() > MAX {
+        return Err(Errno::E2BIG);
+    }
+    let mut raw = [E820Entry::default(); MAX];
+    for (e, r) in raw.iter_mut().zip(map) {
+        *e = E820Entry::new(r.addr, r.size, r.kind);
+    }
+    let mut arg = XenForeignMemoryMap {
+        domid: dom,
+        map: XenMemoryMap {
+            nr_entries: map.len() as u32,
+            buffer: raw.as_mut_ptr() as u64,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    // SAFETY: `arg` is a live `xen_foreign_memory_map` whose buffer holds
+    // `nr_entries` packed e820 entries.
+    let r = unsafe {
+        call(
+            HYPERVISOR_MEMORY_OP,
+            XENMEM_SET_MEMORY_MAP.into(),
+            ptr(&mut arg),
+            0,
+            0,
+            0,
+        )
+    };
+    Errno::check(r).map(drop)
+}
+
+/// `HVMOP_set_param` for `dom`.
+pub fn set_hvm_param(dom: u16, index: u32, value: u64) -> Result<(), Errno> {
+    let mut arg = XenHvmParam {
+        domid: dom,
+        index,
+        value,
+        ..Default::default()
+    };
+    // SAFETY: `arg` is a live `xen_hvm_param`.
+    let r = unsafe {
+        call(
+            HYPERVISOR_HVM_OP,
+            HVMOP_SET_PARAM.into(),
+            ptr(&mut arg),
+            0,
+            0,
+            0,
+        )
+    };
+    Errno::check(r).map(drop)
+}
+
+/// `HVMOP_get_param` for `dom`.
+pub fn get_hvm_param(dom: u16, index: u32) -> Result<u64, Errno> {
+    let mut arg = XenHvmParam {
+        domid: dom,
+        index,
+        ..Default::default()
+    };
+    // SAFETY: `arg` is a live `xen_hvm_param`; Xen writes `value`.
+    let r = unsafe {
+        call(
+            HYPERVISOR_HVM_OP,
+            HVMOP_GET_PARAM.into(),
+            ptr(&mut arg),
+            0,
+            0,
+            0,
+        )
+    };
+    Errno::check(r)?;
+    Ok(arg.value)
 }
 
 fn evtchn_op<T: IntoBytes + FromBytes>(cmd: u32, arg: &mut T) -> Result<(), Errno> {

@@ -16,7 +16,8 @@
 //!   start info, shared_info, grant frames), [`Xen`] — the implementation of
 //!   the `xen::platform` traits over hypercalls (`Console`, `Clock`,
 //!   `EventChannel`, `GrantTable`, `Platform`, and `DomainControl` for
-//!   dom0) — and the panic handler
+//!   dom0), the builder primitives (another domain's physmap, foreign
+//!   mappings, e820, HVM params and context) — and the panic handler
 //!   (message on the console, then `SCHEDOP_shutdown(crash)`).
 //!
 //! An image is a `#![no_std] #![no_main]` binary that names its entry with
@@ -52,6 +53,8 @@ mod domctl;
 #[cfg(target_os = "none")]
 mod events;
 #[cfg(target_os = "none")]
+mod foreign;
+#[cfg(target_os = "none")]
 mod gnttab;
 #[cfg(target_os = "none")]
 mod heap;
@@ -60,6 +63,8 @@ mod hypercall;
 #[cfg(target_os = "none")]
 mod runtime;
 
+#[cfg(target_os = "none")]
+pub use foreign::ForeignPages;
 #[cfg(target_os = "none")]
 pub use gnttab::{Mapping, Pages};
 #[cfg(target_os = "none")]
