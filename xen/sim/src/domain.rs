@@ -1,0 +1,734 @@
+//! [`SimDomain`]: one domain's view of the simulated host, implementing every
+//! platform trait of the `xen` crate.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use xen::platform::{
+    BuiltDomain, Clock, Console, CreateConfig, DomainBuilder, DomainControl, DomainImage,
+    DomainInfo, Error, EventChannel, ForeignMapping, GrantStatus, GrantTable, LocalPages, Platform,
+    PortStatus, Result, RunState, ShutdownReason, StoreRing, Virq,
+};
+use xen::{DomId, Errno, EvtchnPort, Gfn, GrantRef, SharedMem, SharedRo, PAGE_SIZE};
+
+use crate::hypervisor::{spawn_domain, Dom, Grant, Shared, State};
+use crate::memory::{Frame, Window};
+
+/// What the builder prepared for a domain started from an image.
+pub(crate) struct StartInfo {
+    pub(crate) cmdline: String,
+    pub(crate) store: SimPages,
+    pub(crate) store_port: EvtchnPort,
+    /// The console ring page, kept alive for a console backend (not yet
+    /// served in host mode: console output goes through [`Console`]).
+    pub(crate) _console: SimPages,
+}
+
+/// A handle on one domain of a simulated host. Cheap to clone; usable from
+/// any thread. Every call fails with `ESRCH` once the domain has shut down or
+/// been destroyed.
+#[derive(Clone)]
+pub struct SimDomain {
+    shared: Arc<Shared>,
+    domid: DomId,
+    start: Option<Arc<StartInfo>>,
+}
+
+impl std::fmt::Debug for SimDomain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimDomain")
+            .field("domid", &self.domid)
+            .finish()
+    }
+}
+
+fn errno(e: Errno) -> Error {
+    Error::Errno(e)
+}
+
+fn gnt(s: GrantStatus) -> Error {
+    Error::Grant(s)
+}
+
+impl SimDomain {
+    pub(crate) fn new(shared: Arc<Shared>, domid: DomId, start: Option<Arc<StartInfo>>) -> Self {
+        SimDomain {
+            shared,
+            domid,
+            start,
+        }
+    }
+
+    /// Locks the host and checks that we are still alive.
+    fn me<'a>(&self, st: &'a mut State) -> Result<&'a mut Dom> {
+        let d = st.dom_mut(self.domid)?;
+        if d.alive() {
+            Ok(d)
+        } else {
+            Err(errno(Errno::ESRCH))
+        }
+    }
+
+    fn privileged(&self, st: &mut State) -> Result<()> {
+        if self.me(st)?.privileged {
+            Ok(())
+        } else {
+            Err(errno(Errno::EPERM))
+        }
+    }
+
+    fn deliver(shared: &Shared, to: DomId, port: EvtchnPort) {
+        let mut st = shared.lock();
+        if let Ok(d) = st.dom_mut(to) {
+            d.raise(port);
+        }
+    }
+}
+
+/// Pages a simulated domain owns.
+pub struct SimPages {
+    window: Window,
+    owner: DomId,
+    shared: Arc<Shared>,
+}
+
+impl LocalPages for SimPages {
+    fn mem(&self) -> SharedMem<'_> {
+        self.window.mem()
+    }
+    fn count(&self) -> usize {
+        self.window.frames().len()
+    }
+    fn gfn(&self, index: usize) -> Gfn {
+        Gfn(self.window.frames()[index].index())
+    }
+}
+
+impl Drop for SimPages {
+    fn drop(&mut self) {
+        let mut st = self.shared.lock();
+        if let Ok(d) = st.dom_mut(self.owner) {
+            d.tot_pages = d.tot_pages.saturating_sub(self.count() as u64);
+        }
+    }
+}
+
+/// A simulated domain's mapping of another domain's grants.
+pub struct SimMapping {
+    window: Window,
+    writable: bool,
+    granter: DomId,
+    refs: Vec<GrantRef>,
+    shared: Arc<Shared>,
+}
+
+impl ForeignMapping for SimMapping {
+    fn ro(&self) -> SharedRo<'_> {
+        self.window.mem().ro()
+    }
+    fn rw(&self) -> Option<SharedMem<'_>> {
+        self.writable.then(|| self.window.mem())
+    }
+    fn granter(&self) -> DomId {
+        self.granter
+    }
+}
+
+impl Drop for SimMapping {
+    fn drop(&mut self) {
+        let mut st = self.shared.lock();
+        if let Ok(d) = st.dom_mut(self.granter) {
+            for (r, f) in self.refs.iter().zip(self.window.frames()) {
+                if let Some(g) = d.grants.get_mut(&r.0) {
+                    if Arc::ptr_eq(&g.frame, f) {
+                        g.maps = g.maps.saturating_sub(1);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl GrantTable for SimDomain {
+    type Pages = SimPages;
+    type Mapping = SimMapping;
+
+    fn alloc_pages(&self, count: usize) -> Result<SimPages> {
+        if count == 0 {
+            return Err(errno(Errno::EINVAL));
+        }
+        {
+            let mut st = self.shared.lock();
+            let me = self.me(&mut st)?;
+            if me.tot_pages + count as u64 > me.max_pages() {
+                return Err(errno(Errno::ENOMEM));
+            }
+            me.tot_pages += count as u64;
+        }
+        let undo = |shared: &Shared| {
+            if let Ok(d) = shared.lock().dom_mut(self.domid) {
+                d.tot_pages = d.tot_pages.saturating_sub(count as u64);
+            }
+        };
+        let frames = match self.shared.pool.alloc(count) {
+            Ok(f) => f,
+            Err(_) => {
+                undo(&self.shared);
+                return Err(errno(Errno::ENOMEM));
+            }
+        };
+        let window = match Window::new(frames.into_iter().map(Arc::new).collect()) {
+            Ok(w) => w,
+            Err(_) => {
+                undo(&self.shared);
+                return Err(errno(Errno::ENOMEM));
+            }
+        };
+        Ok(SimPages {
+            window,
+            owner: self.domid,
+            shared: self.shared.clone(),
+        })
+    }
+
+    fn grant_access(
+        &self,
+        pages: &SimPages,
+        index: usize,
+        to: DomId,
+        readonly: bool,
+    ) -> Result<GrantRef> {
+        if pages.owner != self.domid || !Arc::ptr_eq(&pages.shared, &self.shared) {
+            return Err(errno(Errno::EINVAL));
+        }
+        let frame = pages
+            .window
+            .frames()
+            .get(index)
+            .cloned()
+            .ok_or(errno(Errno::EINVAL))?;
+        let mut st = self.shared.lock();
+        let me = self.me(&mut st)?;
+        let gref = match me.free_grefs.pop() {
+            Some(r) => r,
+            None => {
+                // Grant table v1: 512 entries of 8 bytes per 4 KiB frame.
+                let limit = me.cfg.max_grant_frames.saturating_mul(512);
+                if me.next_gref >= limit {
+                    return Err(gnt(GrantStatus::NoSpace));
+                }
+                me.next_gref += 1;
+                me.next_gref - 1
+            }
+        };
+        me.grants.insert(
+            gref,
+            Grant {
+                to,
+                frame,
+                readonly,
+                maps: 0,
+            },
+        );
+        Ok(GrantRef(gref))
+    }
+
+    fn end_access(&self, gref: GrantRef) -> Result<()> {
+        let mut st = self.shared.lock();
+        let me = self.me(&mut st)?;
+        match me.grants.get(&gref.0) {
+            None => Err(gnt(GrantStatus::BadGntref)),
+            Some(g) if g.maps > 0 => Err(errno(Errno::EBUSY)),
+            Some(_) => {
+                me.grants.remove(&gref.0);
+                if gref.0 >= GrantRef::FIRST_FREE.0 {
+                    me.free_grefs.push(gref.0);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn map(&self, from: DomId, refs: &[GrantRef], readonly: bool) -> Result<SimMapping> {
+        if refs.is_empty() {
+            return Err(errno(Errno::EINVAL));
+        }
+        let mut frames: Vec<Arc<Frame>> = Vec::with_capacity(refs.len());
+        {
+            let mut st = self.shared.lock();
+            self.me(&mut st)?;
+            let granter = st.dom_mut(from).map_err(|_| gnt(GrantStatus::BadDomain))?;
+            for r in refs {
+                let g = granter
+                    .grants
+                    .get(&r.0)
+                    .filter(|g| g.to == self.domid)
+                    .ok_or(gnt(GrantStatus::BadGntref))?;
+                if g.readonly && !readonly {
+                    return Err(gnt(GrantStatus::PermissionDenied));
+                }
+                frames.push(g.frame.clone());
+            }
+            for r in refs {
+                if let Some(g) = granter.grants.get_mut(&r.0) {
+                    g.maps += 1;
+                }
+            }
+        }
+        let mapping = SimMapping {
+            window: Window::new(frames).map_err(|_| gnt(GrantStatus::NoSpace))?,
+            writable: !readonly,
+            granter: from,
+            refs: refs.to_vec(),
+            shared: self.shared.clone(),
+        };
+        Ok(mapping)
+    }
+
+    fn copy_from_grant(
+        &self,
+        from: DomId,
+        gref: GrantRef,
+        offset: u16,
+        buf: &mut [u8],
+    ) -> Result<()> {
+        let frame = self.copy_frame(from, gref, offset, buf.len(), false)?;
+        frame.mem().read_bytes(offset as usize, buf);
+        Ok(())
+    }
+
+    fn copy_to_grant(&self, to: DomId, gref: GrantRef, offset: u16, buf: &[u8]) -> Result<()> {
+        let frame = self.copy_frame(to, gref, offset, buf.len(), true)?;
+        frame.mem().write_bytes(offset as usize, buf);
+        Ok(())
+    }
+}
+
+impl SimDomain {
+    /// Checks a `GNTTABOP_copy` segment and returns the frame it targets.
+    fn copy_frame(
+        &self,
+        peer: DomId,
+        gref: GrantRef,
+        offset: u16,
+        len: usize,
+        write: bool,
+    ) -> Result<Arc<Frame>> {
+        if offset as usize + len > PAGE_SIZE {
+            return Err(gnt(GrantStatus::BadCopyArg));
+        }
+        let mut st = self.shared.lock();
+        self.me(&mut st)?;
+        let granter = st.dom(peer).map_err(|_| gnt(GrantStatus::BadDomain))?;
+        let g = granter
+            .grants
+            .get(&gref.0)
+            .filter(|g| g.to == self.domid)
+            .ok_or(gnt(GrantStatus::BadGntref))?;
+        if write && g.readonly {
+            return Err(gnt(GrantStatus::PermissionDenied));
+        }
+        Ok(g.frame.clone())
+    }
+}
+
+impl EventChannel for SimDomain {
+    fn alloc_unbound(&self, remote: DomId) -> Result<EvtchnPort> {
+        let mut st = self.shared.lock();
+        self.me(&mut st)?.alloc_port(PortStatus::Unbound { remote })
+    }
+
+    fn bind_interdomain(&self, remote: DomId, remote_port: EvtchnPort) -> Result<EvtchnPort> {
+        let mut st = self.shared.lock();
+        self.me(&mut st)?;
+        let rp = st.dom(remote)?.port(remote_port)?;
+        match rp.status {
+            PortStatus::Unbound { remote: allowed } if allowed == self.domid => {}
+            _ => return Err(errno(Errno::EINVAL)),
+        }
+        let local = self.me(&mut st)?.alloc_port(PortStatus::Interdomain {
+            dom: remote,
+            port: remote_port,
+        })?;
+        // As in Xen, the new local port starts pending.
+        self.me(&mut st)?.port_mut(local)?.pending = true;
+        st.dom_mut(remote)?.port_mut(remote_port)?.status = PortStatus::Interdomain {
+            dom: self.domid,
+            port: local,
+        };
+        Ok(local)
+    }
+
+    fn bind_virq(&self, virq: Virq) -> Result<EvtchnPort> {
+        let mut st = self.shared.lock();
+        let me = self.me(&mut st)?;
+        if me.virqs.contains_key(&(virq as u32)) {
+            return Err(errno(Errno::EEXIST));
+        }
+        let p = me.alloc_port(PortStatus::Virq(virq))?;
+        me.virqs.insert(virq as u32, p);
+        Ok(p)
+    }
+
+    fn notify(&self, port: EvtchnPort) -> Result<()> {
+        let mut st = self.shared.lock();
+        // A paused domain does not run: it stops here until unpaused.
+        loop {
+            let me = self.me(&mut st)?;
+            if !me.paused {
+                break;
+            }
+            let wake = me.wake.clone();
+            st = wake
+                .wait(st)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        self.notify_locked(st, port)
+    }
+
+    fn mask(&self, port: EvtchnPort) -> Result<()> {
+        let mut st = self.shared.lock();
+        self.me(&mut st)?.port_mut(port)?.masked = true;
+        Ok(())
+    }
+
+    fn unmask(&self, port: EvtchnPort) -> Result<()> {
+        let mut st = self.shared.lock();
+        let me = self.me(&mut st)?;
+        let p = me.port_mut(port)?;
+        p.masked = false;
+        if p.pending {
+            me.wake.notify_all();
+        }
+        Ok(())
+    }
+
+    fn close(&self, port: EvtchnPort) -> Result<()> {
+        let mut st = self.shared.lock();
+        let me = self.me(&mut st)?;
+        let p = *me.port(port)?;
+        me.ports[port.0 as usize] = None;
+        match p.status {
+            PortStatus::Interdomain { dom, port: rport } => {
+                // Xen makes the peer's port unbound again. The simulator also
+                // raises it, so a peer blocked in `wait` notices the close.
+                if let Ok(peer) = st.dom_mut(dom) {
+                    if let Ok(pp) = peer.port_mut(rport) {
+                        pp.status = PortStatus::Unbound { remote: self.domid };
+                    }
+                    peer.raise(rport);
+                }
+            }
+            PortStatus::Virq(v) => {
+                me.virqs.remove(&(v as u32));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn status(&self, port: EvtchnPort) -> Result<PortStatus> {
+        let mut st = self.shared.lock();
+        let me = self.me(&mut st)?;
+        Ok(me
+            .port(port)
+            .map(|p| p.status)
+            .unwrap_or(PortStatus::Closed))
+    }
+
+    fn clear_pending(&self, port: EvtchnPort) -> Result<bool> {
+        let mut st = self.shared.lock();
+        let p = self.me(&mut st)?.port_mut(port)?;
+        Ok(std::mem::replace(&mut p.pending, false))
+    }
+
+    fn wait(&self, ports: &[EvtchnPort], timeout: Option<Duration>) -> Result<bool> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut st = self.shared.lock();
+        loop {
+            let me = self.me(&mut st)?;
+            if !me.paused
+                && ports
+                    .iter()
+                    .any(|&p| me.port(p).map(|p| p.pending && !p.masked).unwrap_or(false))
+            {
+                return Ok(true);
+            }
+            let wake = me.wake.clone();
+            match deadline {
+                None => {
+                    st = wake
+                        .wait(st)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                }
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Ok(false);
+                    }
+                    st = wake
+                        .wait_timeout(st, d - now)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .0;
+                }
+            }
+        }
+    }
+}
+
+impl SimDomain {
+    fn notify_locked(
+        &self,
+        mut st: std::sync::MutexGuard<'_, State>,
+        port: EvtchnPort,
+    ) -> Result<()> {
+        let status = self.me(&mut st)?.port(port)?.status;
+        let (to, rport) = match status {
+            PortStatus::Interdomain { dom, port } => (dom, port),
+            // Xen: sending on an unbound port is accepted and goes nowhere.
+            PortStatus::Unbound { .. } => return Ok(()),
+            _ => return Err(errno(Errno::EINVAL)),
+        };
+        if let Some(f) = st.faults.get_mut(&self.domid.0) {
+            if f.drop_next > 0 {
+                f.drop_next -= 1;
+                tracing::debug!(
+                    from = self.domid.0,
+                    to = to.0,
+                    "notification dropped (fault)"
+                );
+                return Ok(());
+            }
+            if let Some(delay) = f.delay {
+                let shared = self.shared.clone();
+                drop(st);
+                std::thread::spawn(move || {
+                    std::thread::sleep(delay);
+                    SimDomain::deliver(&shared, to, rport);
+                });
+                return Ok(());
+            }
+        }
+        if let Ok(d) = st.dom_mut(to) {
+            d.raise(rport);
+        }
+        Ok(())
+    }
+}
+
+impl Console for SimDomain {
+    fn write(&self, bytes: &[u8]) {
+        self.shared.lock().console_write(self.domid, bytes);
+        let text = String::from_utf8_lossy(bytes);
+        for line in text.lines().filter(|l| !l.is_empty()) {
+            tracing::info!(target: "console", dom = self.domid.0, "{line}");
+        }
+    }
+}
+
+impl Clock for SimDomain {
+    fn now(&self) -> Duration {
+        self.shared.boot.elapsed()
+    }
+}
+
+impl Platform for SimDomain {
+    fn domid(&self) -> DomId {
+        self.domid
+    }
+
+    fn cmdline(&self) -> &str {
+        self.start.as_ref().map_or("", |s| s.cmdline.as_str())
+    }
+
+    fn store_ring(&self) -> Option<StoreRing<'_>> {
+        self.start.as_ref().map(|s| StoreRing {
+            page: s.store.mem(),
+            port: s.store_port,
+        })
+    }
+
+    fn shutdown_self(&self, reason: ShutdownReason) {
+        let _ = self.shared.lock().shutdown(self.domid, reason);
+    }
+}
+
+impl DomainControl for SimDomain {
+    fn create(&self, cfg: &CreateConfig) -> Result<DomId> {
+        if cfg.max_vcpus == 0 {
+            return Err(errno(Errno::EINVAL));
+        }
+        let mut st = self.shared.lock();
+        self.privileged(&mut st)?;
+        let d = st.create(cfg, false)?;
+        tracing::debug!(dom = d.0, "domain created");
+        Ok(d)
+    }
+
+    fn set_max_vcpus(&self, dom: DomId, n: u32) -> Result<()> {
+        let mut st = self.shared.lock();
+        self.privileged(&mut st)?;
+        if n == 0 {
+            return Err(errno(Errno::EINVAL));
+        }
+        st.dom_mut(dom)?.cfg.max_vcpus = n;
+        Ok(())
+    }
+
+    fn set_max_mem(&self, dom: DomId, kib: u64) -> Result<()> {
+        let mut st = self.shared.lock();
+        self.privileged(&mut st)?;
+        st.dom_mut(dom)?.cfg.max_mem_kib = kib;
+        Ok(())
+    }
+
+    fn pause(&self, dom: DomId) -> Result<()> {
+        let mut st = self.shared.lock();
+        self.privileged(&mut st)?;
+        let d = st.dom_mut(dom)?;
+        if !d.alive() {
+            return Err(errno(Errno::EINVAL));
+        }
+        d.paused = true;
+        d.state = RunState::Paused;
+        Ok(())
+    }
+
+    fn unpause(&self, dom: DomId) -> Result<()> {
+        let mut st = self.shared.lock();
+        self.privileged(&mut st)?;
+        let d = st.dom_mut(dom)?;
+        if !d.alive() {
+            return Err(errno(Errno::EINVAL));
+        }
+        d.paused = false;
+        d.state = RunState::Running;
+        d.wake.notify_all();
+        // The first unpause of a built domain starts its image.
+        if d.launched || d.start.is_none() {
+            return Ok(());
+        }
+        d.launched = true;
+        let start = d.start.clone();
+        let image = d.image.clone().unwrap_or_default();
+        drop(st);
+        let entry = self
+            .shared
+            .images
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&image)
+            .cloned()
+            .ok_or(errno(Errno::ENOEXEC))?;
+        let h = spawn_domain(&self.shared, dom, start, entry);
+        if let Ok(d) = self.shared.lock().dom_mut(dom) {
+            d.thread = Some(h);
+        }
+        Ok(())
+    }
+
+    fn shutdown(&self, dom: DomId, reason: ShutdownReason) -> Result<()> {
+        let mut st = self.shared.lock();
+        self.privileged(&mut st)?;
+        st.shutdown(dom, reason)
+    }
+
+    fn destroy(&self, dom: DomId) -> Result<()> {
+        let mut st = self.shared.lock();
+        self.privileged(&mut st)?;
+        if dom == self.domid {
+            return Err(errno(Errno::EINVAL));
+        }
+        let removed = st.destroy(dom)?;
+        drop(st);
+        // Its pages and grants go back to the pool outside the lock; its
+        // thread (if any) sees ESRCH and returns by itself.
+        drop(removed);
+        Ok(())
+    }
+
+    fn info(&self, dom: DomId) -> Result<DomainInfo> {
+        let mut st = self.shared.lock();
+        self.privileged(&mut st)?;
+        st.info(dom)
+    }
+
+    fn list(&self, start: DomId, out: &mut [DomainInfo]) -> Result<usize> {
+        let mut st = self.shared.lock();
+        self.privileged(&mut st)?;
+        let ids: Vec<DomId> = st
+            .doms
+            .range(start.0..)
+            .take(out.len())
+            .map(|(&d, _)| DomId(d))
+            .collect();
+        for (slot, d) in out.iter_mut().zip(&ids) {
+            *slot = st.info(*d)?;
+        }
+        Ok(ids.len())
+    }
+}
+
+impl DomainBuilder for SimDomain {
+    fn build(&self, dom: DomId, image: &DomainImage<'_>) -> Result<BuiltDomain> {
+        {
+            let mut st = self.shared.lock();
+            self.privileged(&mut st)?;
+            let d = st.dom(dom)?;
+            if d.start.is_some() || d.thread.is_some() {
+                return Err(errno(Errno::EEXIST));
+            }
+        }
+        let name = std::str::from_utf8(image.kernel).map_err(|_| errno(Errno::ENOEXEC))?;
+        if !self
+            .shared
+            .images
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains_key(name)
+        {
+            return Err(errno(Errno::ENOEXEC));
+        }
+        // The rings are the guest's own pages, counted against its memory,
+        // offered through the reserved grant entries.
+        let guest = SimDomain::new(self.shared.clone(), dom, None);
+        let store = guest.alloc_pages(1)?;
+        let console = guest.alloc_pages(1)?;
+        let mut st = self.shared.lock();
+        let d = st.dom_mut(dom)?;
+        for (gref, pages, to) in [
+            (GrantRef::RESERVED_XENSTORE, &store, image.xenstore_domid),
+            (GrantRef::RESERVED_CONSOLE, &console, image.console_domid),
+        ] {
+            d.grants.insert(
+                gref.0,
+                Grant {
+                    to,
+                    frame: pages.window.frames()[0].clone(),
+                    readonly: false,
+                    maps: 0,
+                },
+            );
+        }
+        let store_port = d.alloc_port(PortStatus::Unbound {
+            remote: image.xenstore_domid,
+        })?;
+        let console_port = d.alloc_port(PortStatus::Unbound {
+            remote: image.console_domid,
+        })?;
+        let built = BuiltDomain {
+            store_gfn: store.gfn(0),
+            store_port,
+            console_gfn: console.gfn(0),
+            console_port,
+        };
+        d.image = Some(name.to_owned());
+        d.start = Some(Arc::new(StartInfo {
+            cmdline: image.cmdline.to_owned(),
+            store,
+            store_port,
+            _console: console,
+        }));
+        Ok(built)
+    }
+}
