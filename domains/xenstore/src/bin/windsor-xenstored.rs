@@ -45,8 +45,8 @@ fn main() -> anyhow::Result<()> {
         data_dir: args.data_dir.clone(),
         snapshot_every: args.snapshot_every,
     };
-    let mut daemon = Daemon::bind(config, windsor_xenstore::daemon::engine())
-        .with_context(|| format!("starting on {}", args.socket.display()))?;
+    let mut daemon =
+        Daemon::bind(config).with_context(|| format!("starting on {}", args.socket.display()))?;
     tracing::info!(socket = %args.socket.display(), data_dir = %args.data_dir.display(), "windsor-xenstored ready");
     daemon.run(&stop).context("serving")?;
     tracing::info!("stopped");

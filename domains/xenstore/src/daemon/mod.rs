@@ -11,7 +11,7 @@
 //!
 //! One thread owns the store and every connection; it never blocks on disk.
 //! A request that changed the store appends a journal record
-//! ([`journal`](crate::persist::journal)) and every message it produced (the reply,
+//! ([`records`](crate::persist::records)) and every message it produced (the reply,
 //! watch events to other connections) waits in its connection's queue until
 //! the commit thread reports that record durable. One commit covers every
 //! mutation queued meanwhile, from all connections (group commit). Messages
@@ -37,8 +37,11 @@ use std::vec::Vec;
 use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use crate::persist::journal::{self, Engine, Journal};
 use crate::persist::{Log, Lsn, PersistError};
+
+pub use engine::{Engine, RecoverError};
+
+mod engine;
 
 /// Size of `struct xsd_sockmsg`.
 pub const HEADER_LEN: usize = 16;
@@ -67,7 +70,7 @@ pub enum DaemonError {
     Persist(#[from] PersistError),
     /// The recovered state could not be loaded into the store.
     #[error(transparent)]
-    Recover(#[from] journal::RecoverError),
+    Recover(#[from] RecoverError),
 }
 
 /// How to run the daemon.
@@ -99,11 +102,11 @@ struct Conn {
 }
 
 /// A running daemon: build with [`Daemon::bind`], then [`Daemon::run`].
-pub struct Daemon<E: Engine> {
+pub struct Daemon {
     poll: Poll,
     listener: UnixListener,
     log: Log,
-    journal: Journal<E>,
+    engine: Engine,
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
     /// Connections with messages waiting for durability.
@@ -124,10 +127,10 @@ fn socket_err(path: &Path) -> impl FnOnce(io::Error) -> DaemonError + '_ {
     }
 }
 
-impl<E: Engine> Daemon<E> {
+impl Daemon {
     /// Recovers the store from `config.data_dir` into `engine`, then binds
     /// the socket.
-    pub fn bind(config: Config, engine: E) -> Result<Self, DaemonError> {
+    pub fn bind(config: Config) -> Result<Self, DaemonError> {
         let poll = Poll::new().map_err(socket_err(&config.socket))?;
         let waker =
             Arc::new(Waker::new(poll.registry(), WAKER).map_err(socket_err(&config.socket))?);
@@ -135,10 +138,10 @@ impl<E: Engine> Daemon<E> {
             let _ = waker.wake();
         });
         let (log, recovered) = Log::open(&config.data_dir, notify)?;
-        let mut journal = Journal::new(engine);
+        let mut engine = Engine::new();
         let replayed = recovered.records.len();
-        journal.recover(&recovered)?;
-        log.snapshot(journal.dump());
+        engine.recover(&recovered)?;
+        log.snapshot(engine.snapshot());
         log.flush()?;
         tracing::info!(
             records = replayed,
@@ -156,7 +159,7 @@ impl<E: Engine> Daemon<E> {
             poll,
             listener,
             log,
-            journal,
+            engine,
             conns: Vec::new(),
             free: Vec::new(),
             gated: Vec::new(),
@@ -209,7 +212,7 @@ impl<E: Engine> Daemon<E> {
             self.flush_touched();
             if self.since_snapshot >= self.config.snapshot_every {
                 self.since_snapshot = 0;
-                self.log.snapshot(self.journal.dump());
+                self.log.snapshot(self.engine.snapshot());
             }
         }
         self.log.flush()?;
@@ -233,7 +236,7 @@ impl<E: Engine> Daemon<E> {
                         self.free.push(slot);
                         continue;
                     }
-                    self.journal.connect(slot);
+                    self.engine.connect(slot);
                     self.conns[slot] = Some(Conn {
                         stream,
                         rbuf: Vec::new(),
@@ -310,7 +313,7 @@ impl<E: Engine> Daemon<E> {
             }
             let msg = &rbuf[at..at + HEADER_LEN + len];
             at += HEADER_LEN + len;
-            let record = self.journal.request(slot, msg, &mut self.outputs);
+            let record = self.engine.request(slot, msg, &mut self.outputs);
             let lsn = match record {
                 Some(bytes) => {
                     self.since_snapshot += 1;
@@ -421,16 +424,9 @@ impl<E: Engine> Daemon<E> {
         };
         if let Some(mut c) = conn.take() {
             let _ = self.poll.registry().deregister(&mut c.stream);
-            self.journal.disconnect(slot);
+            self.engine.disconnect(slot);
             self.free.push(slot);
             tracing::debug!(slot, "connection closed");
         }
     }
-}
-
-mod stand_in;
-
-/// The store the daemon serves.
-pub fn engine() -> impl Engine {
-    stand_in::StandIn::default()
 }

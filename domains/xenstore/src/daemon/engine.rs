@@ -1,0 +1,142 @@
+//! The daemon's view of the [`Store`]: socket slots in, wire messages and
+//! log records out.
+
+extern crate std;
+
+use std::collections::HashMap;
+use std::vec::Vec;
+
+use xen::DomId;
+
+use crate::persist::records::{self, DecodeError};
+use crate::persist::Recovered;
+use crate::store::{Config, ConnId, Effect, Store};
+use crate::wire::{Header, HEADER_LEN};
+
+/// The store plus the mapping between socket slots and store connections.
+pub struct Engine {
+    store: Store,
+    conn_of: HashMap<usize, ConnId>,
+    slot_of: HashMap<ConnId, usize>,
+}
+
+/// Why the recovered state could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum RecoverError {
+    /// The snapshot does not decode.
+    #[error("snapshot: {0}")]
+    Snapshot(DecodeError),
+    /// A log record with a valid checksum does not decode.
+    #[error("log record {index}: {source}")]
+    Record {
+        /// Position in the replayed log.
+        index: usize,
+        /// Why.
+        source: DecodeError,
+    },
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Engine {
+    /// A fresh store that records its mutations for the log.
+    pub fn new() -> Self {
+        let cfg = Config {
+            record_mutations: true,
+            ..Config::default()
+        };
+        Engine {
+            store: Store::new(cfg),
+            conn_of: HashMap::new(),
+            slot_of: HashMap::new(),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Socket client `slot` connected (as dom0, like C xenstored's socket).
+    pub fn connect(&mut self, slot: usize) {
+        let c = self.store.connect(DomId::DOM0);
+        self.conn_of.insert(slot, c);
+        self.slot_of.insert(c, slot);
+    }
+
+    /// Socket client `slot` is gone.
+    pub fn disconnect(&mut self, slot: usize) {
+        if let Some(c) = self.conn_of.remove(&slot) {
+            self.slot_of.remove(&c);
+            self.store.disconnect(c);
+        }
+    }
+
+    /// Handles one whole message of `slot`; pushes the messages to send onto
+    /// `out`; returns the log record of the mutations it made, if any.
+    pub fn request(
+        &mut self,
+        slot: usize,
+        msg: &[u8],
+        out: &mut Vec<(usize, Vec<u8>)>,
+    ) -> Option<Vec<u8>> {
+        let conn = *self.conn_of.get(&slot)?;
+        let mut hdr = [0u8; HEADER_LEN];
+        hdr.copy_from_slice(msg.get(..HEADER_LEN)?);
+        let header = Header::parse(&hdr);
+        if let Err(e) = self.store.handle(conn, &header, &msg[HEADER_LEN..]) {
+            tracing::warn!(slot, error = %e, "request not taken");
+        }
+        for c in self.store.take_ready() {
+            let to = self.slot_of.get(&c).copied();
+            while let Some(pkt) = self.store.pop(c) {
+                if let Some(to) = to {
+                    out.push((to, pkt.to_vec()));
+                }
+            }
+        }
+        for e in self.store.take_effects() {
+            match e {
+                Effect::Release { conns, .. } => {
+                    for c in conns {
+                        if let Some(s) = self.slot_of.remove(&c) {
+                            self.conn_of.remove(&s);
+                        }
+                    }
+                }
+                // No rings on a Linux host: introduced domains exist in the
+                // store only (their nodes, permissions and quotas).
+                Effect::Introduce { .. } | Effect::Resume { .. } => {}
+            }
+        }
+        let ms = self.store.take_mutations();
+        (!ms.is_empty()).then(|| records::encode(&ms))
+    }
+
+    /// The tree as a snapshot.
+    pub fn snapshot(&self) -> Vec<u8> {
+        records::snapshot(&self.store)
+    }
+
+    /// Loads a recovered snapshot and log into the (fresh) store.
+    pub fn recover(&mut self, r: &Recovered) -> Result<(), RecoverError> {
+        if let Some(s) = &r.snapshot {
+            for m in records::decode(s).map_err(RecoverError::Snapshot)? {
+                self.store.apply(&m);
+            }
+        }
+        for (index, bytes) in r.records.iter().enumerate() {
+            let ms =
+                records::decode(bytes).map_err(|source| RecoverError::Record { index, source })?;
+            for m in &ms {
+                self.store.apply(m);
+            }
+        }
+        let _ = self.store.take_mutations();
+        Ok(())
+    }
+}
