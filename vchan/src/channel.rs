@@ -20,13 +20,15 @@
 //! # Waiting: spin, then block
 //!
 //! A blocking call that cannot make progress first **spins**: it re-reads
-//! the peer's index up to [`Vchan::set_spin`] times (default
-//! [`DEFAULT_SPIN`] = 4096 checks with `spin_loop` hints between them, about
-//! 20–200 µs depending on the CPU's `PAUSE` latency), without touching the
-//! notify bits, so a busy peer is never asked for an event. Then it arms
-//! the notify bit, re-checks, and **blocks** in [`EventChannel::wait`] on the
+//! the peer's index, with `spin_loop` hints in between, for up to
+//! [`Vchan::set_spin`] of the platform [`Clock`] (default [`DEFAULT_SPIN`] =
+//! 50 µs, the clock read every 32 checks), without touching the notify
+//! bits, so a busy peer is never asked for an event. Then it arms the
+//! notify bit, re-checks, and **blocks** in [`EventChannel::wait`] on the
 //! channel's port, clearing the pending bit when woken. Spinning is what
-//! makes small round trips fast on host mode; set the spin to 0 on a
+//! makes small round trips fast when both ends run on their own CPUs; the
+//! bound is in time, not iterations, because on an oversubscribed host a
+//! spinner only delays the peer it waits for. Set the spin to zero on a
 //! single-vCPU domain whose peer cannot run meanwhile.
 //!
 //! While blocked, the wait times out every [`Vchan::set_liveness_poll`]
@@ -47,7 +49,7 @@ use core::sync::atomic::Ordering::{Acquire, Release};
 use core::time::Duration;
 
 use windsor_xenstore::client::XenStore;
-use xen::platform::{EventChannel, ForeignMapping, GrantTable, LocalPages, PortStatus};
+use xen::platform::{Clock, EventChannel, ForeignMapping, GrantTable, LocalPages, PortStatus};
 use xen::shmem::{SharedMem, SharedRo};
 use xen::{DomId, Errno, EvtchnPort, GrantRef, PAGE_SIZE};
 
@@ -58,8 +60,8 @@ use crate::rendezvous::{self, Entry};
 use crate::ring::{client_connect, Endpoint, PeerState, Role, Stall};
 use crate::{Error, Result};
 
-/// Default number of spin checks before blocking (see the module docs).
-pub const DEFAULT_SPIN: u32 = 4096;
+/// Default time a blocking call spins before it blocks (see the module docs).
+pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
 /// Default interval at which a blocked call re-checks the peer's liveness.
 pub const DEFAULT_LIVENESS_POLL: Duration = Duration::from_millis(100);
 
@@ -155,7 +157,7 @@ impl<P: GrantTable> Mem<P> {
 /// Every ring index, order and grant reference read from shared memory is
 /// validated before use; a peer that breaks the protocol gets
 /// [`Error::Protocol`] and the channel is closed.
-pub struct Vchan<'p, P: GrantTable + EventChannel> {
+pub struct Vchan<'p, P: GrantTable + EventChannel + Clock> {
     plat: &'p P,
     mem: Mem<P>,
     layout: Layout,
@@ -163,7 +165,7 @@ pub struct Vchan<'p, P: GrantTable + EventChannel> {
     port: EvtchnPort,
     peer: DomId,
     blocking: bool,
-    spin: u32,
+    spin: Duration,
     liveness_poll: Duration,
     closed: bool,
 }
@@ -182,7 +184,7 @@ impl<P: EventChannel> Drop for PortGuard<'_, P> {
     }
 }
 
-impl<'p, P: GrantTable + EventChannel> Vchan<'p, P> {
+impl<'p, P: GrantTable + EventChannel + Clock> Vchan<'p, P> {
     /// Offers a channel to `cfg.client` (`libxenvchan_server_init`):
     /// allocates and grants the shared page and ring pages, allocates an
     /// unbound port, and publishes both under `cfg.path` in xenstore.
@@ -363,9 +365,9 @@ impl<'p, P: GrantTable + EventChannel> Vchan<'p, P> {
         self.blocking = blocking;
     }
 
-    /// How many times a blocking call re-checks the ring before it blocks.
-    pub fn set_spin(&mut self, checks: u32) {
-        self.spin = checks;
+    /// How long a blocking call re-checks the ring before it blocks.
+    pub fn set_spin(&mut self, spin: Duration) {
+        self.spin = spin;
     }
 
     /// How often a blocked call wakes to check the peer's liveness.
@@ -572,11 +574,19 @@ impl<'p, P: GrantTable + EventChannel> Vchan<'p, P> {
         if !self.blocking {
             return step(self, true)?.ok_or(Error::WouldBlock);
         }
-        for _ in 0..self.spin {
-            if let Some(t) = step(self, false)? {
-                return Ok(t);
+        if !self.spin.is_zero() {
+            let deadline = self.plat.now() + self.spin;
+            'spin: loop {
+                for _ in 0..32 {
+                    if let Some(t) = step(self, false)? {
+                        return Ok(t);
+                    }
+                    core::hint::spin_loop();
+                }
+                if self.plat.now() >= deadline {
+                    break 'spin;
+                }
             }
-            core::hint::spin_loop();
         }
         loop {
             if let Some(t) = step(self, true)? {
@@ -626,13 +636,13 @@ impl<'p, P: GrantTable + EventChannel> Vchan<'p, P> {
     }
 }
 
-impl<P: GrantTable + EventChannel> Drop for Vchan<'_, P> {
+impl<P: GrantTable + EventChannel + Clock> Drop for Vchan<'_, P> {
     fn drop(&mut self) {
         self.shutdown();
     }
 }
 
-impl<P: GrantTable + EventChannel> core::fmt::Debug for Vchan<'_, P> {
+impl<P: GrantTable + EventChannel + Clock> core::fmt::Debug for Vchan<'_, P> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Vchan")
             .field("role", &self.ep.role())

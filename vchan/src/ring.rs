@@ -367,20 +367,24 @@ impl Endpoint {
     ) -> (usize, Kick) {
         let ready = self.rx_prod.wrapping_sub(self.rx_cons) as usize;
         let n = dst.len().min(ready);
-        if n == 0 {
-            return (0, Kick(false));
+        debug_assert!(n == 0 || ring.size() == self.rx_size() as usize);
+        let mut kick = false;
+        let mut done = 0;
+        // Publish progress slice by slice so a producer waiting for space
+        // can refill behind us while we copy the rest (pipelining).
+        while done < n {
+            let off = (self.rx_cons & self.rx_mask) as usize;
+            let len = (n - done)
+                .min(self.rx_size() as usize - off)
+                .min(slice(self.rx_size()));
+            ring.read(off, &mut dst[done..done + len]);
+            done += len;
+            self.rx_cons = self.rx_cons.wrapping_add(len as u32);
+            page.idx(self.f.rx_cons).store(self.rx_cons, Release);
+            let prev = page.flag(self.f.my_notify).fetch_and(!NOTIFY_READ, AcqRel);
+            kick |= prev & NOTIFY_READ != 0;
         }
-        debug_assert_eq!(ring.size(), self.rx_size() as usize);
-        let off = (self.rx_cons & self.rx_mask) as usize;
-        let first = n.min(self.rx_size() as usize - off);
-        ring.read(off, &mut dst[..first]);
-        if first < n {
-            ring.read(0, &mut dst[first..n]);
-        }
-        self.rx_cons = self.rx_cons.wrapping_add(n as u32);
-        page.idx(self.f.rx_cons).store(self.rx_cons, Release);
-        let prev = page.flag(self.f.my_notify).fetch_and(!NOTIFY_READ, AcqRel);
-        (n, Kick(prev & NOTIFY_READ != 0))
+        (n, Kick(kick))
     }
 
     /// Copies up to `src.len()` bytes into the space last seen free (by
@@ -394,20 +398,24 @@ impl Endpoint {
     ) -> (usize, Kick) {
         let free = (self.tx_size() - self.tx_prod.wrapping_sub(self.tx_cons)) as usize;
         let n = src.len().min(free);
-        if n == 0 {
-            return (0, Kick(false));
+        debug_assert!(n == 0 || ring.size() == self.tx_size() as usize);
+        let mut kick = false;
+        let mut done = 0;
+        // Publish slice by slice so the consumer can start copying out while
+        // we copy the rest in.
+        while done < n {
+            let off = (self.tx_prod & self.tx_mask) as usize;
+            let len = (n - done)
+                .min(self.tx_size() as usize - off)
+                .min(slice(self.tx_size()));
+            ring.write(off, &src[done..done + len]);
+            done += len;
+            self.tx_prod = self.tx_prod.wrapping_add(len as u32);
+            page.idx(self.f.tx_prod).store(self.tx_prod, Release);
+            let prev = page.flag(self.f.my_notify).fetch_and(!NOTIFY_WRITE, AcqRel);
+            kick |= prev & NOTIFY_WRITE != 0;
         }
-        debug_assert_eq!(ring.size(), self.tx_size() as usize);
-        let off = (self.tx_prod & self.tx_mask) as usize;
-        let first = n.min(self.tx_size() as usize - off);
-        ring.write(off, &src[..first]);
-        if first < n {
-            ring.write(0, &src[first..n]);
-        }
-        self.tx_prod = self.tx_prod.wrapping_add(n as u32);
-        page.idx(self.f.tx_prod).store(self.tx_prod, Release);
-        let prev = page.flag(self.f.my_notify).fetch_and(!NOTIFY_WRITE, AcqRel);
-        (n, Kick(prev & NOTIFY_WRITE != 0))
+        (n, Kick(kick))
     }
 
     /// What the peer's live flag says (read with Acquire, so data the peer
@@ -487,6 +495,11 @@ impl Endpoint {
         }
         Ok(Ok(self.produce(page, ring, src)))
     }
+}
+
+/// Largest copy published at once: a quarter of the ring, at least 4 KiB.
+fn slice(ring: u32) -> usize {
+    (ring as usize / 4).max(4096)
 }
 
 /// Marks the channel connected from the client side (after mapping).
