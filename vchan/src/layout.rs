@@ -34,48 +34,55 @@
 //! `libxenvchan`'s `init_gnt_cli` makes, plus the grant-list bound the header
 //! states but the C code does not check).
 //!
-//! When `xen::abi` gains its `#[repr(C)]` mirror of the header, the layout
-//! test at the end of this file should compare against it as well.
+//! Offsets come from the `#[repr(C)]` mirror `xen::abi::vchan`; the test at
+//! the end of this file checks them against a second, private mirror of the
+//! C struct and the literal offsets above.
 
+use xen::abi::vchan as abi;
 use xen::PAGE_SIZE;
 
-/// Byte offsets of the fields of `struct vchan_interface`.
+/// Byte offsets of the fields of `struct vchan_interface`, taken from the
+/// `#[repr(C)]` mirror in [`xen::abi::vchan`] (and checked again against a
+/// private mirror by this module's tests).
 pub mod field {
+    use core::mem::offset_of;
+    use xen::abi::vchan::{RingShared, VchanInterface, VCHAN_GRANTS_OFFSET};
+
     /// `left.cons` (`u32`): the server's consumer index of the left ring.
-    pub const LEFT_CONS: usize = 0;
+    pub const LEFT_CONS: usize = offset_of!(VchanInterface, left) + offset_of!(RingShared, cons);
     /// `left.prod` (`u32`): the client's producer index of the left ring.
-    pub const LEFT_PROD: usize = 4;
+    pub const LEFT_PROD: usize = offset_of!(VchanInterface, left) + offset_of!(RingShared, prod);
     /// `right.cons` (`u32`): the client's consumer index of the right ring.
-    pub const RIGHT_CONS: usize = 8;
+    pub const RIGHT_CONS: usize = offset_of!(VchanInterface, right) + offset_of!(RingShared, cons);
     /// `right.prod` (`u32`): the server's producer index of the right ring.
-    pub const RIGHT_PROD: usize = 12;
+    pub const RIGHT_PROD: usize = offset_of!(VchanInterface, right) + offset_of!(RingShared, prod);
     /// `left_order` (`u16`).
-    pub const LEFT_ORDER: usize = 16;
+    pub const LEFT_ORDER: usize = offset_of!(VchanInterface, left_order);
     /// `right_order` (`u16`).
-    pub const RIGHT_ORDER: usize = 18;
+    pub const RIGHT_ORDER: usize = offset_of!(VchanInterface, right_order);
     /// `cli_live` (`u8`).
-    pub const CLI_LIVE: usize = 20;
+    pub const CLI_LIVE: usize = offset_of!(VchanInterface, cli_live);
     /// `srv_live` (`u8`).
-    pub const SRV_LIVE: usize = 21;
+    pub const SRV_LIVE: usize = offset_of!(VchanInterface, srv_live);
     /// `cli_notify` (`u8`).
-    pub const CLI_NOTIFY: usize = 22;
+    pub const CLI_NOTIFY: usize = offset_of!(VchanInterface, cli_notify);
     /// `srv_notify` (`u8`).
-    pub const SRV_NOTIFY: usize = 23;
+    pub const SRV_NOTIFY: usize = offset_of!(VchanInterface, srv_notify);
     /// `grants[]` (`u32` each).
-    pub const GRANTS: usize = 24;
+    pub const GRANTS: usize = VCHAN_GRANTS_OFFSET;
 }
 
 /// `VCHAN_NOTIFY_WRITE`: "notify me when you write (produce) data".
-pub const NOTIFY_WRITE: u8 = 0x1;
+pub const NOTIFY_WRITE: u8 = abi::VCHAN_NOTIFY_WRITE;
 /// `VCHAN_NOTIFY_READ`: "notify me when you read (consume) data".
-pub const NOTIFY_READ: u8 = 0x2;
+pub const NOTIFY_READ: u8 = abi::VCHAN_NOTIFY_READ;
 
 /// `*_live` value: the end has exited (closed).
-pub const LIVE_EXITED: u8 = 0;
+pub const LIVE_EXITED: u8 = abi::VCHAN_LIVE_EXITED;
 /// `*_live` value: the end is connected.
-pub const LIVE_CONNECTED: u8 = 1;
+pub const LIVE_CONNECTED: u8 = abi::VCHAN_LIVE_CONNECTED;
 /// `cli_live` value: the client has not connected yet.
-pub const LIVE_WAITING: u8 = 2;
+pub const LIVE_WAITING: u8 = abi::VCHAN_LIVE_WAITING;
 
 /// Order of a ring at [`SMALL_RING_OFFSET`] of the shared page.
 pub const SMALL_RING_ORDER: u8 = 10;
@@ -312,7 +319,36 @@ mod tests {
         assert_eq!(offset_of!(VchanInterface, srv_notify), field::SRV_NOTIFY);
         assert_eq!(offset_of!(VchanInterface, grants), field::GRANTS);
         assert_eq!(core::mem::size_of::<VchanInterface>(), 24);
+        // The literal offsets of the module docs.
+        assert_eq!(
+            [
+                field::LEFT_CONS,
+                field::LEFT_PROD,
+                field::RIGHT_CONS,
+                field::RIGHT_PROD
+            ],
+            [0, 4, 8, 12]
+        );
+        assert_eq!(
+            [field::LEFT_ORDER, field::RIGHT_ORDER, field::GRANTS],
+            [16, 18, 24]
+        );
+        assert_eq!(
+            [
+                field::CLI_LIVE,
+                field::SRV_LIVE,
+                field::CLI_NOTIFY,
+                field::SRV_NOTIFY
+            ],
+            [20, 21, 22, 23]
+        );
         assert_eq!((NOTIFY_WRITE, NOTIFY_READ), (1, 2));
+        assert_eq!((LIVE_EXITED, LIVE_CONNECTED, LIVE_WAITING), (0, 1, 2));
+        assert_eq!(abi::ring_offset_in_page(10), Some(SMALL_RING_OFFSET));
+        assert_eq!(abi::ring_offset_in_page(11), Some(LARGE_RING_OFFSET));
+        for o in MIN_ORDER..=MAX_ORDER {
+            assert_eq!(abi::ring_grant_count(o.into()), Layout::pages(o));
+        }
     }
 
     #[test]
