@@ -11,7 +11,7 @@ use xen::DomId;
 use crate::persist::records::{self, DecodeError};
 use crate::persist::Recovered;
 use crate::store::{Config, ConnId, Effect, Store};
-use crate::wire::{Header, HEADER_LEN};
+use crate::wire::{Header, XsOp, HEADER_LEN};
 
 /// The store plus the mapping between socket slots and store connections.
 pub struct Engine {
@@ -92,10 +92,22 @@ impl Engine {
             tracing::warn!(slot, error = %e, "request not taken");
         }
         for c in self.store.take_ready() {
-            let to = self.slot_of.get(&c).copied();
+            let Some(to) = self.slot_of.get(&c).copied() else {
+                while self.store.pop(c).is_some() {}
+                continue;
+            };
+            let first = out.len();
             while let Some(pkt) = self.store.pop(c) {
-                if let Some(to) = to {
-                    out.push((to, pkt.to_vec()));
+                out.push((to, pkt.to_vec()));
+            }
+            // C xenstored fires watches before it acknowledges the request
+            // that caused them, so the requester sees its own events first
+            // (except the initial event of WATCH, which follows its reply).
+            if c == conn && header.ty != XsOp::Watch as u32 && out.len() - first > 1 {
+                let is_event =
+                    |m: &[u8]| m.get(..4) == Some(&(XsOp::WatchEvent as u32).to_le_bytes()[..]);
+                if !is_event(&out[first].1) && out[first + 1..].iter().all(|(_, m)| is_event(m)) {
+                    out[first..].rotate_left(1);
                 }
             }
         }
