@@ -185,7 +185,7 @@ fn cases() -> Vec<Case> {
             s.send(XS_READ, 0, b"/diff/tx2\0");
         }),
         ("transaction conflict", |s| {
-            s.send(XS_WRITE, 0, b"/diff/c\00");
+            s.send(XS_WRITE, 0, b"/diff/c\x000");
             s.send(XS_TRANSACTION_START, 0, b"\0");
             s.send(XS_READ, LAST_TX, b"/diff/c\0");
             s.send(XS_WRITE, 0, b"/diff/c\0outside");
