@@ -13,9 +13,9 @@ use common::{cfg, TestStore};
 use vchan::layout::{field, grant_offset, NOTIFY_WRITE};
 use vchan::rendezvous::{self, Entry};
 use vchan::{Error, ServerConfig, Vchan};
-use windsor_xenstore::client::{Access, XenStore};
+use windsor_xenstore::client::{Access, ClientError, MemStore, Perm, TxId, XenStore};
 use xen::platform::{DomainControl, EventChannel, GrantTable, LocalPages, Platform};
-use xen::GrantRef;
+use xen::{Errno, GrantRef};
 use xen_sim::{Hypervisor, SimDomain};
 
 struct Host {
@@ -404,4 +404,59 @@ fn hostile_indices_close_the_channel() {
         .store(100, std::sync::atomic::Ordering::Release);
     assert!(matches!(cli.write(b"d"), Err(Error::Protocol(_))));
     let _ = bad.h;
+}
+
+#[test]
+fn rendezvous_through_a_real_store_with_permissions() {
+    let hv = Hypervisor::new();
+    let srv_dom = hv.test_domain(&cfg()).unwrap();
+    let cli_dom = hv.test_domain(&cfg()).unwrap();
+    let third = hv.test_domain(&cfg()).unwrap();
+    let (s, c) = (srv_dom.domid(), cli_dom.domid());
+    // The toolstack gives each domain its home, as at domain creation.
+    let dom0 = MemStore::new();
+    for d in [s, c, third.domid()] {
+        let home = format!("/local/domain/{d}");
+        dom0.mkdir(TxId::NONE, &home).unwrap();
+        let perms = [Perm {
+            dom: d,
+            access: Access::None,
+        }];
+        dom0.set_perms(TxId::NONE, &home, &perms).unwrap();
+    }
+    let (xs_s, xs_c, xs_t) = (
+        dom0.connect(s),
+        dom0.connect(c),
+        dom0.connect(third.domid()),
+    );
+    let path = rendezvous::path(s, c, "data");
+    let cfg = ServerConfig {
+        server: s,
+        client: c,
+        path: &path,
+        read_min: 1 << 13,
+        write_min: 1 << 14,
+    };
+    let mut srv = Vchan::server(&srv_dom, &xs_s, &cfg).unwrap();
+    // Only the named client may read the entry.
+    assert_eq!(
+        xs_t.read(TxId::NONE, &format!("{path}/ring-ref")),
+        Err(ClientError::Store(Errno::EACCES))
+    );
+    assert!(matches!(
+        Vchan::client(&third, &xs_t, s, &path),
+        Err(Error::Store(ClientError::Store(Errno::EACCES)))
+    ));
+    let mut cli = Vchan::client(&cli_dom, &xs_c, s, &path).unwrap();
+    assert_eq!(
+        (cli.write_ring_size(), cli.read_ring_size()),
+        (1 << 13, 1 << 14)
+    );
+    cli.send(b"hello").unwrap();
+    let mut b = [0u8; 5];
+    srv.recv(&mut b).unwrap();
+    assert_eq!(&b, b"hello");
+    drop(cli);
+    srv.close_and_withdraw(&xs_s).unwrap();
+    assert!(xs_s.read(TxId::NONE, &format!("{path}/ring-ref")).is_err());
 }
