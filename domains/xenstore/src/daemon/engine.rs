@@ -45,8 +45,16 @@ impl Default for Engine {
 impl Engine {
     /// A fresh store that records its mutations for the log.
     pub fn new() -> Self {
+        // A per-process random seed for the hash of guest-chosen paths.
+        let hash_seed = {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u32(std::process::id());
+            h.finish()
+        };
         let cfg = Config {
             record_mutations: true,
+            hash_seed,
             ..Config::default()
         };
         Engine {
