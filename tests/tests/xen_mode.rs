@@ -125,3 +125,74 @@ fn a_faulting_dom0_reports_the_cpu_exception() {
         "{msg}"
     );
 }
+
+#[test]
+fn dom0_builds_runs_and_destroys_a_guest() {
+    let _one = ONE_BOOT_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let r = boot(&XenBootArgs {
+        modules: vec!["guest-hello".into()],
+        ..args("dom0-hello")
+    })
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    let has = |s: &str| r.lines.iter().any(|l| l.contains(s));
+    assert!(has("windsor: module 0: built d2"), "guest not built");
+    // The guest's own line, through port 0xe9: Xen prefixes it with (d2).
+    assert!(
+        r.lines.iter().any(|l| l.starts_with("(d2)")
+            && l.contains("guest-hello: dom2 up")
+            && l.contains("cmdline \"domid=2 module=0\"")
+            && !l.contains("xenstore ring -1")),
+        "guest did not report (with its xenstore ring)"
+    );
+    assert!(
+        has("windsor: module 0: d2 shut down: Some(Poweroff)"),
+        "guest did not power off"
+    );
+    assert!(has("Hardware Dom0 halted: halting machine"));
+    eprintln!(
+        "xen-mode guest: ready after {:.2} s wall, dom0 start -> ready {:?} ms",
+        r.wall_to_ready.as_secs_f64(),
+        r.dom0_ms
+    );
+}
+
+#[test]
+fn a_broken_guest_image_is_refused_and_the_host_stays_up() {
+    let _one = ONE_BOOT_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = xen_boot::work_dir();
+    std::fs::create_dir_all(&dir).expect("work dir");
+    let bad = dir.join("broken-guest.bin");
+    std::fs::write(&bad, b"definitely not an ELF image\n".repeat(32)).expect("write");
+    let r = boot(&XenBootArgs {
+        modules: vec![bad.to_str().expect("utf-8 path").into()],
+        ..args("dom0-hello")
+    })
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    let has = |s: &str| r.lines.iter().any(|l| l.contains(s));
+    assert!(
+        has("windsor: builder: d2: image refused: not an ELF file"),
+        "no reason given"
+    );
+    assert!(
+        has("windsor: module 0: build of d2 refused: hypercall failed: ENOEXEC"),
+        "no ENOEXEC"
+    );
+    assert!(r.ready_line.contains(READY_MARKER));
+    assert!(
+        has("Hardware Dom0 halted: halting machine"),
+        "host did not stay up to a clean poweroff"
+    );
+}
+
+#[test]
+fn more_than_one_module_is_refused_with_the_reason() {
+    let err = boot(&XenBootArgs {
+        modules: vec!["a".into(), "b".into()],
+        ..args("dom0-hello")
+    })
+    .expect_err("Xen would silently drop the second module");
+    assert!(
+        format!("{err:#}").contains("only its first module"),
+        "{err:#}"
+    );
+}

@@ -55,7 +55,10 @@ fn virq_from(v: u32) -> Option<Virq> {
 
 impl EventChannel for Xen {
     fn alloc_unbound(&self, remote: DomId) -> Result<EvtchnPort> {
-        Ok(EvtchnPort(hypercall::evtchn_alloc_unbound(remote.0)?))
+        Ok(EvtchnPort(hypercall::evtchn_alloc_unbound(
+            DomId::SELF.0,
+            remote.0,
+        )?))
     }
 
     fn bind_interdomain(&self, remote: DomId, remote_port: EvtchnPort) -> Result<EvtchnPort> {

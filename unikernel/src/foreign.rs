@@ -53,7 +53,7 @@ impl Drop for ForeignPages {
     fn drop(&mut self) {
         for i in 0..self.count {
             let gfn = (self.addr >> 12) + i as u64;
-            if let Err(e) = hypercall::remove_from_physmap(gfn) {
+            if let Err(e) = hypercall::remove_from_physmap(DomId::SELF.0, gfn) {
                 crate::println!("windsor: remove_from_physmap({gfn:#x}) failed: {e}");
             }
         }

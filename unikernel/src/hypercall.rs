@@ -144,11 +144,11 @@ pub fn xen_version() -> (u16, u16) {
     ((r >> 16) as u16, r as u16)
 }
 
-/// `XENMEM_add_to_physmap` for `DOMID_SELF`: puts frame `idx` of `space`
-/// at guest frame `gfn`.
-pub fn add_to_physmap(space: u32, idx: u64, gfn: u64) -> Result<(), Errno> {
+/// `XENMEM_add_to_physmap`: puts frame `idx` of `space` (of `dom`) at
+/// `dom`'s guest frame `gfn`.
+pub fn add_to_physmap(dom: u16, space: u32, idx: u64, gfn: u64) -> Result<(), Errno> {
     let mut arg = XenAddToPhysmap {
-        domid: DomId::SELF.0,
+        domid: dom,
         space,
         idx,
         gpfn: gfn,
@@ -265,10 +265,10 @@ pub fn map_foreign_batch(
     Errno::check(r).map(drop)
 }
 
-/// `XENMEM_remove_from_physmap` of our frame `gfn`.
-pub fn remove_from_physmap(gfn: u64) -> Result<(), Errno> {
+/// `XENMEM_remove_from_physmap` of `dom`'s frame `gfn`.
+pub fn remove_from_physmap(dom: u16, gfn: u64) -> Result<(), Errno> {
     let mut arg = XenRemoveFromPhysmap {
-        domid: DomId::SELF.0,
+        domid: dom,
         gpfn: gfn,
         ..Default::default()
     };
@@ -371,10 +371,11 @@ fn evtchn_op<T: IntoBytes + FromBytes>(cmd: u32, arg: &mut T) -> Result<(), Errn
     Errno::check(r).map(drop)
 }
 
-/// `EVTCHNOP_alloc_unbound` for a port of ours that `remote` may bind.
-pub fn evtchn_alloc_unbound(remote: u16) -> Result<u32, Errno> {
+/// `EVTCHNOP_alloc_unbound`: a port of `dom` (ours: `DOMID_SELF`) that
+/// `remote` may bind.
+pub fn evtchn_alloc_unbound(dom: u16, remote: u16) -> Result<u32, Errno> {
     let mut a = EvtchnAllocUnbound {
-        dom: DomId::SELF.0,
+        dom,
         remote_dom: remote,
         port: 0,
     };

@@ -9,7 +9,8 @@
 //!   I/O and the TSC, behind a facade (`arch/x86_64/…`).
 //! * `hypercall` (target only): every hypercall the runtime makes, typed
 //!   with the `xen::abi` mirrors; no other module issues one.
-//! * [`start_info`] (portable): `hvm_start_info` parsing — command line,
+//! * [`elf`] (portable): PVH image checks and load plan for the builder;
+//!   [`start_info`] (portable): `hvm_start_info` parsing — command line,
 //!   modules, memory map — into owned values; [`time`] (portable): Xen system
 //!   time from `vcpu_time_info`.
 //! * `runtime` (target only): boot sequence (hypercall page, console, heap,
@@ -17,7 +18,8 @@
 //!   the `xen::platform` traits over hypercalls (`Console`, `Clock`,
 //!   `EventChannel`, `GrantTable`, `Platform`, and `DomainControl` for
 //!   dom0), the builder primitives (another domain's physmap, foreign
-//!   mappings, e820, HVM params and context) — and the panic handler
+//!   mappings, e820, HVM params and context) and `DomainBuilder` over them
+//!   — and the panic handler
 //!   (message on the console, then `SCHEDOP_shutdown(crash)`).
 //!
 //! An image is a `#![no_std] #![no_main]` binary that names its entry with
@@ -41,11 +43,14 @@ extern crate alloc;
 
 pub use xen;
 
+pub mod elf;
 pub mod start_info;
 pub mod time;
 
 #[cfg(target_os = "none")]
 pub mod arch;
+#[cfg(target_os = "none")]
+mod builder;
 #[cfg(target_os = "none")]
 pub mod console;
 #[cfg(target_os = "none")]

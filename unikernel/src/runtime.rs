@@ -24,10 +24,11 @@ use core::mem::offset_of;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
+use xen::abi::hvm::{HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN};
 use xen::abi::memory::{XENMAPSPACE_GRANT_TABLE, XENMAPSPACE_SHARED_INFO};
 use xen::abi::xen::{vcpu_info_offset, VcpuInfo};
 use xen::platform::{Clock, Console, Platform, ShutdownReason, StoreRing};
-use xen::{DomId, SharedMem, PAGE_SIZE};
+use xen::{DomId, EvtchnPort, SharedMem, PAGE_SIZE};
 
 /// Grant-table frames the runtime maps (512 v1 entries each).
 pub(crate) const GRANT_FRAMES: usize = 4;
@@ -168,6 +169,8 @@ pub struct Xen {
     pub(crate) domid: DomId,
     pub(crate) shared: SharedMem<'static>,
     pub(crate) gnttab: crate::gnttab::GrantState,
+    /// `HVM_PARAM_STORE_PFN` / `_EVTCHN`, if the builder set them.
+    store: Option<(u64, EvtchnPort)>,
 }
 
 impl Xen {
@@ -233,8 +236,13 @@ impl Platform for Xen {
         &self.start.cmdline
     }
     fn store_ring(&self) -> Option<StoreRing<'_>> {
-        // The xenbus client comes with the domain builder (HVM_PARAM_STORE_PFN).
-        None
+        let (gfn, port) = self.store?;
+        // SAFETY: the builder placed the ring page in our e820-reserved
+        // range below 4 GiB (checked at boot), so it is identity-mapped, is
+        // never heap memory, and stays for the domain's life; it is only
+        // accessed through views.
+        let page = unsafe { SharedMem::from_raw(NonNull::new(gfn as *mut u8)?, PAGE_SIZE) };
+        Some(StoreRing { page, port })
     }
     fn shutdown_self(&self, reason: ShutdownReason) {
         let e = hypercall::shutdown(reason as u32);
@@ -291,9 +299,12 @@ pub(crate) fn start(start_info_paddr: u64) -> ! {
         start.memmap = map.to_vec();
     }
 
-    if let Err(e) =
-        hypercall::add_to_physmap(XENMAPSPACE_SHARED_INFO, 0, SHARED_INFO_PAGE.addr() >> 12)
-    {
+    if let Err(e) = hypercall::add_to_physmap(
+        DomId::SELF.0,
+        XENMAPSPACE_SHARED_INFO,
+        0,
+        SHARED_INFO_PAGE.addr() >> 12,
+    ) {
         fatal("map shared_info", &e);
     }
     // SAFETY: Xen now backs this page with shared_info for the domain's life.
@@ -313,7 +324,9 @@ pub(crate) fn start(start_info_paddr: u64) -> ! {
 
     for i in 0..GRANT_FRAMES {
         let gfn = (GRANT_PAGES.addr() >> 12) + i as u64;
-        if let Err(e) = hypercall::add_to_physmap(XENMAPSPACE_GRANT_TABLE, i as u64, gfn) {
+        if let Err(e) =
+            hypercall::add_to_physmap(DomId::SELF.0, XENMAPSPACE_GRANT_TABLE, i as u64, gfn)
+        {
             fatal("map grant table frame", &e);
         }
     }
@@ -321,10 +334,18 @@ pub(crate) fn start(start_info_paddr: u64) -> ! {
     let frames = unsafe { GRANT_PAGES.view() };
 
     let domid = domid_from(&start);
+    let store = if start.header.is_initdomain() {
+        None
+    } else {
+        let pfn = hypercall::get_hvm_param(DomId::SELF.0, HVM_PARAM_STORE_PFN).unwrap_or(0);
+        let port = hypercall::get_hvm_param(DomId::SELF.0, HVM_PARAM_STORE_EVTCHN).unwrap_or(0);
+        (pfn != 0 && pfn < 1 << 20).then_some((pfn << 12, EvtchnPort(port as u32)))
+    };
     let xen: &'static Xen = Box::leak(Box::new(Xen {
         domid,
         shared,
         gnttab: crate::gnttab::GrantState::new(frames, &start),
+        store,
         start,
     }));
     // SAFETY: the image defines `__windsor_main` with this signature

@@ -51,8 +51,9 @@ pub struct XenBootArgs {
     /// in the workspace (built for x86_64-unknown-none).
     #[arg(long, default_value = "dom0-hello")]
     pub image: String,
-    /// More images or blobs, handed to dom0 as multiboot modules in order
-    /// (paths or image binary names).
+    /// An image or blob handed to dom0 as its boot module (a path or an
+    /// image binary name). Xen 4.17 gives a PVH dom0 only one module (its
+    /// "initrd"), so at most one; several images must be bundled into one.
     #[arg(long = "module")]
     pub modules: Vec<String>,
     /// dom0's command line.
@@ -394,6 +395,13 @@ fn failure(what: &str, log: &Path, tail: &VecDeque<String>) -> anyhow::Error {
 pub fn boot(args: &XenBootArgs) -> Result<BootReport> {
     ensure_xen_tools()?;
     let xen = xen_elf()?;
+    if args.modules.len() > 1 {
+        bail!(
+            "{} modules given, but Xen 4.17 hands a PVH dom0 only its first module \
+             (\"Multiple initrd candidates, picking module #1\"): bundle the images into one",
+            args.modules.len()
+        );
+    }
     let mut images = vec![resolve_image(&args.image)?];
     for m in &args.modules {
         images.push(resolve_image(m)?);

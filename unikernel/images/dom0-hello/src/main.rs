@@ -11,6 +11,10 @@
 //! instead, with `fault` it touches an unmapped page (the Xen-mode tests use
 //! these to check that a crash is reported with its cause).
 //!
+//! Each boot module is built as a PVH guest (the Xen-mode `DomainBuilder`),
+//! run until it shuts down, and destroyed; a module that is not a PVH
+//! image is refused and reported, and the host carries on.
+//!
 //! The ready marker is the line `xtask xen-boot` and the Xen-mode tests
 //! look for:
 //!
@@ -20,13 +24,19 @@
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(target_os = "none")]
+extern crate alloc;
+
+#[cfg(target_os = "none")]
 mod image {
+    use alloc::format;
+    use core::time::Duration;
     use windsor_unikernel::start_info::{MemRegion, MEMMAP_RAM};
     use windsor_unikernel::xen::abi::hvm::HVM_PARAM_STORE_EVTCHN;
     use windsor_unikernel::xen::platform::{
-        Clock, CreateConfig, DomainControl, DomainInfo, EventChannel, GrantTable, LocalPages,
-        Platform, RunState, ShutdownReason,
+        Clock, CreateConfig, DomainBuilder, DomainControl, DomainImage, DomainInfo, EventChannel,
+        GrantTable, LocalPages, Platform, RunState, ShutdownReason, Virq,
     };
+    use windsor_unikernel::xen::DomId;
     use windsor_unikernel::xen::{Gfn, PAGE_SIZE};
     use windsor_unikernel::{boot_time, println, Xen};
 
@@ -170,6 +180,13 @@ mod image {
             info.max_mem_kib, n
         );
 
+        // Every boot module is a guest image: build it, run it, wait for it
+        // to shut down, destroy it.
+        let dom_exc = xen.bind_virq(Virq::DomExc).expect("bind VIRQ_DOM_EXC");
+        for i in 0..si.modules.len() {
+            run_guest(xen, i, dom_exc);
+        }
+
         let now = xen.now();
         let since_dom0 = now.saturating_sub(boot_time());
         println!(
@@ -179,6 +196,58 @@ mod image {
             now.as_millis()
         );
         ShutdownReason::Poweroff
+    }
+
+    /// Builds module `i` as a guest, runs it until it shuts down, destroys it.
+    fn run_guest(xen: &'static Xen, i: usize, dom_exc: windsor_unikernel::xen::EvtchnPort) {
+        let kernel = xen.module(i).expect("module in the identity map");
+        let cfg = CreateConfig {
+            max_mem_kib: 8 * 1024,
+            ..CreateConfig::default()
+        };
+        let dom = xen.create(&cfg).expect("createdomain");
+        let cmdline = format!("domid={} module={i}", dom.0);
+        let image = DomainImage {
+            kernel,
+            cmdline: &cmdline,
+            xenstore_domid: DomId::DOM0,
+            console_domid: DomId::DOM0,
+        };
+        let t0 = xen.now();
+        let built = match xen.build(dom, &image) {
+            Ok(b) => b,
+            Err(e) => {
+                println!("windsor: module {i}: build of {dom:?} refused: {e}");
+                xen.destroy(dom).expect("destroy refused domain");
+                return;
+            }
+        };
+        let t_built = xen.now();
+        println!(
+            "windsor: module {i}: built {dom:?} in {} us (store {:?} {}, console {:?} {})",
+            (t_built - t0).as_micros(),
+            built.store_gfn,
+            built.store_port,
+            built.console_gfn,
+            built.console_port
+        );
+        xen.unpause(dom).expect("unpause");
+        let deadline = xen.now() + Duration::from_secs(20);
+        let reason = loop {
+            if let RunState::Shutdown(r) = xen.info(dom).expect("getdomaininfo").state {
+                break Some(r);
+            }
+            if xen.now() > deadline {
+                break None;
+            }
+            xen.clear_pending(dom_exc).expect("clear");
+            let _ = xen.wait(&[dom_exc], Some(Duration::from_millis(20)));
+        };
+        println!(
+            "windsor: module {i}: {dom:?} shut down: {reason:?} after {} us",
+            (xen.now() - t_built).as_micros()
+        );
+        xen.destroy(dom).expect("destroydomain");
     }
 }
 

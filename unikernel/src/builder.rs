@@ -1,0 +1,240 @@
+//! The Xen-mode PVH domain builder: [`DomainBuilder`] for dom0.
+//!
+//! Builds a created, paused domain from a PVH ELF image, following the
+//! sequence XEN-BOOT-NOTES verified plus what a PVH guest needs to start:
+//!
+//! ```text
+//! guest-physical layout (P = max_mem / 4 KiB pages)
+//!   0 ........................ image (PT_LOAD at their paddr)
+//!   next page after the image  start info: hvm_start_info @0, memmap @64, cmdline @128
+//!   ...                        free RAM
+//!   P-2                        console ring page   } e820 reserved
+//!   P-1                        xenstore ring page  }
+//!   P+16 (transient)           the guest's grant frame 0, while seeding it
+//! ```
+//!
+//! 1. check the image ([`PvhImage::parse`]; refused with `ENOEXEC`);
+//! 2. populate all `P` pages; set the e820 (`XENMEM_set_memory_map`);
+//! 3. map the image range and the start-info page into dom0, copy the
+//!    segments, zero the rest, write `hvm_start_info` (version 1);
+//! 4. clear the ring pages; allocate the guest's unbound ports for the
+//!    xenstore and console domains; set `HVM_PARAM_{STORE,CONSOLE}_{PFN,EVTCHN}`;
+//! 5. seed the reserved grant entries (`GNTTAB_RESERVED_CONSOLE` 0,
+//!    `GNTTAB_RESERVED_XENSTORE` 1) through the guest's grant frame 0;
+//! 6. write a vCPU context (`hvm_save` header + CPU + end): flat 32-bit
+//!    protected mode, paging off, `rip` = PHYS32 entry, `rbx` = start info.
+//!
+//! The domain stays paused; the caller unpauses it.
+
+use crate::elf::PvhImage;
+use crate::hypercall;
+use crate::runtime::Xen;
+use crate::start_info::MemRegion;
+use alloc::vec::Vec;
+use core::mem::size_of;
+use xen::abi::grant_table::{GrantEntryV1, GTF_PERMIT_ACCESS};
+use xen::abi::hvm::{
+    HvmMemmapTableEntry, HvmStartInfo, HVM_PARAM_CONSOLE_EVTCHN, HVM_PARAM_CONSOLE_PFN,
+    HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN, XEN_HVM_MEMMAP_TYPE_RAM,
+    XEN_HVM_MEMMAP_TYPE_RESERVED, XEN_HVM_START_MAGIC_VALUE,
+};
+use xen::abi::hvm_save::{
+    HvmHwCpu, HvmSaveDescriptor, HVM_SAVE_CODE_CPU, HVM_SAVE_CODE_END, HVM_SAVE_CODE_HEADER,
+};
+use xen::abi::memory::XENMAPSPACE_GRANT_TABLE;
+use xen::platform::{BuiltDomain, DomainBuilder, DomainControl, DomainImage, Error, Result};
+use xen::{DomId, Errno, EvtchnPort, Gfn, PAGE_SIZE};
+use zerocopy::{FromBytes, IntoBytes};
+
+const PAGE: u64 = PAGE_SIZE as u64;
+const SI_MEMMAP_OFF: usize = 64;
+const SI_CMDLINE_OFF: usize = 128;
+const X86_CR0_PE: u64 = 1 << 0;
+const X86_CR0_ET: u64 = 1 << 4;
+
+fn einval(what: &str) -> Error {
+    crate::println!("windsor: builder: {what}");
+    Error::Errno(Errno::EINVAL)
+}
+
+/// A vCPU context that starts the guest at its PHYS32 entry: the header
+/// of Xen's own record, a fresh CPU record (a new domain's vCPU is down,
+/// so Xen saves none), then the end marker. As libxc does for PVH.
+fn boot_context(full: &[u8], entry: u32, start_info: u64) -> Result<Vec<u8>> {
+    let dlen = size_of::<HvmSaveDescriptor>();
+    let d = full
+        .get(..dlen)
+        .and_then(|b| HvmSaveDescriptor::read_from_bytes(b).ok())
+        .ok_or_else(|| einval("hvm context too short"))?;
+    if d.typecode != HVM_SAVE_CODE_HEADER {
+        return Err(einval("hvm context does not start with its header"));
+    }
+    let header = full
+        .get(..dlen + d.length as usize)
+        .ok_or_else(|| einval("hvm context header truncated"))?;
+    let c = HvmHwCpu {
+        rip: entry.into(),
+        rbx: start_info,
+        rflags: 0x2,
+        cr0: X86_CR0_PE | X86_CR0_ET,
+        cs_limit: !0,
+        ds_limit: !0,
+        es_limit: !0,
+        ss_limit: !0,
+        tr_limit: 0x67,
+        cs_arbytes: 0xc9b, // present, 32-bit, execute/read, accessed
+        ds_arbytes: 0xc93, // present, 32-bit, read/write, accessed
+        es_arbytes: 0xc93,
+        ss_arbytes: 0xc93,
+        tr_arbytes: 0x8b, // present, busy 32-bit TSS
+        dr6: 0xffff_0ff0,
+        dr7: 0x400,
+        ..Default::default()
+    };
+    let cpu = HvmSaveDescriptor {
+        typecode: HVM_SAVE_CODE_CPU,
+        instance: 0,
+        length: size_of::<HvmHwCpu>() as u32,
+    };
+    let end = HvmSaveDescriptor {
+        typecode: HVM_SAVE_CODE_END,
+        instance: 0,
+        length: 0,
+    };
+    let mut out = Vec::with_capacity(header.len() + 2 * dlen + size_of::<HvmHwCpu>());
+    out.extend_from_slice(header);
+    out.extend_from_slice(cpu.as_bytes());
+    out.extend_from_slice(c.as_bytes());
+    out.extend_from_slice(end.as_bytes());
+    Ok(out)
+}
+
+impl DomainBuilder for Xen {
+    fn build(&self, dom: DomId, image: &DomainImage<'_>) -> Result<BuiltDomain> {
+        let img = PvhImage::parse(image.kernel).map_err(|e| {
+            crate::println!("windsor: builder: {dom:?}: image refused: {e}");
+            Error::Errno(Errno::ENOEXEC)
+        })?;
+        let pages = self.info(dom)?.max_mem_kib / 4;
+        if pages < 16 {
+            return Err(einval("domain has less than 64 KiB"));
+        }
+        let console_gfn = pages - 2;
+        let store_gfn = pages - 1;
+        let ram_end = console_gfn * PAGE;
+        let (lo, hi) = img.span();
+        let si_gfn = hi.div_ceil(PAGE);
+        let cmdline = image.cmdline.as_bytes();
+        if si_gfn >= console_gfn || lo < PAGE {
+            return Err(einval("image does not fit the domain's memory"));
+        }
+        if cmdline.len() >= PAGE_SIZE - SI_CMDLINE_OFF {
+            return Err(einval("command line longer than the start-info page"));
+        }
+
+        // 2. Memory and e820.
+        self.populate_physmap(dom, Gfn(0), pages)?;
+        let e820 = [
+            MemRegion {
+                addr: 0,
+                size: ram_end,
+                kind: XEN_HVM_MEMMAP_TYPE_RAM,
+            },
+            MemRegion {
+                addr: ram_end,
+                size: 2 * PAGE,
+                kind: XEN_HVM_MEMMAP_TYPE_RESERVED,
+            },
+        ];
+        self.set_memory_map(dom, &e820)?;
+
+        // 3. Image and start info, through one mapping of the range.
+        let first = lo / PAGE;
+        let gfns: Vec<Gfn> = (first..=si_gfn).map(Gfn).collect();
+        let m = self.map_foreign(dom, &gfns)?;
+        let mem = m.mem();
+        mem.fill(0, mem.len(), 0);
+        for s in &img.segments {
+            let at = (s.paddr - first * PAGE) as usize;
+            mem.write_bytes(at, &image.kernel[s.offset..s.offset + s.filesz]);
+        }
+        let si_at = ((si_gfn - first) * PAGE) as usize;
+        let si_paddr = si_gfn * PAGE;
+        let info = HvmStartInfo {
+            magic: XEN_HVM_START_MAGIC_VALUE,
+            version: 1,
+            cmdline_paddr: si_paddr + SI_CMDLINE_OFF as u64,
+            memmap_paddr: si_paddr + SI_MEMMAP_OFF as u64,
+            memmap_entries: e820.len() as u32,
+            ..Default::default()
+        };
+        mem.write_bytes(si_at, info.as_bytes());
+        for (i, r) in e820.iter().enumerate() {
+            let e = HvmMemmapTableEntry {
+                addr: r.addr,
+                size: r.size,
+                r#type: r.kind,
+                reserved: 0,
+            };
+            mem.write_bytes(
+                si_at + SI_MEMMAP_OFF + i * size_of::<HvmMemmapTableEntry>(),
+                e.as_bytes(),
+            );
+        }
+        mem.write_bytes(si_at + SI_CMDLINE_OFF, cmdline);
+        drop(m);
+
+        // 4. Rings, ports, HVM params.
+        let rings = self.map_foreign(dom, &[Gfn(console_gfn), Gfn(store_gfn)])?;
+        rings.mem().fill(0, 2 * PAGE_SIZE, 0);
+        drop(rings);
+        let store_port = EvtchnPort(hypercall::evtchn_alloc_unbound(
+            dom.0,
+            image.xenstore_domid.0,
+        )?);
+        let console_port = EvtchnPort(hypercall::evtchn_alloc_unbound(
+            dom.0,
+            image.console_domid.0,
+        )?);
+        self.set_hvm_param(dom, HVM_PARAM_STORE_PFN, store_gfn)?;
+        self.set_hvm_param(dom, HVM_PARAM_STORE_EVTCHN, store_port.0.into())?;
+        self.set_hvm_param(dom, HVM_PARAM_CONSOLE_PFN, console_gfn)?;
+        self.set_hvm_param(dom, HVM_PARAM_CONSOLE_EVTCHN, console_port.0.into())?;
+
+        // 5. Reserved grant entries, through the guest's grant frame 0.
+        let scratch = pages + 16;
+        hypercall::add_to_physmap(dom.0, XENMAPSPACE_GRANT_TABLE, 0, scratch)?;
+        let seeded = self.map_foreign(dom, &[Gfn(scratch)]).map(|g| {
+            let t = g.mem();
+            for (i, (to, frame)) in [
+                (image.console_domid, console_gfn),
+                (image.xenstore_domid, store_gfn),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let e = GrantEntryV1 {
+                    flags: GTF_PERMIT_ACCESS,
+                    domid: to.0,
+                    frame: frame as u32,
+                };
+                t.write_bytes(i * size_of::<GrantEntryV1>(), e.as_bytes());
+            }
+        });
+        let removed = hypercall::remove_from_physmap(dom.0, scratch);
+        seeded?;
+        removed?;
+
+        // 6. vCPU 0 at the PHYS32 entry.
+        let full = self.hvm_context(dom)?;
+        let ctx = boot_context(&full, img.entry, si_paddr)?;
+        self.set_hvm_context(dom, &ctx)?;
+
+        Ok(BuiltDomain {
+            store_gfn: Gfn(store_gfn),
+            store_port,
+            console_gfn: Gfn(console_gfn),
+            console_port,
+        })
+    }
+}
