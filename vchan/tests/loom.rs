@@ -6,8 +6,8 @@
 //! producer's copy and the consumer's copy as a causality violation, and a
 //! lost wake-up as a deadlock (every thread blocked on its doorbell).
 //!
-//! Run (about a minute on 2 cores; the preemption bound defaults to 3 when
-//! `LOOM_MAX_PREEMPTIONS` is unset):
+//! Run (the models take about 10 s on 2 cores after a ~2 min build; the
+//! preemption bound defaults to 4 when `LOOM_MAX_PREEMPTIONS` is unset):
 //!
 //! ```text
 //! RUSTFLAGS="--cfg loom" cargo test -p vchan --release --test loom
@@ -169,16 +169,20 @@ fn kick(k: Kick, bell: &Doorbell) {
     }
 }
 
-/// The blocking write loop of `channel.rs` (minus spinning and liveness
-/// timeouts): write what fits, arm and re-check before blocking.
+/// The blocking write loop of `channel.rs` (its spin reduced to one
+/// unarmed check, minus liveness timeouts): write what fits; when stalled,
+/// arm and re-check before blocking.
 fn write_all<const W: bool>(w: &World<W>, ep: &mut Endpoint, mut src: &[u8]) -> Result<(), Stall> {
     let (_, tx, me, peer) = w.end(ep.role());
+    let mut arm = false;
     while !src.is_empty() {
-        match ep.try_write(&w.page, tx, src, 1, true).unwrap() {
+        match ep.try_write(&w.page, tx, src, 1, arm).unwrap() {
             Ok((n, k)) => {
                 kick(k, peer);
                 src = &src[n..];
+                arm = false;
             }
+            Err(Stall::Wait) if !arm => arm = true,
             Err(Stall::Wait) => me.wait(),
             Err(e) => return Err(e),
         }
@@ -190,12 +194,15 @@ fn write_all<const W: bool>(w: &World<W>, ep: &mut Endpoint, mut src: &[u8]) -> 
 fn read_exact<const W: bool>(w: &World<W>, ep: &mut Endpoint, dst: &mut [u8]) -> usize {
     let (rx, _, me, peer) = w.end(ep.role());
     let mut got = 0;
+    let mut arm = false;
     while got < dst.len() {
-        match ep.try_read(&w.page, rx, &mut dst[got..], 1, true).unwrap() {
+        match ep.try_read(&w.page, rx, &mut dst[got..], 1, arm).unwrap() {
             Ok((n, k)) => {
                 kick(k, peer);
                 got += n;
+                arm = false;
             }
+            Err(Stall::Wait) if !arm => arm = true,
             Err(Stall::Wait) => me.wait(),
             Err(Stall::PeerClosed) => break,
         }
@@ -206,7 +213,7 @@ fn read_exact<const W: bool>(w: &World<W>, ep: &mut Endpoint, dst: &mut [u8]) ->
 fn model(f: impl Fn() + Sync + Send + 'static) {
     let mut b = loom::model::Builder::new();
     if b.preemption_bound.is_none() {
-        b.preemption_bound = Some(3);
+        b.preemption_bound = Some(4);
     }
     b.check(f);
 }
