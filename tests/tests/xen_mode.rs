@@ -196,3 +196,33 @@ fn more_than_one_module_is_refused_with_the_reason() {
         "{err:#}"
     );
 }
+
+#[test]
+fn a_crashing_guest_is_reported_and_cleaned_up_while_the_host_stays_up() {
+    let _one = ONE_BOOT_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let r = boot(&XenBootArgs {
+        modules: vec!["guest-hello".into()],
+        cmdline: "guest.panic".into(),
+        ..args("dom0-hello")
+    })
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    let has = |s: &str| r.lines.iter().any(|l| l.contains(s));
+    assert!(
+        r.lines
+            .iter()
+            .any(|l| l.starts_with("(d2)") && l.contains("windsor: panic:")),
+        "the guest's panic message is missing"
+    );
+    assert!(
+        has("windsor: module 0: d2 shut down: Some(Crash)"),
+        "crash not reported"
+    );
+    assert!(
+        has("windsor: module 0: d2 destroyed and gone"),
+        "crashed guest not cleaned up"
+    );
+    assert!(
+        has("Hardware Dom0 halted: halting machine"),
+        "host did not stay up"
+    );
+}

@@ -12,8 +12,9 @@
 //! these to check that a crash is reported with its cause).
 //!
 //! Each boot module is built as a PVH guest (the Xen-mode `DomainBuilder`),
-//! run until it shuts down, and destroyed; a module that is not a PVH
-//! image is refused and reported, and the host carries on.
+//! run until it shuts down (words `guest.X` of dom0's command line reach
+//! the guest as `X`), and destroyed; a module that is not a PVH image is
+//! refused and reported, and the host carries on.
 //!
 //! The ready marker is the line `xtask xen-boot` and the Xen-mode tests
 //! look for:
@@ -206,7 +207,14 @@ mod image {
             ..CreateConfig::default()
         };
         let dom = xen.create(&cfg).expect("createdomain");
-        let cmdline = format!("domid={} module={i}", dom.0);
+        // Words `guest.X` of our own command line are passed on as `X`.
+        let mut cmdline = format!("domid={} module={i}", dom.0);
+        for w in xen.cmdline().split_ascii_whitespace() {
+            if let Some(arg) = w.strip_prefix("guest.") {
+                cmdline.push(' ');
+                cmdline.push_str(arg);
+            }
+        }
         let image = DomainImage {
             kernel,
             cmdline: &cmdline,
@@ -248,6 +256,18 @@ mod image {
             (xen.now() - t_built).as_micros()
         );
         xen.destroy(dom).expect("destroydomain");
+        // Destroy returns once Xen has released the domain's memory, ports
+        // and grants; then the id is gone.
+        let gone = xen.now();
+        while xen.info(dom).is_ok() {
+            assert!(
+                xen.now() - gone < Duration::from_secs(5),
+                "{dom:?} still listed after destroy"
+            );
+            xen.clear_pending(dom_exc).expect("clear");
+            let _ = xen.wait(&[dom_exc], Some(Duration::from_millis(5)));
+        }
+        println!("windsor: module {i}: {dom:?} destroyed and gone");
     }
 }
 

@@ -26,6 +26,9 @@ mod image {
                 None => -1,
             }
         );
+        if xen.cmdline().split_ascii_whitespace().any(|w| w == "panic") {
+            panic!("guest panic requested on the command line");
+        }
         ShutdownReason::Poweroff
     }
 }
