@@ -30,6 +30,7 @@ use crate::elf::PvhImage;
 use crate::hypercall;
 use crate::runtime::Xen;
 use crate::start_info::MemRegion;
+use crate::vcpu::boot_context;
 use alloc::vec::Vec;
 use core::mem::size_of;
 use xen::abi::grant_table::{GrantEntryV1, GTF_PERMIT_ACCESS};
@@ -38,75 +39,18 @@ use xen::abi::hvm::{
     HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN, XEN_HVM_MEMMAP_TYPE_RAM,
     XEN_HVM_MEMMAP_TYPE_RESERVED, XEN_HVM_START_MAGIC_VALUE,
 };
-use xen::abi::hvm_save::{
-    HvmHwCpu, HvmSaveDescriptor, HVM_SAVE_CODE_CPU, HVM_SAVE_CODE_END, HVM_SAVE_CODE_HEADER,
-};
 use xen::abi::memory::XENMAPSPACE_GRANT_TABLE;
 use xen::platform::{BuiltDomain, DomainBuilder, DomainControl, DomainImage, Error, Result};
 use xen::{DomId, Errno, EvtchnPort, Gfn, PAGE_SIZE};
-use zerocopy::{FromBytes, IntoBytes};
+use zerocopy::IntoBytes;
 
 const PAGE: u64 = PAGE_SIZE as u64;
 const SI_MEMMAP_OFF: usize = 64;
 const SI_CMDLINE_OFF: usize = 128;
-const X86_CR0_PE: u64 = 1 << 0;
-const X86_CR0_ET: u64 = 1 << 4;
 
 fn einval(what: &str) -> Error {
     crate::println!("windsor: builder: {what}");
     Error::Errno(Errno::EINVAL)
-}
-
-/// A vCPU context that starts the guest at its PHYS32 entry: the header
-/// of Xen's own record, a fresh CPU record (a new domain's vCPU is down,
-/// so Xen saves none), then the end marker. As libxc does for PVH.
-fn boot_context(full: &[u8], entry: u32, start_info: u64) -> Result<Vec<u8>> {
-    let dlen = size_of::<HvmSaveDescriptor>();
-    let d = full
-        .get(..dlen)
-        .and_then(|b| HvmSaveDescriptor::read_from_bytes(b).ok())
-        .ok_or_else(|| einval("hvm context too short"))?;
-    if d.typecode != HVM_SAVE_CODE_HEADER {
-        return Err(einval("hvm context does not start with its header"));
-    }
-    let header = full
-        .get(..dlen + d.length as usize)
-        .ok_or_else(|| einval("hvm context header truncated"))?;
-    let c = HvmHwCpu {
-        rip: entry.into(),
-        rbx: start_info,
-        rflags: 0x2,
-        cr0: X86_CR0_PE | X86_CR0_ET,
-        cs_limit: !0,
-        ds_limit: !0,
-        es_limit: !0,
-        ss_limit: !0,
-        tr_limit: 0x67,
-        cs_arbytes: 0xc9b, // present, 32-bit, execute/read, accessed
-        ds_arbytes: 0xc93, // present, 32-bit, read/write, accessed
-        es_arbytes: 0xc93,
-        ss_arbytes: 0xc93,
-        tr_arbytes: 0x8b, // present, busy 32-bit TSS
-        dr6: 0xffff_0ff0,
-        dr7: 0x400,
-        ..Default::default()
-    };
-    let cpu = HvmSaveDescriptor {
-        typecode: HVM_SAVE_CODE_CPU,
-        instance: 0,
-        length: size_of::<HvmHwCpu>() as u32,
-    };
-    let end = HvmSaveDescriptor {
-        typecode: HVM_SAVE_CODE_END,
-        instance: 0,
-        length: 0,
-    };
-    let mut out = Vec::with_capacity(header.len() + 2 * dlen + size_of::<HvmHwCpu>());
-    out.extend_from_slice(header);
-    out.extend_from_slice(cpu.as_bytes());
-    out.extend_from_slice(c.as_bytes());
-    out.extend_from_slice(end.as_bytes());
-    Ok(out)
 }
 
 impl DomainBuilder for Xen {
@@ -227,7 +171,7 @@ impl DomainBuilder for Xen {
 
         // 6. vCPU 0 at the PHYS32 entry.
         let full = self.hvm_context(dom)?;
-        let ctx = boot_context(&full, img.entry, si_paddr)?;
+        let ctx = boot_context(&full, img.entry, si_paddr).map_err(einval)?;
         self.set_hvm_context(dom, &ctx)?;
 
         Ok(BuiltDomain {

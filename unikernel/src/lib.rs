@@ -10,6 +10,7 @@
 //! * `hypercall` (target only): every hypercall the runtime makes, typed
 //!   with the `xen::abi` mirrors; no other module issues one.
 //! * [`elf`] (portable): PVH image checks and load plan for the builder;
+//!   [`vcpu`] (portable): a new guest's first vCPU context;
 //!   [`start_info`] (portable): `hvm_start_info` parsing — command line,
 //!   modules, memory map — into owned values; [`time`] (portable): Xen system
 //!   time from `vcpu_time_info`.
@@ -46,6 +47,7 @@ pub use xen;
 pub mod elf;
 pub mod start_info;
 pub mod time;
+pub mod vcpu;
 
 #[cfg(target_os = "none")]
 pub mod arch;
