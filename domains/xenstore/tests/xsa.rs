@@ -333,6 +333,17 @@ fn xsa_326_unread_output_is_bounded() {
     }
     assert!(hit, "a guest transaction touched unbounded nodes");
     assert!(t.end(g, tx, true).is_err());
+    // ... in bytes as well as in nodes.
+    let tx = t.start(g);
+    let mut hit = false;
+    for i in 0..1000 {
+        if t.write(g, tx, &format!("big{}", i % 10), &[b'v'; 2000]) == Err(Errno::ENOSPC) {
+            hit = true;
+            break;
+        }
+    }
+    assert!(hit, "a guest transaction held unbounded bytes");
+    assert!(t.end(g, tx, true).is_err());
 }
 
 #[test]

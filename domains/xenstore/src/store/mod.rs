@@ -40,7 +40,12 @@
 //! Departures: domain-owned nodes are deleted and ACL entries naming a
 //! domain are dropped at `XS_RELEASE` (C uses domain generations for the
 //! latter); a transaction that hit a quota fails with `ENOSPC` at commit
-//! (C: `ENOMEM`).
+//! (C: `ENOMEM`); C's per-domain memory quota is replaced by bounds on
+//! what each structure can hold (nodes x value size, watches, transaction
+//! nodes and bytes, queued output).
+//!
+//! Snapshots: [`Store::snapshot`] gives mutations that rebuild the whole
+//! state (domains, special permissions, nodes in directory order).
 
 mod quota;
 mod tree;
@@ -173,6 +178,8 @@ struct Domain {
     introduced: bool,
     target: Option<DomId>,
     watches: u32,
+    /// Ring frame and port given at introduction.
+    ring: (u64, u32),
 }
 
 /// Statistics, for tests and `CONTROL memreport`.
@@ -252,6 +259,13 @@ impl Ctx<'_> {
         match self.txn.as_deref_mut() {
             Some(t) => {
                 let unl = self.who.privileged;
+                t.bytes = t
+                    .bytes
+                    .saturating_add(node.value.len() + node.children.len() + p.len());
+                if !unl && t.bytes > self.q.txn_bytes {
+                    t.failed = true;
+                    return Err(Errno::ENOSPC);
+                }
                 node.gen = self.tree.next_gen();
                 let e = t.touch(self.tree, p, unl, self.q.txn_nodes)?;
                 e.state = Some(Some(node));
@@ -1112,6 +1126,7 @@ impl Store {
         let d = self.domains.entry(domid).or_default();
         let fresh = !d.introduced;
         d.introduced = true;
+        d.ring = (gfn, port);
         self.effects.push(Effect::Introduce { domid, gfn, port });
         if fresh {
             self.tree.record(Mutation::Introduce { domid, gfn, port });
@@ -1386,8 +1401,10 @@ impl Store {
                 RELEASE => self.special_release = perms.clone(),
                 _ => {}
             },
-            Mutation::Introduce { domid, .. } => {
-                self.domains.entry(*domid).or_default().introduced = true;
+            Mutation::Introduce { domid, gfn, port } => {
+                let d = self.domains.entry(*domid).or_default();
+                d.introduced = true;
+                d.ring = (*gfn, *port);
             }
             Mutation::Release { domid } => {
                 self.release_domain(*domid);
@@ -1397,6 +1414,55 @@ impl Store {
             }
         }
         self.tree.set_recording(was);
+    }
+
+    /// The whole state as mutations that rebuild it on a fresh store with
+    /// [`Store::apply`]: introduced domains and their targets, special
+    /// permissions, then every node, parents before children and children
+    /// in directory order. For snapshots of the persistence layer.
+    pub fn snapshot(&self) -> Vec<Mutation> {
+        let mut out = Vec::with_capacity(self.tree.len() + self.domains.len() + 2);
+        for (d, x) in &self.domains {
+            if x.introduced && *d != DomId::DOM0 {
+                out.push(Mutation::Introduce {
+                    domid: *d,
+                    gfn: x.ring.0,
+                    port: x.ring.1,
+                });
+            }
+        }
+        for (d, x) in &self.domains {
+            if let (true, Some(t)) = (x.introduced, x.target) {
+                out.push(Mutation::SetTarget {
+                    domid: *d,
+                    target: t,
+                });
+            }
+        }
+        for (name, p) in [
+            (INTRODUCE, &self.special_intro),
+            (RELEASE, &self.special_release),
+        ] {
+            out.push(Mutation::SpecialPerms {
+                path: name.into(),
+                perms: p.clone(),
+            });
+        }
+        // Depth first along the children lists, without recursion.
+        let mut stack: Vec<String> = alloc::vec!["/".to_owned()];
+        while let Some(p) = stack.pop() {
+            let Some(n) = self.tree.get(&p) else { continue };
+            out.push(Mutation::Write {
+                path: p.as_str().into(),
+                value: n.value.clone(),
+                perms: n.perms.clone(),
+            });
+            let kids: Vec<&str> = n.child_names().collect();
+            for c in kids.into_iter().rev() {
+                stack.push(path::join(&p, c));
+            }
+        }
+        out
     }
 
     fn apply_write(&mut self, p: &str, value: Arc<[u8]>, perms: Perms) {

@@ -19,6 +19,9 @@ pub struct Quotas {
     pub perms_per_node: usize,
     /// Paths one transaction may touch (`-Q transaction-nodes`, 1024).
     pub txn_nodes: usize,
+    /// Bytes (values, child lists, paths) one transaction may hold in its
+    /// overlay (C bounds this with its per-domain memory quota; 256 KiB).
+    pub txn_bytes: usize,
     /// Path length past `/local/domain/<id>/` (`-M`, 2048, never more).
     pub path_len: usize,
     /// Unread replies before a connection is not served (`-Q outstanding`, 20).
@@ -34,6 +37,7 @@ impl Default for Quotas {
             transactions: 10,
             perms_per_node: 5,
             txn_nodes: 1024,
+            txn_bytes: 256 * 1024,
             path_len: crate::wire::REL_PATH_MAX,
             outstanding: 20,
         }

@@ -568,3 +568,21 @@ fn throughput() {
     std::println!("writes with watch events: {:.0}/s", n as f64 / dt);
     let _ = g;
 }
+
+#[test]
+fn snapshot_rebuilds_everything() {
+    let mut t = T::new();
+    let c0 = t.dom0();
+    let g = t.guest(9);
+    t.write(g, 0, "z", b"1").unwrap();
+    t.write(g, 0, "a", b"2").unwrap();
+    t.write(c0, 0, "/tool/x", b"3").unwrap();
+    t.set_perms(c0, "@releaseDomain", &["n0", "r9"]).unwrap();
+    let mut r = Store::new(Config::default());
+    for m in t.s.snapshot() {
+        r.apply(&m);
+    }
+    assert_eq!(r.snapshot(), t.s.snapshot());
+    assert!(r.check_consistency());
+    assert_eq!(r.tree().get("/local/domain/9").unwrap().children, b"z\0a\0");
+}

@@ -39,6 +39,8 @@ pub(crate) struct Txn {
     pub failed: bool,
     /// Nodes created inside (for the node quota at commit).
     pub created: u32,
+    /// Bytes written into the overlay so far.
+    pub bytes: usize,
 }
 
 impl Txn {
