@@ -401,10 +401,12 @@ impl<'p, P: GrantTable + EventChannel + Clock> Vchan<'p, P> {
     }
 
     /// Whether the channel is usable: not closed by us or after an error,
-    /// and the peer has not closed (`libxenvchan_is_open`; a server whose
-    /// client has not connected yet is open).
+    /// the peer has not closed (`libxenvchan_is_open`; a server whose
+    /// client has not connected yet is open), and the peer's domain is
+    /// still there (one `EVTCHNOP_status`).
     pub fn is_open(&self) -> bool {
-        !self.closed && self.ep.peer_state(&self.mem.views(self.layout).ctrl) != PeerState::Closed
+        let state = self.ep.peer_state(&self.mem.views(self.layout).ctrl);
+        !self.closed && state != PeerState::Closed && self.peer_alive(state)
     }
 
     /// Whether the peer is connected (the client has set its live flag).
@@ -572,7 +574,11 @@ impl<'p, P: GrantTable + EventChannel + Clock> Vchan<'p, P> {
     /// spin then block (see the module docs).
     fn run<T>(&mut self, mut step: impl FnMut(&mut Self, bool) -> Result<Option<T>>) -> Result<T> {
         if !self.blocking {
-            return step(self, true)?.ok_or(Error::WouldBlock);
+            if let Some(t) = step(self, true)? {
+                return Ok(t);
+            }
+            self.check_peer()?;
+            return Err(Error::WouldBlock);
         }
         if !self.spin.is_zero() {
             let deadline = self.plat.now() + self.spin;
@@ -603,15 +609,23 @@ impl<'p, P: GrantTable + EventChannel + Clock> Vchan<'p, P> {
     /// cleared its live flag.
     fn check_peer(&mut self) -> Result<()> {
         let state = self.ep.peer_state(&self.mem.views(self.layout).ctrl);
-        match (self.plat.status(self.port)?, state) {
-            (PortStatus::Interdomain { .. }, _) => Ok(()),
-            (PortStatus::Unbound { .. }, PeerState::Waiting) => Ok(()),
-            (_, PeerState::Closed) => Ok(()),
-            _ => {
-                tracing::debug!(peer = self.peer.0, "vchan peer died");
-                self.shutdown();
-                Err(Error::PeerDied)
-            }
+        // Our own domain being gone is an error of its own, not peer death.
+        self.plat.status(self.port)?;
+        if self.peer_alive(state) {
+            return Ok(());
+        }
+        tracing::debug!(peer = self.peer.0, "vchan peer died");
+        self.shutdown();
+        Err(Error::PeerDied)
+    }
+
+    fn peer_alive(&self, state: PeerState) -> bool {
+        match (self.plat.status(self.port), state) {
+            (Ok(PortStatus::Interdomain { .. }), _) => true,
+            (Ok(PortStatus::Unbound { .. }), PeerState::Waiting) => true,
+            // A clean close is reported as such by the ring, not as death.
+            (_, PeerState::Closed) => true,
+            _ => false,
         }
     }
 

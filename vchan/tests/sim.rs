@@ -277,6 +277,24 @@ fn server_observes_client_death() {
     let mut buf = [0u8; 8];
     assert_eq!(srv.read(&mut buf), Err(Error::PeerDied));
     assert_eq!(srv.read(&mut buf), Err(Error::Closed));
+    assert!(!srv.is_open());
+}
+
+#[test]
+fn non_blocking_end_observes_peer_death() {
+    let h = host();
+    let srv = h.server(1 << 12, 1 << 12);
+    let mut cli = h.client().unwrap();
+    cli.set_blocking(false);
+    let mut buf = [0u8; 8];
+    assert_eq!(cli.read(&mut buf), Err(Error::WouldBlock));
+    assert!(cli.is_open());
+    let dom = h.srv.domid();
+    std::mem::forget(srv);
+    h.hv.kill(dom).unwrap();
+    h.hv.dom0().destroy(dom).unwrap();
+    assert!(!cli.is_open());
+    assert_eq!(cli.read(&mut buf), Err(Error::PeerDied));
 }
 
 /// A hand-made, hostile server page: valid header fields unless a test
