@@ -1,8 +1,27 @@
-//! The toolstack domain (dom0).
+//! The toolstack domain (dom0): VM lifecycle with XAPI's power states, the
+//! pool records kept in xenstore, device plumbing, and the host-mode runner.
 //!
-//! This crate will own boot orchestration (build the xenstore domain first,
-//! introduce every domain to it, then the guests of the boot plan), the PVH
-//! domain builder used in Xen mode, the VM lifecycle state machine with
-//! XAPI's power states, and device plumbing through xenstore.
+//! Layers:
+//! * [`action`] — the interface: one [`Action`](action::Action) per XenAPI
+//!   call, typed replies and XAPI errors. The API (`api/`) only parses into
+//!   it.
+//! * core (no_std + alloc, sans-IO): `lifecycle` (power states and legal
+//!   transitions), `db` (records under `/pool/<class>/<uuid>` in
+//!   xenstore), `layout` (the standard xenstore paths of a domain and its
+//!   devices).
+//! * service (`std` feature): `Toolstack`, generic over the platform
+//!   traits and a [`XenStore`](windsor_xenstore::client::XenStore) client,
+//!   which builds, starts and stops domains, watches `VIRQ_DOM_EXC`, and
+//!   publishes changes for `event.from`.
+//! * host mode (`std` feature): `host` wires the toolstack to the
+//!   simulated hypervisor and an in-process xenstore, and registers the
+//!   built-in guest images.
 #![no_std]
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod action;

@@ -1,0 +1,1408 @@
+//! The action interface: every XenAPI lifecycle call as one [`Action`], and
+//! what comes back ([`Reply`] or [`ActionError`]).
+//!
+//! Producer: the API (`api/`) parses each XenAPI call (`<Class>.<method>`)
+//! into one [`Action`] and never touches VM state. Consumer: the toolstack
+//! (`Toolstack::handle`) decides what is legal and does it. This is
+//! Firecracker's `VmmAction` shape applied to XenAPI.
+//!
+//! # Mapping from XenAPI
+//!
+//! | XenAPI call | action | reply |
+//! |---|---|---|
+//! | `VM.create(record)` | [`Action::Create`]`(`[`NewRecord::Vm`]`)` — omitted fields take XAPI's defaults ([`VmRecord::default`], serde `default`) | [`Reply::Ref`] |
+//! | `network/SR/VDI/VIF/VBD.create(record)` | [`Action::Create`] with the class's record | [`Reply::Ref`] |
+//! | `<Class>.destroy(ref)` | [`Action::Destroy`] (a VM must be Halted) | [`Reply::Unit`] |
+//! | `<Class>.get_record(ref)` | [`Action::GetRecord`] | [`Reply::Record`] |
+//! | `<Class>.get_all()` / `get_all_records()` | [`Action::GetAll`] / [`Action::GetAllRecords`] | [`Reply::Refs`] / [`Reply::Records`] |
+//! | `<Class>.get_by_uuid(uuid)` | [`Action::GetByUuid`] | [`Reply::Ref`] (`UUID_INVALID` if none) |
+//! | `<Class>.get_by_name_label(label)` | [`Action::GetByNameLabel`] | [`Reply::Refs`] |
+//! | `<Class>.get_<field>(ref)` | [`Action::GetRecord`], then the field of the serialized record (the field names are XAPI's) | |
+//! | `<Class>.set_name_label/description` | [`Action::SetNameLabel`] / [`Action::SetNameDescription`] | [`Reply::Unit`] |
+//! | `<Class>.set_other_config`, `add_to_other_config`, `remove_from_other_config` | [`Action::SetOtherConfig`], [`Action::AddToOtherConfig`], [`Action::RemoveFromOtherConfig`] | [`Reply::Unit`] |
+//! | `VM.clone(vm, new_name)` / `VM.copy(vm, new_name, sr)` | [`Action::VmClone`] | [`Reply::Ref`] |
+//! | `VM.provision(vm)` | [`Action::VmProvision`] | [`Reply::Unit`] |
+//! | `VM.start(vm, start_paused, force)` | [`Action::VmStart`] | [`Reply::Unit`] |
+//! | `VM.start_on(vm, host, start_paused, force)` | [`Action::VmStart`] (one host) | [`Reply::Unit`] |
+//! | `VM.pause` / `VM.unpause` | [`Action::VmPause`] / [`Action::VmUnpause`] | [`Reply::Unit`] |
+//! | `VM.clean_shutdown` / `VM.hard_shutdown` / `VM.shutdown` | [`Action::VmCleanShutdown`] / [`Action::VmHardShutdown`] / [`Action::VmShutdown`] (clean, then hard on timeout) | [`Reply::Unit`] |
+//! | `VM.clean_reboot` / `VM.hard_reboot` | [`Action::VmCleanReboot`] / [`Action::VmHardReboot`] | [`Reply::Unit`] |
+//! | `VM.suspend(vm)` / `VM.resume(vm, start_paused, force)` | [`Action::VmSuspend`] / [`Action::VmResume`] | [`Reply::Unit`] |
+//! | `VM.set_memory_limits(vm, smin, smax, dmin, dmax)` | [`Action::VmSetMemoryLimits`] | [`Reply::Unit`] |
+//! | `VM.set_memory(vm, value)`, `set_memory_static_max`, `set_memory_dynamic_range` | [`Action::VmSetMemory`], [`Action::VmSetMemoryLimits`] | [`Reply::Unit`] |
+//! | `VM.set_VCPUs_max` / `set_VCPUs_at_startup` | [`Action::VmSetVcpusMax`] / [`Action::VmSetVcpusAtStartup`] | [`Reply::Unit`] |
+//! | `event.from(classes, token, timeout)` | [`Action::EventFrom`] (blocks up to `timeout`) | [`Reply::Events`] |
+//!
+//! Errors carry XAPI's code and parameters: [`ActionError::code`] and
+//! [`ActionError::params`]; [`ActionError::description`] is the XenAPI
+//! `ErrorDescription` array (`["VM_BAD_POWER_STATE", vm, expected,
+//! actual]`). Sessions (`SESSION_INVALID`, login) are the API's business.
+//!
+//! # Refs
+//!
+//! An object's ref is `OpaqueRef:<uuid>` with the object's own uuid
+//! ([`ref_of`], [`uuid_of`]); XAPI uses an unrelated uuid in refs, but no
+//! client may rely on a ref's contents. The null ref is [`NULL_REF`].
+//!
+//! # Events
+//!
+//! Every change to a record bumps one toolstack-wide counter; [`Event::id`]
+//! is its value and [`EventBatch::token`] the newest one seen. `event.from`
+//! with token `""` (parsed by the API as 0) returns nothing old, only the
+//! current token, as XAPI's `event.from` with an empty token returns every
+//! object: here [`Action::EventFrom`] with `token: 0` returns an `add` per
+//! existing object of the requested classes. Tokens are decimal strings on
+//! the wire.
+
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt;
+use core::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// An object reference as XenAPI sends it (`OpaqueRef:...`).
+pub type Ref = String;
+
+/// XAPI's null reference.
+pub const NULL_REF: &str = "OpaqueRef:NULL";
+
+/// The ref of the object with `uuid`.
+pub fn ref_of(uuid: &str) -> Ref {
+    format!("OpaqueRef:{uuid}")
+}
+
+/// The uuid inside a ref made by [`ref_of`], if it is one.
+pub fn uuid_of(r: &str) -> Option<&str> {
+    r.strip_prefix("OpaqueRef:").filter(|u| *u != "NULL")
+}
+
+/// A XenAPI class this toolstack serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Class {
+    /// `VM`.
+    #[serde(rename = "VM")]
+    Vm,
+    /// `host`.
+    #[serde(rename = "host")]
+    Host,
+    /// `pool`.
+    #[serde(rename = "pool")]
+    Pool,
+    /// `network`.
+    #[serde(rename = "network")]
+    Network,
+    /// `SR`.
+    #[serde(rename = "SR")]
+    Sr,
+    /// `VDI`.
+    #[serde(rename = "VDI")]
+    Vdi,
+    /// `VIF`.
+    #[serde(rename = "VIF")]
+    Vif,
+    /// `VBD`.
+    #[serde(rename = "VBD")]
+    Vbd,
+}
+
+impl Class {
+    /// Every class.
+    pub const ALL: [Class; 8] = [
+        Class::Vm,
+        Class::Host,
+        Class::Pool,
+        Class::Network,
+        Class::Sr,
+        Class::Vdi,
+        Class::Vif,
+        Class::Vbd,
+    ];
+
+    /// The name XenAPI uses in method names (`VM`, `host`, `SR`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Class::Vm => "VM",
+            Class::Host => "host",
+            Class::Pool => "pool",
+            Class::Network => "network",
+            Class::Sr => "SR",
+            Class::Vdi => "VDI",
+            Class::Vif => "VIF",
+            Class::Vbd => "VBD",
+        }
+    }
+
+    /// The lower-case name used in events and `event.from` class lists
+    /// (`vm`, `host`, `sr`, ...).
+    pub fn event_name(self) -> &'static str {
+        match self {
+            Class::Vm => "vm",
+            Class::Host => "host",
+            Class::Pool => "pool",
+            Class::Network => "network",
+            Class::Sr => "sr",
+            Class::Vdi => "vdi",
+            Class::Vif => "vif",
+            Class::Vbd => "vbd",
+        }
+    }
+
+    /// Parses a class name, case-insensitively (`VM`, `vm`, `SR` ...).
+    pub fn parse(s: &str) -> Option<Class> {
+        Class::ALL
+            .into_iter()
+            .find(|c| c.name().eq_ignore_ascii_case(s))
+    }
+}
+
+impl fmt::Display for Class {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// XAPI's `vm_power_state`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum PowerState {
+    /// `Halted`: no domain.
+    #[default]
+    Halted,
+    /// `Paused`: a domain exists, its vCPUs do not run.
+    Paused,
+    /// `Running`.
+    Running,
+    /// `Suspended`: no domain, state saved.
+    Suspended,
+}
+
+impl PowerState {
+    /// The XenAPI spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PowerState::Halted => "Halted",
+            PowerState::Paused => "Paused",
+            PowerState::Running => "Running",
+            PowerState::Suspended => "Suspended",
+        }
+    }
+}
+
+impl fmt::Display for PowerState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// String-to-string maps (`other_config`, `platform`, ...).
+pub type Map = BTreeMap<String, String>;
+
+/// A `VM` record, fields named as XAPI names them. Every field has XAPI's
+/// default (serde `default`), so `VM.create` may omit any of them.
+#[allow(non_snake_case)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct VmRecord {
+    /// Unique identifier.
+    pub uuid: String,
+    /// Human-readable name.
+    pub name_label: String,
+    /// Human-readable description.
+    pub name_description: String,
+    /// Current power state (read-only through the API).
+    pub power_state: PowerState,
+    /// Counts user-visible configuration changes.
+    pub user_version: i64,
+    /// Whether this is a template (templates cannot be started).
+    pub is_a_template: bool,
+    /// Whether this is a default template shipped with the host.
+    pub is_default_template: bool,
+    /// Whether this is the control domain.
+    pub is_control_domain: bool,
+    /// The host it runs on, or [`NULL_REF`].
+    pub resident_on: Ref,
+    /// Preferred host, or [`NULL_REF`].
+    pub affinity: Ref,
+    /// Static maximum memory, bytes.
+    pub memory_static_max: i64,
+    /// Dynamic maximum memory, bytes.
+    pub memory_dynamic_max: i64,
+    /// Dynamic minimum memory, bytes.
+    pub memory_dynamic_min: i64,
+    /// Static minimum memory, bytes.
+    pub memory_static_min: i64,
+    /// Target memory, bytes.
+    pub memory_target: i64,
+    /// Maximum vCPUs.
+    pub VCPUs_max: i64,
+    /// vCPUs at boot.
+    pub VCPUs_at_startup: i64,
+    /// vCPU parameters.
+    pub VCPUs_params: Map,
+    /// What to do when the guest powers off: `destroy` or `restart`.
+    pub actions_after_shutdown: String,
+    /// What to do when the guest reboots: `restart` or `destroy`.
+    pub actions_after_reboot: String,
+    /// What to do when the guest crashes: `destroy`, `restart`,
+    /// `preserve`, ... (`destroy` and `restart` are implemented; others act
+    /// as `destroy`).
+    pub actions_after_crash: String,
+    /// The kernel: in host mode, the name of a registered guest image
+    /// (`fuzz-target`).
+    pub PV_kernel: String,
+    /// The initrd.
+    pub PV_ramdisk: String,
+    /// The kernel command line.
+    pub PV_args: String,
+    /// The bootloader (unused: Windsor boots PVH kernels directly).
+    pub PV_bootloader: String,
+    /// Bootloader arguments.
+    pub PV_bootloader_args: String,
+    /// Legacy PV arguments.
+    pub PV_legacy_args: String,
+    /// HVM boot policy (empty for PV/PVH).
+    pub HVM_boot_policy: String,
+    /// HVM boot parameters.
+    pub HVM_boot_params: Map,
+    /// `pv`, `hvm`, `pvh` or `unspecified`.
+    pub domain_type: String,
+    /// Platform flags.
+    pub platform: Map,
+    /// PCI bus path (unused).
+    pub PCI_bus: String,
+    /// The domain id while it has a domain, else -1.
+    pub domid: i64,
+    /// Free-form configuration.
+    pub other_config: Map,
+    /// Keys written to `/local/domain/<id>/` when the VM starts
+    /// (`vm-data/...`).
+    pub xenstore_data: Map,
+    /// Its VIFs.
+    pub VIFs: Vec<Ref>,
+    /// Its VBDs.
+    pub VBDs: Vec<Ref>,
+    /// Operations that are legal now (computed from the power state).
+    pub allowed_operations: Vec<String>,
+    /// Operations in progress: task id to operation name.
+    pub current_operations: Map,
+    /// Why it last shut down, as reported by the domain (`poweroff`,
+    /// `reboot`, `suspend`, `crash`, `halted` by the toolstack).
+    pub last_shutdown_reason: String,
+    /// Free-form labels.
+    pub tags: Vec<String>,
+    /// Recommendations (templates).
+    pub recommendations: String,
+    /// The VM it was cloned from, or [`NULL_REF`].
+    pub parent: Ref,
+    /// The hardware platform version.
+    pub hardware_platform_version: i64,
+    /// Whether a guest agent is present.
+    pub has_vendor_device: bool,
+}
+
+impl Default for VmRecord {
+    fn default() -> Self {
+        VmRecord {
+            uuid: String::new(),
+            name_label: String::new(),
+            name_description: String::new(),
+            power_state: PowerState::Halted,
+            user_version: 1,
+            is_a_template: false,
+            is_default_template: false,
+            is_control_domain: false,
+            resident_on: NULL_REF.to_string(),
+            affinity: NULL_REF.to_string(),
+            memory_static_max: 256 << 20,
+            memory_dynamic_max: 256 << 20,
+            memory_dynamic_min: 256 << 20,
+            memory_static_min: 0,
+            memory_target: 256 << 20,
+            VCPUs_max: 1,
+            VCPUs_at_startup: 1,
+            VCPUs_params: Map::new(),
+            actions_after_shutdown: "destroy".to_string(),
+            actions_after_reboot: "restart".to_string(),
+            actions_after_crash: "destroy".to_string(),
+            PV_kernel: String::new(),
+            PV_ramdisk: String::new(),
+            PV_args: String::new(),
+            PV_bootloader: String::new(),
+            PV_bootloader_args: String::new(),
+            PV_legacy_args: String::new(),
+            HVM_boot_policy: String::new(),
+            HVM_boot_params: Map::new(),
+            domain_type: "pvh".to_string(),
+            platform: Map::new(),
+            PCI_bus: String::new(),
+            domid: -1,
+            other_config: Map::new(),
+            xenstore_data: Map::new(),
+            VIFs: Vec::new(),
+            VBDs: Vec::new(),
+            allowed_operations: Vec::new(),
+            current_operations: Map::new(),
+            last_shutdown_reason: String::new(),
+            tags: Vec::new(),
+            recommendations: String::new(),
+            parent: NULL_REF.to_string(),
+            hardware_platform_version: 0,
+            has_vendor_device: false,
+        }
+    }
+}
+
+/// A `host` record.
+#[allow(non_snake_case)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HostRecord {
+    /// Unique identifier.
+    pub uuid: String,
+    /// Human-readable name.
+    pub name_label: String,
+    /// Human-readable description.
+    pub name_description: String,
+    /// XenAPI major version (2, as XAPI 2.21).
+    pub API_version_major: i64,
+    /// XenAPI minor version (21).
+    pub API_version_minor: i64,
+    /// XenAPI vendor.
+    pub API_version_vendor: String,
+    /// Vendor implementation details.
+    pub API_version_vendor_implementation: Map,
+    /// Whether new VMs may start here.
+    pub enabled: bool,
+    /// Software versions (`product_brand`, `xen`, ...).
+    pub software_version: Map,
+    /// Host name.
+    pub hostname: String,
+    /// Management address.
+    pub address: String,
+    /// VMs with a domain on this host.
+    pub resident_VMs: Vec<Ref>,
+    /// CPU details.
+    pub cpu_info: Map,
+    /// Free-form configuration.
+    pub other_config: Map,
+    /// Allowed operations.
+    pub allowed_operations: Vec<String>,
+    /// Operations in progress.
+    pub current_operations: Map,
+    /// Free-form labels.
+    pub tags: Vec<String>,
+}
+
+impl Default for HostRecord {
+    fn default() -> Self {
+        let mut software_version = Map::new();
+        software_version.insert("product_brand".into(), "Windsor".into());
+        software_version.insert("xen".into(), "4.17".into());
+        software_version.insert("xapi".into(), "2.21".into());
+        HostRecord {
+            uuid: String::new(),
+            name_label: String::new(),
+            name_description: String::new(),
+            API_version_major: 2,
+            API_version_minor: 21,
+            API_version_vendor: "XenSource".into(),
+            API_version_vendor_implementation: Map::new(),
+            enabled: true,
+            software_version,
+            hostname: String::new(),
+            address: String::new(),
+            resident_VMs: Vec::new(),
+            cpu_info: Map::new(),
+            other_config: Map::new(),
+            allowed_operations: Vec::new(),
+            current_operations: Map::new(),
+            tags: Vec::new(),
+        }
+    }
+}
+
+/// A `pool` record.
+#[allow(non_snake_case)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PoolRecord {
+    /// Unique identifier.
+    pub uuid: String,
+    /// Human-readable name.
+    pub name_label: String,
+    /// Human-readable description.
+    pub name_description: String,
+    /// The master host.
+    pub master: Ref,
+    /// Default SR for new VDIs.
+    pub default_SR: Ref,
+    /// Free-form configuration.
+    pub other_config: Map,
+    /// Free-form labels.
+    pub tags: Vec<String>,
+}
+
+/// A `network` record.
+#[allow(non_snake_case)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NetworkRecord {
+    /// Unique identifier.
+    pub uuid: String,
+    /// Human-readable name.
+    pub name_label: String,
+    /// Human-readable description.
+    pub name_description: String,
+    /// Bridge (switch) name in netback.
+    pub bridge: String,
+    /// MTU.
+    pub MTU: i64,
+    /// VIFs on it.
+    pub VIFs: Vec<Ref>,
+    /// Free-form configuration.
+    pub other_config: Map,
+    /// Free-form labels.
+    pub tags: Vec<String>,
+}
+
+impl Default for NetworkRecord {
+    fn default() -> Self {
+        NetworkRecord {
+            uuid: String::new(),
+            name_label: String::new(),
+            name_description: String::new(),
+            bridge: String::new(),
+            MTU: 1500,
+            VIFs: Vec::new(),
+            other_config: Map::new(),
+            tags: Vec::new(),
+        }
+    }
+}
+
+/// An `SR` record.
+#[allow(non_snake_case)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SrRecord {
+    /// Unique identifier.
+    pub uuid: String,
+    /// Human-readable name.
+    pub name_label: String,
+    /// Human-readable description.
+    pub name_description: String,
+    /// SR type (`file` in host mode).
+    #[serde(rename = "type")]
+    pub ty: String,
+    /// Content type (`user`, `iso`).
+    pub content_type: String,
+    /// Size, bytes.
+    pub physical_size: i64,
+    /// Bytes used.
+    pub physical_utilisation: i64,
+    /// Sum of virtual sizes of its VDIs.
+    pub virtual_allocation: i64,
+    /// Whether all hosts see it.
+    pub shared: bool,
+    /// Its VDIs.
+    pub VDIs: Vec<Ref>,
+    /// Its PBDs (empty: no PBD class yet).
+    pub PBDs: Vec<Ref>,
+    /// Free-form configuration.
+    pub other_config: Map,
+    /// SM configuration.
+    pub sm_config: Map,
+    /// Free-form labels.
+    pub tags: Vec<String>,
+}
+
+impl Default for SrRecord {
+    fn default() -> Self {
+        SrRecord {
+            uuid: String::new(),
+            name_label: String::new(),
+            name_description: String::new(),
+            ty: "file".into(),
+            content_type: "user".into(),
+            physical_size: 0,
+            physical_utilisation: 0,
+            virtual_allocation: 0,
+            shared: false,
+            VDIs: Vec::new(),
+            PBDs: Vec::new(),
+            other_config: Map::new(),
+            sm_config: Map::new(),
+            tags: Vec::new(),
+        }
+    }
+}
+
+/// A `VDI` record.
+#[allow(non_snake_case)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct VdiRecord {
+    /// Unique identifier.
+    pub uuid: String,
+    /// Human-readable name.
+    pub name_label: String,
+    /// Human-readable description.
+    pub name_description: String,
+    /// The SR holding it.
+    pub SR: Ref,
+    /// Size seen by the guest, bytes.
+    pub virtual_size: i64,
+    /// Bytes used on the SR.
+    pub physical_utilisation: i64,
+    /// `user`, `system`, ...
+    #[serde(rename = "type")]
+    pub ty: String,
+    /// Whether several VBDs may attach it at once.
+    pub sharable: bool,
+    /// Whether it is read-only.
+    pub read_only: bool,
+    /// VBDs attaching it.
+    pub VBDs: Vec<Ref>,
+    /// Free-form configuration.
+    pub other_config: Map,
+    /// SM configuration (e.g. the image file in host mode).
+    pub sm_config: Map,
+    /// Free-form labels.
+    pub tags: Vec<String>,
+}
+
+impl Default for VdiRecord {
+    fn default() -> Self {
+        VdiRecord {
+            uuid: String::new(),
+            name_label: String::new(),
+            name_description: String::new(),
+            SR: NULL_REF.into(),
+            virtual_size: 0,
+            physical_utilisation: 0,
+            ty: "user".into(),
+            sharable: false,
+            read_only: false,
+            VBDs: Vec::new(),
+            other_config: Map::new(),
+            sm_config: Map::new(),
+            tags: Vec::new(),
+        }
+    }
+}
+
+/// A `VIF` record.
+#[allow(non_snake_case)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct VifRecord {
+    /// Unique identifier.
+    pub uuid: String,
+    /// Device number in the guest (`0`, `1`, ...): the `<n>` of
+    /// `device/vif/<n>`.
+    pub device: String,
+    /// Its network.
+    pub network: Ref,
+    /// Its VM.
+    #[serde(rename = "VM")]
+    pub vm: Ref,
+    /// MAC address (`aa:bb:...`); generated when empty.
+    pub MAC: String,
+    /// MTU.
+    pub MTU: i64,
+    /// Whether the backend is connected.
+    pub currently_attached: bool,
+    /// Free-form configuration.
+    pub other_config: Map,
+}
+
+impl Default for VifRecord {
+    fn default() -> Self {
+        VifRecord {
+            uuid: String::new(),
+            device: "0".into(),
+            network: NULL_REF.into(),
+            vm: NULL_REF.into(),
+            MAC: String::new(),
+            MTU: 1500,
+            currently_attached: false,
+            other_config: Map::new(),
+        }
+    }
+}
+
+/// A `VBD` record.
+#[allow(non_snake_case)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct VbdRecord {
+    /// Unique identifier.
+    pub uuid: String,
+    /// Its VM.
+    #[serde(rename = "VM")]
+    pub vm: Ref,
+    /// Its VDI, or [`NULL_REF`] when empty.
+    pub VDI: Ref,
+    /// Device name in the guest (`xvda`).
+    pub device: String,
+    /// Device position requested (`0`, `1`, ...): the `<n>` of
+    /// `device/vbd/<n>` is derived from it.
+    pub userdevice: String,
+    /// Whether to boot from it.
+    pub bootable: bool,
+    /// `RW` or `RO`.
+    pub mode: String,
+    /// `Disk` or `CD`.
+    #[serde(rename = "type")]
+    pub ty: String,
+    /// Whether no VDI is inserted.
+    pub empty: bool,
+    /// Whether the backend is connected.
+    pub currently_attached: bool,
+    /// Free-form configuration.
+    pub other_config: Map,
+}
+
+impl Default for VbdRecord {
+    fn default() -> Self {
+        VbdRecord {
+            uuid: String::new(),
+            vm: NULL_REF.into(),
+            VDI: NULL_REF.into(),
+            device: String::new(),
+            userdevice: "0".into(),
+            bootable: false,
+            mode: "RW".into(),
+            ty: "Disk".into(),
+            empty: false,
+            currently_attached: false,
+            other_config: Map::new(),
+        }
+    }
+}
+
+/// A record of any class.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+#[allow(clippy::large_enum_variant)] // records are moved once per call
+pub enum Record {
+    /// `VM`.
+    Vm(VmRecord),
+    /// `host`.
+    Host(HostRecord),
+    /// `pool`.
+    Pool(PoolRecord),
+    /// `network`.
+    Network(NetworkRecord),
+    /// `SR`.
+    Sr(SrRecord),
+    /// `VDI`.
+    Vdi(VdiRecord),
+    /// `VIF`.
+    Vif(VifRecord),
+    /// `VBD`.
+    Vbd(VbdRecord),
+}
+
+impl Record {
+    /// The class of the record.
+    pub fn class(&self) -> Class {
+        match self {
+            Record::Vm(_) => Class::Vm,
+            Record::Host(_) => Class::Host,
+            Record::Pool(_) => Class::Pool,
+            Record::Network(_) => Class::Network,
+            Record::Sr(_) => Class::Sr,
+            Record::Vdi(_) => Class::Vdi,
+            Record::Vif(_) => Class::Vif,
+            Record::Vbd(_) => Class::Vbd,
+        }
+    }
+
+    /// The record's uuid.
+    pub fn uuid(&self) -> &str {
+        match self {
+            Record::Vm(r) => &r.uuid,
+            Record::Host(r) => &r.uuid,
+            Record::Pool(r) => &r.uuid,
+            Record::Network(r) => &r.uuid,
+            Record::Sr(r) => &r.uuid,
+            Record::Vdi(r) => &r.uuid,
+            Record::Vif(r) => &r.uuid,
+            Record::Vbd(r) => &r.uuid,
+        }
+    }
+
+    /// The record's `name_label`, for classes that have one.
+    pub fn name_label(&self) -> Option<&str> {
+        Some(match self {
+            Record::Vm(r) => &r.name_label,
+            Record::Host(r) => &r.name_label,
+            Record::Pool(r) => &r.name_label,
+            Record::Network(r) => &r.name_label,
+            Record::Sr(r) => &r.name_label,
+            Record::Vdi(r) => &r.name_label,
+            Record::Vif(_) | Record::Vbd(_) => return None,
+        })
+    }
+
+    /// The record as a JSON-like value with XAPI's field names (what the
+    /// API puts in a struct, and what `get_<field>` picks from).
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// A record for `<Class>.create`. Fields that the toolstack owns (uuid,
+/// power state, domid, back-references) are ignored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[allow(clippy::large_enum_variant)] // records are moved once per call
+pub enum NewRecord {
+    /// `VM.create`.
+    Vm(VmRecord),
+    /// `network.create`.
+    Network(NetworkRecord),
+    /// `SR.create` / `SR.introduce`.
+    Sr(SrRecord),
+    /// `VDI.create`.
+    Vdi(VdiRecord),
+    /// `VIF.create`.
+    Vif(VifRecord),
+    /// `VBD.create`.
+    Vbd(VbdRecord),
+}
+
+impl NewRecord {
+    /// The class being created.
+    pub fn class(&self) -> Class {
+        match self {
+            NewRecord::Vm(_) => Class::Vm,
+            NewRecord::Network(_) => Class::Network,
+            NewRecord::Sr(_) => Class::Sr,
+            NewRecord::Vdi(_) => Class::Vdi,
+            NewRecord::Vif(_) => Class::Vif,
+            NewRecord::Vbd(_) => Class::Vbd,
+        }
+    }
+}
+
+/// One lifecycle or record operation: one XenAPI call (see the module doc
+/// for the mapping).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[allow(clippy::large_enum_variant)] // records are moved once per call
+pub enum Action {
+    /// `<Class>.create(record)`.
+    Create(NewRecord),
+    /// `<Class>.destroy(ref)`; a VM must be Halted (or Suspended: its saved
+    /// state is dropped).
+    Destroy {
+        /// The class.
+        class: Class,
+        /// The object.
+        r: Ref,
+    },
+    /// `<Class>.get_record(ref)`.
+    GetRecord {
+        /// The class.
+        class: Class,
+        /// The object.
+        r: Ref,
+    },
+    /// `<Class>.get_all()`.
+    GetAll {
+        /// The class.
+        class: Class,
+    },
+    /// `<Class>.get_all_records()`.
+    GetAllRecords {
+        /// The class.
+        class: Class,
+    },
+    /// `<Class>.get_by_uuid(uuid)`.
+    GetByUuid {
+        /// The class.
+        class: Class,
+        /// The uuid.
+        uuid: String,
+    },
+    /// `<Class>.get_by_name_label(label)`.
+    GetByNameLabel {
+        /// The class.
+        class: Class,
+        /// The label.
+        label: String,
+    },
+    /// `<Class>.set_name_label(ref, value)`.
+    SetNameLabel {
+        /// The class.
+        class: Class,
+        /// The object.
+        r: Ref,
+        /// The new label.
+        value: String,
+    },
+    /// `<Class>.set_name_description(ref, value)`.
+    SetNameDescription {
+        /// The class.
+        class: Class,
+        /// The object.
+        r: Ref,
+        /// The new description.
+        value: String,
+    },
+    /// `<Class>.set_other_config(ref, map)`.
+    SetOtherConfig {
+        /// The class.
+        class: Class,
+        /// The object.
+        r: Ref,
+        /// The new map.
+        value: Map,
+    },
+    /// `<Class>.add_to_other_config(ref, key, value)` (`MAP_DUPLICATE_KEY`
+    /// if present).
+    AddToOtherConfig {
+        /// The class.
+        class: Class,
+        /// The object.
+        r: Ref,
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+    },
+    /// `<Class>.remove_from_other_config(ref, key)`.
+    RemoveFromOtherConfig {
+        /// The class.
+        class: Class,
+        /// The object.
+        r: Ref,
+        /// The key.
+        key: String,
+    },
+    /// `VM.clone(vm, new_name)` (and `VM.copy`): a Halted copy, with fresh
+    /// uuid, whose `parent` is `vm`.
+    VmClone {
+        /// The VM or template.
+        vm: Ref,
+        /// The `name_label` of the copy.
+        new_name: String,
+    },
+    /// `VM.provision(vm)`: turns a template copy into a startable VM
+    /// (`is_a_template = false`; disks named in `other_config:disks` are
+    /// not created yet).
+    VmProvision {
+        /// The VM.
+        vm: Ref,
+    },
+    /// `VM.start(vm, start_paused, force)`: Halted → Running (or Paused).
+    VmStart {
+        /// The VM.
+        vm: Ref,
+        /// Leave it Paused.
+        start_paused: bool,
+        /// Ignored (XAPI: skip some checks).
+        force: bool,
+    },
+    /// `VM.pause(vm)`: Running → Paused.
+    VmPause {
+        /// The VM.
+        vm: Ref,
+    },
+    /// `VM.unpause(vm)`: Paused → Running.
+    VmUnpause {
+        /// The VM.
+        vm: Ref,
+    },
+    /// `VM.clean_shutdown(vm)`: Running → Halted, asking the guest
+    /// (`control/shutdown = poweroff`) and waiting for it.
+    VmCleanShutdown {
+        /// The VM.
+        vm: Ref,
+    },
+    /// `VM.hard_shutdown(vm)`: Running/Paused/Suspended → Halted.
+    VmHardShutdown {
+        /// The VM.
+        vm: Ref,
+    },
+    /// `VM.shutdown(vm)`: clean shutdown, hard shutdown if the guest does
+    /// not comply in time.
+    VmShutdown {
+        /// The VM.
+        vm: Ref,
+    },
+    /// `VM.clean_reboot(vm)`: asks the guest (`control/shutdown = reboot`),
+    /// waits for it, starts a new domain.
+    VmCleanReboot {
+        /// The VM.
+        vm: Ref,
+    },
+    /// `VM.hard_reboot(vm)`: destroys the domain and starts a new one.
+    VmHardReboot {
+        /// The VM.
+        vm: Ref,
+    },
+    /// `VM.suspend(vm)`: Running → Suspended, asking the guest
+    /// (`control/shutdown = suspend`).
+    VmSuspend {
+        /// The VM.
+        vm: Ref,
+    },
+    /// `VM.resume(vm, start_paused, force)`: Suspended → Running (or Paused).
+    VmResume {
+        /// The VM.
+        vm: Ref,
+        /// Leave it Paused.
+        start_paused: bool,
+        /// Ignored.
+        force: bool,
+    },
+    /// `VM.set_memory_limits(vm, static_min, static_max, dynamic_min,
+    /// dynamic_max)` (bytes); needs `static_min <= dynamic_min <=
+    /// dynamic_max <= static_max`. `static_*` only while Halted.
+    VmSetMemoryLimits {
+        /// The VM.
+        vm: Ref,
+        /// `memory_static_min`.
+        static_min: i64,
+        /// `memory_static_max`.
+        static_max: i64,
+        /// `memory_dynamic_min`.
+        dynamic_min: i64,
+        /// `memory_dynamic_max`.
+        dynamic_max: i64,
+    },
+    /// `VM.set_memory(vm, value)`: static max and the dynamic range to
+    /// `value` bytes (Halted only).
+    VmSetMemory {
+        /// The VM.
+        vm: Ref,
+        /// Bytes.
+        value: i64,
+    },
+    /// `VM.set_VCPUs_max(vm, n)` (Halted only).
+    VmSetVcpusMax {
+        /// The VM.
+        vm: Ref,
+        /// vCPUs.
+        value: i64,
+    },
+    /// `VM.set_VCPUs_at_startup(vm, n)`; at most `VCPUs_max`.
+    VmSetVcpusAtStartup {
+        /// The VM.
+        vm: Ref,
+        /// vCPUs.
+        value: i64,
+    },
+    /// `event.from(classes, token, timeout)`: changes after `token` to
+    /// objects of `classes` (`"*"` for all, `"vm"`, or `"vm/<ref>"`),
+    /// waiting up to `timeout` for at least one.
+    EventFrom {
+        /// Class names, as XAPI takes them.
+        classes: Vec<String>,
+        /// The last token seen (0: start, returns every object as `add`).
+        token: u64,
+        /// How long to wait for a change.
+        timeout: Duration,
+    },
+}
+
+impl Action {
+    /// The XenAPI-style name of the operation, for logs and
+    /// `current_operations` (`start`, `clean_shutdown`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Create(_) => "create",
+            Action::Destroy { .. } => "destroy",
+            Action::GetRecord { .. } => "get_record",
+            Action::GetAll { .. } => "get_all",
+            Action::GetAllRecords { .. } => "get_all_records",
+            Action::GetByUuid { .. } => "get_by_uuid",
+            Action::GetByNameLabel { .. } => "get_by_name_label",
+            Action::SetNameLabel { .. } => "set_name_label",
+            Action::SetNameDescription { .. } => "set_name_description",
+            Action::SetOtherConfig { .. } => "set_other_config",
+            Action::AddToOtherConfig { .. } => "add_to_other_config",
+            Action::RemoveFromOtherConfig { .. } => "remove_from_other_config",
+            Action::VmClone { .. } => "clone",
+            Action::VmProvision { .. } => "provision",
+            Action::VmStart { .. } => "start",
+            Action::VmPause { .. } => "pause",
+            Action::VmUnpause { .. } => "unpause",
+            Action::VmCleanShutdown { .. } => "clean_shutdown",
+            Action::VmHardShutdown { .. } => "hard_shutdown",
+            Action::VmShutdown { .. } => "shutdown",
+            Action::VmCleanReboot { .. } => "clean_reboot",
+            Action::VmHardReboot { .. } => "hard_reboot",
+            Action::VmSuspend { .. } => "suspend",
+            Action::VmResume { .. } => "resume",
+            Action::VmSetMemoryLimits { .. } => "set_memory_limits",
+            Action::VmSetMemory { .. } => "set_memory",
+            Action::VmSetVcpusMax { .. } => "set_VCPUs_max",
+            Action::VmSetVcpusAtStartup { .. } => "set_VCPUs_at_startup",
+            Action::EventFrom { .. } => "event.from",
+        }
+    }
+}
+
+/// What an event says happened to an object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventOp {
+    /// Created.
+    Add,
+    /// Changed.
+    Mod,
+    /// Destroyed.
+    Del,
+}
+
+impl EventOp {
+    /// XAPI's spelling (`add`, `mod`, `del`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventOp::Add => "add",
+            EventOp::Mod => "mod",
+            EventOp::Del => "del",
+        }
+    }
+}
+
+/// One change, as `event.from` reports it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Event {
+    /// Position in the toolstack-wide change sequence (strictly increasing).
+    pub id: u64,
+    /// The object's class.
+    pub class: Class,
+    /// What happened.
+    pub operation: EventOp,
+    /// The object.
+    #[serde(rename = "ref")]
+    pub r: Ref,
+    /// The record after the change (`None` for `del`).
+    pub snapshot: Option<Record>,
+}
+
+/// The answer to `event.from`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EventBatch {
+    /// The changes, oldest first; only the newest change per object.
+    pub events: Vec<Event>,
+    /// Pass this back as the next `token` (decimal string on the wire).
+    pub token: u64,
+}
+
+/// A successful answer.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[allow(clippy::large_enum_variant)] // one reply per call
+pub enum Reply {
+    /// Nothing (XenAPI returns `""`).
+    Unit,
+    /// One reference.
+    Ref(Ref),
+    /// References.
+    Refs(Vec<Ref>),
+    /// One record.
+    Record(Record),
+    /// Records by reference.
+    Records(Vec<(Ref, Record)>),
+    /// Changes.
+    Events(EventBatch),
+}
+
+/// Why an action failed, with XAPI's error code ([`code`](Self::code)) and
+/// parameters ([`params`](Self::params)).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ActionError {
+    /// `HANDLE_INVALID [class, ref]`: no such object.
+    #[error("HANDLE_INVALID: no {class} {r}")]
+    HandleInvalid {
+        /// Its class.
+        class: Class,
+        /// The ref given.
+        r: Ref,
+    },
+    /// `UUID_INVALID [class, uuid]`: no object with that uuid.
+    #[error("UUID_INVALID: no {class} with uuid {uuid}")]
+    UuidInvalid {
+        /// Its class.
+        class: Class,
+        /// The uuid given.
+        uuid: String,
+    },
+    /// `VM_BAD_POWER_STATE [vm, expected, actual]`: the operation needs
+    /// another power state. Expected is written lower-case, as XAPI does.
+    #[error("VM_BAD_POWER_STATE: {vm} is {actual}, needs {expected}")]
+    VmBadPowerState {
+        /// The VM.
+        vm: Ref,
+        /// A state the operation accepts.
+        expected: PowerState,
+        /// Its state.
+        actual: PowerState,
+    },
+    /// `VM_IS_TEMPLATE [vm, operation]`: templates cannot be started.
+    #[error("VM_IS_TEMPLATE: {vm} is a template ({op})")]
+    VmIsTemplate {
+        /// The VM.
+        vm: Ref,
+        /// The refused operation.
+        op: String,
+    },
+    /// `OTHER_OPERATION_IN_PROGRESS [class, ref, operation]`: a lifecycle
+    /// operation on the VM has not finished.
+    #[error("OTHER_OPERATION_IN_PROGRESS: {op} on {class} {r}")]
+    OtherOperationInProgress {
+        /// Its class.
+        class: Class,
+        /// The object.
+        r: Ref,
+        /// The running operation.
+        op: String,
+    },
+    /// `OPERATION_NOT_ALLOWED [reason]`.
+    #[error("OPERATION_NOT_ALLOWED: {reason}")]
+    OperationNotAllowed {
+        /// Why.
+        reason: String,
+    },
+    /// `VM_FAILED_SHUTDOWN_ACKNOWLEDGMENT [vm]`: the guest did not
+    /// acknowledge `control/shutdown` in time.
+    #[error("VM_FAILED_SHUTDOWN_ACKNOWLEDGMENT: {vm}")]
+    VmFailedShutdownAck {
+        /// The VM.
+        vm: Ref,
+    },
+    /// `VM_SHUTDOWN_TIMEOUT [vm, timeout]`: the guest acknowledged but did
+    /// not shut down in time (seconds).
+    #[error("VM_SHUTDOWN_TIMEOUT: {vm} after {timeout_s}s")]
+    VmShutdownTimeout {
+        /// The VM.
+        vm: Ref,
+        /// The timeout, in seconds.
+        timeout_s: String,
+    },
+    /// `VM_CRASHED [vm]`: the domain crashed during the operation.
+    #[error("VM_CRASHED: {vm}")]
+    VmCrashed {
+        /// The VM.
+        vm: Ref,
+    },
+    /// `VM_REBOOTED [vm]`: the guest rebooted instead of doing what it was
+    /// asked.
+    #[error("VM_REBOOTED: {vm}")]
+    VmRebooted {
+        /// The VM.
+        vm: Ref,
+    },
+    /// `VM_HALTED [vm]`: the guest halted instead of doing what it was asked.
+    #[error("VM_HALTED: {vm}")]
+    VmHalted {
+        /// The VM.
+        vm: Ref,
+    },
+    /// `BOOTLOADER_FAILED [vm, msg]`: the kernel (`PV_kernel`) is unknown or
+    /// unloadable.
+    #[error("BOOTLOADER_FAILED: {vm}: {msg}")]
+    BootloaderFailed {
+        /// The VM.
+        vm: Ref,
+        /// Why.
+        msg: String,
+    },
+    /// `HOST_NOT_ENOUGH_FREE_MEMORY [needed, available]` (bytes).
+    #[error("HOST_NOT_ENOUGH_FREE_MEMORY: needed {needed}")]
+    HostNotEnoughFreeMemory {
+        /// Bytes needed.
+        needed: String,
+        /// Bytes available.
+        available: String,
+    },
+    /// `MEMORY_CONSTRAINT_VIOLATION [constraint]`: the memory limits are not
+    /// ordered.
+    #[error("MEMORY_CONSTRAINT_VIOLATION: {constraint}")]
+    MemoryConstraintViolation {
+        /// Which order was broken.
+        constraint: String,
+    },
+    /// `VALUE_NOT_SUPPORTED [field, value, reason]`.
+    #[error("VALUE_NOT_SUPPORTED: {field}={value}: {reason}")]
+    ValueNotSupported {
+        /// The field.
+        field: String,
+        /// The value given.
+        value: String,
+        /// Why.
+        reason: String,
+    },
+    /// `MAP_DUPLICATE_KEY [class, field, ref, key]`.
+    #[error("MAP_DUPLICATE_KEY: {key}")]
+    MapDuplicateKey {
+        /// Its class.
+        class: Class,
+        /// The map field.
+        field: String,
+        /// The object.
+        r: Ref,
+        /// The key.
+        key: String,
+    },
+    /// `MESSAGE_METHOD_UNKNOWN [method]`: the class does not support the
+    /// operation (e.g. `host.create`).
+    #[error("MESSAGE_METHOD_UNKNOWN: {method}")]
+    MethodUnknown {
+        /// `<Class>.<op>`.
+        method: String,
+    },
+    /// `EVENTS_LOST []`: the token is older than the kept history.
+    #[error("EVENTS_LOST")]
+    EventsLost,
+    /// `INTERNAL_ERROR [msg]`: the platform or the store failed.
+    #[error("INTERNAL_ERROR: {msg}")]
+    Internal {
+        /// What failed.
+        msg: String,
+    },
+}
+
+impl ActionError {
+    /// XAPI's error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ActionError::HandleInvalid { .. } => "HANDLE_INVALID",
+            ActionError::UuidInvalid { .. } => "UUID_INVALID",
+            ActionError::VmBadPowerState { .. } => "VM_BAD_POWER_STATE",
+            ActionError::VmIsTemplate { .. } => "VM_IS_TEMPLATE",
+            ActionError::OtherOperationInProgress { .. } => "OTHER_OPERATION_IN_PROGRESS",
+            ActionError::OperationNotAllowed { .. } => "OPERATION_NOT_ALLOWED",
+            ActionError::VmFailedShutdownAck { .. } => "VM_FAILED_SHUTDOWN_ACKNOWLEDGMENT",
+            ActionError::VmShutdownTimeout { .. } => "VM_SHUTDOWN_TIMEOUT",
+            ActionError::VmCrashed { .. } => "VM_CRASHED",
+            ActionError::VmRebooted { .. } => "VM_REBOOTED",
+            ActionError::VmHalted { .. } => "VM_HALTED",
+            ActionError::BootloaderFailed { .. } => "BOOTLOADER_FAILED",
+            ActionError::HostNotEnoughFreeMemory { .. } => "HOST_NOT_ENOUGH_FREE_MEMORY",
+            ActionError::MemoryConstraintViolation { .. } => "MEMORY_CONSTRAINT_VIOLATION",
+            ActionError::ValueNotSupported { .. } => "VALUE_NOT_SUPPORTED",
+            ActionError::MapDuplicateKey { .. } => "MAP_DUPLICATE_KEY",
+            ActionError::MethodUnknown { .. } => "MESSAGE_METHOD_UNKNOWN",
+            ActionError::EventsLost => "EVENTS_LOST",
+            ActionError::Internal { .. } => "INTERNAL_ERROR",
+        }
+    }
+
+    /// XAPI's parameters, in XAPI's order.
+    pub fn params(&self) -> Vec<String> {
+        match self {
+            ActionError::HandleInvalid { class, r } => vec![class.name().into(), r.clone()],
+            ActionError::UuidInvalid { class, uuid } => vec![class.name().into(), uuid.clone()],
+            ActionError::VmBadPowerState {
+                vm,
+                expected,
+                actual,
+            } => vec![
+                vm.clone(),
+                expected.as_str().to_ascii_lowercase(),
+                actual.as_str().to_ascii_lowercase(),
+            ],
+            ActionError::VmIsTemplate { vm, op } => vec![vm.clone(), op.clone()],
+            ActionError::OtherOperationInProgress { class, r, op } => {
+                vec![class.name().into(), r.clone(), op.clone()]
+            }
+            ActionError::OperationNotAllowed { reason } => vec![reason.clone()],
+            ActionError::VmFailedShutdownAck { vm }
+            | ActionError::VmCrashed { vm }
+            | ActionError::VmRebooted { vm }
+            | ActionError::VmHalted { vm } => vec![vm.clone()],
+            ActionError::VmShutdownTimeout { vm, timeout_s } => {
+                vec![vm.clone(), timeout_s.clone()]
+            }
+            ActionError::BootloaderFailed { vm, msg } => vec![vm.clone(), msg.clone()],
+            ActionError::HostNotEnoughFreeMemory { needed, available } => {
+                vec![needed.clone(), available.clone()]
+            }
+            ActionError::MemoryConstraintViolation { constraint } => vec![constraint.clone()],
+            ActionError::ValueNotSupported {
+                field,
+                value,
+                reason,
+            } => vec![field.clone(), value.clone(), reason.clone()],
+            ActionError::MapDuplicateKey {
+                class,
+                field,
+                r,
+                key,
+            } => vec![class.name().into(), field.clone(), r.clone(), key.clone()],
+            ActionError::MethodUnknown { method } => vec![method.clone()],
+            ActionError::EventsLost => Vec::new(),
+            ActionError::Internal { msg } => vec![msg.clone()],
+        }
+    }
+
+    /// The XenAPI `ErrorDescription`: the code, then the parameters.
+    pub fn description(&self) -> Vec<String> {
+        let mut v = vec![self.code().to_string()];
+        v.extend(self.params());
+        v
+    }
+
+    #[allow(dead_code)]
+    pub(crate) fn internal(msg: impl fmt::Display) -> Self {
+        ActionError::Internal {
+            msg: msg.to_string(),
+        }
+    }
+}
+
+/// Result of `Toolstack::handle`.
+pub type ActionResult = core::result::Result<Reply, ActionError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vm_create_record_takes_defaults() {
+        let r: VmRecord =
+            serde_json::from_str(r#"{"name_label":"a","PV_kernel":"fuzz-target"}"#).unwrap();
+        assert_eq!(r.name_label, "a");
+        assert_eq!(r.domain_type, "pvh");
+        assert_eq!(r.power_state, PowerState::Halted);
+        assert_eq!(r.domid, -1);
+        assert_eq!(r.resident_on, NULL_REF);
+        let v = Record::Vm(r).to_value();
+        assert_eq!(v["VCPUs_max"], 1);
+        assert_eq!(v["power_state"], "Halted");
+    }
+
+    #[test]
+    fn error_descriptions() {
+        let e = ActionError::VmBadPowerState {
+            vm: ref_of("u"),
+            expected: PowerState::Halted,
+            actual: PowerState::Running,
+        };
+        assert_eq!(
+            e.description(),
+            ["VM_BAD_POWER_STATE", "OpaqueRef:u", "halted", "running"]
+        );
+        let e = ActionError::HandleInvalid {
+            class: Class::Vm,
+            r: "OpaqueRef:x".into(),
+        };
+        assert_eq!(e.description(), ["HANDLE_INVALID", "VM", "OpaqueRef:x"]);
+    }
+
+    #[test]
+    fn classes_parse() {
+        assert_eq!(Class::parse("vm"), Some(Class::Vm));
+        assert_eq!(Class::parse("SR"), Some(Class::Sr));
+        assert_eq!(Class::parse("bogus"), None);
+        assert_eq!(uuid_of("OpaqueRef:abc"), Some("abc"));
+        assert_eq!(uuid_of(NULL_REF), None);
+    }
+}
