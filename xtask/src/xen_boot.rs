@@ -10,7 +10,8 @@
 //!    (release, `panic = "abort"`) in its own target directory, so that it
 //!    can run from inside `cargo test` without waiting on the outer lock.
 //! 3. [`check_pvh_image`]: refuses an ELF without a `PT_NOTE` carrying
-//!    `XEN_ELFNOTE_PHYS32_ENTRY` before QEMU is started.
+//!    `XEN_ELFNOTE_PHYS32_ENTRY` before QEMU is started (the builder's own
+//!    check, `windsor_unikernel::elf`).
 //! 4. [`boot`]: `zcat /boot/xen-4.17-amd64.gz` once, runs
 //!    `qemu-system-x86_64 -accel tcg -cpu max` with the images as multiboot
 //!    modules, streams the serial log, and stops QEMU (always, also on
@@ -215,7 +216,12 @@ pub fn ensure_xen_tools() -> Result<()> {
     if utils.contains(&qemu) {
         cmd.arg(format!("qemu-utils={qemu}"));
     }
-    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    let mut status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        // Stale package lists name versions the mirror no longer has.
+        output(Command::new("apt-get").args(["update", "-q"]))?;
+        status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    }
     if !status.success() {
         bail!("{cmd:?} failed: {status}");
     }
@@ -295,68 +301,15 @@ fn resolve_image(spec: &str) -> Result<PathBuf> {
     build_image(spec)
 }
 
-/// Checks that `bytes` is an x86_64 ELF that Xen can start as PVH: a
-/// `PT_NOTE` segment with a `Xen` note of type `XEN_ELFNOTE_PHYS32_ENTRY`
-/// (18). Returns the 32-bit entry address.
+/// Checks that `bytes` is an x86_64 ELF that Xen can start as PVH: the
+/// same check the Xen-mode builder makes (`windsor_unikernel::elf`): a
+/// `PT_NOTE` with `XEN_ELFNOTE_PHYS32_ENTRY`, sane `PT_LOAD` segments.
+/// Returns the 32-bit entry address.
 pub fn check_pvh_image(bytes: &[u8]) -> Result<u32> {
-    let u16_at = |o: usize| {
-        bytes
-            .get(o..o + 2)
-            .map(|b| u16::from_le_bytes([b[0], b[1]]))
-    };
-    let u32_at = |o: usize| {
-        bytes
-            .get(o..o + 4)
-            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
-    };
-    let u64_at = |o: usize| {
-        bytes
-            .get(o..o + 8)
-            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
-    };
-    if bytes.get(..4) != Some(b"\x7fELF") {
-        bail!("not an ELF file (bad magic)");
+    match windsor_unikernel::elf::PvhImage::parse(bytes) {
+        Ok(img) => Ok(img.entry),
+        Err(e) => bail!("{e}: Xen cannot start it as a PVH kernel"),
     }
-    if bytes.get(4) != Some(&2) || bytes.get(5) != Some(&1) || u16_at(18) != Some(62) {
-        bail!("not a little-endian ELF64 x86_64 image");
-    }
-    let phoff = u64_at(32).ok_or_else(|| anyhow!("truncated ELF header"))? as usize;
-    let phentsize = u16_at(54).ok_or_else(|| anyhow!("truncated ELF header"))? as usize;
-    let phnum = u16_at(56).ok_or_else(|| anyhow!("truncated ELF header"))? as usize;
-    if phentsize < 56 {
-        bail!("bad program header size {phentsize}");
-    }
-    for i in 0..phnum {
-        let ph = phoff + i * phentsize;
-        let p_type = u32_at(ph).ok_or_else(|| anyhow!("program header {i} outside the file"))?;
-        if p_type != 4 {
-            continue; // not PT_NOTE
-        }
-        let off = u64_at(ph + 8).unwrap_or(u64::MAX) as usize;
-        let size = u64_at(ph + 32).unwrap_or(u64::MAX) as usize;
-        let notes = off
-            .checked_add(size)
-            .and_then(|end| bytes.get(off..end))
-            .ok_or_else(|| anyhow!("PT_NOTE segment outside the file"))?;
-        let mut at = 0;
-        while at + 12 <= notes.len() {
-            let field = |o: usize| u32::from_le_bytes(notes[o..o + 4].try_into().expect("4 bytes"));
-            let (namesz, descsz, ty) = (field(at) as usize, field(at + 4) as usize, field(at + 8));
-            let name_at = at + 12;
-            let desc_at = name_at + namesz.div_ceil(4) * 4;
-            let next = desc_at + descsz.div_ceil(4) * 4;
-            if next > notes.len() {
-                break;
-            }
-            if &notes[name_at..name_at + namesz] == b"Xen\0" && ty == 18 && descsz >= 4 {
-                return Ok(u32::from_le_bytes(
-                    notes[desc_at..desc_at + 4].try_into().expect("4 bytes"),
-                ));
-            }
-            at = next;
-        }
-    }
-    bail!("no XEN_ELFNOTE_PHYS32_ENTRY note in a PT_NOTE segment: Xen cannot start it as PVH")
 }
 
 /// Kills QEMU when dropped, whatever happened.
@@ -627,10 +580,12 @@ mod tests {
     }
 
     #[test]
-    fn non_elf_and_noteless_images_are_refused() {
+    fn non_elf_and_empty_images_are_refused() {
         let err = check_pvh_image(b"MZ not an elf").unwrap_err().to_string();
         assert!(err.contains("not an ELF"), "{err}");
-        // A minimal ELF64 x86_64 header with no program headers.
+        // A minimal ELF64 x86_64 header with no program headers. (An image
+        // with segments but no note: `image_without_pvh_note_…` in
+        // tests/tests/xen_mode.rs.)
         let mut elf = vec![0u8; 64];
         elf[..4].copy_from_slice(b"\x7fELF");
         elf[4] = 2;
@@ -638,6 +593,6 @@ mod tests {
         elf[18] = 62;
         elf[54] = 56;
         let err = check_pvh_image(&elf).unwrap_err().to_string();
-        assert!(err.contains("XEN_ELFNOTE_PHYS32_ENTRY"), "{err}");
+        assert!(err.contains("no PT_LOAD segment"), "{err}");
     }
 }
