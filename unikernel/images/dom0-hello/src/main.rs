@@ -13,7 +13,10 @@
 //!
 //! Each boot module is built as a PVH guest (the Xen-mode `DomainBuilder`),
 //! run until it shuts down (words `guest.X` of dom0's command line reach
-//! the guest as `X`), and destroyed; a module that is not a PVH image is
+//! the guest as `X`), and destroyed. While it runs, dom0 answers its hello
+//! on the xenstore ring page (mapped through the reserved grant the builder
+//! seeded, with an interdomain event channel on the xenstore port): the
+//! path the xenbus transport takes. a module that is not a PVH image is
 //! refused and reported, and the host carries on.
 //!
 //! The ready marker is the line `xtask xen-boot` and the Xen-mode tests
@@ -30,14 +33,22 @@ extern crate alloc;
 #[cfg(target_os = "none")]
 mod image {
     use alloc::format;
+    use core::sync::atomic::Ordering;
     use core::time::Duration;
     use windsor_unikernel::start_info::{MemRegion, MEMMAP_RAM};
     use windsor_unikernel::xen::abi::hvm::HVM_PARAM_STORE_EVTCHN;
+    use windsor_unikernel::xen::platform::ForeignMapping;
     use windsor_unikernel::xen::platform::{
         Clock, CreateConfig, DomainBuilder, DomainControl, DomainImage, DomainInfo, EventChannel,
         GrantTable, LocalPages, Platform, RunState, ShutdownReason, Virq,
     };
-    use windsor_unikernel::xen::DomId;
+    use windsor_unikernel::xen::{DomId, GrantRef};
+    use windsor_unikernel::Mapping;
+
+    /// guest-hello's message layout on its ring page: text at 0, reply at
+    /// this offset, a flag word (1: hello written, 2: answered) at the next.
+    const HELLO_REPLY: usize = 1024;
+    const HELLO_FLAG: usize = 2048;
     use windsor_unikernel::xen::{Gfn, PAGE_SIZE};
     use windsor_unikernel::{boot_time, println, Xen};
 
@@ -199,6 +210,24 @@ mod image {
         ShutdownReason::Poweroff
     }
 
+    /// Answers the guest's hello on its xenstore ring page (see guest-hello).
+    fn answer(ring: &Mapping, i: usize, dom: DomId) {
+        let page = ring.rw().expect("writable mapping");
+        if page.atomic_u32(HELLO_FLAG).load(Ordering::Acquire) != 1 {
+            return;
+        }
+        let mut msg = [0u8; 64];
+        page.read_bytes(0, &mut msg);
+        let len = msg.iter().position(|&b| b == 0).unwrap_or(msg.len());
+        println!(
+            "windsor: module {i}: {dom:?} says {:?} over its xenstore ring",
+            core::str::from_utf8(&msg[..len]).unwrap_or("<not UTF-8>")
+        );
+        let reply = format!("hello {dom:?}, this is dom0\0");
+        page.write_bytes(HELLO_REPLY, reply.as_bytes());
+        page.atomic_u32(HELLO_FLAG).store(2, Ordering::Release);
+    }
+
     /// Builds module `i` as a guest, runs it until it shuts down, destroys it.
     fn run_guest(xen: &'static Xen, i: usize, dom_exc: windsor_unikernel::xen::EvtchnPort) {
         let kernel = xen.module(i).expect("module in the identity map");
@@ -239,6 +268,15 @@ mod image {
             built.console_gfn,
             built.console_port
         );
+        // Before the guest runs: connect to its xenstore port and map its
+        // xenstore ring through the reserved grant the builder seeded.
+        let store = xen
+            .bind_interdomain(dom, built.store_port)
+            .expect("bind the guest's xenstore port");
+        xen.clear_pending(store).expect("clear");
+        let ring = xen
+            .map(dom, &[GrantRef::RESERVED_XENSTORE], false)
+            .expect("map the guest's xenstore ring grant");
         xen.unpause(dom).expect("unpause");
         let deadline = xen.now() + Duration::from_secs(20);
         let reason = loop {
@@ -248,9 +286,15 @@ mod image {
             if xen.now() > deadline {
                 break None;
             }
+            if xen.clear_pending(store).expect("clear") {
+                answer(&ring, i, dom);
+                xen.notify(store).expect("notify the guest");
+            }
             xen.clear_pending(dom_exc).expect("clear");
-            let _ = xen.wait(&[dom_exc], Some(Duration::from_millis(20)));
+            let _ = xen.wait(&[dom_exc, store], Some(Duration::from_millis(20)));
         };
+        drop(ring);
+        xen.close(store).expect("close");
         println!(
             "windsor: module {i}: {dom:?} shut down: {reason:?} after {} us",
             (xen.now() - t_built).as_micros()
