@@ -465,7 +465,7 @@ fn xsa_418_deep_trees_do_not_recurse() {
     t.write(c0, 0, &deep, b"bottom").unwrap();
     t.op(c0, XsOp::Rm, 0, &["/local/domain/0/a"]).unwrap();
     assert!(t.s.check_consistency());
-    assert_eq!(t.s.tree().len(), 5);
+    assert_eq!(t.s.tree().len(), 6);
 }
 
 #[test]

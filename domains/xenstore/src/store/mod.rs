@@ -678,9 +678,17 @@ impl Store {
             Ok(_) => (XsOp::Error, cstr(crate::wire::error_name(Errno::E2BIG))),
             Err(e) => (XsOp::Error, cstr(crate::wire::error_name(e))),
         };
+        // As in xenstored, the events an operation fires are queued before
+        // its reply...
+        let fires = core::mem::take(&mut self.fires);
+        for f in &fires {
+            self.fire(f);
+        }
+        self.fires = fires;
+        self.fires.clear();
         let pkt = Packet::new(reply_op, h.req_id, h.tx_id, body);
         self.push(conn, pkt, true);
-        // The first event of a new watch follows its reply.
+        // ... but the first event of a new watch follows its reply.
         if op == Some(XsOp::Watch) && reply_op == XsOp::Watch {
             if let Some(w) = self
                 .conns
@@ -691,12 +699,6 @@ impl Store {
                 self.send_event(conn, &w.path[w.rel_strip()..], &w.token);
             }
         }
-        let fires = core::mem::take(&mut self.fires);
-        for f in &fires {
-            self.fire(f);
-        }
-        self.fires = fires;
-        self.fires.clear();
         Ok(())
     }
 
@@ -793,7 +795,7 @@ impl Store {
             }
             let name = strings(p, 1)[0];
             let perms = Perms::parse(&p[name.len() + 1..])?;
-            let cur = special_perm(self, name).ok_or(Errno::EINVAL)?;
+            let cur = special_perm(self, name).ok_or(Errno::ENOENT)?;
             if bits(&cur, &who) & (W | O) != (W | O) {
                 return Err(Errno::EACCES);
             }

@@ -586,3 +586,271 @@ fn snapshot_rebuilds_everything() {
     assert!(r.check_consistency());
     assert_eq!(r.tree().get("/local/domain/9").unwrap().children, b"z\0a\0");
 }
+
+/// Differential test against C xenstored 4.17 (a socket client acts as
+/// dom0): the same requests to both, replies and events compared byte for
+/// byte (generation counts in `DIRECTORY_PART` aside). Run with
+/// `XS_REF_SOCKET=/tmp/ref-cx/socket cargo test -p windsor-xenstore --lib
+/// -- --ignored differential` after `../shared/tools/ref-xenstored/start.sh
+/// cx /tmp/ref-cx`.
+#[test]
+#[ignore]
+fn differential_against_c_xenstored() {
+    extern crate std;
+    use crate::wire::Decoder;
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    use std::time::Duration;
+
+    let Some(sock) = std::env::var_os("XS_REF_SOCKET") else {
+        std::println!("XS_REF_SOCKET not set: skipped");
+        return;
+    };
+    let mut ux = UnixStream::connect(sock).expect("connect to reference");
+    ux.set_read_timeout(Some(Duration::from_millis(30)))
+        .unwrap();
+    let mut dec = Decoder::new();
+    let mut pending: Vec<u8> = Vec::new();
+    let mut recv_all = |ux: &mut UnixStream, want_req: u32| -> Vec<Packet> {
+        let mut got = Vec::new();
+        let mut seen_reply = false;
+        let mut buf = [0u8; 8192];
+        loop {
+            while !pending.is_empty() {
+                let (u, p) = dec.feed(&pending).unwrap();
+                pending.drain(..u);
+                if let Some(p) = p {
+                    if p.op() != Some(XsOp::WatchEvent) && p.header.req_id == want_req {
+                        seen_reply = true;
+                    }
+                    got.push(p);
+                }
+            }
+            match ux.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => pending.extend_from_slice(&buf[..n]),
+                Err(_) if seen_reply => break,
+                Err(_) => continue,
+            }
+        }
+        got
+    };
+
+    let mut s = Store::new(Config::default());
+    let c = s.connect(DomId(0));
+    let script: Vec<(XsOp, u32, Vec<u8>)> = {
+        let a = |xs: &[&[u8]]| -> Vec<u8> {
+            let mut v = Vec::new();
+            for x in xs {
+                v.extend_from_slice(x);
+                v.push(0);
+            }
+            v
+        };
+        let raw = |x: &[u8]| x.to_vec();
+        let long = alloc::vec![b'v'; 4000];
+        let mut w_long = b"/d/long\0".to_vec();
+        w_long.extend_from_slice(&long);
+        let deep = format!("/{}", "p".repeat(3000));
+        alloc::vec![
+            (XsOp::Read, 0, a(&[b"/"])),
+            (XsOp::Directory, 0, a(&[b"/"])),
+            (XsOp::Directory, 0, a(&[b"/tool"])),
+            (XsOp::GetPerms, 0, a(&[b"/"])),
+            (XsOp::Write, 0, raw(b"/d/a\0x")),
+            (XsOp::Write, 0, raw(b"/d/bin\0a\0b\0")),
+            (XsOp::Read, 0, a(&[b"/d/bin"])),
+            (XsOp::Read, 0, a(&[b"/d"])),
+            (XsOp::Directory, 0, a(&[b"/d"])),
+            (XsOp::Mkdir, 0, a(&[b"/d/m"])),
+            (XsOp::Mkdir, 0, a(&[b"/d/m"])),
+            (XsOp::Directory, 0, a(&[b"/d"])),
+            (XsOp::GetPerms, 0, a(&[b"/d/a"])),
+            (XsOp::SetPerms, 0, a(&[b"/d/a", b"b0", b"r5", b"w7"])),
+            (XsOp::GetPerms, 0, a(&[b"/d/a"])),
+            (XsOp::SetPerms, 0, a(&[b"/d/a", b"x0"])),
+            (XsOp::SetPerms, 0, a(&[b"/d/a"])),
+            (XsOp::SetPerms, 0, a(&[b"/d/nope", b"b0"])),
+            (XsOp::SetPerms, 0, a(&[b"@releaseDomain", b"n0", b"r3"])),
+            (XsOp::SetPerms, 0, a(&[b"@other", b"n0"])),
+            (XsOp::Read, 0, a(&[b"/nope"])),
+            (XsOp::Read, 0, a(&[b"/nope/deeper"])),
+            (XsOp::Read, 0, a(&[b""])),
+            (XsOp::Read, 0, a(&[b"/d/"])),
+            (XsOp::Read, 0, a(&[b"/d//a"])),
+            (XsOp::Read, 0, a(&[b"/d/a b"])),
+            (XsOp::Read, 0, raw(b"/d/a")),
+            (XsOp::Read, 0, raw(b"/d/a\0\0")),
+            (XsOp::Read, 0, raw(b"")),
+            (XsOp::Write, 0, raw(b"/d/nonul")),
+            (XsOp::Write, 0, raw(b"")),
+            (XsOp::Read, 0, a(&[b"rel"])),
+            (XsOp::Write, 0, raw(b"rel/x\0y")),
+            (XsOp::Read, 0, a(&[b"/local/domain/0/rel/x"])),
+            (XsOp::Directory, 0, a(&[b"/local/domain"])),
+            (XsOp::Write, 0, w_long),
+            (XsOp::Read, 0, a(&[b"/d/long"])),
+            (XsOp::Write, 0, a(&[deep.as_bytes()])),
+            (XsOp::Rm, 0, a(&[b"/d/zz"])),
+            (XsOp::Rm, 0, a(&[b"/q/zz"])),
+            (XsOp::Rm, 0, a(&[b"/"])),
+            (XsOp::Watch, 0, a(&[b"/d", b"tok"])),
+            (XsOp::Watch, 0, a(&[b"/d", b"tok"])),
+            (XsOp::Watch, 0, a(&[b"rel", b"rtok"])),
+            (XsOp::Watch, 0, a(&[b"@introduceDomain", b"i"])),
+            (XsOp::Watch, 0, a(&[b"/d"])),
+            (XsOp::Write, 0, raw(b"/d/c\0v")),
+            (XsOp::Write, 0, raw(b"rel/x/y\0v")),
+            (XsOp::SetPerms, 0, a(&[b"/d/c", b"n0"])),
+            (XsOp::Rm, 0, a(&[b"/d/m"])),
+            (XsOp::Unwatch, 0, a(&[b"/d", b"tok"])),
+            (XsOp::Unwatch, 0, a(&[b"/d", b"tok"])),
+            (XsOp::Unwatch, 0, a(&[b"rel", b"rtok"])),
+            (XsOp::TransactionStart, 0, a(&[b""])),
+            (XsOp::Write, 1, raw(b"/t/x\0in-txn")),
+            (XsOp::Read, 1, a(&[b"/t/x"])),
+            (XsOp::Read, 0, a(&[b"/t/x"])),
+            (XsOp::Directory, 1, a(&[b"/t"])),
+            (XsOp::TransactionStart, 1, a(&[b""])),
+            (XsOp::TransactionEnd, 1, a(&[b"X"])),
+            (XsOp::TransactionEnd, 1, a(&[b"T"])),
+            (XsOp::Read, 0, a(&[b"/t/x"])),
+            (XsOp::TransactionEnd, 1, a(&[b"T"])),
+            (XsOp::TransactionEnd, 0, a(&[b"T"])),
+            (XsOp::Read, 9, a(&[b"/t/x"])),
+            (XsOp::TransactionStart, 0, a(&[b""])),
+            (XsOp::Read, 2, a(&[b"/t/x"])),
+            (XsOp::Write, 0, raw(b"/t/x\0outside")),
+            (XsOp::Write, 2, raw(b"/t/y\0inside")),
+            (XsOp::TransactionEnd, 2, a(&[b"T"])),
+            (XsOp::Read, 0, a(&[b"/t/y"])),
+            (XsOp::TransactionStart, 0, a(&[b""])),
+            (XsOp::Rm, 3, a(&[b"/t"])),
+            (XsOp::Read, 3, a(&[b"/t/x"])),
+            (XsOp::TransactionEnd, 3, a(&[b"F"])),
+            (XsOp::Read, 0, a(&[b"/t/x"])),
+            (XsOp::GetDomainPath, 0, a(&[b"5"])),
+            (XsOp::GetDomainPath, 0, a(&[b"abc"])),
+            (XsOp::GetDomainPath, 0, raw(b"5")),
+            (XsOp::IsDomainIntroduced, 0, a(&[b"0"])),
+            (XsOp::IsDomainIntroduced, 0, a(&[b"5"])),
+            (XsOp::Release, 0, a(&[b"5"])),
+            (XsOp::Release, 0, a(&[b"0"])),
+            (XsOp::Resume, 0, a(&[b"5"])),
+            (XsOp::SetTarget, 0, a(&[b"5", b"6"])),
+            (XsOp::DirectoryPart, 0, a(&[b"/d", b"0"])),
+            (XsOp::DirectoryPart, 0, a(&[b"/d", b"3"])),
+            (XsOp::DirectoryPart, 0, a(&[b"/d", b"100"])),
+            (XsOp::DirectoryPart, 0, a(&[b"/d"])),
+            (XsOp::Write, 0, raw(b"/e/a\0")),
+            (XsOp::Write, 0, raw(b"/e/b/c\0")),
+            (XsOp::Write, 0, raw(b"/e/b/d\0")),
+            (XsOp::Watch, 0, a(&[b"/e/b/c", b"x"])),
+            (XsOp::Watch, 0, a(&[b"/e", b"y"])),
+            (XsOp::Watch, 0, a(&[b"/", b"z"])),
+            (XsOp::Watch, 0, a(&[b"/e/b", b"w"])),
+            (XsOp::Rm, 0, a(&[b"/e"])),
+            (XsOp::TransactionStart, 0, a(&[b""])),
+            (XsOp::Write, 4, raw(b"/e/t1\0a")),
+            (XsOp::Write, 4, raw(b"/e/b/t2\0b")),
+            (XsOp::Rm, 4, a(&[b"/e/b"])),
+            (XsOp::TransactionEnd, 4, a(&[b"T"])),
+            (XsOp::Unwatch, 0, a(&[b"/", b"z"])),
+            (XsOp::TransactionStart, 0, a(&[b""])),
+            (XsOp::Read, 5, a(&[b"/e/t1"])),
+            (XsOp::Write, 0, raw(b"/e/t1\0changed")),
+            (XsOp::Write, 5, raw(b"/e/t3\0b")),
+            (XsOp::TransactionEnd, 5, a(&[b"T"])),
+            (XsOp::Read, 0, a(&[b"/e/t3"])),
+            (XsOp::TransactionStart, 0, a(&[b""])),
+            (XsOp::Read, 6, a(&[b"/e/none"])),
+            (XsOp::Write, 0, raw(b"/e/none\0now")),
+            (XsOp::TransactionEnd, 6, a(&[b"T"])),
+            (XsOp::ResetWatches, 0, a(&[b""])),
+            (XsOp::Write, 0, raw(b"/d/after-reset\0v")),
+            (XsOp::Rm, 0, a(&[b"/d"])),
+            (XsOp::Rm, 0, a(&[b"/t"])),
+            (XsOp::Rm, 0, a(&[b"/local"])),
+            (XsOp::Rm, 0, a(&[deep.as_bytes()])),
+        ]
+    };
+    let mut raw_ops: Vec<(u32, u32, Vec<u8>)> = script
+        .into_iter()
+        .map(|(op, tx, p)| (op as u32, tx, p))
+        .collect();
+    for i in 0..300 {
+        raw_ops.push((
+            XsOp::Write as u32,
+            0,
+            format!("/big/a-rather-long-child-name-{i:04}\0").into_bytes(),
+        ));
+    }
+    for off in [0usize, 100, 4000, 4070, 9000, 11000, 11100, 11500] {
+        raw_ops.push((
+            XsOp::DirectoryPart as u32,
+            0,
+            format!("/big\0{off}\0").into_bytes(),
+        ));
+    }
+    raw_ops.push((XsOp::Directory as u32, 0, b"/big\0".to_vec()));
+    raw_ops.push((XsOp::Rm as u32, 0, b"/big\0".to_vec()));
+    raw_ops.push((XsOp::Rm as u32, 0, b"/e\0".to_vec()));
+    raw_ops.push((20, 0, Vec::new()));
+    raw_ops.push((99, 0, Vec::new()));
+    raw_ops.push((XsOp::WatchEvent as u32, 0, Vec::new()));
+    let mut mismatches = 0;
+    for (i, (ty, tx, p)) in raw_ops.iter().enumerate() {
+        let req = 1000 + i as u32;
+        let h = Header {
+            ty: *ty,
+            req_id: req,
+            tx_id: *tx,
+            len: p.len() as u32,
+        };
+        ux.write_all(
+            &Packet {
+                header: h,
+                payload: p.clone(),
+            }
+            .to_vec(),
+        )
+        .unwrap();
+        let theirs = recv_all(&mut ux, req);
+        s.handle(c, &h, p).unwrap();
+        let mut ours = Vec::new();
+        while let Some(x) = s.pop(c) {
+            ours.push(x);
+        }
+        let norm = |v: &[Packet]| -> Vec<(u32, u32, Vec<u8>)> {
+            v.iter()
+                .map(|p| {
+                    let mut pl = p.payload.clone();
+                    if p.op() == Some(XsOp::DirectoryPart) {
+                        let i = pl.iter().position(|&b| b == 0).unwrap_or(0);
+                        pl.drain(..i);
+                    }
+                    (p.header.ty, p.header.req_id, pl)
+                })
+                .collect()
+        };
+        if norm(&theirs) != norm(&ours) {
+            mismatches += 1;
+            let show = |v: &[Packet]| -> Vec<(Option<XsOp>, String)> {
+                v.iter()
+                    .map(|p| {
+                        let mut s = String::from_utf8_lossy(&p.payload).into_owned();
+                        s.truncate(80);
+                        (p.op(), s)
+                    })
+                    .collect()
+            };
+            std::println!(
+                "step {i} ty {ty} tx {tx} {:?}:\n   C: {:?}\n  us: {:?}",
+                String::from_utf8_lossy(&p[..p.len().min(60)]),
+                show(&theirs),
+                show(&ours)
+            );
+        }
+    }
+    assert_eq!(mismatches, 0);
+}

@@ -149,7 +149,8 @@ pub struct Tree {
 }
 
 impl Tree {
-    /// A tree holding `/` and `/tool`, both `n0` (`setup_structure`).
+    /// A tree holding `/`, `/tool` and `/tool/xenstored`, all `n0`
+    /// (`setup_structure`).
     pub fn new(seed: u64, record: bool) -> Self {
         let st = SeededState::new(seed);
         let mut t = Tree {
@@ -161,8 +162,11 @@ impl Tree {
         let p = Perms::dom0_only();
         let mut root = Node::new(Arc::from(&[][..]), p.clone());
         root.add_child("tool");
+        let mut tool = Node::new(Arc::from(&[][..]), p.clone());
+        tool.add_child("xenstored");
         t.put("/", root);
-        t.put("/tool", Node::new(Arc::from(&[][..]), p));
+        t.put("/tool", tool);
+        t.put("/tool/xenstored", Node::new(Arc::from(&[][..]), p));
         t.log = if record { Some(Vec::new()) } else { None };
         t
     }
