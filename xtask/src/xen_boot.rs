@@ -18,9 +18,13 @@
 //!    timeout or panic) once the outcome is known:
 //!    * success: the ready marker appeared, then Xen reported
 //!      `Hardware Dom0 halted: halting machine` (dom0 powered off);
-//!    * failure: `Panic on CPU`, `crashed`, `rebooting machine`, a halt
-//!      before the marker, QEMU exiting, or the timeout; the error carries
-//!      the last log lines.
+//!    * failure: `Panic on CPU`, `Hardware Dom0 crashed`, `rebooting
+//!      machine`, a halt before the marker, QEMU exiting, or the timeout;
+//!      the error carries the last log lines.
+//!
+//!    The marker counts only at the start of a line (dom0's `console_io`
+//!    output is unprefixed; guests' lines start with `(dN)`), and Xen's
+//!    verdicts only on `(XEN)` lines, so a guest cannot fake either.
 //!
 //! This file is also compiled into the Xen-mode tests
 //! (`tests/tests/xen_mode.rs` includes it with `#[path]`), so it uses
@@ -504,13 +508,14 @@ pub fn boot(args: &XenBootArgs) -> Result<BootReport> {
         tail.push_back(line.clone());
         lines.push(line.clone());
 
-        if line.contains(READY_MARKER) && ready.is_none() {
+        // Only dom0 writes unprefixed lines (console_io); guests' lines
+        // start with `(dN)` and Xen's with `(XEN)`, so neither can fake the
+        // marker, and a guest's words cannot fake Xen's verdicts.
+        if line.starts_with(READY_MARKER) && ready.is_none() {
             ready = Some((line.clone(), started.elapsed()));
         }
-        if line.contains("Panic on CPU")
-            || line.contains("crashed")
-            || line.contains("rebooting machine")
-        {
+        let xen_says = |what: &str| line.starts_with("(XEN)") && line.contains(what);
+        if xen_says("Panic on CPU") || xen_says("Dom0 crashed") || xen_says("rebooting machine") {
             // Give Xen a moment to print the rest of the panic message.
             let until = Instant::now() + Duration::from_millis(300);
             while let Ok(Some(l)) = rx.recv_timeout(until.saturating_duration_since(Instant::now()))
@@ -527,7 +532,7 @@ pub fn boot(args: &XenBootArgs) -> Result<BootReport> {
                 &tail,
             ));
         }
-        if line.contains("halting machine") {
+        if xen_says("Dom0 halted: halting machine") {
             let Some((ready_line, wall_to_ready)) = ready else {
                 return Err(failure(
                     "dom0 halted before the ready marker",
