@@ -32,8 +32,22 @@
 //! upcall vector: the platform traits are poll-style
 //! ([`EventChannel::wait`](xen::platform::EventChannel::wait)), each domain
 //! runs one vCPU with one event loop, and without interrupt handlers there
-//! is no re-entrancy to reason about and no IDT to keep. Interrupts stay
-//! off (`IF = 0`) for the life of the domain.
+//! is no re-entrancy to reason about. Interrupts stay off (`IF = 0`) for
+//! the life of the domain; the IDT only catches CPU exceptions, to report
+//! them before crashing.
+//!
+//! Known limits (Xen 4.17 under QEMU is what is tested):
+//!
+//! * one vCPU per domain; no timer interrupts (time comes from
+//!   `vcpu_time_info`, waits from `SCHEDOP_poll` deadlines);
+//! * Xen gives a PVH dom0 a single boot module: several images travel in
+//!   one bundle (`boot-config`'s), which dom0 must unpack;
+//! * the guest-physical window for grant and foreign mappings (above the
+//!   memory map, below 3 GiB) is not reused yet;
+//! * built guests get no MTRR record (all memory uncached-by-default on
+//!   real hardware: fine under TCG, slow on metal);
+//! * a guest's domain id reaches it as `domid=N` on its command line;
+//! * exceptions run on the current stack: a stack overflow is not caught.
 //!
 //! On a non-`none` target (host builds of the workspace) only the portable
 //! modules are compiled, so `cargo test --workspace` runs their unit tests.
