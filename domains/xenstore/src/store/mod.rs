@@ -171,6 +171,13 @@ struct Conn {
     out_bytes: usize,
     replies: u32,
     dropped_events: u64,
+    /// Hashes of queued (non-special) watch events, to drop duplicates.
+    pending_events: BTreeMap<u64, u32>,
+}
+
+fn event_key(payload: &[u8]) -> u64 {
+    use core::hash::BuildHasher;
+    tree::SeededState::new(0x0e7e_47).hash_one(payload)
 }
 
 #[derive(Debug, Default, Clone)]
@@ -599,6 +606,14 @@ impl Store {
         c.out_bytes = c.out_bytes.saturating_sub(p.buffer_len());
         if p.header.ty != XsOp::WatchEvent as u32 {
             c.replies = c.replies.saturating_sub(1);
+        } else if p.payload.first() != Some(&b'@') {
+            let k = event_key(&p.payload);
+            if let Some(n) = c.pending_events.get_mut(&k) {
+                *n -= 1;
+                if *n == 0 {
+                    c.pending_events.remove(&k);
+                }
+            }
         }
         Some(p)
     }
@@ -654,6 +669,18 @@ impl Store {
             c.dropped_events += 1;
             tracing::debug!(?conn, "watch event dropped: output queue full");
             return;
+        }
+        if !reply && pkt.payload.first() != Some(&b'@') {
+            // As xenstored: an event identical to one still queued is dropped.
+            let k = event_key(&pkt.payload);
+            if c.pending_events.contains_key(&k)
+                && c.out
+                    .iter()
+                    .any(|q| q.header.ty == XsOp::WatchEvent as u32 && q.payload == pkt.payload)
+            {
+                return;
+            }
+            *c.pending_events.entry(k).or_insert(0) += 1;
         }
         if c.out.is_empty() {
             self.ready.push(conn);
@@ -721,6 +748,16 @@ impl Store {
                 return Err(Errno::EACCES)
             }
             _ => {}
+        }
+        // Every request but (UN)WATCH names a transaction that must exist.
+        if h.tx_id != 0
+            && !matches!(op, Watch | Unwatch)
+            && !self
+                .conns
+                .get(&conn)
+                .is_some_and(|c| c.txns.contains_key(&h.tx_id))
+        {
+            return Err(Errno::ENOENT);
         }
         match op {
             Watch => return self.do_watch(conn, domid, p),

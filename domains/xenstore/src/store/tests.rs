@@ -712,6 +712,10 @@ fn differential_against_c_xenstored() {
             (XsOp::Read, 0, a(&[b"/t/x"])),
             (XsOp::Directory, 1, a(&[b"/t"])),
             (XsOp::TransactionStart, 1, a(&[b""])),
+            (XsOp::TransactionStart, 77, a(&[b""])),
+            (XsOp::GetDomainPath, 77, a(&[b"1"])),
+            (XsOp::Watch, 77, a(&[b"/w77", b"t"])),
+            (XsOp::Unwatch, 77, a(&[b"/w77", b"t"])),
             (XsOp::TransactionEnd, 1, a(&[b"X"])),
             (XsOp::TransactionEnd, 1, a(&[b"T"])),
             (XsOp::Read, 0, a(&[b"/t/x"])),
@@ -853,4 +857,20 @@ fn differential_against_c_xenstored() {
         }
     }
     assert_eq!(mismatches, 0);
+}
+
+#[test]
+fn duplicate_pending_events_are_dropped() {
+    let mut t = T::new();
+    let c0 = t.dom0();
+    let w = t.s.connect(DomId(0));
+    t.two(w, XsOp::Watch, "/x", "t").unwrap();
+    t.events(w);
+    for _ in 0..10 {
+        t.write(c0, 0, "/x/a", b"1").unwrap();
+    }
+    t.write(c0, 0, "/x/b", b"1").unwrap();
+    assert_eq!(t.events(w).len(), 2);
+    t.write(c0, 0, "/x/a", b"1").unwrap();
+    assert_eq!(t.events(w).len(), 1, "delivered events no longer count");
 }
