@@ -4,7 +4,7 @@
 //! `x86_64-unknown-none`, and is started by Xen (dom0) or by the Windsor
 //! domain builder as a PVH guest. Layers, bottom up:
 //!
-//! * [`arch`] (target only): the PVH entry (`XEN_ELFNOTE_PHYS32_ENTRY`,
+//! * `arch` (target only): the PVH entry (`XEN_ELFNOTE_PHYS32_ENTRY`,
 //!   32-bit → long mode, identity map of 4 GiB), the hypercall page, port
 //!   I/O and the TSC, behind a facade (`arch/x86_64/…`).
 //! * `hypercall` (target only): every hypercall the runtime makes, typed
@@ -15,7 +15,7 @@
 //!   modules, memory map — into owned values; [`time`] (portable): Xen system
 //!   time from `vcpu_time_info`.
 //! * `runtime` (target only): boot sequence (hypercall page, console, heap,
-//!   start info, shared_info, grant frames), [`Xen`] — the implementation of
+//!   start info, shared_info, grant frames), `Xen` — the implementation of
 //!   the `xen::platform` traits over hypercalls (`Console`, `Clock`,
 //!   `EventChannel`, `GrantTable`, `Platform`, and `DomainControl` for
 //!   dom0), the builder primitives (another domain's physmap, foreign
