@@ -177,7 +177,7 @@ struct Conn {
 
 fn event_key(payload: &[u8]) -> u64 {
     use core::hash::BuildHasher;
-    tree::SeededState::new(0x0e7e_47).hash_one(payload)
+    tree::SeededState::new(0x000e_7e47).hash_one(payload)
 }
 
 #[derive(Debug, Default, Clone)]
