@@ -17,19 +17,24 @@
 //!   a non-blocking call that cannot make progress returns
 //!   [`Error::WouldBlock`].
 //!
-//! # Waiting: spin, then block
+//! # Waiting: spin, then block (adaptive)
 //!
 //! A blocking call that cannot make progress first **spins**: it re-reads
-//! the peer's index, with `spin_loop` hints in between, for up to
-//! [`Vchan::set_spin`] of the platform [`Clock`] (default [`DEFAULT_SPIN`] =
-//! 50 µs, the clock read every 32 checks), without touching the notify
-//! bits, so a busy peer is never asked for an event. Then it arms the
-//! notify bit, re-checks, and **blocks** in [`EventChannel::wait`] on the
-//! channel's port, clearing the pending bit when woken. Spinning is what
-//! makes small round trips fast when both ends run on their own CPUs; the
-//! bound is in time, not iterations, because on an oversubscribed host a
-//! spinner only delays the peer it waits for. Set the spin to zero on a
-//! single-vCPU domain whose peer cannot run meanwhile.
+//! the peer's index, with `spin_loop` hints in between, for a time measured
+//! on the platform [`Clock`] (the clock read every 32 checks), without
+//! touching the notify bits, so a busy peer is never asked for an event.
+//! Then it arms the notify bit, re-checks, and **blocks** in
+//! [`EventChannel::wait`] on the channel's port, clearing the pending bit
+//! when woken.
+//!
+//! The spin time adapts, as adaptive mutexes do: it starts at the maximum
+//! set by [`Vchan::set_spin`] (default [`DEFAULT_SPIN`] = 50 µs), halves each
+//! time a spin ends in blocking anyway, and doubles (plus 1 µs, up to the
+//! maximum) each time spinning succeeds. When both ends run on their own
+//! CPUs the spin almost always succeeds and small round trips cost well
+//! under a few µs; on an oversubscribed host, where a spinner only delays
+//! the peer it waits for, the spin quickly falls towards zero. Set the
+//! maximum to zero on a single-vCPU domain whose peer cannot run meanwhile.
 //!
 //! While blocked, the wait times out every [`Vchan::set_liveness_poll`]
 //! (default 100 ms) and before every wait the port's status is checked: a
@@ -166,6 +171,8 @@ pub struct Vchan<'p, P: GrantTable + EventChannel + Clock> {
     peer: DomId,
     blocking: bool,
     spin: Duration,
+    /// The current (adaptive) spin time, at most `spin`.
+    spin_now: Duration,
     liveness_poll: Duration,
     closed: bool,
 }
@@ -355,6 +362,7 @@ impl<'p, P: GrantTable + EventChannel + Clock> Vchan<'p, P> {
             peer,
             blocking: true,
             spin: DEFAULT_SPIN,
+            spin_now: DEFAULT_SPIN,
             liveness_poll: DEFAULT_LIVENESS_POLL,
             closed: false,
         }
@@ -365,9 +373,11 @@ impl<'p, P: GrantTable + EventChannel + Clock> Vchan<'p, P> {
         self.blocking = blocking;
     }
 
-    /// How long a blocking call re-checks the ring before it blocks.
+    /// The longest a blocking call re-checks the ring before it blocks
+    /// (the spin adapts below this; see the module docs).
     pub fn set_spin(&mut self, spin: Duration) {
         self.spin = spin;
+        self.spin_now = spin;
     }
 
     /// How often a blocked call wakes to check the peer's liveness.
@@ -580,28 +590,40 @@ impl<'p, P: GrantTable + EventChannel + Clock> Vchan<'p, P> {
             self.check_peer()?;
             return Err(Error::WouldBlock);
         }
-        if !self.spin.is_zero() {
-            let deadline = self.plat.now() + self.spin;
-            'spin: loop {
+        if !self.spin_now.is_zero() {
+            let deadline = self.plat.now() + self.spin_now;
+            loop {
                 for _ in 0..32 {
                     if let Some(t) = step(self, false)? {
+                        self.spin_now =
+                            (self.spin_now * 2 + Duration::from_micros(1)).min(self.spin);
                         return Ok(t);
                     }
                     core::hint::spin_loop();
                 }
                 if self.plat.now() >= deadline {
-                    break 'spin;
+                    break;
                 }
             }
+            self.spin_now /= 2;
+        } else if !self.spin.is_zero() {
+            // Spinning is at zero: give it a chance to grow again.
+            self.spin_now = Duration::from_micros(1);
         }
+        let mut woken = false;
         loop {
             if let Some(t) = step(self, true)? {
                 return Ok(t);
             }
-            self.check_peer()?;
+            // Only after a wake-up or timeout that brought nothing: a
+            // destroyed peer's port is raised, so death wakes us.
+            if woken {
+                self.check_peer()?;
+            }
             if self.plat.wait(&[self.port], Some(self.liveness_poll))? {
                 self.plat.clear_pending(self.port)?;
             }
+            woken = true;
         }
     }
 
