@@ -193,6 +193,10 @@ fn parse_apt_versions(policy: &str) -> Vec<String> {
 /// Installs QEMU 7.2 and the Xen 4.17 hypervisor from Debian if they are
 /// missing. Idempotent; needs root (apt-get) only when something is missing.
 pub fn ensure_xen_tools() -> Result<()> {
+    // One installer at a time in this process (tests boot from several
+    // threads; concurrent apt-get runs fight over apt's locks).
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
     if have_command("qemu-system-x86_64") && Path::new(XEN_GZ).is_file() {
         return Ok(());
     }
@@ -256,7 +260,11 @@ pub fn xen_elf() -> Result<PathBuf> {
                 String::from_utf8_lossy(&bytes.stderr)
             );
         }
-        let tmp = dir.join("xen-4.17.tmp");
+        // A private temporary name: concurrent callers each write a whole
+        // file and rename it into place atomically.
+        static TMP: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = TMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!("xen-4.17.tmp-{}-{n}", std::process::id()));
         fs::write(&tmp, &bytes.stdout)?;
         fs::rename(&tmp, &out)?;
     }
@@ -350,8 +358,6 @@ fn failure(what: &str, log: &Path, tail: &VecDeque<String>) -> anyhow::Error {
 /// Boots Xen with the images of `args` and watches the serial log (see
 /// the module doc for what counts as success).
 pub fn boot(args: &XenBootArgs) -> Result<BootReport> {
-    ensure_xen_tools()?;
-    let xen = xen_elf()?;
     if args.modules.len() > 1 {
         bail!(
             "{} modules given, but Xen 4.17 hands a PVH dom0 only its first module \
@@ -368,6 +374,8 @@ pub fn boot(args: &XenBootArgs) -> Result<BootReport> {
         check_pvh_image(&dom0)
             .with_context(|| format!("dom0 image {} rejected", images[0].display()))?;
     }
+    ensure_xen_tools()?;
+    let xen = xen_elf()?;
     let mut initrd = String::new();
     for (i, img) in images.iter().enumerate() {
         let s = img
