@@ -27,7 +27,7 @@ pub mod perms;
 pub mod store;
 pub mod wire;
 
-#[cfg(feature = "std")]
+#[cfg(any(feature = "std", feature = "test-utils"))]
 extern crate std;
 
 pub use store::{Config, ConnId, Effect, HandleError, Mutation, Quotas, Store};
