@@ -219,3 +219,33 @@ mod tests {
         assert!(p.without(DomId(5)).is_none());
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn perm() -> impl Strategy<Value = Perm> {
+        (any::<u16>(), 0u8..4).prop_map(|(d, a)| Perm {
+            dom: DomId(d),
+            access: [Access::None, Access::Read, Access::Write, Access::Both][usize::from(a)],
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn emit_parse_round_trip(v in proptest::collection::vec(perm(), 1..8)) {
+            let p = Perms::from_slice(&v).unwrap();
+            let mut out = Vec::new();
+            p.emit(&mut out);
+            prop_assert_eq!(Perms::parse(&out).unwrap(), p);
+        }
+
+        #[test]
+        fn garbage_never_panics(b in proptest::collection::vec(any::<u8>(), 0..64)) {
+            if let Ok(p) = Perms::parse(&b) {
+                prop_assert!(!p.as_slice().is_empty());
+            }
+        }
+    }
+}

@@ -79,3 +79,51 @@ impl Txn {
             .all(|(p, e)| tree.gen_of(p) == e.orig_gen)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::sync::Arc;
+
+    fn node() -> Node {
+        Node::new(Arc::from(&b"v"[..]), Perms::dom0_only())
+    }
+
+    #[test]
+    fn touch_records_first_sight_and_validate_compares() {
+        let mut tree = Tree::new(0, false);
+        tree.put("/a", node());
+        let mut t = Txn::default();
+        let g = t.touch(&tree, "/a", false, 10).unwrap().orig_gen;
+        assert_eq!(g, tree.gen_of("/a"));
+        assert_eq!(t.touch(&tree, "/nope", false, 10).unwrap().orig_gen, None);
+        assert!(t.validate(&tree));
+        // Touching again keeps the first generation.
+        tree.put("/a", node());
+        assert_eq!(t.touch(&tree, "/a", false, 10).unwrap().orig_gen, g);
+        assert!(!t.validate(&tree));
+    }
+
+    #[test]
+    fn absent_nodes_conflict_when_created() {
+        let mut tree = Tree::new(0, false);
+        let mut t = Txn::default();
+        t.touch(&tree, "/x", false, 10).unwrap();
+        tree.put("/x", node());
+        assert!(!t.validate(&tree));
+    }
+
+    #[test]
+    fn touch_limit_fails_the_transaction() {
+        let tree = Tree::new(0, false);
+        let mut t = Txn::default();
+        t.touch(&tree, "/a", false, 1).unwrap();
+        assert_eq!(t.touch(&tree, "/b", false, 1).err(), Some(Errno::ENOSPC));
+        assert!(t.failed);
+        // Privileged callers are not limited.
+        let mut t = Txn::default();
+        t.touch(&tree, "/a", true, 1).unwrap();
+        t.touch(&tree, "/b", true, 1).unwrap();
+        assert!(!t.failed);
+    }
+}
