@@ -17,11 +17,17 @@
 //! code because sharing `loom::cell::Cell` bytes between threads needs one
 //! `unsafe impl Sync`, and the library itself is `#![forbid(unsafe_code)]`.
 //!
-//! `planted_relaxed_index_store_is_caught` weakens every index store from
-//! Release to Relaxed and must fail: it is `#[should_panic]`, so the suite
-//! proves on every run that loom catches that class of bug; its `#[ignore]`d
-//! twin `planted_bug_fails_loudly` shows the failure itself
-//! (`-- --ignored planted_bug_fails_loudly`).
+//! Planted wrong orderings, which must fail:
+//!
+//! * `planted_relaxed_index_store_is_caught` weakens every index store from
+//!   Release to Relaxed; loom reports a causality violation on the ring
+//!   bytes. It is `#[should_panic]`, so the suite proves on every run that
+//!   loom catches that class of bug; its `#[ignore]`d twin
+//!   `planted_bug_fails_loudly` shows the failure itself
+//!   (`-- --ignored planted_bug_fails_loudly`).
+//! * `planted_relaxed_notify_rmw_deadlocks` (`#[ignore]`d) weakens the
+//!   notify-bit read-modify-writes from AcqRel to Relaxed; loom finds the
+//!   lost wake-up and reports a deadlock, which aborts the process.
 #![cfg(loom)]
 
 use core::sync::atomic::Ordering;
@@ -32,7 +38,7 @@ use loom::sync::{Arc, Condvar, Mutex};
 
 use vchan::layout::{LIVE_CONNECTED, LIVE_EXITED, LIVE_WAITING, NOTIFY_WRITE};
 use vchan::ring::{client_connect, Endpoint, Flag, Idx, Kick, Page, Role, Stall};
-use vchan::sync::{Atomic32, RingBuf, RingBufMut};
+use vchan::sync::{Atomic32, Atomic8, RingBuf, RingBufMut};
 
 /// Ring bytes whose every access loom checks for causality.
 struct LoomBuf(Vec<Cell<u8>>);
@@ -67,45 +73,94 @@ impl RingBufMut for LoomBuf {
     }
 }
 
-/// An index cell; `WEAK` plants the bug "index stores are Relaxed".
-struct Index<const WEAK: bool>(AtomicU32);
+/// An index cell; `WEAK == RELAXED_INDEX` plants the bug "index stores are
+/// Relaxed".
+struct Index<const WEAK: u8>(AtomicU32);
 
-impl<const WEAK: bool> Atomic32 for Index<WEAK> {
+impl<const WEAK: u8> Atomic32 for Index<WEAK> {
     fn load(&self, order: Ordering) -> u32 {
         self.0.load(order)
     }
     fn store(&self, value: u32, order: Ordering) {
-        self.0
-            .store(value, if WEAK { Ordering::Relaxed } else { order })
+        self.0.store(
+            value,
+            if WEAK == RELAXED_INDEX {
+                Ordering::Relaxed
+            } else {
+                order
+            },
+        )
+    }
+}
+
+/// The models run correct code.
+const CORRECT: u8 = 0;
+/// Planted bug: index stores are Relaxed instead of Release.
+const RELAXED_INDEX: u8 = 1;
+/// Planted bug: the notify-bit read-modify-writes are Relaxed instead of AcqRel.
+const RELAXED_NOTIFY: u8 = 2;
+
+/// A live or notify byte; `WEAK == RELAXED_NOTIFY` plants the bug "notify
+/// read-modify-writes are Relaxed".
+struct Byte<const WEAK: u8>(AtomicU8);
+
+impl<const WEAK: u8> Byte<WEAK> {
+    fn rmw(order: Ordering) -> Ordering {
+        if WEAK == RELAXED_NOTIFY {
+            Ordering::Relaxed
+        } else {
+            order
+        }
+    }
+}
+
+impl<const WEAK: u8> Atomic8 for Byte<WEAK> {
+    fn load(&self, order: Ordering) -> u8 {
+        self.0.load(order)
+    }
+    fn store(&self, value: u8, order: Ordering) {
+        self.0.store(value, order)
+    }
+    fn fetch_or(&self, bits: u8, order: Ordering) -> u8 {
+        self.0.fetch_or(bits, Self::rmw(order))
+    }
+    fn fetch_and(&self, bits: u8, order: Ordering) -> u8 {
+        self.0.fetch_and(bits, Self::rmw(order))
     }
 }
 
 /// The control fields of the shared page on loom atomics.
-struct LoomPage<const WEAK: bool> {
+struct LoomPage<const WEAK: u8> {
     idx: [Index<WEAK>; 4],
-    flags: [AtomicU8; 4],
+    flags: [Byte<WEAK>; 4],
 }
 
-impl<const WEAK: bool> LoomPage<WEAK> {
+impl<const WEAK: u8> LoomPage<WEAK> {
     fn new() -> Self {
         let p = LoomPage {
             idx: core::array::from_fn(|_| Index(AtomicU32::new(0))),
-            flags: core::array::from_fn(|_| AtomicU8::new(0)),
+            flags: core::array::from_fn(|_| Byte(AtomicU8::new(0))),
         };
-        p.flags[Flag::CliLive as usize].store(LIVE_WAITING, Ordering::Relaxed);
-        p.flags[Flag::SrvLive as usize].store(LIVE_CONNECTED, Ordering::Relaxed);
-        p.flags[Flag::CliNotify as usize].store(NOTIFY_WRITE, Ordering::Relaxed);
+        p.flags[Flag::CliLive as usize]
+            .0
+            .store(LIVE_WAITING, Ordering::Relaxed);
+        p.flags[Flag::SrvLive as usize]
+            .0
+            .store(LIVE_CONNECTED, Ordering::Relaxed);
+        p.flags[Flag::CliNotify as usize]
+            .0
+            .store(NOTIFY_WRITE, Ordering::Relaxed);
         p
     }
 }
 
-impl<const WEAK: bool> Page for LoomPage<WEAK> {
+impl<const WEAK: u8> Page for LoomPage<WEAK> {
     type A32 = Index<WEAK>;
-    type A8 = AtomicU8;
+    type A8 = Byte<WEAK>;
     fn idx(&self, i: Idx) -> &Index<WEAK> {
         &self.idx[i as usize]
     }
-    fn flag(&self, f: Flag) -> &AtomicU8 {
+    fn flag(&self, f: Flag) -> &Byte<WEAK> {
         &self.flags[f as usize]
     }
 }
@@ -134,7 +189,7 @@ impl Doorbell {
 }
 
 /// Everything two ends share.
-struct World<const WEAK: bool> {
+struct World<const WEAK: u8> {
     page: LoomPage<WEAK>,
     left: LoomBuf,
     right: LoomBuf,
@@ -143,7 +198,7 @@ struct World<const WEAK: bool> {
     cli_bell: Doorbell,
 }
 
-impl<const WEAK: bool> World<WEAK> {
+impl<const WEAK: u8> World<WEAK> {
     fn new(left_order: u8, right_order: u8) -> Arc<Self> {
         Arc::new(World {
             page: LoomPage::new(),
@@ -172,7 +227,7 @@ fn kick(k: Kick, bell: &Doorbell) {
 /// The blocking write loop of `channel.rs` (its spin reduced to one
 /// unarmed check, minus liveness timeouts): write what fits; when stalled,
 /// arm and re-check before blocking.
-fn write_all<const W: bool>(w: &World<W>, ep: &mut Endpoint, mut src: &[u8]) -> Result<(), Stall> {
+fn write_all<const W: u8>(w: &World<W>, ep: &mut Endpoint, mut src: &[u8]) -> Result<(), Stall> {
     let (_, tx, me, peer) = w.end(ep.role());
     let mut arm = false;
     while !src.is_empty() {
@@ -191,7 +246,7 @@ fn write_all<const W: bool>(w: &World<W>, ep: &mut Endpoint, mut src: &[u8]) -> 
 }
 
 /// The blocking read loop: read until `dst` is full or the peer closed.
-fn read_exact<const W: bool>(w: &World<W>, ep: &mut Endpoint, dst: &mut [u8]) -> usize {
+fn read_exact<const W: u8>(w: &World<W>, ep: &mut Endpoint, dst: &mut [u8]) -> usize {
     let (rx, _, me, peer) = w.end(ep.role());
     let mut got = 0;
     let mut arm = false;
@@ -218,14 +273,14 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
     b.check(f);
 }
 
-fn connect<const W: bool>(w: &World<W>, lo: u8, ro: u8) -> (Endpoint, Endpoint) {
+fn connect<const W: u8>(w: &World<W>, lo: u8, ro: u8) -> (Endpoint, Endpoint) {
     let srv = Endpoint::new(Role::Server, lo, ro, &w.page);
     let cli = Endpoint::new(Role::Client, ro, lo, &w.page);
     client_connect(&cli, &w.page);
     (srv, cli)
 }
 
-fn stream_model<const W: bool>() {
+fn stream_model<const W: u8>() {
     // A 4-byte ring carrying 6 bytes: the writer blocks on a full ring and
     // the indices wrap the ring's end.
     let w = World::<W>::new(2, 2);
@@ -242,35 +297,37 @@ fn stream_model<const W: bool>() {
 
 #[test]
 fn producer_consumer_with_wrap_around() {
-    model(stream_model::<false>);
+    model(stream_model::<CORRECT>);
+}
+
+/// Ping-pong over 1-byte rings in both directions: every step has one side
+/// blocked on data (NOTIFY_WRITE) or on space (NOTIFY_READ) while the other
+/// publishes. A lost wake-up leaves both threads blocked, which loom
+/// reports as a deadlock.
+fn pingpong_model<const W: u8>() {
+    let w = World::<W>::new(0, 0);
+    let (mut srv, mut cli) = connect(&w, 0, 0);
+    let w2 = w.clone();
+    let t = loom::thread::spawn(move || {
+        let mut b = [0u8; 1];
+        for _ in 0..2 {
+            assert_eq!(read_exact(&w2, &mut srv, &mut b), 1);
+            b[0] += 1;
+            write_all(&w2, &mut srv, &b).unwrap();
+        }
+    });
+    let mut b = [10u8];
+    for round in 0..2u8 {
+        write_all(&w, &mut cli, &b).unwrap();
+        assert_eq!(read_exact(&w, &mut cli, &mut b), 1);
+        assert_eq!(b[0], 11 + round);
+    }
+    t.join().unwrap();
 }
 
 #[test]
 fn notify_bits_never_lose_a_wakeup() {
-    // Ping-pong over 1-byte rings in both directions: every step has one
-    // side blocked on data (NOTIFY_WRITE) or on space (NOTIFY_READ) while
-    // the other publishes. A lost wake-up leaves both threads blocked, which
-    // loom reports as a deadlock.
-    model(|| {
-        let w = World::<false>::new(0, 0);
-        let (mut srv, mut cli) = connect(&w, 0, 0);
-        let w2 = w.clone();
-        let t = loom::thread::spawn(move || {
-            let mut b = [0u8; 1];
-            for _ in 0..2 {
-                assert_eq!(read_exact(&w2, &mut srv, &mut b), 1);
-                b[0] += 1;
-                write_all(&w2, &mut srv, &b).unwrap();
-            }
-        });
-        let mut b = [10u8];
-        for round in 0..2u8 {
-            write_all(&w, &mut cli, &b).unwrap();
-            assert_eq!(read_exact(&w, &mut cli, &mut b), 1);
-            assert_eq!(b[0], 11 + round);
-        }
-        t.join().unwrap();
-    });
+    model(pingpong_model::<CORRECT>);
 }
 
 #[test]
@@ -279,7 +336,7 @@ fn close_during_a_blocked_write() {
     // byte and closes. The writer must observe the close (not hang), and
     // what it reports as written must be consistent with what was read.
     model(|| {
-        let w = World::<false>::new(1, 1);
+        let w = World::<CORRECT>::new(1, 1);
         let (mut srv, mut cli) = connect(&w, 1, 1);
         let w2 = w.clone();
         let t = loom::thread::spawn(move || write_all(&w2, &mut cli, &[7, 8, 9, 10]));
@@ -293,14 +350,72 @@ fn close_during_a_blocked_write() {
     });
 }
 
+/// Blocking packet transfer: `min` = the whole packet.
+fn transfer_packet<const W: u8>(w: &World<W>, ep: &mut Endpoint, pkt: &mut [u8], send: bool) {
+    let (rx, tx, me, peer) = w.end(ep.role());
+    let n = pkt.len();
+    let mut arm = false;
+    loop {
+        let r = if send {
+            ep.try_write(&w.page, tx, pkt, n, arm).unwrap()
+        } else {
+            ep.try_read(&w.page, rx, pkt, n, arm).unwrap()
+        };
+        match r {
+            Ok((done, k)) => {
+                assert_eq!(done, n, "packets move whole");
+                kick(k, peer);
+                return;
+            }
+            Err(Stall::Wait) if !arm => arm = true,
+            Err(Stall::Wait) => me.wait(),
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+}
+
+#[test]
+fn packets_stay_whole_across_the_wrap() {
+    // Two 3-byte packets through a 4-byte ring: the second cannot start
+    // until the first is consumed, and it wraps the ring's end.
+    model(|| {
+        let w = World::<CORRECT>::new(2, 2);
+        let (mut srv, mut cli) = connect(&w, 2, 2);
+        let w2 = w.clone();
+        let t = loom::thread::spawn(move || {
+            transfer_packet(&w2, &mut cli, &mut [1, 2, 3], true);
+            transfer_packet(&w2, &mut cli, &mut [4, 5, 6], true);
+        });
+        let mut p = [0u8; 3];
+        transfer_packet(&w, &mut srv, &mut p, false);
+        assert_eq!(p, [1, 2, 3]);
+        transfer_packet(&w, &mut srv, &mut p, false);
+        assert_eq!(p, [4, 5, 6]);
+        t.join().unwrap();
+    });
+}
+
 #[test]
 #[should_panic]
 fn planted_relaxed_index_store_is_caught() {
-    model(stream_model::<true>);
+    model(stream_model::<RELAXED_INDEX>);
 }
 
 #[test]
 #[ignore = "demonstrates the failure loom reports for a planted Relaxed index store"]
 fn planted_bug_fails_loudly() {
-    model(stream_model::<true>);
+    model(stream_model::<RELAXED_INDEX>);
+}
+
+/// With Relaxed notify read-modify-writes the re-check after arming may miss
+/// the peer's new index while the peer misses the request: loom finds the
+/// lost wake-up and reports a deadlock. A deadlock report aborts the test
+/// process (it is raised on loom's scheduler, where unwinding is not
+/// possible), so this cannot be `#[should_panic]`: run it by name with
+/// `-- --ignored planted_relaxed_notify_rmw_deadlocks` and expect
+/// "deadlock; threads = ..." and SIGABRT.
+#[test]
+#[ignore = "aborts the process: loom reports the planted lost wake-up as a deadlock"]
+fn planted_relaxed_notify_rmw_deadlocks() {
+    model(pingpong_model::<RELAXED_NOTIFY>);
 }
