@@ -31,13 +31,20 @@
 //!
 //! # Untrusted peer
 //!
-//! The indices *we* own are kept in private memory ([`Reader`] / [`Writer`])
-//! and only ever stored to the page, never read back: a peer scribbling on
-//! them only confuses itself. The peer's index is read once per check and
+//! The indices *we* own are kept in private memory ([`Endpoint`]) and only
+//! ever stored to the page, never read back after [`Endpoint::new`] (which
+//! takes them from the page once, so a reconnecting client continues where
+//! the last one stopped): a peer scribbling on them only confuses itself. The peer's index is read once per check and
 //! validated: it must not move backwards and must not claim more than a
 //! ring's worth of bytes. A violation is a [`RingError`]; the caller closes
 //! the channel. Copies are bounded by the validated count and split at the
 //! ring's end, so no offset ever leaves the ring.
+//!
+//! # Pipelining
+//!
+//! A large copy is published in slices of a quarter ring (at least 4 KiB):
+//! the index is stored after each slice, so the peer starts copying out (or
+//! refilling) behind us instead of waiting for the whole transfer.
 
 use core::sync::atomic::Ordering::{AcqRel, Acquire, Release};
 
