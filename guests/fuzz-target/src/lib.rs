@@ -1,0 +1,145 @@
+//! The fuzz-target guest: the smallest useful Windsor guest, a target for
+//! fuzzing the toolstack.
+//!
+//! It boots in microseconds, connects to xenstore, reports itself under its
+//! domain path, answers `control/shutdown` and can be told to misbehave, so
+//! that the toolstack's timeouts and crash handling get exercised.
+//!
+//! Layers:
+//! * the core, [`run`]: `no_std`, generic over the
+//!   [`Platform`](xen::platform::Platform) of the domain and a
+//!   [`XenStore`](windsor_xenstore::client::XenStore) client; the same code
+//!   for host mode and Xen mode;
+//! * [`host`] (feature `host`): the entry point of the host-mode image,
+//!   registered with `xen_sim::Hypervisor::register_image("fuzz-target", ..)`.
+//!
+//! # The xenstore protocol it speaks (relative to `/local/domain/<id>`)
+//!
+//! | node | who writes | meaning |
+//! |---|---|---|
+//! | `data/booted` | guest | `1` once it is up (written first) |
+//! | `data/state` | guest | `running`, then `shutting-down:<reason>`, `spinning` |
+//! | `control/shutdown` | toolstack, guest | `poweroff`, `halt`, `reboot`, `suspend`; the guest acknowledges by writing `""`, as Linux does, then shuts itself down (`SCHEDOP_shutdown`) with that reason |
+//! | `control/misbehave` | toolstack (or a test) | `ignore-shutdown`: leave requests unacknowledged and keep running; `crash`: `SHUTDOWN_crash` at once; `spin`: stop serving xenstore and spin until destroyed |
+//!
+//! `spin` does not burn a host core: it polls the platform (a 10 ms
+//! `SCHEDOP_poll` on no port) so that it notices being destroyed, and never
+//! looks at xenstore again. To the toolstack it is a guest that hangs.
+#![no_std]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+extern crate alloc;
+
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use windsor_xenstore::client::{ClientError, TxId, XenStore};
+use xen::platform::{Platform, ShutdownReason};
+
+#[cfg(feature = "host")]
+pub mod host;
+
+/// The image name the toolstack uses in `PV_kernel`.
+pub const IMAGE: &str = "fuzz-target";
+
+/// Watch token of `control/shutdown`.
+const TOK_SHUTDOWN: &str = "shutdown";
+/// Watch token of `control/misbehave`.
+const TOK_MISBEHAVE: &str = "misbehave";
+
+/// How the guest's run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// It shut itself down for this reason.
+    Shutdown(ShutdownReason),
+    /// Its xenstore connection went away (the domain was released or
+    /// destroyed) or the store failed.
+    StoreGone,
+    /// The platform refused a call: the domain was shut down or destroyed
+    /// from outside.
+    Killed,
+}
+
+/// What `control/shutdown` asks for, if it is a request we know.
+pub fn parse_request(v: &[u8]) -> Option<ShutdownReason> {
+    Some(match v {
+        b"poweroff" | b"halt" => ShutdownReason::Poweroff,
+        b"reboot" => ShutdownReason::Reboot,
+        b"suspend" => ShutdownReason::Suspend,
+        b"crash" => ShutdownReason::Crash,
+        _ => return None,
+    })
+}
+
+/// Runs the guest until it shuts down or loses its store.
+pub fn run<P: Platform, S: XenStore>(p: &P, xs: &S) -> Outcome {
+    match serve(p, xs) {
+        Ok(o) => o,
+        Err(ClientError::Disconnected) => Outcome::StoreGone,
+        Err(e) => {
+            tracing::debug!(dom = p.domid().0, ?e, "fuzz-target: store failed");
+            Outcome::StoreGone
+        }
+    }
+}
+
+fn serve<P: Platform, S: XenStore>(p: &P, xs: &S) -> Result<Outcome, ClientError> {
+    const T: TxId = TxId::NONE;
+    xs.write(T, "data/booted", b"1")?;
+    xs.write(T, "data/state", b"running")?;
+    xs.watch("control/shutdown", TOK_SHUTDOWN)?;
+    xs.watch("control/misbehave", TOK_MISBEHAVE)?;
+    let mut ignore_shutdown = false;
+    loop {
+        let ev = xs.next_event(None)?;
+        match ev.token.as_str() {
+            TOK_MISBEHAVE => match read_opt(xs, "control/misbehave")?.as_deref() {
+                Some(b"ignore-shutdown") => ignore_shutdown = true,
+                Some(b"crash") => {
+                    p.shutdown_self(ShutdownReason::Crash);
+                    return Ok(Outcome::Shutdown(ShutdownReason::Crash));
+                }
+                Some(b"spin") => {
+                    let _ = xs.write(T, "data/state", b"spinning");
+                    return Ok(spin(p));
+                }
+                _ => ignore_shutdown = false,
+            },
+            TOK_SHUTDOWN => {
+                let Some(v) = read_opt(xs, "control/shutdown")? else {
+                    continue;
+                };
+                let Some(reason) = parse_request(&v) else {
+                    continue;
+                };
+                if ignore_shutdown {
+                    continue;
+                }
+                // Acknowledge, as Linux's xenbus driver does.
+                xs.write(T, "control/shutdown", b"")?;
+                p.shutdown_self(reason);
+                return Ok(Outcome::Shutdown(reason));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Reads a node; `None` if it does not exist.
+fn read_opt<S: XenStore>(xs: &S, path: &str) -> Result<Option<Vec<u8>>, ClientError> {
+    match xs.read(TxId::NONE, path) {
+        Ok(v) => Ok(Some(v)),
+        Err(ClientError::Store(xen::Errno::ENOENT)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Hangs until the domain is shut down or destroyed from outside.
+fn spin<P: Platform>(p: &P) -> Outcome {
+    loop {
+        if p.wait(&[], Some(Duration::from_millis(10))).is_err() {
+            return Outcome::Killed;
+        }
+    }
+}
