@@ -254,10 +254,11 @@ impl Ctx<'_> {
     fn get(&mut self, p: &str) -> Result<Option<&Node>, Errno> {
         if let Some(t) = self.txn.as_deref_mut() {
             let unl = self.who.privileged;
-            let e = t.touch(self.tree, p, unl, self.q.txn_nodes)?;
-            if let Some(st) = &e.state {
-                return Ok(st.as_ref());
-            }
+            let e = t.touch(self.tree, p, unl, self.q.txn_nodes, self.q.txn_bytes)?;
+            return Ok(match &e.state {
+                Some(st) => st.as_ref(),
+                None => e.orig.as_ref(),
+            });
         }
         Ok(self.tree.get(p))
     }
@@ -274,7 +275,7 @@ impl Ctx<'_> {
                     return Err(Errno::ENOSPC);
                 }
                 node.gen = self.tree.next_gen();
-                let e = t.touch(self.tree, p, unl, self.q.txn_nodes)?;
+                let e = t.touch(self.tree, p, unl, self.q.txn_nodes, self.q.txn_bytes)?;
                 e.state = Some(Some(node));
             }
             None => self.tree.put(p, node),
@@ -286,7 +287,7 @@ impl Ctx<'_> {
         match self.txn.as_deref_mut() {
             Some(t) => {
                 let unl = self.who.privileged;
-                let e = t.touch(self.tree, p, unl, self.q.txn_nodes)?;
+                let e = t.touch(self.tree, p, unl, self.q.txn_nodes, self.q.txn_bytes)?;
                 e.state = Some(None);
             }
             None => {
@@ -300,7 +301,7 @@ impl Ctx<'_> {
         match self.txn.as_deref_mut() {
             Some(t) => {
                 let unl = self.who.privileged;
-                let e = t.touch(self.tree, &f.path, unl, self.q.txn_nodes)?;
+                let e = t.touch(self.tree, &f.path, unl, self.q.txn_nodes, self.q.txn_bytes)?;
                 e.fire = Some(match e.fire {
                     None => f.exact,
                     Some(x) => x && f.exact,

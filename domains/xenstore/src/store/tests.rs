@@ -874,3 +874,16 @@ fn duplicate_pending_events_are_dropped() {
     t.write(c0, 0, "/x/a", b"1").unwrap();
     assert_eq!(t.events(w).len(), 1, "delivered events no longer count");
 }
+
+#[test]
+fn transaction_reads_are_repeatable() {
+    let mut t = T::new();
+    let c0 = t.dom0();
+    let c1 = t.s.connect(DomId(0));
+    t.write(c0, 0, "/r", b"0").unwrap();
+    let tx = t.start(c0);
+    assert_eq!(t.read(c0, tx, "/r").unwrap(), b"0");
+    t.write(c1, 0, "/r", b"outside").unwrap();
+    assert_eq!(t.read(c0, tx, "/r").unwrap(), b"0", "as C xenstored");
+    assert_eq!(t.end(c0, tx, true), Err(Errno::EAGAIN));
+}

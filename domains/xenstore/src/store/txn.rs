@@ -25,6 +25,9 @@ pub(crate) struct Entry {
     pub orig_gen: Option<u64>,
     /// Committed permissions when first touched (for watch checks).
     pub orig_perms: Option<Perms>,
+    /// The committed node when first touched (what reads see until the
+    /// transaction writes it).
+    pub orig: Option<Node>,
     /// `None`: only read. `Some(None)`: deleted. `Some(Some(n))`: written.
     pub state: Option<Option<Node>>,
     /// A watch event to fire at commit; `Some(true)` if exact.
@@ -44,26 +47,40 @@ pub(crate) struct Txn {
 }
 
 impl Txn {
-    /// Records the first access to `path`. Unprivileged transactions may
-    /// touch at most `limit` paths (`quota_trans_nodes`, XSA-326).
+    /// Records the first access to `path`: its generation (or absence) and
+    /// a copy of the node, so that later reads in the transaction see what
+    /// the first one saw, as in xenstored. Unprivileged transactions may
+    /// touch at most `max_nodes` paths (`quota_trans_nodes`, XSA-326) and
+    /// hold at most `max_bytes` of copies and writes.
     pub fn touch(
         &mut self,
         tree: &Tree,
         path: &str,
         unlimited: bool,
-        limit: usize,
+        max_nodes: usize,
+        max_bytes: usize,
     ) -> Result<&mut Entry, Errno> {
         if !self.entries.contains_key(path) {
-            if !unlimited && self.entries.len() >= limit {
+            if !unlimited && self.entries.len() >= max_nodes {
                 self.failed = true;
                 return Err(Errno::ENOSPC);
             }
             let n = tree.get(path);
+            if let Some(n) = n {
+                self.bytes = self
+                    .bytes
+                    .saturating_add(n.value.len() + n.children.len() + path.len());
+                if !unlimited && self.bytes > max_bytes {
+                    self.failed = true;
+                    return Err(Errno::ENOSPC);
+                }
+            }
             self.entries.insert(
                 path.into(),
                 Entry {
                     orig_gen: n.map(|n| n.gen),
                     orig_perms: n.map(|n| n.perms.clone()),
+                    orig: n.cloned(),
                     state: None,
                     fire: None,
                 },
@@ -94,13 +111,26 @@ mod tests {
         let mut tree = Tree::new(0, false);
         tree.put("/a", node());
         let mut t = Txn::default();
-        let g = t.touch(&tree, "/a", false, 10).unwrap().orig_gen;
+        let g = t
+            .touch(&tree, "/a", false, 10, usize::MAX)
+            .unwrap()
+            .orig_gen;
         assert_eq!(g, tree.gen_of("/a"));
-        assert_eq!(t.touch(&tree, "/nope", false, 10).unwrap().orig_gen, None);
+        assert_eq!(
+            t.touch(&tree, "/nope", false, 10, usize::MAX)
+                .unwrap()
+                .orig_gen,
+            None
+        );
         assert!(t.validate(&tree));
         // Touching again keeps the first generation.
         tree.put("/a", node());
-        assert_eq!(t.touch(&tree, "/a", false, 10).unwrap().orig_gen, g);
+        assert_eq!(
+            t.touch(&tree, "/a", false, 10, usize::MAX)
+                .unwrap()
+                .orig_gen,
+            g
+        );
         assert!(!t.validate(&tree));
     }
 
@@ -108,7 +138,7 @@ mod tests {
     fn absent_nodes_conflict_when_created() {
         let mut tree = Tree::new(0, false);
         let mut t = Txn::default();
-        t.touch(&tree, "/x", false, 10).unwrap();
+        t.touch(&tree, "/x", false, 10, usize::MAX).unwrap();
         tree.put("/x", node());
         assert!(!t.validate(&tree));
     }
@@ -117,13 +147,16 @@ mod tests {
     fn touch_limit_fails_the_transaction() {
         let tree = Tree::new(0, false);
         let mut t = Txn::default();
-        t.touch(&tree, "/a", false, 1).unwrap();
-        assert_eq!(t.touch(&tree, "/b", false, 1).err(), Some(Errno::ENOSPC));
+        t.touch(&tree, "/a", false, 1, usize::MAX).unwrap();
+        assert_eq!(
+            t.touch(&tree, "/b", false, 1, usize::MAX).err(),
+            Some(Errno::ENOSPC)
+        );
         assert!(t.failed);
         // Privileged callers are not limited.
         let mut t = Txn::default();
-        t.touch(&tree, "/a", true, 1).unwrap();
-        t.touch(&tree, "/b", true, 1).unwrap();
+        t.touch(&tree, "/a", true, 1, usize::MAX).unwrap();
+        t.touch(&tree, "/b", true, 1, usize::MAX).unwrap();
         assert!(!t.failed);
     }
 }
