@@ -126,7 +126,9 @@ pub enum Mutation {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Effect {
     /// `XS_INTRODUCE`: map the domain's ring at `gfn`, bind `port`, then
-    /// [`Store::connect`] it (or rebind the port if already connected).
+    /// [`Store::connect`] it. If the domain is already connected, rebind
+    /// the port and reset the ring indices: the store has already dropped
+    /// that connection's watches, transactions and queued output.
     Introduce {
         /// The domain.
         domid: DomId,
@@ -1163,6 +1165,24 @@ impl Store {
             return Err(Errno::EINVAL);
         }
         let port = u32::try_from(port).map_err(|_| Errno::EINVAL)?;
+        if domid != DomId::DOM0 {
+            // `domain_conn_reset`: a (re-)introduced domain starts clean.
+            let conns: Vec<ConnId> = self
+                .conns
+                .iter()
+                .filter(|(_, c)| c.domid == domid)
+                .map(|(id, _)| *id)
+                .collect();
+            for c in conns {
+                self.reset_watches(c);
+                if let Some(x) = self.conns.get_mut(&c) {
+                    x.out.clear();
+                    x.out_bytes = 0;
+                    x.replies = 0;
+                    x.pending_events.clear();
+                }
+            }
+        }
         let d = self.domains.entry(domid).or_default();
         let fresh = !d.introduced;
         d.introduced = true;

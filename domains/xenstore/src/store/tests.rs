@@ -887,3 +887,18 @@ fn transaction_reads_are_repeatable() {
     assert_eq!(t.read(c0, tx, "/r").unwrap(), b"0", "as C xenstored");
     assert_eq!(t.end(c0, tx, true), Err(Errno::EAGAIN));
 }
+
+#[test]
+fn reintroduce_resets_the_domain_connection() {
+    let mut t = T::new();
+    let c0 = t.dom0();
+    let g = t.guest(6);
+    t.two(g, XsOp::Watch, "x", "t").unwrap();
+    let tx = t.start(g);
+    t.write(c0, 0, "/local/domain/6/x", b"queued").unwrap();
+    assert!(t.s.has_output(g));
+    t.req(c0, XsOp::Introduce, 0, b"6\0101\x005\0").unwrap();
+    assert!(!t.s.has_output(g));
+    assert_eq!(t.s.stats().watches, 0);
+    assert_eq!(t.end(g, tx, true), Err(Errno::ENOENT));
+}
