@@ -897,7 +897,7 @@ fn reintroduce_resets_the_domain_connection() {
     let tx = t.start(g);
     t.write(c0, 0, "/local/domain/6/x", b"queued").unwrap();
     assert!(t.s.has_output(g));
-    t.req(c0, XsOp::Introduce, 0, b"6\0101\x005\0").unwrap();
+    t.req(c0, XsOp::Introduce, 0, b"6\x00101\x005\x00").unwrap();
     assert!(!t.s.has_output(g));
     assert_eq!(t.s.stats().watches, 0);
     assert_eq!(t.end(g, tx, true), Err(Errno::ENOENT));
