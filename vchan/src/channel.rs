@@ -591,12 +591,14 @@ impl<'p, P: GrantTable + EventChannel + Clock> Vchan<'p, P> {
             return Err(Error::WouldBlock);
         }
         if !self.spin_now.is_zero() {
-            let deadline = self.plat.now() + self.spin_now;
+            let deadline = self.plat.now().saturating_add(self.spin_now);
             loop {
                 for _ in 0..32 {
                     if let Some(t) = step(self, false)? {
-                        self.spin_now =
-                            (self.spin_now * 2 + Duration::from_micros(1)).min(self.spin);
+                        let grown = self.spin_now.saturating_mul(2);
+                        self.spin_now = grown
+                            .saturating_add(Duration::from_micros(1))
+                            .min(self.spin);
                         return Ok(t);
                     }
                     core::hint::spin_loop();

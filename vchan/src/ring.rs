@@ -459,7 +459,7 @@ impl Endpoint {
         min: usize,
         arm: bool,
     ) -> Result<Result<(usize, Kick), Stall>, RingError> {
-        let min = min.max(1) as u32;
+        let min = u32::try_from(min.max(1)).unwrap_or(u32::MAX);
         let mut ready = self.data_ready(page)?;
         if ready < min && arm {
             ready = self.arm_data_ready(page)?;
@@ -492,7 +492,7 @@ impl Endpoint {
         if self.peer_state(page) == PeerState::Closed {
             return Ok(Err(Stall::PeerClosed));
         }
-        let min = min.max(1) as u32;
+        let min = u32::try_from(min.max(1)).unwrap_or(u32::MAX);
         let mut space = self.buffer_space(page)?;
         if space < min && arm {
             space = self.arm_buffer_space(page)?;
