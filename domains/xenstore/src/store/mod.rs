@@ -486,6 +486,33 @@ fn atoi(s: &[u8]) -> u64 {
     n
 }
 
+/// `(unsigned)atoi(s)` as glibc computes it: blanks, a sign, digits
+/// (saturating like `strtol`), then truncated to `int` and read unsigned.
+fn c_atoi(s: &[u8]) -> u32 {
+    let mut i = 0;
+    while i < s.len() && matches!(s[i], b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r') {
+        i += 1;
+    }
+    let neg = match s.get(i) {
+        Some(b'-') => {
+            i += 1;
+            true
+        }
+        Some(b'+') => {
+            i += 1;
+            false
+        }
+        _ => false,
+    };
+    let mut v: i128 = 0;
+    for &c in s[i..].iter().take_while(|c| c.is_ascii_digit()) {
+        v = (v * 10 + i128::from(c - b'0')).min(i128::from(i64::MAX) + 1);
+    }
+    let v = if neg { -v } else { v };
+    let long = v.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64;
+    long as i32 as u32
+}
+
 /// A domid argument that must name an ordinary domain.
 fn domid_arg(s: &[u8]) -> Result<DomId, Errno> {
     if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
@@ -773,8 +800,8 @@ impl Store {
             SetTarget => return self.do_set_target(p),
             IsDomainIntroduced => {
                 let s = onearg(p)?;
-                let d = atoi(s);
-                let yes = d == u64::from(DomId::SELF.0)
+                let d = c_atoi(s);
+                let yes = d == u32::from(DomId::SELF.0)
                     || u16::try_from(d)
                         .ok()
                         .and_then(|d| self.domains.get(&DomId(d)))
@@ -787,7 +814,7 @@ impl Store {
             }
             GetDomainPath => {
                 let s = onearg(p)?;
-                return Ok(cstr(&format!("/local/domain/{}", atoi(s))));
+                return Ok(cstr(&format!("/local/domain/{}", c_atoi(s))));
             }
             ResetWatches => {
                 self.reset_watches(conn);
@@ -879,7 +906,7 @@ impl Store {
                 }
                 let a = strings(p, 2);
                 let name = path::canonical(domid, a[0], maxrel)?;
-                let off = usize::try_from(atoi(a[1])).unwrap_or(usize::MAX);
+                let off = usize::try_from(c_atoi(a[1])).unwrap_or(usize::MAX);
                 let n = cx.node(&name, R)?;
                 Ok(directory_part(n, off))
             }
@@ -1160,11 +1187,10 @@ impl Store {
         }
         let domid = domid_arg(a[0])?;
         let gfn = atoi(a[1]);
-        let port = atoi(a[2]);
+        let port = c_atoi(a[2]);
         if port == 0 {
             return Err(Errno::EINVAL);
         }
-        let port = u32::try_from(port).map_err(|_| Errno::EINVAL)?;
         if domid != DomId::DOM0 {
             // `domain_conn_reset`: a (re-)introduced domain starts clean.
             let conns: Vec<ConnId> = self
@@ -1199,7 +1225,7 @@ impl Store {
 
     fn introduced_arg(&self, p: &[u8]) -> Result<DomId, Errno> {
         let s = onearg(p)?;
-        let d = atoi(s);
+        let d = c_atoi(s);
         if d == 0 {
             return Err(Errno::EINVAL);
         }
@@ -1644,3 +1670,19 @@ fn directory_part(n: &Node, off: usize) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod atoi_tests {
+    use super::c_atoi;
+
+    #[test]
+    fn like_glibc() {
+        assert_eq!(c_atoi(b"12"), 12);
+        assert_eq!(c_atoi(b" +7x"), 7);
+        assert_eq!(c_atoi(b"abc"), 0);
+        assert_eq!(c_atoi(b"-1"), u32::MAX);
+        assert_eq!(c_atoi(b"4294967296"), 0);
+        assert_eq!(c_atoi(b"99999999999999999999999"), u32::MAX);
+        assert_eq!(c_atoi(b"-99999999999999999999999"), 0);
+    }
+}
