@@ -19,7 +19,10 @@
 //! ```
 //!
 //! * Replies echo `req_id` and `tx_id`; watch events are queued to the
-//!   watching connections (`req_id` 0, `tx_id` 0). Output stays in the
+//!   watching connections (`req_id` 0, `tx_id` 0), before the reply of the
+//!   request that fired them (the first event of a new watch comes after
+//!   its reply), and an event identical to one still queued is merged into
+//!   it, all as C xenstored does. Output stays in the
 //!   store until [`Store::pop`]: unread replies count against the
 //!   outstanding-request quota ([`Store::can_accept`] turns false, and
 //!   [`Store::handle`] answers [`HandleError::Busy`]), unread events
@@ -36,7 +39,13 @@
 //! Semantics follow C xenstored 4.17 (`tools/xenstore`): permission
 //! checks and the errno a denied caller sees, implicit parent creation
 //! with inherited permissions, watch firing rules, special watches,
-//! quotas and their dom0 exemption, the transaction conflict rule.
+//! quotas and their dom0 exemption, the transaction conflict rule and
+//! repeatable reads inside a transaction, `XS_INTRODUCE` resetting a
+//! connected domain, glibc `atoi` on numeric arguments. A differential
+//! test (`differential_against_c_xenstored`, ignored unless
+//! `XS_REF_SOCKET` is set) checks ~140 requests byte for byte against the
+//! reference daemon. Malformed single-argument requests get `EINVAL`
+//! where C answers with whatever `errno` was left over.
 //! Departures: domain-owned nodes are deleted and ACL entries naming a
 //! domain are dropped at `XS_RELEASE` (C uses domain generations for the
 //! latter); a transaction that hit a quota fails with `ENOSPC` at commit
