@@ -146,6 +146,27 @@ fn test(args: TestArgs) -> Result<()> {
             nostd.args(["-p", krate]);
         }
         step("no_std cores for x86_64-unknown-none", nostd)?;
+
+        // The unikernel and its images, as they are built for Xen.
+        let mut images = cargo();
+        images.args([
+            "clippy",
+            "--target",
+            "x86_64-unknown-none",
+            "--release",
+            "--config",
+            "profile.release.panic=\"abort\"",
+            "-p",
+            "windsor-unikernel",
+        ]);
+        for name in unikernel_images()? {
+            images.args(["-p", &name]);
+        }
+        images.args(["--", "-D", "warnings"]);
+        step(
+            "clippy of the unikernel images (x86_64-unknown-none)",
+            images,
+        )?;
     }
 
     let mut tests = cargo();
@@ -165,6 +186,26 @@ fn test(args: TestArgs) -> Result<()> {
     }
     eprintln!("\nall checks passed in {:.0} s", t.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// Package names of the images under `unikernel/images/`.
+fn unikernel_images() -> Result<Vec<String>> {
+    let dir = xen_boot::workspace_root().join("unikernel/images");
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))? {
+        let manifest = entry?.path().join("Cargo.toml");
+        let Ok(text) = std::fs::read_to_string(&manifest) else {
+            continue;
+        };
+        let name = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("name = \""))
+            .and_then(|rest| rest.strip_suffix('"'))
+            .with_context(|| format!("no package name in {}", manifest.display()))?;
+        names.push(name.to_string());
+    }
+    names.sort();
+    Ok(names)
 }
 
 fn bench(args: BenchArgs) -> Result<()> {
