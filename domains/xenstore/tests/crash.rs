@@ -21,7 +21,8 @@ fn kill_9_loses_no_acknowledged_write() {
     let mut pending: Vec<(String, String)> = Vec::new();
     let mut seed = 0x2545_f491u32;
     for cycle in 0..CYCLES {
-        let d = Daemon::start(&dir.0);
+        // Small snapshot interval: kills also land during log rotation.
+        let d = Daemon::start_with(&dir.0, &["--snapshot-every", "25"]);
         // Everything acknowledged before the last kill must be there.
         let mut check = Conn::open(&d.socket);
         for (k, v) in &pending {

@@ -22,6 +22,9 @@ struct Args {
     /// Take a snapshot (and start a new log segment) after this many logged mutations.
     #[arg(long, default_value_t = 200_000)]
     snapshot_every: u64,
+    /// Threads flushing the log concurrently (group commit pipelining).
+    #[arg(long, default_value_t = windsor_xenstore::persist::DEFAULT_WRITERS)]
+    commit_threads: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -44,6 +47,7 @@ fn main() -> anyhow::Result<()> {
         socket: args.socket.clone(),
         data_dir: args.data_dir.clone(),
         snapshot_every: args.snapshot_every,
+        commit_threads: args.commit_threads,
     };
     let mut daemon =
         Daemon::bind(config).with_context(|| format!("starting on {}", args.socket.display()))?;

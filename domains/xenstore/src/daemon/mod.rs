@@ -10,7 +10,7 @@
 //! ```
 //!
 //! One thread owns the store and every connection; it never blocks on disk.
-//! A request that changed the store appends a journal record
+//! A request that changed the store appends a log record
 //! ([`records`](crate::persist::records)) and every message it produced (the reply,
 //! watch events to other connections) waits in its connection's queue until
 //! the commit thread reports that record durable. One commit covers every
@@ -80,8 +80,10 @@ pub struct Config {
     pub socket: PathBuf,
     /// Directory for the log and snapshots.
     pub data_dir: PathBuf,
-    /// Take a snapshot after this many journal records.
+    /// Take a snapshot after this many log records.
     pub snapshot_every: u64,
+    /// Commit threads writing the log concurrently.
+    pub commit_threads: usize,
 }
 
 struct Out {
@@ -137,7 +139,7 @@ impl Daemon {
         let notify = Box::new(move |_lsn: Lsn| {
             let _ = waker.wake();
         });
-        let (log, recovered) = Log::open(&config.data_dir, notify)?;
+        let (log, recovered) = Log::open(&config.data_dir, config.commit_threads, notify)?;
         let mut engine = Engine::new();
         let replayed = recovered.records.len();
         engine.recover(&recovered)?;
