@@ -5,7 +5,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{run, Daemon, TempDir};
+use common::{require, run, Daemon, TempDir};
 
 const SCRIPT: &str = r#"
 import sys
@@ -58,6 +58,7 @@ print("pyxs ok")
 
 #[test]
 fn pyxs_client() {
+    require("python3", "python3 and the pyxs module (pip install pyxs)");
     let dir = TempDir::new("pyxs");
     let d = Daemon::start(&dir.0);
     let (good, out, err) = run(

@@ -134,6 +134,7 @@ pub fn ref_tool() -> PathBuf {
 impl RefDaemon {
     pub fn start(kind: &str) -> Self {
         require("/usr/lib/xen-4.17/bin/xenstored", "xen-utils-4.17");
+        require("gcc", "gcc (start.sh builds its shim)");
         let tool = ref_tool();
         assert!(
             tool.exists(),
