@@ -1,6 +1,33 @@
-//! The lifecycle API.
+//! The lifecycle API: XenAPI over XML-RPC and JSON-RPC, and a Rust client.
 //!
-//! This crate will own the XenAPI-compatible object model, XML-RPC at `/`
-//! and JSON-RPC at `/jsonrpc`, XAPI's error codes, and the Rust client
-//! library the `windsor` command line uses.
+//! Layers, bottom up:
+//! * [`value`] — the XenAPI value tree both wires share.
+//! * [`xmlrpc`], [`jsonrpc`] — the codecs (XML-RPC at `/`, JSON-RPC 1.0 and
+//!   2.0 at `/jsonrpc`), compact output, XAPI's response envelopes.
+//! * [`error`] — XenAPI errors (`[code, params…]`): the only place in
+//!   Windsor where XAPI's error codes are spelled for clients.
+//! * [`model`] — classes, fields and XAPI's defaults.
+//! * [`call`] — the call table: method + params → the toolstack's
+//!   [`Action`](windsor_toolstack::action::Action), typed reply → value.
+//! * [`auth`] — hashed credentials and the session table.
+//! * [`backend`] — the seam to the toolstack ([`backend::Backend`]) and an
+//!   in-memory stand-in for tests.
+//! * [`server`] — the dispatcher ([`server::Api`]) and the HTTP server
+//!   ([`server::Server`]) on TCP and a Unix socket.
+//! * [`client`] — the Rust client the `windsor` command line uses.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod auth;
+pub mod backend;
+pub mod call;
+pub mod client;
+pub mod error;
+pub mod jsonrpc;
+pub mod model;
+pub mod server;
+pub mod value;
+pub mod xmlrpc;
+
+pub use error::{ApiError, WireError};
+pub use value::Value;

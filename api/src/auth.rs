@@ -1,0 +1,371 @@
+//! Credentials and sessions.
+//!
+//! [`Credentials`] hold one Argon2id hash (PHC string) per user, persisted
+//! in the data directory as `api-credentials` (`user:hash` lines). At first
+//! start the `root` password comes from `WINDSOR_ROOT_PASSWORD` when set,
+//! otherwise it is generated and handed back once so the caller can print it.
+//!
+//! [`Sessions`] is XAPI's session table: `session.login_with_password`
+//! creates an `OpaqueRef:<uuid>`; every call refreshes its idle timer; at
+//! the session limit the least recently used session is dropped (XAPI also
+//! destroys the oldest sessions rather than refusing a login). Time is passed
+//! in, so the table is tested without sleeping.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+
+use crate::error::{codes, ApiError};
+
+/// The name of the credentials file inside the data directory.
+pub const CREDENTIALS_FILE: &str = "api-credentials";
+/// The environment variable that sets `root`'s initial password.
+pub const ROOT_PASSWORD_ENV: &str = "WINDSOR_ROOT_PASSWORD";
+/// The administrator's user name.
+pub const ROOT_USER: &str = "root";
+
+/// Errors loading or storing credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// The credentials file could not be read or written.
+    #[error("credentials file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A line of the credentials file is not `user:phc-hash`.
+    #[error("credentials file {path}: line {line} is not `user:hash`")]
+    BadLine {
+        /// The file.
+        path: PathBuf,
+        /// The 1-based line number.
+        line: usize,
+    },
+    /// The password could not be hashed.
+    #[error("hashing a password: {0}")]
+    Hash(String),
+}
+
+/// How expensive new hashes are. Verification reads the parameters from the
+/// stored hash, so a file written with either strength keeps working.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashStrength {
+    /// Argon2id with the crate's recommended parameters (19 MiB, 2 passes).
+    Default,
+    /// Argon2id at the minimum cost, for tests only.
+    TestOnlyWeak,
+}
+
+fn hasher(strength: HashStrength) -> Argon2<'static> {
+    match strength {
+        HashStrength::Default => Argon2::default(),
+        HashStrength::TestOnlyWeak => Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(Params::MIN_M_COST.max(8), 1, 1, None).expect("valid minimum params"),
+        ),
+    }
+}
+
+/// Hashes a password into a PHC string.
+pub fn hash_password(password: &str, strength: HashStrength) -> Result<String, AuthError> {
+    let salt = SaltString::encode_b64(uuid::Uuid::new_v4().as_bytes())
+        .map_err(|e| AuthError::Hash(e.to_string()))?;
+    hasher(strength)
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| AuthError::Hash(e.to_string()))
+}
+
+/// User names and their password hashes.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    users: BTreeMap<String, String>,
+}
+
+/// What [`Credentials::load_or_init`] found or made.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The credentials.
+    pub credentials: Credentials,
+    /// The generated `root` password, when one was made just now: print it
+    /// once, it is not stored anywhere in clear.
+    pub generated_password: Option<String>,
+}
+
+impl Credentials {
+    /// Credentials with one user.
+    pub fn single(user: &str, password: &str, strength: HashStrength) -> Result<Self, AuthError> {
+        let mut users = BTreeMap::new();
+        users.insert(user.to_owned(), hash_password(password, strength)?);
+        Ok(Credentials { users })
+    }
+
+    /// Loads `DIR/api-credentials`, or creates it with user `root`: the
+    /// password is `root_password` (normally `WINDSOR_ROOT_PASSWORD`) or a
+    /// generated one, returned in [`Loaded::generated_password`].
+    pub fn load_or_init(
+        data_dir: &Path,
+        root_password: Option<&str>,
+        strength: HashStrength,
+    ) -> Result<Loaded, AuthError> {
+        let path = data_dir.join(CREDENTIALS_FILE);
+        let io = |source| AuthError::Io {
+            path: path.clone(),
+            source,
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let mut users = BTreeMap::new();
+                for (i, line) in text.lines().enumerate() {
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    let (user, hash) = line.split_once(':').ok_or(AuthError::BadLine {
+                        path: path.clone(),
+                        line: i + 1,
+                    })?;
+                    PasswordHash::new(hash).map_err(|_| AuthError::BadLine {
+                        path: path.clone(),
+                        line: i + 1,
+                    })?;
+                    users.insert(user.to_owned(), hash.to_owned());
+                }
+                Ok(Loaded {
+                    credentials: Credentials { users },
+                    generated_password: None,
+                })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let (password, generated) = match root_password {
+                    Some(p) => (p.to_owned(), None),
+                    None => {
+                        let p = uuid::Uuid::new_v4().simple().to_string();
+                        (p.clone(), Some(p))
+                    }
+                };
+                let credentials = Credentials::single(ROOT_USER, &password, strength)?;
+                std::fs::create_dir_all(data_dir).map_err(io)?;
+                let mut text = String::new();
+                for (u, h) in &credentials.users {
+                    text.push_str(&format!("{u}:{h}\n"));
+                }
+                let tmp = path.with_extension("tmp");
+                std::fs::write(&tmp, text).map_err(io)?;
+                std::fs::rename(&tmp, &path).map_err(io)?;
+                Ok(Loaded {
+                    credentials,
+                    generated_password: generated,
+                })
+            }
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    /// Whether `password` is `user`'s.
+    pub fn verify(&self, user: &str, password: &str) -> bool {
+        let Some(hash) = self.users.get(user) else {
+            return false;
+        };
+        let Ok(parsed) = PasswordHash::new(hash) else {
+            return false;
+        };
+        Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    }
+}
+
+/// One logged-in session.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// Who logged in.
+    pub user: String,
+    /// The `originator` the client gave (may be empty).
+    pub originator: String,
+    /// When the session was last used.
+    pub last_used: Instant,
+}
+
+/// The session table.
+#[derive(Debug)]
+pub struct Sessions {
+    limit: usize,
+    idle_timeout: Duration,
+    table: Mutex<HashMap<String, Session>>,
+}
+
+impl Sessions {
+    /// A table holding at most `limit` sessions, each dropped after
+    /// `idle_timeout` without a call.
+    pub fn new(limit: usize, idle_timeout: Duration) -> Sessions {
+        Sessions {
+            limit: limit.max(1),
+            idle_timeout,
+            table: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Opens a session and returns its reference.
+    pub fn open(&self, user: &str, originator: &str, now: Instant) -> String {
+        let mut t = self.lock();
+        let idle = self.idle_timeout;
+        t.retain(|_, s| now.saturating_duration_since(s.last_used) < idle);
+        while t.len() >= self.limit {
+            let oldest = t
+                .iter()
+                .min_by_key(|(_, s)| s.last_used)
+                .map(|(r, _)| r.clone());
+            match oldest {
+                Some(r) => {
+                    tracing::info!(session = %r, "session limit reached: dropping the least recently used session");
+                    t.remove(&r);
+                }
+                None => break,
+            }
+        }
+        let r = format!("OpaqueRef:{}", uuid::Uuid::new_v4());
+        t.insert(
+            r.clone(),
+            Session {
+                user: user.to_owned(),
+                originator: originator.to_owned(),
+                last_used: now,
+            },
+        );
+        r
+    }
+
+    /// Checks a session and refreshes its idle timer.
+    pub fn check(&self, session: &str, now: Instant) -> Result<(), ApiError> {
+        let mut t = self.lock();
+        match t.get_mut(session) {
+            Some(s) if now.saturating_duration_since(s.last_used) < self.idle_timeout => {
+                s.last_used = now;
+                Ok(())
+            }
+            Some(_) => {
+                t.remove(session);
+                Err(ApiError::session_invalid(session))
+            }
+            None => Err(ApiError::session_invalid(session)),
+        }
+    }
+
+    /// Closes a session.
+    pub fn close(&self, session: &str) -> Result<(), ApiError> {
+        match self.lock().remove(session) {
+            Some(_) => Ok(()),
+            None => Err(ApiError::session_invalid(session)),
+        }
+    }
+
+    /// The record of a session.
+    pub fn get(&self, session: &str) -> Option<Session> {
+        self.lock().get(session).cloned()
+    }
+
+    /// How many sessions are open (expired ones included until swept).
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no session is open.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// `SESSION_AUTHENTICATION_FAILED(user, message)`.
+pub fn authentication_failed(user: &str) -> ApiError {
+    ApiError::new(
+        codes::SESSION_AUTHENTICATION_FAILED,
+        [user, "Authentication failure"],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_verify_and_are_salted() {
+        let c = Credentials::single("root", "pw", HashStrength::TestOnlyWeak).unwrap();
+        assert!(c.verify("root", "pw"));
+        assert!(!c.verify("root", "pw2"));
+        assert!(!c.verify("bob", "pw"));
+        let a = hash_password("pw", HashStrength::TestOnlyWeak).unwrap();
+        let b = hash_password("pw", HashStrength::TestOnlyWeak).unwrap();
+        assert_ne!(a, b);
+        assert!(a.starts_with("$argon2id$"));
+    }
+
+    #[test]
+    fn first_start_generates_then_keeps() {
+        let dir = tempfile::tempdir().unwrap();
+        let first =
+            Credentials::load_or_init(dir.path(), None, HashStrength::TestOnlyWeak).unwrap();
+        let pw = first.generated_password.expect("generated at first start");
+        let text = std::fs::read_to_string(dir.path().join(CREDENTIALS_FILE)).unwrap();
+        assert!(!text.contains(&pw), "the password is stored hashed");
+        let again =
+            Credentials::load_or_init(dir.path(), Some("other"), HashStrength::TestOnlyWeak)
+                .unwrap();
+        assert!(again.generated_password.is_none());
+        assert!(again.credentials.verify("root", &pw));
+        assert!(!again.credentials.verify("root", "other"));
+    }
+
+    #[test]
+    fn env_password_is_used_at_first_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Credentials::load_or_init(dir.path(), Some("s3cret"), HashStrength::TestOnlyWeak)
+            .unwrap();
+        assert!(l.generated_password.is_none());
+        assert!(l.credentials.verify("root", "s3cret"));
+        std::fs::write(dir.path().join(CREDENTIALS_FILE), "garbage\n").unwrap();
+        assert!(matches!(
+            Credentials::load_or_init(dir.path(), None, HashStrength::TestOnlyWeak),
+            Err(AuthError::BadLine { line: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn sessions_expire_and_are_bounded() {
+        let t0 = Instant::now();
+        let s = Sessions::new(2, Duration::from_secs(10));
+        let a = s.open("root", "", t0);
+        assert!(a.starts_with("OpaqueRef:"));
+        s.check(&a, t0 + Duration::from_secs(9)).unwrap();
+        // The check refreshed the timer.
+        s.check(&a, t0 + Duration::from_secs(18)).unwrap();
+        let e = s.check(&a, t0 + Duration::from_secs(29)).unwrap_err();
+        assert_eq!(e, ApiError::session_invalid(&a));
+        assert!(s.is_empty());
+
+        let b = s.open("root", "x", t0);
+        let c = s.open("root", "y", t0 + Duration::from_secs(1));
+        s.check(&b, t0 + Duration::from_secs(2)).unwrap();
+        let d = s.open("root", "z", t0 + Duration::from_secs(3));
+        assert_eq!(s.len(), 2);
+        assert!(
+            s.check(&c, t0 + Duration::from_secs(3)).is_err(),
+            "LRU dropped"
+        );
+        s.check(&b, t0 + Duration::from_secs(3)).unwrap();
+        s.check(&d, t0 + Duration::from_secs(3)).unwrap();
+        s.close(&d).unwrap();
+        assert!(s.close(&d).is_err());
+        assert!(s.check("bogus", t0).is_err());
+    }
+}

@@ -1,0 +1,734 @@
+//! The seam to the toolstack, and an in-memory stand-in for tests.
+//!
+//! The server hands every parsed [`Action`] to a [`Backend`]; in Windsor
+//! that is the toolstack service (`Toolstack::handle`). [`MemoryBackend`]
+//! implements the same contract over records in memory (power-state rules,
+//! XAPI errors, the event sequence) so the API and its real-client tests run
+//! without a hypervisor. It holds no devices and boots nothing: it is a test
+//! double, not a toolstack.
+
+use std::collections::BTreeMap;
+use std::sync::{Condvar, Mutex};
+use std::time::Instant;
+
+use windsor_toolstack::action::{
+    ref_of, Action, ActionError, ActionResult, Class, Event, EventBatch, EventOp, HostRecord,
+    NetworkRecord, NewRecord, PoolRecord, PowerState, Record, Reply, SrRecord, VmRecord,
+};
+
+/// What the API server needs from the toolstack.
+pub trait Backend: Send + Sync + 'static {
+    /// Performs one action; may block (clean shutdown, `event.from`).
+    fn handle(&self, action: Action) -> ActionResult;
+}
+
+/// Events kept for `event.from`; older tokens get `EVENTS_LOST`.
+const EVENT_HISTORY: usize = 10_000;
+
+#[derive(Default)]
+struct State {
+    objects: BTreeMap<Class, BTreeMap<String, Record>>,
+    events: Vec<Event>,
+    counter: u64,
+    next_domid: i64,
+}
+
+/// An in-memory backend with XAPI's lifecycle rules (see the module doc).
+pub struct MemoryBackend {
+    state: Mutex<State>,
+    changed: Condvar,
+    host: String,
+}
+
+impl Default for MemoryBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn uuid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn set_uuid(r: &mut Record, u: &str) {
+    match r {
+        Record::Vm(x) => x.uuid = u.into(),
+        Record::Host(x) => x.uuid = u.into(),
+        Record::Pool(x) => x.uuid = u.into(),
+        Record::Network(x) => x.uuid = u.into(),
+        Record::Sr(x) => x.uuid = u.into(),
+        Record::Vdi(x) => x.uuid = u.into(),
+        Record::Vif(x) => x.uuid = u.into(),
+        Record::Vbd(x) => x.uuid = u.into(),
+    }
+}
+
+fn other_config(r: &mut Record) -> &mut BTreeMap<String, String> {
+    match r {
+        Record::Vm(x) => &mut x.other_config,
+        Record::Host(x) => &mut x.other_config,
+        Record::Pool(x) => &mut x.other_config,
+        Record::Network(x) => &mut x.other_config,
+        Record::Sr(x) => &mut x.other_config,
+        Record::Vdi(x) => &mut x.other_config,
+        Record::Vif(x) => &mut x.other_config,
+        Record::Vbd(x) => &mut x.other_config,
+    }
+}
+
+fn bad_state(vm: &str, expected: PowerState, actual: PowerState) -> ActionError {
+    ActionError::VmBadPowerState {
+        vm: vm.to_owned(),
+        expected,
+        actual,
+    }
+}
+
+impl MemoryBackend {
+    /// A backend holding one pool, one host, one SR, one network and the
+    /// `Windsor fuzz-target` template.
+    pub fn new() -> MemoryBackend {
+        // The counter starts at 1: token 0 means "from the start".
+        let mut st = State {
+            next_domid: 1,
+            counter: 1,
+            ..State::default()
+        };
+        let host_uuid = uuid();
+        let host = ref_of(&host_uuid);
+        let mut insert = |rec: Record| {
+            let u = rec.uuid().to_owned();
+            st.objects
+                .entry(rec.class())
+                .or_default()
+                .insert(ref_of(&u), rec);
+        };
+        insert(Record::Host(HostRecord {
+            uuid: host_uuid.clone(),
+            name_label: "windsor".into(),
+            hostname: "windsor".into(),
+            address: "127.0.0.1".into(),
+            ..HostRecord::default()
+        }));
+        let sr = uuid();
+        insert(Record::Sr(SrRecord {
+            uuid: sr.clone(),
+            name_label: "Local storage".into(),
+            ..SrRecord::default()
+        }));
+        insert(Record::Pool(PoolRecord {
+            uuid: uuid(),
+            name_label: String::new(),
+            master: host.clone(),
+            default_SR: ref_of(&sr),
+            ..PoolRecord::default()
+        }));
+        insert(Record::Network(NetworkRecord {
+            uuid: uuid(),
+            name_label: "Pool-wide network".into(),
+            bridge: "xenbr0".into(),
+            ..NetworkRecord::default()
+        }));
+        insert(Record::Vm(VmRecord {
+            uuid: uuid(),
+            name_label: "Windsor fuzz-target".into(),
+            is_a_template: true,
+            is_default_template: true,
+            PV_kernel: "fuzz-target".into(),
+            memory_static_max: 16 << 20,
+            memory_dynamic_max: 16 << 20,
+            memory_dynamic_min: 16 << 20,
+            memory_target: 16 << 20,
+            ..VmRecord::default()
+        }));
+        MemoryBackend {
+            state: Mutex::new(st),
+            changed: Condvar::new(),
+            host,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn record_event(&self, st: &mut State, class: Class, r: &str, op: EventOp) {
+        st.counter += 1;
+        let snapshot = st.objects.get(&class).and_then(|m| m.get(r)).cloned();
+        st.events.push(Event {
+            id: st.counter,
+            class,
+            operation: op,
+            r: r.to_owned(),
+            snapshot: if op == EventOp::Del { None } else { snapshot },
+        });
+        if st.events.len() > EVENT_HISTORY {
+            let drop = st.events.len() - EVENT_HISTORY;
+            st.events.drain(..drop);
+        }
+        self.changed.notify_all();
+    }
+
+    fn vm_mut<'a>(st: &'a mut State, vm: &str) -> Result<&'a mut VmRecord, ActionError> {
+        match st.objects.get_mut(&Class::Vm).and_then(|m| m.get_mut(vm)) {
+            Some(Record::Vm(v)) => Ok(v),
+            _ => Err(ActionError::HandleInvalid {
+                class: Class::Vm,
+                r: vm.to_owned(),
+            }),
+        }
+    }
+
+    /// Moves `vm` from one of `from` to `to`, as a power operation named `op`.
+    fn transition(&self, vm: &str, from: &[PowerState], to: PowerState, op: &str) -> ActionResult {
+        let mut st = self.lock();
+        let domid = st.next_domid;
+        let host = self.host.clone();
+        let v = Self::vm_mut(&mut st, vm)?;
+        if v.is_a_template {
+            return Err(ActionError::VmIsTemplate {
+                vm: vm.to_owned(),
+                op: op.to_owned(),
+            });
+        }
+        if !from.contains(&v.power_state) {
+            return Err(bad_state(vm, from[0], v.power_state));
+        }
+        let had_domain = matches!(v.power_state, PowerState::Running | PowerState::Paused);
+        let fresh_domain = matches!(op, "start" | "resume" | "clean_reboot" | "hard_reboot");
+        v.power_state = to;
+        let mut used_domid = false;
+        match to {
+            PowerState::Running | PowerState::Paused => {
+                if fresh_domain || !had_domain {
+                    v.domid = domid;
+                    used_domid = true;
+                }
+                v.resident_on = host;
+            }
+            PowerState::Halted | PowerState::Suspended => {
+                v.domid = -1;
+                v.resident_on = windsor_toolstack::action::NULL_REF.into();
+            }
+        }
+        if used_domid {
+            st.next_domid += 1;
+        }
+        self.record_event(&mut st, Class::Vm, vm, EventOp::Mod);
+        Ok(Reply::Unit)
+    }
+
+    fn get(&self, class: Class, r: &str) -> Result<Record, ActionError> {
+        self.lock()
+            .objects
+            .get(&class)
+            .and_then(|m| m.get(r))
+            .cloned()
+            .ok_or_else(|| ActionError::HandleInvalid {
+                class,
+                r: r.to_owned(),
+            })
+    }
+
+    fn modify(
+        &self,
+        class: Class,
+        r: &str,
+        f: impl FnOnce(&mut Record) -> Result<(), ActionError>,
+    ) -> ActionResult {
+        let mut st = self.lock();
+        let rec = st
+            .objects
+            .get_mut(&class)
+            .and_then(|m| m.get_mut(r))
+            .ok_or_else(|| ActionError::HandleInvalid {
+                class,
+                r: r.to_owned(),
+            })?;
+        f(rec)?;
+        self.record_event(&mut st, class, r, EventOp::Mod);
+        Ok(Reply::Unit)
+    }
+
+    fn modify_vm(
+        &self,
+        vm: &str,
+        f: impl FnOnce(&mut VmRecord) -> Result<(), ActionError>,
+    ) -> ActionResult {
+        self.modify(Class::Vm, vm, |rec| match rec {
+            Record::Vm(v) => f(v),
+            _ => Err(ActionError::internal_msg("not a VM")),
+        })
+    }
+
+    fn event_from(
+        &self,
+        classes: &[String],
+        token: u64,
+        timeout: std::time::Duration,
+    ) -> ActionResult {
+        let wants = |class: Class, r: &str| {
+            classes.iter().any(|c| {
+                if c == "*" {
+                    return true;
+                }
+                match c.split_once('/') {
+                    Some((cl, obj)) => Class::parse(cl) == Some(class) && obj == r,
+                    None => Class::parse(c) == Some(class),
+                }
+            })
+        };
+        let mut st = self.lock();
+        if token == 0 {
+            let mut events = Vec::new();
+            for (class, objs) in &st.objects {
+                for (r, rec) in objs {
+                    if wants(*class, r) {
+                        events.push(Event {
+                            id: st.counter,
+                            class: *class,
+                            operation: EventOp::Add,
+                            r: r.clone(),
+                            snapshot: Some(rec.clone()),
+                        });
+                    }
+                }
+            }
+            return Ok(Reply::Events(EventBatch {
+                events,
+                token: st.counter,
+            }));
+        }
+        if let Some(first) = st.events.first() {
+            if token + 1 < first.id {
+                return Err(ActionError::EventsLost);
+            }
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            // Newest change per object, in sequence order.
+            let mut latest: BTreeMap<(Class, String), Event> = BTreeMap::new();
+            for e in st.events.iter().filter(|e| e.id > token) {
+                if wants(e.class, &e.r) {
+                    latest.insert((e.class, e.r.clone()), e.clone());
+                }
+            }
+            let now = Instant::now();
+            if !latest.is_empty() || now >= deadline {
+                let mut events: Vec<Event> = latest.into_values().collect();
+                events.sort_by_key(|e| e.id);
+                return Ok(Reply::Events(EventBatch {
+                    events,
+                    token: st.counter.max(token),
+                }));
+            }
+            st = self
+                .changed
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+}
+
+trait InternalMsg {
+    fn internal_msg(msg: &str) -> Self;
+}
+
+impl InternalMsg for ActionError {
+    fn internal_msg(msg: &str) -> Self {
+        ActionError::Internal { msg: msg.into() }
+    }
+}
+
+impl Backend for MemoryBackend {
+    fn handle(&self, action: Action) -> ActionResult {
+        use PowerState::*;
+        match action {
+            Action::Create(new) => {
+                let u = uuid();
+                let mut rec = match new {
+                    NewRecord::Vm(mut v) => {
+                        v.power_state = Halted;
+                        v.domid = -1;
+                        Record::Vm(v)
+                    }
+                    NewRecord::Network(n) => Record::Network(n),
+                    NewRecord::Sr(s) => Record::Sr(s),
+                    NewRecord::Vdi(v) => Record::Vdi(v),
+                    NewRecord::Vif(v) => Record::Vif(v),
+                    NewRecord::Vbd(v) => Record::Vbd(v),
+                };
+                set_uuid(&mut rec, &u);
+                let class = rec.class();
+                let r = ref_of(&u);
+                let mut st = self.lock();
+                st.objects.entry(class).or_default().insert(r.clone(), rec);
+                self.record_event(&mut st, class, &r, EventOp::Add);
+                Ok(Reply::Ref(r))
+            }
+            Action::Destroy { class, r } => {
+                let mut st = self.lock();
+                let rec = st
+                    .objects
+                    .get(&class)
+                    .and_then(|m| m.get(&r))
+                    .ok_or_else(|| ActionError::HandleInvalid {
+                        class,
+                        r: r.clone(),
+                    })?;
+                if let Record::Vm(v) = rec {
+                    if !matches!(v.power_state, Halted | Suspended) {
+                        return Err(bad_state(&r, Halted, v.power_state));
+                    }
+                }
+                if matches!(class, Class::Host | Class::Pool) {
+                    return Err(ActionError::MethodUnknown {
+                        method: format!("{}.destroy", class.name()),
+                    });
+                }
+                self.record_event(&mut st, class, &r, EventOp::Del);
+                if let Some(m) = st.objects.get_mut(&class) {
+                    m.remove(&r);
+                }
+                Ok(Reply::Unit)
+            }
+            Action::GetRecord { class, r } => self.get(class, &r).map(Reply::Record),
+            Action::GetAll { class } => Ok(Reply::Refs(
+                self.lock()
+                    .objects
+                    .get(&class)
+                    .map(|m| m.keys().cloned().collect())
+                    .unwrap_or_default(),
+            )),
+            Action::GetAllRecords { class } => Ok(Reply::Records(
+                self.lock()
+                    .objects
+                    .get(&class)
+                    .map(|m| m.iter().map(|(r, v)| (r.clone(), v.clone())).collect())
+                    .unwrap_or_default(),
+            )),
+            Action::GetByUuid { class, uuid } => {
+                let r = ref_of(&uuid);
+                match self.get(class, &r) {
+                    Ok(_) => Ok(Reply::Ref(r)),
+                    Err(_) => Err(ActionError::UuidInvalid { class, uuid }),
+                }
+            }
+            Action::GetByNameLabel { class, label } => Ok(Reply::Refs(
+                self.lock()
+                    .objects
+                    .get(&class)
+                    .map(|m| {
+                        m.iter()
+                            .filter(|(_, rec)| rec.name_label() == Some(label.as_str()))
+                            .map(|(r, _)| r.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            )),
+            Action::SetNameLabel { class, r, value } => self.modify(class, &r, |rec| {
+                match rec {
+                    Record::Vm(x) => x.name_label = value,
+                    Record::Host(x) => x.name_label = value,
+                    Record::Pool(x) => x.name_label = value,
+                    Record::Network(x) => x.name_label = value,
+                    Record::Sr(x) => x.name_label = value,
+                    Record::Vdi(x) => x.name_label = value,
+                    Record::Vif(_) | Record::Vbd(_) => {
+                        return Err(ActionError::internal_msg("no name_label"))
+                    }
+                }
+                Ok(())
+            }),
+            Action::SetNameDescription { class, r, value } => self.modify(class, &r, |rec| {
+                match rec {
+                    Record::Vm(x) => x.name_description = value,
+                    Record::Host(x) => x.name_description = value,
+                    Record::Pool(x) => x.name_description = value,
+                    Record::Network(x) => x.name_description = value,
+                    Record::Sr(x) => x.name_description = value,
+                    Record::Vdi(x) => x.name_description = value,
+                    Record::Vif(_) | Record::Vbd(_) => {
+                        return Err(ActionError::internal_msg("no name_description"))
+                    }
+                }
+                Ok(())
+            }),
+            Action::SetOtherConfig { class, r, value } => self.modify(class, &r, |rec| {
+                *other_config(rec) = value;
+                Ok(())
+            }),
+            Action::AddToOtherConfig {
+                class,
+                r,
+                key,
+                value,
+            } => self.modify(class, &r.clone(), |rec| {
+                let m = other_config(rec);
+                if m.contains_key(&key) {
+                    return Err(ActionError::MapDuplicateKey {
+                        class,
+                        field: "other_config".into(),
+                        r,
+                        key,
+                    });
+                }
+                m.insert(key, value);
+                Ok(())
+            }),
+            Action::RemoveFromOtherConfig { class, r, key } => self.modify(class, &r, |rec| {
+                other_config(rec).remove(&key);
+                Ok(())
+            }),
+            Action::VmClone { vm, new_name } => {
+                let Record::Vm(mut v) = self.get(Class::Vm, &vm)? else {
+                    return Err(ActionError::internal_msg("not a VM"));
+                };
+                if v.power_state != Halted {
+                    return Err(bad_state(&vm, Halted, v.power_state));
+                }
+                v.name_label = new_name;
+                v.is_default_template = false;
+                v.parent = vm;
+                v.VIFs.clear();
+                v.VBDs.clear();
+                self.handle(Action::Create(NewRecord::Vm(v)))
+            }
+            Action::VmProvision { vm } => self.modify_vm(&vm, |v| {
+                v.is_a_template = false;
+                Ok(())
+            }),
+            Action::VmStart {
+                vm, start_paused, ..
+            } => self.transition(
+                &vm,
+                &[Halted],
+                if start_paused { Paused } else { Running },
+                "start",
+            ),
+            Action::VmPause { vm } => self.transition(&vm, &[Running], Paused, "pause"),
+            Action::VmUnpause { vm } => self.transition(&vm, &[Paused], Running, "unpause"),
+            Action::VmCleanShutdown { vm } | Action::VmShutdown { vm } => {
+                self.transition(&vm, &[Running], Halted, "clean_shutdown")
+            }
+            Action::VmHardShutdown { vm } => {
+                self.transition(&vm, &[Running, Paused, Suspended], Halted, "hard_shutdown")
+            }
+            Action::VmCleanReboot { vm } => {
+                self.transition(&vm, &[Running], Running, "clean_reboot")
+            }
+            Action::VmHardReboot { vm } => {
+                self.transition(&vm, &[Running, Paused], Running, "hard_reboot")
+            }
+            Action::VmSuspend { vm } => self.transition(&vm, &[Running], Suspended, "suspend"),
+            Action::VmResume {
+                vm, start_paused, ..
+            } => self.transition(
+                &vm,
+                &[Suspended],
+                if start_paused { Paused } else { Running },
+                "resume",
+            ),
+            Action::VmSetMemoryLimits {
+                vm,
+                static_min,
+                static_max,
+                dynamic_min,
+                dynamic_max,
+            } => {
+                if !(static_min <= dynamic_min
+                    && dynamic_min <= dynamic_max
+                    && dynamic_max <= static_max)
+                {
+                    return Err(ActionError::MemoryConstraintViolation {
+                        constraint: "static_min <= dynamic_min <= dynamic_max <= static_max".into(),
+                    });
+                }
+                self.modify_vm(&vm.clone(), |v| {
+                    if v.power_state != Halted {
+                        return Err(bad_state(&vm, Halted, v.power_state));
+                    }
+                    v.memory_static_min = static_min;
+                    v.memory_static_max = static_max;
+                    v.memory_dynamic_min = dynamic_min;
+                    v.memory_dynamic_max = dynamic_max;
+                    v.memory_target = dynamic_max;
+                    Ok(())
+                })
+            }
+            Action::VmSetMemory { vm, value } => self.modify_vm(&vm.clone(), |v| {
+                if v.power_state != Halted {
+                    return Err(bad_state(&vm, Halted, v.power_state));
+                }
+                v.memory_static_max = value;
+                v.memory_dynamic_max = value;
+                v.memory_dynamic_min = value;
+                v.memory_target = value;
+                Ok(())
+            }),
+            Action::VmSetVcpusMax { vm, value } => self.modify_vm(&vm.clone(), |v| {
+                if v.power_state != Halted {
+                    return Err(bad_state(&vm, Halted, v.power_state));
+                }
+                v.VCPUs_max = value;
+                Ok(())
+            }),
+            Action::VmSetVcpusAtStartup { vm, value } => self.modify_vm(&vm, |v| {
+                if value < 1 || value > v.VCPUs_max {
+                    return Err(ActionError::ValueNotSupported {
+                        field: "VCPUs_at_startup".into(),
+                        value: value.to_string(),
+                        reason: "must be between 1 and VCPUs_max".into(),
+                    });
+                }
+                v.VCPUs_at_startup = value;
+                Ok(())
+            }),
+            Action::EventFrom {
+                classes,
+                token,
+                timeout,
+            } => self.event_from(&classes, token, timeout),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn create(b: &MemoryBackend) -> String {
+        match b
+            .handle(Action::Create(NewRecord::Vm(VmRecord {
+                name_label: "t".into(),
+                ..VmRecord::default()
+            })))
+            .unwrap()
+        {
+            Reply::Ref(r) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn lifecycle_rules() {
+        let b = MemoryBackend::new();
+        let vm = create(&b);
+        let e = b.handle(Action::VmPause { vm: vm.clone() }).unwrap_err();
+        assert_eq!(
+            e.description(),
+            ["VM_BAD_POWER_STATE", &vm, "running", "halted"]
+        );
+        b.handle(Action::VmStart {
+            vm: vm.clone(),
+            start_paused: false,
+            force: false,
+        })
+        .unwrap();
+        let e = b
+            .handle(Action::Destroy {
+                class: Class::Vm,
+                r: vm.clone(),
+            })
+            .unwrap_err();
+        assert_eq!(e.code(), "VM_BAD_POWER_STATE");
+        b.handle(Action::VmSuspend { vm: vm.clone() }).unwrap();
+        b.handle(Action::VmHardShutdown { vm: vm.clone() }).unwrap();
+        b.handle(Action::Destroy {
+            class: Class::Vm,
+            r: vm.clone(),
+        })
+        .unwrap();
+        let e = b
+            .handle(Action::GetRecord {
+                class: Class::Vm,
+                r: vm,
+            })
+            .unwrap_err();
+        assert_eq!(e.code(), "HANDLE_INVALID");
+    }
+
+    #[test]
+    fn template_clone_provision_start() {
+        let b = MemoryBackend::new();
+        let Reply::Refs(t) = b
+            .handle(Action::GetByNameLabel {
+                class: Class::Vm,
+                label: "Windsor fuzz-target".into(),
+            })
+            .unwrap()
+        else {
+            panic!()
+        };
+        let start = |vm: &str| {
+            b.handle(Action::VmStart {
+                vm: vm.into(),
+                start_paused: false,
+                force: false,
+            })
+        };
+        assert_eq!(start(&t[0]).unwrap_err().code(), "VM_IS_TEMPLATE");
+        let Reply::Ref(c) = b
+            .handle(Action::VmClone {
+                vm: t[0].clone(),
+                new_name: "c".into(),
+            })
+            .unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(start(&c).unwrap_err().code(), "VM_IS_TEMPLATE");
+        b.handle(Action::VmProvision { vm: c.clone() }).unwrap();
+        start(&c).unwrap();
+    }
+
+    #[test]
+    fn events_follow_changes_and_wait() {
+        let b = std::sync::Arc::new(MemoryBackend::new());
+        let Reply::Events(first) = b
+            .handle(Action::EventFrom {
+                classes: vec!["vm".into()],
+                token: 0,
+                timeout: Duration::ZERO,
+            })
+            .unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(first.events.len(), 1, "the template");
+        let token = first.token;
+        let b2 = b.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            create(&b2)
+        });
+        let Reply::Events(next) = b
+            .handle(Action::EventFrom {
+                classes: vec!["*".into()],
+                token,
+                timeout: Duration::from_secs(10),
+            })
+            .unwrap()
+        else {
+            panic!()
+        };
+        let vm = t.join().unwrap();
+        assert_eq!(next.events.len(), 1);
+        assert_eq!(next.events[0].r, vm);
+        assert_eq!(next.events[0].operation, EventOp::Add);
+        let Reply::Events(none) = b
+            .handle(Action::EventFrom {
+                classes: vec!["host".into()],
+                token: next.token,
+                timeout: Duration::from_millis(10),
+            })
+            .unwrap()
+        else {
+            panic!()
+        };
+        assert!(none.events.is_empty());
+        assert_eq!(none.token, next.token);
+    }
+}

@@ -1,0 +1,608 @@
+//! The HTTP server: XML-RPC at `/`, JSON-RPC at `/jsonrpc`, over TCP and a
+//! Unix socket.
+//!
+//! Two layers:
+//! * [`Api`] — synchronous dispatch of one call: sessions and `system.*`
+//!   here, everything else parsed by [`crate::call`] into an `Action` and
+//!   handed to the [`Backend`]. Toolstack errors become XenAPI errors here.
+//! * [`Server`] — hyper (HTTP/1.1) on a tokio runtime of its own thread.
+//!   Bodies are bounded in size ([`Config::max_body_bytes`]) and in time
+//!   ([`Config::body_timeout`]); calls run on the blocking pool (they may
+//!   wait: clean shutdown, `event.from`), at most [`Config::max_concurrent_calls`]
+//!   at once. Every bad request gets a XenAPI error in the request's own
+//!   format, never a dropped connection.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::service::service_fn;
+use hyper::{Method as HttpMethod, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::sync::{oneshot, Semaphore};
+
+use crate::auth::{authentication_failed, Credentials, Sessions};
+use crate::backend::Backend;
+use crate::call::{self, all_methods, lookup, reply_to_value};
+use crate::error::{codes, ApiError, WireError};
+use crate::jsonrpc::{self, Version};
+use crate::value::Value;
+use crate::xmlrpc;
+
+/// Server limits.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Longest time to receive a request body.
+    pub body_timeout: Duration,
+    /// Most sessions open at once (the least recently used is dropped).
+    pub session_limit: usize,
+    /// A session unused this long is gone.
+    pub session_idle_timeout: Duration,
+    /// Most calls running at once; more wait their turn.
+    pub max_concurrent_calls: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_body_bytes: 4 << 20,
+            body_timeout: Duration::from_secs(30),
+            session_limit: 500,
+            session_idle_timeout: Duration::from_secs(24 * 3600),
+            max_concurrent_calls: 256,
+        }
+    }
+}
+
+/// The XenAPI dispatcher: sessions, the call table, the backend.
+pub struct Api {
+    backend: Arc<dyn Backend>,
+    credentials: Credentials,
+    sessions: Sessions,
+    config: Config,
+}
+
+const SESSION_METHODS: &[&str] = &[
+    "session.login_with_password",
+    "session.logout",
+    "session.get_this_host",
+    "system.listMethods",
+];
+
+fn count_mismatch(method: &str, expected: usize, got: usize) -> ApiError {
+    ApiError::new(
+        codes::MESSAGE_PARAMETER_COUNT_MISMATCH,
+        [method.to_owned(), expected.to_string(), got.to_string()],
+    )
+}
+
+impl Api {
+    /// A dispatcher over `backend`, checking logins against `credentials`.
+    pub fn new(backend: Arc<dyn Backend>, credentials: Credentials, config: Config) -> Api {
+        let sessions = Sessions::new(config.session_limit, config.session_idle_timeout);
+        Api {
+            backend,
+            credentials,
+            sessions,
+            config,
+        }
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The session table.
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
+    }
+
+    fn check_session(&self, params: &[Value]) -> Result<(), ApiError> {
+        let s = params
+            .first()
+            .and_then(Value::as_str)
+            .ok_or_else(|| ApiError::session_invalid(""))?;
+        self.sessions.check(s, Instant::now())
+    }
+
+    /// Performs one call. May block (see [`Backend::handle`]).
+    pub fn call(&self, method: &str, params: &[Value]) -> Result<Value, ApiError> {
+        match method {
+            "session.login_with_password" => {
+                if !(2..=4).contains(&params.len()) {
+                    return Err(count_mismatch(method, 4, params.len()));
+                }
+                let user = params[0]
+                    .as_str()
+                    .ok_or_else(|| ApiError::field_type("uname"))?;
+                let pass = params[1]
+                    .as_str()
+                    .ok_or_else(|| ApiError::field_type("pwd"))?;
+                let originator = params.get(3).and_then(Value::as_str).unwrap_or("");
+                if !self.credentials.verify(user, pass) {
+                    tracing::info!(user, "login refused");
+                    return Err(authentication_failed(user));
+                }
+                let s = self.sessions.open(user, originator, Instant::now());
+                tracing::debug!(user, originator, "login");
+                Ok(Value::str(s))
+            }
+            "session.logout" => {
+                if params.len() != 1 {
+                    return Err(count_mismatch(method, 1, params.len()));
+                }
+                let s = params[0]
+                    .as_str()
+                    .ok_or_else(|| ApiError::session_invalid(""))?;
+                self.sessions.close(s)?;
+                Ok(Value::str(""))
+            }
+            "session.get_this_host" => {
+                if params.len() != 2 {
+                    return Err(count_mismatch(method, 2, params.len()));
+                }
+                self.check_session(params)?;
+                let hosts = self.dispatch("host.get_all", &[params[0].clone()])?;
+                Ok(hosts
+                    .as_array()
+                    .and_then(|a| a.first().cloned())
+                    .unwrap_or_else(|| Value::str("OpaqueRef:NULL")))
+            }
+            "system.listMethods" => {
+                let mut all: Vec<String> = SESSION_METHODS.iter().map(|s| s.to_string()).collect();
+                all.extend(all_methods());
+                Ok(Value::strings(all))
+            }
+            _ => self.dispatch(method, params),
+        }
+    }
+
+    fn dispatch(&self, method: &str, params: &[Value]) -> Result<Value, ApiError> {
+        let m =
+            lookup(method).ok_or_else(|| ApiError::new(codes::MESSAGE_METHOD_UNKNOWN, [method]))?;
+        let expected = m.kind.arity() + 1;
+        if params.len() != expected {
+            return Err(count_mismatch(method, expected, params.len()));
+        }
+        self.check_session(params)?;
+        let parsed = call::build(m, &params[1..])?;
+        tracing::debug!(method, "call");
+        let reply = self
+            .backend
+            .handle(parsed.action)
+            .map_err(|e| ApiError::new(e.code(), e.params()))?;
+        reply_to_value(&reply, &parsed.shape)
+    }
+}
+
+/// Where the server listens.
+#[derive(Debug, Clone, Default)]
+pub struct Listen {
+    /// A TCP address (port 0 picks a free port).
+    pub tcp: Option<SocketAddr>,
+    /// A Unix socket path (a stale socket file is replaced).
+    pub unix: Option<PathBuf>,
+}
+
+/// Errors starting the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A listener could not be bound.
+    #[error("binding {what}: {source}")]
+    Bind {
+        /// The address or path.
+        what: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The runtime thread could not be started.
+    #[error("starting the server thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// A running server; dropping it stops it.
+pub struct Server {
+    tcp_addr: Option<SocketAddr>,
+    unix_path: Option<PathBuf>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds the listeners and serves `api` on a thread of its own.
+    pub fn start(api: Arc<Api>, listen: &Listen) -> Result<Server, ServerError> {
+        let tcp = match listen.tcp {
+            Some(addr) => {
+                let l = std::net::TcpListener::bind(addr).map_err(|source| ServerError::Bind {
+                    what: addr.to_string(),
+                    source,
+                })?;
+                l.set_nonblocking(true).map_err(ServerError::Thread)?;
+                Some(l)
+            }
+            None => None,
+        };
+        let tcp_addr = tcp.as_ref().and_then(|l| l.local_addr().ok());
+        let unix = match &listen.unix {
+            Some(path) => Some(bind_unix(path)?),
+            None => None,
+        };
+        let (stop, stopped) = oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name("windsor-api".into())
+            .spawn(move || run(api, tcp, unix, stopped))
+            .map_err(ServerError::Thread)?;
+        if let Some(a) = tcp_addr {
+            tracing::info!(addr = %a, "XenAPI listening on TCP");
+        }
+        Ok(Server {
+            tcp_addr,
+            unix_path: listen.unix.clone(),
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// The bound TCP address, if any.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp_addr
+    }
+
+    /// The Unix socket path, if any.
+    pub fn unix_path(&self) -> Option<&Path> {
+        self.unix_path.as_deref()
+    }
+
+    /// Stops accepting, drops open connections and waits for the thread.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        if let Some(p) = &self.unix_path {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn bind_unix(path: &Path) -> Result<std::os::unix::net::UnixListener, ServerError> {
+    let err = |source| ServerError::Bind {
+        what: path.display().to_string(),
+        source,
+    };
+    if std::os::unix::net::UnixStream::connect(path).is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    let l = std::os::unix::net::UnixListener::bind(path).map_err(err)?;
+    l.set_nonblocking(true).map_err(err)?;
+    Ok(l)
+}
+
+fn run(
+    api: Arc<Api>,
+    tcp: Option<std::net::TcpListener>,
+    unix: Option<std::os::unix::net::UnixListener>,
+    stopped: oneshot::Receiver<()>,
+) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the API runtime");
+            return;
+        }
+    };
+    let calls = Arc::new(Semaphore::new(api.config.max_concurrent_calls.max(1)));
+    rt.block_on(async move {
+        if let Some(l) = tcp {
+            match tokio::net::TcpListener::from_std(l) {
+                Ok(l) => {
+                    let (api, calls) = (api.clone(), calls.clone());
+                    tokio::spawn(async move {
+                        loop {
+                            match l.accept().await {
+                                Ok((s, _)) => {
+                                    let _ = s.set_nodelay(true);
+                                    serve_conn(api.clone(), calls.clone(), s);
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "accept (TCP)");
+                                    tokio::time::sleep(Duration::from_millis(50)).await;
+                                }
+                            }
+                        }
+                    });
+                }
+                Err(e) => tracing::error!(error = %e, "TCP listener"),
+            }
+        }
+        if let Some(l) = unix {
+            match tokio::net::UnixListener::from_std(l) {
+                Ok(l) => {
+                    let (api, calls) = (api.clone(), calls.clone());
+                    tokio::spawn(async move {
+                        loop {
+                            match l.accept().await {
+                                Ok((s, _)) => serve_conn(api.clone(), calls.clone(), s),
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "accept (Unix)");
+                                    tokio::time::sleep(Duration::from_millis(50)).await;
+                                }
+                            }
+                        }
+                    });
+                }
+                Err(e) => tracing::error!(error = %e, "Unix listener"),
+            }
+        }
+        let _ = stopped.await;
+    });
+    rt.shutdown_timeout(Duration::from_secs(1));
+}
+
+fn serve_conn<S>(api: Arc<Api>, calls: Arc<Semaphore>, stream: S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let svc = service_fn(move |req| handle(api.clone(), calls.clone(), req));
+        if let Err(e) = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), svc)
+            .await
+        {
+            tracing::debug!(error = %e, "connection closed");
+        }
+    });
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Xml,
+    Json,
+}
+
+fn respond(status: StatusCode, format: Format, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    let ct = match format {
+        Format::Xml => "text/xml",
+        Format::Json => "application/json",
+    };
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(ct));
+    r
+}
+
+fn failure(status: StatusCode, format: Format, e: ApiError) -> Response<Full<Bytes>> {
+    let body = match format {
+        Format::Xml => xmlrpc::emit_response(&Err(e)),
+        Format::Json => jsonrpc::emit_response(Version::V2, &serde_json::Value::Null, &Err(e)),
+    };
+    respond(status, format, body)
+}
+
+async fn handle(
+    api: Arc<Api>,
+    calls: Arc<Semaphore>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let is_json_ct = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let format = match req.uri().path() {
+        "/jsonrpc" => Format::Json,
+        "/" | "/RPC2" if is_json_ct => Format::Json,
+        "/" | "/RPC2" => Format::Xml,
+        other => {
+            return Ok(failure(
+                StatusCode::NOT_FOUND,
+                Format::Xml,
+                ApiError::new(codes::MESSAGE_METHOD_UNKNOWN, [format!("HTTP {other}")]),
+            ))
+        }
+    };
+    if req.method() != HttpMethod::POST {
+        return Ok(failure(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format,
+            ApiError::new(
+                codes::MESSAGE_METHOD_UNKNOWN,
+                [format!("HTTP {}", req.method())],
+            ),
+        ));
+    }
+    let limit = api.config.max_body_bytes;
+    let too_large = || {
+        failure(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format,
+            ApiError::new(codes::REQUEST_TOO_LARGE, [limit.to_string()]),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Ok(too_large());
+    }
+    let body = Limited::new(req.into_body(), limit);
+    let body = match tokio::time::timeout(api.config.body_timeout, body.collect()).await {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(e)) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                return Ok(too_large());
+            }
+            return Ok(failure(
+                StatusCode::BAD_REQUEST,
+                format,
+                ApiError::internal(format!("reading the request: {e}")),
+            ));
+        }
+        Err(_) => {
+            return Ok(failure(
+                StatusCode::REQUEST_TIMEOUT,
+                format,
+                ApiError::internal("timed out reading the request"),
+            ))
+        }
+    };
+    Ok(match format {
+        Format::Xml => {
+            let result = match xmlrpc::parse_call(&body) {
+                Ok(c) => run_call(&api, &calls, c.method, c.params).await,
+                Err(WireError::Malformed(m) | WireError::Fault(m)) => {
+                    Err(ApiError::new(codes::XMLRPC_UNMARSHAL_FAILURE, [m]))
+                }
+            };
+            respond(StatusCode::OK, Format::Xml, xmlrpc::emit_response(&result))
+        }
+        Format::Json => match jsonrpc::parse_request(&body) {
+            Ok(r) => {
+                let result = run_call(&api, &calls, r.method, r.params).await;
+                respond(
+                    StatusCode::OK,
+                    Format::Json,
+                    jsonrpc::emit_response(r.version, &r.id, &result),
+                )
+            }
+            Err(bad) => respond(
+                StatusCode::OK,
+                Format::Json,
+                jsonrpc::emit_bad_request(&bad),
+            ),
+        },
+    })
+}
+
+async fn run_call(
+    api: &Arc<Api>,
+    calls: &Arc<Semaphore>,
+    method: String,
+    params: Vec<Value>,
+) -> Result<Value, ApiError> {
+    let Ok(_permit) = calls.clone().acquire_owned().await else {
+        return Err(ApiError::internal("server shutting down"));
+    };
+    let api = api.clone();
+    match tokio::task::spawn_blocking(move || api.call(&method, &params)).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "call panicked");
+            Err(ApiError::internal("the call failed inside the server"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::HashStrength;
+    use crate::backend::MemoryBackend;
+
+    fn api() -> Api {
+        Api::new(
+            Arc::new(MemoryBackend::new()),
+            Credentials::single("root", "pw", HashStrength::TestOnlyWeak).unwrap(),
+            Config::default(),
+        )
+    }
+
+    #[test]
+    fn sessions_guard_calls() {
+        let a = api();
+        let e = a
+            .call(
+                "session.login_with_password",
+                &[Value::str("root"), Value::str("no")],
+            )
+            .unwrap_err();
+        assert_eq!(e.code, codes::SESSION_AUTHENTICATION_FAILED);
+        let s = a
+            .call(
+                "session.login_with_password",
+                &[
+                    Value::str("root"),
+                    Value::str("pw"),
+                    Value::str("1.0"),
+                    Value::str("t"),
+                ],
+            )
+            .unwrap();
+        let e = a
+            .call("VM.get_all", &[Value::str("OpaqueRef:bogus")])
+            .unwrap_err();
+        assert_eq!(e, ApiError::session_invalid("OpaqueRef:bogus"));
+        let vms = a.call("VM.get_all", std::slice::from_ref(&s)).unwrap();
+        assert_eq!(vms.as_array().unwrap().len(), 1);
+        let e = a.call("VM.get_all", &[]).unwrap_err();
+        assert_eq!(
+            e.description(),
+            Value::strings(["MESSAGE_PARAMETER_COUNT_MISMATCH", "VM.get_all", "1", "0"])
+        );
+        let e = a.call("VM.fly", std::slice::from_ref(&s)).unwrap_err();
+        assert_eq!(
+            e.description(),
+            Value::strings(["MESSAGE_METHOD_UNKNOWN", "VM.fly"])
+        );
+        let e = a
+            .call("VM.get_record", &[s.clone(), Value::str("OpaqueRef:nope")])
+            .unwrap_err();
+        assert_eq!(
+            e.description(),
+            Value::strings(["HANDLE_INVALID", "VM", "OpaqueRef:nope"])
+        );
+        let host = a
+            .call("session.get_this_host", &[s.clone(), s.clone()])
+            .unwrap();
+        let major = a
+            .call("host.get_API_version_major", &[s.clone(), host.clone()])
+            .unwrap();
+        assert_eq!(major, Value::Int(2));
+        let minor = a
+            .call("host.get_API_version_minor", &[s.clone(), host])
+            .unwrap();
+        assert_eq!(minor, Value::Int(21));
+        a.call("session.logout", std::slice::from_ref(&s)).unwrap();
+        assert_eq!(
+            a.call("VM.get_all", std::slice::from_ref(&s))
+                .unwrap_err()
+                .code,
+            codes::SESSION_INVALID
+        );
+        let methods = a.call("system.listMethods", &[]).unwrap();
+        assert!(methods
+            .as_array()
+            .unwrap()
+            .contains(&Value::str("VM.get_all_records")));
+    }
+}
