@@ -17,8 +17,8 @@ static ONE_BOOT_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn args(image: &str) -> XenBootArgs {
     XenBootArgs {
-        image: image.into(),
-        timeout: 60,
+        image: Some(image.into()),
+        timeout: Some(60),
         quiet: true,
         ..XenBootArgs::default()
     }

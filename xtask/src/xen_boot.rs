@@ -50,23 +50,36 @@ pub const XEN_CMDLINE: &str = "console=com1 com1=115200,8n1 loglvl=all guest_log
 const TAIL_LINES: usize = 40;
 
 /// Options of `cargo xtask xen-boot`.
+///
+/// With neither `--image` nor `--config`, boots the default host,
+/// `boot-config/examples/default.toml`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct XenBootArgs {
+    /// A host description (boot-config TOML): builds the images it names
+    /// (see [`image_binary`]), renders the boot bundle and boots dom0 with it.
+    #[arg(long, conflicts_with = "image")]
+    pub config: Option<PathBuf>,
+    /// With `--config`: the build output directory the description's
+    /// image paths are relative to (default `<target>/xen-boot/images`).
+    /// Images that are not Windsor image binaries must already be there.
+    #[arg(long, requires = "config")]
+    pub images_dir: Option<PathBuf>,
     /// The dom0 image: a path to a PVH ELF, or the name of an image binary
     /// in the workspace (built for x86_64-unknown-none).
-    #[arg(long, default_value = "dom0-hello")]
-    pub image: String,
+    #[arg(long)]
+    pub image: Option<String>,
     /// An image or blob handed to dom0 as its boot module (a path or an
     /// image binary name). Xen 4.17 gives a PVH dom0 only one module (its
     /// "initrd"), so at most one; several images must be bundled into one.
-    #[arg(long = "module")]
+    #[arg(long = "module", requires = "image")]
     pub modules: Vec<String>,
     /// dom0's command line.
     #[arg(long, default_value = "")]
     pub cmdline: String,
-    /// Hard limit for the whole boot, in seconds (QEMU is killed after it).
-    #[arg(long, default_value_t = 60)]
-    pub timeout: u64,
+    /// Hard limit for the whole boot, in seconds (QEMU is killed after it);
+    /// default 60, or the description's `[qemu] timeout_secs`.
+    #[arg(long)]
+    pub timeout: Option<u64>,
     /// Do not echo the serial log while it streams.
     #[arg(long)]
     pub quiet: bool,
@@ -78,14 +91,46 @@ pub struct XenBootArgs {
 impl Default for XenBootArgs {
     fn default() -> Self {
         XenBootArgs {
-            image: "dom0-hello".into(),
+            config: None,
+            images_dir: None,
+            image: None,
             modules: Vec::new(),
             cmdline: String::new(),
-            timeout: 60,
+            timeout: None,
             quiet: false,
             no_check: false,
         }
     }
+}
+
+/// The default host description, relative to the workspace root.
+pub const DEFAULT_CONFIG: &str = "boot-config/examples/default.toml";
+
+/// The Windsor image binary that provides an image file named in a host
+/// description, if any: the names of `boot-config/examples/default.toml`
+/// (`windsor-toolstack.elf` is `dom0`, `windsor-xenstore.elf` is
+/// `xenstore-domain`, `windsor-fuzz-target.elf` is `guest-hello`, the
+/// stand-in until the fuzz-target guest has a Xen-mode image), and
+/// `windsor-<bin>.elf` for every image binary.
+pub fn image_binary(file: &str) -> Option<&'static str> {
+    const BINS: [&str; 4] = ["dom0", "dom0-hello", "guest-hello", "xenstore-domain"];
+    match file {
+        "windsor-toolstack.elf" => Some("dom0"),
+        "windsor-xenstore.elf" => Some("xenstore-domain"),
+        "windsor-fuzz-target.elf" => Some("guest-hello"),
+        _ => {
+            let bin = file.strip_prefix("windsor-")?.strip_suffix(".elf")?;
+            BINS.iter().copied().find(|b| *b == bin)
+        }
+    }
+}
+
+/// The QEMU machine and Xen command line of one boot.
+struct Machine {
+    xen_cmdline: String,
+    memory_mib: u32,
+    smp: u32,
+    timeout: u64,
 }
 
 /// What a successful boot measured.
@@ -273,14 +318,22 @@ pub fn xen_elf() -> Result<PathBuf> {
 
 /// Builds image binary `bin` (package `windsor-<bin>`, by convention) for
 /// `x86_64-unknown-none` and returns its path.
-///
-/// The package is named explicitly so that features are resolved for the
-/// image alone (the host crates enable `std` features the image must not get).
 pub fn build_image(bin: &str) -> Result<PathBuf> {
+    let mut v = build_images(&[bin])?;
+    Ok(v.remove(0))
+}
+
+/// Builds several image binaries in one cargo run; returns their paths in
+/// the order given.
+///
+/// Packages are named explicitly so that features are resolved for the
+/// images alone (the host crates enable `std` features the images must not
+/// get). Release, `panic = "abort"`, no debug info (smaller boot bundles).
+pub fn build_images(bins: &[&str]) -> Result<Vec<PathBuf>> {
     let target_dir = work_dir().join("cargo");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(workspace_root())
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace_root())
         .env_remove("CARGO_TARGET_DIR")
         .args([
             "build",
@@ -288,17 +341,24 @@ pub fn build_image(bin: &str) -> Result<PathBuf> {
             "--release",
             "--target",
             "x86_64-unknown-none",
-        ])
-        .args(["--package", &format!("windsor-{bin}"), "--bin", bin])
+        ]);
+    for bin in bins {
+        cmd.args(["--package", &format!("windsor-{bin}"), "--bin", bin]);
+    }
+    let status = cmd
         .args(["--config", "profile.release.panic=\"abort\""])
+        .args(["--config", "profile.release.debug=0"])
         .arg("--target-dir")
         .arg(&target_dir)
         .status()
         .context("running cargo build for x86_64-unknown-none")?;
     if !status.success() {
-        bail!("building image {bin} for x86_64-unknown-none failed: {status}");
+        bail!("building images {bins:?} for x86_64-unknown-none failed: {status}");
     }
-    Ok(target_dir.join("x86_64-unknown-none/release").join(bin))
+    Ok(bins
+        .iter()
+        .map(|b| target_dir.join("x86_64-unknown-none/release").join(b))
+        .collect())
 }
 
 /// A path as given, or an image binary name built on the fly.
@@ -355,9 +415,16 @@ fn failure(what: &str, log: &Path, tail: &VecDeque<String>) -> anyhow::Error {
     anyhow!(msg)
 }
 
-/// Boots Xen with the images of `args` and watches the serial log (see
-/// the module doc for what counts as success).
+/// Boots Xen with the images of `args` (or the host of `--config`) and
+/// watches the serial log (see the module doc for what counts as success).
 pub fn boot(args: &XenBootArgs) -> Result<BootReport> {
+    let Some(image) = &args.image else {
+        let config = args
+            .config
+            .clone()
+            .unwrap_or_else(|| workspace_root().join(DEFAULT_CONFIG));
+        return boot_host(args, &config);
+    };
     if args.modules.len() > 1 {
         bail!(
             "{} modules given, but Xen 4.17 hands a PVH dom0 only its first module \
@@ -365,10 +432,80 @@ pub fn boot(args: &XenBootArgs) -> Result<BootReport> {
             args.modules.len()
         );
     }
-    let mut images = vec![resolve_image(&args.image)?];
+    let mut images = vec![resolve_image(image)?];
     for m in &args.modules {
         images.push(resolve_image(m)?);
     }
+    let machine = Machine {
+        xen_cmdline: XEN_CMDLINE.into(),
+        memory_mib: 1024,
+        smp: 1,
+        timeout: args.timeout.unwrap_or(60),
+    };
+    run_qemu(args, &images, &machine)
+}
+
+/// Builds the images a host description names, renders its bundle, boots.
+fn boot_host(args: &XenBootArgs, config: &Path) -> Result<BootReport> {
+    let host = windsor_boot_config::load(config).map_err(|e| anyhow!("{e}"))?;
+    let dir = args
+        .images_dir
+        .clone()
+        .unwrap_or_else(|| work_dir().join("images"));
+    fs::create_dir_all(&dir)?;
+    let mut bins: Vec<&str> = Vec::new();
+    for i in host.images() {
+        if let Some(b) = image_binary(&i.path) {
+            if !bins.contains(&b) {
+                bins.push(b);
+            }
+        }
+    }
+    let built = build_images(&bins)?;
+    static COPIES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    for i in host.images() {
+        let Some(b) = image_binary(&i.path) else {
+            continue;
+        };
+        let from = &built[bins.iter().position(|x| *x == b).expect("built above")];
+        let to = dir.join(&i.path);
+        // Copy, then rename into place: parallel boots never see half a file.
+        let n = COPIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!(".copy-{}-{n}", std::process::id()));
+        fs::copy(from, &tmp).with_context(|| format!("copying {}", from.display()))?;
+        fs::rename(&tmp, &to)?;
+    }
+    host.check_images(&dir).map_err(|e| anyhow!("{e}"))?;
+    let bundle = windsor_boot_config::render::bundle(&host, &dir).map_err(|e| anyhow!("{e}"))?;
+    let n = COPIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let bundle_path = work_dir().join(format!("host-{}-{n}.bundle", std::process::id()));
+    fs::write(&bundle_path, &bundle)?;
+    let images = [dir.join(&host.dom0_image.path), bundle_path.clone()];
+    let machine = Machine {
+        xen_cmdline: windsor_boot_config::render::xen_cmdline(&host).to_string(),
+        memory_mib: host.qemu.memory_mib,
+        smp: host.qemu.smp,
+        timeout: args
+            .timeout
+            .unwrap_or_else(|| host.qemu.timeout_secs.into()),
+    };
+    if !args.quiet {
+        println!(
+            "xen-boot: host {:?} from {}: bundle {} KiB ({} entries) at {}",
+            host.name,
+            config.display(),
+            bundle.len() / 1024,
+            host.plan().images().len() + 1,
+            bundle_path.display()
+        );
+    }
+    let r = run_qemu(args, &images, &machine);
+    let _ = fs::remove_file(&bundle_path);
+    r
+}
+
+/// Runs QEMU with dom0 `images[0]` and its module `images[1]`.
+fn run_qemu(args: &XenBootArgs, images: &[PathBuf], machine: &Machine) -> Result<BootReport> {
     let dom0 = fs::read(&images[0]).with_context(|| format!("reading {}", images[0].display()))?;
     if !args.no_check {
         check_pvh_image(&dom0)
@@ -405,9 +542,11 @@ pub fn boot(args: &XenBootArgs) -> Result<BootReport> {
     let mut log = File::create(&log_path)?;
 
     let started = Instant::now();
-    let deadline = started + Duration::from_secs(args.timeout);
+    let deadline = started + Duration::from_secs(machine.timeout);
     let child = Command::new("qemu-system-x86_64")
-        .args(["-accel", "tcg", "-cpu", "max", "-m", "1024", "-smp", "1"])
+        .args(["-accel", "tcg", "-cpu", "max"])
+        .args(["-m", &machine.memory_mib.to_string()])
+        .args(["-smp", &machine.smp.to_string()])
         .args([
             "-display",
             "none",
@@ -420,7 +559,7 @@ pub fn boot(args: &XenBootArgs) -> Result<BootReport> {
         .args(["-serial", "stdio", "-parallel", "none"])
         .arg("-kernel")
         .arg(&xen)
-        .args(["-append", XEN_CMDLINE])
+        .args(["-append", &machine.xen_cmdline])
         .args(["-initrd", &initrd])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -476,7 +615,7 @@ pub fn boot(args: &XenBootArgs) -> Result<BootReport> {
             return Err(failure(
                 &format!(
                     "timed out after {} s (ready marker {})",
-                    args.timeout,
+                    machine.timeout,
                     if ready.is_some() {
                         "seen, no poweroff"
                     } else {
