@@ -5,9 +5,9 @@
 //! * [`action`] — the interface: one [`Action`](action::Action) per XenAPI
 //!   call, typed replies and XAPI errors. The API (`api/`) only parses into
 //!   it.
-//! * core (no_std + alloc, sans-IO): `lifecycle` (power states and legal
-//!   transitions), `db` (records under `/pool/<class>/<uuid>` in
-//!   xenstore), `layout` (the standard xenstore paths of a domain and its
+//! * core (no_std + alloc, sans-IO): [`lifecycle`] (power states and legal
+//!   transitions), [`db`] (records under `/pool/<class>/<uuid>` in
+//!   xenstore), [`layout`] (the standard xenstore paths of a domain and its
 //!   devices).
 //! * service (`std` feature): `Toolstack`, generic over the platform
 //!   traits and a [`XenStore`](windsor_xenstore::client::XenStore) client,
@@ -25,3 +25,16 @@ extern crate alloc;
 extern crate std;
 
 pub mod action;
+pub mod db;
+pub mod layout;
+pub mod lifecycle;
+
+#[cfg(feature = "std")]
+pub mod host;
+#[cfg(feature = "std")]
+pub mod localstore;
+#[cfg(feature = "std")]
+pub mod service;
+
+#[cfg(feature = "std")]
+pub use service::{Config, Introducer, Toolstack};

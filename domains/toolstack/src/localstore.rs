@@ -1,0 +1,329 @@
+//! [`LocalStore`]: an in-process xenstore for host mode, on the real store
+//! core, with one wake-up per connection.
+//!
+//! Until the xenbus ring transport lands, host mode hands every domain
+//! (the toolstack and each guest) a connection to one shared
+//! [`Store`](windsor_xenstore::Store) in this process, acting for that
+//! domain's id: permissions, quotas and relative paths apply as over a
+//! ring. It differs from `MemStore` (the test double of the xenstore crate)
+//! in that each connection sleeps on its own condition variable, so a write
+//! wakes only the connections that got a watch event — with a thousand
+//! guests parked in `next_event`, `MemStore`'s single condition variable
+//! would wake all of them on every call.
+//!
+//! It also implements [`Introducer`]: `XS_INTRODUCE` and `XS_RELEASE` on
+//! the store core; a release disconnects the domain's connections, whose
+//! blocked `next_event` returns [`ClientError::Disconnected`].
+
+use std::collections::{HashMap, VecDeque};
+use std::string::String;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use std::vec::Vec;
+
+use windsor_xenstore::client::{ClientError, Perm, Result, TxId, WatchEvent, XenStore};
+use windsor_xenstore::perms::Perms;
+use windsor_xenstore::store::{Config, ConnId, Effect, Store};
+use windsor_xenstore::wire::{error_from_name, Header, XsOp};
+use xen::{DomId, Errno, EvtchnPort, Gfn};
+
+use crate::service::Introducer;
+
+#[derive(Default)]
+struct ConnQ {
+    events: VecDeque<WatchEvent>,
+    wake: Arc<Condvar>,
+}
+
+struct Inner {
+    store: Store,
+    conns: HashMap<ConnId, ConnQ>,
+    req: u32,
+}
+
+struct Shared {
+    inner: Mutex<Inner>,
+    ops: AtomicU64,
+}
+
+/// A connection to the in-process store of a host, acting for one domain.
+/// Clones share the connection.
+#[derive(Clone)]
+pub struct LocalStore {
+    shared: Arc<Shared>,
+    conn: ConnId,
+    domid: DomId,
+    wake: Arc<Condvar>,
+}
+
+impl core::fmt::Debug for LocalStore {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("LocalStore")
+            .field("conn", &self.conn)
+            .field("domid", &self.domid)
+            .finish()
+    }
+}
+
+impl Default for LocalStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LocalStore {
+    /// A fresh store (random hash seed) and a dom0 connection to it.
+    pub fn new() -> Self {
+        use std::hash::BuildHasher;
+        let seed = std::collections::hash_map::RandomState::new().hash_one(0u64);
+        Self::with_config(Config {
+            hash_seed: seed,
+            ..Config::default()
+        })
+    }
+
+    /// A fresh store with `cfg` and a dom0 connection to it.
+    pub fn with_config(cfg: Config) -> Self {
+        let store = Store::new(cfg);
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner {
+                store,
+                conns: HashMap::new(),
+                req: 0,
+            }),
+            ops: AtomicU64::new(0),
+        });
+        Self::open(&shared, DomId::DOM0)
+    }
+
+    fn open(shared: &Arc<Shared>, domid: DomId) -> Self {
+        let mut g = shared.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let conn = g.store.connect(domid);
+        let q = ConnQ::default();
+        let wake = q.wake.clone();
+        g.conns.insert(conn, q);
+        LocalStore {
+            shared: shared.clone(),
+            conn,
+            domid,
+            wake,
+        }
+    }
+
+    /// A new connection of domain `domid` to the same store.
+    pub fn connect(&self, domid: DomId) -> LocalStore {
+        Self::open(&self.shared, domid)
+    }
+
+    /// The domain this connection acts for.
+    pub fn domid(&self) -> DomId {
+        self.domid
+    }
+
+    /// Requests served by the store so far, over all connections.
+    pub fn ops(&self) -> u64 {
+        self.shared.ops.load(Ordering::Relaxed)
+    }
+
+    /// Open connections (for leak checks).
+    pub fn connections(&self) -> usize {
+        self.lock().store.stats().conns
+    }
+
+    /// Direct access to the store core (tests, persistence).
+    pub fn with_store<R>(&self, f: impl FnOnce(&mut Store) -> R) -> R {
+        f(&mut self.lock().store)
+    }
+
+    /// Closes this connection (its watches and transactions go).
+    pub fn close(&self) {
+        let mut g = self.lock();
+        g.store.disconnect(self.conn);
+        g.conns.remove(&self.conn);
+        self.wake.notify_all();
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.shared.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn call(&self, op: XsOp, tx: TxId, payload: &[u8]) -> Result<Vec<u8>> {
+        self.shared.ops.fetch_add(1, Ordering::Relaxed);
+        let mut g = self.lock();
+        g.req = g.req.wrapping_add(1);
+        let req = g.req;
+        let len = u32::try_from(payload.len()).map_err(|_| ClientError::Protocol)?;
+        let h = Header::new(op, req, tx.0, len);
+        g.store
+            .handle(self.conn, &h, payload)
+            .map_err(|_| ClientError::Disconnected)?;
+        let mut reply = None;
+        let Inner { store, conns, .. } = &mut *g;
+        for c in store.take_ready() {
+            let mut woke = false;
+            while let Some(p) = store.pop(c) {
+                if p.op() == Some(XsOp::WatchEvent) {
+                    let mut parts = p.payload.split(|&b| b == 0);
+                    let path = parts.next().unwrap_or_default();
+                    let token = parts.next().unwrap_or_default();
+                    if let Some(q) = conns.get_mut(&c) {
+                        q.events.push_back(WatchEvent {
+                            path: String::from_utf8_lossy(path).into_owned(),
+                            token: String::from_utf8_lossy(token).into_owned(),
+                        });
+                        woke = true;
+                    }
+                } else if c == self.conn && p.header.req_id == req {
+                    reply = Some(p);
+                }
+            }
+            if woke {
+                if let Some(q) = conns.get(&c) {
+                    q.wake.notify_all();
+                }
+            }
+        }
+        for e in store.take_effects() {
+            if let Effect::Release { conns: gone, .. } = e {
+                for c in gone {
+                    if let Some(q) = conns.remove(&c) {
+                        q.wake.notify_all();
+                    }
+                }
+            }
+        }
+        drop(g);
+        let p = reply.ok_or(ClientError::Protocol)?;
+        if p.op() == Some(XsOp::Error) {
+            return Err(ClientError::Store(
+                error_from_name(&p.payload).unwrap_or(Errno::EINVAL),
+            ));
+        }
+        Ok(p.payload)
+    }
+
+    fn path_arg(path: &str) -> Vec<u8> {
+        let mut v = Vec::with_capacity(path.len() + 1);
+        v.extend_from_slice(path.as_bytes());
+        v.push(0);
+        v
+    }
+}
+
+impl XenStore for LocalStore {
+    fn read(&self, tx: TxId, path: &str) -> Result<Vec<u8>> {
+        self.call(XsOp::Read, tx, &Self::path_arg(path))
+    }
+
+    fn write(&self, tx: TxId, path: &str, value: &[u8]) -> Result<()> {
+        let mut v = Self::path_arg(path);
+        v.extend_from_slice(value);
+        self.call(XsOp::Write, tx, &v).map(|_| ())
+    }
+
+    fn mkdir(&self, tx: TxId, path: &str) -> Result<()> {
+        self.call(XsOp::Mkdir, tx, &Self::path_arg(path))
+            .map(|_| ())
+    }
+
+    fn rm(&self, tx: TxId, path: &str) -> Result<()> {
+        self.call(XsOp::Rm, tx, &Self::path_arg(path)).map(|_| ())
+    }
+
+    fn directory(&self, tx: TxId, path: &str) -> Result<Vec<String>> {
+        let r = self.call(XsOp::Directory, tx, &Self::path_arg(path))?;
+        Ok(r.split(|&b| b == 0)
+            .filter(|s| !s.is_empty())
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect())
+    }
+
+    fn get_perms(&self, tx: TxId, path: &str) -> Result<Vec<Perm>> {
+        let r = self.call(XsOp::GetPerms, tx, &Self::path_arg(path))?;
+        let p = Perms::parse(&r).map_err(|_| ClientError::Protocol)?;
+        Ok(p.as_slice().to_vec())
+    }
+
+    fn set_perms(&self, tx: TxId, path: &str, perms: &[Perm]) -> Result<()> {
+        let mut v = Self::path_arg(path);
+        if let Some(p) = Perms::from_slice(perms) {
+            p.emit(&mut v);
+        }
+        self.call(XsOp::SetPerms, tx, &v).map(|_| ())
+    }
+
+    fn transaction_start(&self) -> Result<TxId> {
+        let r = self.call(XsOp::TransactionStart, TxId::NONE, b"\0")?;
+        let s = r.strip_suffix(b"\0").unwrap_or(&r);
+        core::str::from_utf8(s)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .map(TxId)
+            .ok_or(ClientError::Protocol)
+    }
+
+    fn transaction_end(&self, tx: TxId, commit: bool) -> Result<()> {
+        let arg: &[u8] = if commit { b"T\0" } else { b"F\0" };
+        self.call(XsOp::TransactionEnd, tx, arg).map(|_| ())
+    }
+
+    fn watch(&self, path: &str, token: &str) -> Result<()> {
+        let mut v = Self::path_arg(path);
+        v.extend_from_slice(&Self::path_arg(token));
+        self.call(XsOp::Watch, TxId::NONE, &v).map(|_| ())
+    }
+
+    fn unwatch(&self, path: &str, token: &str) -> Result<()> {
+        let mut v = Self::path_arg(path);
+        v.extend_from_slice(&Self::path_arg(token));
+        self.call(XsOp::Unwatch, TxId::NONE, &v).map(|_| ())
+    }
+
+    fn next_event(&self, timeout: Option<Duration>) -> Result<WatchEvent> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut g = self.lock();
+        loop {
+            match g.conns.get_mut(&self.conn) {
+                None => return Err(ClientError::Disconnected),
+                Some(q) => {
+                    if let Some(e) = q.events.pop_front() {
+                        return Ok(e);
+                    }
+                }
+            }
+            if g.store.domid(self.conn).is_none() {
+                return Err(ClientError::Disconnected);
+            }
+            g = match deadline {
+                None => self.wake.wait(g).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Err(ClientError::Timeout);
+                    }
+                    self.wake
+                        .wait_timeout(g, d - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+        }
+    }
+}
+
+impl Introducer for LocalStore {
+    fn introduce(&self, dom: DomId, gfn: Gfn, port: EvtchnPort) -> Result<()> {
+        let arg = std::format!("{}\0{}\0{}\0", dom.0, gfn.0, port.0);
+        self.call(XsOp::Introduce, TxId::NONE, arg.as_bytes())
+            .map(|_| ())
+    }
+
+    fn release(&self, dom: DomId) -> Result<()> {
+        let arg = std::format!("{}\0", dom.0);
+        match self.call(XsOp::Release, TxId::NONE, arg.as_bytes()) {
+            Ok(_) | Err(ClientError::Store(Errno::ENOENT)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
