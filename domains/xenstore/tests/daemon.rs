@@ -173,3 +173,54 @@ fn acknowledged_writes_survive_kill_9() {
     assert_eq!(c.call(XS_GET_PERMS, 0, b"/k/8\0").payload, b"b0\0r0\0");
     drop(d);
 }
+
+/// Everything a client can observe of a subtree: values, permissions and
+/// `DIRECTORY` order, depth first.
+fn observe(c: &mut Conn, path: &str, out: &mut Vec<String>) {
+    let v = c.read(path);
+    let p = c.call(XS_GET_PERMS, 0, &z(path));
+    let d = c.call(XS_DIRECTORY, 0, &z(path));
+    out.push(format!(
+        "{path}={:?} {:?} {:?}",
+        v.payload, p.payload, d.payload
+    ));
+    for name in d.payload.split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let child = format!("{path}/{}", String::from_utf8_lossy(name));
+        observe(c, &child, out);
+    }
+}
+
+#[test]
+fn state_survives_snapshots_and_restarts() {
+    let dir = TempDir::new("snap");
+    let d = Daemon::start_with(&dir.0, &["--snapshot-every", "10"]);
+    let mut c = Conn::open(&d.socket);
+    // Children created out of name order, to check DIRECTORY order survives.
+    for i in (0..40).rev() {
+        assert_eq!(
+            c.write(&format!("/s/n{i}/leaf"), format!("v{i}").as_bytes())
+                .ty,
+            XS_WRITE
+        );
+    }
+    for i in (0..40).step_by(3) {
+        assert_eq!(c.call(XS_RM, 0, &z(&format!("/s/n{i}"))).ty, XS_RM);
+    }
+    assert_eq!(c.call(XS_SET_PERMS, 0, b"/s/n1\0b0\0r0\0").ty, XS_SET_PERMS);
+    assert_eq!(c.call(XS_MKDIR, 0, b"/s/empty\0").ty, XS_MKDIR);
+    let mut before = Vec::new();
+    observe(&mut c, "/s", &mut before);
+    d.kill9();
+    let d = Daemon::start_with(&dir.0, &["--snapshot-every", "10"]);
+    let mut c = Conn::open(&d.socket);
+    let mut after = Vec::new();
+    observe(&mut c, "/s", &mut after);
+    assert_eq!(before, after);
+    // Once more, after a restart that itself took a snapshot.
+    d.kill9();
+    let d = Daemon::start(&dir.0);
+    let mut c = Conn::open(&d.socket);
+    let mut again = Vec::new();
+    observe(&mut c, "/s", &mut again);
+    assert_eq!(before, again);
+}
