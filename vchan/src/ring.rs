@@ -375,7 +375,6 @@ impl Endpoint {
         let ready = self.rx_prod.wrapping_sub(self.rx_cons) as usize;
         let n = dst.len().min(ready);
         debug_assert!(n == 0 || ring.size() == self.rx_size() as usize);
-        let mut kick = false;
         let mut done = 0;
         // Publish progress slice by slice so a producer waiting for space
         // can refill behind us while we copy the rest (pipelining).
@@ -388,10 +387,14 @@ impl Endpoint {
             done += len;
             self.rx_cons = self.rx_cons.wrapping_add(len as u32);
             page.idx(self.f.rx_cons).store(self.rx_cons, Release);
-            let prev = page.flag(self.f.my_notify).fetch_and(!NOTIFY_READ, AcqRel);
-            kick |= prev & NOTIFY_READ != 0;
         }
-        (n, Kick(kick))
+        if n == 0 {
+            return (0, Kick(false));
+        }
+        // One check after the last slice: a blocked peer wakes once, to the
+        // whole transfer, rather than once per slice.
+        let prev = page.flag(self.f.my_notify).fetch_and(!NOTIFY_READ, AcqRel);
+        (n, Kick(prev & NOTIFY_READ != 0))
     }
 
     /// Copies up to `src.len()` bytes into the space last seen free (by
@@ -406,7 +409,6 @@ impl Endpoint {
         let free = (self.tx_size() - self.tx_prod.wrapping_sub(self.tx_cons)) as usize;
         let n = src.len().min(free);
         debug_assert!(n == 0 || ring.size() == self.tx_size() as usize);
-        let mut kick = false;
         let mut done = 0;
         // Publish slice by slice so the consumer can start copying out while
         // we copy the rest in.
@@ -419,10 +421,14 @@ impl Endpoint {
             done += len;
             self.tx_prod = self.tx_prod.wrapping_add(len as u32);
             page.idx(self.f.tx_prod).store(self.tx_prod, Release);
-            let prev = page.flag(self.f.my_notify).fetch_and(!NOTIFY_WRITE, AcqRel);
-            kick |= prev & NOTIFY_WRITE != 0;
         }
-        (n, Kick(kick))
+        if n == 0 {
+            return (0, Kick(false));
+        }
+        // One check after the last slice: a blocked peer wakes once, to the
+        // whole transfer, rather than once per slice.
+        let prev = page.flag(self.f.my_notify).fetch_and(!NOTIFY_WRITE, AcqRel);
+        (n, Kick(prev & NOTIFY_WRITE != 0))
     }
 
     /// What the peer's live flag says (read with Acquire, so data the peer
