@@ -1,0 +1,126 @@
+// Drives the Windsor API with the npm xen-api client over JSON-RPC.
+//
+// Usage: node lifecycle.mjs URL PASSWORD
+//
+// The same flow as the Python test: a full lifecycle with event.from seeing
+// every change, then wrong session, wrong handle and wrong power state.
+// Exits non-zero with a message on the first mismatch.
+import { createClient } from 'xen-api'
+
+const [url, password] = process.argv.slice(2)
+
+function check(cond, what) {
+  if (!cond) {
+    console.error('FAILED: ' + what)
+    process.exit(1)
+  }
+}
+
+async function expectFailure(code, promise) {
+  try {
+    await promise
+  } catch (error) {
+    check(error.code === code, `expected ${code}, got ${error.code} ${JSON.stringify(error.params)} ${error.message}`)
+    return error.params
+  }
+  check(false, `expected ${code}, call succeeded`)
+}
+
+const xapi = createClient({
+  url,
+  auth: { user: 'root', password },
+  transport: 'json-rpc',
+  watchEvents: false,
+  allowUnauthorized: true,
+})
+await xapi.connect()
+check(xapi.status === 'connected', 'connected')
+
+const pools = await xapi.call('pool.get_all_records')
+const poolRef = Object.keys(pools)[0]
+const host = await xapi.call('pool.get_master', poolRef)
+check((await xapi.call('host.get_API_version_major', host)) === 2, 'API_version_major is a JSON number')
+check((await xapi.call('host.get_API_version_minor', host)) === 21, 'API_version_minor')
+
+let token = (await xapi.call('event.from', ['vm'], '', 0.1)).token
+const inject = await xapi.call('event.inject', 'pool', poolRef)
+check(typeof inject === 'string', 'event.inject gives a token')
+
+async function waitFor(vm, op, powerState) {
+  for (let i = 0; i < 20; i++) {
+    const batch = await xapi.call('event.from', ['vm'], token, 5.1)
+    token = batch.token
+    for (const e of batch.events) {
+      if (e.ref === vm && e.class === 'vm' && e.operation === op &&
+          (powerState === undefined || e.snapshot.power_state === powerState)) {
+        return e
+      }
+    }
+  }
+  check(false, `no ${op} event for ${vm} (${powerState})`)
+}
+
+const vm = await xapi.call('VM.create', {
+  name_label: 'node-lifecycle',
+  PV_kernel: 'fuzz-target',
+  domain_type: 'pvh',
+  memory_static_max: 32 << 20,
+  memory_dynamic_max: 32 << 20,
+  memory_dynamic_min: 32 << 20,
+  VCPUs_max: 1,
+  VCPUs_at_startup: 1,
+})
+await waitFor(vm, 'add', 'Halted')
+const rec = await xapi.call('VM.get_record', vm)
+check(rec.name_label === 'node-lifecycle', 'name_label')
+check(rec.memory_static_max === 32 << 20, 'memory is a number')
+check((await xapi.call('VM.get_by_uuid', rec.uuid)) === vm, 'get_by_uuid')
+
+const steps = [
+  ['VM.start', [vm, false, false], 'Running'],
+  ['VM.pause', [vm], 'Paused'],
+  ['VM.unpause', [vm], 'Running'],
+  ['VM.suspend', [vm], 'Suspended'],
+  ['VM.resume', [vm, false, false], 'Running'],
+  ['VM.clean_shutdown', [vm], 'Halted'],
+  ['VM.start', [vm, false, false], 'Running'],
+  ['VM.hard_shutdown', [vm], 'Halted'],
+]
+for (const [method, args, state] of steps) {
+  await xapi.call(method, ...args)
+  check((await xapi.call('VM.get_power_state', vm)) === state, `${method} -> ${state}`)
+  await waitFor(vm, 'mod', state)
+}
+
+const params = await expectFailure('VM_BAD_POWER_STATE', xapi.call('VM.unpause', vm))
+check(JSON.stringify(params) === JSON.stringify([vm, 'paused', 'halted']), `VM_BAD_POWER_STATE params ${params}`)
+
+await xapi.call('VM.destroy', vm)
+await waitFor(vm, 'del')
+
+const handle = await expectFailure('HANDLE_INVALID', xapi.call('VM.get_record', vm))
+check(handle[0] === 'VM' && handle[1] === vm, 'HANDLE_INVALID params')
+await expectFailure('MESSAGE_METHOD_UNKNOWN', xapi.call('VM.fly', vm))
+
+// Wrong session, through the raw JSON-RPC endpoint (the client would log in
+// again on SESSION_INVALID).
+const raw = await fetch(new URL('/jsonrpc', url), {
+  method: 'POST',
+  headers: { 'Content-Type': 'application/json' },
+  body: JSON.stringify({ jsonrpc: '2.0', method: 'VM.get_all', params: ['OpaqueRef:bogus'], id: 1 }),
+})
+check(raw.headers.get('content-type') === 'application/json', 'JSON content type')
+const answer = await raw.json()
+check(answer.error && answer.error.message === 'SESSION_INVALID' && answer.error.data[0] === 'OpaqueRef:bogus',
+  `SESSION_INVALID ${JSON.stringify(answer)}`)
+
+// JSON-RPC 1.0 shape.
+const v1 = await (await fetch(new URL('/jsonrpc', url), {
+  method: 'POST',
+  headers: { 'Content-Type': 'application/json' },
+  body: JSON.stringify({ method: 'VM.get_all', params: ['OpaqueRef:bogus'], id: 2 }),
+})).json()
+check(v1.result === null && v1.error[0] === 'SESSION_INVALID' && v1.id === 2, `1.0 error ${JSON.stringify(v1)}`)
+
+await xapi.disconnect()
+console.log('npm xen-api: ok')
