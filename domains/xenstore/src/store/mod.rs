@@ -43,13 +43,12 @@
 //! repeatable reads inside a transaction, `XS_INTRODUCE` resetting a
 //! connected domain, glibc `atoi` on numeric arguments. A differential
 //! test (`differential_against_c_xenstored`, ignored unless
-//! `XS_REF_SOCKET` is set) checks ~140 requests byte for byte against the
+//! `XS_REF_SOCKET` is set) checks over 400 requests byte for byte against the
 //! reference daemon. Malformed single-argument requests get `EINVAL`
 //! where C answers with whatever `errno` was left over.
 //! Departures: domain-owned nodes are deleted and ACL entries naming a
 //! domain are dropped at `XS_RELEASE` (C uses domain generations for the
-//! latter); a transaction that hit a quota fails with `ENOSPC` at commit
-//! (C: `ENOMEM`); C's per-domain memory quota is replaced by bounds on
+//! latter); C's per-domain memory quota is replaced by bounds on
 //! what each structure can hold (nodes x value size, watches, transaction
 //! nodes and bytes, queued output).
 //!
@@ -1145,7 +1144,8 @@ impl Store {
             return Ok(OK.to_vec());
         }
         if t.failed {
-            return Err(Errno::ENOSPC);
+            // As C xenstored (`trans->fail`).
+            return Err(Errno::ENOMEM);
         }
         if !t.validate(&self.tree) {
             return Err(Errno::EAGAIN);
