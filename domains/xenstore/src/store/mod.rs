@@ -1047,7 +1047,8 @@ impl Store {
             return Err(Errno::EEXIST);
         }
         let dw = self.domains.get(&domid).map_or(0, |d| d.watches);
-        if !privileged && dw >= self.cfg.quotas.watches_per_domain {
+        // `>` as C xenstored: one watch more than the quota fits.
+        if !privileged && dw > self.cfg.quotas.watches_per_domain {
             return Err(Errno::E2BIG);
         }
         let w = Watch {
@@ -1110,7 +1111,8 @@ impl Store {
         if tx != 0 {
             return Err(Errno::EBUSY);
         }
-        if !privileged && c.txns.len() >= max {
+        // `>` as C xenstored: one transaction more than the quota fits.
+        if !privileged && c.txns.len() > max {
             return Err(Errno::ENOSPC);
         }
         let mut id = c.next_txid;

@@ -11,9 +11,10 @@ pub struct Quotas {
     pub nodes_per_domain: u32,
     /// Bytes of value (plus child names) in one node (`-S`, 2048).
     pub value_size: usize,
-    /// Watches per domain (`-W`, 128).
+    /// Watches per domain (`-W`, 128; as in C, one more is accepted).
     pub watches_per_domain: u32,
-    /// Open transactions per connection (`-t`, 10).
+    /// Open transactions per connection (`-t`, 10; as in C, one more is
+    /// accepted).
     pub transactions: usize,
     /// Entries in one permission list (`-A`, 5).
     pub perms_per_node: usize,
