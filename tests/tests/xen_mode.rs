@@ -226,3 +226,217 @@ fn a_crashing_guest_is_reported_and_cleaned_up_while_the_host_stays_up() {
         "host did not stay up"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Boot orchestration: dom0 (`unikernel/images/dom0`) builds the host of a
+// boot-config description from the bundle.
+
+/// A host description with a small xenstore domain and `guests` (TOML
+/// `[[guests]]` tables), written with its images dir under the work dir.
+fn host(name: &str, guests: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = xen_boot::work_dir().join(format!("host-{name}"));
+    std::fs::create_dir_all(&dir).expect("host dir");
+    let toml = format!(
+        r#"[host]
+name = "{name}"
+
+[dom0]
+image = "windsor-dom0.elf"
+memory_mib = 64
+
+[dom0.timeouts]
+domain_ready_ms = 5000
+shutdown_ms = 5000
+
+[[services]]
+kind = "xenstore"
+image = "windsor-xenstore-domain.elf"
+memory_mib = 8
+
+{guests}
+[qemu]
+timeout_secs = 60
+"#
+    );
+    let path = dir.join("host.toml");
+    std::fs::write(&path, toml).expect("write host.toml");
+    (path, dir)
+}
+
+fn boot_host(name: &str, guests: &str) -> xen_boot::BootReport {
+    let (config, dir) = host(name, guests);
+    let _one = ONE_BOOT_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    boot(&XenBootArgs {
+        config: Some(config),
+        images_dir: Some(dir),
+        quiet: true,
+        ..XenBootArgs::default()
+    })
+    .unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+fn has_line(r: &xen_boot::BootReport, parts: &[&str]) -> bool {
+    r.lines.iter().any(|l| parts.iter().all(|p| l.contains(p)))
+}
+
+#[test]
+fn default_host_boots_to_ready_and_runs_a_guest_lifecycle() {
+    let r = {
+        let _one = ONE_BOOT_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        // No image, no config: the default host description.
+        boot(&XenBootArgs {
+            quiet: true,
+            ..XenBootArgs::default()
+        })
+        .unwrap_or_else(|e| panic!("{e:#}"))
+    };
+    let has = |parts: &[&str]| has_line(&r, parts);
+    assert!(has(&[
+        "windsor dom0: plan for host \"windsor-dev\": 2 domains"
+    ]));
+    // The xenstore domain runs the store and says it has no persistence.
+    assert!(has(&["(d1)", "xenstore-domain", "WITHOUT persistence"]));
+    assert!(has(&["xenstore domain \"xenstore\" is d1 and answers"]));
+    // The guest is built from the bundle, introduced, and reports through
+    // xenstore (dom0 read data/booted and data/state).
+    assert!(has(&["built guest \"fuzz0\" as d2 from bundle entry 2"]));
+    assert!(has(&["(d1)", "introduced d2"]));
+    assert!(has(&[
+        "guest \"fuzz0\" d2 running (data/booted=1, data/state=running)"
+    ]));
+    assert!(
+        r.ready_line.contains("host=windsor-dev guests=1"),
+        "{}",
+        r.ready_line
+    );
+    let dom0_ms = r.dom0_ms.expect("ready line carries dom0=… ms");
+    assert!(dom0_ms > 0.0 && dom0_ms < 20_000.0, "{dom0_ms}");
+    // Asked through control/shutdown, the guest acknowledged and went.
+    assert!(has(&[
+        "guest \"fuzz0\" d2 shut down on request: Poweroff",
+        "data/state=shutting-down:poweroff"
+    ]));
+    // Released from xenstore (ring unmapped, port closed, nodes removed),
+    // destroyed, and gone from Xen's list (grants and ports released).
+    assert!(has(&[
+        "(d1)",
+        "released d2: ring unmapped, port",
+        "closed (Ok(()))"
+    ]));
+    assert!(has(&[
+        "guest \"fuzz0\" d2 cleaned up",
+        "xenstore nodes gone, domain gone"
+    ]));
+    assert!(has(&["xenstore domain d1 destroyed; host down"]));
+    assert!(has(&["Hardware Dom0 halted: halting machine"]));
+    assert!(!has(&["crashed"]) && !has(&["STILL PRESENT"]));
+    eprintln!(
+        "xen-mode default host: ready after {:.2} s of QEMU wall time, dom0 start -> ready {dom0_ms:.1} ms",
+        r.wall_to_ready.as_secs_f64()
+    );
+}
+
+#[test]
+fn a_vchan_stream_between_a_guest_and_dom0_has_a_matching_checksum() {
+    let r = boot_host(
+        "vchan",
+        r#"[[guests]]
+name = "streamer"
+image = "windsor-guest-hello.elf"
+memory_mib = 8
+cmdline = "vchan=1048576"
+"#,
+    );
+    let has = |parts: &[&str]| has_line(&r, parts);
+    assert!(has(&["(d2)", "sent 1048576 bytes over vchan", "fnv1a64"]));
+    assert!(
+        has(&["vchan d2 -> dom0: 1048576 bytes", "matches the guest's"]),
+        "no matching checksum"
+    );
+    assert!(!has(&["MISMATCH"]));
+    assert!(has(&["guest \"streamer\" d2 cleaned up", "domain gone"]));
+    assert!(has(&["Hardware Dom0 halted: halting machine"]));
+}
+
+#[test]
+fn a_guest_that_crashes_is_reported_and_cleaned_up_and_the_host_comes_up() {
+    let r = boot_host(
+        "crash",
+        r#"[[guests]]
+name = "crasher"
+image = "windsor-guest-hello.elf"
+memory_mib = 8
+cmdline = "panic"
+
+[[guests]]
+name = "survivor"
+image = "windsor-guest-hello.elf"
+memory_mib = 8
+"#,
+    );
+    let has = |parts: &[&str]| has_line(&r, parts);
+    assert!(has(&["(d2)", "windsor: panic: panicked at"]));
+    assert!(has(&["(d2)", "guest panic requested on the command line"]));
+    assert!(has(&["guest \"crasher\" d2 crashed while starting"]));
+    assert!(has(&[
+        "guest \"crasher\" d2 cleaned up (was Ok(Shutdown(Crash)))",
+        "xenstore nodes gone, domain gone"
+    ]));
+    // Its xenstore connection was released too.
+    assert!(has(&["(d1)", "released d2"]));
+    assert!(has(&["guest \"survivor\" d3 running"]));
+    assert!(r.ready_line.contains("guests=1"), "{}", r.ready_line);
+    assert!(has(&[
+        "guest \"survivor\" d3 shut down on request: Poweroff"
+    ]));
+    assert!(has(&["Hardware Dom0 halted: halting machine"]));
+}
+
+#[test]
+fn a_broken_guest_image_in_the_bundle_is_refused_and_the_host_comes_up() {
+    let (_, dir) = host("broken", "");
+    std::fs::write(
+        dir.join("broken.elf"),
+        b"\x7fELF but not really\n".repeat(64),
+    )
+    .expect("write broken image");
+    let r = boot_host(
+        "broken",
+        r#"[[guests]]
+name = "broken"
+image = "broken.elf"
+memory_mib = 8
+
+[[guests]]
+name = "fine"
+image = "windsor-guest-hello.elf"
+memory_mib = 8
+"#,
+    );
+    let has = |parts: &[&str]| has_line(&r, parts);
+    assert!(has(&["windsor: builder: d2: image refused:"]));
+    assert!(has(&[
+        "guest \"broken\" not started: image \"broken.elf\" refused by the builder",
+        "ENOEXEC",
+        "(domain d2 destroyed)"
+    ]));
+    assert!(has(&["guest \"fine\" d3 running"]));
+    assert!(r.ready_line.contains("guests=1"), "{}", r.ready_line);
+    assert!(has(&["Hardware Dom0 halted: halting machine"]));
+}
+
+#[test]
+fn dom0_refuses_a_module_that_is_not_a_boot_bundle_with_the_reason() {
+    let _one = ONE_BOOT_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let err = boot(&XenBootArgs {
+        modules: vec!["guest-hello".into()],
+        ..args("dom0")
+    })
+    .expect_err("dom0 must refuse a module that is not a bundle");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("Dom0 crashed"), "{msg}");
+    assert!(
+        msg.contains("boot bundle refused: boot bundle: bad magic"),
+        "{msg}"
+    );
+}

@@ -48,7 +48,17 @@
 //! * built guests get no MTRR record (all memory uncached-by-default on
 //!   real hardware: fine under TCG, slow on metal);
 //! * a guest's domain id reaches it as `domid=N` on its command line;
-//! * exceptions run on the current stack: a stack overflow is not caught.
+//! * exceptions run on the current stack: a stack overflow is not caught;
+//! * the xenstore domain has no persistence in Xen mode (no block device
+//!   yet): the store lives in its memory only, and it says so at start-up;
+//! * after the ready marker the `dom0` image tears the host down (guests
+//!   through `control/shutdown`, then the xenstore domain) and powers off:
+//!   there is no lifecycle API in Xen mode yet;
+//! * `windsor-fuzz-target.elf` of the default host is `guest-hello` in
+//!   its xenbus mode until the fuzz-target guest has a Xen-mode image.
+//!
+//! How the images boot a host together (the bundle, dom0's xenstore ring,
+//! introductions, teardown): `unikernel/BOOT.md`.
 //!
 //! On a non-`none` target (host builds of the workspace) only the portable
 //! modules are compiled, so `cargo test --workspace` runs their unit tests.

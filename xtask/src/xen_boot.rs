@@ -53,7 +53,7 @@ const TAIL_LINES: usize = 40;
 ///
 /// With neither `--image` nor `--config`, boots the default host,
 /// `boot-config/examples/default.toml`.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct XenBootArgs {
     /// A host description (boot-config TOML): builds the images it names
     /// (see [`image_binary`]), renders the boot bundle and boots dom0 with it.
@@ -86,21 +86,6 @@ pub struct XenBootArgs {
     /// Skip the PVH note check (to watch Xen refuse a bad image).
     #[arg(long)]
     pub no_check: bool,
-}
-
-impl Default for XenBootArgs {
-    fn default() -> Self {
-        XenBootArgs {
-            config: None,
-            images_dir: None,
-            image: None,
-            modules: Vec::new(),
-            cmdline: String::new(),
-            timeout: None,
-            quiet: false,
-            no_check: false,
-        }
-    }
 }
 
 /// The default host description, relative to the workspace root.
