@@ -456,6 +456,9 @@ impl<P: EventChannel + Clock> XenStore for XenbusClient<'_, P> {
 mod tests {
     use super::*;
     use core::ptr::NonNull;
+    use windsor_xenstore::{Config, ConnId, Store};
+
+    const T: TxId = TxId::NONE;
 
     #[repr(C, align(4096))]
     struct Page([u8; 4096]);
@@ -503,5 +506,209 @@ mod tests {
         // A consumer index ahead of our producer index is a lie too.
         mem.atomic_u32(field::REQ_CONS).store(9999, Release);
         assert!(c.write(&[1]).is_err());
+    }
+
+    /// A platform whose "other domain" is a [`Store`] serving the ring on
+    /// every notify and wait, with a simulated clock.
+    struct FakeXen {
+        page: SharedMem<'static>,
+        store: RefCell<Store>,
+        dom0: ConnId,
+        guest: ConnId,
+        dec: RefCell<Decoder>,
+        out: RefCell<VecDeque<u8>>,
+        now: core::cell::Cell<Duration>,
+        /// When false the server never answers.
+        alive: bool,
+    }
+
+    impl FakeXen {
+        fn new(alive: bool) -> Self {
+            let mut store = Store::new(Config::default());
+            let dom0 = store.connect(DomId::DOM0);
+            let guest = store.connect(DomId(7));
+            FakeXen {
+                page: view(page()),
+                store: RefCell::new(store),
+                dom0,
+                guest,
+                dec: RefCell::new(Decoder::new()),
+                out: RefCell::new(VecDeque::new()),
+                now: core::cell::Cell::new(Duration::ZERO),
+                alive,
+            }
+        }
+
+        /// Serves the guest's ring: requests in, replies and events out.
+        fn serve(&self) {
+            if !self.alive {
+                return;
+            }
+            let ring = XsRing::new(self.page, Side::Server).expect("ring");
+            let mut buf = [0u8; 256];
+            let mut store = self.store.borrow_mut();
+            loop {
+                let n = ring.read(&mut buf).expect("client keeps the protocol");
+                if n == 0 {
+                    break;
+                }
+                let mut at = 0;
+                while at < n {
+                    let (used, pkt) = self.dec.borrow_mut().feed(&buf[at..n]).expect("framing");
+                    at += used;
+                    if let Some(p) = pkt {
+                        store
+                            .handle(self.guest, &p.header, &p.payload)
+                            .expect("handled");
+                    }
+                }
+            }
+            let mut out = self.out.borrow_mut();
+            while let Some(p) = store.pop(self.guest) {
+                out.extend(p.to_vec());
+            }
+            while let Some(p) = store.pop(self.dom0) {
+                drop(p);
+            }
+            let (a, _) = out.as_slices();
+            let n = ring.write(a).expect("client keeps the protocol");
+            out.drain(..n);
+        }
+
+        /// dom0 creates `/local/domain/7`, owned by the guest (as the
+        /// Windsor dom0 does before introducing it).
+        fn give_subtree(&self) {
+            self.dom0_write("/local/domain/7", b"");
+            let perms = Perms::owner(DomId(7), windsor_xenstore::client::Access::None);
+            let mut p = cstr("/local/domain/7");
+            perms.emit(&mut p);
+            let h = windsor_xenstore::wire::Header::new(XsOp::SetPerms, 2, 0, p.len() as u32);
+            self.store
+                .borrow_mut()
+                .handle(self.dom0, &h, &p)
+                .expect("set perms");
+        }
+
+        /// dom0 writes `path` (fires the guest's watches).
+        fn dom0_write(&self, path: &str, value: &[u8]) {
+            let mut payload = cstr(path);
+            payload.extend_from_slice(value);
+            let h = windsor_xenstore::wire::Header::new(XsOp::Write, 1, 0, payload.len() as u32);
+            self.store
+                .borrow_mut()
+                .handle(self.dom0, &h, &payload)
+                .expect("dom0 write");
+        }
+    }
+
+    impl Clock for FakeXen {
+        fn now(&self) -> Duration {
+            self.now.get()
+        }
+    }
+
+    impl EventChannel for FakeXen {
+        fn alloc_unbound(&self, _: DomId) -> xen::platform::Result<EvtchnPort> {
+            Ok(EvtchnPort(1))
+        }
+        fn bind_interdomain(&self, _: DomId, _: EvtchnPort) -> xen::platform::Result<EvtchnPort> {
+            Ok(EvtchnPort(1))
+        }
+        fn bind_virq(&self, _: xen::platform::Virq) -> xen::platform::Result<EvtchnPort> {
+            Ok(EvtchnPort(2))
+        }
+        fn notify(&self, _: EvtchnPort) -> xen::platform::Result<()> {
+            self.serve();
+            Ok(())
+        }
+        fn mask(&self, _: EvtchnPort) -> xen::platform::Result<()> {
+            Ok(())
+        }
+        fn unmask(&self, _: EvtchnPort) -> xen::platform::Result<()> {
+            Ok(())
+        }
+        fn close(&self, _: EvtchnPort) -> xen::platform::Result<()> {
+            Ok(())
+        }
+        fn status(&self, _: EvtchnPort) -> xen::platform::Result<xen::platform::PortStatus> {
+            Ok(xen::platform::PortStatus::Closed)
+        }
+        fn clear_pending(&self, _: EvtchnPort) -> xen::platform::Result<bool> {
+            Ok(false)
+        }
+        fn wait(&self, _: &[EvtchnPort], t: Option<Duration>) -> xen::platform::Result<bool> {
+            self.now
+                .set(self.now.get() + t.unwrap_or(Duration::from_millis(1)));
+            self.serve();
+            Ok(true)
+        }
+    }
+
+    #[test]
+    fn client_calls_map_replies_and_errors() {
+        let x = FakeXen::new(true);
+        let c = XenbusClient::new(&x, x.page, EvtchnPort(1)).expect("client");
+        x.give_subtree();
+
+        c.write(T, "data/booted", b"1").expect("relative write");
+        assert_eq!(
+            c.read(T, "/local/domain/7/data/booted").expect("read"),
+            b"1"
+        );
+        assert_eq!(c.directory(T, "data").expect("dir"), ["booted"]);
+        assert_eq!(
+            c.read(T, "data/nope"),
+            Err(ClientError::Store(xen::Errno::ENOENT))
+        );
+        // dom0's node is not the guest's to write.
+        assert_eq!(
+            c.write(T, "/local/domain/0/x", b"1"),
+            Err(ClientError::Store(xen::Errno::EACCES))
+        );
+        // A value bigger than the ring crosses it in pieces.
+        let big = alloc::vec![b'x'; 2000];
+        c.write(T, "data/big", &big).expect("big write");
+        assert_eq!(c.read(T, "data/big").expect("big read"), big);
+        let tx = c.transaction_start().expect("tx");
+        c.write(tx, "data/t", b"1").expect("tx write");
+        c.transaction_end(tx, true).expect("commit");
+        assert_eq!(c.read(T, "data/t").expect("read"), b"1");
+    }
+
+    #[test]
+    fn watch_events_are_delivered_and_queued_across_calls() {
+        let x = FakeXen::new(true);
+        let c = XenbusClient::new(&x, x.page, EvtchnPort(1)).expect("client");
+        x.give_subtree();
+        x.dom0_write("/local/domain/7/control/shutdown", b"");
+        c.watch("/local/domain/7/control/shutdown", "tok")
+            .expect("watch");
+        // The initial event of a new watch.
+        let e = c
+            .next_event(Some(Duration::from_secs(1)))
+            .expect("first event");
+        assert_eq!(
+            (e.path.as_str(), e.token.as_str()),
+            ("/local/domain/7/control/shutdown", "tok")
+        );
+        // An event that arrives while a call waits for its reply is queued.
+        x.dom0_write("/local/domain/7/control/shutdown", b"poweroff");
+        let _ = c.read(T, "/local/domain/7/control/shutdown");
+        let e = c
+            .next_event(Some(Duration::from_secs(1)))
+            .expect("queued event");
+        assert_eq!(e.token, "tok");
+        assert_eq!(
+            c.next_event(Some(Duration::from_millis(100))),
+            Err(ClientError::Timeout)
+        );
+    }
+
+    #[test]
+    fn a_store_that_never_answers_times_out() {
+        let x = FakeXen::new(false);
+        let c = XenbusClient::new(&x, x.page, EvtchnPort(1)).expect("client");
+        assert_eq!(c.read(T, "x"), Err(ClientError::Timeout));
+        assert!(x.now() >= DEFAULT_REPLY_TIMEOUT);
     }
 }

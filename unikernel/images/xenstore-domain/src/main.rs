@@ -55,6 +55,9 @@ mod image {
 
     windsor_unikernel::main!(main);
 
+    /// Bytes of output we hold per connection beyond the ring (one ring).
+    const OUT_BUFFER: usize = 1024;
+
     /// Where a connection's ring page lives.
     enum Page {
         /// Our own store page (dom0's connection).
@@ -254,7 +257,12 @@ mod image {
             // Replies and events out.
             let _ = store.take_ready();
             for c in conns.iter_mut() {
-                while let Some(p) = store.pop(c.id) {
+                // Take from the store only what the ring can soon carry:
+                // unread output stays in the store, where it counts against
+                // the connection's quotas (a guest that never reads its
+                // ring cannot make us buffer without bound).
+                while c.out.len() < OUT_BUFFER {
+                    let Some(p) = store.pop(c.id) else { break };
                     c.out.extend(p.to_vec());
                 }
                 if c.out.is_empty() {
