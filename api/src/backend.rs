@@ -1,7 +1,9 @@
 //! The seam to the toolstack, and an in-memory stand-in for tests.
 //!
 //! The server hands every parsed [`Action`] to a [`Backend`]; in Windsor
-//! that is the toolstack service (`Toolstack::handle`). [`MemoryBackend`]
+//! that is the toolstack service
+//! ([`Toolstack`](windsor_toolstack::service::Toolstack) implements
+//! [`Backend`]; in host mode serve `Arc::new(host.toolstack.clone())`). [`MemoryBackend`]
 //! implements the same contract over records in memory (power-state rules,
 //! XAPI errors, the event sequence) so the API and its real-client tests run
 //! without a hypervisor. It holds no devices and boots nothing: it is a test
@@ -20,6 +22,22 @@ use windsor_toolstack::action::{
 pub trait Backend: Send + Sync + 'static {
     /// Performs one action; may block (clean shutdown, `event.from`).
     fn handle(&self, action: Action) -> ActionResult;
+}
+
+impl<P, S, I> Backend for windsor_toolstack::service::Toolstack<P, S, I>
+where
+    P: xen::platform::DomainControl
+        + xen::platform::DomainBuilder
+        + xen::platform::EventChannel
+        + Send
+        + Sync
+        + 'static,
+    S: windsor_xenstore::client::XenStore + Send + Sync + 'static,
+    I: windsor_toolstack::service::Introducer + Send + Sync + 'static,
+{
+    fn handle(&self, action: Action) -> ActionResult {
+        windsor_toolstack::service::Toolstack::handle(self, action)
+    }
 }
 
 /// Events kept for `event.from`; older tokens get `EVENTS_LOST`.

@@ -260,3 +260,19 @@ fn a_slow_body_times_out() {
     );
     assert!(r.starts_with("HTTP/1.1 408"), "{r}");
 }
+
+#[test]
+fn rust_client_against_the_toolstack() {
+    let host = windsor_toolstack::host::Host::start(windsor_toolstack::Config {
+        shutdown_timeout: Duration::from_secs(60),
+        seed: 5,
+        ..windsor_toolstack::Config::default()
+    })
+    .unwrap();
+    let srv = common::serve(
+        std::sync::Arc::new(host.toolstack.clone()),
+        Config::default(),
+    );
+    let mut c = Client::connect(Endpoint::parse(&srv.url).unwrap(), Protocol::JsonRpc).unwrap();
+    lifecycle(&mut c);
+}

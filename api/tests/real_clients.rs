@@ -14,7 +14,12 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use windsor_api::server::Config;
+use windsor_toolstack::host::Host;
+use windsor_toolstack::Config as ToolstackConfig;
 
 /// Runs a command with a deadline; returns (success, stdout+stderr).
 fn run_bounded(cmd: &mut Command, limit: Duration) -> (bool, String) {
@@ -53,12 +58,54 @@ fn run_bounded(cmd: &mut Command, limit: Duration) -> (bool, String) {
     )
 }
 
+#[test]
+fn python_xenapi_full_lifecycle() {
+    python_lifecycle(&common::start());
+}
+
+#[test]
+fn npm_xen_api_full_lifecycle() {
+    npm_lifecycle(&common::start());
+}
+
+/// The same clients against the real toolstack: host mode on the simulated
+/// hypervisor, fuzz-target guests that really boot, answer
+/// `control/shutdown` and suspend.
+#[test]
+fn python_xenapi_against_the_toolstack() {
+    let host = toolstack_host();
+    python_lifecycle(&common::serve(
+        Arc::new(host.toolstack.clone()),
+        Config::default(),
+    ));
+}
+
+/// See [`python_xenapi_against_the_toolstack`].
+#[test]
+fn npm_xen_api_against_the_toolstack() {
+    let host = toolstack_host();
+    npm_lifecycle(&common::serve(
+        Arc::new(host.toolstack.clone()),
+        Config::default(),
+    ));
+}
+
+fn toolstack_host() -> Host {
+    Host::start(ToolstackConfig {
+        // Generous: the machine is shared and loaded.
+        shutdown_timeout: Duration::from_secs(60),
+        seed: 11,
+        ..ToolstackConfig::default()
+    })
+    .expect("host mode starts")
+}
+
 fn here() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests")
 }
 
-#[test]
-fn python_xenapi_full_lifecycle() {
+/// Runs the PyPI XenAPI script against `srv`.
+pub fn python_lifecycle(srv: &common::TestServer) {
     let (ok, out) = run_bounded(
         Command::new("python3").args(["-c", "import XenAPI"]),
         Duration::from_secs(60),
@@ -67,7 +114,6 @@ fn python_xenapi_full_lifecycle() {
         ok,
         "the PyPI XenAPI package is missing: install it with `python3 -m pip install XenAPI`\n{out}"
     );
-    let srv = common::start();
     let script = here().join("python/lifecycle.py");
     let (ok, out) = run_bounded(
         Command::new("python3")
@@ -91,8 +137,8 @@ fn has_xen_api(dir: &Path) -> bool {
     dir.join("node_modules/xen-api/package.json").exists()
 }
 
-#[test]
-fn npm_xen_api_full_lifecycle() {
+/// Runs the npm xen-api script against `srv`.
+pub fn npm_lifecycle(srv: &common::TestServer) {
     let (ok, out) = run_bounded(
         Command::new("node").arg("--version"),
         Duration::from_secs(30),
@@ -105,7 +151,6 @@ fn npm_xen_api_full_lifecycle() {
          (or set WINDSOR_XEN_API_NODE_DIR to a directory whose node_modules holds xen-api)",
         dir.display()
     );
-    let srv = common::start();
     // Node resolves `xen-api` from the script's directory upwards, so run
     // a copy of the script placed inside the install directory.
     let script = dir.join(format!("lifecycle-{}.mjs", std::process::id()));

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use windsor_api::auth::{Credentials, HashStrength};
-use windsor_api::backend::MemoryBackend;
+use windsor_api::backend::{Backend, MemoryBackend};
 use windsor_api::server::{Api, Config, Listen, Server};
 
 /// The root password the test servers accept.
@@ -26,8 +26,13 @@ pub struct TestServer {
     pub socket: PathBuf,
 }
 
-/// Starts a server with `config`.
+/// Starts a server with `config` over the in-memory backend.
 pub fn start_with(config: Config) -> TestServer {
+    serve(Arc::new(MemoryBackend::new()), config)
+}
+
+/// Starts a server with `config` over `backend`.
+pub fn serve(backend: Arc<dyn Backend>, config: Config) -> TestServer {
     static N: AtomicUsize = AtomicUsize::new(0);
     let socket = std::env::temp_dir().join(format!(
         "windsor-api-test-{}-{}.sock",
@@ -35,7 +40,7 @@ pub fn start_with(config: Config) -> TestServer {
         N.fetch_add(1, Ordering::Relaxed)
     ));
     let api = Api::new(
-        Arc::new(MemoryBackend::new()),
+        backend,
         Credentials::single("root", PASSWORD, HashStrength::TestOnlyWeak).unwrap(),
         config,
     );
