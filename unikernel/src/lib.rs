@@ -53,9 +53,7 @@
 //!   yet): the store lives in its memory only, and it says so at start-up;
 //! * after the ready marker the `dom0` image tears the host down (guests
 //!   through `control/shutdown`, then the xenstore domain) and powers off:
-//!   there is no lifecycle API in Xen mode yet;
-//! * `windsor-fuzz-target.elf` of the default host is `guest-hello` in
-//!   its xenbus mode until the fuzz-target guest has a Xen-mode image.
+//!   there is no lifecycle API in Xen mode yet.
 //!
 //! How the images boot a host together (the bundle, dom0's xenstore ring,
 //! introductions, teardown): `unikernel/BOOT.md`.

@@ -94,15 +94,19 @@ pub const DEFAULT_CONFIG: &str = "boot-config/examples/default.toml";
 /// The Windsor image binary that provides an image file named in a host
 /// description, if any: the names of `boot-config/examples/default.toml`
 /// (`windsor-toolstack.elf` is `dom0`, `windsor-xenstore.elf` is
-/// `xenstore-domain`, `windsor-fuzz-target.elf` is `guest-hello`, the
-/// stand-in until the fuzz-target guest has a Xen-mode image), and
-/// `windsor-<bin>.elf` for every image binary.
+/// `xenstore-domain`), and `windsor-<bin>.elf` for every image binary
+/// (`windsor-fuzz-target.elf` is the `fuzz-target` image).
 pub fn image_binary(file: &str) -> Option<&'static str> {
-    const BINS: [&str; 4] = ["dom0", "dom0-hello", "guest-hello", "xenstore-domain"];
+    const BINS: [&str; 5] = [
+        "dom0",
+        "dom0-hello",
+        "fuzz-target",
+        "guest-hello",
+        "xenstore-domain",
+    ];
     match file {
         "windsor-toolstack.elf" => Some("dom0"),
         "windsor-xenstore.elf" => Some("xenstore-domain"),
-        "windsor-fuzz-target.elf" => Some("guest-hello"),
         _ => {
             let bin = file.strip_prefix("windsor-")?.strip_suffix(".elf")?;
             BINS.iter().copied().find(|b| *b == bin)

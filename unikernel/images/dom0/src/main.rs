@@ -451,12 +451,21 @@ mod image {
             .read(T, &format!("{path}/data/state"))
             .map(|v| String::from_utf8_lossy(&v).into_owned())
             .unwrap_or_default();
+        // The guest acknowledges by clearing the request (as Linux does).
+        let acked = xs
+            .read(T, &format!("{path}/control/shutdown"))
+            .is_ok_and(|v| v.is_empty());
         match reason {
             Some(r) => println!(
                 "windsor dom0: guest {:?} d{dom} shut down on request: {r:?} after {} ms \
-                 (data/state={state})",
+                 (control/shutdown {}, data/state={state})",
                 g.plan.name,
-                ms(xen.now() - t0)
+                ms(xen.now() - t0),
+                if acked {
+                    "acknowledged"
+                } else {
+                    "NOT acknowledged"
+                }
             ),
             None => println!(
                 "windsor dom0: guest {:?} d{dom} did not shut down within {} ms; destroying it",

@@ -20,8 +20,8 @@
 //!   through it and writes their FNV-1a 64 (16 hex digits) to
 //!   `data/vchan-checksum`.
 //!
-//! (The fuzz-target guest core, `guests/fuzz-target`, will replace this
-//! mode once it lands with its Xen-mode entry.)
+//! (The default host's guest is the real fuzz-target image,
+//! `images/fuzz-target`; this mode is for the tests' crash and vchan cases.)
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(target_os = "none")]
