@@ -122,5 +122,29 @@ const v1 = await (await fetch(new URL('/jsonrpc', url), {
 })).json()
 check(v1.result === null && v1.error[0] === 'SESSION_INVALID' && v1.id === 2, `1.0 error ${JSON.stringify(v1)}`)
 
+// The client's default mode: it watches every class with event.inject,
+// <class>.get_all_records and an event.from loop, and keeps objects live.
+const watcher = createClient({
+  url,
+  auth: { user: 'root', password },
+  transport: 'json-rpc',
+  allowUnauthorized: true,
+})
+watcher.on('eventFetchingError', e => check(false, `event loop: ${e.code} ${e.message}`))
+await watcher.connect()
+const watched = await xapi.call('VM.create', { name_label: 'node-watched', PV_kernel: 'fuzz-target' })
+await xapi.call('VM.start', watched, false, false)
+let seen
+for (let i = 0; i < 100; i++) {
+  seen = watcher.objects.all[watched] ?? Object.values(watcher.objects.all).find(o => o.$ref === watched)
+  if (seen?.power_state === 'Running') break
+  await new Promise(resolve => setTimeout(resolve, 100))
+}
+check(seen?.power_state === 'Running', `watcher saw the VM start (${seen?.power_state})`)
+await xapi.call('VM.hard_shutdown', watched)
+await xapi.call('VM.destroy', watched)
+await watcher.disconnect()
+
 await xapi.disconnect()
 console.log('npm xen-api: ok')
+process.exit(0)
