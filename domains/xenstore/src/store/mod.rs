@@ -1150,6 +1150,7 @@ impl Store {
             return Err(Errno::ENOMEM);
         }
         if !t.validate(&self.tree) {
+            tracing::debug!(?conn, tx, "transaction conflict");
             return Err(Errno::EAGAIN);
         }
         if !self.is_priv(domid) && t.created > 0 {
@@ -1165,6 +1166,7 @@ impl Store {
             }
             let now = i64::from(self.tree.count(domid));
             if now + delta > i64::from(self.cfg.quotas.nodes_per_domain) {
+                tracing::debug!(?domid, "node quota hit at commit");
                 return Err(Errno::ENOSPC);
             }
         }
@@ -1358,7 +1360,7 @@ impl Store {
         match cmd {
             b"check" | b"log" | b"print" | b"logfile" => Ok(OK.to_vec()),
             b"help" => Ok(cstr(
-                "check\nlog on|off\nprint <string>\nquota\nmemreport\nhelp\n",
+                "check\t\nlog\ton|off\nprint\t<string>\nquota\t\nmemreport\t\nhelp\t\n",
             )),
             b"quota" => {
                 let q = &self.cfg.quotas;
