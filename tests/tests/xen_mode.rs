@@ -234,6 +234,15 @@ fn a_crashing_guest_is_reported_and_cleaned_up_while_the_host_stays_up() {
 /// A host description with a small xenstore domain and `guests` (TOML
 /// `[[guests]]` tables), written with its images dir under the work dir.
 fn host(name: &str, guests: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    host_with(name, guests, 5000)
+}
+
+/// [`host`] with dom0's `shutdown_ms`.
+fn host_with(
+    name: &str,
+    guests: &str,
+    shutdown_ms: u32,
+) -> (std::path::PathBuf, std::path::PathBuf) {
     let dir = xen_boot::work_dir().join(format!("host-{name}"));
     std::fs::create_dir_all(&dir).expect("host dir");
     let toml = format!(
@@ -246,7 +255,7 @@ memory_mib = 64
 
 [dom0.timeouts]
 domain_ready_ms = 5000
-shutdown_ms = 5000
+shutdown_ms = {shutdown_ms}
 
 [[services]]
 kind = "xenstore"
@@ -264,11 +273,18 @@ timeout_secs = 60
 }
 
 fn boot_host(name: &str, guests: &str) -> xen_boot::BootReport {
-    let (config, dir) = host(name, guests);
+    boot_config(host(name, guests), "")
+}
+
+fn boot_config(
+    (config, dir): (std::path::PathBuf, std::path::PathBuf),
+    dom0_cmdline: &str,
+) -> xen_boot::BootReport {
     let _one = ONE_BOOT_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     boot(&XenBootArgs {
         config: Some(config),
         images_dir: Some(dir),
+        cmdline: dom0_cmdline.into(),
         quiet: true,
         ..XenBootArgs::default()
     })
@@ -441,4 +457,41 @@ fn dom0_refuses_a_module_that_is_not_a_boot_bundle_with_the_reason() {
         msg.contains("boot bundle refused: boot bundle: bad magic"),
         "{msg}"
     );
+}
+
+#[test]
+fn misbehaving_fuzz_targets_are_reported_destroyed_and_cleaned_up() {
+    let fuzz = |name: &str| {
+        format!(
+            "[[guests]]\nname = \"{name}\"\nimage = \"windsor-fuzz-target.elf\"\nmemory_mib = 8\n\n"
+        )
+    };
+    let guests = [fuzz("runner"), fuzz("stubborn"), fuzz("hang")].concat();
+    let r = boot_config(
+        host_with("misbehave", &guests, 300),
+        "misbehave=runner:crash misbehave=stubborn:ignore-shutdown misbehave=hang:spin",
+    );
+    let has = |parts: &[&str]| has_line(&r, parts);
+    assert!(r.ready_line.contains("guests=3"), "{}", r.ready_line);
+    // Crashes while running: Xen reports it, dom0 says so and cleans up.
+    assert!(has(&["guest \"runner\" d2 told to misbehave: crash"]));
+    assert!(has(&[
+        "guest \"runner\" d2 is already shut down: Crash (crashed)"
+    ]));
+    assert!(has(&[
+        "guest \"runner\" d2 cleaned up",
+        "xenstore nodes gone, domain gone"
+    ]));
+    // Ignores control/shutdown, or hangs: destroyed after shutdown_ms.
+    for (name, d) in [("stubborn", "d3"), ("hang", "d4")] {
+        assert!(has(&[&format!(
+            "guest \"{name}\" {d} did not shut down within 300 ms; destroying it"
+        )]));
+        assert!(has(&[
+            &format!("guest \"{name}\" {d} cleaned up"),
+            "xenstore nodes gone, domain gone"
+        ]));
+    }
+    assert!(has(&["(d1)", "released d4"]));
+    assert!(has(&["Hardware Dom0 halted: halting machine"]));
 }

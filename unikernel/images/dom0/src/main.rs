@@ -26,7 +26,11 @@
 //!    guest whose command line has `vchan=N`, connects to the vchan it
 //!    offers under `/local/domain/<id>/data/vchan/0/checksum`, reads `N`
 //!    bytes and compares their FNV-1a 64 with the one the guest wrote to
-//!    `data/vchan-checksum`; then asks each guest to shut down through
+//!    `data/vchan-checksum`; applies the `misbehave=<guest>:<what>` words
+//!    of its own command line (writes the fuzz-target guest's
+//!    `control/misbehave`: `crash`, `ignore-shutdown`, `spin`); reports
+//!    and cleans up guests that already shut down (a crash); then asks
+//!    each remaining guest to shut down through
 //!    `control/shutdown` (`poweroff`), waits (`shutdown_ms`), releases it
 //!    from xenstore (`XS_RELEASE`), checks its nodes are gone, destroys
 //!    it and waits until Xen no longer lists it (only then are its memory,
@@ -171,7 +175,32 @@ mod image {
                 vchan_check(xen, &xs, g, n);
             }
         }
+        for w in xen.cmdline().split_ascii_whitespace() {
+            let Some((name, what)) = w.strip_prefix("misbehave=").and_then(|a| a.split_once(':'))
+            else {
+                continue;
+            };
+            match guests.iter().find(|g| g.plan.name == name) {
+                Some(g) => misbehave(xen, &xs, g, what, dom_exc),
+                None => println!("windsor dom0: misbehave: no running guest {name:?}"),
+            }
+        }
         for g in &guests {
+            if let Ok(RunState::Shutdown(r)) = xen.info(g.dom).map(|i| i.state) {
+                // It went on its own (crashed, or powered off unasked).
+                println!(
+                    "windsor dom0: guest {:?} d{} is already shut down: {r:?}{}",
+                    g.plan.name,
+                    g.dom,
+                    if r == ShutdownReason::Crash {
+                        " (crashed)"
+                    } else {
+                        ""
+                    }
+                );
+                cleanup(xen, &xs, g.plan, g.dom, dom_exc);
+                continue;
+            }
             shutdown_guest(xen, &xs, &plan, g, dom_exc);
         }
         drop(xs);
@@ -417,6 +446,35 @@ mod image {
                  guest's {t:?}",
                 g.dom
             ),
+        }
+    }
+
+    /// Writes `control/misbehave = what` for a guest (the fuzz-target
+    /// guest's knob: `crash`, `ignore-shutdown`, `spin`) and, for `crash`,
+    /// waits (1 s at most) until Xen reports it shut down.
+    fn misbehave(xen: &'static Xen, xs: &Xs<'_>, g: &Guest<'_>, what: &str, dom_exc: EvtchnPort) {
+        let key = format!("/local/domain/{}/control/misbehave", g.dom.0);
+        if let Err(e) = xs.write(T, &key, what.as_bytes()) {
+            println!("windsor dom0: misbehave d{}: {e}", g.dom);
+            return;
+        }
+        println!(
+            "windsor dom0: guest {:?} d{} told to misbehave: {what}",
+            g.plan.name, g.dom
+        );
+        if what != "crash" {
+            // Give the guest a moment to take it in before anything else.
+            let _ = xs.read(T, &key);
+            let _ = xen.wait(&[dom_exc], Some(Duration::from_millis(20)));
+            return;
+        }
+        let t0 = xen.now();
+        while xen.now() - t0 < Duration::from_secs(1) {
+            if let Ok(RunState::Shutdown(_)) = xen.info(g.dom).map(|i| i.state) {
+                break;
+            }
+            let _ = xen.clear_pending(dom_exc);
+            let _ = xen.wait(&[dom_exc], Some(Duration::from_millis(10)));
         }
     }
 
