@@ -495,3 +495,29 @@ fn misbehaving_fuzz_targets_are_reported_destroyed_and_cleaned_up() {
     assert!(has(&["(d1)", "released d4"]));
     assert!(has(&["Hardware Dom0 halted: halting machine"]));
 }
+
+#[test]
+fn dom0_refuses_a_plan_from_another_version_with_the_plans_error() {
+    // A bundle whose plan blob carries version 99 of the plan encoding.
+    let mut blob = windsor_boot_config::plan::PLAN_MAGIC.to_vec();
+    blob.extend_from_slice(&99u16.to_le_bytes());
+    blob.extend_from_slice(b"whatever a future plan holds");
+    let bundle = windsor_boot_config::bundle::build(&blob, &[]);
+    let dir = xen_boot::work_dir();
+    std::fs::create_dir_all(&dir).expect("work dir");
+    let path = dir.join("plan-v99.bundle");
+    std::fs::write(&path, bundle).expect("write bundle");
+    let _one = ONE_BOOT_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let err = boot(&XenBootArgs {
+        modules: vec![path.to_str().expect("utf-8 path").into()],
+        ..args("dom0")
+    })
+    .expect_err("dom0 must refuse the plan");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("Dom0 crashed"), "{msg}");
+    assert!(
+        msg.contains("boot plan refused: boot plan: version 99 is not supported")
+            && msg.contains("rebuild dom0 and the plan from the same tree"),
+        "{msg}"
+    );
+}
