@@ -26,6 +26,7 @@ pub mod path;
 pub mod perms;
 pub mod store;
 pub mod wire;
+pub mod xenbus;
 
 #[cfg(any(feature = "std", feature = "test-utils"))]
 extern crate std;
