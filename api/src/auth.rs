@@ -168,6 +168,14 @@ impl Credentials {
         }
     }
 
+    /// [`load_or_init`](Self::load_or_init) with `root`'s initial password
+    /// from `WINDSOR_ROOT_PASSWORD` (when set) and full-strength hashes: what
+    /// `windsor up` does with its data directory.
+    pub fn load_or_init_from_env(data_dir: &Path) -> Result<Loaded, AuthError> {
+        let env = std::env::var(ROOT_PASSWORD_ENV).ok();
+        Self::load_or_init(data_dir, env.as_deref(), HashStrength::Default)
+    }
+
     /// Whether `password` is `user`'s.
     pub fn verify(&self, user: &str, password: &str) -> bool {
         let Some(hash) = self.users.get(user) else {

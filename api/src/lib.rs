@@ -15,6 +15,32 @@
 //! * [`server`] — the dispatcher ([`server::Api`]) and the HTTP server
 //!   ([`server::Server`]) on TCP and a Unix socket.
 //! * [`client`] — the Rust client the `windsor` command line uses.
+//!
+//! Serving a host (what `windsor up` does):
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use windsor_api::auth::Credentials;
+//! use windsor_api::server::{Api, Config, Listen, Server};
+//!
+//! let data_dir = std::path::Path::new("/var/lib/windsor");
+//! let host = windsor_toolstack::host::Host::start(windsor_toolstack::Config::default())?;
+//! let loaded = Credentials::load_or_init_from_env(data_dir)?;
+//! if let Some(pw) = &loaded.generated_password {
+//!     println!("root password (shown once): {pw}");
+//! }
+//! let api = Api::new(Arc::new(host.toolstack.clone()), loaded.credentials, Config::default());
+//! let server = Server::start(
+//!     Arc::new(api),
+//!     &Listen {
+//!         tcp: Some("127.0.0.1:8080".parse()?),
+//!         unix: Some(data_dir.join("xapi.sock")),
+//!     },
+//! )?;
+//! println!("XenAPI on http://{}", server.tcp_addr().unwrap());
+//! # Ok(()) }
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
