@@ -24,7 +24,7 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::service::service_fn;
 use hyper::{Method as HttpMethod, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::{oneshot, Semaphore};
 
 use crate::auth::{authentication_failed, Credentials, Sessions};
@@ -48,6 +48,11 @@ pub struct Config {
     pub session_idle_timeout: Duration,
     /// Most calls running at once; more wait their turn.
     pub max_concurrent_calls: usize,
+    /// Most connections open at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// Longest time to receive a request's headers (also the idle limit of
+    /// a kept-alive connection).
+    pub header_timeout: Duration,
 }
 
 impl Default for Config {
@@ -58,6 +63,8 @@ impl Default for Config {
             session_limit: 500,
             session_idle_timeout: Duration::from_secs(24 * 3600),
             max_concurrent_calls: 256,
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -317,17 +324,21 @@ fn run(
         }
     };
     let calls = Arc::new(Semaphore::new(api.config.max_concurrent_calls.max(1)));
+    let conns = Arc::new(Semaphore::new(api.config.max_connections.max(1)));
     rt.block_on(async move {
         if let Some(l) = tcp {
             match tokio::net::TcpListener::from_std(l) {
                 Ok(l) => {
-                    let (api, calls) = (api.clone(), calls.clone());
+                    let (api, calls, conns) = (api.clone(), calls.clone(), conns.clone());
                     tokio::spawn(async move {
                         loop {
+                            let Ok(slot) = conns.clone().acquire_owned().await else {
+                                return;
+                            };
                             match l.accept().await {
                                 Ok((s, _)) => {
                                     let _ = s.set_nodelay(true);
-                                    serve_conn(api.clone(), calls.clone(), s);
+                                    serve_conn(api.clone(), calls.clone(), s, slot);
                                 }
                                 Err(e) => {
                                     tracing::warn!(error = %e, "accept (TCP)");
@@ -343,11 +354,14 @@ fn run(
         if let Some(l) = unix {
             match tokio::net::UnixListener::from_std(l) {
                 Ok(l) => {
-                    let (api, calls) = (api.clone(), calls.clone());
+                    let (api, calls, conns) = (api.clone(), calls.clone(), conns.clone());
                     tokio::spawn(async move {
                         loop {
+                            let Ok(slot) = conns.clone().acquire_owned().await else {
+                                return;
+                            };
                             match l.accept().await {
-                                Ok((s, _)) => serve_conn(api.clone(), calls.clone(), s),
+                                Ok((s, _)) => serve_conn(api.clone(), calls.clone(), s, slot),
                                 Err(e) => {
                                     tracing::warn!(error = %e, "accept (Unix)");
                                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -364,13 +378,21 @@ fn run(
     rt.shutdown_timeout(Duration::from_secs(1));
 }
 
-fn serve_conn<S>(api: Arc<Api>, calls: Arc<Semaphore>, stream: S)
-where
+fn serve_conn<S>(
+    api: Arc<Api>,
+    calls: Arc<Semaphore>,
+    stream: S,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     tokio::spawn(async move {
+        let _slot = slot;
+        let header_timeout = api.config.header_timeout;
         let svc = service_fn(move |req| handle(api.clone(), calls.clone(), req));
         if let Err(e) = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
             .serve_connection(TokioIo::new(stream), svc)
             .await
         {

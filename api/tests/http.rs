@@ -276,3 +276,30 @@ fn rust_client_against_the_toolstack() {
     let mut c = Client::connect(Endpoint::parse(&srv.url).unwrap(), Protocol::JsonRpc).unwrap();
     lifecycle(&mut c);
 }
+
+#[test]
+fn silent_connections_are_closed() {
+    let srv = common::start_with(Config {
+        header_timeout: Duration::from_millis(300),
+        max_connections: 2,
+        ..Config::default()
+    });
+    // Two connections that never speak hold both slots until the header
+    // timeout closes them; then a real client gets through.
+    let mut idle: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(&srv.addr).unwrap())
+        .collect();
+    let t = std::time::Instant::now();
+    let mut c = Client::connect(Endpoint::parse(&srv.addr).unwrap(), Protocol::XmlRpc).unwrap();
+    c.login("root", common::PASSWORD).unwrap();
+    assert!(
+        t.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        t.elapsed()
+    );
+    for s in &mut idle {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+    }
+}
