@@ -117,6 +117,15 @@ pub enum StartError {
     Platform(#[from] xen::platform::Error),
 }
 
+/// What a domain list found.
+#[derive(Default)]
+struct Scan {
+    /// Every domain id, in order.
+    ids: Vec<u16>,
+    /// Domains that shut down, and why.
+    down: Vec<(u16, ShutdownReason)>,
+}
+
 /// Runtime state of a VM (not persisted).
 #[derive(Default)]
 struct Runtime {
@@ -1363,8 +1372,14 @@ where
     }
 
     fn settle_exits(&self) {
+        if self.lock().by_dom.is_empty() {
+            return;
+        }
+        // List the domains without holding the state lock: with a thousand
+        // VMs the scan is the longest thing the watcher does.
+        let Some(scan) = self.scan() else { return };
         let mut st = self.lock();
-        self.settle_locked(&mut st);
+        self.apply_scan(&mut st, &scan);
     }
 
     /// Finds VMs whose domain shut down (or vanished) and settles them.
@@ -1372,7 +1387,14 @@ where
         if st.by_dom.is_empty() {
             return;
         }
-        let mut infos: HashMap<u16, DomainInfo> = HashMap::with_capacity(st.by_dom.len());
+        if let Some(scan) = self.scan() {
+            self.apply_scan(st, &scan);
+        }
+    }
+
+    /// Every domain's id (in order) and the shut-down ones with their reason.
+    fn scan(&self) -> Option<Scan> {
+        let mut scan = Scan::default();
         let mut buf = [DomainInfo {
             domid: DomId(0),
             state: RunState::Running,
@@ -1389,27 +1411,40 @@ where
                 Ok(n) => n,
                 Err(e) => {
                     tracing::error!(?e, "domain list failed");
-                    return;
+                    return None;
                 }
             };
             for i in &buf[..n] {
-                infos.insert(i.domid.0, *i);
+                scan.ids.push(i.domid.0);
+                if let RunState::Shutdown(why) = i.state {
+                    scan.down.push((i.domid.0, why));
+                }
             }
             if n < buf.len() {
-                break;
+                return Some(scan);
             }
             next = DomId(buf[n - 1].domid.0 + 1);
         }
-        let exited: Vec<(DomId, String, ShutdownReason)> = st
-            .by_dom
+    }
+
+    fn apply_scan(&self, st: &mut State, scan: &Scan) {
+        let mut exited: Vec<(DomId, String, ShutdownReason)> = scan
+            .down
             .iter()
-            .filter_map(|(&d, u)| match infos.get(&d).map(|i| i.state) {
-                Some(RunState::Shutdown(why)) => Some((DomId(d), u.clone(), why)),
-                Some(_) => None,
-                // Destroyed behind our back: treat as a crash.
-                None => Some((DomId(d), u.clone(), ShutdownReason::Crash)),
-            })
+            .filter_map(|(d, why)| st.by_dom.get(d).map(|u| (DomId(*d), u.clone(), *why)))
             .collect();
+        // Destroyed behind our back: treat as a crash. (A domain started
+        // after the scan is not in it either: ask again before judging.)
+        for (&d, u) in &st.by_dom {
+            if scan.ids.binary_search(&d).is_err()
+                && matches!(
+                    self.p.info(DomId(d)),
+                    Err(xen::platform::Error::Errno(Errno::ESRCH))
+                )
+            {
+                exited.push((DomId(d), u.clone(), ShutdownReason::Crash));
+            }
+        }
         for (d, uuid, why) in exited {
             if let Err(e) = self.settle(st, &uuid, d, why) {
                 tracing::error!(vm = %uuid, dom = d.0, %e, "settling an exit failed");
