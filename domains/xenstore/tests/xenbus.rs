@@ -645,3 +645,101 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn reintroducing_a_served_domain_rebinds_and_resets_its_ring() {
+    let mut host = Host::new();
+    let g = host.guest();
+    let old_port = lock(&host.seen).served[0].1;
+    {
+        let xs = g.client();
+        xs.watch("data/w", "t").expect("watch");
+        xs.next_event(Some(LONG)).expect("first event");
+    }
+    let ring = g.dom.store_ring().expect("ring");
+    let intro = args(&[&g.id().0.to_string(), "0", &ring.port.0.to_string()]);
+    assert_ne!(
+        ring.page.ro().load_u32(field::REQ_PROD, Ordering::Acquire),
+        0
+    );
+    host.dom0(XsOp::Introduce, &intro).expect("re-introduce");
+    wait_until("the ring to be reset", || {
+        ring.page.ro().load_u32(field::REQ_PROD, Ordering::Acquire) == 0
+    });
+    // Our old port was closed and the guest's port bound again.
+    let port = lock(&host.seen).served[0].1;
+    assert_eq!(port, old_port, "the lowest free port is reused");
+    assert!(matches!(
+        host.xsd.status(port),
+        Ok(PortStatus::Interdomain { dom, port: p }) if dom == g.id() && p == ring.port
+    ));
+    // A client starting on the reset ring is served; the watch is gone.
+    let xs = g.client();
+    xs.write(T, "data/w", b"1").expect("served");
+    assert_eq!(
+        xs.next_event(Some(Duration::from_millis(30))),
+        Err(ClientError::Timeout)
+    );
+}
+
+#[test]
+fn a_guest_that_does_not_read_replies_is_throttled_not_buffered() {
+    let hv = Hypervisor::new();
+    let d0 = hv.dom0();
+    let xsd = hv.test_domain(&CreateConfig::default()).expect("xsd");
+    let (tx, rx) = channel::<SimDomain>();
+    let tx = Mutex::new(tx);
+    hv.register_image("parked", move |dom: SimDomain| {
+        let _ = lock(&tx).send(dom.clone());
+        while dom.wait(&[], Some(Duration::from_millis(20))).is_ok() {}
+    });
+    let mut store = Store::new(Config::default());
+    let mut srv = XenbusServer::new(&xsd, ServerConfig::default()).expect("server");
+    let (g, built) = start_parked(&hv, &d0, xsd.domid(), &rx);
+    srv.introduce(&mut store, g.domid(), built.store_gfn.0, built.store_port)
+        .expect("introduce");
+    let ring = g.store_ring().expect("ring");
+    let mut io = RingIo::new(Side::Client);
+    let arg = cstr(&g.domid().0.to_string());
+    let reqs: Vec<u8> = (1..=200u32)
+        .flat_map(|i| Packet::new(XsOp::GetDomainPath, i, 0, arg.clone()).to_vec())
+        .collect();
+    // Pipeline 200 requests without reading a single reply.
+    let mut sent = 0;
+    for _ in 0..50 {
+        sent += io.write(ring.page, &reqs[sent..]).expect("ring");
+        srv.poll(&mut store);
+    }
+    assert!(sent < reqs.len(), "the server stopped taking requests");
+    let quota = Config::default().quotas.outstanding as usize;
+    assert!(
+        store.stats().queued <= quota,
+        "unread replies stay within the outstanding quota"
+    );
+    // Reading the replies lets everything through, in order.
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    for _ in 0..2000 {
+        sent += io.write(ring.page, &reqs[sent..]).expect("ring");
+        srv.poll(&mut store);
+        let m = io.read(ring.page, &mut buf).expect("ring");
+        got.extend_from_slice(&buf[..m.bytes]);
+        if sent == reqs.len()
+            && m.bytes == 0
+            && !store.has_output(srv.conn(g.domid()).expect("conn"))
+        {
+            break;
+        }
+    }
+    let mut at = 0;
+    let mut ids = Vec::new();
+    while at < got.len() {
+        let (p, n) = Packet::parse(&got[at..]).expect("whole replies");
+        assert_eq!(p.op(), Some(XsOp::GetDomainPath));
+        ids.push(p.header.req_id);
+        at += n;
+    }
+    assert_eq!(ids, (1..=200).collect::<Vec<_>>());
+    srv.release(&mut store, g.domid());
+    let _ = d0.destroy(g.domid());
+}

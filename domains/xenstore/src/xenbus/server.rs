@@ -298,15 +298,20 @@ where
             return Err(ServerError::BadDomain(domid));
         }
         if let Some(g) = self.guests.get_mut(&domid) {
-            let port = self
-                .plat
-                .bind_interdomain(domid, remote_port)
-                .map_err(|source| ServerError::Bind {
-                    domid,
-                    port: remote_port,
-                    source,
-                })?;
+            // As C xenstored: unbind the old port, bind the one given now
+            // (the guest's port is unbound again once we close ours).
             let _ = self.plat.close(g.io.port);
+            let port = match self.plat.bind_interdomain(domid, remote_port) {
+                Ok(p) => p,
+                Err(source) => {
+                    self.release(store, domid);
+                    return Err(ServerError::Bind {
+                        domid,
+                        port: remote_port,
+                        source,
+                    });
+                }
+            };
             g.io.port = port;
             g.io.gfn = gfn;
             g.io.clear_buffers();
@@ -421,12 +426,15 @@ where
         for (&domid, g) in self.guests.iter_mut() {
             // Clear before looking at the ring: an event after this is kept.
             let pending = self.plat.clear_pending(g.io.port).unwrap_or(true);
-            if !pending && !g.io.has_work(store) {
+            let had_work = g.io.has_work(store);
+            if !pending && !had_work {
                 continue;
             }
             match serve(&*self.plat, store, &self.cfg, domid, g, &mut prog) {
                 Ok(moved) => {
-                    if !moved && pending && peer_gone(&*self.plat, g.io.port) {
+                    // Nothing moved though we were woken or have work: is
+                    // the guest still there?
+                    if !moved && peer_gone(&*self.plat, g.io.port) {
                         gone.push(domid);
                     }
                 }
@@ -504,6 +512,22 @@ where
             }
         }
         Ok(())
+    }
+}
+
+impl<D> Drop for XenbusServer<D>
+where
+    D: Deref,
+    D::Target: Platform,
+{
+    /// Unbinds every port; the mappings unmap as they drop. (The store's
+    /// connections are the store owner's to drop.)
+    fn drop(&mut self) {
+        for g in self.guests.values() {
+            let _ = self.plat.close(g.io.port);
+        }
+        let _ = self.plat.close(self.kick_rx);
+        let _ = self.plat.close(self.kick_tx);
     }
 }
 
