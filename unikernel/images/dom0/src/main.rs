@@ -3,7 +3,7 @@
 //! Xen starts this image as the PVH dom0 with one module, the boot bundle
 //! of `windsor-boot-config` (the plan and every domain image). dom0:
 //!
-//! 1. parses the bundle and decodes the [`BootPlan`]; a mismatched or
+//! 1. parses the bundle and decodes the [`BootPlan`](windsor_boot_config::BootPlan); a mismatched or
 //!    corrupt blob is refused with the plan's or bundle's own error, and
 //!    dom0 crashes with it (Xen reports `Hardware Dom0 crashed`);
 //! 2. builds the **xenstore domain** (plan entry 0) with the Xen-mode

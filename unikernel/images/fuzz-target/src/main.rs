@@ -2,7 +2,7 @@
 //!
 //! The guest's core ([`windsor_guest_fuzz_target::run`]) is the same code
 //! as in host mode; this image only gives it the platform (the PVH
-//! runtime's [`Xen`](windsor_unikernel::Xen)) and a xenstore client over
+//! runtime's `Xen`) and a xenstore client over
 //! the domain's xenstore ring ([`XenbusClient`](windsor_unikernel::xenbus::XenbusClient)
 //! on the page and port the builder set in `HVM_PARAM_STORE_PFN/EVTCHN`).
 //! The core answers `control/shutdown` (and `control/misbehave`) by
