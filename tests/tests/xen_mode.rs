@@ -348,6 +348,7 @@ fn default_host_boots_to_ready_and_runs_a_guest_lifecycle() {
     assert!(has(&["xenstore domain d1 destroyed; host down"]));
     assert!(has(&["Hardware Dom0 halted: halting machine"]));
     assert!(!has(&["crashed"]) && !has(&["STILL PRESENT"]));
+    assert_eq!(r.failed_steps, Some(0), "every planned step succeeded");
     eprintln!(
         "xen-mode default host: ready after {:.2} s of QEMU wall time, dom0 start -> ready {dom0_ms:.1} ms",
         r.wall_to_ready.as_secs_f64()
@@ -372,6 +373,7 @@ cmdline = "vchan=1048576"
         "no matching checksum"
     );
     assert!(!has(&["MISMATCH"]));
+    assert_eq!(r.failed_steps, Some(0));
     assert!(has(&["guest \"streamer\" d2 cleaned up", "domain gone"]));
     assert!(has(&["Hardware Dom0 halted: halting machine"]));
 }
@@ -407,6 +409,8 @@ memory_mib = 8
     assert!(has(&[
         "guest \"survivor\" d3 shut down on request: Poweroff"
     ]));
+    // The crash is a failed step: the host stayed up, the command fails.
+    assert_eq!(r.failed_steps, Some(1));
     assert!(has(&["Hardware Dom0 halted: halting machine"]));
 }
 
@@ -439,6 +443,11 @@ memory_mib = 8
         "(domain d2 destroyed)"
     ]));
     assert!(has(&["guest \"fine\" d3 running"]));
+    assert_eq!(
+        r.failed_steps,
+        Some(1),
+        "the refused image is a failed step"
+    );
     assert!(r.ready_line.contains("guests=1"), "{}", r.ready_line);
     assert!(has(&["Hardware Dom0 halted: halting machine"]));
 }
@@ -493,6 +502,7 @@ fn misbehaving_fuzz_targets_are_reported_destroyed_and_cleaned_up() {
         ]));
     }
     assert!(has(&["(d1)", "released d4"]));
+    assert_eq!(r.failed_steps, Some(3));
     assert!(has(&["Hardware Dom0 halted: halting machine"]));
 }
 

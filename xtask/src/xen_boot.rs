@@ -20,7 +20,10 @@
 //!    streams the serial log, and stops QEMU (always, also on
 //!    timeout or panic) once the outcome is known:
 //!    * success: the ready marker appeared, then Xen reported
-//!      `Hardware Dom0 halted: halting machine` (dom0 powered off);
+//!      `Hardware Dom0 halted: halting machine` (dom0 powered off); for a
+//!      host boot, the command also needs dom0's `WINDSOR-DONE failed=0`
+//!      (every planned step succeeded) — [`boot`] returns the count in the
+//!      report, [`run`] fails on anything else;
 //!    * failure: `Panic on CPU`, `Hardware Dom0 crashed`, `rebooting
 //!      machine`, a halt before the marker, QEMU exiting, or the timeout;
 //!      the error carries the last log lines.
@@ -45,6 +48,9 @@ use anyhow::{anyhow, bail, Context, Result};
 
 /// The line prefix a Windsor dom0 prints when the host is ready.
 pub const READY_MARKER: &str = "WINDSOR-READY";
+/// The line prefix the `dom0` image prints before powering off:
+/// `WINDSOR-DONE failed=<planned steps that failed>`.
+pub const DONE_MARKER: &str = "WINDSOR-DONE";
 /// The Xen binary Debian's `xen-hypervisor-4.17-amd64` installs.
 pub const XEN_GZ: &str = "/boot/xen-4.17-amd64.gz";
 /// Xen's command line: serial console, everything logged, PVH dom0.
@@ -144,6 +150,9 @@ pub struct BootReport {
     pub dom0_ms: Option<f64>,
     /// Xen system time at ready, in ms (`xen=… ms`).
     pub xen_ms: Option<f64>,
+    /// Planned steps that failed, from dom0's `WINDSOR-DONE failed=N`
+    /// (only the `dom0` image prints it).
+    pub failed_steps: Option<u32>,
     /// The full serial log.
     pub log_path: PathBuf,
     /// Every serial line.
@@ -154,6 +163,25 @@ pub struct BootReport {
 /// fails with the last log lines unless dom0 reported ready and powered off.
 pub fn run(args: XenBootArgs) -> Result<()> {
     let r = boot(&args)?;
+    let host_boot = args.image.is_none();
+    let tail = || {
+        let from = r.lines.len().saturating_sub(TAIL_LINES);
+        r.lines[from..].join("\n")
+    };
+    match r.failed_steps {
+        Some(0) => {}
+        Some(n) => bail!(
+            "xen-boot failed: dom0 reported {n} failed planned step(s)\n--- last serial lines ({}) ---\n{}",
+            r.log_path.display(),
+            tail()
+        ),
+        None if host_boot => bail!(
+            "xen-boot failed: dom0 never reported its steps ({DONE_MARKER})\n--- last serial lines ({}) ---\n{}",
+            r.log_path.display(),
+            tail()
+        ),
+        None => {}
+    }
     println!(
         "xen-boot: ready in {:.2} s of QEMU wall time (dom0 start -> ready {}, Xen uptime {}); \
          clean poweroff at {:.2} s; log {}",
@@ -609,6 +637,7 @@ fn run_qemu(args: &XenBootArgs, images: &[PathBuf], machine: &Machine) -> Result
     let mut tail = VecDeque::with_capacity(TAIL_LINES);
     let mut lines = Vec::new();
     let mut ready: Option<(String, Duration)> = None;
+    let mut failed_steps = None;
     let mut open_streams = 2;
     loop {
         let now = Instant::now();
@@ -662,6 +691,9 @@ fn run_qemu(args: &XenBootArgs, images: &[PathBuf], machine: &Machine) -> Result
         if line.starts_with(READY_MARKER) && ready.is_none() {
             ready = Some((line.clone(), started.elapsed()));
         }
+        if line.starts_with(DONE_MARKER) && failed_steps.is_none() {
+            failed_steps = parse_ms(&line, "failed=").map(|v| v as u32);
+        }
         let xen_says = |what: &str| line.starts_with("(XEN)") && line.contains(what);
         if xen_says("Panic on CPU") || xen_says("Dom0 crashed") || xen_says("rebooting machine") {
             // Give Xen a moment to print the rest of the panic message.
@@ -691,6 +723,7 @@ fn run_qemu(args: &XenBootArgs, images: &[PathBuf], machine: &Machine) -> Result
             let report = BootReport {
                 dom0_ms: parse_ms(&ready_line, "dom0="),
                 xen_ms: parse_ms(&ready_line, "xen="),
+                failed_steps,
                 ready_line,
                 wall_to_ready,
                 wall_total: started.elapsed(),
@@ -730,6 +763,8 @@ mod tests {
         assert_eq!(parse_ms(l, "dom0="), Some(55.702));
         assert_eq!(parse_ms(l, "xen="), Some(1030.0));
         assert_eq!(parse_ms(l, "nope="), None);
+        let done = "WINDSOR-DONE failed=2 (1234.5 ms since dom0 start)";
+        assert_eq!(parse_ms(done, "failed="), Some(2.0));
     }
 
     #[test]

@@ -38,6 +38,11 @@
 //!    domain and powers off.
 //!
 //! Every wait is bounded; every step logs one line prefixed `windsor dom0:`.
+//! Before powering off, dom0 prints `WINDSOR-DONE failed=<n>`: the number
+//! of planned steps that failed (a refused image, a guest that crashed, did
+//! not come up or did not shut down on request, a checksum mismatch,
+//! leftover nodes, a skipped service domain); `cargo xtask xen-boot` exits
+//! non-zero unless it is 0.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(target_os = "none")]
@@ -48,6 +53,7 @@ mod image {
     use alloc::format;
     use alloc::string::String;
     use alloc::vec::Vec;
+    use core::sync::atomic::{AtomicU32, Ordering};
     use core::time::Duration;
     use windsor_boot_config::{BootPlan, Bundle, DomainKind, PlanDomain};
     use windsor_unikernel::xen::platform::{
@@ -60,6 +66,17 @@ mod image {
     use windsor_xenstore::client::{Access, ClientError, Perm, TxId, XenStore};
 
     windsor_unikernel::main!(main);
+
+    /// Planned steps that failed (reported at the end: `WINDSOR-DONE`).
+    static FAILED: AtomicU32 = AtomicU32::new(0);
+
+    /// Prints a failed step's line and counts it.
+    macro_rules! fail {
+        ($($arg:tt)*) => {{
+            FAILED.fetch_add(1, Ordering::Relaxed);
+            println!($($arg)*);
+        }};
+    }
 
     type Xs<'a> = XenbusClient<'a, Xen>;
     const T: TxId = TxId::NONE;
@@ -148,9 +165,10 @@ mod image {
         let mut guests = Vec::new();
         for d in &plan.domains[1..] {
             if d.kind != DomainKind::Guest {
-                println!(
+                fail!(
                     "windsor dom0: {} domain {:?} skipped: no Xen-mode image for it yet",
-                    d.kind, d.name
+                    d.kind,
+                    d.name
                 );
                 continue;
             }
@@ -182,13 +200,13 @@ mod image {
             };
             match guests.iter().find(|g| g.plan.name == name) {
                 Some(g) => misbehave(xen, &xs, g, what, dom_exc),
-                None => println!("windsor dom0: misbehave: no running guest {name:?}"),
+                None => fail!("windsor dom0: misbehave: no running guest {name:?}"),
             }
         }
         for g in &guests {
             if let Ok(RunState::Shutdown(r)) = xen.info(g.dom).map(|i| i.state) {
                 // It went on its own (crashed, or powered off unasked).
-                println!(
+                fail!(
                     "windsor dom0: guest {:?} d{} is already shut down: {r:?}{}",
                     g.plan.name,
                     g.dom,
@@ -210,6 +228,11 @@ mod image {
         if wait_gone(xen, xsdom, dom_exc) {
             println!("windsor dom0: xenstore domain d{xsdom} destroyed; host down");
         }
+        println!(
+            "WINDSOR-DONE failed={} ({} ms since dom0 start)",
+            FAILED.load(Ordering::Relaxed),
+            ms(xen.now().saturating_sub(boot_time()))
+        );
         ShutdownReason::Poweroff
     }
 
@@ -278,7 +301,7 @@ mod image {
         let (dom, built) = match create_and_build(xen, bundle, d, &cmdline, xsdom) {
             Ok(x) => x,
             Err(e) => {
-                println!("windsor dom0: guest {:?} not started: {e}", d.name);
+                fail!("windsor dom0: guest {:?} not started: {e}", d.name);
                 return None;
             }
         };
@@ -301,7 +324,7 @@ mod image {
             xs.watch(&format!("{path}/data/state"), "state")
         })();
         if let Err(e) = prep {
-            println!(
+            fail!(
                 "windsor dom0: guest {:?} d{dom}: xenstore set-up failed: {e}",
                 d.name
             );
@@ -352,7 +375,7 @@ mod image {
                 })
             }
             Err(why) if why == "Crash" => {
-                println!(
+                fail!(
                     "windsor dom0: guest {:?} d{dom} crashed while starting",
                     d.name
                 );
@@ -360,7 +383,7 @@ mod image {
                 None
             }
             Err(why) => {
-                println!(
+                fail!(
                     "windsor dom0: guest {:?} d{dom} did not come up ({why}); destroying it",
                     d.name
                 );
@@ -389,7 +412,7 @@ mod image {
             match vchan::Vchan::client(xen, xs, g.dom, &path) {
                 Ok(v) => break v,
                 Err(e) if xen.now() > deadline => {
-                    println!(
+                    fail!(
                         "windsor dom0: vchan d{} -> dom0: connect failed: {e}",
                         g.dom
                     );
@@ -414,7 +437,7 @@ mod image {
                     got += k;
                 }
                 Err(e) => {
-                    println!("windsor dom0: vchan d{} -> dom0: read failed: {e}", g.dom);
+                    fail!("windsor dom0: vchan d{} -> dom0: read failed: {e}", g.dom);
                     break;
                 }
             }
@@ -441,7 +464,7 @@ mod image {
                 g.dom,
                 ms(dt)
             ),
-            t => println!(
+            t => fail!(
                 "windsor dom0: vchan d{} -> dom0: CHECKSUM MISMATCH: {got}/{n} bytes, ours {ours}, \
                  guest's {t:?}",
                 g.dom
@@ -455,7 +478,7 @@ mod image {
     fn misbehave(xen: &'static Xen, xs: &Xs<'_>, g: &Guest<'_>, what: &str, dom_exc: EvtchnPort) {
         let key = format!("/local/domain/{}/control/misbehave", g.dom.0);
         if let Err(e) = xs.write(T, &key, what.as_bytes()) {
-            println!("windsor dom0: misbehave d{}: {e}", g.dom);
+            fail!("windsor dom0: misbehave d{}: {e}", g.dom);
             return;
         }
         println!(
@@ -490,7 +513,7 @@ mod image {
         let path = format!("/local/domain/{}", dom.0);
         let t0 = xen.now();
         if let Err(e) = xs.write(T, &format!("{path}/control/shutdown"), b"poweroff") {
-            println!("windsor dom0: guest d{dom}: cannot write control/shutdown: {e}");
+            fail!("windsor dom0: guest d{dom}: cannot write control/shutdown: {e}");
         }
         let deadline = t0 + Duration::from_millis(plan.dom0.timeouts.shutdown_ms.into());
         let reason = loop {
@@ -525,9 +548,10 @@ mod image {
                     "NOT acknowledged"
                 }
             ),
-            None => println!(
+            None => fail!(
                 "windsor dom0: guest {:?} d{dom} did not shut down within {} ms; destroying it",
-                g.plan.name, plan.dom0.timeouts.shutdown_ms
+                g.plan.name,
+                plan.dom0.timeouts.shutdown_ms
             ),
         }
         cleanup(xen, xs, g.plan, dom, dom_exc);
@@ -538,7 +562,7 @@ mod image {
     fn cleanup(xen: &'static Xen, xs: &Xs<'_>, d: &PlanDomain, dom: DomId, dom_exc: EvtchnPort) {
         let path = format!("/local/domain/{}", dom.0);
         if let Err(e) = xs.release(dom) {
-            println!("windsor dom0: release d{dom} from xenstore: {e}");
+            fail!("windsor dom0: release d{dom} from xenstore: {e}");
         }
         // The guest owned its subtree, so release removed it; whatever dom0
         // wrote elsewhere for it goes too.
@@ -546,7 +570,10 @@ mod image {
         let gone = matches!(xs.read(T, &path), Err(ClientError::Store(Errno::ENOENT)));
         let state = xen.info(dom).map(|i| i.state);
         if let Err(e) = xen.destroy(dom) {
-            println!("windsor dom0: destroy d{dom}: {e}");
+            fail!("windsor dom0: destroy d{dom}: {e}");
+        }
+        if !gone {
+            FAILED.fetch_add(1, Ordering::Relaxed);
         }
         if wait_gone(xen, dom, dom_exc) {
             println!(
@@ -563,7 +590,7 @@ mod image {
         let t0 = xen.now();
         while xen.info(dom).is_ok() {
             if xen.now() - t0 > Duration::from_secs(5) {
-                println!("windsor dom0: d{dom} still listed 5 s after destroy (a leaked mapping?)");
+                fail!("windsor dom0: d{dom} still listed 5 s after destroy (a leaked mapping?)");
                 return false;
             }
             let _ = xen.clear_pending(dom_exc);
