@@ -240,7 +240,14 @@ impl<'p, P: Platform + ?Sized> XenbusClient<'p, P> {
             if self.server_error() != XENSTORE_ERROR_NONE {
                 return Err(Self::fail(&mut st));
             }
-            self.waiting(Some(deadline))?;
+            if let Err(e) = self.waiting(Some(deadline)) {
+                // Half a request in the ring breaks framing for good; a
+                // whole one only leaves a stray reply, dropped by req_id.
+                if sent < bytes.len() {
+                    st.broken = true;
+                }
+                return Err(e);
+            }
         }
     }
 

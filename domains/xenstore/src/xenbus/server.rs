@@ -488,25 +488,19 @@ where
     {
         while !stop() {
             let mut more = false;
-            let mut failed = None;
             with_store(&mut |store: &mut Store| {
-                let p = self.poll(store);
-                more = p.more;
+                more = self.poll(store).more;
                 for e in store.take_effects() {
                     if let Err(err) = self.apply(store, &e) {
+                        // The store has introduced the domain; its ring
+                        // just is not served (as C xenstored when
+                        // `map_interface` fails after the reply).
                         tracing::warn!(error = %err, "xenbus: effect not applied");
-                        failed = Some(err);
                     }
                 }
                 // Ring output is found through `has_output`.
                 let _ = store.take_ready();
-                if failed.is_some() {
-                    more = true;
-                }
             });
-            if let Some(e) = failed {
-                tracing::debug!(error = %e, "xenbus: continuing after a failed effect");
-            }
             if !more {
                 self.wait(Some(idle))?;
             }
