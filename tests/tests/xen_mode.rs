@@ -5,6 +5,14 @@
 //! missing, builds the images for `x86_64-unknown-none`, and always stops
 //! QEMU. Each boot takes about 1–3 s of wall time; every boot has a hard
 //! 60 s limit. Boots run one at a time so the measured times mean something.
+//!
+//! Two groups: the runtime's own checks (`dom0-hello`, raw modules), and
+//! the boot orchestration of a host description (`dom0` with a boot-config
+//! bundle: the xenstore domain, guests introduced to it, their lifecycle
+//! through xenstore, a vchan, crashes, refused images and plans). The
+//! orchestration tests write small host descriptions (8 MiB domains, so
+//! the builds are quick) except the default-host test, which boots
+//! `boot-config/examples/default.toml` as `cargo xtask xen-boot` does.
 
 #[allow(dead_code)]
 #[path = "../../xtask/src/xen_boot.rs"]
