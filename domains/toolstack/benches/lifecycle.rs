@@ -68,10 +68,10 @@ fn create_start(h: &Host, watcher: &LocalStore, name: &str) -> (String, u64) {
     }
     if std::env::var_os("BENCH_PHASES").is_some() {
         eprintln!(
-            "create {:?} start {:?} boot wait {:?}",
-            t_create,
-            t_start - t0 - t_create,
-            t_start.elapsed()
+            "phases_us {} {} {}",
+            t_create.as_micros(),
+            (t_start - t0 - t_create).as_micros(),
+            t_start.elapsed().as_micros()
         );
     }
     (r, h.store.ops() - ops0)
@@ -91,10 +91,19 @@ fn line(name: &str, value: f64, unit: &str, baseline: f64) {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let levels: &[(usize, usize)] = if quick {
-        &[(1, 20), (100, 20)]
-    } else {
-        &[(1, 300), (100, 300), (1000, 200)]
+    // BENCH_LEVELS="1000:50,1:50" picks levels (running VMs:samples).
+    let env_levels: Option<Vec<(usize, usize)>> = std::env::var("BENCH_LEVELS").ok().map(|s| {
+        s.split(',')
+            .filter_map(|l| {
+                let (a, b) = l.split_once(':')?;
+                Some((a.parse().ok()?, b.parse().ok()?))
+            })
+            .collect()
+    });
+    let levels: &[(usize, usize)] = match &env_levels {
+        Some(l) => l,
+        None if quick => &[(1, 20), (100, 20)],
+        None => &[(1, 300), (100, 300), (1000, 200)],
     };
     let mut p50_at_1 = None;
     let mut ops_at_1 = None;

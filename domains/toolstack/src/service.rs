@@ -93,7 +93,7 @@ impl Default for Config {
             xenstore_domid: DomId::DOM0,
             backend_domid: DomId::DOM0,
             shutdown_timeout: Duration::from_secs(60),
-            event_history: 65536,
+            event_history: 16384,
             fuzz_template: true,
             seed: 0,
         }

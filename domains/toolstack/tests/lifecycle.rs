@@ -716,3 +716,58 @@ fn event_from_sees_every_change() {
         r => panic!("{r:?}"),
     }
 }
+
+#[test]
+fn operations_on_a_busy_vm_are_refused() {
+    let h = host_with(Duration::from_secs(3));
+    let r = create(&h, "busy", &[("misbehave", "ignore-shutdown")]);
+    start(&h, &r);
+    let ts = h.toolstack.clone();
+    let r2 = r.clone();
+    let t = std::thread::spawn(move || ts.handle(Action::VmCleanShutdown { vm: r2 }));
+    wait_until("operation in progress", || {
+        !vm(&h, &r).current_operations.is_empty()
+    });
+    assert!(vm(&h, &r).allowed_operations.is_empty());
+    let e = h
+        .toolstack
+        .handle(Action::VmPause { vm: r.clone() })
+        .unwrap_err();
+    assert_eq!(
+        e.description(),
+        [
+            "OTHER_OPERATION_IN_PROGRESS",
+            "VM",
+            r.as_str(),
+            "clean_shutdown"
+        ]
+    );
+    assert_eq!(
+        t.join().unwrap().unwrap_err().code(),
+        "VM_FAILED_SHUTDOWN_ACKNOWLEDGMENT"
+    );
+    ok(&h, Action::VmHardShutdown { vm: r });
+}
+
+#[test]
+fn many_vms_in_parallel() {
+    let h = host();
+    let refs: Vec<String> = (0..16).map(|i| create(&h, &format!("p{i}"), &[])).collect();
+    std::thread::scope(|s| {
+        for chunk in refs.chunks(4) {
+            let h = &h;
+            s.spawn(move || {
+                for r in chunk {
+                    start(h, r);
+                    ok(h, Action::VmCleanReboot { vm: r.clone() });
+                    ok(h, Action::VmCleanShutdown { vm: r.clone() });
+                }
+            });
+        }
+    });
+    for r in &refs {
+        assert_eq!(vm(&h, r).power_state, PowerState::Halted);
+    }
+    assert_eq!(h.hv.domains(), vec![DomId::DOM0]);
+    wait_until("guest connections closed", || h.store.connections() == 1);
+}
