@@ -777,3 +777,64 @@ fn concurrent_guests_stream_large_replies_without_lost_wakeups() {
     }
     assert!(lock(&host.seen).ignored.is_empty());
 }
+
+#[test]
+fn receive_holds_replies_until_transmit() {
+    let hv = Hypervisor::new();
+    let d0 = hv.dom0();
+    let xsd = hv.test_domain(&CreateConfig::default()).expect("xsd");
+    let (tx, rx) = channel::<SimDomain>();
+    let tx = Mutex::new(tx);
+    hv.register_image("parked", move |dom: SimDomain| {
+        let _ = lock(&tx).send(dom.clone());
+        while dom.wait(&[], Some(Duration::from_millis(20))).is_ok() {}
+    });
+    let mut store = Store::new(Config {
+        record_mutations: true,
+        ..Config::default()
+    });
+    let mut srv = XenbusServer::new(&xsd, ServerConfig::default()).expect("server");
+    let (g, built) = start_parked(&hv, &d0, xsd.domid(), &rx);
+    srv.introduce(&mut store, g.domid(), built.store_gfn.0, built.store_port)
+        .expect("introduce");
+    let home = format!("/local/domain/{}/x", g.domid().0);
+    let mut payload = cstr(&home);
+    payload.extend_from_slice(b"v");
+    let ring = g.store_ring().expect("ring");
+    let mut io = RingIo::new(Side::Client);
+    // dom0 gives the guest its home, as a toolstack does.
+    let d0c = store.connect(DomId::DOM0);
+    let dir = format!("/local/domain/{}", g.domid().0);
+    for (op, p) in [
+        (XsOp::Write, cstr(&dir)),
+        (XsOp::SetPerms, args(&[&dir, &format!("n{}", g.domid().0)])),
+    ] {
+        store
+            .handle(d0c, &Header::new(op, 1, 0, p.len() as u32), &p)
+            .expect("dom0");
+        assert_eq!(store.pop(d0c).expect("reply").payload, b"OK\0");
+    }
+    let _ = store.take_mutations();
+    let req = Packet::new(XsOp::Write, 7, 0, payload);
+    io.write(ring.page, &req.to_vec()).expect("ring");
+    g.notify(ring.port).expect("notify");
+    let p = srv.receive(&mut store);
+    assert_eq!((p.requests, p.bytes_out), (1, 0));
+    assert_eq!(
+        ring.page.ro().load_u32(field::RSP_PROD, Ordering::Acquire),
+        0
+    );
+    assert!(
+        !store.take_mutations().is_empty(),
+        "the write is there to be logged"
+    );
+    let p = srv.transmit(&mut store);
+    assert!(p.bytes_out > 0);
+    let mut buf = [0u8; 64];
+    let m = io.read(ring.page, &mut buf).expect("ring");
+    let (reply, _) = Packet::parse(&buf[..m.bytes]).expect("reply");
+    assert_eq!(reply.header.req_id, 7);
+    assert_eq!(reply.op(), Some(XsOp::Write));
+    srv.release(&mut store, g.domid());
+    let _ = d0.destroy(g.domid());
+}

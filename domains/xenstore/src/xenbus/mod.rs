@@ -19,6 +19,35 @@
 //! All of it is `no_std` + `alloc` and free of `unsafe`: shared memory is
 //! reached only through [`xen::shmem`] views. A hostile guest cannot make
 //! the server panic, loop or allocate beyond two messages per guest.
+//!
+//! # Hosting the server
+//!
+//! The server never owns the store; each call borrows it:
+//!
+//! ```text
+//! let mut srv = XenbusServer::new(&xenstore_domain, ServerConfig::default())?;
+//! loop {
+//!     {   let store: &mut Store = ...;            // e.g. a MutexGuard
+//!         let p = srv.poll(store);                // rings -> store -> rings
+//!         for e in store.take_effects() { srv.apply(store, &e)?; }  // INTRODUCE / RELEASE
+//!         // p.gone: guests whose port closed (destroyed): send XS_RELEASE for them
+//!     }
+//!     if !p.more { srv.wait(Some(idle))?; }       // all ring ports + the kick port
+//! }
+//! ```
+//!
+//! [`XenbusServer::run`] is that loop for a store with no other transport.
+//! When the store is shared with another transport (the Unix-socket daemon
+//! of host mode), that side must: leave the output of ring connections in
+//! the store ([`XenbusServer::owns`]; `Store::take_ready` may name them),
+//! hand `Effect::Introduce`/`Release` to the server's thread instead of
+//! dropping them, and notify [`XenbusServer::kick_port`] after queueing
+//! output for a ring connection (a watch event fired by a socket client),
+//! since the server only wakes on event channels. For durable replies,
+//! use the two halves of `poll`: [`XenbusServer::receive`] (requests into
+//! the store, nothing written), then log `Store::take_mutations` and wait
+//! until it is durable, then [`XenbusServer::transmit`] (replies and
+//! events out).
 
 pub mod client;
 pub mod ring;

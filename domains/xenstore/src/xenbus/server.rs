@@ -420,6 +420,28 @@ where
     /// store, moves their replies out, and notifies each guest at most
     /// once.
     pub fn poll(&mut self, store: &mut Store) -> Progress {
+        self.pump(store, true)
+    }
+
+    /// The input half of [`poll`](Self::poll): takes requests into the
+    /// store and writes nothing, so that a host can make the store's
+    /// mutations durable before [`transmit`](Self::transmit) lets their
+    /// replies out.
+    pub fn receive(&mut self, store: &mut Store) -> Progress {
+        self.pump(store, false)
+    }
+
+    /// The output half of [`poll`](Self::poll): moves every ring
+    /// connection's queued output into its ring (as far as there is room)
+    /// and notifies the guests that got some. Reads nothing and leaves
+    /// pending events for the next `receive`.
+    pub fn transmit(&mut self, store: &mut Store) -> Progress {
+        let mut prog = Progress::default();
+        self.flush(store, &mut prog);
+        prog
+    }
+
+    fn pump(&mut self, store: &mut Store, tx: bool) -> Progress {
         let mut prog = Progress::default();
         let _ = self.plat.clear_pending(self.kick_rx);
         let mut gone = Vec::new();
@@ -430,7 +452,7 @@ where
             if !pending && !had_work {
                 continue;
             }
-            match serve(&*self.plat, store, &self.cfg, domid, g, &mut prog) {
+            match serve(&*self.plat, store, &self.cfg, domid, g, tx, &mut prog) {
                 Ok(moved) => {
                     // Nothing moved though we were woken or have work: is
                     // the guest still there?
@@ -444,14 +466,27 @@ where
                 }
             }
         }
-        // Requests of later guests may have queued events for earlier ones.
+        if tx {
+            // Requests of later guests may have queued events for earlier ones.
+            self.flush(store, &mut prog);
+        }
+        for domid in gone {
+            tracing::info!(dom = domid.0, "xenbus: peer closed its port");
+            self.release(store, domid);
+            prog.gone.push(domid);
+        }
+        prog.more = self.guests.values().any(|g| g.io.backlog);
+        prog
+    }
+
+    fn flush(&mut self, store: &mut Store, prog: &mut Progress) {
         for (&domid, g) in self.guests.iter_mut() {
             let Some(conn) = g.io.conn else { continue };
             if !store.has_output(conn) && g.io.out_at == g.io.out.len() {
                 continue;
             }
             let Some(page) = g.mapping.rw() else { continue };
-            match transmit(store, conn, &mut g.io, page) {
+            match send_queued(store, conn, &mut g.io, page) {
                 Ok(0) => {}
                 Ok(n) => {
                     prog.bytes_out += n;
@@ -463,13 +498,6 @@ where
                 }
             }
         }
-        for domid in gone {
-            tracing::info!(dom = domid.0, "xenbus: peer closed its port");
-            self.release(store, domid);
-            prog.gone.push(domid);
-        }
-        prog.more = self.guests.values().any(|g| g.io.backlog);
-        prog
     }
 
     /// Serves until `stop()` is true, owning the store's effects: use it
@@ -550,13 +578,15 @@ fn ignore<P: EventChannel + ?Sized, M: ForeignMapping>(
     let _ = plat.notify(g.io.port);
 }
 
-/// One guest's turn. Returns whether any index moved.
+/// One guest's turn (writing output only if `tx`). Returns whether any
+/// index moved.
 fn serve<P: EventChannel + ?Sized, M: ForeignMapping>(
     plat: &P,
     store: &mut Store,
     cfg: &ServerConfig,
     domid: DomId,
     g: &mut Guest<M>,
+    tx: bool,
     prog: &mut Progress,
 ) -> Result<bool, Fault> {
     let page = g.mapping.rw().ok_or(Fault::NoMapping)?;
@@ -577,7 +607,11 @@ fn serve<P: EventChannel + ?Sized, M: ForeignMapping>(
         return Ok(false);
     };
     let mut notify = false;
-    let out1 = transmit(store, conn, &mut g.io, page)?;
+    let out1 = if tx {
+        send_queued(store, conn, &mut g.io, page)?
+    } else {
+        0
+    };
     let mut moved = out1 > 0;
     let mut taken = 0;
     let mut buf = [0u8; XENSTORE_RING_SIZE];
@@ -619,8 +653,8 @@ fn serve<P: EventChannel + ?Sized, M: ForeignMapping>(
         g.io.held = pkt;
     }
     let out2 = match g.io.conn {
-        Some(conn) => transmit(store, conn, &mut g.io, page)?,
-        None => 0,
+        Some(conn) if tx => send_queued(store, conn, &mut g.io, page)?,
+        _ => 0,
     };
     prog.bytes_out += out1 + out2;
     if out1 + out2 > 0 {
@@ -635,7 +669,7 @@ fn serve<P: EventChannel + ?Sized, M: ForeignMapping>(
 
 /// Moves queued output of `conn` into the response ring until it is full
 /// or the queue is empty; returns bytes written.
-fn transmit(
+fn send_queued(
     store: &mut Store,
     conn: ConnId,
     io: &mut Io,
