@@ -151,10 +151,17 @@ pub fn npm_lifecycle(srv: &common::TestServer) {
          (or set WINDSOR_XEN_API_NODE_DIR to a directory whose node_modules holds xen-api)",
         dir.display()
     );
-    // Node resolves `xen-api` from the script's directory upwards, so run
-    // a copy of the script placed inside the install directory.
-    let script = dir.join(format!("lifecycle-{}.mjs", std::process::id()));
-    std::fs::copy(here().join("node/lifecycle.mjs"), &script).expect("copy the script");
+    // Node resolves `xen-api` from the script's directory upwards: run the
+    // script in place, or a copy inside another install directory.
+    let original = here().join("node/lifecycle.mjs");
+    let copied = dir != here().join("node");
+    let script = if copied {
+        let s = dir.join(format!("windsor-lifecycle-{}.mjs", std::process::id()));
+        std::fs::copy(&original, &s).expect("copy the script");
+        s
+    } else {
+        original
+    };
     let (ok, out) = run_bounded(
         Command::new("node")
             .arg(&script)
@@ -163,7 +170,7 @@ pub fn npm_lifecycle(srv: &common::TestServer) {
             .current_dir(&dir),
         Duration::from_secs(120),
     );
-    if script != here().join("node/lifecycle.mjs") {
+    if copied {
         let _ = std::fs::remove_file(&script);
     }
     assert!(ok, "npm xen-api lifecycle failed:\n{out}");
