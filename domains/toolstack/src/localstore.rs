@@ -3,7 +3,7 @@
 //!
 //! Until the xenbus ring transport lands, host mode hands every domain
 //! (the toolstack and each guest) a connection to one shared
-//! [`Store`](windsor_xenstore::Store) in this process, acting for that
+//! [`Store`] in this process, acting for that
 //! domain's id: permissions, quotas and relative paths apply as over a
 //! ring. It differs from `MemStore` (the test double of the xenstore crate)
 //! in that each connection sleeps on its own condition variable, so a write
@@ -55,6 +55,7 @@ pub struct LocalStore {
     conn: ConnId,
     domid: DomId,
     wake: Arc<Condvar>,
+    conn_ops: Arc<AtomicU64>,
 }
 
 impl core::fmt::Debug for LocalStore {
@@ -108,6 +109,7 @@ impl LocalStore {
             conn,
             domid,
             wake,
+            conn_ops: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -124,6 +126,11 @@ impl LocalStore {
     /// Requests served by the store so far, over all connections.
     pub fn ops(&self) -> u64 {
         self.shared.ops.load(Ordering::Relaxed)
+    }
+
+    /// Requests sent on this connection (and its clones) so far.
+    pub fn conn_ops(&self) -> u64 {
+        self.conn_ops.load(Ordering::Relaxed)
     }
 
     /// Open connections (for leak checks).
@@ -150,6 +157,7 @@ impl LocalStore {
 
     fn call(&self, op: XsOp, tx: TxId, payload: &[u8]) -> Result<Vec<u8>> {
         self.shared.ops.fetch_add(1, Ordering::Relaxed);
+        self.conn_ops.fetch_add(1, Ordering::Relaxed);
         let mut g = self.lock();
         g.req = g.req.wrapping_add(1);
         let req = g.req;

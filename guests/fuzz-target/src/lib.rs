@@ -7,8 +7,8 @@
 //!
 //! Layers:
 //! * the core, [`run`]: `no_std`, generic over the
-//!   [`Platform`](xen::platform::Platform) of the domain and a
-//!   [`XenStore`](windsor_xenstore::client::XenStore) client; the same code
+//!   [`Platform`] of the domain and a
+//!   [`XenStore`] client; the same code
 //!   for host mode and Xen mode;
 //! * [`host`] (feature `host`): the entry point of the host-mode image,
 //!   registered with `xen_sim::Hypervisor::register_image("fuzz-target", ..)`.
