@@ -347,7 +347,7 @@ fn default_host_boots_to_ready_and_runs_a_guest_lifecycle() {
     assert!(has(&[
         "(d1)",
         "released d2: ring unmapped, port",
-        "closed (Ok(()))"
+        "closed, its nodes removed"
     ]));
     assert!(has(&[
         "guest \"fuzz0\" d2 cleaned up",

@@ -181,6 +181,29 @@ fn page_pieces(addr: u64, len: usize) -> impl Iterator<Item = (usize, usize)> {
     })
 }
 
+impl Xen {
+    /// Grants page `index` of `pages` to `to` through the reserved entry
+    /// `GNTTAB_RESERVED_XENSTORE` (1) of our own table, as a domain builder
+    /// seeds it for a guest. dom0 uses it for its own xenstore ring, so the
+    /// xenstore domain maps dom0's page exactly as it maps a guest's. The
+    /// entry stays granted for the domain's life; `pages` must outlive it
+    /// (the caller keeps them).
+    pub fn grant_xenstore_ring(&self, pages: &Pages, index: usize, to: DomId) -> Result<()> {
+        if index >= pages.count {
+            return Err(Error::Errno(Errno::EINVAL));
+        }
+        let off = GrantRef::RESERVED_XENSTORE.0 as usize * size_of::<GrantEntryV1>();
+        let t = self.gnttab.frames;
+        t.atomic_u16(off + offset_of!(GrantEntryV1, domid))
+            .store(to.0, Ordering::Relaxed);
+        t.atomic_u32(off + offset_of!(GrantEntryV1, frame))
+            .store(pages.gfn(index).0 as u32, Ordering::Relaxed);
+        t.atomic_u16(off + offset_of!(GrantEntryV1, flags))
+            .store(GTF_PERMIT_ACCESS, Ordering::Release);
+        Ok(())
+    }
+}
+
 impl GrantTable for Xen {
     type Pages = Pages;
     type Mapping = Mapping;

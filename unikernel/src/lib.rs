@@ -13,8 +13,7 @@
 //!   [`vcpu`] (portable): a new guest's first vCPU context;
 //!   [`start_info`] (portable): `hvm_start_info` parsing — command line,
 //!   modules, memory map — into owned values; [`time`] (portable): Xen system
-//!   time from `vcpu_time_info`; [`xenbus`] (portable): the xenstore ring
-//!   page, both ends, and a `XenStore` client over it.
+//!   time from `vcpu_time_info`.
 //! * `runtime` (target only): boot sequence (hypercall page, console, heap,
 //!   start info, shared_info, grant frames), `Xen` — the implementation of
 //!   the `xen::platform` traits over hypercalls (`Console`, `Clock`,
@@ -71,7 +70,6 @@ pub mod elf;
 pub mod start_info;
 pub mod time;
 pub mod vcpu;
-pub mod xenbus;
 
 #[cfg(target_os = "none")]
 pub mod arch;

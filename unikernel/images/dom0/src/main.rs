@@ -7,10 +7,11 @@
 //!    corrupt blob is refused with the plan's or bundle's own error, and
 //!    dom0 crashes with it (Xen reports `Hardware Dom0 crashed`);
 //! 2. builds the **xenstore domain** (plan entry 0) with the Xen-mode
-//!    `DomainBuilder`, granting *its* store page to dom0: that page is
-//!    dom0's own xenbus ring (see the xenstore-domain image's doc), so
-//!    dom0 introduces itself simply by mapping the grant and binding the
-//!    port before unpausing it;
+//!    `DomainBuilder`; dom0's own xenbus ring is a dom0 page granted to it
+//!    through dom0's reserved grant entry 1 plus a port, both named on its
+//!    command line (`dom0-ring=<gfn>:<port>`), so the xenstore domain maps
+//!    dom0's ring exactly as it maps a guest's (see the xenstore-domain
+//!    image's doc);
 //! 3. builds every **guest** in plan order: creates it, writes
 //!    `/local/domain/<id>` (owned by the guest: `name`, `domid`), sends
 //!    `XS_INTRODUCE(id, store gfn, store port)`, unpauses it and waits (the
@@ -58,14 +59,17 @@ mod image {
     use windsor_boot_config::{BootPlan, Bundle, DomainKind, PlanDomain};
     use windsor_unikernel::xen::platform::{
         BuiltDomain, Clock, CreateConfig, DomainBuilder, DomainControl, DomainImage, EventChannel,
-        ForeignMapping, GrantTable, Platform, RunState, ShutdownReason, Virq,
+        GrantTable, LocalPages, Platform, RunState, ShutdownReason, Virq,
     };
-    use windsor_unikernel::xen::{DomId, Errno, EvtchnPort, GrantRef};
-    use windsor_unikernel::xenbus::XenbusClient;
+    use windsor_unikernel::xen::{DomId, Errno, EvtchnPort};
     use windsor_unikernel::{boot_time, println, Xen};
     use windsor_xenstore::client::{Access, ClientError, Perm, TxId, XenStore};
+    use windsor_xenstore::xenbus::XenbusClient;
 
     windsor_unikernel::main!(main);
+
+    /// `server_features` in the xenstore ring page (`xs_wire.h`).
+    const SERVER_FEATURES: usize = 2064;
 
     /// Planned steps that failed (reported at the end: `WINDSOR-DONE`).
     static FAILED: AtomicU32 = AtomicU32::new(0);
@@ -118,7 +122,9 @@ mod image {
         );
         let dom_exc = xen.bind_virq(Virq::DomExc).expect("bind VIRQ_DOM_EXC");
 
-        // 1. The xenstore domain; its store page is dom0's ring.
+        // 1. The xenstore domain, and dom0's ring to it: a dom0 page granted
+        //    through dom0's reserved xenstore entry, and a port, named on the
+        //    xenstore domain's command line.
         let xs_plan = &plan.domains[0];
         assert_eq!(xs_plan.kind, DomainKind::Xenstore, "plan invariant");
         let q = plan.dom0.xenstore;
@@ -131,20 +137,35 @@ mod image {
             q.max_transactions_per_domain
         );
         let t0 = xen.now();
-        let (xsdom, built) = match create_and_build(xen, &bundle, xs_plan, &xs_cmdline, DomId::DOM0)
-        {
+        let ring = xen.alloc_pages(1).expect("a page for dom0's xenstore ring");
+        let mut port = None;
+        let made = create_and_build(xen, &bundle, xs_plan, &xs_cmdline, DomId::DOM0, |xsdom| {
+            xen.grant_xenstore_ring(&ring, 0, xsdom)
+                .map_err(|e| format!("grant dom0's ring: {e}"))?;
+            let p = xen
+                .alloc_unbound(xsdom)
+                .map_err(|e| format!("dom0's xenstore port: {e}"))?;
+            port = Some(p);
+            Ok(format!("dom0-ring={}:{}", ring.gfn(0).0, p.0))
+        });
+        let (xsdom, _) = match made {
             Ok(x) => x,
             Err(e) => panic!("xenstore domain {:?}: {e}", xs_plan.name),
         };
-        let port = xen
-            .bind_interdomain(xsdom, built.store_port)
-            .expect("bind the xenstore domain's port");
-        let _ = xen.clear_pending(port);
-        let ring = xen
-            .map(xsdom, &[GrantRef::RESERVED_XENSTORE], false)
-            .expect("map dom0's xenstore ring (the xenstore domain's store page)");
-        let xs = XenbusClient::new(xen, ring.rw().expect("writable"), port).expect("ring page");
+        let port = port.expect("set while building");
         xen.unpause(xsdom).expect("unpause the xenstore domain");
+        // Introducing dom0 resets the ring; the server then advertises its
+        // features in the page. Only then is it safe to write a request.
+        let page = ring.mem();
+        let deadline = xen.now() + Duration::from_secs(5);
+        while page.ro().load_u32(SERVER_FEATURES, Ordering::Acquire) == 0 {
+            if xen.now() > deadline {
+                panic!("xenstore domain d{xsdom} never served dom0's ring");
+            }
+            let _ = xen.clear_pending(port);
+            let _ = xen.wait(&[port], Some(Duration::from_millis(5)));
+        }
+        let xs = XenbusClient::with_ring(xen, page, port).expect("ring page");
         if let Err(e) = xs.write(T, "/local/domain/0/name", b"Domain-0") {
             panic!("xenstore domain d{xsdom} does not answer: {e}");
         }
@@ -222,7 +243,6 @@ mod image {
             shutdown_guest(xen, &xs, &plan, g, dom_exc);
         }
         drop(xs);
-        drop(ring);
         let _ = xen.close(port);
         xen.destroy(xsdom).expect("destroy the xenstore domain");
         if wait_gone(xen, xsdom, dom_exc) {
@@ -237,12 +257,16 @@ mod image {
     }
 
     /// Creates a domain for `d` and builds it from its bundle entry.
+    ///
+    /// `prepare` runs between creation and build and returns more command
+    /// line words for the domain.
     fn create_and_build(
         xen: &'static Xen,
         bundle: &Bundle<'_>,
         d: &PlanDomain,
         cmdline: &str,
         xenstore: DomId,
+        prepare: impl FnOnce(DomId) -> Result<String, String>,
     ) -> Result<(DomId, BuiltDomain), String> {
         let kernel = bundle
             .entry(d.module as usize)
@@ -253,7 +277,14 @@ mod image {
             ..CreateConfig::default()
         };
         let dom = xen.create(&cfg).map_err(|e| format!("createdomain: {e}"))?;
-        let cmdline = format!("{cmdline} domid={}", dom.0);
+        let extra = match prepare(dom) {
+            Ok(x) => x,
+            Err(e) => {
+                let _ = xen.destroy(dom);
+                return Err(e);
+            }
+        };
+        let cmdline = format!("{cmdline} {extra} domid={}", dom.0);
         let image = DomainImage {
             kernel,
             cmdline: cmdline.trim(),
@@ -298,13 +329,14 @@ mod image {
     ) -> Option<Guest<'p>> {
         let t0 = xen.now();
         let cmdline = format!("{} xenbus", d.cmdline);
-        let (dom, built) = match create_and_build(xen, bundle, d, &cmdline, xsdom) {
-            Ok(x) => x,
-            Err(e) => {
-                fail!("windsor dom0: guest {:?} not started: {e}", d.name);
-                return None;
-            }
-        };
+        let (dom, built) =
+            match create_and_build(xen, bundle, d, &cmdline, xsdom, |_| Ok(String::new())) {
+                Ok(x) => x,
+                Err(e) => {
+                    fail!("windsor dom0: guest {:?} not started: {e}", d.name);
+                    return None;
+                }
+            };
         let path = format!("/local/domain/{}", dom.0);
         let prep = (|| -> Result<(), ClientError> {
             xs.mkdir(T, &path)?;

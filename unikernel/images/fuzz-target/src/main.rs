@@ -3,7 +3,7 @@
 //! The guest's core ([`windsor_guest_fuzz_target::run`]) is the same code
 //! as in host mode; this image only gives it the platform (the PVH
 //! runtime's `Xen`) and a xenstore client over
-//! the domain's xenstore ring ([`XenbusClient`](windsor_unikernel::xenbus::XenbusClient)
+//! the domain's xenstore ring ([`XenbusClient`](windsor_xenstore::xenbus::XenbusClient)
 //! on the page and port the builder set in `HVM_PARAM_STORE_PFN/EVTCHN`).
 //! The core answers `control/shutdown` (and `control/misbehave`) by
 //! shutting the domain down itself; if it returns, it lost its store.
@@ -13,8 +13,8 @@
 mod image {
     use windsor_guest_fuzz_target::{run, Outcome};
     use windsor_unikernel::xen::platform::{Clock, Platform, ShutdownReason};
-    use windsor_unikernel::xenbus::XenbusClient;
     use windsor_unikernel::{boot_time, println, Xen};
+    use windsor_xenstore::xenbus::XenbusClient;
 
     windsor_unikernel::main!(main);
 
@@ -22,7 +22,7 @@ mod image {
         let Some(ring) = xen.store_ring() else {
             panic!("fuzz-target: no xenstore ring (HVM_PARAM_STORE_PFN unset)");
         };
-        let xs = XenbusClient::new(xen, ring.page, ring.port).expect("ring page");
+        let xs = XenbusClient::with_ring(xen, ring.page, ring.port).expect("ring page");
         println!(
             "fuzz-target: d{} up in {} us, xenstore on port {}",
             xen.domid(),

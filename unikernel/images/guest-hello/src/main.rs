@@ -91,9 +91,9 @@ mod xenbus {
     use vchan::{ServerConfig, Vchan};
     use windsor_unikernel::xen::platform::{Clock, Platform, ShutdownReason};
     use windsor_unikernel::xen::DomId;
-    use windsor_unikernel::xenbus::XenbusClient;
     use windsor_unikernel::{boot_time, println, Xen};
     use windsor_xenstore::client::{TxId, XenStore};
+    use windsor_xenstore::xenbus::XenbusClient;
 
     const T: TxId = TxId::NONE;
 
@@ -118,7 +118,7 @@ mod xenbus {
         let Some(ring) = xen.store_ring() else {
             panic!("xenbus mode without a xenstore ring");
         };
-        let xs = XenbusClient::new(xen, ring.page, ring.port).expect("ring page");
+        let xs = XenbusClient::with_ring(xen, ring.page, ring.port).expect("ring page");
         xs.write(T, "data/booted", b"1").expect("write data/booted");
         println!(
             "guest-hello: d{dom} connected to xenstore in {} us (port {}), wrote data/booted",

@@ -2,38 +2,46 @@
 //!
 //! Runs the real xenstore core ([`windsor_xenstore::Store`]: tree,
 //! permissions, transactions, watches, quotas) and serves it over xenbus
-//! rings ([`windsor_unikernel::xenbus`], server side). dom0 builds it first.
+//! rings (the crate's own xenbus transport, server side). dom0 builds it
+//! first.
 //!
 //! # How dom0 and later domains reach it
 //!
-//! * **dom0**: its ring is *this* domain's own xenstore page. dom0 builds
-//!   us with `xenstore_domid = 0`, so the builder grants our store page to
-//!   dom0 (reserved grant entry 1) and allocates our store port unbound for
-//!   dom0; dom0 maps the grant and binds the port before unpausing us. So
-//!   the page Xen's HVM params name (`HVM_PARAM_STORE_PFN/EVTCHN`) is, for
-//!   this one domain, the server end of dom0's connection. No message is
-//!   needed for dom0 to introduce itself, and the store counts the
-//!   connection as dom0's (privileged).
+//! The rings are served by the xenstore crate's xenbus transport
+//! ([`windsor_xenstore::xenbus::XenbusServer`]): every ring, dom0's
+//! included, is a page the domain granted to us through its reserved grant
+//! entry 1 (`GNTTAB_RESERVED_XENSTORE`) plus an unbound port for us.
+//!
+//! * **dom0** grants a page of its own that way (its runtime's
+//!   `grant_xenstore_ring`), allocates a port for us, and passes both on our
+//!   command line as `dom0-ring=<gfn>:<port>`; we introduce dom0 to the
+//!   server ourselves at start-up. dom0 waits for the server to advertise
+//!   its features in the ring page before its first request (introducing
+//!   resets the ring).
 //! * **every other domain**: dom0 sends `XS_INTRODUCE(domid, gfn, port)`
-//!   over its ring. The store answers with an `Introduce` effect; we map
-//!   the domain's reserved grant entry 1 (the builder granted its store page
-//!   to us) — the gfn is informational, as in C xenstored with grant
-//!   mapping — bind its port, and connect it. `XS_RELEASE(domid)` drops its
-//!   connection and the nodes it owns; we unmap the page and close the port,
-//!   so the domain can then be destroyed without a leaked mapping.
+//!   over its ring; the store answers with an `Introduce` effect, which the
+//!   server applies (maps the domain's reserved grant 1 — the builder
+//!   granted its store page to us — binds its port, connects it with the
+//!   domain id as identity). `XS_RELEASE(domid)` drops its connection and
+//!   the nodes it owns; the server unmaps the page and closes the port, so
+//!   the domain can be destroyed without a leaked mapping.
 //!
 //! # No persistence in Xen mode
 //!
 //! There is no block device in Xen mode yet, so the tree lives only in this
 //! domain's memory and is lost when it stops. The start-up log says so.
 //!
-//! Command line (from dom0): `domid=N` and the per-domain quotas
-//! `xs.entries= xs.size= xs.watches= xs.txns=` from the boot plan.
+//! Command line (from dom0): `domid=N`, `dom0-ring=<gfn>:<port>` and the
+//! per-domain quotas `xs.entries= xs.size= xs.watches= xs.txns=` from the
+//! boot plan.
 //!
-//! The loop: clear pending ports, move requests from every ring into the
-//! store (a connection over its outstanding-reply quota is not read), run
-//! the store's effects, move queued replies and events into the rings,
-//! notify peers that got bytes, then wait on all ports (100 ms at most).
+//! The loop: take requests from every ring into the store
+//! ([`XenbusServer::receive`](windsor_xenstore::xenbus::XenbusServer::receive)),
+//! apply the store's effects (so a domain is mapped and bound before dom0
+//! reads the reply to its `XS_INTRODUCE`, and unmapped before the reply to
+//! `XS_RELEASE`), then write replies and events
+//! ([`transmit`](windsor_xenstore::xenbus::XenbusServer::transmit)), and
+//! wait on every port (100 ms at most) unless a ring has more input.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(target_os = "none")]
@@ -41,51 +49,14 @@ extern crate alloc;
 
 #[cfg(target_os = "none")]
 mod image {
-    use alloc::collections::VecDeque;
-    use alloc::vec::Vec;
     use core::time::Duration;
-    use windsor_unikernel::xen::platform::{
-        Clock, EventChannel, ForeignMapping, GrantTable, Platform, ShutdownReason,
-    };
-    use windsor_unikernel::xen::{DomId, EvtchnPort, GrantRef, SharedMem};
-    use windsor_unikernel::xenbus::{Side, XsRing};
-    use windsor_unikernel::{println, Mapping, Xen};
-    use windsor_xenstore::wire::Decoder;
-    use windsor_xenstore::{Config, ConnId, Effect, HandleError, Store};
+    use windsor_unikernel::xen::platform::{Clock, Platform, ShutdownReason};
+    use windsor_unikernel::xen::{DomId, EvtchnPort};
+    use windsor_unikernel::{println, Xen};
+    use windsor_xenstore::xenbus::{ServerConfig, XenbusServer};
+    use windsor_xenstore::{Config, Effect, Store};
 
     windsor_unikernel::main!(main);
-
-    /// Bytes of output we hold per connection beyond the ring (one ring).
-    const OUT_BUFFER: usize = 1024;
-
-    /// Where a connection's ring page lives.
-    enum Page {
-        /// Our own store page (dom0's connection).
-        Own(SharedMem<'static>),
-        /// A domain's store page, mapped through its reserved grant.
-        Mapped(Mapping),
-    }
-
-    struct Conn {
-        id: ConnId,
-        dom: DomId,
-        page: Page,
-        port: EvtchnPort,
-        dec: Decoder,
-        /// Reply and event bytes not yet in the ring.
-        out: VecDeque<u8>,
-        /// A request read but refused as busy, retried first.
-        held: Option<windsor_xenstore::wire::Packet>,
-    }
-
-    /// The server end of a connection's ring.
-    fn ring(page: &Page) -> Option<XsRing<'_>> {
-        let mem = match page {
-            Page::Own(m) => *m,
-            Page::Mapped(m) => m.rw()?,
-        };
-        XsRing::new(mem, Side::Server)
-    }
 
     fn arg(cmdline: &str, key: &str) -> Option<u64> {
         cmdline
@@ -115,6 +86,16 @@ mod image {
         cfg
     }
 
+    /// `dom0-ring=<gfn>:<port>` from the command line.
+    fn dom0_ring(xen: &Xen) -> Option<(u64, EvtchnPort)> {
+        let v = xen
+            .cmdline()
+            .split_ascii_whitespace()
+            .find_map(|w| w.strip_prefix("dom0-ring="))?;
+        let (gfn, port) = v.split_once(':')?;
+        Some((gfn.parse().ok()?, EvtchnPort(port.parse().ok()?)))
+    }
+
     fn main(xen: &'static Xen) -> ShutdownReason {
         println!(
             "xenstore-domain: d{} up; no block device in Xen mode: running WITHOUT \
@@ -122,191 +103,63 @@ mod image {
             xen.domid()
         );
         let cfg = config(xen);
-        let Some(own) = xen.store_ring() else {
-            panic!("no xenstore page: dom0 must build the xenstore domain with a store ring");
+        let Some((gfn, port)) = dom0_ring(xen) else {
+            panic!("no dom0-ring=<gfn>:<port> on the command line: dom0 has no ring to us");
         };
         let mut store = Store::new(cfg);
-        let mut conns = Vec::new();
-        conns.push(Conn {
-            id: store.connect(DomId::DOM0),
-            dom: DomId::DOM0,
-            page: Page::Own(own.page),
-            port: own.port,
-            dec: Decoder::new(),
-            out: VecDeque::new(),
-            held: None,
-        });
+        let mut srv = match XenbusServer::new(xen, ServerConfig::default()) {
+            Ok(s) => s,
+            Err(e) => panic!("xenbus server: {e}"),
+        };
+        if let Err(e) = srv.introduce(&mut store, DomId::DOM0, gfn, port) {
+            panic!("serving dom0's ring (gfn {gfn:#x}, port {port}): {e}");
+        }
         println!(
-            "xenstore-domain: serving dom0 on port {} (quotas: {} nodes, {} bytes, {} watches, \
-             {} transactions per domain)",
-            own.port,
+            "xenstore-domain: serving dom0 (ring gfn {gfn:#x}, its port {port} -> our port {}; \
+             quotas: {} nodes, {} bytes, {} watches, {} transactions per domain)",
+            srv.port(DomId::DOM0).map_or(0, |p| p.0),
             cfg.quotas.nodes_per_domain,
             cfg.quotas.value_size,
             cfg.quotas.watches_per_domain,
             cfg.quotas.transactions
         );
-        let mut buf = [0u8; 1024];
         loop {
-            for c in &conns {
-                let _ = xen.clear_pending(c.port);
-            }
-            let mut broken = Vec::new();
-            // Requests in.
-            for c in conns.iter_mut() {
-                if let Some(p) = c.held.take() {
-                    if let Err(HandleError::Busy) = store.handle(c.id, &p.header, &p.payload) {
-                        c.held = Some(p);
-                        continue;
-                    }
-                }
-                let Some(ring) = ring(&c.page) else { continue };
-                let mut read_any = false;
-                'conn: while store.can_accept(c.id) && c.held.is_none() {
-                    let n = match ring.read(&mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => n,
-                        Err(e) => {
-                            println!("xenstore-domain: d{}: ring corrupt ({e:?})", c.dom);
-                            broken.push(c.dom);
-                            break;
-                        }
-                    };
-                    read_any = true;
-                    let mut at = 0;
-                    while at < n {
-                        match c.dec.feed(&buf[at..n]) {
-                            Ok((used, pkt)) => {
-                                at += used;
-                                if let Some(p) = pkt {
-                                    if let Err(HandleError::Busy) =
-                                        store.handle(c.id, &p.header, &p.payload)
-                                    {
-                                        c.held = Some(p);
-                                    }
-                                }
-                            }
-                            Err(e) => {
-                                println!("xenstore-domain: d{}: bad message ({e:?})", c.dom);
-                                broken.push(c.dom);
-                                break 'conn;
-                            }
-                        }
-                    }
-                }
-                if read_any {
-                    let _ = xen.notify(c.port);
-                }
-            }
-            for dom in broken {
-                // A peer that broke the protocol is cut off (as C
-                // xenstored does); dom0 may release and rebuild it.
-                if let Some(i) = conns.iter().position(|c| c.dom == dom) {
-                    let c = conns.remove(i);
-                    store.disconnect(c.id);
-                    let _ = xen.close(c.port);
-                }
-            }
-            // Effects.
+            let mut p = srv.receive(&mut store);
             for e in store.take_effects() {
-                match e {
-                    Effect::Introduce { domid, gfn, port } => {
-                        if let Some(c) = conns.iter().find(|c| c.dom == domid) {
-                            println!(
-                                "xenstore-domain: d{domid} introduced again (port {})",
-                                c.port
-                            );
-                            continue;
-                        }
-                        match connect(xen, domid, EvtchnPort(port)) {
-                            Ok((page, local)) => {
-                                let id = store.connect(domid);
-                                println!(
-                                    "xenstore-domain: introduced d{domid} (ring gfn {gfn:#x}, \
-                                     its port {port} -> our port {local})"
-                                );
-                                conns.push(Conn {
-                                    id,
-                                    dom: domid,
-                                    page: Page::Mapped(page),
-                                    port: local,
-                                    dec: Decoder::new(),
-                                    out: VecDeque::new(),
-                                    held: None,
-                                });
-                            }
-                            Err(e) => println!(
-                                "xenstore-domain: introduce d{domid} failed: {e} (not connected)"
-                            ),
-                        }
-                    }
-                    Effect::Release { domid, .. } => {
-                        if let Some(i) = conns.iter().position(|c| c.dom == domid) {
-                            let c = conns.remove(i);
-                            let port = c.port;
-                            let closed = xen.close(port);
-                            drop(c);
-                            println!(
-                                "xenstore-domain: released d{domid}: ring unmapped, port {port} \
-                                 closed ({closed:?}), its nodes removed"
-                            );
-                        }
-                    }
-                    Effect::Resume { .. } => {}
+                let local = match &e {
+                    Effect::Release { domid, .. } => srv.port(*domid),
+                    _ => None,
+                };
+                let r = srv.apply(&mut store, &e);
+                match (&e, r) {
+                    (Effect::Introduce { domid, gfn, port }, Ok(())) => println!(
+                        "xenstore-domain: introduced d{domid} (ring gfn {gfn:#x}, its port {port} \
+                         -> our port {})",
+                        srv.port(*domid).map_or(0, |p| p.0)
+                    ),
+                    (Effect::Release { domid, .. }, Ok(())) => println!(
+                        "xenstore-domain: released d{domid}: ring unmapped, port {} closed, its \
+                         nodes removed",
+                        local.map_or(0, |p| p.0)
+                    ),
+                    (e, Err(err)) => println!("xenstore-domain: {e:?} failed: {err}"),
+                    _ => {}
                 }
             }
-            // Replies and events out.
-            let _ = store.take_ready();
-            for c in conns.iter_mut() {
-                // Take from the store only what the ring can soon carry:
-                // unread output stays in the store, where it counts against
-                // the connection's quotas (a guest that never reads its
-                // ring cannot make us buffer without bound).
-                while c.out.len() < OUT_BUFFER {
-                    let Some(p) = store.pop(c.id) else { break };
-                    c.out.extend(p.to_vec());
-                }
-                if c.out.is_empty() {
-                    continue;
-                }
-                let Some(ring) = ring(&c.page) else { continue };
-                let mut wrote = false;
-                loop {
-                    let (a, _) = c.out.as_slices();
-                    if a.is_empty() {
-                        break;
-                    }
-                    match ring.write(a) {
-                        Ok(0) => break,
-                        Ok(n) => {
-                            c.out.drain(..n);
-                            wrote = true;
-                        }
-                        Err(e) => {
-                            println!("xenstore-domain: d{}: ring corrupt ({e:?})", c.dom);
-                            c.out.clear();
-                            break;
-                        }
-                    }
-                }
-                if wrote {
-                    let _ = xen.notify(c.port);
-                }
+            let out = srv.transmit(&mut store);
+            p.more |= out.more;
+            for d in p.ignored.iter().chain(&out.ignored) {
+                println!(
+                    "xenstore-domain: d{d} broke the ring protocol: ignored until it reconnects"
+                );
             }
-            let ports: Vec<EvtchnPort> = conns.iter().map(|c| c.port).collect();
-            let _ = xen.wait(&ports, Some(Duration::from_millis(100)));
+            for d in p.gone.iter().chain(&out.gone) {
+                println!("xenstore-domain: d{d} closed its port: ring released");
+            }
+            if !p.more {
+                let _ = srv.wait(Some(Duration::from_millis(100)));
+            }
         }
-    }
-
-    /// Maps `dom`'s store page (reserved grant 1) and binds its store port.
-    fn connect(
-        xen: &'static Xen,
-        dom: DomId,
-        port: EvtchnPort,
-    ) -> windsor_unikernel::xen::platform::Result<(Mapping, EvtchnPort)> {
-        let page = xen.map(dom, &[GrantRef::RESERVED_XENSTORE], false)?;
-        let local = xen.bind_interdomain(dom, port)?;
-        let _ = xen.clear_pending(local);
-        Ok((page, local))
     }
 }
 
