@@ -1,5 +1,6 @@
-//! The HTTP server: XML-RPC at `/`, JSON-RPC at `/jsonrpc`, over TCP and a
-//! Unix socket.
+//! The HTTP server: XML-RPC at `/` (also `/xmlrpc`, where the npm `xen-api`
+//! XML-RPC transport posts, and `/RPC2`), JSON-RPC at `/jsonrpc` (and at `/`
+//! with `Content-Type: application/json`), over TCP and a Unix socket.
 //!
 //! Two layers:
 //! * [`Api`] — synchronous dispatch of one call: sessions and `system.*`
@@ -439,8 +440,8 @@ async fn handle(
         .is_some_and(|v| v.starts_with("application/json"));
     let format = match req.uri().path() {
         "/jsonrpc" => Format::Json,
-        "/" | "/RPC2" if is_json_ct => Format::Json,
-        "/" | "/RPC2" => Format::Xml,
+        "/" | "/RPC2" | "/xmlrpc" if is_json_ct => Format::Json,
+        "/" | "/RPC2" | "/xmlrpc" => Format::Xml,
         other => {
             return Ok(failure(
                 StatusCode::NOT_FOUND,

@@ -68,6 +68,12 @@ fn npm_xen_api_full_lifecycle() {
     npm_lifecycle(&common::start());
 }
 
+/// The npm client's XML-RPC transport (it posts to `/xmlrpc`).
+#[test]
+fn npm_xen_api_over_xmlrpc() {
+    npm_lifecycle_over(&common::start(), "xml-rpc");
+}
+
 /// The same clients against the real toolstack: host mode on the simulated
 /// hypervisor, fuzz-target guests that really boot, answer
 /// `control/shutdown` and suspend.
@@ -137,8 +143,13 @@ fn has_xen_api(dir: &Path) -> bool {
     dir.join("node_modules/xen-api/package.json").exists()
 }
 
-/// Runs the npm xen-api script against `srv`.
+/// Runs the npm xen-api script against `srv` (JSON-RPC).
 pub fn npm_lifecycle(srv: &common::TestServer) {
+    npm_lifecycle_over(srv, "json-rpc");
+}
+
+/// Runs the npm xen-api script against `srv` with the client's `transport`.
+pub fn npm_lifecycle_over(srv: &common::TestServer, transport: &str) {
     let (ok, out) = run_bounded(
         Command::new("node").arg("--version"),
         Duration::from_secs(30),
@@ -167,6 +178,7 @@ pub fn npm_lifecycle(srv: &common::TestServer) {
             .arg(&script)
             .arg(&srv.url)
             .arg(common::PASSWORD)
+            .arg(transport)
             .current_dir(&dir),
         Duration::from_secs(120),
     );
