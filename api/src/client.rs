@@ -94,8 +94,9 @@ pub enum ClientError {
     Unexpected(String),
 }
 
-/// A VM as `windsor vm list` shows it.
-#[derive(Debug, Clone, PartialEq)]
+/// A VM as `windsor vm list` shows it (serializes for `--json`; for whole
+/// records, [`crate::jsonrpc::to_json`] turns any [`Value`] into JSON).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct VmSummary {
     /// Its reference.
     pub r: String,
@@ -493,6 +494,28 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn summaries_come_from_records_and_serialize() {
+        let rec = Value::record([
+            ("uuid", Value::str("u")),
+            ("name_label", Value::str("n")),
+            ("power_state", Value::str("Running")),
+            ("domid", Value::str("7")),
+            ("memory_static_max", Value::str("16777216")),
+            ("VCPUs_max", Value::Int(2)),
+            ("is_a_template", Value::Bool(false)),
+        ]);
+        let s = VmSummary::from_record("OpaqueRef:u", &rec);
+        assert_eq!(s.domid, 7);
+        assert_eq!(s.memory, 16 << 20);
+        assert_eq!(s.vcpus, 2);
+        let j = serde_json::to_value(&s).unwrap();
+        assert_eq!(j["power_state"], "Running");
+        assert_eq!(j["r"], "OpaqueRef:u");
+        let spec = VmSpec::fuzz_target("x").record();
+        assert_eq!(spec.get("PV_kernel"), Some(&Value::str("fuzz-target")));
+    }
 
     #[test]
     fn endpoints_parse() {
