@@ -449,3 +449,153 @@ mod mem {
         }
     }
 }
+
+/// A transport that carries one request and returns its reply payload (the
+/// store's `XS_ERROR` as [`ClientError::Store`]). [`ops`] builds every
+/// [`XenStore`] call on top of it, so each transport (the xenbus ring, a
+/// byte stream) encodes requests and decodes replies the same way.
+pub trait Call {
+    /// Sends `payload` as an `op` request in transaction `tx`; returns the
+    /// reply payload.
+    fn call(&self, op: crate::wire::XsOp, tx: TxId, payload: &[u8]) -> Result<Vec<u8>>;
+}
+
+/// The request payloads and reply decodings of `xs_wire.h`, over any [`Call`].
+pub mod ops {
+    use alloc::format;
+    use alloc::string::String;
+    use alloc::vec::Vec;
+
+    use xen::{DomId, Errno, EvtchnPort};
+
+    use super::{Call, ClientError, Perm, Result, TxId, WatchEvent};
+    use crate::perms::Perms;
+    use crate::wire::XsOp;
+
+    fn cstr(s: &str) -> Vec<u8> {
+        let mut v = Vec::with_capacity(s.len() + 1);
+        v.extend_from_slice(s.as_bytes());
+        v.push(0);
+        v
+    }
+
+    fn two(a: &str, b: &str) -> Vec<u8> {
+        let mut v = cstr(a);
+        v.extend_from_slice(&cstr(b));
+        v
+    }
+
+    fn text(r: &[u8]) -> String {
+        String::from_utf8_lossy(r.strip_suffix(b"\0").unwrap_or(r)).into()
+    }
+
+    /// Decodes an `XS_WATCH_EVENT` payload (`path\0token\0`).
+    pub fn watch_event(payload: &[u8]) -> WatchEvent {
+        let mut parts = payload.split(|&b| b == 0);
+        let path = parts.next().unwrap_or_default();
+        let token = parts.next().unwrap_or_default();
+        WatchEvent {
+            path: String::from_utf8_lossy(path).into(),
+            token: String::from_utf8_lossy(token).into(),
+        }
+    }
+
+    /// `XS_READ`.
+    pub fn read<C: Call + ?Sized>(c: &C, tx: TxId, path: &str) -> Result<Vec<u8>> {
+        c.call(XsOp::Read, tx, &cstr(path))
+    }
+
+    /// `XS_WRITE`.
+    pub fn write<C: Call + ?Sized>(c: &C, tx: TxId, path: &str, value: &[u8]) -> Result<()> {
+        let mut v = cstr(path);
+        v.extend_from_slice(value);
+        c.call(XsOp::Write, tx, &v).map(|_| ())
+    }
+
+    /// `XS_MKDIR`.
+    pub fn mkdir<C: Call + ?Sized>(c: &C, tx: TxId, path: &str) -> Result<()> {
+        c.call(XsOp::Mkdir, tx, &cstr(path)).map(|_| ())
+    }
+
+    /// `XS_RM`.
+    pub fn rm<C: Call + ?Sized>(c: &C, tx: TxId, path: &str) -> Result<()> {
+        c.call(XsOp::Rm, tx, &cstr(path)).map(|_| ())
+    }
+
+    /// `XS_DIRECTORY`.
+    pub fn directory<C: Call + ?Sized>(c: &C, tx: TxId, path: &str) -> Result<Vec<String>> {
+        let r = c.call(XsOp::Directory, tx, &cstr(path))?;
+        Ok(r.split(|&b| b == 0)
+            .filter(|s| !s.is_empty())
+            .map(|s| String::from_utf8_lossy(s).into())
+            .collect())
+    }
+
+    /// `XS_GET_PERMS`.
+    pub fn get_perms<C: Call + ?Sized>(c: &C, tx: TxId, path: &str) -> Result<Vec<Perm>> {
+        let r = c.call(XsOp::GetPerms, tx, &cstr(path))?;
+        let p = Perms::parse(&r).map_err(|_| ClientError::Protocol)?;
+        Ok(p.as_slice().to_vec())
+    }
+
+    /// `XS_SET_PERMS`.
+    pub fn set_perms<C: Call + ?Sized>(c: &C, tx: TxId, path: &str, perms: &[Perm]) -> Result<()> {
+        let mut v = cstr(path);
+        let p = Perms::from_slice(perms).ok_or(ClientError::Store(Errno::EINVAL))?;
+        p.emit(&mut v);
+        c.call(XsOp::SetPerms, tx, &v).map(|_| ())
+    }
+
+    /// `XS_TRANSACTION_START`.
+    pub fn transaction_start<C: Call + ?Sized>(c: &C) -> Result<TxId> {
+        let r = c.call(XsOp::TransactionStart, TxId::NONE, b"\0")?;
+        text(&r)
+            .parse()
+            .map(TxId)
+            .map_err(|_| ClientError::Protocol)
+    }
+
+    /// `XS_TRANSACTION_END`.
+    pub fn transaction_end<C: Call + ?Sized>(c: &C, tx: TxId, commit: bool) -> Result<()> {
+        let arg: &[u8] = if commit { b"T\0" } else { b"F\0" };
+        c.call(XsOp::TransactionEnd, tx, arg).map(|_| ())
+    }
+
+    /// `XS_WATCH`.
+    pub fn watch<C: Call + ?Sized>(c: &C, path: &str, token: &str) -> Result<()> {
+        c.call(XsOp::Watch, TxId::NONE, &two(path, token))
+            .map(|_| ())
+    }
+
+    /// `XS_UNWATCH`.
+    pub fn unwatch<C: Call + ?Sized>(c: &C, path: &str, token: &str) -> Result<()> {
+        c.call(XsOp::Unwatch, TxId::NONE, &two(path, token))
+            .map(|_| ())
+    }
+
+    /// `XS_INTRODUCE` (dom0 only): serve `dom`'s ring at frame `gfn`, port `port`.
+    pub fn introduce<C: Call + ?Sized>(
+        c: &C,
+        dom: DomId,
+        gfn: u64,
+        port: EvtchnPort,
+    ) -> Result<()> {
+        let arg = format!("{}\0{}\0{}\0", dom.0, gfn, port.0);
+        c.call(XsOp::Introduce, TxId::NONE, arg.as_bytes())
+            .map(|_| ())
+    }
+
+    /// `XS_RELEASE` (dom0 only).
+    pub fn release<C: Call + ?Sized>(c: &C, dom: DomId) -> Result<()> {
+        let arg = format!("{}\0", dom.0);
+        c.call(XsOp::Release, TxId::NONE, arg.as_bytes())
+            .map(|_| ())
+    }
+
+    /// `XS_GET_DOMAIN_PATH`.
+    pub fn domain_path<C: Call + ?Sized>(c: &C, dom: DomId) -> Result<String> {
+        let arg = format!("{}\0", dom.0);
+        c.call(XsOp::GetDomainPath, TxId::NONE, arg.as_bytes())
+            .map(|r| text(&r))
+    }
+}

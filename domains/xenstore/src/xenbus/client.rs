@@ -27,8 +27,7 @@ use xen::platform::Platform;
 use xen::{DomId, Errno, EvtchnPort, SharedMem};
 
 use super::ring::{field, RingIo, Side};
-use crate::client::{ClientError, Perm, Result, TxId, WatchEvent, XenStore};
-use crate::perms::Perms;
+use crate::client::{ops, Call, ClientError, Perm, Result, TxId, WatchEvent, XenStore};
 use crate::wire::{error_from_name, Decoder, Packet, XsOp, PAYLOAD_MAX};
 
 /// Watch events kept for [`XenStore::next_event`]; older ones are dropped
@@ -61,23 +60,6 @@ impl<P: Platform + ?Sized> core::fmt::Debug for XenbusClient<'_, P> {
         f.debug_struct("XenbusClient")
             .field("port", &self.port)
             .finish()
-    }
-}
-
-fn cstr(s: &str) -> Vec<u8> {
-    let mut v = Vec::with_capacity(s.len() + 1);
-    v.extend_from_slice(s.as_bytes());
-    v.push(0);
-    v
-}
-
-fn event_of(p: &Packet) -> WatchEvent {
-    let mut parts = p.payload.split(|&b| b == 0);
-    let path = parts.next().unwrap_or_default();
-    let token = parts.next().unwrap_or_default();
-    WatchEvent {
-        path: String::from_utf8_lossy(path).into(),
-        token: String::from_utf8_lossy(token).into(),
     }
 }
 
@@ -187,7 +169,7 @@ impl<'p, P: Platform + ?Sized> XenbusClient<'p, P> {
             st.events.pop_front();
             st.dropped_events += 1;
         }
-        st.events.push_back(event_of(p));
+        st.events.push_back(ops::watch_event(&p.payload));
     }
 
     /// Sends one request and waits for its reply; returns the reply
@@ -285,94 +267,60 @@ impl<'p, P: Platform + ?Sized> XenbusClient<'p, P> {
     /// `XS_INTRODUCE` (dom0 only): the store should serve `dom`'s ring at
     /// frame `gfn`, port `port` of `dom`.
     pub fn introduce(&self, dom: DomId, gfn: u64, port: EvtchnPort) -> Result<()> {
-        let arg = alloc::format!("{}\0{}\0{}\0", dom.0, gfn, port.0);
-        self.call(XsOp::Introduce, TxId::NONE, arg.as_bytes())
-            .map(|_| ())
+        ops::introduce(self, dom, gfn, port)
     }
 
     /// `XS_RELEASE` (dom0 only).
     pub fn release(&self, dom: DomId) -> Result<()> {
-        let arg = alloc::format!("{}\0", dom.0);
-        self.call(XsOp::Release, TxId::NONE, arg.as_bytes())
-            .map(|_| ())
+        ops::release(self, dom)
     }
 
     /// `XS_GET_DOMAIN_PATH`.
     pub fn domain_path(&self, dom: DomId) -> Result<String> {
-        let arg = alloc::format!("{}\0", dom.0);
-        let r = self.call(XsOp::GetDomainPath, TxId::NONE, arg.as_bytes())?;
-        let s = r.strip_suffix(b"\0").unwrap_or(&r);
-        Ok(String::from_utf8_lossy(s).into())
+        ops::domain_path(self, dom)
+    }
+}
+
+impl<P: Platform + ?Sized> Call for XenbusClient<'_, P> {
+    fn call(&self, op: XsOp, tx: TxId, payload: &[u8]) -> Result<Vec<u8>> {
+        XenbusClient::call(self, op, tx, payload)
     }
 }
 
 impl<P: Platform + ?Sized> XenStore for XenbusClient<'_, P> {
     fn read(&self, tx: TxId, path: &str) -> Result<Vec<u8>> {
-        self.call(XsOp::Read, tx, &cstr(path))
+        ops::read(self, tx, path)
     }
-
     fn write(&self, tx: TxId, path: &str, value: &[u8]) -> Result<()> {
-        let mut v = cstr(path);
-        v.extend_from_slice(value);
-        self.call(XsOp::Write, tx, &v).map(|_| ())
+        ops::write(self, tx, path, value)
     }
-
     fn mkdir(&self, tx: TxId, path: &str) -> Result<()> {
-        self.call(XsOp::Mkdir, tx, &cstr(path)).map(|_| ())
+        ops::mkdir(self, tx, path)
     }
-
     fn rm(&self, tx: TxId, path: &str) -> Result<()> {
-        self.call(XsOp::Rm, tx, &cstr(path)).map(|_| ())
+        ops::rm(self, tx, path)
     }
-
     fn directory(&self, tx: TxId, path: &str) -> Result<Vec<String>> {
-        let r = self.call(XsOp::Directory, tx, &cstr(path))?;
-        Ok(r.split(|&b| b == 0)
-            .filter(|s| !s.is_empty())
-            .map(|s| String::from_utf8_lossy(s).into())
-            .collect())
+        ops::directory(self, tx, path)
     }
-
     fn get_perms(&self, tx: TxId, path: &str) -> Result<Vec<Perm>> {
-        let r = self.call(XsOp::GetPerms, tx, &cstr(path))?;
-        let p = Perms::parse(&r).map_err(|_| ClientError::Protocol)?;
-        Ok(p.as_slice().to_vec())
+        ops::get_perms(self, tx, path)
     }
-
     fn set_perms(&self, tx: TxId, path: &str, perms: &[Perm]) -> Result<()> {
-        let mut v = cstr(path);
-        let p = Perms::from_slice(perms).ok_or(ClientError::Store(Errno::EINVAL))?;
-        p.emit(&mut v);
-        self.call(XsOp::SetPerms, tx, &v).map(|_| ())
+        ops::set_perms(self, tx, path, perms)
     }
-
     fn transaction_start(&self) -> Result<TxId> {
-        let r = self.call(XsOp::TransactionStart, TxId::NONE, b"\0")?;
-        let s = r.strip_suffix(b"\0").unwrap_or(&r);
-        core::str::from_utf8(s)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .map(TxId)
-            .ok_or(ClientError::Protocol)
+        ops::transaction_start(self)
     }
-
     fn transaction_end(&self, tx: TxId, commit: bool) -> Result<()> {
-        let arg: &[u8] = if commit { b"T\0" } else { b"F\0" };
-        self.call(XsOp::TransactionEnd, tx, arg).map(|_| ())
+        ops::transaction_end(self, tx, commit)
     }
-
     fn watch(&self, path: &str, token: &str) -> Result<()> {
-        let mut v = cstr(path);
-        v.extend_from_slice(&cstr(token));
-        self.call(XsOp::Watch, TxId::NONE, &v).map(|_| ())
+        ops::watch(self, path, token)
     }
-
     fn unwatch(&self, path: &str, token: &str) -> Result<()> {
-        let mut v = cstr(path);
-        v.extend_from_slice(&cstr(token));
-        self.call(XsOp::Unwatch, TxId::NONE, &v).map(|_| ())
+        ops::unwatch(self, path, token)
     }
-
     fn next_event(&self, timeout: Option<Duration>) -> Result<WatchEvent> {
         let deadline = timeout.map(|t| self.plat.now() + t);
         loop {
