@@ -36,3 +36,5 @@ pub use store::{Config, ConnId, Effect, HandleError, Mutation, Quotas, Store};
 pub mod daemon;
 #[cfg(feature = "std")]
 pub mod persist;
+#[cfg(feature = "std")]
+pub mod stream;

@@ -71,7 +71,13 @@ impl Engine {
 
     /// Socket client `slot` connected (as dom0, like C xenstored's socket).
     pub fn connect(&mut self, slot: usize) {
-        let c = self.store.connect(DomId::DOM0);
+        self.connect_as(slot, DomId::DOM0);
+    }
+
+    /// Connection `slot` acts for domain `dom` (an adopted stream, see
+    /// [`Adopter`](super::Adopter)): its permissions and quotas apply.
+    pub fn connect_as(&mut self, slot: usize, dom: DomId) {
+        let c = self.store.connect(dom);
         self.conn_of.insert(slot, c);
         self.slot_of.insert(c, slot);
     }

@@ -19,7 +19,10 @@
 //! sees its messages in order. Reads are answered at once; a read may see a
 //! write whose reply is still waiting for the disk.
 //!
-//! Clients on the socket are dom0 (privileged), as with C xenstored. A client
+//! Clients on the socket are dom0 (privileged), as with C xenstored. In host
+//! mode, an [`Adopter`] hands the loop an already connected stream that acts
+//! for a given domain (its permissions and quotas apply): that is how the
+//! toolstack and the guests of `windsor up` reach the same store. A client
 //! that breaks framing (oversized length) or lets more than
 //! [`MAX_QUEUED`] bytes of output pile up is disconnected; the rest go on.
 
@@ -30,12 +33,14 @@ use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 use std::vec::Vec;
 
 use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token, Waker};
+
+use xen::DomId;
 
 use crate::persist::{Log, Lsn, PersistError};
 
@@ -103,8 +108,38 @@ struct Conn {
     want_write: bool,
 }
 
+/// Hands connected streams to a running [`Daemon`], each acting for a
+/// domain. Cheap to clone; usable from any thread.
+#[derive(Clone)]
+pub struct Adopter {
+    tx: mpsc::Sender<(std::os::unix::net::UnixStream, DomId)>,
+    waker: Arc<Waker>,
+}
+
+impl Adopter {
+    /// Serves `stream` as a connection of domain `dom`. Fails if the daemon
+    /// is gone.
+    pub fn adopt(&self, stream: std::os::unix::net::UnixStream, dom: DomId) -> io::Result<()> {
+        stream.set_nonblocking(true)?;
+        self.tx
+            .send((stream, dom))
+            .map_err(|_| io::Error::from(io::ErrorKind::NotConnected))?;
+        self.waker.wake()
+    }
+
+    /// A new connection for `dom`: the daemon adopts one end of a socket
+    /// pair and the caller gets the other.
+    pub fn connect(&self, dom: DomId) -> io::Result<std::os::unix::net::UnixStream> {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+        self.adopt(theirs, dom)?;
+        Ok(ours)
+    }
+}
+
 /// A running daemon: build with [`Daemon::bind`], then [`Daemon::run`].
 pub struct Daemon {
+    adopt_rx: mpsc::Receiver<(std::os::unix::net::UnixStream, DomId)>,
+    adopter: Adopter,
     poll: Poll,
     listener: UnixListener,
     log: Log,
@@ -136,6 +171,11 @@ impl Daemon {
         let poll = Poll::new().map_err(socket_err(&config.socket))?;
         let waker =
             Arc::new(Waker::new(poll.registry(), WAKER).map_err(socket_err(&config.socket))?);
+        let (adopt_tx, adopt_rx) = mpsc::channel();
+        let adopter = Adopter {
+            tx: adopt_tx,
+            waker: waker.clone(),
+        };
         let notify = Box::new(move |_lsn: Lsn| {
             let _ = waker.wake();
         });
@@ -158,6 +198,8 @@ impl Daemon {
             .register(&mut listener, LISTENER, Interest::READABLE)
             .map_err(socket_err(&config.socket))?;
         Ok(Daemon {
+            adopt_rx,
+            adopter,
             poll,
             listener,
             log,
@@ -172,6 +214,47 @@ impl Daemon {
             scratch: std::vec![0; 64 << 10],
             outputs: Vec::new(),
         })
+    }
+
+    /// Hands out connections acting for other domains (see [`Adopter`]).
+    pub fn adopter(&self) -> Adopter {
+        self.adopter.clone()
+    }
+
+    /// Registers the streams handed over by [`Adopter`]s.
+    fn adopt_pending(&mut self) {
+        while let Ok((stream, dom)) = self.adopt_rx.try_recv() {
+            let slot = self.add_conn(UnixStream::from_std(stream), dom);
+            tracing::debug!(?slot, dom = dom.0, "stream adopted");
+        }
+    }
+
+    /// Registers a new connection acting for `dom`; `None` if it could not
+    /// be registered.
+    fn add_conn(&mut self, mut stream: UnixStream, dom: DomId) -> Option<usize> {
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.conns.push(None);
+            self.conns.len() - 1
+        });
+        if let Err(e) =
+            self.poll
+                .registry()
+                .register(&mut stream, Token(slot + FIRST_CONN), Interest::READABLE)
+        {
+            tracing::warn!(error = %e, "cannot register connection");
+            self.free.push(slot);
+            return None;
+        }
+        self.engine.connect_as(slot, dom);
+        self.conns[slot] = Some(Conn {
+            stream,
+            rbuf: Vec::new(),
+            out: VecDeque::new(),
+            written: 0,
+            queued: 0,
+            want_write: false,
+        });
+        Some(slot)
     }
 
     /// Serves until `stop` is set (checked at least every 100 ms).
@@ -190,7 +273,7 @@ impl Daemon {
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => self.accept(),
-                    WAKER => {}
+                    WAKER => self.adopt_pending(),
                     Token(t) => {
                         let slot = t - FIRST_CONN;
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
@@ -224,30 +307,9 @@ impl Daemon {
     fn accept(&mut self) {
         loop {
             match self.listener.accept() {
-                Ok((mut stream, _)) => {
-                    let slot = self.free.pop().unwrap_or_else(|| {
-                        self.conns.push(None);
-                        self.conns.len() - 1
-                    });
-                    if let Err(e) = self.poll.registry().register(
-                        &mut stream,
-                        Token(slot + FIRST_CONN),
-                        Interest::READABLE,
-                    ) {
-                        tracing::warn!(error = %e, "cannot register connection");
-                        self.free.push(slot);
-                        continue;
-                    }
-                    self.engine.connect(slot);
-                    self.conns[slot] = Some(Conn {
-                        stream,
-                        rbuf: Vec::new(),
-                        out: VecDeque::new(),
-                        written: 0,
-                        queued: 0,
-                        want_write: false,
-                    });
-                    tracing::debug!(slot, "connection accepted");
+                Ok((stream, _)) => {
+                    let slot = self.add_conn(stream, DomId::DOM0);
+                    tracing::debug!(?slot, "connection accepted");
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
