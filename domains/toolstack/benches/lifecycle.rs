@@ -27,7 +27,7 @@ use xen::DomId;
 
 /// Requests the fuzz-target makes to come up: `data/booted`, `data/state`,
 /// two watches (counted from its code: the guest's connection is not
-/// reachable from here, and its last two requests race the timer).
+/// reachable from here, and its last request races the timer).
 const GUEST_BOOT_OPS: u64 = 4;
 
 fn vm_record(name: &str) -> VmRecord {

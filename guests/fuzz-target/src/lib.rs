@@ -17,7 +17,7 @@
 //!
 //! | node | who writes | meaning |
 //! |---|---|---|
-//! | `data/booted` | guest | `1` once it is up (written first) |
+//! | `data/booted` | guest | `1` once it is up and listening (after its two watches) |
 //! | `data/state` | guest | `running`, then `shutting-down:<reason>`, `spinning` |
 //! | `control/shutdown` | toolstack, guest | `poweroff`, `halt`, `reboot`, `suspend`; the guest acknowledges by writing `""`, as Linux does, then shuts itself down (`SCHEDOP_shutdown`) with that reason |
 //! | `control/misbehave` | toolstack (or a test) | `ignore-shutdown`: leave requests unacknowledged and keep running; `crash`: `SHUTDOWN_crash` at once; `spin`: stop serving xenstore and spin until destroyed |
@@ -86,10 +86,13 @@ pub fn run<P: Platform, S: XenStore>(p: &P, xs: &S) -> Outcome {
 
 fn serve<P: Platform, S: XenStore>(p: &P, xs: &S) -> Result<Outcome, ClientError> {
     const T: TxId = TxId::NONE;
+    // Misbehaviour first: its initial watch event is then handled before
+    // any shutdown request, even one written before we were listening.
+    xs.watch("control/misbehave", TOK_MISBEHAVE)?;
+    xs.watch("control/shutdown", TOK_SHUTDOWN)?;
+    // Booted = listening.
     xs.write(T, "data/booted", b"1")?;
     xs.write(T, "data/state", b"running")?;
-    xs.watch("control/shutdown", TOK_SHUTDOWN)?;
-    xs.watch("control/misbehave", TOK_MISBEHAVE)?;
     let mut ignore_shutdown = false;
     loop {
         let ev = xs.next_event(None)?;
