@@ -5,12 +5,28 @@
 //! given, e.g. to restart over the same store), registers the fuzz-target
 //! image, and starts a [`Toolstack`] on dom0.
 //!
-//! Guests reach xenstore through a [`LocalStore`] connection acting for
-//! their domid, made when their image starts; the xenbus ring and port the
-//! builder prepared are not used yet (the ring transport is another crate's
-//! work in progress). The connection is closed when the guest returns.
+//! How guests reach xenstore is the [`Transport`]:
+//! * [`Transport::Ring`] (the default): a xenstore domain (a domain of the
+//!   simulator, served by a thread) runs the xenbus ring server
+//!   ([`XenbusServer`]) over the same store; introduction maps each
+//!   guest's ring (reserved grant 1) and binds its port, and the guest
+//!   talks through [`XenbusClient`] on the ring its builder prepared — the
+//!   same path as in Xen mode.
+//! * [`Transport::Direct`]: each guest gets an in-process [`LocalStore`]
+//!   connection acting for its domid (no ring; the first host-mode wiring,
+//!   kept for comparison and as a fallback).
+//!
+//! The toolstack itself (dom0) always uses an in-process connection.
 
-use xen::platform::Platform;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+use std::vec::Vec;
+
+use windsor_xenstore::xenbus::{ServerConfig, XenbusClient, XenbusServer};
+use xen::platform::{CreateConfig, DomainControl, EventChannel, Platform};
+use xen::DomId;
 use xen_sim::{Hypervisor, SimDomain};
 
 use crate::localstore::LocalStore;
@@ -18,6 +34,24 @@ use crate::service::{Config, StartError, Toolstack, FUZZ_IMAGE};
 
 /// The toolstack type of host mode.
 pub type HostToolstack = Toolstack<SimDomain, LocalStore, LocalStore>;
+
+/// How guests reach xenstore in host mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Transport {
+    /// Their xenbus ring, served by a xenstore domain.
+    #[default]
+    Ring,
+    /// An in-process connection acting for their domid.
+    Direct,
+}
+
+/// The xenstore domain of a host in ring mode.
+struct RingServer {
+    dom: DomId,
+    stop: Arc<AtomicBool>,
+    kick: Arc<dyn Fn() + Send + Sync>,
+    thread: Option<JoinHandle<()>>,
+}
 
 /// A whole host in one process.
 pub struct Host {
@@ -27,42 +61,146 @@ pub struct Host {
     pub store: LocalStore,
     /// The toolstack.
     pub toolstack: HostToolstack,
+    ring: Option<RingServer>,
 }
 
-/// Registers the built-in guest images with `hv`; their xenstore
-/// connections go to `store`.
-pub fn register_images(hv: &Hypervisor, store: &LocalStore) {
+/// Registers the built-in guest images with `hv`: their xenstore client is
+/// their ring ([`Transport::Ring`]) or a connection to `store`.
+pub fn register_images(hv: &Hypervisor, store: &LocalStore, transport: Transport) {
     let s = store.clone();
-    hv.register_image(FUZZ_IMAGE, move |dom: SimDomain| {
-        let xs = s.connect(dom.domid());
-        let outcome = windsor_guest_fuzz_target::host::entry(dom, xs.clone());
-        tracing::debug!(?outcome, "fuzz-target returned");
-        xs.close();
+    hv.register_image(FUZZ_IMAGE, move |dom: SimDomain| match transport {
+        Transport::Ring => match XenbusClient::new(&dom) {
+            Some(xs) => {
+                let outcome = windsor_guest_fuzz_target::run(&dom, &xs);
+                tracing::debug!(?outcome, "fuzz-target returned");
+            }
+            None => tracing::warn!(dom = dom.domid().0, "fuzz-target: no xenstore ring"),
+        },
+        Transport::Direct => {
+            let xs = s.connect(dom.domid());
+            let outcome = windsor_guest_fuzz_target::host::entry(dom, xs.clone());
+            tracing::debug!(?outcome, "fuzz-target returned");
+            xs.close();
+        }
     });
 }
 
+/// Starts the xenstore domain: a domain of `hv` whose thread serves rings
+/// over `store`.
+fn start_ring_server(hv: &Hypervisor, store: &LocalStore) -> Result<RingServer, StartError> {
+    let xsd = hv.test_domain(&CreateConfig {
+        max_mem_kib: 1 << 20,
+        max_evtchn_port: 4095,
+        ..CreateConfig::default()
+    })?;
+    let dom = xsd.domid();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread = {
+        let (xsd, store, stop) = (xsd.clone(), store.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("xenstore-rings".into())
+            .spawn(move || {
+                let cfg = ServerConfig {
+                    max_domains: 4096,
+                    ..ServerConfig::default()
+                };
+                let mut srv = match XenbusServer::new(&xsd, cfg) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!(error = %e, "xenbus server did not start");
+                        return;
+                    }
+                };
+                let _ = tx.send(srv.kick_port());
+                store.serve_rings(&mut srv, &stop, Duration::from_millis(200));
+            })
+            .map_err(|_| xen::platform::Error::Errno(xen::Errno::EAGAIN))?
+    };
+    let kick_port = rx
+        .recv_timeout(Duration::from_secs(30))
+        .map_err(|_| xen::platform::Error::Errno(xen::Errno::EIO))?;
+    let kick: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+        let _ = xsd.notify(kick_port);
+    });
+    let k = kick.clone();
+    store.attach_ring_server(move || k());
+    Ok(RingServer {
+        dom,
+        stop,
+        kick,
+        thread: Some(thread),
+    })
+}
+
 impl Host {
-    /// A new host with a fresh store.
+    /// A new host with a fresh store, guests on their rings.
     pub fn start(cfg: Config) -> Result<Host, StartError> {
-        Self::with_store(LocalStore::new(), cfg)
+        Self::start_with(cfg, Transport::default())
     }
 
-    /// A new hypervisor over an existing store (a toolstack restart keeps
-    /// its records).
-    pub fn with_store(store: LocalStore, cfg: Config) -> Result<Host, StartError> {
+    /// A new host with a fresh store and the given guest transport.
+    pub fn start_with(cfg: Config, transport: Transport) -> Result<Host, StartError> {
+        Self::with_store(LocalStore::new(), cfg, transport)
+    }
+
+    /// A new hypervisor over an existing store (a host reboot: the records
+    /// are kept, no domain survives).
+    pub fn with_store(
+        store: LocalStore,
+        mut cfg: Config,
+        transport: Transport,
+    ) -> Result<Host, StartError> {
         let hv = Hypervisor::new();
-        Self::with_parts(hv, store, cfg)
-    }
-
-    /// A toolstack over an existing hypervisor and store (images are
-    /// registered again, harmlessly).
-    pub fn with_parts(hv: Hypervisor, store: LocalStore, cfg: Config) -> Result<Host, StartError> {
-        register_images(&hv, &store);
+        register_images(&hv, &store, transport);
+        let ring = match transport {
+            Transport::Ring => {
+                let r = start_ring_server(&hv, &store)?;
+                cfg.xenstore_domid = r.dom;
+                Some(r)
+            }
+            Transport::Direct => None,
+        };
         let toolstack = Toolstack::new(hv.dom0(), store.clone(), store.clone(), cfg)?;
         Ok(Host {
             hv,
             store,
             toolstack,
+            ring,
         })
+    }
+
+    /// Stops the toolstack and starts a new one over the same hypervisor,
+    /// store and xenstore domain (running VMs are re-attached).
+    pub fn restart_toolstack(&mut self, mut cfg: Config) -> Result<(), StartError> {
+        self.toolstack.stop();
+        if let Some(r) = &self.ring {
+            cfg.xenstore_domid = r.dom;
+        }
+        self.toolstack =
+            Toolstack::new(self.hv.dom0(), self.store.clone(), self.store.clone(), cfg)?;
+        Ok(())
+    }
+
+    /// The domains that make up the host itself: dom0 and, in ring mode,
+    /// the xenstore domain.
+    pub fn service_domains(&self) -> Vec<DomId> {
+        let mut v = std::vec![DomId::DOM0];
+        v.extend(self.ring.as_ref().map(|r| r.dom));
+        v
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.toolstack.stop();
+        if let Some(mut r) = self.ring.take() {
+            r.stop.store(true, Ordering::Release);
+            (r.kick)();
+            if let Some(t) = r.thread.take() {
+                let _ = t.join();
+            }
+            let _ = self.hv.dom0().destroy(r.dom);
+        }
     }
 }

@@ -17,7 +17,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::string::String;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use std::vec::Vec;
@@ -25,7 +25,8 @@ use std::vec::Vec;
 use windsor_xenstore::client::{ClientError, Perm, Result, TxId, WatchEvent, XenStore};
 use windsor_xenstore::perms::Perms;
 use windsor_xenstore::store::{Config, ConnId, Effect, Store};
-use windsor_xenstore::wire::{error_from_name, Header, XsOp};
+use windsor_xenstore::wire::{error_from_name, Header, Packet, XsOp};
+use windsor_xenstore::xenbus::XenbusServer;
 use xen::{DomId, Errno, EvtchnPort, Gfn};
 
 use crate::service::Introducer;
@@ -36,15 +37,80 @@ struct ConnQ {
     wake: Arc<Condvar>,
 }
 
+/// The link to a xenbus ring server sharing the store (see
+/// [`LocalStore::serve_rings`]).
+struct RingLink {
+    /// Wakes the server thread.
+    kick: Arc<dyn Fn() + Send + Sync>,
+    /// Introduce/Release effects for the server to carry out.
+    pending: Vec<Effect>,
+    /// Effects handed over so far.
+    queued: u64,
+    /// Effects the server has carried out so far.
+    applied: u64,
+}
+
 struct Inner {
     store: Store,
     conns: HashMap<ConnId, ConnQ>,
     req: u32,
+    ring: Option<RingLink>,
+    /// `queued` after the newest `XS_INTRODUCE`.
+    last_introduce: u64,
+}
+
+impl Inner {
+    /// Moves queued output of our own connections into their queues and
+    /// wakes them; output of ring connections stays in the store for the
+    /// ring server. Returns whether a ring connection has output.
+    fn dispatch(&mut self, reply_to: Option<(ConnId, u32)>) -> (Option<Packet>, bool) {
+        let mut reply = None;
+        let mut ring_output = false;
+        let Inner { store, conns, .. } = self;
+        for c in store.take_ready() {
+            let Some(q) = conns.get_mut(&c) else {
+                ring_output = true;
+                continue;
+            };
+            let mut woke = false;
+            while let Some(p) = store.pop(c) {
+                if p.op() == Some(XsOp::WatchEvent) {
+                    let mut parts = p.payload.split(|&b| b == 0);
+                    let path = parts.next().unwrap_or_default();
+                    let token = parts.next().unwrap_or_default();
+                    q.events.push_back(WatchEvent {
+                        path: String::from_utf8_lossy(path).into_owned(),
+                        token: String::from_utf8_lossy(token).into_owned(),
+                    });
+                    woke = true;
+                } else if reply_to.is_some_and(|(rc, req)| rc == c && p.header.req_id == req) {
+                    reply = Some(p);
+                }
+            }
+            if woke {
+                q.wake.notify_all();
+            }
+        }
+        (reply, ring_output)
+    }
+
+    /// Wakes our connections that a release dropped.
+    fn released(&mut self, e: &Effect) {
+        if let Effect::Release { conns: gone, .. } = e {
+            for c in gone {
+                if let Some(q) = self.conns.remove(c) {
+                    q.wake.notify_all();
+                }
+            }
+        }
+    }
 }
 
 struct Shared {
     inner: Mutex<Inner>,
     ops: AtomicU64,
+    /// Signalled when the ring server has carried out effects.
+    applied: Condvar,
 }
 
 /// A connection to the in-process store of a host, acting for one domain.
@@ -92,8 +158,11 @@ impl LocalStore {
                 store,
                 conns: HashMap::new(),
                 req: 0,
+                ring: None,
+                last_introduce: 0,
             }),
             ops: AtomicU64::new(0),
+            applied: Condvar::new(),
         });
         Self::open(&shared, DomId::DOM0)
     }
@@ -166,42 +235,31 @@ impl LocalStore {
         g.store
             .handle(self.conn, &h, payload)
             .map_err(|_| ClientError::Disconnected)?;
-        let mut reply = None;
-        let Inner { store, conns, .. } = &mut *g;
-        for c in store.take_ready() {
-            let mut woke = false;
-            while let Some(p) = store.pop(c) {
-                if p.op() == Some(XsOp::WatchEvent) {
-                    let mut parts = p.payload.split(|&b| b == 0);
-                    let path = parts.next().unwrap_or_default();
-                    let token = parts.next().unwrap_or_default();
-                    if let Some(q) = conns.get_mut(&c) {
-                        q.events.push_back(WatchEvent {
-                            path: String::from_utf8_lossy(path).into_owned(),
-                            token: String::from_utf8_lossy(token).into_owned(),
-                        });
-                        woke = true;
-                    }
-                } else if c == self.conn && p.header.req_id == req {
-                    reply = Some(p);
-                }
-            }
-            if woke {
-                if let Some(q) = conns.get(&c) {
-                    q.wake.notify_all();
+        let (reply, ring_output) = g.dispatch(Some((self.conn, req)));
+        let mut kick = ring_output;
+        let effects = g.store.take_effects();
+        for e in effects {
+            g.released(&e);
+            let introduce = matches!(e, Effect::Introduce { .. });
+            if let Some(link) = g.ring.as_mut() {
+                link.pending.push(e);
+                link.queued += 1;
+                let q = link.queued;
+                kick = true;
+                if introduce {
+                    g.last_introduce = q;
                 }
             }
         }
-        for e in store.take_effects() {
-            if let Effect::Release { conns: gone, .. } = e {
-                for c in gone {
-                    if let Some(q) = conns.remove(&c) {
-                        q.wake.notify_all();
-                    }
-                }
-            }
-        }
+        let kicker = if kick {
+            g.ring.as_ref().map(|l| l.kick.clone())
+        } else {
+            None
+        };
         drop(g);
+        if let Some(k) = kicker {
+            k();
+        }
         let p = reply.ok_or(ClientError::Protocol)?;
         if p.op() == Some(XsOp::Error) {
             return Err(ClientError::Store(
@@ -209,6 +267,95 @@ impl LocalStore {
             ));
         }
         Ok(p.payload)
+    }
+
+    /// Shares this store with a xenbus ring server: from now on, output for
+    /// connections that are not this store's own stays in the store, and
+    /// `XS_INTRODUCE`/`XS_RELEASE` effects are handed to the server, which
+    /// must run [`serve_rings`](Self::serve_rings). `kick` wakes it (a
+    /// notification of its kick port).
+    pub fn attach_ring_server(&self, kick: impl Fn() + Send + Sync + 'static) {
+        self.lock().ring = Some(RingLink {
+            kick: Arc::new(kick),
+            pending: Vec::new(),
+            queued: 0,
+            applied: 0,
+        });
+    }
+
+    /// The ring server's loop (on its own thread, in the xenstore domain):
+    /// serves guests' rings against this store until `stop`, carrying out
+    /// the effects handed over by [`attach_ring_server`](Self::attach_ring_server)
+    /// and delivering watch events that guests' requests queue for this
+    /// store's own connections.
+    pub fn serve_rings<D>(&self, srv: &mut XenbusServer<D>, stop: &AtomicBool, idle: Duration)
+    where
+        D: core::ops::Deref,
+        D::Target: xen::platform::Platform,
+    {
+        while !stop.load(Ordering::Acquire) {
+            let more = {
+                let mut g = self.lock();
+                let mut effects = g
+                    .ring
+                    .as_mut()
+                    .map(|l| core::mem::take(&mut l.pending))
+                    .unwrap_or_default();
+                let handed = effects.len() as u64;
+                // Introductions first, so a new guest's first request is
+                // served in this round.
+                for e in &effects {
+                    if let Err(err) = srv.apply(&mut g.store, e) {
+                        tracing::warn!(error = %err, "xenbus: effect not applied");
+                    }
+                }
+                let more = srv.poll(&mut g.store).more;
+                effects = g.store.take_effects();
+                for e in &effects {
+                    g.released(e);
+                    if let Err(err) = srv.apply(&mut g.store, e) {
+                        tracing::warn!(error = %err, "xenbus: effect not applied");
+                    }
+                }
+                g.dispatch(None);
+                if let Some(l) = g.ring.as_mut() {
+                    l.applied += handed;
+                }
+                more
+            };
+            self.shared.applied.notify_all();
+            if !more {
+                if let Err(e) = srv.wait(Some(idle)) {
+                    tracing::error!(error = %e, "xenbus: ring server stops");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Waits until the ring server has carried out the newest
+    /// introduction (so the guest's ring is served before it runs).
+    fn wait_introduced(&self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut g = self.lock();
+        loop {
+            let want = g.last_introduce;
+            match g.ring.as_ref() {
+                None => return Ok(()),
+                Some(l) if l.applied >= want => return Ok(()),
+                Some(_) => {}
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(ClientError::Timeout);
+            }
+            g = self
+                .shared
+                .applied
+                .wait_timeout(g, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
     }
 
     fn path_arg(path: &str) -> Vec<u8> {
@@ -323,8 +470,8 @@ impl XenStore for LocalStore {
 impl Introducer for LocalStore {
     fn introduce(&self, dom: DomId, gfn: Gfn, port: EvtchnPort) -> Result<()> {
         let arg = std::format!("{}\0{}\0{}\0", dom.0, gfn.0, port.0);
-        self.call(XsOp::Introduce, TxId::NONE, arg.as_bytes())
-            .map(|_| ())
+        self.call(XsOp::Introduce, TxId::NONE, arg.as_bytes())?;
+        self.wait_introduced()
     }
 
     fn release(&self, dom: DomId) -> Result<()> {

@@ -8,7 +8,7 @@ use windsor_toolstack::action::{
     Action, ActionError, Class, EventOp, NetworkRecord, NewRecord, PowerState, Record, Reply,
     VifRecord, VmRecord,
 };
-use windsor_toolstack::host::Host;
+use windsor_toolstack::host::{Host, Transport};
 use windsor_toolstack::service::FUZZ_TEMPLATE;
 use windsor_toolstack::Config;
 use windsor_xenstore::client::{TxId, XenStore};
@@ -167,7 +167,7 @@ fn full_lifecycle_and_cleanup() {
         }),
         Err(ActionError::HandleInvalid { .. })
     ));
-    assert_eq!(h.hv.domains(), vec![DomId::DOM0]);
+    assert_eq!(h.hv.domains(), h.service_domains());
     assert_eq!(h.hv.frames_in_use(), frames, "every page returned");
 }
 
@@ -362,7 +362,7 @@ fn illegal_transitions_give_xapi_errors() {
     assert_eq!(e.code(), "BOOTLOADER_FAILED");
     assert_eq!(
         h.hv.domains(),
-        vec![DomId::DOM0],
+        h.service_domains(),
         "failed start leaves nothing"
     );
 }
@@ -485,7 +485,7 @@ fn crash_halts_the_vm_and_cleans_up() {
     assert_eq!(vm(&h, &r2).last_shutdown_reason, "crash");
     assert!(!h.hv.domains().contains(&d2));
     ok(&h, Action::VmHardShutdown { vm: r2 });
-    assert_eq!(h.hv.domains(), vec![DomId::DOM0]);
+    assert_eq!(h.hv.domains(), h.service_domains());
 }
 
 #[test]
@@ -515,7 +515,7 @@ fn reboots_give_a_new_domain() {
         h.toolstack.domid(&r).is_some_and(|nd| nd != d3)
     });
     ok(&h, Action::VmHardShutdown { vm: r });
-    assert_eq!(h.hv.domains(), vec![DomId::DOM0]);
+    assert_eq!(h.hv.domains(), h.service_domains());
 }
 
 #[test]
@@ -589,26 +589,19 @@ fn devices_are_plumbed_in_the_standard_layout() {
 
 #[test]
 fn records_survive_a_toolstack_restart() {
-    let h = host();
+    let mut h = host();
     let a = create(&h, "a", &[]);
     let b = create(&h, "b", &[]);
     let db = start(&h, &b);
     let host_ref = h.toolstack.host_ref();
-    let Host {
-        hv,
-        store,
-        toolstack,
-    } = h;
-    toolstack.stop();
-    drop(toolstack);
     // Same hypervisor, same store: the running VM is re-attached.
-    let h2 = Host::with_parts(hv, store.clone(), Config::default()).unwrap();
-    assert_eq!(h2.toolstack.host_ref(), host_ref);
-    assert_eq!(vm(&h2, &a).name_label, "a");
-    assert_eq!(vm(&h2, &b).power_state, PowerState::Running);
-    assert_eq!(h2.toolstack.domid(&b), Some(db));
+    h.restart_toolstack(Config::default()).unwrap();
+    assert_eq!(h.toolstack.host_ref(), host_ref);
+    assert_eq!(vm(&h, &a).name_label, "a");
+    assert_eq!(vm(&h, &b).power_state, PowerState::Running);
+    assert_eq!(h.toolstack.domid(&b), Some(db));
     let templates = match ok(
-        &h2,
+        &h,
         Action::GetByNameLabel {
             class: Class::Vm,
             label: FUZZ_TEMPLATE.into(),
@@ -618,16 +611,16 @@ fn records_survive_a_toolstack_restart() {
         r => panic!("{r:?}"),
     };
     assert_eq!(templates.len(), 1, "the template is not created twice");
-    ok(&h2, Action::VmCleanShutdown { vm: b.clone() });
-    let d = start(&h2, &b);
-    let Host { toolstack, .. } = h2;
-    toolstack.stop();
-    drop(toolstack);
+    // The re-attached guest still answers.
+    ok(&h, Action::VmCleanShutdown { vm: b.clone() });
+    start(&h, &b);
+    let store = h.store.clone();
+    drop(h);
     // A new hypervisor (host reboot): the VM is Halted, records are kept.
-    let h3 = Host::with_store(store, Config::default()).unwrap();
+    let h3 = Host::with_store(store, Config::default(), Transport::default()).unwrap();
     assert_eq!(vm(&h3, &b).power_state, PowerState::Halted);
     assert_eq!(vm(&h3, &b).domid, -1);
-    let _ = d;
+    assert_eq!(vm(&h3, &a).name_label, "a");
     start(&h3, &b);
 }
 
@@ -768,6 +761,27 @@ fn many_vms_in_parallel() {
     for r in &refs {
         assert_eq!(vm(&h, r).power_state, PowerState::Halted);
     }
-    assert_eq!(h.hv.domains(), vec![DomId::DOM0]);
+    assert_eq!(h.hv.domains(), h.service_domains());
     wait_until("guest connections closed", || h.store.connections() == 1);
+}
+
+#[test]
+fn direct_transport_lifecycle() {
+    let h = Host::start_with(
+        Config {
+            seed: 3,
+            ..Config::default()
+        },
+        Transport::Direct,
+    )
+    .unwrap();
+    assert_eq!(h.service_domains(), vec![DomId::DOM0]);
+    let r = create(&h, "direct", &[]);
+    let d = start(&h, &r);
+    ok(&h, Action::VmCleanReboot { vm: r.clone() });
+    let d2 = h.toolstack.domid(&r).unwrap();
+    assert_ne!(d, d2);
+    wait_node(&h, &format!("/local/domain/{}/data/booted", d2.0), b"1");
+    ok(&h, Action::VmCleanShutdown { vm: r });
+    assert_gone(&h, d2);
 }

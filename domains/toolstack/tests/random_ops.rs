@@ -9,7 +9,6 @@ use windsor_toolstack::action::{Action, Class, NewRecord, PowerState, Record, Re
 use windsor_toolstack::host::Host;
 use windsor_toolstack::Config;
 use windsor_xenstore::client::{TxId, XenStore};
-use xen::DomId;
 
 struct Rng(u64);
 
@@ -37,7 +36,7 @@ fn vm(h: &Host, r: &str) -> VmRecord {
 
 /// Records and hypervisor agree: `Err` says how they differ.
 fn consistent(h: &Host, vms: &[String]) -> Result<(), String> {
-    let mut expect = vec![DomId::DOM0];
+    let mut expect = h.service_domains();
     for r in vms {
         let v = vm(h, r);
         let d = h.toolstack.domid(r);
@@ -170,5 +169,5 @@ fn random_walk_keeps_records_and_domains_in_step() {
         let _ = h.toolstack.handle(Action::VmHardShutdown { vm: r.clone() });
     }
     check_consistent(&h, &vms);
-    assert_eq!(h.hv.domains(), vec![DomId::DOM0]);
+    assert_eq!(h.hv.domains(), h.service_domains());
 }
