@@ -3,6 +3,9 @@
 //! operations per VM start (the toolstack's requests for create + start,
 //! counted, plus the guest's four boot requests).
 //!
+//! Guests talk to xenstore over their xenbus rings, served by the host's
+//! xenstore domain (`BENCH_TRANSPORT=direct` for in-process connections).
+//!
 //! Run: `cargo bench -p windsor-toolstack --bench lifecycle`. Prints one
 //! JSON object per line: `{"name","value","unit","baseline","ratio"}`.
 //! Latency baselines are the goal (1 ms p50); the flatness line
@@ -19,7 +22,7 @@
 use std::time::{Duration, Instant};
 
 use windsor_toolstack::action::{Action, Class, NewRecord, Reply, VmRecord};
-use windsor_toolstack::host::Host;
+use windsor_toolstack::host::{Host, Transport};
 use windsor_toolstack::localstore::LocalStore;
 use windsor_toolstack::Config;
 use windsor_xenstore::client::XenStore;
@@ -113,13 +116,22 @@ fn main() {
         None if quick => &[(1, 20), (100, 20)],
         None => &[(1, 300), (100, 300), (1000, 200)],
     };
+    // BENCH_TRANSPORT=direct: guests on in-process connections instead of
+    // their xenbus rings (names get a `_direct` suffix).
+    let (transport, sfx) = match std::env::var("BENCH_TRANSPORT").as_deref() {
+        Ok("direct") => (Transport::Direct, "_direct"),
+        _ => (Transport::Ring, ""),
+    };
     let mut p50_at_1 = None;
     let mut ops_at_1 = None;
     for &(running, samples) in levels {
-        let h = Host::start(Config {
-            shutdown_timeout: Duration::from_secs(5),
-            ..Config::default()
-        })
+        let h = Host::start_with(
+            Config {
+                shutdown_timeout: Duration::from_secs(5),
+                ..Config::default()
+            },
+            transport,
+        )
         .expect("host");
         let watcher = h.store.connect(DomId::DOM0);
         watcher.watch("/local/domain", "bench").expect("watch");
@@ -155,19 +167,19 @@ fn main() {
         let p99 = pct(&lat, 0.99);
         let ops50 = pct(&ops, 0.5);
         line(
-            &format!("vm_create_start_p50_{running}vms"),
+            &format!("vm_create_start_p50_{running}vms{sfx}"),
             p50,
             "us",
             1000.0,
         );
         line(
-            &format!("vm_create_start_p99_{running}vms"),
+            &format!("vm_create_start_p99_{running}vms{sfx}"),
             p99,
             "us",
             1000.0,
         );
         line(
-            &format!("xenstore_ops_per_vm_start_{running}vms"),
+            &format!("xenstore_ops_per_vm_start_{running}vms{sfx}"),
             ops50,
             "ops",
             *ops_at_1.get_or_insert(ops50),
@@ -175,7 +187,7 @@ fn main() {
         let base = *p50_at_1.get_or_insert(p50);
         if running > 1 {
             line(
-                &format!("vm_create_start_p50_flatness_{running}vs1"),
+                &format!("vm_create_start_p50_flatness_{running}vs1{sfx}"),
                 p50 / base,
                 "x",
                 1.5,
