@@ -107,6 +107,20 @@ impl Credentials {
         Ok(Credentials { users })
     }
 
+    /// Credentials from stored hashes, e.g. from the host configuration:
+    /// `(user, PHC string)` pairs as [`hash_password`] makes them.
+    pub fn from_hashes<U: Into<String>, H: Into<String>>(
+        users: impl IntoIterator<Item = (U, H)>,
+    ) -> Result<Self, AuthError> {
+        let mut map = BTreeMap::new();
+        for (user, hash) in users {
+            let (user, hash) = (user.into(), hash.into());
+            PasswordHash::new(&hash).map_err(|e| AuthError::Hash(format!("{user}: {e}")))?;
+            map.insert(user, hash);
+        }
+        Ok(Credentials { users: map })
+    }
+
     /// Loads `DIR/api-credentials`, or creates it with user `root`: the
     /// password is `root_password` (normally `WINDSOR_ROOT_PASSWORD`) or a
     /// generated one, returned in [`Loaded::generated_password`].
@@ -316,6 +330,9 @@ mod tests {
         let b = hash_password("pw", HashStrength::TestOnlyWeak).unwrap();
         assert_ne!(a, b);
         assert!(a.starts_with("$argon2id$"));
+        let c = Credentials::from_hashes([("admin", a)]).unwrap();
+        assert!(c.verify("admin", "pw"));
+        assert!(Credentials::from_hashes([("x", "plain")]).is_err());
     }
 
     #[test]
