@@ -9,13 +9,18 @@
 //!   transitions), [`db`] (records under `/pool/<class>/<uuid>` in
 //!   xenstore), [`layout`] (the standard xenstore paths of a domain and its
 //!   devices).
-//! * service (`std` feature): `Toolstack`, generic over the platform
-//!   traits and a [`XenStore`](windsor_xenstore::client::XenStore) client,
-//!   which builds, starts and stops domains, watches `VIRQ_DOM_EXC`, and
-//!   publishes changes for `event.from`.
+//! * service (`std` feature): `service::Toolstack`, generic over the
+//!   platform traits, a [`XenStore`](windsor_xenstore::client::XenStore)
+//!   client and an `Introducer`, which builds, starts and stops domains,
+//!   watches `VIRQ_DOM_EXC`, and publishes changes for `event.from`.
 //! * host mode (`std` feature): `host` wires the toolstack to the
-//!   simulated hypervisor and an in-process xenstore, and registers the
+//!   simulated hypervisor, the in-process store (`localstore`) and a
+//!   xenstore domain serving the guests' xenbus rings, and registers the
 //!   built-in guest images.
+//!
+//! Domain introduction is the `service::Introducer` trait: the `XenStore`
+//! client trait has no `XS_INTRODUCE`/`XS_RELEASE`, which only the
+//! toolstack may send; host mode implements it on `localstore::LocalStore`.
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -1,18 +1,27 @@
-//! [`LocalStore`]: an in-process xenstore for host mode, on the real store
+//! [`LocalStore`]: the host's xenstore, in process, on the real store
 //! core, with one wake-up per connection.
 //!
-//! Until the xenbus ring transport lands, host mode hands every domain
-//! (the toolstack and each guest) a connection to one shared
-//! [`Store`] in this process, acting for that
-//! domain's id: permissions, quotas and relative paths apply as over a
-//! ring. It differs from `MemStore` (the test double of the xenstore crate)
-//! in that each connection sleeps on its own condition variable, so a write
+//! The toolstack (dom0) talks to the shared [`Store`] through a
+//! `LocalStore` connection acting for its domid: permissions, quotas and
+//! relative paths apply as over a ring. Guests reach the same store over
+//! their xenbus rings when a ring server is attached
+//! ([`attach_ring_server`](LocalStore::attach_ring_server) +
+//! [`serve_rings`](LocalStore::serve_rings), run by the host's xenstore
+//! domain), or through their own `LocalStore` connections
+//! ([`crate::host::Transport::Direct`]).
+//!
+//! It differs from `MemStore` (the test double of the xenstore crate) in
+//! that each connection sleeps on its own condition variable, so a write
 //! wakes only the connections that got a watch event — with a thousand
 //! guests parked in `next_event`, `MemStore`'s single condition variable
-//! would wake all of them on every call.
+//! would wake all of them on every call — and in that it shares the store
+//! with a ring server: output of ring connections is left in the store for
+//! the server, and `XS_INTRODUCE`/`XS_RELEASE` effects are handed to it.
 //!
 //! It also implements [`Introducer`]: `XS_INTRODUCE` and `XS_RELEASE` on
-//! the store core; a release disconnects the domain's connections, whose
+//! the store core. An introduction returns once the ring server has mapped
+//! the guest's ring and bound its port, so the guest's first request is
+//! never lost; a release disconnects the domain's connections, whose
 //! blocked `next_event` returns [`ClientError::Disconnected`].
 
 use std::collections::{HashMap, VecDeque};
