@@ -1,12 +1,22 @@
 //! Host mode: a whole Windsor host in one process.
 //!
-//! [`Host::start`] brings up the simulated hypervisor (dom0 is the toolstack,
-//! i.e. this process's main thread) and builds the service domains on it:
-//! today the xenstore domain, which serves the store to the host on a Unix
-//! socket (`XENSTORED_PATH`) with every acknowledged write persisted in the
-//! data directory. [`Host::stop`] shuts the domains down cleanly and
-//! destroys them.
+//! [`Host::start`] brings up the simulated hypervisor and, on it:
+//!
+//! 1. the **xenstore domain**: the xenstore daemon, serving host clients on
+//!    a Unix socket (`XENSTORED_PATH`) with every acknowledged write
+//!    persisted in the data directory;
+//! 2. the **toolstack** (dom0, this process): the VM lifecycle over the
+//!    same store, its records under `/pool` (the pool database);
+//! 3. the **lifecycle API** (XenAPI XML-RPC at `/`, JSON-RPC at
+//!    `/jsonrpc`) on TCP and a Unix socket.
+//!
+//! The toolstack and every guest reach the one store through connections
+//! the daemon adopted for their domain id (a socket pair each), so
+//! permissions and quotas apply per domain, as over a xenbus ring.
+//! [`Host::stop`] destroys the guests, stops the API and shuts the xenstore
+//! domain down cleanly.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -14,22 +24,32 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use windsor_xenstore::daemon::{Config as XsConfig, Daemon};
+use windsor_api::auth::Credentials;
+use windsor_api::server::{Api, Config as ApiConfig, Listen, Server};
+use windsor_toolstack::service::{Config as TsConfig, Introducer, Toolstack, FUZZ_IMAGE};
+use windsor_xenstore::client::ClientError;
+use windsor_xenstore::daemon::{Adopter, Config as XsConfig, Daemon};
+use windsor_xenstore::stream::StreamStore;
 use xen::platform::{
-    CreateConfig, DomainBuilder, DomainControl, DomainImage, DomainInfo, RunState, ShutdownReason,
+    Console, CreateConfig, DomainBuilder, DomainControl, DomainImage, DomainInfo, Platform,
+    RunState, ShutdownReason,
 };
-use xen::DomId;
+use xen::{DomId, EvtchnPort, Gfn};
 use xen_sim::{Hypervisor, SimDomain};
 
 /// How to run the host.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// Persistent state (the xenstore log and snapshots).
+    /// Persistent state (the xenstore log and snapshots, API credentials).
     pub data_dir: PathBuf,
     /// The xenstore socket for host clients.
     pub xenstore_socket: PathBuf,
     /// Memory of the xenstore domain, in MiB.
     pub xenstore_mib: u64,
+    /// TCP address of the lifecycle API.
+    pub api: SocketAddr,
+    /// Unix socket of the lifecycle API.
+    pub api_socket: PathBuf,
 }
 
 /// A service domain the host started.
@@ -43,12 +63,33 @@ pub struct Service {
     pub serves: String,
 }
 
+/// The toolstack type of `windsor up`.
+pub type HostToolstack = Toolstack<SimDomain, StreamStore, Intro>;
+
+/// `XS_INTRODUCE` / `XS_RELEASE` sent by dom0 over its store connection.
+pub struct Intro(StreamStore);
+
+impl Introducer for Intro {
+    fn introduce(&self, dom: DomId, gfn: Gfn, port: EvtchnPort) -> Result<(), ClientError> {
+        self.0.introduce(dom, gfn.0, port)
+    }
+    fn release(&self, dom: DomId) -> Result<(), ClientError> {
+        self.0.release(dom)
+    }
+}
+
 /// A running host.
 pub struct Host {
     hv: Hypervisor,
     dom0: SimDomain,
     services: Vec<Service>,
     stop_xenstore: Arc<AtomicBool>,
+    toolstack: HostToolstack,
+    api: Option<Server>,
+    /// Where the API listens on TCP.
+    pub api_addr: SocketAddr,
+    /// The generated `root` password, on the first start only.
+    pub generated_password: Option<String>,
     /// Time from start to every service ready.
     pub startup: Duration,
 }
@@ -59,27 +100,29 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Host {
-    /// Starts the hypervisor and the service domains; returns once every
-    /// service reported ready.
+    /// Starts the hypervisor, the xenstore domain, the toolstack and the
+    /// API; returns once all are ready.
     pub fn start(opts: &Options) -> Result<Host> {
         let t0 = Instant::now();
         std::fs::create_dir_all(&opts.data_dir)
             .with_context(|| format!("creating data directory {}", opts.data_dir.display()))?;
         let hv = Hypervisor::new();
         let dom0 = hv.dom0();
+
+        // 1. The xenstore domain.
         let stop_xenstore = Arc::new(AtomicBool::new(false));
-        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+        let (ready_tx, ready_rx) = mpsc::channel();
         register_xenstore_image(
             &hv,
             XsConfig {
                 socket: opts.xenstore_socket.clone(),
                 data_dir: opts.data_dir.join("xenstore"),
                 snapshot_every: 200_000,
+                commit_threads: 2,
             },
             stop_xenstore.clone(),
             ready_tx,
         );
-
         let xs = dom0
             .create(&CreateConfig {
                 handle: *b"windsor-xenstore",
@@ -100,24 +143,71 @@ impl Host {
         .map_err(|e| anyhow!("building the xenstore domain: {e}"))?;
         dom0.unpause(xs)
             .map_err(|e| anyhow!("starting the xenstore domain: {e}"))?;
-        match ready_rx.recv_timeout(READY_TIMEOUT) {
-            Ok(Ok(())) => {}
+        let adopter = match ready_rx.recv_timeout(READY_TIMEOUT) {
+            Ok(Ok(a)) => a,
             Ok(Err(e)) => bail!("the xenstore domain failed to start: {e}"),
             Err(_) => bail!(
                 "the xenstore domain did not report ready within {READY_TIMEOUT:?}; console: {}",
                 hv.console_output(xs).unwrap_or_default()
             ),
-        }
-        let services = vec![Service {
-            domid: xs,
-            name: "xenstore",
-            serves: format!("unix:{}", opts.xenstore_socket.display()),
-        }];
+        };
+
+        // 2. The toolstack, and the guest images it can start.
+        register_guest_images(&hv, &adopter);
+        let dom0_store = StreamStore::from_stream(adopter.connect(DomId::DOM0)?)?;
+        let toolstack = Toolstack::new(
+            hv.dom0(),
+            dom0_store.clone(),
+            Intro(dom0_store),
+            TsConfig {
+                xenstore_domid: xs,
+                ..TsConfig::default()
+            },
+        )
+        .context("starting the toolstack")?;
+
+        // 3. The API.
+        let loaded = Credentials::load_or_init_from_env(&opts.data_dir)
+            .context("loading the API credentials")?;
+        let api = Arc::new(Api::new(
+            Arc::new(toolstack.clone()),
+            loaded.credentials,
+            ApiConfig::default(),
+        ));
+        let server = Server::start(
+            api,
+            &Listen {
+                tcp: Some(opts.api),
+                unix: Some(opts.api_socket.clone()),
+            },
+        )
+        .with_context(|| format!("serving the API on {}", opts.api))?;
+        let api_addr = server.tcp_addr().unwrap_or(opts.api);
+
+        let services = vec![
+            Service {
+                domid: xs,
+                name: "xenstore",
+                serves: format!("unix:{}", opts.xenstore_socket.display()),
+            },
+            Service {
+                domid: DomId::DOM0,
+                name: "toolstack",
+                serves: format!(
+                    "http://{api_addr} unix:{} (XenAPI)",
+                    opts.api_socket.display()
+                ),
+            },
+        ];
         Ok(Host {
             hv,
             dom0,
             services,
             stop_xenstore,
+            toolstack,
+            api: Some(server),
+            api_addr,
+            generated_password: loaded.generated_password,
             startup: t0.elapsed(),
         })
     }
@@ -138,21 +228,29 @@ impl Host {
 
     /// Name of a domain: dom0 is the toolstack, service domains by role.
     pub fn name_of(&self, d: DomId) -> &str {
-        if d == DomId::DOM0 {
-            return "toolstack";
-        }
         self.services
             .iter()
             .find(|s| s.domid == d)
             .map_or("guest", |s| s.name)
     }
 
-    /// Asks every service domain to stop, waits for its clean shutdown, and
-    /// destroys it. Returns how each domain ended.
-    pub fn stop(self) -> Result<Vec<(Service, RunState)>> {
+    /// Stops the API and the toolstack, destroys the guests, then asks the
+    /// xenstore domain to stop, waits for its clean shutdown and destroys
+    /// it. Returns how each service domain ended.
+    pub fn stop(mut self) -> Result<Vec<(Service, RunState)>> {
+        if let Some(api) = self.api.take() {
+            api.stop();
+        }
+        self.toolstack.stop();
+        for d in self.hv.domains() {
+            let service = self.services.iter().any(|s| s.domid == d);
+            if !service && d != DomId::DOM0 {
+                let _ = self.dom0.destroy(d);
+            }
+        }
         self.stop_xenstore.store(true, Ordering::Release);
         let mut ended = Vec::new();
-        for s in &self.services {
+        for s in self.services.iter().filter(|s| s.domid != DomId::DOM0) {
             let deadline = Instant::now() + STOP_TIMEOUT;
             let state = loop {
                 let st = self.dom0.info(s.domid).map(|i| i.state);
@@ -176,17 +274,17 @@ impl Host {
 }
 
 /// The xenstore domain's image: the xenstore daemon, serving the host's
-/// clients on a Unix socket until told to stop, then powering off.
+/// clients on a Unix socket until told to stop, then powering off. It hands
+/// the host an [`Adopter`] for in-process connections once it serves.
 fn register_xenstore_image(
     hv: &Hypervisor,
     cfg: XsConfig,
     stop: Arc<AtomicBool>,
-    ready: mpsc::Sender<Result<(), String>>,
+    ready: mpsc::Sender<Result<Adopter, String>>,
 ) {
     let ready = Mutex::new(Some(ready));
     hv.register_image(XENSTORE_IMAGE, move |dom: SimDomain| {
-        use xen::platform::{Console, Platform};
-        let tell = |r: Result<(), String>| {
+        let tell = |r: Result<Adopter, String>| {
             if let Some(tx) = ready.lock().ok().and_then(|mut g| g.take()) {
                 let _ = tx.send(r);
             }
@@ -202,11 +300,32 @@ fn register_xenstore_image(
                 return;
             }
         };
-        tell(Ok(()));
+        tell(Ok(daemon.adopter()));
         match daemon.run(&stop) {
             Ok(()) => dom.shutdown_self(ShutdownReason::Poweroff),
             Err(e) => {
                 dom.write(format!("xenstore domain: {e}\n").as_bytes());
+                dom.shutdown_self(ShutdownReason::Crash);
+            }
+        }
+    });
+}
+
+/// The built-in guest images. Each guest's xenstore connection is a stream
+/// the daemon adopted for the guest's domid.
+fn register_guest_images(hv: &Hypervisor, adopter: &Adopter) {
+    let adopter = adopter.clone();
+    hv.register_image(FUZZ_IMAGE, move |dom: SimDomain| {
+        let xs = adopter
+            .connect(dom.domid())
+            .and_then(StreamStore::from_stream);
+        match xs {
+            Ok(xs) => {
+                let outcome = windsor_guest_fuzz_target::host::entry(dom, xs);
+                tracing::debug!(?outcome, "fuzz-target returned");
+            }
+            Err(e) => {
+                dom.write(format!("fuzz-target: no xenstore connection: {e}\n").as_bytes());
                 dom.shutdown_self(ShutdownReason::Crash);
             }
         }

@@ -1,6 +1,7 @@
 //! `windsor up` end to end: it starts, reports its domains, serves the
-//! xenstore to Debian's real `xenstore-utils`, stops cleanly on Ctrl-C
-//! (SIGINT), and a restart on the same data directory keeps the writes.
+//! xenstore to Debian's real `xenstore-utils`, runs a VM lifecycle driven by
+//! `windsor vm …` through the API, stops cleanly on Ctrl-C (SIGINT), and a
+//! restart on the same data directory keeps the writes and the VM records.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -9,6 +10,34 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 const WINDSOR: &str = env!("CARGO_BIN_EXE_windsor");
+const PASSWORD: &str = "test-password";
+
+/// Runs `windsor ARGS` against the API socket in `data`; returns stdout.
+fn windsor(data: &Path, args: &[&str]) -> String {
+    let out = Command::new(WINDSOR)
+        .args(args)
+        .arg("--api")
+        .arg(format!("unix:{}", data.join("api.sock").display()))
+        .env("WINDSOR_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "windsor {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The power state of `name` from `windsor vm list --json`.
+fn power_state(data: &Path, name: &str) -> Option<String> {
+    let list: serde_json::Value =
+        serde_json::from_str(&windsor(data, &["vm", "list", "--json"])).unwrap();
+    list.as_array()?
+        .iter()
+        .find(|v| v["name_label"] == name)
+        .map(|v| v["power_state"].as_str().unwrap_or_default().to_string())
+}
 
 struct Up {
     child: Child,
@@ -19,8 +48,9 @@ struct Up {
 impl Up {
     fn start(data: &Path) -> Up {
         let mut child = Command::new(WINDSOR)
-            .args(["up", "--data-dir"])
+            .args(["up", "--api", "127.0.0.1:0", "--data-dir"])
             .arg(data)
+            .env("WINDSOR_ROOT_PASSWORD", PASSWORD)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -100,6 +130,33 @@ fn up_serves_xenstore_stops_on_ctrl_c_and_keeps_writes() {
         xs(&socket, "xenstore-read", &["/windsor/test"]).trim(),
         "kept"
     );
+    // A VM lifecycle through the API's Rust client.
+    windsor(&dir, &["vm", "create", "fuzz1"]);
+    assert_eq!(power_state(&dir, "fuzz1").as_deref(), Some("Halted"));
+    windsor(&dir, &["vm", "start", "fuzz1"]);
+    assert_eq!(power_state(&dir, "fuzz1").as_deref(), Some("Running"));
+    let table = windsor(&dir, &["vm", "list"]);
+    assert!(
+        table.contains("fuzz1") && table.contains("Running"),
+        "{table}"
+    );
+    windsor(&dir, &["vm", "pause", "fuzz1"]);
+    assert_eq!(power_state(&dir, "fuzz1").as_deref(), Some("Paused"));
+    windsor(&dir, &["vm", "unpause", "fuzz1"]);
+    windsor(&dir, &["vm", "shutdown", "fuzz1"]);
+    assert_eq!(power_state(&dir, "fuzz1").as_deref(), Some("Halted"));
+    let status = windsor(&dir, &["host", "status"]);
+    assert!(status.contains("API_version_major"), "{status}");
+    // The records are in the same store the host's clients see.
+    let list: serde_json::Value =
+        serde_json::from_str(&windsor(&dir, &["vm", "list", "--json"])).unwrap();
+    let uuid = list[0]["uuid"].as_str().unwrap().to_string();
+    let record = xs(&socket, "xenstore-read", &[&format!("/pool/VM/{uuid}")]);
+    assert!(
+        record.contains("\"name_label\":\"fuzz1\""),
+        "pool record: {record}"
+    );
+
     let out = up.interrupt().join("\n");
     assert!(
         out.contains("xenstore (domain 1) ended: shutdown (poweroff)"),
@@ -112,6 +169,15 @@ fn up_serves_xenstore_stops_on_ctrl_c_and_keeps_writes() {
         "kept",
         "the write survived the restart"
     );
+    assert_eq!(
+        power_state(&dir, "fuzz1").as_deref(),
+        Some("Halted"),
+        "the VM record survived the restart; VMs now: {}; /pool/VM: {}",
+        windsor(&dir, &["vm", "list", "--all"]),
+        xs(&socket, "xenstore-ls", &["/pool/VM"])
+    );
+    windsor(&dir, &["vm", "destroy", "fuzz1"]);
+    assert_eq!(power_state(&dir, "fuzz1"), None);
     up.interrupt();
     let _ = std::fs::remove_dir_all(&dir);
 }
