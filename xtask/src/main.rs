@@ -82,6 +82,7 @@ const BENCHES: &[(&str, &str)] = &[
     ("vchan", "vchan"),
     ("windsor-xenstore", "xenstored"),
     ("windsor-toolstack", "lifecycle"),
+    ("windsor-api", "api_lifecycle"),
 ];
 
 fn main() -> Result<()> {

@@ -8,9 +8,8 @@
 //! | `xenstore-utils`, `xen-utils-4.17` | real xenstore clients and Xen's `test-xenstore` |
 //! | `qemu-system-x86`, `xen-hypervisor-4.17-amd64` | Xen-mode boots (see `xen_boot::ensure_xen_tools`) |
 //! | PyPI `pyxs`, `XenAPI` | real Python clients of the xenstore and the lifecycle API |
-//! | npm `xen-api` | the real JavaScript client of the lifecycle API |
+//! | npm `xen-api` (`api/tests/node/package.json`) | the real JavaScript client of the lifecycle API |
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
@@ -21,8 +20,8 @@ use crate::xen_boot;
 const DEBIAN: &[&str] = &["libxen-dev", "xenstore-utils", "xen-utils-4.17"];
 /// Python modules: (import name, pip name).
 const PYTHON: &[(&str, &str)] = &[("pyxs", "pyxs"), ("XenAPI", "XenAPI")];
-/// npm packages, installed under `target/npm` (tests find them there).
-const NPM: &[&str] = &["xen-api"];
+/// npm projects of the tests, installed with `npm install --prefix DIR`.
+const NPM_PROJECTS: &[&str] = &["api/tests/node"];
 
 /// Everything, in order.
 pub fn all() -> Result<()> {
@@ -105,24 +104,16 @@ fn python() -> Result<()> {
         .args(&missing))
 }
 
-/// Where npm packages for tests are installed: `<root>/target/npm`.
-pub fn npm_dir() -> PathBuf {
-    xen_boot::workspace_root().join("target/npm")
-}
-
 fn npm() -> Result<()> {
-    let dir = npm_dir();
-    let missing: Vec<&str> = NPM
-        .iter()
-        .copied()
-        .filter(|p| !dir.join("node_modules").join(p).is_dir())
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
+    for project in NPM_PROJECTS {
+        let dir = xen_boot::workspace_root().join(project);
+        if dir.join("node_modules").is_dir() {
+            continue;
+        }
+        run(Command::new("npm")
+            .arg("install")
+            .args(["--no-audit", "--no-fund", "--silent", "--prefix"])
+            .arg(&dir))?;
     }
-    std::fs::create_dir_all(&dir)?;
-    run(Command::new("npm")
-        .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
-        .arg(&dir)
-        .args(&missing))
+    Ok(())
 }
