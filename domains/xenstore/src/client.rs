@@ -132,15 +132,13 @@ pub use mem::MemStore;
 #[cfg(feature = "test-utils")]
 mod mem {
     use alloc::collections::{BTreeMap, VecDeque};
-    use alloc::string::String;
     use alloc::vec::Vec;
     use core::time::Duration;
     use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
     use xen::{DomId, Errno};
 
-    use super::{ClientError, Perm, Result, TxId, WatchEvent, XenStore};
-    use crate::perms::Perms;
+    use super::{Call, ClientError, Result, TxId, WatchEvent, XenStore};
     use crate::store::{Config, ConnId, Store};
     use crate::wire::{error_from_name, Header, XsOp};
 
@@ -252,13 +250,10 @@ mod mem {
             for c in store.take_ready() {
                 while let Some(p) = store.pop(c) {
                     if p.op() == Some(XsOp::WatchEvent) {
-                        let mut parts = p.payload.split(|&b| b == 0);
-                        let path = parts.next().unwrap_or_default();
-                        let token = parts.next().unwrap_or_default();
-                        events.entry(c).or_default().push_back(WatchEvent {
-                            path: String::from_utf8_lossy(path).into_owned(),
-                            token: String::from_utf8_lossy(token).into_owned(),
-                        });
+                        events
+                            .entry(c)
+                            .or_default()
+                            .push_back(super::ops::watch_event(&p.payload));
                     } else if c == self.conn && p.header.req_id == req {
                         reply = Some(p);
                     }
@@ -274,83 +269,16 @@ mod mem {
             }
             Ok(p.payload)
         }
+    }
 
-        fn path_arg(path: &str) -> Vec<u8> {
-            let mut v = Vec::with_capacity(path.len() + 1);
-            v.extend_from_slice(path.as_bytes());
-            v.push(0);
-            v
+    impl Call for MemStore {
+        fn call(&self, op: XsOp, tx: TxId, payload: &[u8]) -> Result<Vec<u8>> {
+            MemStore::call(self, op, tx, payload)
         }
     }
 
     impl XenStore for MemStore {
-        fn read(&self, tx: TxId, path: &str) -> Result<Vec<u8>> {
-            self.call(XsOp::Read, tx, &Self::path_arg(path))
-        }
-
-        fn write(&self, tx: TxId, path: &str, value: &[u8]) -> Result<()> {
-            let mut v = Self::path_arg(path);
-            v.extend_from_slice(value);
-            self.call(XsOp::Write, tx, &v).map(|_| ())
-        }
-
-        fn mkdir(&self, tx: TxId, path: &str) -> Result<()> {
-            self.call(XsOp::Mkdir, tx, &Self::path_arg(path))
-                .map(|_| ())
-        }
-
-        fn rm(&self, tx: TxId, path: &str) -> Result<()> {
-            self.call(XsOp::Rm, tx, &Self::path_arg(path)).map(|_| ())
-        }
-
-        fn directory(&self, tx: TxId, path: &str) -> Result<Vec<String>> {
-            let r = self.call(XsOp::Directory, tx, &Self::path_arg(path))?;
-            Ok(r.split(|&b| b == 0)
-                .filter(|s| !s.is_empty())
-                .map(|s| String::from_utf8_lossy(s).into_owned())
-                .collect())
-        }
-
-        fn get_perms(&self, tx: TxId, path: &str) -> Result<Vec<Perm>> {
-            let r = self.call(XsOp::GetPerms, tx, &Self::path_arg(path))?;
-            let p = Perms::parse(&r).map_err(|_| ClientError::Protocol)?;
-            Ok(p.as_slice().to_vec())
-        }
-
-        fn set_perms(&self, tx: TxId, path: &str, perms: &[Perm]) -> Result<()> {
-            let mut v = Self::path_arg(path);
-            if let Some(p) = Perms::from_slice(perms) {
-                p.emit(&mut v);
-            }
-            self.call(XsOp::SetPerms, tx, &v).map(|_| ())
-        }
-
-        fn transaction_start(&self) -> Result<TxId> {
-            let r = self.call(XsOp::TransactionStart, TxId::NONE, b"\0")?;
-            let s = r.strip_suffix(b"\0").unwrap_or(&r);
-            core::str::from_utf8(s)
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .map(TxId)
-                .ok_or(ClientError::Protocol)
-        }
-
-        fn transaction_end(&self, tx: TxId, commit: bool) -> Result<()> {
-            let arg: &[u8] = if commit { b"T\0" } else { b"F\0" };
-            self.call(XsOp::TransactionEnd, tx, arg).map(|_| ())
-        }
-
-        fn watch(&self, path: &str, token: &str) -> Result<()> {
-            let mut v = Self::path_arg(path);
-            v.extend_from_slice(&Self::path_arg(token));
-            self.call(XsOp::Watch, TxId::NONE, &v).map(|_| ())
-        }
-
-        fn unwatch(&self, path: &str, token: &str) -> Result<()> {
-            let mut v = Self::path_arg(path);
-            v.extend_from_slice(&Self::path_arg(token));
-            self.call(XsOp::Unwatch, TxId::NONE, &v).map(|_| ())
-        }
+        crate::xenstore_via_call!();
 
         fn next_event(&self, timeout: Option<Duration>) -> Result<WatchEvent> {
             let deadline = timeout.map(|t| std::time::Instant::now() + t);
@@ -383,7 +311,7 @@ mod mem {
     #[cfg(test)]
     mod tests {
         use super::*;
-        use crate::client::Access;
+        use crate::client::{Access, Perm};
 
         #[test]
         fn basic_calls() {
@@ -598,4 +526,81 @@ pub mod ops {
         c.call(XsOp::GetDomainPath, TxId::NONE, arg.as_bytes())
             .map(|r| text(&r))
     }
+}
+
+#[doc(hidden)]
+/// Paths the [`xenstore_via_call`](crate::xenstore_via_call) macro names, so
+/// it works in `std` and `no_std` crates alike.
+pub mod __rt {
+    pub use alloc::string::String;
+    pub use alloc::vec::Vec;
+}
+
+/// Implements every [`XenStore`] method but `next_event` through [`ops`],
+/// for a type that implements [`Call`]. Use it inside the `impl XenStore`
+/// block and write `next_event` beside it (how events arrive is the
+/// transport's own business).
+#[macro_export]
+macro_rules! xenstore_via_call {
+    () => {
+        fn read(
+            &self,
+            tx: $crate::client::TxId,
+            path: &str,
+        ) -> $crate::client::Result<$crate::client::__rt::Vec<u8>> {
+            $crate::client::ops::read(self, tx, path)
+        }
+        fn write(
+            &self,
+            tx: $crate::client::TxId,
+            path: &str,
+            value: &[u8],
+        ) -> $crate::client::Result<()> {
+            $crate::client::ops::write(self, tx, path, value)
+        }
+        fn mkdir(&self, tx: $crate::client::TxId, path: &str) -> $crate::client::Result<()> {
+            $crate::client::ops::mkdir(self, tx, path)
+        }
+        fn rm(&self, tx: $crate::client::TxId, path: &str) -> $crate::client::Result<()> {
+            $crate::client::ops::rm(self, tx, path)
+        }
+        fn directory(
+            &self,
+            tx: $crate::client::TxId,
+            path: &str,
+        ) -> $crate::client::Result<$crate::client::__rt::Vec<$crate::client::__rt::String>> {
+            $crate::client::ops::directory(self, tx, path)
+        }
+        fn get_perms(
+            &self,
+            tx: $crate::client::TxId,
+            path: &str,
+        ) -> $crate::client::Result<$crate::client::__rt::Vec<$crate::client::Perm>> {
+            $crate::client::ops::get_perms(self, tx, path)
+        }
+        fn set_perms(
+            &self,
+            tx: $crate::client::TxId,
+            path: &str,
+            perms: &[$crate::client::Perm],
+        ) -> $crate::client::Result<()> {
+            $crate::client::ops::set_perms(self, tx, path, perms)
+        }
+        fn transaction_start(&self) -> $crate::client::Result<$crate::client::TxId> {
+            $crate::client::ops::transaction_start(self)
+        }
+        fn transaction_end(
+            &self,
+            tx: $crate::client::TxId,
+            commit: bool,
+        ) -> $crate::client::Result<()> {
+            $crate::client::ops::transaction_end(self, tx, commit)
+        }
+        fn watch(&self, path: &str, token: &str) -> $crate::client::Result<()> {
+            $crate::client::ops::watch(self, path, token)
+        }
+        fn unwatch(&self, path: &str, token: &str) -> $crate::client::Result<()> {
+            $crate::client::ops::unwatch(self, path, token)
+        }
+    };
 }

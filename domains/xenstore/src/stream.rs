@@ -22,7 +22,7 @@ use std::vec::Vec;
 
 use xen::{DomId, Errno, EvtchnPort};
 
-use crate::client::{ops, Call, ClientError, Perm, Result, TxId, WatchEvent, XenStore};
+use crate::client::{ops, Call, ClientError, Result, TxId, WatchEvent, XenStore};
 use crate::wire::{error_from_name, Header, Packet, XsOp, HEADER_LEN, PAYLOAD_MAX};
 
 /// Watch events kept for [`XenStore::next_event`]; older ones are dropped
@@ -192,39 +192,8 @@ impl Call for StreamStore {
 }
 
 impl XenStore for StreamStore {
-    fn read(&self, tx: TxId, path: &str) -> Result<Vec<u8>> {
-        ops::read(self, tx, path)
-    }
-    fn write(&self, tx: TxId, path: &str, value: &[u8]) -> Result<()> {
-        ops::write(self, tx, path, value)
-    }
-    fn mkdir(&self, tx: TxId, path: &str) -> Result<()> {
-        ops::mkdir(self, tx, path)
-    }
-    fn rm(&self, tx: TxId, path: &str) -> Result<()> {
-        ops::rm(self, tx, path)
-    }
-    fn directory(&self, tx: TxId, path: &str) -> Result<Vec<String>> {
-        ops::directory(self, tx, path)
-    }
-    fn get_perms(&self, tx: TxId, path: &str) -> Result<Vec<Perm>> {
-        ops::get_perms(self, tx, path)
-    }
-    fn set_perms(&self, tx: TxId, path: &str, perms: &[Perm]) -> Result<()> {
-        ops::set_perms(self, tx, path, perms)
-    }
-    fn transaction_start(&self) -> Result<TxId> {
-        ops::transaction_start(self)
-    }
-    fn transaction_end(&self, tx: TxId, commit: bool) -> Result<()> {
-        ops::transaction_end(self, tx, commit)
-    }
-    fn watch(&self, path: &str, token: &str) -> Result<()> {
-        ops::watch(self, path, token)
-    }
-    fn unwatch(&self, path: &str, token: &str) -> Result<()> {
-        ops::unwatch(self, path, token)
-    }
+    crate::xenstore_via_call!();
+
     fn next_event(&self, timeout: Option<Duration>) -> Result<WatchEvent> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut st = self.inner.lock();
