@@ -25,8 +25,15 @@
 //!    protected mode, paging off, `rip` = PHYS32 entry, `rbx` = start info.
 //!
 //! The domain stays paused; the caller unpauses it.
+//!
+//! Every failure is an [`OpError`] naming the hypercall (or the check) that
+//! failed, the domain and the code. [`DomainBuilder::build`] logs it
+//! (`windsor: builder: d<N>: …`), records it for [`Xen::last_error`] and
+//! returns its code (`ENOEXEC` for a refused image).
 
+use crate::domctl::domain_info;
 use crate::elf::PvhImage;
+use crate::error::OpError;
 use crate::hypercall;
 use crate::runtime::Xen;
 use crate::start_info::MemRegion;
@@ -40,28 +47,40 @@ use xen::abi::hvm::{
     XEN_HVM_MEMMAP_TYPE_RESERVED, XEN_HVM_START_MAGIC_VALUE,
 };
 use xen::abi::memory::XENMAPSPACE_GRANT_TABLE;
-use xen::platform::{BuiltDomain, DomainBuilder, DomainControl, DomainImage, Error, Result};
-use xen::{DomId, Errno, EvtchnPort, Gfn, PAGE_SIZE};
+use xen::platform::{BuiltDomain, DomainBuilder, DomainImage, Result};
+use xen::{DomId, EvtchnPort, Gfn, PAGE_SIZE};
 use zerocopy::IntoBytes;
 
 const PAGE: u64 = PAGE_SIZE as u64;
 const SI_MEMMAP_OFF: usize = 64;
 const SI_CMDLINE_OFF: usize = 128;
 
-fn einval(what: &str) -> Error {
-    crate::println!("windsor: builder: {what}");
-    Error::Errno(Errno::EINVAL)
-}
-
 impl DomainBuilder for Xen {
     fn build(&self, dom: DomId, image: &DomainImage<'_>) -> Result<BuiltDomain> {
-        let img = PvhImage::parse(image.kernel).map_err(|e| {
-            crate::println!("windsor: builder: {dom:?}: image refused: {e}");
-            Error::Errno(Errno::ENOEXEC)
-        })?;
-        let pages = self.info(dom)?.max_mem_kib / 4;
+        let r = self.build_pvh(dom, image);
+        match &r {
+            Ok(_) => {}
+            Err(OpError::Image(reason)) => {
+                crate::println!("windsor: builder: {dom:?}: image refused: {reason} (ENOEXEC)")
+            }
+            Err(e) => crate::println!("windsor: builder: {dom:?}: {e}"),
+        }
+        self.note(r)
+    }
+}
+
+impl Xen {
+    /// [`DomainBuilder::build`] with the typed error (see the module doc).
+    fn build_pvh(
+        &self,
+        dom: DomId,
+        image: &DomainImage<'_>,
+    ) -> core::result::Result<BuiltDomain, OpError> {
+        let img = PvhImage::parse(image.kernel).map_err(OpError::Image)?;
+        let kib = domain_info(dom)?.max_mem_kib;
+        let pages = kib / 4;
         if pages < 16 {
-            return Err(einval("domain has less than 64 KiB"));
+            return Err(OpError::TooLittleMemory { kib });
         }
         let console_gfn = pages - 2;
         let store_gfn = pages - 1;
@@ -70,10 +89,16 @@ impl DomainBuilder for Xen {
         let si_gfn = hi.div_ceil(PAGE);
         let cmdline = image.cmdline.as_bytes();
         if si_gfn >= console_gfn || lo < PAGE {
-            return Err(einval("image does not fit the domain's memory"));
+            return Err(OpError::ImageDoesNotFit {
+                end: (si_gfn + 1) * PAGE,
+                ram_end,
+            });
         }
         if cmdline.len() >= PAGE_SIZE - SI_CMDLINE_OFF {
-            return Err(einval("command line longer than the start-info page"));
+            return Err(OpError::CmdlineTooLong {
+                len: cmdline.len(),
+                max: PAGE_SIZE - SI_CMDLINE_OFF - 1,
+            });
         }
 
         // 2. Memory and e820.
@@ -132,14 +157,13 @@ impl DomainBuilder for Xen {
         let rings = self.map_foreign(dom, &[Gfn(console_gfn), Gfn(store_gfn)])?;
         rings.mem().fill(0, 2 * PAGE_SIZE, 0);
         drop(rings);
-        let store_port = EvtchnPort(hypercall::evtchn_alloc_unbound(
-            dom.0,
-            image.xenstore_domid.0,
-        )?);
-        let console_port = EvtchnPort(hypercall::evtchn_alloc_unbound(
-            dom.0,
-            image.console_domid.0,
-        )?);
+        let alloc_port = |remote: DomId| {
+            hypercall::evtchn_alloc_unbound(dom.0, remote.0)
+                .map(EvtchnPort)
+                .map_err(|errno| OpError::EvtchnAllocUnbound { dom, remote, errno })
+        };
+        let store_port = alloc_port(image.xenstore_domid)?;
+        let console_port = alloc_port(image.console_domid)?;
         self.set_hvm_param(dom, HVM_PARAM_STORE_PFN, store_gfn)?;
         self.set_hvm_param(dom, HVM_PARAM_STORE_EVTCHN, store_port.0.into())?;
         self.set_hvm_param(dom, HVM_PARAM_CONSOLE_PFN, console_gfn)?;
@@ -147,7 +171,15 @@ impl DomainBuilder for Xen {
 
         // 5. Reserved grant entries, through the guest's grant frame 0.
         let scratch = pages + 16;
-        hypercall::add_to_physmap(dom.0, XENMAPSPACE_GRANT_TABLE, 0, scratch)?;
+        hypercall::add_to_physmap(dom.0, XENMAPSPACE_GRANT_TABLE, 0, scratch).map_err(|errno| {
+            OpError::AddToPhysmap {
+                dom,
+                space: XENMAPSPACE_GRANT_TABLE,
+                idx: 0,
+                gfn: scratch,
+                errno,
+            }
+        })?;
         let seeded = self.map_foreign(dom, &[Gfn(scratch)]).map(|g| {
             let t = g.mem();
             for (i, (to, frame)) in [
@@ -165,13 +197,19 @@ impl DomainBuilder for Xen {
                 t.write_bytes(i * size_of::<GrantEntryV1>(), e.as_bytes());
             }
         });
-        let removed = hypercall::remove_from_physmap(dom.0, scratch);
+        let removed = hypercall::remove_from_physmap(dom.0, scratch).map_err(|errno| {
+            OpError::RemoveFromPhysmap {
+                dom,
+                gfn: scratch,
+                errno,
+            }
+        });
         seeded?;
         removed?;
 
         // 6. vCPU 0 at the PHYS32 entry.
         let full = self.hvm_context(dom)?;
-        let ctx = boot_context(&full, img.entry, si_paddr).map_err(einval)?;
+        let ctx = boot_context(&full, img.entry, si_paddr).map_err(OpError::VcpuContext)?;
         self.set_hvm_context(dom, &ctx)?;
 
         Ok(BuiltDomain {

@@ -10,7 +10,13 @@
 //! `XEN_DOMCTL_getdomaininfo` in 4.17 reports the first domain whose id is
 //! *at least* the one asked for; [`DomainControl::info`] checks the id and
 //! [`DomainControl::list`] walks with it.
+//!
+//! Every failure is first an [`OpError`] naming the domctl (or
+//! `SCHEDOP_remote_shutdown`), the domain and the code; the trait methods
+//! record it ([`Xen::last_error`]) and return its code as the platform
+//! error.
 
+use crate::error::OpError;
 use crate::hypercall;
 use crate::runtime::Xen;
 use xen::abi::domctl::{
@@ -20,17 +26,20 @@ use xen::abi::domctl::{
     XEN_DOMCTL_GETDOMAININFO, XEN_DOMCTL_MAX_MEM, XEN_DOMCTL_MAX_VCPUS, XEN_DOMCTL_PAUSEDOMAIN,
     XEN_DOMCTL_UNPAUSEDOMAIN, XEN_DOMINF_DYING, XEN_DOMINF_PAUSED, XEN_X86_EMU_LAPIC,
 };
-use xen::platform::{
-    CreateConfig, DomainControl, DomainInfo, Error, Result, RunState, ShutdownReason,
-};
+use xen::platform::{CreateConfig, DomainControl, DomainInfo, Result, RunState, ShutdownReason};
 use xen::{DomId, Errno};
 
-fn domctl(mut op: XenDomctl) -> Result<XenDomctl> {
-    hypercall::domctl(&mut op)?;
+/// Issues `op`; a failure names its command and domain.
+fn domctl(mut op: XenDomctl) -> core::result::Result<XenDomctl, OpError> {
+    hypercall::domctl(&mut op).map_err(|errno| OpError::Domctl {
+        cmd: op.cmd,
+        dom: DomId(op.domain),
+        errno,
+    })?;
     Ok(op)
 }
 
-fn simple(cmd: u32, dom: DomId) -> Result<()> {
+fn simple(cmd: u32, dom: DomId) -> core::result::Result<(), OpError> {
     domctl(XenDomctl::new(cmd, dom.0)).map(drop)
 }
 
@@ -59,20 +68,20 @@ fn decode(i: &XenDomctlGetdomaininfo) -> DomainInfo {
 }
 
 /// `getdomaininfo` from `dom` upwards (4.17 semantics).
-fn info_from(dom: DomId) -> Result<XenDomctlGetdomaininfo> {
+fn info_from(dom: DomId) -> core::result::Result<XenDomctlGetdomaininfo, OpError> {
     let op = domctl(XenDomctl::new(XEN_DOMCTL_GETDOMAININFO, dom.0))?;
     Ok(op.payload())
 }
 
-impl DomainControl for Xen {
-    fn create(&self, cfg: &CreateConfig) -> Result<DomId> {
+impl Xen {
+    fn create_domain(&self, cfg: &CreateConfig) -> core::result::Result<DomId, OpError> {
         let cd = XenDomctlCreatedomain {
             handle: cfg.handle,
             flags: XEN_DOMCTL_CDF_HVM | XEN_DOMCTL_CDF_HAP,
             max_vcpus: cfg.max_vcpus,
             max_evtchn_port: cfg.max_evtchn_port,
             max_grant_frames: i32::try_from(cfg.max_grant_frames)
-                .map_err(|_| Error::Errno(Errno::EINVAL))?,
+                .map_err(|_| OpError::InvalidArgument("max_grant_frames above i32::MAX"))?,
             // -1: Xen's default (`gnttab_max_maptrack_frames`).
             max_maptrack_frames: -1,
             grant_opts: xen_domctl_grant_version(1),
@@ -85,60 +94,29 @@ impl DomainControl for Xen {
         // Domain 0 in the request: let Xen pick the id.
         let op = domctl(XenDomctl::with_payload(XEN_DOMCTL_CREATEDOMAIN, 0, &cd))?;
         let dom = DomId(op.domain);
-        let setup = self
-            .set_max_vcpus(dom, cfg.max_vcpus)
-            .and_then(|()| self.set_max_mem(dom, cfg.max_mem_kib));
+        let setup = max_vcpus(dom, cfg.max_vcpus).and_then(|()| max_mem(dom, cfg.max_mem_kib));
         if let Err(e) = setup {
             // Do not leak a half-made domain.
-            let _ = self.destroy(dom);
+            let _ = simple(XEN_DOMCTL_DESTROYDOMAIN, dom);
             return Err(e);
         }
         Ok(dom)
     }
 
-    fn set_max_vcpus(&self, dom: DomId, n: u32) -> Result<()> {
-        let p = XenDomctlMaxVcpus { max: n };
-        domctl(XenDomctl::with_payload(XEN_DOMCTL_MAX_VCPUS, dom.0, &p)).map(drop)
-    }
-
-    fn set_max_mem(&self, dom: DomId, kib: u64) -> Result<()> {
-        let p = XenDomctlMaxMem { max_memkb: kib };
-        domctl(XenDomctl::with_payload(XEN_DOMCTL_MAX_MEM, dom.0, &p)).map(drop)
-    }
-
-    fn pause(&self, dom: DomId) -> Result<()> {
-        simple(XEN_DOMCTL_PAUSEDOMAIN, dom)
-    }
-
-    fn unpause(&self, dom: DomId) -> Result<()> {
-        simple(XEN_DOMCTL_UNPAUSEDOMAIN, dom)
-    }
-
-    fn shutdown(&self, dom: DomId, reason: ShutdownReason) -> Result<()> {
-        Ok(hypercall::remote_shutdown(dom.0, reason as u32)?)
-    }
-
-    fn destroy(&self, dom: DomId) -> Result<()> {
-        // Xen restarts the hypercall itself (continuation) while the
-        // domain's memory is being freed.
-        simple(XEN_DOMCTL_DESTROYDOMAIN, dom)
-    }
-
-    fn info(&self, dom: DomId) -> Result<DomainInfo> {
-        let i = info_from(dom)?;
-        if i.domain != dom.0 {
-            return Err(Error::Errno(Errno::ESRCH));
-        }
-        Ok(decode(&i))
-    }
-
-    fn list(&self, start: DomId, out: &mut [DomainInfo]) -> Result<usize> {
+    fn list_domains(
+        &self,
+        start: DomId,
+        out: &mut [DomainInfo],
+    ) -> core::result::Result<usize, OpError> {
         let mut n = 0;
         let mut next = start.0;
         while n < out.len() && next < DomId::FIRST_RESERVED.0 {
             let i = match info_from(DomId(next)) {
                 Ok(i) => i,
-                Err(Error::Errno(Errno::ESRCH)) => break,
+                Err(OpError::Domctl {
+                    errno: Errno::ESRCH,
+                    ..
+                }) => break,
                 Err(e) => return Err(e),
             };
             out[n] = decode(&i);
@@ -146,5 +124,72 @@ impl DomainControl for Xen {
             next = i.domain + 1;
         }
         Ok(n)
+    }
+}
+
+/// `getdomaininfo` of exactly `dom`.
+pub(crate) fn domain_info(dom: DomId) -> core::result::Result<DomainInfo, OpError> {
+    let i = info_from(dom)?;
+    if i.domain != dom.0 {
+        // Xen reported the next domain: `dom` does not exist.
+        return Err(OpError::Domctl {
+            cmd: XEN_DOMCTL_GETDOMAININFO,
+            dom,
+            errno: Errno::ESRCH,
+        });
+    }
+    Ok(decode(&i))
+}
+
+fn max_vcpus(dom: DomId, n: u32) -> core::result::Result<(), OpError> {
+    let p = XenDomctlMaxVcpus { max: n };
+    domctl(XenDomctl::with_payload(XEN_DOMCTL_MAX_VCPUS, dom.0, &p)).map(drop)
+}
+
+fn max_mem(dom: DomId, kib: u64) -> core::result::Result<(), OpError> {
+    let p = XenDomctlMaxMem { max_memkb: kib };
+    domctl(XenDomctl::with_payload(XEN_DOMCTL_MAX_MEM, dom.0, &p)).map(drop)
+}
+
+impl DomainControl for Xen {
+    fn create(&self, cfg: &CreateConfig) -> Result<DomId> {
+        self.note(self.create_domain(cfg))
+    }
+
+    fn set_max_vcpus(&self, dom: DomId, n: u32) -> Result<()> {
+        self.note(max_vcpus(dom, n))
+    }
+
+    fn set_max_mem(&self, dom: DomId, kib: u64) -> Result<()> {
+        self.note(max_mem(dom, kib))
+    }
+
+    fn pause(&self, dom: DomId) -> Result<()> {
+        self.note(simple(XEN_DOMCTL_PAUSEDOMAIN, dom))
+    }
+
+    fn unpause(&self, dom: DomId) -> Result<()> {
+        self.note(simple(XEN_DOMCTL_UNPAUSEDOMAIN, dom))
+    }
+
+    fn shutdown(&self, dom: DomId, reason: ShutdownReason) -> Result<()> {
+        self.note(
+            hypercall::remote_shutdown(dom.0, reason as u32)
+                .map_err(|errno| OpError::RemoteShutdown { dom, errno }),
+        )
+    }
+
+    fn destroy(&self, dom: DomId) -> Result<()> {
+        // Xen restarts the hypercall itself (continuation) while the
+        // domain's memory is being freed.
+        self.note(simple(XEN_DOMCTL_DESTROYDOMAIN, dom))
+    }
+
+    fn info(&self, dom: DomId) -> Result<DomainInfo> {
+        self.note(domain_info(dom))
+    }
+
+    fn list(&self, start: DomId, out: &mut [DomainInfo]) -> Result<usize> {
+        self.note(self.list_domains(start, out))
     }
 }

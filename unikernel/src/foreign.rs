@@ -8,7 +8,11 @@
 //! grant mappings, copy the image in through a `SharedMem` view, and
 //! remove the mapping again; set its memory map, HVM params and vCPU
 //! context.
+//!
+//! Failures are [`OpError`]s naming the hypercall, the domain and the code
+//! (the `DomainBuilder` impl converts them to the platform error).
 
+use crate::error::OpError;
 use crate::hypercall;
 use crate::runtime::Xen;
 use crate::start_info::MemRegion;
@@ -18,8 +22,10 @@ use core::ptr::NonNull;
 use xen::abi::domctl::{
     XenDomctl, XenDomctlHvmcontext, XEN_DOMCTL_GETHVMCONTEXT, XEN_DOMCTL_SETHVMCONTEXT,
 };
-use xen::platform::{Error, Result};
 use xen::{DomId, Errno, Gfn, SharedMem, PAGE_SIZE};
+
+/// Result of a builder primitive.
+type Result<T> = core::result::Result<T, OpError>;
 
 /// Frames of another domain mapped contiguously into ours; removed from
 /// our physmap on drop.
@@ -67,10 +73,14 @@ impl Xen {
     pub fn populate_physmap(&self, dom: DomId, first: Gfn, count: u64) -> Result<()> {
         const ORDER: u32 = 9;
         const SUPER: u64 = 1 << ORDER;
-        let end = first
-            .0
-            .checked_add(count)
-            .ok_or(Error::Errno(Errno::EINVAL))?;
+        let end = first.0.checked_add(count).ok_or(OpError::InvalidArgument(
+            "populate_physmap: frame range overflows",
+        ))?;
+        let failed = |errno| OpError::PopulatePhysmap {
+            dom,
+            pages: count,
+            errno,
+        };
         let mut gfn = first.0;
         while gfn < end {
             let (order, n) = if gfn % SUPER == 0 && end - gfn >= SUPER {
@@ -81,9 +91,9 @@ impl Xen {
             };
             let step = 1u64 << order;
             let mut gfns: Vec<u64> = (0..n).map(|i| gfn + i * step).collect();
-            let done = hypercall::populate_physmap(dom.0, &mut gfns, order)?;
+            let done = hypercall::populate_physmap(dom.0, &mut gfns, order).map_err(failed)?;
             if done == 0 {
-                return Err(Error::Errno(Errno::ENOMEM));
+                return Err(failed(Errno::ENOMEM));
             }
             gfn += done as u64 * step;
         }
@@ -93,9 +103,12 @@ impl Xen {
     /// Maps frames `gfns` of `dom` contiguously into our address space.
     pub fn map_foreign(&self, dom: DomId, gfns: &[Gfn]) -> Result<ForeignPages> {
         if gfns.is_empty() {
-            return Err(Error::Errno(Errno::EINVAL));
+            return Err(OpError::InvalidArgument("map_foreign: no frames"));
         }
-        let addr = self.gnttab.window(gfns.len())?;
+        let addr = self
+            .gnttab
+            .window(gfns.len())
+            .map_err(|_| OpError::NoMappingSpace { pages: gfns.len() })?;
         let foreign: Vec<u64> = gfns.iter().map(|g| g.0).collect();
         let local: Vec<u64> = (0..gfns.len() as u64).map(|i| (addr >> 12) + i).collect();
         let mut errs = vec![0i32; gfns.len()];
@@ -109,11 +122,19 @@ impl Xen {
             .zip(local.chunks(256))
             .zip(errs.chunks_mut(256))
         {
-            hypercall::map_foreign_batch(dom.0, f, l, e)?;
+            hypercall::map_foreign_batch(dom.0, f, l, e).map_err(|errno| OpError::MapForeign {
+                dom,
+                gfn: f[0],
+                errno,
+            })?;
             // Dropping `mapped` removes whatever was mapped so far.
-            if let Some(&bad) = e.iter().find(|&&e| e != 0) {
-                mapped.count += e.iter().take_while(|&&e| e == 0).count();
-                return Err(Error::Errno(Errno(bad.unsigned_abs() as u16)));
+            if let Some(i) = e.iter().position(|&e| e != 0) {
+                mapped.count += i;
+                return Err(OpError::MapForeign {
+                    dom,
+                    gfn: f[i],
+                    errno: Errno(u16::try_from(e[i].unsigned_abs()).unwrap_or(u16::MAX)),
+                });
             }
             mapped.count += f.len();
         }
@@ -122,17 +143,25 @@ impl Xen {
 
     /// Sets the memory map `dom` reads with `XENMEM_memory_map`.
     pub fn set_memory_map(&self, dom: DomId, map: &[MemRegion]) -> Result<()> {
-        Ok(hypercall::set_memory_map(dom.0, map)?)
+        hypercall::set_memory_map(dom.0, map).map_err(|errno| OpError::SetMemoryMap { dom, errno })
     }
 
     /// `HVMOP_set_param` for `dom` (`HVM_PARAM_*` of `hvm/params.h`).
     pub fn set_hvm_param(&self, dom: DomId, index: u32, value: u64) -> Result<()> {
-        Ok(hypercall::set_hvm_param(dom.0, index, value)?)
+        hypercall::set_hvm_param(dom.0, index, value).map_err(|errno| OpError::SetHvmParam {
+            dom,
+            index,
+            errno,
+        })
     }
 
     /// `HVMOP_get_param` for `dom`.
     pub fn get_hvm_param(&self, dom: DomId, index: u32) -> Result<u64> {
-        Ok(hypercall::get_hvm_param(dom.0, index)?)
+        hypercall::get_hvm_param(dom.0, index).map_err(|errno| OpError::GetHvmParam {
+            dom,
+            index,
+            errno,
+        })
     }
 
     /// The HVM context record of `dom` (`XEN_DOMCTL_gethvmcontext`): the
@@ -145,7 +174,12 @@ impl Xen {
             dom.0,
             &XenDomctlHvmcontext::default(),
         );
-        hypercall::domctl(&mut op)?;
+        let failed = |errno| OpError::Domctl {
+            cmd: XEN_DOMCTL_GETHVMCONTEXT,
+            dom,
+            errno,
+        };
+        hypercall::domctl(&mut op).map_err(failed)?;
         let size = op.payload::<XenDomctlHvmcontext>().size as usize;
         let mut buf = vec![0u8; size];
         let arg = XenDomctlHvmcontext {
@@ -154,7 +188,7 @@ impl Xen {
             ..Default::default()
         };
         let mut op = XenDomctl::with_payload(XEN_DOMCTL_GETHVMCONTEXT, dom.0, &arg);
-        hypercall::domctl(&mut op)?;
+        hypercall::domctl(&mut op).map_err(failed)?;
         buf.truncate(op.payload::<XenDomctlHvmcontext>().size as usize);
         Ok(buf)
     }
@@ -167,6 +201,10 @@ impl Xen {
             ..Default::default()
         };
         let mut op = XenDomctl::with_payload(XEN_DOMCTL_SETHVMCONTEXT, dom.0, &arg);
-        Ok(hypercall::domctl(&mut op)?)
+        hypercall::domctl(&mut op).map_err(|errno| OpError::Domctl {
+            cmd: XEN_DOMCTL_SETHVMCONTEXT,
+            dom,
+            errno,
+        })
     }
 }

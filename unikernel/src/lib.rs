@@ -10,6 +10,8 @@
 //! * `hypercall` (target only): every hypercall the runtime makes, typed
 //!   with the `xen::abi` mirrors; no other module issues one.
 //! * [`elf`] (portable): PVH image checks and load plan for the builder;
+//!   [`error`] (portable): [`OpError`], which op of the builder or domain
+//!   control failed, on which domain, with which code;
 //!   [`vcpu`] (portable): a new guest's first vCPU context;
 //!   [`start_info`] (portable): `hvm_start_info` parsing — command line,
 //!   modules, memory map — into owned values; [`time`] (portable): Xen system
@@ -67,6 +69,7 @@ extern crate alloc;
 pub use xen;
 
 pub mod elf;
+pub mod error;
 pub mod start_info;
 pub mod time;
 pub mod vcpu;
@@ -98,6 +101,8 @@ pub use foreign::ForeignPages;
 pub use gnttab::{Mapping, Pages};
 #[cfg(target_os = "none")]
 pub use runtime::{boot_time, Xen};
+
+pub use error::OpError;
 
 /// Names the image's entry function: `fn(&'static Xen) -> ShutdownReason`.
 ///

@@ -16,10 +16,12 @@
 //! Shared pages (`shared_info`, grant frames) are only ever touched through
 //! `xen::shmem` views made here.
 
+use crate::error::OpError;
 use crate::start_info::{Header, MemRegion, PhysRead, StartInfo, MEMMAP_RAM};
 use crate::{arch, console, heap, hypercall, time};
 use alloc::boxed::Box;
-use core::cell::UnsafeCell;
+use alloc::string::{String, ToString};
+use core::cell::{Cell, UnsafeCell};
 use core::mem::offset_of;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -171,6 +173,8 @@ pub struct Xen {
     pub(crate) gnttab: crate::gnttab::GrantState,
     /// `HVM_PARAM_STORE_PFN` / `_EVTCHN`, if the builder set them.
     store: Option<(u64, EvtchnPort)>,
+    /// The last failed domain-control or builder op (see [`Xen::last_error`]).
+    last_error: Cell<Option<OpError>>,
 }
 
 impl Xen {
@@ -205,6 +209,37 @@ impl Xen {
     /// Free heap bytes.
     pub fn heap_free(&self) -> usize {
         heap::free()
+    }
+
+    /// The last `DomainControl` or `DomainBuilder` call that failed: which
+    /// hypercall or check, for which domain, with which code.
+    ///
+    /// The platform traits return only the code; right after one of their
+    /// calls fails, this says which op it was (every failure of those
+    /// traits is recorded here before it is returned). Successful calls
+    /// leave it as it is.
+    pub fn last_error(&self) -> Option<OpError> {
+        self.last_error.get()
+    }
+
+    /// What to print for `e`, just returned by a `DomainControl` or
+    /// `DomainBuilder` call: the op that failed with its code
+    /// ([`Xen::last_error`]) if it is the one that produced `e`, else
+    /// `e` itself.
+    pub fn describe(&self, e: xen::platform::Error) -> String {
+        match self.last_error() {
+            Some(op) if xen::platform::Error::from(op) == e => op.to_string(),
+            _ => e.to_string(),
+        }
+    }
+
+    /// Records a failure for [`Xen::last_error`] and converts it to the
+    /// platform error.
+    pub(crate) fn note<T>(&self, r: Result<T, OpError>) -> xen::platform::Result<T> {
+        r.map_err(|e| {
+            self.last_error.set(Some(e));
+            e.into()
+        })
     }
 }
 
@@ -347,6 +382,7 @@ pub(crate) fn start(start_info_paddr: u64) -> ! {
         gnttab: crate::gnttab::GrantState::new(frames, &start),
         store,
         start,
+        last_error: Cell::new(None),
     }));
     // SAFETY: the image defines `__windsor_main` with this signature
     // through `windsor_unikernel::main!`.
