@@ -51,6 +51,15 @@ fn dom0_boots_to_ready_and_powers_off_cleanly() {
         has("windsor: domctl ok (created d1"),
         "domain create/destroy missing"
     );
+    // A failing domctl is reported with its name, domain and Xen's code.
+    assert!(
+        has("windsor: domctl failure reported: XEN_DOMCTL_unpausedomain (dom 32751) failed: ESRCH (3)"),
+        "domctl failure without the op and code"
+    );
+    assert!(
+        has("windsor: domctl failure reported: XEN_DOMCTL_createdomain failed: EINVAL (22)"),
+        "createdomain failure without the op and code"
+    );
     assert!(
         has("Hardware Dom0 halted: halting machine"),
         "no clean poweroff"
@@ -184,6 +193,15 @@ fn a_broken_guest_image_is_refused_and_the_host_stays_up() {
     assert!(
         has("windsor: module 0: build of d2 refused: hypercall failed: ENOEXEC"),
         "no ENOEXEC"
+    );
+    // The failing step by name, the code, and the reason.
+    assert!(
+        has("windsor: builder: d2: image refused: not an ELF file (ENOEXEC)"),
+        "builder line without the code"
+    );
+    assert!(
+        has("build of d2 refused: hypercall failed: ENOEXEC (8); image check failed: ENOEXEC: not an ELF file"),
+        "refusal without the failing step and its reason"
     );
     assert!(r.ready_line.contains(READY_MARKER));
     assert!(
@@ -449,6 +467,14 @@ memory_mib = 8
         "guest \"broken\" not started: image \"broken.elf\" refused by the builder",
         "ENOEXEC",
         "(domain d2 destroyed)"
+    ]));
+    // dom0 names the failing step and the code, with the reason.
+    assert!(has(&[
+        "guest \"broken\" not started: image \"broken.elf\" refused by the builder: \
+         image check failed: ENOEXEC: not a little-endian ELF64 x86_64 image (domain d2 destroyed)"
+    ]));
+    assert!(has(&[
+        "windsor: builder: d2: image refused: not a little-endian ELF64 x86_64 image (ENOEXEC)"
     ]));
     assert!(has(&["guest \"fine\" d3 running"]));
     assert_eq!(

@@ -17,7 +17,10 @@
 //! on the xenstore ring page (mapped through the reserved grant the builder
 //! seeded, with an interdomain event channel on the xenstore port): the
 //! path the xenbus transport takes. a module that is not a PVH image is
-//! refused and reported, and the host carries on.
+//! refused and reported (the failing step and Xen's code, through
+//! `Xen::describe`), and the host carries on. Last, two domctls that must
+//! fail (unpause of a domain that does not exist, createdomain with no
+//! vCPUs) check that such failures name the op and the code.
 //!
 //! The ready marker is the line `xtask xen-boot` and the Xen-mode tests
 //! look for:
@@ -199,6 +202,25 @@ mod image {
             run_guest(xen, i, dom_exc);
         }
 
+        // Failures name the op and Xen's code: a domctl on a domain that
+        // does not exist, and a createdomain Xen refuses (no vCPUs). After the
+        // modules: Xen's domain id rover moves on even when createdomain fails.
+        match xen.unpause(DomId(0x7fef)) {
+            Err(e) => println!("windsor: domctl failure reported: {}", xen.describe(e)),
+            Ok(()) => println!("windsor: unpause of d32751 unexpectedly succeeded"),
+        }
+        let no_vcpus = CreateConfig {
+            max_vcpus: 0,
+            ..CreateConfig::default()
+        };
+        match xen.create(&no_vcpus) {
+            Err(e) => println!("windsor: domctl failure reported: {}", xen.describe(e)),
+            Ok(d) => {
+                println!("windsor: a domain with no vCPUs was unexpectedly created ({d:?})");
+                xen.destroy(d).expect("destroydomain");
+            }
+        }
+
         let now = xen.now();
         let since_dom0 = now.saturating_sub(boot_time());
         println!(
@@ -254,7 +276,10 @@ mod image {
         let built = match xen.build(dom, &image) {
             Ok(b) => b,
             Err(e) => {
-                println!("windsor: module {i}: build of {dom:?} refused: {e}");
+                println!(
+                    "windsor: module {i}: build of {dom:?} refused: {e}; {}",
+                    xen.describe(e)
+                );
                 xen.destroy(dom).expect("destroy refused domain");
                 return;
             }

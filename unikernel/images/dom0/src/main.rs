@@ -17,7 +17,10 @@
 //!    `XS_INTRODUCE(id, store gfn, store port)`, unpauses it and waits (the
 //!    plan's `domain_ready_ms`) for `data/state = running`. A refused image
 //!    or a guest that crashes or does not come up is reported and cleaned
-//!    up; the host carries on. Service domains other than xenstore
+//!    up; the host carries on. A failed create or build is reported with
+//!    the op that failed and Xen's code (`Xen::describe`, e.g.
+//!    `XENMEM_populate_physmap (dom 3, 4096 pages) failed: ENOMEM (12)`,
+//!    or for a refused image `image check failed: ENOEXEC: <why>`). Service domains other than xenstore
 //!    (netback, blkback) have no Xen-mode image yet and are skipped with a
 //!    message;
 //! 4. prints the ready marker with the time from dom0's entry:
@@ -153,7 +156,9 @@ mod image {
             Err(e) => panic!("xenstore domain {:?}: {e}", xs_plan.name),
         };
         let port = port.expect("set while building");
-        xen.unpause(xsdom).expect("unpause the xenstore domain");
+        if let Err(e) = xen.unpause(xsdom) {
+            panic!("unpause the xenstore domain: {}", xen.describe(e));
+        }
         // Introducing dom0 resets the ring; the server then advertises its
         // features in the page. Only then is it safe to write a request.
         let page = ring.mem();
@@ -244,7 +249,9 @@ mod image {
         }
         drop(xs);
         let _ = xen.close(port);
-        xen.destroy(xsdom).expect("destroy the xenstore domain");
+        if let Err(e) = xen.destroy(xsdom) {
+            panic!("destroy the xenstore domain: {}", xen.describe(e));
+        }
         if wait_gone(xen, xsdom, dom_exc) {
             println!("windsor dom0: xenstore domain d{xsdom} destroyed; host down");
         }
@@ -276,7 +283,7 @@ mod image {
             max_vcpus: d.vcpus.max(1),
             ..CreateConfig::default()
         };
-        let dom = xen.create(&cfg).map_err(|e| format!("createdomain: {e}"))?;
+        let dom = xen.create(&cfg).map_err(|e| xen.describe(e))?;
         let extra = match prepare(dom) {
             Ok(x) => x,
             Err(e) => {
@@ -308,9 +315,11 @@ mod image {
                 Ok((dom, b))
             }
             Err(e) => {
+                // Which op failed, before destroy can record another.
+                let why = xen.describe(e);
                 let _ = xen.destroy(dom);
                 Err(format!(
-                    "image {:?} refused by the builder: {e} (domain d{dom} destroyed)",
+                    "image {:?} refused by the builder: {why} (domain d{dom} destroyed)",
                     d.image
                 ))
             }
@@ -363,7 +372,9 @@ mod image {
             cleanup(xen, xs, d, dom, dom_exc);
             return None;
         }
-        xen.unpause(dom).expect("unpause");
+        if let Err(e) = xen.unpause(dom) {
+            panic!("unpause d{dom}: {}", xen.describe(e));
+        }
         let deadline = xen.now() + Duration::from_millis(plan.dom0.timeouts.domain_ready_ms.into());
         let state_path = format!("{path}/data/state");
         let outcome = loop {
@@ -602,7 +613,7 @@ mod image {
         let gone = matches!(xs.read(T, &path), Err(ClientError::Store(Errno::ENOENT)));
         let state = xen.info(dom).map(|i| i.state);
         if let Err(e) = xen.destroy(dom) {
-            fail!("windsor dom0: destroy d{dom}: {e}");
+            fail!("windsor dom0: destroy d{dom}: {}", xen.describe(e));
         }
         if !gone {
             FAILED.fetch_add(1, Ordering::Relaxed);
