@@ -17,6 +17,7 @@ use windsor_toolstack::action::{
     ref_of, Action, ActionError, ActionResult, Class, Event, EventBatch, EventOp, HostRecord,
     NetworkRecord, NewRecord, PoolRecord, PowerState, Record, Reply, SrRecord, VmRecord,
 };
+use windsor_toolstack::lifecycle::Op;
 
 /// What the API server needs from the toolstack.
 pub trait Backend: Send + Sync + 'static {
@@ -198,7 +199,7 @@ impl MemoryBackend {
     }
 
     /// Moves `vm` from one of `from` to `to`, as a power operation named `op`.
-    fn transition(&self, vm: &str, from: &[PowerState], to: PowerState, op: &str) -> ActionResult {
+    fn transition(&self, vm: &str, from: &[PowerState], to: PowerState, op: Op) -> ActionResult {
         let mut st = self.lock();
         let domid = st.next_domid;
         let host = self.host.clone();
@@ -206,14 +207,17 @@ impl MemoryBackend {
         if v.is_a_template {
             return Err(ActionError::VmIsTemplate {
                 vm: vm.to_owned(),
-                op: op.to_owned(),
+                op,
             });
         }
         if !from.contains(&v.power_state) {
             return Err(bad_state(vm, from[0], v.power_state));
         }
         let had_domain = matches!(v.power_state, PowerState::Running | PowerState::Paused);
-        let fresh_domain = matches!(op, "start" | "resume" | "clean_reboot" | "hard_reboot");
+        let fresh_domain = matches!(
+            op,
+            Op::Start | Op::Resume | Op::CleanReboot | Op::HardReboot
+        );
         v.power_state = to;
         let mut used_domid = false;
         match to {
@@ -275,7 +279,7 @@ impl MemoryBackend {
     ) -> ActionResult {
         self.modify(Class::Vm, vm, |rec| match rec {
             Record::Vm(v) => f(v),
-            _ => Err(ActionError::internal_msg("not a VM")),
+            _ => Err(ActionError::internal("not a VM")),
         })
     }
 
@@ -349,16 +353,6 @@ impl MemoryBackend {
     }
 }
 
-trait InternalMsg {
-    fn internal_msg(msg: &str) -> Self;
-}
-
-impl InternalMsg for ActionError {
-    fn internal_msg(msg: &str) -> Self {
-        ActionError::Internal { msg: msg.into() }
-    }
-}
-
 impl Backend for MemoryBackend {
     fn handle(&self, action: Action) -> ActionResult {
         use PowerState::*;
@@ -402,7 +396,8 @@ impl Backend for MemoryBackend {
                 }
                 if matches!(class, Class::Host | Class::Pool) {
                     return Err(ActionError::MethodUnknown {
-                        method: format!("{}.destroy", class.name()),
+                        class,
+                        method: "destroy",
                     });
                 }
                 self.record_event(&mut st, class, &r, EventOp::Del);
@@ -454,7 +449,7 @@ impl Backend for MemoryBackend {
                     Record::Sr(x) => x.name_label = value,
                     Record::Vdi(x) => x.name_label = value,
                     Record::Vif(_) | Record::Vbd(_) => {
-                        return Err(ActionError::internal_msg("no name_label"))
+                        return Err(ActionError::internal("no name_label"))
                     }
                 }
                 Ok(())
@@ -468,7 +463,7 @@ impl Backend for MemoryBackend {
                     Record::Sr(x) => x.name_description = value,
                     Record::Vdi(x) => x.name_description = value,
                     Record::Vif(_) | Record::Vbd(_) => {
-                        return Err(ActionError::internal_msg("no name_description"))
+                        return Err(ActionError::internal("no name_description"))
                     }
                 }
                 Ok(())
@@ -501,7 +496,7 @@ impl Backend for MemoryBackend {
             }),
             Action::VmClone { vm, new_name } => {
                 let Record::Vm(mut v) = self.get(Class::Vm, &vm)? else {
-                    return Err(ActionError::internal_msg("not a VM"));
+                    return Err(ActionError::internal("not a VM"));
                 };
                 if v.power_state != Halted {
                     return Err(bad_state(&vm, Halted, v.power_state));
@@ -523,30 +518,30 @@ impl Backend for MemoryBackend {
                 &vm,
                 &[Halted],
                 if start_paused { Paused } else { Running },
-                "start",
+                Op::Start,
             ),
-            Action::VmPause { vm } => self.transition(&vm, &[Running], Paused, "pause"),
-            Action::VmUnpause { vm } => self.transition(&vm, &[Paused], Running, "unpause"),
+            Action::VmPause { vm } => self.transition(&vm, &[Running], Paused, Op::Pause),
+            Action::VmUnpause { vm } => self.transition(&vm, &[Paused], Running, Op::Unpause),
             Action::VmCleanShutdown { vm } | Action::VmShutdown { vm } => {
-                self.transition(&vm, &[Running], Halted, "clean_shutdown")
+                self.transition(&vm, &[Running], Halted, Op::CleanShutdown)
             }
             Action::VmHardShutdown { vm } => {
-                self.transition(&vm, &[Running, Paused, Suspended], Halted, "hard_shutdown")
+                self.transition(&vm, &[Running, Paused, Suspended], Halted, Op::HardShutdown)
             }
             Action::VmCleanReboot { vm } => {
-                self.transition(&vm, &[Running], Running, "clean_reboot")
+                self.transition(&vm, &[Running], Running, Op::CleanReboot)
             }
             Action::VmHardReboot { vm } => {
-                self.transition(&vm, &[Running, Paused], Running, "hard_reboot")
+                self.transition(&vm, &[Running, Paused], Running, Op::HardReboot)
             }
-            Action::VmSuspend { vm } => self.transition(&vm, &[Running], Suspended, "suspend"),
+            Action::VmSuspend { vm } => self.transition(&vm, &[Running], Suspended, Op::Suspend),
             Action::VmResume {
                 vm, start_paused, ..
             } => self.transition(
                 &vm,
                 &[Suspended],
                 if start_paused { Paused } else { Running },
-                "resume",
+                Op::Resume,
             ),
             Action::VmSetMemoryLimits {
                 vm,
@@ -560,7 +555,10 @@ impl Backend for MemoryBackend {
                     && dynamic_max <= static_max)
                 {
                     return Err(ActionError::MemoryConstraintViolation {
-                        constraint: "static_min <= dynamic_min <= dynamic_max <= static_max".into(),
+                        static_min,
+                        dynamic_min,
+                        dynamic_max,
+                        static_max,
                     });
                 }
                 self.modify_vm(&vm.clone(), |v| {
@@ -616,6 +614,7 @@ impl Backend for MemoryBackend {
 mod tests {
     use super::*;
     use std::time::Duration;
+    use PowerState::*;
 
     fn create(b: &MemoryBackend) -> String {
         match b
@@ -636,8 +635,12 @@ mod tests {
         let vm = create(&b);
         let e = b.handle(Action::VmPause { vm: vm.clone() }).unwrap_err();
         assert_eq!(
-            e.description(),
-            ["VM_BAD_POWER_STATE", &vm, "running", "halted"]
+            e,
+            ActionError::VmBadPowerState {
+                vm: vm.clone(),
+                expected: Running,
+                actual: Halted
+            }
         );
         b.handle(Action::VmStart {
             vm: vm.clone(),
@@ -651,7 +654,7 @@ mod tests {
                 r: vm.clone(),
             })
             .unwrap_err();
-        assert_eq!(e.code(), "VM_BAD_POWER_STATE");
+        assert_eq!(e, bad_state(&vm, Halted, Running));
         b.handle(Action::VmSuspend { vm: vm.clone() }).unwrap();
         b.handle(Action::VmHardShutdown { vm: vm.clone() }).unwrap();
         b.handle(Action::Destroy {
@@ -662,10 +665,16 @@ mod tests {
         let e = b
             .handle(Action::GetRecord {
                 class: Class::Vm,
-                r: vm,
+                r: vm.clone(),
             })
             .unwrap_err();
-        assert_eq!(e.code(), "HANDLE_INVALID");
+        assert_eq!(
+            e,
+            ActionError::HandleInvalid {
+                class: Class::Vm,
+                r: vm
+            }
+        );
     }
 
     #[test]
@@ -687,7 +696,11 @@ mod tests {
                 force: false,
             })
         };
-        assert_eq!(start(&t[0]).unwrap_err().code(), "VM_IS_TEMPLATE");
+        let template = |vm: &str| ActionError::VmIsTemplate {
+            vm: vm.into(),
+            op: Op::Start,
+        };
+        assert_eq!(start(&t[0]).unwrap_err(), template(&t[0]));
         let Reply::Ref(c) = b
             .handle(Action::VmClone {
                 vm: t[0].clone(),
@@ -697,7 +710,7 @@ mod tests {
         else {
             panic!()
         };
-        assert_eq!(start(&c).unwrap_err().code(), "VM_IS_TEMPLATE");
+        assert_eq!(start(&c).unwrap_err(), template(&c));
         b.handle(Action::VmProvision { vm: c.clone() }).unwrap();
         start(&c).unwrap();
     }

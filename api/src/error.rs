@@ -3,7 +3,11 @@
 //! A XenAPI failure is a code plus string parameters, exactly what XAPI puts
 //! in `ErrorDescription` (XML-RPC) or in `error.message`/`error.data`
 //! (JSON-RPC 2.0). This module is the only place in Windsor that spells the
-//! codes: the toolstack reports typed errors and `api/` maps them here.
+//! codes: the toolstack reports a typed [`ActionError`] and
+//! [`action_error`] maps each variant to XAPI's code and parameters, in
+//! XAPI's order.
+
+use windsor_toolstack::action::{ActionError, PowerState};
 
 use crate::value::Value;
 
@@ -27,14 +31,34 @@ pub mod codes {
     pub const INVALID_VALUE: &str = "INVALID_VALUE";
     /// The VM is in the wrong power state. Params: vm, expected, actual.
     pub const VM_BAD_POWER_STATE: &str = "VM_BAD_POWER_STATE";
-    /// The operation is not allowed on a template. Params: none.
+    /// The operation is not allowed on a template. Params: vm, operation.
     pub const VM_IS_TEMPLATE: &str = "VM_IS_TEMPLATE";
-    /// The guest did not shut down in time. Params: vm.
+    /// Another operation on the object has not finished. Params: class,
+    /// ref, operation.
+    pub const OTHER_OPERATION_IN_PROGRESS: &str = "OTHER_OPERATION_IN_PROGRESS";
+    /// The guest did not acknowledge the shutdown request. Params: vm.
+    pub const VM_FAILED_SHUTDOWN_ACKNOWLEDGMENT: &str = "VM_FAILED_SHUTDOWN_ACKNOWLEDGMENT";
+    /// The guest acknowledged but did not shut down in time. Params: vm,
+    /// timeout (seconds).
     pub const VM_SHUTDOWN_TIMEOUT: &str = "VM_SHUTDOWN_TIMEOUT";
+    /// The domain crashed during the operation. Params: vm.
+    pub const VM_CRASHED: &str = "VM_CRASHED";
+    /// The guest rebooted instead. Params: vm.
+    pub const VM_REBOOTED: &str = "VM_REBOOTED";
+    /// The guest halted instead. Params: vm.
+    pub const VM_HALTED: &str = "VM_HALTED";
+    /// The kernel could not be loaded. Params: vm, message.
+    pub const BOOTLOADER_FAILED: &str = "BOOTLOADER_FAILED";
     /// Not enough memory on the host. Params: needed, available.
     pub const HOST_NOT_ENOUGH_FREE_MEMORY: &str = "HOST_NOT_ENOUGH_FREE_MEMORY";
     /// The operation is known but not supported here. Params: detail.
     pub const OPERATION_NOT_ALLOWED: &str = "OPERATION_NOT_ALLOWED";
+    /// The memory limits are not ordered. Params: the constraint.
+    pub const MEMORY_CONSTRAINT_VIOLATION: &str = "MEMORY_CONSTRAINT_VIOLATION";
+    /// A value is not supported here. Params: field, value, reason.
+    pub const VALUE_NOT_SUPPORTED: &str = "VALUE_NOT_SUPPORTED";
+    /// The map already has the key. Params: class, field, ref, key.
+    pub const MAP_DUPLICATE_KEY: &str = "MAP_DUPLICATE_KEY";
     /// The event token is older than the retained history. Params: none.
     pub const EVENTS_LOST: &str = "EVENTS_LOST";
     /// The event.from token could not be parsed. Params: the token.
@@ -113,6 +137,101 @@ impl ApiError {
     }
 }
 
+/// The XenAPI error for a toolstack error: XAPI's code and parameters, in
+/// XAPI's order (`api_errors.ml`).
+///
+/// | [`ActionError`] | code | params |
+/// |---|---|---|
+/// | `HandleInvalid` | `HANDLE_INVALID` | class, ref |
+/// | `UuidInvalid` | `UUID_INVALID` | class, uuid |
+/// | `VmBadPowerState` | `VM_BAD_POWER_STATE` | vm, expected, actual (lower-case, as XAPI writes them) |
+/// | `VmIsTemplate` | `VM_IS_TEMPLATE` | vm, operation |
+/// | `OtherOperationInProgress` | `OTHER_OPERATION_IN_PROGRESS` | class, ref, operation |
+/// | `HasDependents` | `OPERATION_NOT_ALLOWED` | `"<class> has <dependents>s"` |
+/// | `VmFailedShutdownAck` | `VM_FAILED_SHUTDOWN_ACKNOWLEDGMENT` | vm |
+/// | `VmShutdownTimeout` | `VM_SHUTDOWN_TIMEOUT` | vm, timeout in seconds |
+/// | `VmCrashed` / `VmRebooted` / `VmHalted` | `VM_CRASHED` / `VM_REBOOTED` / `VM_HALTED` | vm |
+/// | `BootloaderFailed` | `BOOTLOADER_FAILED` | vm, `no kernel image "<kernel>"` |
+/// | `HostNotEnoughFreeMemory` | `HOST_NOT_ENOUGH_FREE_MEMORY` | needed, available (bytes) |
+/// | `MemoryConstraintViolation` | `MEMORY_CONSTRAINT_VIOLATION` | the constraint |
+/// | `ValueNotSupported` | `VALUE_NOT_SUPPORTED` | field, value, reason |
+/// | `MapDuplicateKey` | `MAP_DUPLICATE_KEY` | class, field, ref, key |
+/// | `MethodUnknown` | `MESSAGE_METHOD_UNKNOWN` | `<class>.<method>` |
+/// | `EventsLost` | `EVENTS_LOST` | none |
+/// | `Internal` | `INTERNAL_ERROR` | message |
+pub fn action_error(e: &ActionError) -> ApiError {
+    use codes::*;
+    let state = |s: &PowerState| s.as_str().to_ascii_lowercase();
+    match e {
+        ActionError::HandleInvalid { class, r } => ApiError::handle_invalid(class.name(), r),
+        ActionError::UuidInvalid { class, uuid } => ApiError::uuid_invalid(class.name(), uuid),
+        ActionError::VmBadPowerState {
+            vm,
+            expected,
+            actual,
+        } => ApiError::new(
+            VM_BAD_POWER_STATE,
+            [vm.clone(), state(expected), state(actual)],
+        ),
+        ActionError::VmIsTemplate { vm, op } => ApiError::new(VM_IS_TEMPLATE, [vm.as_str(), op.name()]),
+        ActionError::OtherOperationInProgress { class, r, op } => ApiError::new(
+            OTHER_OPERATION_IN_PROGRESS,
+            [class.name(), r.as_str(), op.name()],
+        ),
+        ActionError::HasDependents {
+            class, dependents, ..
+        } => ApiError::new(
+            OPERATION_NOT_ALLOWED,
+            [format!("{} has {}s", class.name(), dependents.name())],
+        ),
+        ActionError::VmFailedShutdownAck { vm } => {
+            ApiError::new(VM_FAILED_SHUTDOWN_ACKNOWLEDGMENT, [vm])
+        }
+        ActionError::VmShutdownTimeout { vm, timeout } => ApiError::new(
+            VM_SHUTDOWN_TIMEOUT,
+            [vm.clone(), timeout.as_secs_f64().to_string()],
+        ),
+        ActionError::VmCrashed { vm } => ApiError::new(VM_CRASHED, [vm]),
+        ActionError::VmRebooted { vm } => ApiError::new(VM_REBOOTED, [vm]),
+        ActionError::VmHalted { vm } => ApiError::new(VM_HALTED, [vm]),
+        ActionError::BootloaderFailed { vm, kernel } => ApiError::new(
+            BOOTLOADER_FAILED,
+            [vm.clone(), format!("no kernel image {kernel:?}")],
+        ),
+        ActionError::HostNotEnoughFreeMemory { needed, available } => ApiError::new(
+            HOST_NOT_ENOUGH_FREE_MEMORY,
+            [needed.to_string(), available.to_string()],
+        ),
+        ActionError::MemoryConstraintViolation { .. } => ApiError::new(
+            MEMORY_CONSTRAINT_VIOLATION,
+            ["memory_static_min <= memory_dynamic_min <= memory_dynamic_max <= memory_static_max"],
+        ),
+        ActionError::ValueNotSupported {
+            field,
+            value,
+            reason,
+        } => ApiError::new(VALUE_NOT_SUPPORTED, [field, value, reason]),
+        ActionError::MapDuplicateKey {
+            class,
+            field,
+            r,
+            key,
+        } => ApiError::new(MAP_DUPLICATE_KEY, [class.name(), field.as_str(), r.as_str(), key.as_str()]),
+        ActionError::MethodUnknown { class, method } => ApiError::new(
+            MESSAGE_METHOD_UNKNOWN,
+            [format!("{}.{method}", class.name())],
+        ),
+        ActionError::EventsLost => ApiError::new(EVENTS_LOST, [""; 0]),
+        ActionError::Internal { msg } => ApiError::internal(msg.clone()),
+    }
+}
+
+impl From<ActionError> for ApiError {
+    fn from(e: ActionError) -> ApiError {
+        action_error(&e)
+    }
+}
+
 fn value_to_string(v: &Value) -> String {
     match v {
         Value::String(s) | Value::DateTime(s) => s.clone(),
@@ -154,5 +273,182 @@ mod tests {
             "VM_BAD_POWER_STATE(OpaqueRef:v, halted, running)"
         );
         assert_eq!(ApiError::from_description(&Value::Nil).code, "UNKNOWN");
+    }
+
+    /// Every toolstack error, with the `ErrorDescription` clients have
+    /// always been sent for it.
+    #[test]
+    fn action_errors_map_to_xapi_codes() {
+        use std::time::Duration;
+        use windsor_toolstack::action::Class;
+        use windsor_toolstack::lifecycle::Op;
+        let vm = || "OpaqueRef:v".to_owned();
+        let cases: Vec<(ActionError, Vec<&str>)> = vec![
+            (
+                ActionError::HandleInvalid {
+                    class: Class::Vm,
+                    r: "OpaqueRef:x".into(),
+                },
+                vec!["HANDLE_INVALID", "VM", "OpaqueRef:x"],
+            ),
+            (
+                ActionError::UuidInvalid {
+                    class: Class::Sr,
+                    uuid: "nope".into(),
+                },
+                vec!["UUID_INVALID", "SR", "nope"],
+            ),
+            (
+                ActionError::VmBadPowerState {
+                    vm: vm(),
+                    expected: PowerState::Halted,
+                    actual: PowerState::Running,
+                },
+                vec!["VM_BAD_POWER_STATE", "OpaqueRef:v", "halted", "running"],
+            ),
+            (
+                ActionError::VmIsTemplate {
+                    vm: vm(),
+                    op: Op::Start,
+                },
+                vec!["VM_IS_TEMPLATE", "OpaqueRef:v", "start"],
+            ),
+            (
+                ActionError::OtherOperationInProgress {
+                    class: Class::Vm,
+                    r: vm(),
+                    op: Op::CleanShutdown,
+                },
+                vec![
+                    "OTHER_OPERATION_IN_PROGRESS",
+                    "VM",
+                    "OpaqueRef:v",
+                    "clean_shutdown",
+                ],
+            ),
+            (
+                ActionError::HasDependents {
+                    class: Class::Vdi,
+                    r: "OpaqueRef:d".into(),
+                    dependents: Class::Vbd,
+                },
+                vec!["OPERATION_NOT_ALLOWED", "VDI has VBDs"],
+            ),
+            (
+                ActionError::HasDependents {
+                    class: Class::Sr,
+                    r: "OpaqueRef:s".into(),
+                    dependents: Class::Vdi,
+                },
+                vec!["OPERATION_NOT_ALLOWED", "SR has VDIs"],
+            ),
+            (
+                ActionError::HasDependents {
+                    class: Class::Network,
+                    r: "OpaqueRef:n".into(),
+                    dependents: Class::Vif,
+                },
+                vec!["OPERATION_NOT_ALLOWED", "network has VIFs"],
+            ),
+            (
+                ActionError::VmFailedShutdownAck { vm: vm() },
+                vec!["VM_FAILED_SHUTDOWN_ACKNOWLEDGMENT", "OpaqueRef:v"],
+            ),
+            (
+                ActionError::VmShutdownTimeout {
+                    vm: vm(),
+                    timeout: Duration::from_millis(1500),
+                },
+                vec!["VM_SHUTDOWN_TIMEOUT", "OpaqueRef:v", "1.5"],
+            ),
+            (
+                ActionError::VmShutdownTimeout {
+                    vm: vm(),
+                    timeout: Duration::from_secs(60),
+                },
+                vec!["VM_SHUTDOWN_TIMEOUT", "OpaqueRef:v", "60"],
+            ),
+            (
+                ActionError::VmCrashed { vm: vm() },
+                vec!["VM_CRASHED", "OpaqueRef:v"],
+            ),
+            (
+                ActionError::VmRebooted { vm: vm() },
+                vec!["VM_REBOOTED", "OpaqueRef:v"],
+            ),
+            (
+                ActionError::VmHalted { vm: vm() },
+                vec!["VM_HALTED", "OpaqueRef:v"],
+            ),
+            (
+                ActionError::BootloaderFailed {
+                    vm: vm(),
+                    kernel: "no-such-kernel".into(),
+                },
+                vec![
+                    "BOOTLOADER_FAILED",
+                    "OpaqueRef:v",
+                    "no kernel image \"no-such-kernel\"",
+                ],
+            ),
+            (
+                ActionError::HostNotEnoughFreeMemory {
+                    needed: 268_435_456,
+                    available: 0,
+                },
+                vec!["HOST_NOT_ENOUGH_FREE_MEMORY", "268435456", "0"],
+            ),
+            (
+                ActionError::MemoryConstraintViolation {
+                    static_min: 0,
+                    dynamic_min: 2,
+                    dynamic_max: 2,
+                    static_max: 1,
+                },
+                vec![
+                    "MEMORY_CONSTRAINT_VIOLATION",
+                    "memory_static_min <= memory_dynamic_min <= memory_dynamic_max <= memory_static_max",
+                ],
+            ),
+            (
+                ActionError::ValueNotSupported {
+                    field: "device".into(),
+                    value: "x".into(),
+                    reason: "must be a number".into(),
+                },
+                vec!["VALUE_NOT_SUPPORTED", "device", "x", "must be a number"],
+            ),
+            (
+                ActionError::MapDuplicateKey {
+                    class: Class::Vm,
+                    field: "other_config".into(),
+                    r: vm(),
+                    key: "k".into(),
+                },
+                vec![
+                    "MAP_DUPLICATE_KEY",
+                    "VM",
+                    "other_config",
+                    "OpaqueRef:v",
+                    "k",
+                ],
+            ),
+            (
+                ActionError::MethodUnknown {
+                    class: Class::Host,
+                    method: "destroy",
+                },
+                vec!["MESSAGE_METHOD_UNKNOWN", "host.destroy"],
+            ),
+            (ActionError::EventsLost, vec!["EVENTS_LOST"]),
+            (
+                ActionError::Internal { msg: "boom".into() },
+                vec!["INTERNAL_ERROR", "boom"],
+            ),
+        ];
+        for (e, want) in cases {
+            let api = ApiError::from(e.clone());
+            assert_eq!(api.description(), Value::strings(want), "{e:?}");
+        }
     }
 }

@@ -184,10 +184,7 @@ impl Api {
         self.check_session(params)?;
         let parsed = call::build(m, &params[1..])?;
         tracing::debug!(method, "call");
-        let reply = self
-            .backend
-            .handle(parsed.action)
-            .map_err(|e| ApiError::new(e.code(), e.params()))?;
+        let reply = self.backend.handle(parsed.action).map_err(ApiError::from)?;
         reply_to_value(&reply, &parsed.shape)
     }
 }

@@ -15,7 +15,7 @@
 //! | `<Class>.destroy(ref)` | [`Action::Destroy`] (a VM must be Halted) | [`Reply::Unit`] |
 //! | `<Class>.get_record(ref)` | [`Action::GetRecord`] | [`Reply::Record`] |
 //! | `<Class>.get_all()` / `get_all_records()` | [`Action::GetAll`] / [`Action::GetAllRecords`] | [`Reply::Refs`] / [`Reply::Records`] |
-//! | `<Class>.get_by_uuid(uuid)` | [`Action::GetByUuid`] | [`Reply::Ref`] (`UUID_INVALID` if none) |
+//! | `<Class>.get_by_uuid(uuid)` | [`Action::GetByUuid`] | [`Reply::Ref`] ([`ActionError::UuidInvalid`] if none) |
 //! | `<Class>.get_by_name_label(label)` | [`Action::GetByNameLabel`] | [`Reply::Refs`] |
 //! | `<Class>.get_<field>(ref)` | [`Action::GetRecord`], then the field of the serialized record (the field names are XAPI's) | |
 //! | `<Class>.set_name_label/description` | [`Action::SetNameLabel`] / [`Action::SetNameDescription`] | [`Reply::Unit`] |
@@ -33,10 +33,11 @@
 //! | `VM.set_VCPUs_max` / `set_VCPUs_at_startup` | [`Action::VmSetVcpusMax`] / [`Action::VmSetVcpusAtStartup`] | [`Reply::Unit`] |
 //! | `event.from(classes, token, timeout)` | [`Action::EventFrom`] (blocks up to `timeout`) | [`Reply::Events`] |
 //!
-//! Errors carry XAPI's code and parameters: [`ActionError::code`] and
-//! [`ActionError::params`]; [`ActionError::description`] is the XenAPI
-//! `ErrorDescription` array (`["VM_BAD_POWER_STATE", vm, expected,
-//! actual]`). Sessions (`SESSION_INVALID`, login) are the API's business.
+//! Errors are typed: one [`ActionError`] variant per cause, carrying its
+//! data (the VM, the expected and actual power states, ...). The toolstack
+//! spells no XenAPI error codes; the API maps each variant to XAPI's code and
+//! parameters (`windsor_api::error::action_error`), as it owns sessions and
+//! login.
 //!
 //! # Refs
 //!
@@ -57,12 +58,13 @@
 use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::{String, ToString};
-use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 use core::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use crate::lifecycle::Op;
 
 /// An object reference as XenAPI sends it (`OpaqueRef:...`).
 pub type Ref = String;
@@ -862,7 +864,7 @@ pub enum Action {
         /// The new map.
         value: Map,
     },
-    /// `<Class>.add_to_other_config(ref, key, value)` (`MAP_DUPLICATE_KEY`
+    /// `<Class>.add_to_other_config(ref, key, value)` ([`ActionError::MapDuplicateKey`]
     /// if present).
     AddToOtherConfig {
         /// The class.
@@ -1114,123 +1116,137 @@ pub enum Reply {
     Events(EventBatch),
 }
 
-/// Why an action failed, with XAPI's error code ([`code`](Self::code)) and
-/// parameters ([`params`](Self::params)).
+/// Why an action failed: one variant per cause, with the data a caller
+/// needs to act on it. The API (`api/`) turns each into XAPI's error code
+/// and parameters; the toolstack spells no XenAPI codes. `Display` is a
+/// message for people (logs, the command line).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ActionError {
-    /// `HANDLE_INVALID [class, ref]`: no such object.
-    #[error("HANDLE_INVALID: no {class} {r}")]
+    /// No object of `class` has the ref `r`.
+    #[error("no {class} {r}")]
     HandleInvalid {
         /// Its class.
         class: Class,
         /// The ref given.
         r: Ref,
     },
-    /// `UUID_INVALID [class, uuid]`: no object with that uuid.
-    #[error("UUID_INVALID: no {class} with uuid {uuid}")]
+    /// No object of `class` has the uuid `uuid`.
+    #[error("no {class} with uuid {uuid}")]
     UuidInvalid {
         /// Its class.
         class: Class,
         /// The uuid given.
         uuid: String,
     },
-    /// `VM_BAD_POWER_STATE [vm, expected, actual]`: the operation needs
-    /// another power state. Expected is written lower-case, as XAPI does.
-    #[error("VM_BAD_POWER_STATE: {vm} is {actual}, needs {expected}")]
+    /// The operation needs another power state.
+    #[error("{vm} is {actual}, the operation needs {expected}")]
     VmBadPowerState {
         /// The VM.
         vm: Ref,
-        /// A state the operation accepts.
+        /// A state the operation accepts (the first of
+        /// [`Op::legal_in`](crate::lifecycle::Op::legal_in)).
         expected: PowerState,
         /// Its state.
         actual: PowerState,
     },
-    /// `VM_IS_TEMPLATE [vm, operation]`: templates cannot be started.
-    #[error("VM_IS_TEMPLATE: {vm} is a template ({op})")]
+    /// The VM is a template, and templates cannot do `op` (they are never
+    /// started).
+    #[error("{vm} is a template and cannot {}", op.name())]
     VmIsTemplate {
         /// The VM.
         vm: Ref,
         /// The refused operation.
-        op: String,
+        op: Op,
     },
-    /// `OTHER_OPERATION_IN_PROGRESS [class, ref, operation]`: a lifecycle
-    /// operation on the VM has not finished.
-    #[error("OTHER_OPERATION_IN_PROGRESS: {op} on {class} {r}")]
+    /// A lifecycle operation on the object has not finished.
+    #[error("{} is in progress on {class} {r}", op.name())]
     OtherOperationInProgress {
         /// Its class.
         class: Class,
         /// The object.
         r: Ref,
         /// The running operation.
-        op: String,
+        op: Op,
     },
-    /// `OPERATION_NOT_ALLOWED [reason]`.
-    #[error("OPERATION_NOT_ALLOWED: {reason}")]
-    OperationNotAllowed {
-        /// Why.
-        reason: String,
+    /// The object cannot be destroyed while objects of class `dependents`
+    /// still use it (a VDI with VBDs, an SR with VDIs, a network with
+    /// VIFs).
+    #[error("{class} {r} still has {dependents}s")]
+    HasDependents {
+        /// Its class.
+        class: Class,
+        /// The object.
+        r: Ref,
+        /// The class of the objects that use it.
+        dependents: Class,
     },
-    /// `VM_FAILED_SHUTDOWN_ACKNOWLEDGMENT [vm]`: the guest did not
-    /// acknowledge `control/shutdown` in time.
-    #[error("VM_FAILED_SHUTDOWN_ACKNOWLEDGMENT: {vm}")]
+    /// The guest did not acknowledge `control/shutdown` in time.
+    #[error("{vm} did not acknowledge the shutdown request")]
     VmFailedShutdownAck {
         /// The VM.
         vm: Ref,
     },
-    /// `VM_SHUTDOWN_TIMEOUT [vm, timeout]`: the guest acknowledged but did
-    /// not shut down in time (seconds).
-    #[error("VM_SHUTDOWN_TIMEOUT: {vm} after {timeout_s}s")]
+    /// The guest acknowledged the shutdown request but did not shut down
+    /// within `timeout`.
+    #[error("{vm} did not shut down within {timeout:?}")]
     VmShutdownTimeout {
         /// The VM.
         vm: Ref,
-        /// The timeout, in seconds.
-        timeout_s: String,
+        /// How long it was given.
+        timeout: Duration,
     },
-    /// `VM_CRASHED [vm]`: the domain crashed during the operation.
-    #[error("VM_CRASHED: {vm}")]
+    /// The domain crashed during the operation.
+    #[error("{vm} crashed")]
     VmCrashed {
         /// The VM.
         vm: Ref,
     },
-    /// `VM_REBOOTED [vm]`: the guest rebooted instead of doing what it was
-    /// asked.
-    #[error("VM_REBOOTED: {vm}")]
+    /// The guest rebooted instead of doing what it was asked.
+    #[error("{vm} rebooted instead")]
     VmRebooted {
         /// The VM.
         vm: Ref,
     },
-    /// `VM_HALTED [vm]`: the guest halted instead of doing what it was asked.
-    #[error("VM_HALTED: {vm}")]
+    /// The guest halted instead of doing what it was asked.
+    #[error("{vm} halted instead")]
     VmHalted {
         /// The VM.
         vm: Ref,
     },
-    /// `BOOTLOADER_FAILED [vm, msg]`: the kernel (`PV_kernel`) is unknown or
-    /// unloadable.
-    #[error("BOOTLOADER_FAILED: {vm}: {msg}")]
+    /// The kernel (`PV_kernel`) names no guest image this host can load.
+    #[error("{vm}: no kernel image {kernel:?}")]
     BootloaderFailed {
         /// The VM.
         vm: Ref,
-        /// Why.
-        msg: String,
+        /// The `PV_kernel` given.
+        kernel: String,
     },
-    /// `HOST_NOT_ENOUGH_FREE_MEMORY [needed, available]` (bytes).
-    #[error("HOST_NOT_ENOUGH_FREE_MEMORY: needed {needed}")]
+    /// The host has not enough free memory for the domain.
+    #[error("not enough free memory: {needed} bytes needed, {available} available")]
     HostNotEnoughFreeMemory {
-        /// Bytes needed.
-        needed: String,
+        /// Bytes needed (the VM's `memory_static_max`).
+        needed: i64,
         /// Bytes available.
-        available: String,
+        available: i64,
     },
-    /// `MEMORY_CONSTRAINT_VIOLATION [constraint]`: the memory limits are not
-    /// ordered.
-    #[error("MEMORY_CONSTRAINT_VIOLATION: {constraint}")]
+    /// The memory limits given are not ordered
+    /// `0 <= static_min <= dynamic_min <= dynamic_max <= static_max`.
+    #[error(
+        "memory limits out of order: static_min {static_min}, dynamic_min {dynamic_min}, \
+         dynamic_max {dynamic_max}, static_max {static_max}"
+    )]
     MemoryConstraintViolation {
-        /// Which order was broken.
-        constraint: String,
+        /// `memory_static_min` given, bytes.
+        static_min: i64,
+        /// `memory_dynamic_min` given, bytes.
+        dynamic_min: i64,
+        /// `memory_dynamic_max` given, bytes.
+        dynamic_max: i64,
+        /// `memory_static_max` given, bytes.
+        static_max: i64,
     },
-    /// `VALUE_NOT_SUPPORTED [field, value, reason]`.
-    #[error("VALUE_NOT_SUPPORTED: {field}={value}: {reason}")]
+    /// A field was given a value this toolstack does not accept.
+    #[error("{field}={value}: {reason}")]
     ValueNotSupported {
         /// The field.
         field: String,
@@ -1239,8 +1255,8 @@ pub enum ActionError {
         /// Why.
         reason: String,
     },
-    /// `MAP_DUPLICATE_KEY [class, field, ref, key]`.
-    #[error("MAP_DUPLICATE_KEY: {key}")]
+    /// The map `field` of the object already has `key`.
+    #[error("{class} {r}: {field} already has the key {key:?}")]
     MapDuplicateKey {
         /// Its class.
         class: Class,
@@ -1251,18 +1267,20 @@ pub enum ActionError {
         /// The key.
         key: String,
     },
-    /// `MESSAGE_METHOD_UNKNOWN [method]`: the class does not support the
-    /// operation (e.g. `host.create`).
-    #[error("MESSAGE_METHOD_UNKNOWN: {method}")]
+    /// The class does not support the method (`host.destroy`).
+    #[error("{class}.{method} is not supported")]
     MethodUnknown {
-        /// `<Class>.<op>`.
-        method: String,
+        /// The class.
+        class: Class,
+        /// The method, without the class (`destroy`).
+        method: &'static str,
     },
-    /// `EVENTS_LOST []`: the token is older than the kept history.
-    #[error("EVENTS_LOST")]
+    /// The event token is older than the kept history (or newer than any
+    /// event): the caller must start again from token 0.
+    #[error("events lost: the token is outside the kept history")]
     EventsLost,
-    /// `INTERNAL_ERROR [msg]`: the platform or the store failed.
-    #[error("INTERNAL_ERROR: {msg}")]
+    /// The platform or the store failed.
+    #[error("internal error: {msg}")]
     Internal {
         /// What failed.
         msg: String,
@@ -1270,88 +1288,8 @@ pub enum ActionError {
 }
 
 impl ActionError {
-    /// XAPI's error code.
-    pub fn code(&self) -> &'static str {
-        match self {
-            ActionError::HandleInvalid { .. } => "HANDLE_INVALID",
-            ActionError::UuidInvalid { .. } => "UUID_INVALID",
-            ActionError::VmBadPowerState { .. } => "VM_BAD_POWER_STATE",
-            ActionError::VmIsTemplate { .. } => "VM_IS_TEMPLATE",
-            ActionError::OtherOperationInProgress { .. } => "OTHER_OPERATION_IN_PROGRESS",
-            ActionError::OperationNotAllowed { .. } => "OPERATION_NOT_ALLOWED",
-            ActionError::VmFailedShutdownAck { .. } => "VM_FAILED_SHUTDOWN_ACKNOWLEDGMENT",
-            ActionError::VmShutdownTimeout { .. } => "VM_SHUTDOWN_TIMEOUT",
-            ActionError::VmCrashed { .. } => "VM_CRASHED",
-            ActionError::VmRebooted { .. } => "VM_REBOOTED",
-            ActionError::VmHalted { .. } => "VM_HALTED",
-            ActionError::BootloaderFailed { .. } => "BOOTLOADER_FAILED",
-            ActionError::HostNotEnoughFreeMemory { .. } => "HOST_NOT_ENOUGH_FREE_MEMORY",
-            ActionError::MemoryConstraintViolation { .. } => "MEMORY_CONSTRAINT_VIOLATION",
-            ActionError::ValueNotSupported { .. } => "VALUE_NOT_SUPPORTED",
-            ActionError::MapDuplicateKey { .. } => "MAP_DUPLICATE_KEY",
-            ActionError::MethodUnknown { .. } => "MESSAGE_METHOD_UNKNOWN",
-            ActionError::EventsLost => "EVENTS_LOST",
-            ActionError::Internal { .. } => "INTERNAL_ERROR",
-        }
-    }
-
-    /// XAPI's parameters, in XAPI's order.
-    pub fn params(&self) -> Vec<String> {
-        match self {
-            ActionError::HandleInvalid { class, r } => vec![class.name().into(), r.clone()],
-            ActionError::UuidInvalid { class, uuid } => vec![class.name().into(), uuid.clone()],
-            ActionError::VmBadPowerState {
-                vm,
-                expected,
-                actual,
-            } => vec![
-                vm.clone(),
-                expected.as_str().to_ascii_lowercase(),
-                actual.as_str().to_ascii_lowercase(),
-            ],
-            ActionError::VmIsTemplate { vm, op } => vec![vm.clone(), op.clone()],
-            ActionError::OtherOperationInProgress { class, r, op } => {
-                vec![class.name().into(), r.clone(), op.clone()]
-            }
-            ActionError::OperationNotAllowed { reason } => vec![reason.clone()],
-            ActionError::VmFailedShutdownAck { vm }
-            | ActionError::VmCrashed { vm }
-            | ActionError::VmRebooted { vm }
-            | ActionError::VmHalted { vm } => vec![vm.clone()],
-            ActionError::VmShutdownTimeout { vm, timeout_s } => {
-                vec![vm.clone(), timeout_s.clone()]
-            }
-            ActionError::BootloaderFailed { vm, msg } => vec![vm.clone(), msg.clone()],
-            ActionError::HostNotEnoughFreeMemory { needed, available } => {
-                vec![needed.clone(), available.clone()]
-            }
-            ActionError::MemoryConstraintViolation { constraint } => vec![constraint.clone()],
-            ActionError::ValueNotSupported {
-                field,
-                value,
-                reason,
-            } => vec![field.clone(), value.clone(), reason.clone()],
-            ActionError::MapDuplicateKey {
-                class,
-                field,
-                r,
-                key,
-            } => vec![class.name().into(), field.clone(), r.clone(), key.clone()],
-            ActionError::MethodUnknown { method } => vec![method.clone()],
-            ActionError::EventsLost => Vec::new(),
-            ActionError::Internal { msg } => vec![msg.clone()],
-        }
-    }
-
-    /// The XenAPI `ErrorDescription`: the code, then the parameters.
-    pub fn description(&self) -> Vec<String> {
-        let mut v = vec![self.code().to_string()];
-        v.extend(self.params());
-        v
-    }
-
-    #[allow(dead_code)]
-    pub(crate) fn internal(msg: impl fmt::Display) -> Self {
+    /// An [`ActionError::Internal`] with `msg`.
+    pub fn internal(msg: impl fmt::Display) -> Self {
         ActionError::Internal {
             msg: msg.to_string(),
         }
@@ -1380,21 +1318,27 @@ mod tests {
     }
 
     #[test]
-    fn error_descriptions() {
+    fn errors_read_as_sentences() {
         let e = ActionError::VmBadPowerState {
             vm: ref_of("u"),
             expected: PowerState::Halted,
             actual: PowerState::Running,
         };
         assert_eq!(
-            e.description(),
-            ["VM_BAD_POWER_STATE", "OpaqueRef:u", "halted", "running"]
+            e.to_string(),
+            "OpaqueRef:u is Running, the operation needs Halted"
         );
-        let e = ActionError::HandleInvalid {
-            class: Class::Vm,
-            r: "OpaqueRef:x".into(),
+        let e = ActionError::HasDependents {
+            class: Class::Sr,
+            r: ref_of("s"),
+            dependents: Class::Vdi,
         };
-        assert_eq!(e.description(), ["HANDLE_INVALID", "VM", "OpaqueRef:x"]);
+        assert_eq!(e.to_string(), "SR OpaqueRef:s still has VDIs");
+        let e = ActionError::VmIsTemplate {
+            vm: ref_of("t"),
+            op: Op::Start,
+        };
+        assert_eq!(e.to_string(), "OpaqueRef:t is a template and cannot start");
     }
 
     #[test]

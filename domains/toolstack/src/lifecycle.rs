@@ -85,7 +85,8 @@ impl Op {
     }
 
     /// The power states in which the operation is legal; the first is the
-    /// one reported as "expected" in `VM_BAD_POWER_STATE`.
+    /// one reported as `expected` in
+    /// [`ActionError::VmBadPowerState`](crate::action::ActionError::VmBadPowerState).
     pub fn legal_in(self) -> &'static [PowerState] {
         use PowerState::*;
         match self {

@@ -348,7 +348,7 @@ where
     pub fn handle(&self, action: Action) -> ActionResult {
         let r = self.inner.handle(action);
         if let Err(e) = &r {
-            tracing::debug!(code = e.code(), "action failed: {e}");
+            tracing::debug!(error = ?e, "action failed: {e}");
         }
         r
     }
@@ -733,9 +733,10 @@ where
     fn set_memory(&self, r: &str, smin: i64, smax: i64, dmin: i64, dmax: i64) -> ActionResult {
         if !(0 <= smin && smin <= dmin && dmin <= dmax && dmax <= smax) {
             return Err(ActionError::MemoryConstraintViolation {
-                constraint:
-                    "memory_static_min <= memory_dynamic_min <= memory_dynamic_max <= memory_static_max"
-                        .into(),
+                static_min: smin,
+                dynamic_min: dmin,
+                dynamic_max: dmax,
+                static_max: smax,
             });
         }
         self.edit_vm(r, Some(Op::SetStatic), move |v| {
@@ -870,7 +871,8 @@ where
             }
             Record::Host(_) | Record::Pool(_) => {
                 return Err(ActionError::MethodUnknown {
-                    method: format!("{}.destroy", class.name()),
+                    class,
+                    method: "destroy",
                 })
             }
             Record::Vif(_) | Record::Vbd(_) => {
@@ -885,8 +887,10 @@ where
             }
             Record::Vdi(d) => {
                 if !d.VBDs.is_empty() {
-                    return Err(ActionError::OperationNotAllowed {
-                        reason: "VDI has VBDs".into(),
+                    return Err(ActionError::HasDependents {
+                        class,
+                        r: r.to_string(),
+                        dependents: Class::Vbd,
                     });
                 }
                 if let Ok(Record::Sr(s)) = st.get(Class::Sr, &d.SR).cloned() {
@@ -899,16 +903,20 @@ where
             }
             Record::Sr(s) => {
                 if !s.VDIs.is_empty() {
-                    return Err(ActionError::OperationNotAllowed {
-                        reason: "SR has VDIs".into(),
+                    return Err(ActionError::HasDependents {
+                        class,
+                        r: r.to_string(),
+                        dependents: Class::Vdi,
                     });
                 }
                 self.remove(&mut st, class, &s.uuid)?;
             }
             Record::Network(n) => {
                 if !n.VIFs.is_empty() {
-                    return Err(ActionError::OperationNotAllowed {
-                        reason: "network has VIFs".into(),
+                    return Err(ActionError::HasDependents {
+                        class,
+                        r: r.to_string(),
+                        dependents: Class::Vif,
                     });
                 }
                 self.remove(&mut st, class, &n.uuid)?;
@@ -1000,8 +1008,8 @@ where
         };
         let d = self.p.create(&cfg).map_err(|e| match e {
             xen::platform::Error::Errno(Errno::ENOMEM) => ActionError::HostNotEnoughFreeMemory {
-                needed: v.memory_static_max.to_string(),
-                available: "0".into(),
+                needed: v.memory_static_max,
+                available: 0,
             },
             e => internal(e),
         })?;
@@ -1018,7 +1026,7 @@ where
                 return Err(match e {
                     xen::platform::Error::Errno(Errno::ENOEXEC) => ActionError::BootloaderFailed {
                         vm: vm_ref,
-                        msg: format!("no kernel image {:?}", v.PV_kernel),
+                        kernel: v.PV_kernel.clone(),
                     },
                     e => internal(e),
                 });
@@ -1364,7 +1372,7 @@ where
         if acked {
             Err(ActionError::VmShutdownTimeout {
                 vm: r.to_string(),
-                timeout_s: format!("{}", self.cfg.shutdown_timeout.as_secs_f64()),
+                timeout: self.cfg.shutdown_timeout,
             })
         } else {
             Err(ActionError::VmFailedShutdownAck { vm: r.to_string() })
@@ -1598,13 +1606,13 @@ fn check(st: &State, v: &VmRecord, r: &str, op: Op) -> Result<(), ActionError> {
         return Err(ActionError::OtherOperationInProgress {
             class: Class::Vm,
             r: r.to_string(),
-            op: busy.name().into(),
+            op: busy,
         });
     }
     if v.is_a_template && !op.allowed_for_template() {
         return Err(ActionError::VmIsTemplate {
             vm: r.to_string(),
-            op: op.name().into(),
+            op,
         });
     }
     lifecycle::check(op, v.power_state).map_err(|expected| ActionError::VmBadPowerState {

@@ -5,7 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use windsor_toolstack::action::{Action, Class, NewRecord, PowerState, Record, Reply, VmRecord};
+use windsor_toolstack::action::{
+    Action, ActionError, Class, NewRecord, PowerState, Record, Reply, VmRecord,
+};
 use windsor_toolstack::host::Host;
 use windsor_toolstack::Config;
 use windsor_xenstore::client::{TxId, XenStore};
@@ -152,13 +154,13 @@ fn random_walk_keeps_records_and_domains_in_step() {
         if let Err(e) = h.toolstack.handle(a) {
             assert!(
                 matches!(
-                    e.code(),
-                    "VM_BAD_POWER_STATE"
-                        | "VM_FAILED_SHUTDOWN_ACKNOWLEDGMENT"
-                        | "VM_SHUTDOWN_TIMEOUT"
-                        | "VM_CRASHED"
-                        | "VM_REBOOTED"
-                        | "VM_HALTED"
+                    e,
+                    ActionError::VmBadPowerState { .. }
+                        | ActionError::VmFailedShutdownAck { .. }
+                        | ActionError::VmShutdownTimeout { .. }
+                        | ActionError::VmCrashed { .. }
+                        | ActionError::VmRebooted { .. }
+                        | ActionError::VmHalted { .. }
                 ),
                 "step {step}: {name} on {i}: {e:?}"
             );
