@@ -62,7 +62,7 @@ mod watch;
 
 use alloc::borrow::ToOwned;
 use alloc::boxed::Box;
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -197,6 +197,8 @@ struct Domain {
     watches: u32,
     /// Ring frame and port given at introduction.
     ring: (u64, u32),
+    /// Its connections (a ring, or host-side clients acting for it).
+    conns: Vec<ConnId>,
 }
 
 /// Statistics, for tests and `CONTROL memreport`.
@@ -235,6 +237,8 @@ pub struct Store {
     special_release: Perms,
     effects: Vec<Effect>,
     ready: Vec<ConnId>,
+    /// Connections whose output queue is not empty.
+    output: BTreeSet<ConnId>,
     fires: Vec<Fire>,
 }
 
@@ -564,6 +568,7 @@ impl Store {
             special_release: Perms::dom0_only(),
             effects: Vec::new(),
             ready: Vec::new(),
+            output: BTreeSet::new(),
             fires: Vec::new(),
         }
     }
@@ -606,7 +611,7 @@ impl Store {
                 ..Conn::default()
             },
         );
-        self.domains.entry(domid).or_default();
+        self.domains.entry(domid).or_default().conns.push(id);
         id
     }
 
@@ -618,9 +623,21 @@ impl Store {
             }
             if let Some(d) = self.domains.get_mut(&c.domid) {
                 d.watches = d.watches.saturating_sub(c.watches.len() as u32);
+                d.conns.retain(|x| *x != conn);
+            }
+            if !c.out.is_empty() {
+                self.output.remove(&conn);
             }
         }
         self.ready.retain(|c| *c != conn);
+    }
+
+    /// The connections of `domid`, in the order they were made.
+    fn conns_of(&self, domid: DomId) -> Vec<ConnId> {
+        self.domains
+            .get(&domid)
+            .map(|d| d.conns.clone())
+            .unwrap_or_default()
     }
 
     /// The domain of a connection.
@@ -641,6 +658,9 @@ impl Store {
     pub fn pop(&mut self, conn: ConnId) -> Option<Packet> {
         let c = self.conns.get_mut(&conn)?;
         let p = c.out.pop_front()?;
+        if c.out.is_empty() {
+            self.output.remove(&conn);
+        }
         c.out_bytes = c.out_bytes.saturating_sub(p.buffer_len());
         if p.header.ty != XsOp::WatchEvent as u32 {
             c.replies = c.replies.saturating_sub(1);
@@ -664,6 +684,15 @@ impl Store {
     /// Connections whose queue became non-empty since the last call.
     pub fn take_ready(&mut self) -> Vec<ConnId> {
         core::mem::take(&mut self.ready)
+    }
+
+    /// Every connection with queued output now, in id order, whether or
+    /// not [`take_ready`](Self::take_ready) named it already: a transport
+    /// that shares the store with another (which takes the ready list)
+    /// finds its own connections' output here, at a cost proportional to
+    /// the connections with output, not to all connections.
+    pub fn with_output(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.output.iter().copied()
     }
 
     /// Effects for the daemon since the last call.
@@ -722,6 +751,7 @@ impl Store {
         }
         if c.out.is_empty() {
             self.ready.push(conn);
+            self.output.insert(conn);
         }
         c.out_bytes += pkt.buffer_len();
         if reply {
@@ -1206,14 +1236,9 @@ impl Store {
         }
         if domid != DomId::DOM0 {
             // `domain_conn_reset`: a (re-)introduced domain starts clean.
-            let conns: Vec<ConnId> = self
-                .conns
-                .iter()
-                .filter(|(_, c)| c.domid == domid)
-                .map(|(id, _)| *id)
-                .collect();
-            for c in conns {
+            for c in self.conns_of(domid) {
                 self.reset_watches(c);
+                self.output.remove(&c);
                 if let Some(x) = self.conns.get_mut(&c) {
                     x.out.clear();
                     x.out_bytes = 0;
@@ -1261,24 +1286,24 @@ impl Store {
     /// Drops a domain: its connections, the nodes it owns, and its entries
     /// in other nodes' ACLs (so a re-created domid inherits nothing,
     /// XSA-322). Not recorded as node mutations: replay runs it again.
+    ///
+    /// The cost is proportional to the domain's own nodes and connections
+    /// (the tree's per-domain index), not to the size of the store. Owned
+    /// nodes go in path order, so a subtree is removed from its top.
     fn release_domain(&mut self, domid: DomId) -> Vec<ConnId> {
-        let conns: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.domid == domid)
-            .map(|(id, _)| *id)
-            .collect();
+        let conns = self.conns_of(domid);
         for c in &conns {
             self.disconnect(*c);
         }
         self.domains.remove(&domid);
         let was = self.tree.set_recording(false);
-        let owned: Vec<String> = self
+        let mut owned: Vec<String> = self
             .tree
-            .iter()
-            .filter(|(p, n)| *p != "/" && n.perms.owner_dom() == domid)
-            .map(|(p, _)| p.to_owned())
+            .owned_by(domid)
+            .filter(|p| *p != "/")
+            .map(str::to_owned)
             .collect();
+        owned.sort_unstable();
         for p in owned {
             if self.tree.get(&p).is_some() {
                 let mut fires = Vec::new();
@@ -1297,11 +1322,15 @@ impl Store {
                 self.fires.extend(fires);
             }
         }
-        let acl: Vec<(String, Perms)> = self
+        let mut acl: Vec<(String, Perms)> = self
             .tree
-            .iter()
-            .filter_map(|(p, n)| n.perms.without(domid).map(|np| (p.to_owned(), np)))
+            .acl_names(domid)
+            .filter_map(|p| {
+                let np = self.tree.get(p)?.perms.without(domid)?;
+                Some((p.to_owned(), np))
+            })
             .collect();
+        acl.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         for (p, np) in acl {
             // A fresh generation, so that an open transaction that saw the
             // old list cannot commit it back.
@@ -1600,8 +1629,9 @@ impl Store {
     }
 
     /// Checks the tree's invariants (every node's parent exists and lists
-    /// it, every listed child exists, counts match owners). For tests and
-    /// fuzzing.
+    /// it, every listed child exists, counts match owners, the per-domain
+    /// index matches the permissions, the bookkeeping of connections
+    /// matches them). For tests and fuzzing.
     pub fn check_consistency(&self) -> bool {
         let mut counts: BTreeMap<DomId, u32> = BTreeMap::new();
         for (p, n) in self.tree.iter() {
@@ -1622,7 +1652,18 @@ impl Store {
                 }
             }
         }
-        counts.iter().all(|(d, c)| self.tree.count(*d) == *c)
+        let conns_ok = self.conns.iter().all(|(id, c)| {
+            self.output.contains(id) != c.out.is_empty()
+                && self
+                    .domains
+                    .get(&c.domid)
+                    .is_some_and(|d| d.conns.iter().filter(|x| *x == id).count() == 1)
+        }) && self.output.iter().all(|id| self.conns.contains_key(id))
+            && self
+                .domains
+                .values()
+                .all(|d| d.conns.iter().all(|id| self.conns.contains_key(id)));
+        counts.iter().all(|(d, c)| self.tree.count(*d) == *c) && self.tree.check_index() && conns_ok
     }
 }
 

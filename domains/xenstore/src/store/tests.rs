@@ -496,6 +496,97 @@ mod props {
     }
 }
 
+mod release_props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What `XS_RELEASE` of `dom` leaves, computed by walking every node
+    /// (the release before the per-domain index): subtrees of nodes `dom`
+    /// owns (but `/`) are gone, ACL entries naming it are dropped.
+    fn walk_model(tree: &Tree, dom: DomId) -> Vec<(String, Vec<u8>, Perms)> {
+        let owned: Vec<&str> = tree
+            .iter()
+            .filter(|(p, n)| *p != "/" && n.perms.owner_dom() == dom)
+            .map(|(p, _)| p)
+            .collect();
+        let gone = |p: &str| {
+            owned
+                .iter()
+                .any(|o| p == *o || (p.starts_with(o) && p.as_bytes().get(o.len()) == Some(&b'/')))
+        };
+        let mut v: Vec<(String, Vec<u8>, Perms)> = tree
+            .iter()
+            .filter(|(p, _)| !gone(p))
+            .map(|(p, n)| {
+                let perms = n.perms.without(dom).unwrap_or_else(|| n.perms.clone());
+                (p.to_string(), n.value.to_vec(), perms)
+            })
+            .collect();
+        v.sort_by(|x, y| x.0.cmp(&y.0));
+        v
+    }
+
+    fn nodes(tree: &Tree) -> Vec<(String, Vec<u8>, Perms)> {
+        let mut v: Vec<(String, Vec<u8>, Perms)> = tree
+            .iter()
+            .map(|(p, n)| (p.to_string(), n.value.to_vec(), n.perms.clone()))
+            .collect();
+        v.sort_by(|x, y| x.0.cmp(&y.0));
+        v
+    }
+
+    const PATHS: &[&str] = &[
+        "/a",
+        "/a/b",
+        "/a/b/c",
+        "/a/d",
+        "/e",
+        "/e/f",
+        "/local/domain/2/x",
+    ];
+
+    /// A dom0 write, then perms naming domains 1..=3 (owner first).
+    fn op() -> impl Strategy<Value = (usize, Vec<(u8, u16)>)> {
+        (
+            0..PATHS.len(),
+            proptest::collection::vec((0u8..4, 0u16..4), 1..4),
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn release_matches_a_whole_tree_walk(
+            ops in proptest::collection::vec(op(), 1..30),
+            dom in 1u16..4,
+        ) {
+            let mut t = T::new();
+            let c0 = t.dom0();
+            for d in 1..4 {
+                t.guest(d);
+            }
+            for (i, acl) in ops {
+                let p = PATHS[i];
+                t.write(c0, 0, p, p.as_bytes()).unwrap();
+                let perms: Vec<String> = acl
+                    .iter()
+                    .map(|&(a, d)| format!("{}{}", ["n", "r", "w", "b"][a as usize], d))
+                    .collect();
+                let perms: Vec<&str> = perms.iter().map(String::as_str).collect();
+                t.set_perms(c0, p, &perms).unwrap();
+            }
+            prop_assert!(t.s.check_consistency());
+            let want = walk_model(t.s.tree(), DomId(dom));
+            t.one(c0, XsOp::Release, 0, &dom.to_string()).unwrap();
+            prop_assert!(t.s.check_consistency());
+            prop_assert_eq!(nodes(t.s.tree()), want);
+            prop_assert_eq!(t.s.tree().count(DomId(dom)), 0);
+            prop_assert_eq!(t.s.tree().acl_names(DomId(dom)).count(), 0);
+        }
+    }
+}
+
 /// In-process throughput, one core: `cargo test -p windsor-xenstore
 /// --release --lib -- --ignored --nocapture throughput`.
 #[test]

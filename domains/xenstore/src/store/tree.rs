@@ -1,21 +1,24 @@
-//! The committed tree: nodes keyed by canonical path, per-owner node
-//! counts, the generation counter and the mutation log hook.
+//! The committed tree: nodes keyed by canonical path, an index of nodes
+//! by the domains their permissions name, the generation counter and the
+//! mutation log hook.
 //!
 //! Every change to the committed tree goes through [`Tree::put`] and
-//! [`Tree::remove`], which bump generations, keep the per-domain node
-//! counts (charged to each node's owner, as xenstored does) and, when
-//! enabled, record a [`Mutation`](super::Mutation) for persistence.
+//! [`Tree::remove`], which bump generations, keep the per-domain index
+//! (a node is charged to its owner, as xenstored does, and listed under
+//! every other domain its ACL names) and, when enabled, record a
+//! [`Mutation`](super::Mutation) for persistence. The index is what makes
+//! `XS_RELEASE` cost the released domain's own nodes rather than the whole
+//! tree; its owner sets also give the node quota's counts.
 //!
 //! Nodes live in a `hashbrown` map with a seeded hasher: paths come from
 //! guests, so the seed (from [`Config::hash_seed`](super::Config)) keeps
 //! them from choosing colliding keys cheaply.
 
-use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::hash::{BuildHasher, Hasher};
 
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashSet};
 use xen::DomId;
 
 use super::Mutation;
@@ -139,11 +142,27 @@ impl Node {
     }
 }
 
+/// A set with the seeded hasher.
+type Set<K> = HashSet<K, SeededState>;
+
+/// The nodes whose permissions name one domain. Paths are the tree's own
+/// keys (shared, not copied).
+#[derive(Debug)]
+struct DomNodes {
+    /// Nodes it owns (first entry of the permissions).
+    owned: Set<Arc<str>>,
+    /// Nodes whose ACL (the entries after the owner) names it.
+    acl: Set<Arc<str>>,
+}
+
 /// The committed tree.
 #[derive(Debug)]
 pub struct Tree {
-    nodes: Map<Box<str>, Node>,
-    counts: Map<DomId, u32>,
+    nodes: Map<Arc<str>, Node>,
+    /// Domain -> the nodes its id appears in; no empty entries.
+    doms: Map<DomId, DomNodes>,
+    /// Hasher of the index's path sets.
+    set_state: SeededState,
     gen: u64,
     log: Option<Vec<Mutation>>,
 }
@@ -155,7 +174,8 @@ impl Tree {
         let st = SeededState::new(seed);
         let mut t = Tree {
             nodes: HashMap::with_hasher(st),
-            counts: HashMap::with_hasher(SeededState::new(seed.rotate_left(17))),
+            doms: HashMap::with_hasher(SeededState::new(seed.rotate_left(17))),
+            set_state: SeededState::new(seed.rotate_left(53)),
             gen: 0,
             log: None,
         };
@@ -195,7 +215,26 @@ impl Tree {
 
     /// Number of nodes owned by `dom`.
     pub fn count(&self, dom: DomId) -> u32 {
-        self.counts.get(&dom).copied().unwrap_or(0)
+        self.doms
+            .get(&dom)
+            .map_or(0, |d| u32::try_from(d.owned.len()).unwrap_or(u32::MAX))
+    }
+
+    /// Paths of the nodes `dom` owns (unordered).
+    pub fn owned_by(&self, dom: DomId) -> impl Iterator<Item = &str> {
+        self.doms
+            .get(&dom)
+            .into_iter()
+            .flat_map(|d| d.owned.iter().map(|p| &**p))
+    }
+
+    /// Paths of the nodes whose ACL names `dom` after the owner entry
+    /// (unordered).
+    pub fn acl_names(&self, dom: DomId) -> impl Iterator<Item = &str> {
+        self.doms
+            .get(&dom)
+            .into_iter()
+            .flat_map(|d| d.acl.iter().map(|p| &**p))
     }
 
     /// Number of nodes.
@@ -208,12 +247,25 @@ impl Tree {
         self.nodes.is_empty()
     }
 
-    fn charge(&mut self, dom: DomId, up: bool) {
-        let c = self.counts.entry(dom).or_insert(0);
-        if up {
-            *c = c.saturating_add(1);
-        } else {
-            *c = c.saturating_sub(1);
+    /// Lists `path` under (`add`) or removes it from every domain `perms`
+    /// names: its owner's `owned` set, the others' `acl` sets.
+    fn index(&mut self, path: &Arc<str>, perms: &Perms, add: bool) {
+        for (i, p) in perms.as_slice().iter().enumerate() {
+            if add {
+                let st = self.set_state;
+                let d = self.doms.entry(p.dom).or_insert_with(|| DomNodes {
+                    owned: Set::with_hasher(st),
+                    acl: Set::with_hasher(st),
+                });
+                let set = if i == 0 { &mut d.owned } else { &mut d.acl };
+                set.insert(path.clone());
+            } else if let Some(d) = self.doms.get_mut(&p.dom) {
+                let set = if i == 0 { &mut d.owned } else { &mut d.acl };
+                set.remove(&**path);
+                if d.owned.is_empty() && d.acl.is_empty() {
+                    self.doms.remove(&p.dom);
+                }
+            }
         }
     }
 
@@ -235,31 +287,33 @@ impl Tree {
                 perms: node.perms.clone(),
             });
         }
-        let new_owner = node.perms.owner_dom();
-        match self.nodes.get_mut(path) {
-            Some(old) => {
-                let old_owner = old.perms.owner_dom();
-                *old = node;
-                if old_owner != new_owner {
-                    self.charge(old_owner, false);
-                    self.charge(new_owner, true);
+        match self.nodes.get_key_value_mut(path) {
+            Some((key, old)) => {
+                if old.perms == node.perms {
+                    *old = node;
+                    return;
                 }
+                let (key, perms) = (key.clone(), node.perms.clone());
+                let old_perms = core::mem::replace(old, node).perms;
+                self.index(&key, &old_perms, false);
+                self.index(&key, &perms, true);
             }
             None => {
-                self.nodes.insert(path.into(), node);
-                self.charge(new_owner, true);
+                let key: Arc<str> = Arc::from(path);
+                self.index(&key, &node.perms, true);
+                self.nodes.insert(key, node);
             }
         }
     }
 
     /// Removes one node (not its children; callers walk subtrees).
     pub fn remove(&mut self, path: &str) -> Option<Node> {
-        let n = self.nodes.remove(path)?;
+        let (key, n) = self.nodes.remove_entry(path)?;
         self.gen += 1;
         if let Some(log) = &mut self.log {
             log.push(Mutation::Remove { path: path.into() });
         }
-        self.charge(n.perms.owner_dom(), false);
+        self.index(&key, &n.perms, false);
         Some(n)
     }
 
@@ -271,6 +325,36 @@ impl Tree {
     /// All nodes (unordered).
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Node)> {
         self.nodes.iter().map(|(k, v)| (&**k, v))
+    }
+
+    /// True if the per-domain index lists exactly the domains each node's
+    /// permissions name (for [`Store::check_consistency`](super::Store::check_consistency)).
+    pub fn check_index(&self) -> bool {
+        let listed = |dom: DomId, owner: bool, p: &str| {
+            self.doms
+                .get(&dom)
+                .is_some_and(|d| if owner { &d.owned } else { &d.acl }.contains(p))
+        };
+        let nodes_ok = self.nodes.iter().all(|(p, n)| {
+            let perms = n.perms.as_slice();
+            listed(perms[0].dom, true, p) && perms[1..].iter().all(|e| listed(e.dom, false, p))
+        });
+        let index_ok = self.doms.iter().all(|(dom, d)| {
+            let names = |p: &Arc<str>, owner: bool| {
+                self.nodes.get(&**p).is_some_and(|n| {
+                    let perms = n.perms.as_slice();
+                    if owner {
+                        perms[0].dom == *dom
+                    } else {
+                        perms[1..].iter().any(|e| e.dom == *dom)
+                    }
+                })
+            };
+            !(d.owned.is_empty() && d.acl.is_empty())
+                && d.owned.iter().all(|p| names(p, true))
+                && d.acl.iter().all(|p| names(p, false))
+        });
+        nodes_ok && index_ok
     }
 
     /// Takes the recorded mutations.
@@ -331,6 +415,47 @@ mod tests {
         t.remove("/x");
         assert_eq!(t.count(DomId(0)), base);
         assert_eq!(t.take_log().len(), 3);
+    }
+
+    #[test]
+    fn the_index_follows_owners_and_acls() {
+        use crate::client::{Access, Perm};
+        let mut t = Tree::new(1, false);
+        let acl = |owner: u16, others: &[u16]| {
+            let mut v = alloc::vec![Perm {
+                dom: DomId(owner),
+                access: Access::None
+            }];
+            v.extend(others.iter().map(|&d| Perm {
+                dom: DomId(d),
+                access: Access::Read,
+            }));
+            Perms::from_slice(&v).unwrap()
+        };
+        let v: Arc<[u8]> = Arc::from(&b""[..]);
+        t.put("/a", Node::new(v.clone(), acl(3, &[4, 4, 5])));
+        t.put("/b", Node::new(v.clone(), acl(4, &[3])));
+        let sorted = |it: &mut dyn Iterator<Item = &str>| {
+            let mut v: Vec<alloc::string::String> = it.map(Into::into).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(sorted(&mut t.owned_by(DomId(3))), ["/a"]);
+        assert_eq!(sorted(&mut t.acl_names(DomId(3))), ["/b"]);
+        assert_eq!(sorted(&mut t.acl_names(DomId(4))), ["/a"]);
+        assert_eq!(sorted(&mut t.owned_by(DomId(4))), ["/b"]);
+        assert!(t.check_index());
+        // A value change keeps the entries; a perms change moves them.
+        t.put("/a", Node::new(Arc::from(&b"x"[..]), acl(3, &[4, 4, 5])));
+        t.put("/b", Node::new(v, acl(5, &[])));
+        assert_eq!(t.owned_by(DomId(4)).count(), 0);
+        assert_eq!(t.acl_names(DomId(3)).count(), 0);
+        assert_eq!(sorted(&mut t.owned_by(DomId(5))), ["/b"]);
+        assert!(t.check_index());
+        t.remove("/a");
+        t.remove("/b");
+        assert!(t.doms.keys().all(|d| *d == DomId(0)), "no empty entries");
+        assert!(t.check_index());
     }
 
     #[test]
