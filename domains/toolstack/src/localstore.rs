@@ -25,14 +25,12 @@
 //! blocked `next_event` returns [`ClientError::Disconnected`].
 
 use std::collections::{HashMap, VecDeque};
-use std::string::String;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use std::vec::Vec;
 
-use windsor_xenstore::client::{ClientError, Perm, Result, TxId, WatchEvent, XenStore};
-use windsor_xenstore::perms::Perms;
+use windsor_xenstore::client::{ops, Call, ClientError, Result, TxId, WatchEvent, XenStore};
 use windsor_xenstore::store::{Config, ConnId, Effect, Store};
 use windsor_xenstore::wire::{error_from_name, Header, Packet, XsOp};
 use windsor_xenstore::xenbus::XenbusServer;
@@ -84,13 +82,7 @@ impl Inner {
             let mut woke = false;
             while let Some(p) = store.pop(c) {
                 if p.op() == Some(XsOp::WatchEvent) {
-                    let mut parts = p.payload.split(|&b| b == 0);
-                    let path = parts.next().unwrap_or_default();
-                    let token = parts.next().unwrap_or_default();
-                    q.events.push_back(WatchEvent {
-                        path: String::from_utf8_lossy(path).into_owned(),
-                        token: String::from_utf8_lossy(token).into_owned(),
-                    });
+                    q.events.push_back(ops::watch_event(&p.payload));
                     woke = true;
                 } else if reply_to.is_some_and(|(rc, req)| rc == c && p.header.req_id == req) {
                     reply = Some(p);
@@ -366,83 +358,16 @@ impl LocalStore {
                 .0;
         }
     }
+}
 
-    fn path_arg(path: &str) -> Vec<u8> {
-        let mut v = Vec::with_capacity(path.len() + 1);
-        v.extend_from_slice(path.as_bytes());
-        v.push(0);
-        v
+impl Call for LocalStore {
+    fn call(&self, op: XsOp, tx: TxId, payload: &[u8]) -> Result<Vec<u8>> {
+        LocalStore::call(self, op, tx, payload)
     }
 }
 
 impl XenStore for LocalStore {
-    fn read(&self, tx: TxId, path: &str) -> Result<Vec<u8>> {
-        self.call(XsOp::Read, tx, &Self::path_arg(path))
-    }
-
-    fn write(&self, tx: TxId, path: &str, value: &[u8]) -> Result<()> {
-        let mut v = Self::path_arg(path);
-        v.extend_from_slice(value);
-        self.call(XsOp::Write, tx, &v).map(|_| ())
-    }
-
-    fn mkdir(&self, tx: TxId, path: &str) -> Result<()> {
-        self.call(XsOp::Mkdir, tx, &Self::path_arg(path))
-            .map(|_| ())
-    }
-
-    fn rm(&self, tx: TxId, path: &str) -> Result<()> {
-        self.call(XsOp::Rm, tx, &Self::path_arg(path)).map(|_| ())
-    }
-
-    fn directory(&self, tx: TxId, path: &str) -> Result<Vec<String>> {
-        let r = self.call(XsOp::Directory, tx, &Self::path_arg(path))?;
-        Ok(r.split(|&b| b == 0)
-            .filter(|s| !s.is_empty())
-            .map(|s| String::from_utf8_lossy(s).into_owned())
-            .collect())
-    }
-
-    fn get_perms(&self, tx: TxId, path: &str) -> Result<Vec<Perm>> {
-        let r = self.call(XsOp::GetPerms, tx, &Self::path_arg(path))?;
-        let p = Perms::parse(&r).map_err(|_| ClientError::Protocol)?;
-        Ok(p.as_slice().to_vec())
-    }
-
-    fn set_perms(&self, tx: TxId, path: &str, perms: &[Perm]) -> Result<()> {
-        let mut v = Self::path_arg(path);
-        if let Some(p) = Perms::from_slice(perms) {
-            p.emit(&mut v);
-        }
-        self.call(XsOp::SetPerms, tx, &v).map(|_| ())
-    }
-
-    fn transaction_start(&self) -> Result<TxId> {
-        let r = self.call(XsOp::TransactionStart, TxId::NONE, b"\0")?;
-        let s = r.strip_suffix(b"\0").unwrap_or(&r);
-        core::str::from_utf8(s)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .map(TxId)
-            .ok_or(ClientError::Protocol)
-    }
-
-    fn transaction_end(&self, tx: TxId, commit: bool) -> Result<()> {
-        let arg: &[u8] = if commit { b"T\0" } else { b"F\0" };
-        self.call(XsOp::TransactionEnd, tx, arg).map(|_| ())
-    }
-
-    fn watch(&self, path: &str, token: &str) -> Result<()> {
-        let mut v = Self::path_arg(path);
-        v.extend_from_slice(&Self::path_arg(token));
-        self.call(XsOp::Watch, TxId::NONE, &v).map(|_| ())
-    }
-
-    fn unwatch(&self, path: &str, token: &str) -> Result<()> {
-        let mut v = Self::path_arg(path);
-        v.extend_from_slice(&Self::path_arg(token));
-        self.call(XsOp::Unwatch, TxId::NONE, &v).map(|_| ())
-    }
+    windsor_xenstore::xenstore_via_call!();
 
     fn next_event(&self, timeout: Option<Duration>) -> Result<WatchEvent> {
         let deadline = timeout.map(|t| Instant::now() + t);
@@ -478,14 +403,12 @@ impl XenStore for LocalStore {
 
 impl Introducer for LocalStore {
     fn introduce(&self, dom: DomId, gfn: Gfn, port: EvtchnPort) -> Result<()> {
-        let arg = std::format!("{}\0{}\0{}\0", dom.0, gfn.0, port.0);
-        self.call(XsOp::Introduce, TxId::NONE, arg.as_bytes())?;
+        ops::introduce(self, dom, gfn.0, port)?;
         self.wait_introduced()
     }
 
     fn release(&self, dom: DomId) -> Result<()> {
-        let arg = std::format!("{}\0", dom.0);
-        match self.call(XsOp::Release, TxId::NONE, arg.as_bytes()) {
+        match ops::release(self, dom) {
             Ok(_) | Err(ClientError::Store(Errno::ENOENT)) => Ok(()),
             Err(e) => Err(e),
         }
