@@ -11,7 +11,8 @@
 //!   port, feeds requests to the core [`Store`](crate::Store) with the
 //!   domain id as the connection's identity (so permissions and quotas
 //!   apply), writes replies and watch events back, with bounded work per
-//!   poll; misbehaving guests are ignored (the `error` field) until they
+//!   poll that grows with the guests that have something to do, not with
+//!   the guests served; misbehaving guests are ignored (the `error` field) until they
 //!   reconnect.
 //! * [`client`]: [`XenbusClient`], a domain's [`XenStore`](crate::client::XenStore)
 //!   over its own ring.
@@ -39,7 +40,8 @@
 //! [`XenbusServer::run`] is that loop for a store with no other transport.
 //! When the store is shared with another transport (the Unix-socket daemon
 //! of host mode), that side must: leave the output of ring connections in
-//! the store ([`XenbusServer::owns`]; `Store::take_ready` may name them),
+//! the store ([`XenbusServer::owns`]; `Store::take_ready` may name them:
+//! the server finds them through `Store::with_output`),
 //! hand `Effect::Introduce`/`Release` to the server's thread instead of
 //! dropping them, and notify [`XenbusServer::kick_port`] after queueing
 //! output for a ring connection (a watch event fired by a socket client),
