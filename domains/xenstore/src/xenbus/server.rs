@@ -19,12 +19,18 @@
 //! pending, those with work of their own left from an earlier poll (a
 //! backlog, a held request, a half-written reply: the `work` set) and
 //! those whose store connection has queued output
-//! ([`Store::with_output`]). Pending ports are found by bisection with
-//! zero-timeout [`EventChannel::wait`]s over the port list (each a single
-//! scan of a slice, so a poll with `k` pending guests out of `n` costs
-//! `O(k log n)` calls, not `n`), and only the ports found pending are
-//! cleared one by one. With a thousand idle guests a poll therefore costs
-//! about what it costs with one. A guest that breaks the ring protocol (inconsistent index,
+//! ([`Store::with_output`]). Pending ports are found in two ways. The
+//! guests visited by the previous poll (the ones just sent a reply, most
+//! likely to answer) are tested and cleared one by one. The other ports
+//! are searched by bisection with zero-timeout [`EventChannel::wait`]s
+//! over the port list (each a single scan of a slice, so `k` pending
+//! guests out of `n` cost `O(k log n)` calls, not `n`), and only the ports
+//! found pending are cleared. The search is skipped when a recent guest
+//! was pending, but never for more than [`SEARCH_EVERY`] polls in a row:
+//! a port left pending keeps the next `wait` from blocking, so every guest
+//! is served within that many polls however busy the others are. With a
+//! thousand idle guests a poll therefore costs about what it costs with
+//! one. A guest that breaks the ring protocol (inconsistent index,
 //! oversized message, unmappable page) is *ignored* as C xenstored's
 //! `ignore_connection` does: `error` is set in its page, its store
 //! connection (watches, transactions, queued output) is dropped, its
@@ -83,6 +89,11 @@ pub enum ServerError {
     #[error("domain id {0:?} cannot have a xenstore ring")]
     BadDomain(DomId),
 }
+
+/// Polls that may find their guests among the recently served ones
+/// before one searches every port (the bound on how long a pending guest
+/// can wait for its turn while others keep the server busy).
+pub const SEARCH_EVERY: u32 = 4;
 
 /// Limits of a [`XenbusServer`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -207,6 +218,11 @@ where
     slot_dom: Vec<DomId>,
     /// Guests whose [`Io::has_work`] is true.
     work: BTreeSet<DomId>,
+    /// Guests visited by the last poll or just introduced: their ports are
+    /// tested first.
+    recent: BTreeSet<DomId>,
+    /// Polls since the last search of every port.
+    unsearched: u32,
     /// Loopback pair: notify `kick_tx` to wake `kick_rx`.
     kick_tx: EvtchnPort,
     kick_rx: EvtchnPort,
@@ -249,6 +265,8 @@ where
             ports: alloc::vec![kick_rx],
             slot_dom: alloc::vec![me],
             work: BTreeSet::new(),
+            recent: BTreeSet::new(),
+            unsearched: 0,
             kick_tx,
             kick_rx,
         })
@@ -319,11 +337,34 @@ where
         }
     }
 
-    /// Guests whose port is pending, with the pending bit cleared: a
-    /// zero-timeout `wait` on a range says whether to look inside it, and
-    /// ranges of at most two ports are tested and cleared port by port. If
-    /// `wait` fails, the whole range is treated as possibly pending.
-    fn take_pending(&self, out: &mut BTreeSet<DomId>) {
+    /// Guests whose port is pending, with the pending bit cleared: the
+    /// recent guests first; then, unless one of them was pending and fewer
+    /// than [`SEARCH_EVERY`] polls skipped it, a search of every port.
+    fn take_pending(&mut self, out: &mut BTreeSet<DomId>) {
+        let mut found = false;
+        for d in &self.recent {
+            if let Some(g) = self.guests.get(d) {
+                // Clear before looking at the ring: an event after this is
+                // kept.
+                if self.plat.clear_pending(g.io.port).unwrap_or(true) {
+                    out.insert(*d);
+                    found = true;
+                }
+            }
+        }
+        if found && self.unsearched + 1 < SEARCH_EVERY {
+            self.unsearched += 1;
+            return;
+        }
+        self.unsearched = 0;
+        self.search_pending(out);
+    }
+
+    /// Searches every guest port: a zero-timeout `wait` on a range says
+    /// whether to look inside it, and ranges of at most two ports are
+    /// tested and cleared port by port. If `wait` fails, the whole range is
+    /// treated as possibly pending.
+    fn search_pending(&self, out: &mut BTreeSet<DomId>) {
         let mut ranges: Vec<(usize, usize)> = alloc::vec![(1, self.ports.len())];
         while let Some((lo, hi)) = ranges.pop() {
             if hi <= lo {
@@ -389,6 +430,7 @@ where
             g.io.gfn = gfn;
             g.io.clear_buffers();
             self.work.remove(&domid);
+            self.recent.insert(domid);
             let page = g.mapping.rw().ok_or(ServerError::BadMapping(domid))?;
             g.io.ring
                 .reset(page)
@@ -427,6 +469,7 @@ where
         let slot = self.ports.len();
         self.ports.push(port);
         self.slot_dom.push(domid);
+        self.recent.insert(domid);
         self.guests.insert(
             domid,
             Guest {
@@ -464,6 +507,7 @@ where
         drop(g.mapping);
         self.free_slot(g.io.slot);
         self.work.remove(&domid);
+        self.recent.remove(&domid);
         tracing::info!(dom = domid.0, "xenbus: domain released");
         true
     }
@@ -529,7 +573,9 @@ where
             self.output_owners(store, &mut due);
         }
         let mut gone = Vec::new();
+        self.recent.clear();
         for domid in due {
+            self.recent.insert(domid);
             let Some(g) = self.guests.get_mut(&domid) else {
                 continue;
             };
@@ -553,6 +599,7 @@ where
             self.flush(store, &mut prog);
         }
         for domid in gone {
+            self.recent.remove(&domid);
             tracing::info!(dom = domid.0, "xenbus: peer closed its port");
             self.release(store, domid);
             prog.gone.push(domid);
@@ -597,6 +644,7 @@ where
             let Some(g) = self.guests.get_mut(&domid) else {
                 continue;
             };
+            self.recent.insert(domid);
             let Some(conn) = g.io.conn else { continue };
             let Some(page) = g.mapping.rw() else { continue };
             match send_queued(store, conn, &mut g.io, page) {
