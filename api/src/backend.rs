@@ -82,19 +82,6 @@ fn set_uuid(r: &mut Record, u: &str) {
     }
 }
 
-fn other_config(r: &mut Record) -> &mut BTreeMap<String, String> {
-    match r {
-        Record::Vm(x) => &mut x.other_config,
-        Record::Host(x) => &mut x.other_config,
-        Record::Pool(x) => &mut x.other_config,
-        Record::Network(x) => &mut x.other_config,
-        Record::Sr(x) => &mut x.other_config,
-        Record::Vdi(x) => &mut x.other_config,
-        Record::Vif(x) => &mut x.other_config,
-        Record::Vbd(x) => &mut x.other_config,
-    }
-}
-
 fn bad_state(vm: &str, expected: PowerState, actual: PowerState) -> ActionError {
     ActionError::VmBadPowerState {
         vm: vm.to_owned(),
@@ -469,7 +456,7 @@ impl Backend for MemoryBackend {
                 Ok(())
             }),
             Action::SetOtherConfig { class, r, value } => self.modify(class, &r, |rec| {
-                *other_config(rec) = value;
+                *rec.other_config_mut() = value;
                 Ok(())
             }),
             Action::AddToOtherConfig {
@@ -478,7 +465,7 @@ impl Backend for MemoryBackend {
                 key,
                 value,
             } => self.modify(class, &r.clone(), |rec| {
-                let m = other_config(rec);
+                let m = rec.other_config_mut();
                 if m.contains_key(&key) {
                     return Err(ActionError::MapDuplicateKey {
                         class,
@@ -491,7 +478,7 @@ impl Backend for MemoryBackend {
                 Ok(())
             }),
             Action::RemoveFromOtherConfig { class, r, key } => self.modify(class, &r, |rec| {
-                other_config(rec).remove(&key);
+                rec.other_config_mut().remove(&key);
                 Ok(())
             }),
             Action::VmClone { vm, new_name } => {

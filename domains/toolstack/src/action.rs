@@ -710,6 +710,21 @@ pub enum Record {
 }
 
 impl Record {
+    /// The record's `other_config` map, for the `other_config` calls every
+    /// class has.
+    pub fn other_config_mut(&mut self) -> &mut Map {
+        match self {
+            Record::Vm(r) => &mut r.other_config,
+            Record::Host(r) => &mut r.other_config,
+            Record::Pool(r) => &mut r.other_config,
+            Record::Network(r) => &mut r.other_config,
+            Record::Sr(r) => &mut r.other_config,
+            Record::Vdi(r) => &mut r.other_config,
+            Record::Vif(r) => &mut r.other_config,
+            Record::Vbd(r) => &mut r.other_config,
+        }
+    }
+
     /// The class of the record.
     pub fn class(&self) -> Class {
         match self {

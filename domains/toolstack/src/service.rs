@@ -616,7 +616,7 @@ where
                 Ok(())
             }),
             A::SetOtherConfig { class, r, value } => self.edit(class, &r, |rec| {
-                *other_config(rec) = value;
+                *rec.other_config_mut() = value;
                 Ok(())
             }),
             A::AddToOtherConfig {
@@ -627,7 +627,7 @@ where
             } => {
                 let r2 = r.clone();
                 self.edit(class, &r, move |rec| {
-                    let m = other_config(rec);
+                    let m = rec.other_config_mut();
                     if m.contains_key(&key) {
                         return Err(ActionError::MapDuplicateKey {
                             class,
@@ -641,7 +641,7 @@ where
                 })
             }
             A::RemoveFromOtherConfig { class, r, key } => self.edit(class, &r, |rec| {
-                other_config(rec).remove(&key);
+                rec.other_config_mut().remove(&key);
                 Ok(())
             }),
             A::VmClone { vm, new_name } => self.clone_vm(&vm, new_name),
@@ -1641,19 +1641,6 @@ fn set_name(rec: &mut Record, label: Option<String>, desc: Option<String>) {
         Record::Sr(r) => set!(r),
         Record::Vdi(r) => set!(r),
         Record::Vif(_) | Record::Vbd(_) => {}
-    }
-}
-
-fn other_config(rec: &mut Record) -> &mut crate::action::Map {
-    match rec {
-        Record::Vm(r) => &mut r.other_config,
-        Record::Host(r) => &mut r.other_config,
-        Record::Pool(r) => &mut r.other_config,
-        Record::Network(r) => &mut r.other_config,
-        Record::Sr(r) => &mut r.other_config,
-        Record::Vdi(r) => &mut r.other_config,
-        Record::Vif(r) => &mut r.other_config,
-        Record::Vbd(r) => &mut r.other_config,
     }
 }
 
