@@ -88,6 +88,7 @@ impl Up {
         }
     }
 
+    /// Sends SIGINT and waits for a clean exit; returns everything printed.
     fn interrupt(mut self) -> Vec<String> {
         let pid = self.child.id().to_string();
         let ok = Command::new("kill").args(["-INT", &pid]).status().unwrap();
@@ -95,7 +96,15 @@ impl Up {
         self.wait_for("host stopped");
         let status = self.child.wait().unwrap();
         assert!(status.success(), "windsor up exited with {status}");
-        self.seen
+        std::mem::take(&mut self.seen)
+    }
+}
+
+/// A failing assertion must not leave `windsor up` running.
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
