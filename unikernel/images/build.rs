@@ -1,4 +1,5 @@
-//! Links the image with the unikernel's linker script (Xen mode only).
+//! Links every image with the unikernel's linker script (Xen mode only);
+//! each image's `Cargo.toml` names this file as its `build` script.
 //!
 //! On the host target the binary is an empty `main`, linked normally.
 
