@@ -130,7 +130,7 @@ struct Load {
     p99_us: f64,
 }
 
-fn xs_load(bin: &Path, s: &Server, threads: u32, secs: u32) -> Load {
+fn xs_load(bin: &Path, name: &str, socket: &Path, threads: u32, secs: u32) -> Load {
     let out = Command::new(bin)
         .args([
             "-t",
@@ -140,11 +140,11 @@ fn xs_load(bin: &Path, s: &Server, threads: u32, secs: u32) -> Load {
             "-m",
             "mixed",
         ])
-        .env("XENSTORED_PATH", &s.socket)
+        .env("XENSTORED_PATH", socket)
         .output()
         .expect("run xs-load");
     let text = String::from_utf8_lossy(&out.stdout);
-    eprintln!("{:8} {text}", s.name);
+    eprintln!("{name:8} {text}");
     Load {
         ops_per_s: field(&text, "ops_per_s"),
         p50_us: field(&text, "p50_us"),
@@ -236,6 +236,77 @@ fn fan_out(s: &Server, n: usize) -> (f64, f64) {
     let ms = t0.elapsed().as_secs_f64() * 1e3;
     recv(&mut w);
     (ms, rss)
+}
+
+/// A server that does no work: one thread per connection answers every
+/// request at once with a fixed, well-formed reply (no store, no disk, no
+/// permission checks). What xs-load reaches against it is the most any
+/// server can reach with this client on this machine: the client's own CPU
+/// and the socket round trips are all that is left.
+struct NullServer {
+    socket: PathBuf,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    accept: Option<std::thread::JoinHandle<()>>,
+}
+
+impl NullServer {
+    fn start(socket: PathBuf) -> NullServer {
+        let _ = std::fs::remove_file(&socket);
+        let listener = std::os::unix::net::UnixListener::bind(&socket).expect("bind null server");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let accept = std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                std::thread::spawn(move || Self::serve(conn));
+            }
+        });
+        NullServer {
+            socket,
+            stop,
+            accept: Some(accept),
+        }
+    }
+
+    fn serve(mut c: UnixStream) {
+        let mut h = [0u8; 16];
+        let mut body = vec![0u8; 4096];
+        let mut out = Vec::with_capacity(64);
+        while c.read_exact(&mut h).is_ok() {
+            let len = u32::from_le_bytes([h[12], h[13], h[14], h[15]]) as usize;
+            if len > body.len() || c.read_exact(&mut body[..len]).is_err() {
+                return;
+            }
+            let ty = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
+            let reply: &[u8] = match ty {
+                t if t == XsOp::Read as u32 => b"value-0",
+                t if t == XsOp::Directory as u32 => b"\0",
+                t if t == XsOp::TransactionStart as u32 => b"1\0",
+                _ => b"OK\0",
+            };
+            out.clear();
+            out.extend_from_slice(&h[..12]);
+            out.extend_from_slice(&(reply.len() as u32).to_le_bytes());
+            out.extend_from_slice(reply);
+            if c.write_all(&out).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for NullServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        // Wake the accept loop so it sees `stop`.
+        let _ = UnixStream::connect(&self.socket);
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 fn raise_fd_limit() {
@@ -333,12 +404,17 @@ fn main() {
         } else {
             start_ref(kind, &dir)
         };
-        let t16 = xs_load(&xs_load_bin, &s, 16, secs);
-        let t1 = xs_load(&xs_load_bin, &s, 1, secs);
+        let t16 = xs_load(&xs_load_bin, s.name, &s.socket, 16, secs);
+        let t1 = xs_load(&xs_load_bin, s.name, &s.socket, 1, secs);
         let tx = test_xenstore(&s, 200);
         let fan = fan_out(&s, 1000);
         results.push((kind, t16, t1, tx, fan));
     }
+    // The ceiling: the same client against a server that does nothing.
+    let ceiling = {
+        let null = NullServer::start(tmp.join("null.sock"));
+        xs_load(&xs_load_bin, "null", &null.socket, 16, secs).ops_per_s
+    };
     let _ = std::fs::remove_dir_all(&tmp);
 
     let (ours, refs) = results.split_first().expect("results");
@@ -358,6 +434,19 @@ fn main() {
         "ops/s",
         ours.1.ops_per_s,
         best(&|r| r.1.ops_per_s, true),
+    );
+    // How far 5x the reference is from what the client can reach at all.
+    higher(
+        "xs_load_t16_mixed_ceiling_null_server_ops_per_s",
+        "ops/s",
+        ceiling,
+        best(&|r| r.1.ops_per_s, true),
+    );
+    higher(
+        "xenstored_t16_mixed_share_of_ceiling",
+        "ops/s",
+        ours.1.ops_per_s,
+        ceiling,
     );
     lower(
         "xenstored_t16_mixed_p99_us",
