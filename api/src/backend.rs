@@ -490,16 +490,28 @@ impl MemoryBackend {
         }
         let deadline = Instant::now() + timeout;
         loop {
-            // Newest change per object, in sequence order.
-            let mut latest: BTreeMap<(Class, String), Event> = BTreeMap::new();
+            // Newest change per object, in sequence order; `add` if the
+            // object is new since the token (and still there).
+            let mut latest: BTreeMap<(Class, String), (Event, bool)> = BTreeMap::new();
             for e in st.events.iter().filter(|e| e.id > token) {
                 if wants(e.class, &e.r) {
-                    latest.insert((e.class, e.r.clone()), e.clone());
+                    let key = (e.class, e.r.clone());
+                    let added =
+                        e.operation == EventOp::Add || latest.get(&key).is_some_and(|x| x.1);
+                    latest.insert(key, (e.clone(), added));
                 }
             }
             let now = Instant::now();
             if !latest.is_empty() || now >= deadline {
-                let mut events: Vec<Event> = latest.into_values().collect();
+                let mut events: Vec<Event> = latest
+                    .into_values()
+                    .map(|(mut e, added)| {
+                        if added && e.operation != EventOp::Del {
+                            e.operation = EventOp::Add;
+                        }
+                        e
+                    })
+                    .collect();
                 events.sort_by_key(|e| e.id);
                 return Ok(Reply::Events(EventBatch {
                     events,
