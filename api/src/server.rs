@@ -211,7 +211,7 @@ impl Api {
             .get(r)
             .ok_or_else(|| ApiError::handle_invalid("session", r))?;
         let this_host = self
-            .dispatch("host.get_all", &[s.clone()])
+            .dispatch("host.get_all", std::slice::from_ref(s))
             .ok()
             .and_then(|h| h.as_array().and_then(|a| a.first().cloned()))
             .unwrap_or_else(|| Value::str("OpaqueRef:NULL"));

@@ -2,6 +2,8 @@
 //! backends (the in-memory double and the real toolstack in host mode):
 //! `Async.*` and the task class, the SR calls and their errors, the default
 //! SR, and the session getters.
+// Argument lists are written inline, `&[a.clone()]` like `&[a.clone(), b]`.
+#![allow(clippy::cloned_ref_to_slice_refs)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
