@@ -15,8 +15,8 @@ use std::time::Instant;
 
 use windsor_toolstack::action::{
     ref_of, Action, ActionError, ActionResult, Class, Event, EventBatch, EventOp, HostRecord, Map,
-    NetworkRecord, NewRecord, PbdRecord, PoolRecord, PowerState, Record, Reply, SrRecord, SrSpec,
-    TaskOutcome, VmRecord,
+    NetworkRecord, NewRecord, PbdRecord, PifRecord, PoolRecord, PowerState, Record, Reply,
+    SrRecord, SrSpec, TaskOutcome, VmRecord,
 };
 use windsor_toolstack::lifecycle::Op;
 use windsor_toolstack::task::{self, TaskBook, TaskLimits};
@@ -83,6 +83,7 @@ fn set_uuid(r: &mut Record, u: &str) {
         Record::Vif(x) => x.uuid = u.into(),
         Record::Vbd(x) => x.uuid = u.into(),
         Record::Pbd(x) => x.uuid = u.into(),
+        Record::Pif(x) => x.uuid = u.into(),
         Record::Task(x) => x.uuid = u.into(),
     }
 }
@@ -130,9 +131,12 @@ impl MemoryBackend {
         };
         let sr = uuid();
         let pbd = uuid();
+        let net = uuid();
+        let pif = uuid();
         insert(Record::Host(HostRecord {
             uuid: host_uuid.clone(),
             PBDs: vec![ref_of(&pbd)],
+            PIFs: vec![ref_of(&pif)],
             name_label: "windsor".into(),
             hostname: "windsor".into(),
             address: "127.0.0.1".into(),
@@ -161,8 +165,19 @@ impl MemoryBackend {
             crash_dump_SR: ref_of(&sr),
             ..PoolRecord::default()
         }));
+        insert(Record::Pif(PifRecord {
+            uuid: pif.clone(),
+            device: "eth0".into(),
+            network: ref_of(&net),
+            host: host.clone(),
+            MAC: "00:16:3e:00:00:01".into(),
+            currently_attached: true,
+            management: true,
+            ..PifRecord::default()
+        }));
         insert(Record::Network(NetworkRecord {
-            uuid: uuid(),
+            uuid: net,
+            PIFs: vec![ref_of(&pif)],
             name_label: "Pool-wide network associated with eth0".into(),
             bridge: "xenbr0".into(),
             ..NetworkRecord::default()
@@ -583,7 +598,14 @@ impl Backend for MemoryBackend {
                         return Err(bad_state(&r, Halted, v.power_state));
                     }
                 }
-                if matches!(class, Class::Host | Class::Pool | Class::Pbd) {
+                if let Record::Network(n) = rec {
+                    if !n.PIFs.is_empty() {
+                        return Err(ActionError::NetworkContainsPif {
+                            pifs: n.PIFs.clone(),
+                        });
+                    }
+                }
+                if matches!(class, Class::Host | Class::Pool | Class::Pbd | Class::Pif) {
                     return Err(ActionError::MethodUnknown {
                         class,
                         method: "destroy",
@@ -664,7 +686,7 @@ impl Backend for MemoryBackend {
                     Record::Sr(x) => x.name_label = value,
                     Record::Vdi(x) => x.name_label = value,
                     Record::Task(x) => x.name_label = value,
-                    Record::Vif(_) | Record::Vbd(_) | Record::Pbd(_) => {
+                    Record::Vif(_) | Record::Vbd(_) | Record::Pbd(_) | Record::Pif(_) => {
                         return Err(ActionError::internal("no name_label"))
                     }
                 }
@@ -679,7 +701,7 @@ impl Backend for MemoryBackend {
                     Record::Sr(x) => x.name_description = value,
                     Record::Vdi(x) => x.name_description = value,
                     Record::Task(x) => x.name_description = value,
-                    Record::Vif(_) | Record::Vbd(_) | Record::Pbd(_) => {
+                    Record::Vif(_) | Record::Vbd(_) | Record::Pbd(_) | Record::Pif(_) => {
                         return Err(ActionError::internal("no name_description"))
                     }
                 }

@@ -42,6 +42,8 @@ pub mod codes {
     pub const SR_HAS_PBD: &str = "SR_HAS_PBD";
     /// An SR with the uuid exists already. Params: uuid.
     pub const SR_UUID_EXISTS: &str = "SR_UUID_EXISTS";
+    /// The network still has PIFs. Params: the PIFs.
+    pub const NETWORK_CONTAINS_PIF: &str = "NETWORK_CONTAINS_PIF";
     /// The VDI is in use. Params: vdi, operation.
     pub const VDI_IN_USE: &str = "VDI_IN_USE";
     /// Too many tasks are pending. Params: none.
@@ -161,6 +163,7 @@ impl ApiError {
 /// | `HasDependents` (others) | `OPERATION_NOT_ALLOWED` | `"<class> has <dependents>s"` |
 /// | `SrHasPbd` | `SR_HAS_PBD` | sr |
 /// | `SrUuidExists` | `SR_UUID_EXISTS` | uuid |
+/// | `NetworkContainsPif` | `NETWORK_CONTAINS_PIF` | the PIFs |
 /// | `VdiInUse` | `VDI_IN_USE` | vdi, operation |
 /// | `TooManyPendingTasks` | `TOO_MANY_PENDING_TASKS` | none |
 /// | `TaskNotCancellable` | `OPERATION_NOT_ALLOWED` | `"<task> cannot be cancelled"` |
@@ -207,6 +210,7 @@ pub fn action_error(e: &ActionError) -> ApiError {
         ),
         ActionError::SrHasPbd { sr } => ApiError::new(SR_HAS_PBD, [sr]),
         ActionError::SrUuidExists { uuid } => ApiError::new(SR_UUID_EXISTS, [uuid]),
+        ActionError::NetworkContainsPif { pifs } => ApiError::new(NETWORK_CONTAINS_PIF, pifs),
         ActionError::VdiInUse { vdi, op } => ApiError::new(VDI_IN_USE, [vdi.as_str(), op]),
         ActionError::TooManyPendingTasks => ApiError::new(TOO_MANY_PENDING_TASKS, [""; 0]),
         ActionError::TaskNotCancellable { task } => ApiError::new(
@@ -386,6 +390,12 @@ mod tests {
                     op: "forget",
                 },
                 vec!["VDI_IN_USE", "OpaqueRef:d", "forget"],
+            ),
+            (
+                ActionError::NetworkContainsPif {
+                    pifs: vec!["OpaqueRef:p".into()],
+                },
+                vec!["NETWORK_CONTAINS_PIF", "OpaqueRef:p"],
             ),
             (
                 ActionError::TooManyPendingTasks,

@@ -33,6 +33,7 @@ pub fn fields(class: Class) -> &'static [Field] {
         Class::Vif => VIF_FIELDS,
         Class::Network => NETWORK_FIELDS,
         Class::Pbd => PBD_FIELDS,
+        Class::Pif => PIF_FIELDS,
         Class::Task => TASK_FIELDS,
     }
 }
@@ -368,6 +369,39 @@ pub static PBD_FIELDS: &[Field] = &[
     rw("other_config", Ty::Map),
 ];
 
+/// The PIF record.
+pub static PIF_FIELDS: &[Field] = &[
+    ro("uuid", Ty::String),
+    ro("device", Ty::String),
+    ro("network", Ty::String),
+    ro("host", Ty::String),
+    ro("MAC", Ty::String),
+    ro("MTU", Ty::Int),
+    ro("VLAN", Ty::Int),
+    ro("metrics", Ty::String),
+    ro("physical", Ty::Bool),
+    ro("currently_attached", Ty::Bool),
+    ro("ip_configuration_mode", Ty::String),
+    ro("IP", Ty::String),
+    ro("netmask", Ty::String),
+    ro("gateway", Ty::String),
+    ro("DNS", Ty::String),
+    ro("bond_slave_of", Ty::String),
+    ro("bond_master_of", Ty::Set),
+    ro("VLAN_master_of", Ty::String),
+    ro("VLAN_slave_of", Ty::Set),
+    ro("management", Ty::Bool),
+    rw("other_config", Ty::Map),
+    ro("disallow_unplug", Ty::Bool),
+    ro("ipv6_configuration_mode", Ty::String),
+    ro("IPv6", Ty::Set),
+    ro("ipv6_gateway", Ty::String),
+    ro("primary_address_type", Ty::String),
+    ro("managed", Ty::Bool),
+    ro("properties", Ty::Map),
+    ro("capabilities", Ty::Set),
+];
+
 /// The task record.
 pub static TASK_FIELDS: &[Field] = &[
     ro("uuid", Ty::String),
@@ -422,6 +456,8 @@ pub fn default_record(class: Class) -> BTreeMap<String, Value> {
         "control_domain",
         "host",
         "subtask_of",
+        "bond_slave_of",
+        "VLAN_master_of",
     ] {
         if field(class, k).is_some() {
             set(k, Value::str("OpaqueRef:NULL"));
@@ -460,6 +496,14 @@ pub fn default_record(class: Class) -> BTreeMap<String, Value> {
         }
         Class::Vdi => {
             set("type", Value::str("user"));
+        }
+        Class::Pif => {
+            set("MTU", Value::Int(1500));
+            set("VLAN", Value::Int(-1));
+            set("ip_configuration_mode", Value::str("None"));
+            set("ipv6_configuration_mode", Value::str("None"));
+            set("primary_address_type", Value::str("IPv4"));
+            set("managed", Value::Bool(true));
         }
         _ => {}
     }

@@ -371,9 +371,25 @@ fn storage(a: &Api, s: &Value) {
         ok(a, s, "SR.get_by_name_label", &[Value::str("Local storage")]),
         Value::Array(vec![local.clone()])
     );
-    let nets = ok(a, s, "network.get_all_records", &[]);
-    let net = nets.as_struct().unwrap().values().next().unwrap();
-    assert_eq!(net.get("bridge"), Some(&Value::str("xenbr0")));
+    let nets = ok(a, s, "network.get_all", &[]);
+    let net = nets.as_array().unwrap()[0].clone();
+    assert_eq!(
+        ok(a, s, "network.get_bridge", &[net.clone()]),
+        Value::str("xenbr0")
+    );
+    let pifs = ok(a, s, "network.get_PIFs", &[net.clone()]);
+    let pif = pifs.as_array().unwrap()[0].clone();
+    assert_eq!(
+        ok(a, s, "PIF.get_device", &[pif.clone()]),
+        Value::str("eth0")
+    );
+    assert_eq!(ok(a, s, "PIF.get_host", &[pif.clone()]), host);
+    assert_eq!(ok(a, s, "PIF.get_VLAN", &[pif.clone()]), Value::Int(-1));
+    assert_eq!(ok(a, s, "host.get_PIFs", &[host.clone()]), pifs);
+    assert_eq!(
+        call(a, s, "network.destroy", &[net]).unwrap_err(),
+        vec!["NETWORK_CONTAINS_PIF".to_owned(), text(&pif)]
+    );
 
     // SR.create with XAPI's nine parameters.
     let sr = ok(

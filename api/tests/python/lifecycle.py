@@ -68,7 +68,11 @@ check(x.PBD.get_host(pbds[0]) == host and x.PBD.get_SR(pbds[0]) == sr, "PBD reco
 details = expect_failure("SR_HAS_PBD", x.SR.destroy, sr)
 check(details[1:] == [sr], "SR_HAS_PBD params %r" % details)
 nets = x.network.get_all_records()
-check(any(n["bridge"] == "xenbr0" for n in nets.values()), "the default network")
+net = [r for r, n in nets.items() if n["bridge"] == "xenbr0"]
+check(len(net) == 1, "the default network")
+pifs = x.network.get_PIFs(net[0])
+check(len(pifs) == 1 and x.PIF.get_device(pifs[0]) == "eth0" and x.PIF.get_host(pifs[0]) == host,
+      "the host's PIF on the default network")
 
 # The starting token: event.from with "" returns every object.
 first = event_from(["vm"], "", 0.0)

@@ -112,6 +112,9 @@ pub enum Class {
     /// `PBD`: connects an SR to a host.
     #[serde(rename = "PBD")]
     Pbd,
+    /// `PIF`: a host's interface on a network.
+    #[serde(rename = "PIF")]
+    Pif,
     /// `task`: an `Async.*` call in flight or finished (not persisted).
     #[serde(rename = "task")]
     Task,
@@ -119,7 +122,7 @@ pub enum Class {
 
 impl Class {
     /// Every class.
-    pub const ALL: [Class; 10] = [
+    pub const ALL: [Class; 11] = [
         Class::Vm,
         Class::Host,
         Class::Pool,
@@ -129,6 +132,7 @@ impl Class {
         Class::Vif,
         Class::Vbd,
         Class::Pbd,
+        Class::Pif,
         Class::Task,
     ];
 
@@ -150,6 +154,7 @@ impl Class {
             Class::Vif => "VIF",
             Class::Vbd => "VBD",
             Class::Pbd => "PBD",
+            Class::Pif => "PIF",
             Class::Task => "task",
         }
     }
@@ -167,6 +172,7 @@ impl Class {
             Class::Vif => "vif",
             Class::Vbd => "vbd",
             Class::Pbd => "pbd",
+            Class::Pif => "pif",
             Class::Task => "task",
         }
     }
@@ -406,6 +412,8 @@ pub struct HostRecord {
     pub resident_VMs: Vec<Ref>,
     /// Its PBDs (the SRs it is connected to).
     pub PBDs: Vec<Ref>,
+    /// Its PIFs (its interfaces).
+    pub PIFs: Vec<Ref>,
     /// Where suspend images go ([`NULL_REF`]: the pool's).
     pub suspend_image_sr: Ref,
     /// Where crash dumps go ([`NULL_REF`]: the pool's).
@@ -442,6 +450,7 @@ impl Default for HostRecord {
             address: String::new(),
             resident_VMs: Vec::new(),
             PBDs: Vec::new(),
+            PIFs: Vec::new(),
             suspend_image_sr: NULL_REF.into(),
             crash_dump_sr: NULL_REF.into(),
             cpu_info: Map::new(),
@@ -495,6 +504,8 @@ pub struct NetworkRecord {
     pub MTU: i64,
     /// VIFs on it.
     pub VIFs: Vec<Ref>,
+    /// Host interfaces on it.
+    pub PIFs: Vec<Ref>,
     /// Free-form configuration.
     pub other_config: Map,
     /// Free-form labels.
@@ -510,8 +521,60 @@ impl Default for NetworkRecord {
             bridge: String::new(),
             MTU: 1500,
             VIFs: Vec::new(),
+            PIFs: Vec::new(),
             other_config: Map::new(),
             tags: Vec::new(),
+        }
+    }
+}
+
+/// A `PIF` record: a host's interface on a network. In host mode the
+/// interface is netback's uplink; Windsor configures no addresses on it.
+#[allow(non_snake_case)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PifRecord {
+    /// Unique identifier.
+    pub uuid: String,
+    /// The interface name (`eth0`).
+    pub device: String,
+    /// Its network.
+    pub network: Ref,
+    /// Its host.
+    pub host: Ref,
+    /// MAC address.
+    pub MAC: String,
+    /// MTU.
+    pub MTU: i64,
+    /// VLAN tag, -1 for none.
+    pub VLAN: i64,
+    /// Whether it is a physical interface.
+    pub physical: bool,
+    /// Whether it is up.
+    pub currently_attached: bool,
+    /// Whether the management interface is on it.
+    pub management: bool,
+    /// `None`, `DHCP` or `Static`.
+    pub ip_configuration_mode: String,
+    /// Free-form configuration.
+    pub other_config: Map,
+}
+
+impl Default for PifRecord {
+    fn default() -> Self {
+        PifRecord {
+            uuid: String::new(),
+            device: String::new(),
+            network: NULL_REF.into(),
+            host: NULL_REF.into(),
+            MAC: String::new(),
+            MTU: 1500,
+            VLAN: -1,
+            physical: true,
+            currently_attached: false,
+            management: false,
+            ip_configuration_mode: "None".into(),
+            other_config: Map::new(),
         }
     }
 }
@@ -859,6 +922,8 @@ pub enum Record {
     Vbd(VbdRecord),
     /// `PBD`.
     Pbd(PbdRecord),
+    /// `PIF`.
+    Pif(PifRecord),
     /// `task`.
     Task(TaskRecord),
 }
@@ -877,6 +942,7 @@ impl Record {
             Record::Vif(r) => &mut r.other_config,
             Record::Vbd(r) => &mut r.other_config,
             Record::Pbd(r) => &mut r.other_config,
+            Record::Pif(r) => &mut r.other_config,
             Record::Task(r) => &mut r.other_config,
         }
     }
@@ -893,6 +959,7 @@ impl Record {
             Record::Vif(_) => Class::Vif,
             Record::Vbd(_) => Class::Vbd,
             Record::Pbd(_) => Class::Pbd,
+            Record::Pif(_) => Class::Pif,
             Record::Task(_) => Class::Task,
         }
     }
@@ -909,6 +976,7 @@ impl Record {
             Record::Vif(r) => &r.uuid,
             Record::Vbd(r) => &r.uuid,
             Record::Pbd(r) => &r.uuid,
+            Record::Pif(r) => &r.uuid,
             Record::Task(r) => &r.uuid,
         }
     }
@@ -923,7 +991,7 @@ impl Record {
             Record::Sr(r) => &r.name_label,
             Record::Vdi(r) => &r.name_label,
             Record::Task(r) => &r.name_label,
-            Record::Vif(_) | Record::Vbd(_) | Record::Pbd(_) => return None,
+            Record::Vif(_) | Record::Vbd(_) | Record::Pbd(_) | Record::Pif(_) => return None,
         })
     }
 
@@ -1453,6 +1521,12 @@ pub enum ActionError {
     SrUuidExists {
         /// The uuid.
         uuid: String,
+    },
+    /// The network still has host interfaces: it cannot be destroyed.
+    #[error("the network still has PIFs {pifs:?}")]
+    NetworkContainsPif {
+        /// The PIFs.
+        pifs: Vec<Ref>,
     },
     /// A VDI is attached to a VM, so `op` cannot drop it.
     #[error("{vdi} is in use, cannot {op}")]

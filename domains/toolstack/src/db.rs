@@ -47,6 +47,7 @@ pub fn decode(class: Class, bytes: &[u8]) -> Option<Record> {
         Class::Vif => Record::Vif(p(bytes).ok()?),
         Class::Vbd => Record::Vbd(p(bytes).ok()?),
         Class::Pbd => Record::Pbd(p(bytes).ok()?),
+        Class::Pif => Record::Pif(p(bytes).ok()?),
         Class::Task => Record::Task(p(bytes).ok()?),
     })
 }

@@ -37,8 +37,8 @@ use xen::{DomId, Errno, EvtchnPort, Gfn};
 
 use crate::action::{
     ref_of, uuid_of, Action, ActionError, ActionResult, Class, Event, EventBatch, EventOp,
-    HostRecord, Map, NetworkRecord, NewRecord, PbdRecord, PoolRecord, PowerState, Record, Ref,
-    Reply, SrRecord, SrSpec, TaskOutcome, TaskRecord, VmRecord, NULL_REF,
+    HostRecord, Map, NetworkRecord, NewRecord, PbdRecord, PifRecord, PoolRecord, PowerState,
+    Record, Ref, Reply, SrRecord, SrSpec, TaskOutcome, TaskRecord, VmRecord, NULL_REF,
 };
 use crate::db;
 use crate::layout::{self, DeviceKind};
@@ -124,6 +124,9 @@ pub const DEFAULT_NETWORK: &str = "Pool-wide network associated with eth0";
 
 /// `bridge` of that network.
 pub const DEFAULT_BRIDGE: &str = "xenbr0";
+
+/// `device` of the host's PIF on it.
+pub const DEFAULT_DEVICE: &str = "eth0";
 
 /// Why the toolstack could not start.
 #[derive(Debug, thiserror::Error)]
@@ -809,6 +812,7 @@ where
             NewRecord::Network(mut n) => {
                 n.uuid = uuid.clone();
                 n.VIFs.clear();
+                n.PIFs.clear();
                 if n.bridge.is_empty() {
                     n.bridge = format!(
                         "xenbr{}",
@@ -909,7 +913,7 @@ where
                 st.rt.remove(&v.uuid);
                 self.remove(&mut st, Class::Vm, &v.uuid)?;
             }
-            Record::Host(_) | Record::Pool(_) | Record::Pbd(_) => {
+            Record::Host(_) | Record::Pool(_) | Record::Pbd(_) | Record::Pif(_) => {
                 return Err(ActionError::MethodUnknown {
                     class,
                     method: "destroy",
@@ -950,6 +954,9 @@ where
                 return self.sr_drop(r, true);
             }
             Record::Network(n) => {
+                if !n.PIFs.is_empty() {
+                    return Err(ActionError::NetworkContainsPif { pifs: n.PIFs });
+                }
                 if !n.VIFs.is_empty() {
                     return Err(ActionError::HasDependents {
                         class,
@@ -1641,13 +1648,16 @@ where
     }
 
     /// The records XAPI has from its first start: the host's local SR with
-    /// a plugged PBD, the pool-wide network, and the pool's default,
-    /// suspend-image and crash-dump SRs pointing at the local SR.
+    /// a plugged PBD, the pool-wide network with the host's PIF on it, and
+    /// the pool's default, suspend-image and crash-dump SRs pointing at the
+    /// local SR.
     ///
     /// Runs at every start, so a pool database from an older Windsor (host
     /// and pool, no SR) gets them, and a restart adds nothing: the SR is
     /// created only when there is no SR at all, the network only when there
-    /// is no network, and a pool SR field is set only when it names no SR.
+    /// is no network, the PIF only when the host has none (on the network
+    /// bridged to `xenbr0`), and a pool SR field is set only when it names
+    /// no SR.
     fn ensure_defaults(&self, st: &mut State, host: &str) -> Result<(), db::DbError> {
         let host_ref = ref_of(host);
         let any = |st: &State, c: Class| st.recs.keys().any(|k| k.0 == c);
@@ -1697,6 +1707,43 @@ where
                 }),
             )?;
             tracing::info!(network = %nu, "created the default network");
+        }
+        let has_pif = st
+            .recs
+            .values()
+            .any(|r| matches!(r, Record::Pif(p) if p.host == host_ref));
+        let net = st.recs.values().find_map(|r| match r {
+            Record::Network(n) if n.bridge == DEFAULT_BRIDGE => Some(n.clone()),
+            _ => None,
+        });
+        if let (false, Some(mut net)) = (has_pif, net) {
+            let pu = st.new_uuid();
+            let x = splitmix(&mut st.rng);
+            self.store(
+                st,
+                Record::Pif(PifRecord {
+                    uuid: pu.clone(),
+                    device: DEFAULT_DEVICE.into(),
+                    network: ref_of(&net.uuid),
+                    host: host_ref.clone(),
+                    MAC: format!(
+                        "00:16:3e:{:02x}:{:02x}:{:02x}",
+                        (x >> 16) & 0x7f,
+                        (x >> 8) & 0xff,
+                        x & 0xff
+                    ),
+                    MTU: net.MTU,
+                    currently_attached: true,
+                    management: true,
+                    ..PifRecord::default()
+                }),
+            )?;
+            net.PIFs.push(ref_of(&pu));
+            self.store(st, Record::Network(net))?;
+            if let Ok(Record::Host(mut h)) = st.get(Class::Host, &host_ref).cloned() {
+                h.PIFs.push(ref_of(&pu));
+                self.store(st, Record::Host(h))?;
+            }
         }
         // The local SR: one with a PBD to this host, else any.
         let local = st
@@ -1976,7 +2023,7 @@ fn set_name(rec: &mut Record, label: Option<String>, desc: Option<String>) {
         Record::Sr(r) => set!(r),
         Record::Vdi(r) => set!(r),
         Record::Task(r) => set!(r),
-        Record::Vif(_) | Record::Vbd(_) | Record::Pbd(_) => {}
+        Record::Vif(_) | Record::Vbd(_) | Record::Pbd(_) | Record::Pif(_) => {}
     }
 }
 

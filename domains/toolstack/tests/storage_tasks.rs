@@ -101,13 +101,40 @@ fn assert_defaults(h: &Host) {
     }
     let nets = refs(h, Class::Network);
     assert_eq!(nets.len(), 1);
+    let pifs = refs(h, Class::Pif);
+    assert_eq!(pifs.len(), 1);
     match record(h, Class::Network, &nets[0]) {
         Record::Network(n) => {
             assert_eq!(n.name_label, DEFAULT_NETWORK);
             assert_eq!(n.bridge, DEFAULT_BRIDGE);
+            assert_eq!(n.PIFs, pifs);
         }
         r => panic!("{r:?}"),
     }
+    match record(h, Class::Pif, &pifs[0]) {
+        Record::Pif(p) => {
+            assert_eq!(p.device, "eth0");
+            assert_eq!(p.host, host);
+            assert_eq!(p.network, nets[0]);
+            assert!(p.currently_attached && p.management && p.physical);
+            assert_eq!(p.MAC.len(), 17, "{}", p.MAC);
+        }
+        r => panic!("{r:?}"),
+    }
+    match record(h, Class::Host, &host) {
+        Record::Host(hr) => assert_eq!(hr.PIFs, pifs),
+        r => panic!("{r:?}"),
+    }
+    // The network cannot go while the host's interface is on it.
+    assert_eq!(
+        h.toolstack
+            .handle(Action::Destroy {
+                class: Class::Network,
+                r: nets[0].clone()
+            })
+            .unwrap_err(),
+        ActionError::NetworkContainsPif { pifs }
+    );
     // Kept in the pool database.
     let uuid = local.strip_prefix("OpaqueRef:").unwrap();
     assert!(h.store.read(T, &format!("/pool/SR/{uuid}")).is_ok());
@@ -115,11 +142,12 @@ fn assert_defaults(h: &Host) {
     assert!(h.store.read(T, &format!("/pool/PBD/{pu}")).is_ok());
 }
 
-fn counts(h: &Host) -> (usize, usize, usize) {
+fn counts(h: &Host) -> (usize, usize, usize, usize) {
     (
         refs(h, Class::Sr).len(),
         refs(h, Class::Pbd).len(),
         refs(h, Class::Network).len(),
+        refs(h, Class::Pif).len(),
     )
 }
 
@@ -127,11 +155,11 @@ fn counts(h: &Host) -> (usize, usize, usize) {
 fn first_start_has_local_storage_and_a_network() {
     let mut h = host();
     assert_defaults(&h);
-    assert_eq!(counts(&h), (1, 1, 1));
+    assert_eq!(counts(&h), (1, 1, 1, 1));
     let before = pool(&h);
     h.restart_toolstack(Config::default()).unwrap();
     h.restart_toolstack(Config::default()).unwrap();
-    assert_eq!(counts(&h), (1, 1, 1), "a restart adds nothing");
+    assert_eq!(counts(&h), (1, 1, 1, 1), "a restart adds nothing");
     assert_eq!(pool(&h), before);
     assert_defaults(&h);
 }
@@ -141,7 +169,7 @@ fn first_start_has_local_storage_and_a_network() {
 #[test]
 fn an_older_pool_database_gets_the_defaults() {
     let mut h = host();
-    for dir in ["/pool/SR", "/pool/PBD", "/pool/network"] {
+    for dir in ["/pool/SR", "/pool/PBD", "/pool/network", "/pool/PIF"] {
         h.store.rm(T, dir).unwrap();
     }
     let p = pool(&h);
@@ -160,15 +188,16 @@ fn an_older_pool_database_gets_the_defaults() {
     let mut oldh: serde_json::Value =
         serde_json::from_slice(&h.store.read(T, &hpath).unwrap()).unwrap();
     oldh.as_object_mut().unwrap().remove("PBDs");
+    oldh.as_object_mut().unwrap().remove("PIFs");
     h.store
         .write(T, &hpath, &serde_json::to_vec(&oldh).unwrap())
         .unwrap();
 
     h.restart_toolstack(Config::default()).unwrap();
     assert_defaults(&h);
-    assert_eq!(counts(&h), (1, 1, 1));
+    assert_eq!(counts(&h), (1, 1, 1, 1));
     h.restart_toolstack(Config::default()).unwrap();
-    assert_eq!(counts(&h), (1, 1, 1), "the migration runs once");
+    assert_eq!(counts(&h), (1, 1, 1, 1), "the migration runs once");
     assert_defaults(&h);
 }
 
@@ -318,7 +347,7 @@ fn sr_calls_refuse_as_xapi_does() {
             .unwrap_err(),
         ActionError::SrHasPbd { sr: local }
     );
-    assert_eq!(counts(&h), (1, 1, 1));
+    assert_eq!(counts(&h), (1, 1, 1, 1));
 }
 
 fn events(h: &Host, token: u64) -> (Vec<(String, EventOp, Option<TaskStatus>)>, u64) {
