@@ -31,6 +31,12 @@
 //! | `VM.set_memory_limits(vm, smin, smax, dmin, dmax)` | [`Action::VmSetMemoryLimits`] | [`Reply::Unit`] |
 //! | `VM.set_memory(vm, value)`, `set_memory_static_max`, `set_memory_dynamic_range` | [`Action::VmSetMemory`], [`Action::VmSetMemoryLimits`] | [`Reply::Unit`] |
 //! | `VM.set_VCPUs_max` / `set_VCPUs_at_startup` | [`Action::VmSetVcpusMax`] / [`Action::VmSetVcpusAtStartup`] | [`Reply::Unit`] |
+//! | `SR.create(host, device_config, physical_size, name_label, name_description, type, content_type, shared, sm_config)` | [`Action::SrCreate`] (the SR and a plugged PBD) | [`Reply::Ref`] |
+//! | `SR.introduce(uuid, name_label, name_description, type, content_type, shared, sm_config)` | [`Action::SrIntroduce`] | [`Reply::Ref`] |
+//! | `SR.forget(sr)` / `SR.destroy(sr)` | [`Action::SrForget`] / [`Action::Destroy`] (every PBD unplugged; destroy: no VDIs) | [`Reply::Unit`] |
+//! | `PBD.plug(pbd)` / `PBD.unplug(pbd)` | [`Action::PbdPlug`] / [`Action::PbdUnplug`] | [`Reply::Unit`] |
+//! | `task.create(label, description)`, and every `Async.<Class>.<call>` | [`Action::TaskCreate`], then the call, then [`Action::TaskFinish`] (see [`crate::task`]) | [`Reply::Ref`] (the task) |
+//! | `task.cancel(task)` / `task.destroy(task)` | [`Action::TaskCancel`] / [`Action::Destroy`] | [`Reply::Unit`] |
 //! | `event.from(classes, token, timeout)` | [`Action::EventFrom`] (blocks up to `timeout`) | [`Reply::Events`] |
 //!
 //! Errors are typed: one [`ActionError`] variant per cause, carrying its
