@@ -269,13 +269,12 @@ impl Api {
             Reply::Ref(r) => r,
             _ => return Err(ApiError::internal("task.create answered without a ref")),
         };
-        let class = m.class.map(|c| c.name()).unwrap_or("");
         let backend = self.backend.clone();
         let t = task.clone();
         let run = move || {
             let outcome = match backend.handle(parsed.action) {
                 Ok(reply) => match reply_to_value(&reply, &parsed.shape) {
-                    Ok(v) => task_success(&reply, &v, class),
+                    Ok(v) => task_success(&reply, &v),
                     Err(e) => task_failure(&e),
                 },
                 Err(e) => task_failure(&ApiError::from(e)),
@@ -315,21 +314,12 @@ impl Api {
 
 /// A task's success: XAPI keeps the result as the XML-RPC `<value>` of
 /// what the call returned, and nothing for a void call.
-fn task_success(reply: &Reply, v: &Value, class: &str) -> TaskOutcome {
-    let (result, ty) = match reply {
-        Reply::Unit => (String::new(), String::new()),
-        Reply::Ref(_) => {
-            let mut out = String::new();
-            xmlrpc::write_value(&mut out, v);
-            (out, class.to_owned())
-        }
-        _ => {
-            let mut out = String::new();
-            xmlrpc::write_value(&mut out, v);
-            (out, String::new())
-        }
-    };
-    TaskOutcome::Success { result, ty }
+fn task_success(reply: &Reply, v: &Value) -> TaskOutcome {
+    let mut result = String::new();
+    if !matches!(reply, Reply::Unit) {
+        xmlrpc::write_value(&mut result, v);
+    }
+    TaskOutcome::Success { result }
 }
 
 /// A task's failure: the `ErrorDescription`, code first.

@@ -863,7 +863,7 @@ pub struct TaskRecord {
     pub current_operations: Map,
     /// When it was created.
     pub created: String,
-    /// When it finished (meaningless while pending).
+    /// When it finished (the epoch while pending, as in XAPI).
     pub finished: String,
     /// Where it is.
     pub status: TaskStatus,
@@ -871,7 +871,8 @@ pub struct TaskRecord {
     pub resident_on: Ref,
     /// Fraction done, 0.0 to 1.0.
     pub progress: f64,
-    /// The class of the ref in `result`, when it holds one.
+    /// `<none/>` (XAPI declares it as the class of the result but never
+    /// sets it).
     #[serde(rename = "type")]
     pub ty: String,
     /// On success: the call's result as an XML-RPC `<value>`, `""` for
@@ -891,12 +892,10 @@ pub struct TaskRecord {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum TaskOutcome {
     /// The call succeeded: its result as XAPI stores it (an XML-RPC
-    /// `<value>`, or `""` for void), and the class of a returned ref.
+    /// `<value>`, or `""` for void).
     Success {
         /// `result`.
         result: String,
-        /// `type`.
-        ty: String,
     },
     /// The call failed: the XenAPI error, code first.
     Failure {

@@ -107,7 +107,7 @@ impl TaskBook {
             allowed_operations: Vec::new(),
             current_operations: Map::new(),
             created: now.to_string(),
-            finished: now.to_string(),
+            finished: datetime(0),
             status: TaskStatus::Pending,
             resident_on: host,
             progress: 0.0,
@@ -132,10 +132,9 @@ impl TaskBook {
         rec.progress = 1.0;
         rec.allowed_operations.clear();
         match outcome {
-            TaskOutcome::Success { result, ty } => {
+            TaskOutcome::Success { result } => {
                 rec.status = TaskStatus::Success;
                 rec.result = result;
-                rec.ty = ty;
             }
             TaskOutcome::Failure { error_info } => {
                 rec.status = TaskStatus::Failure;
@@ -230,7 +229,6 @@ mod tests {
     fn ok() -> TaskOutcome {
         TaskOutcome::Success {
             result: String::new(),
-            ty: String::new(),
         }
     }
 
