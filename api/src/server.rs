@@ -6,6 +6,9 @@
 //! * [`Api`] — synchronous dispatch of one call: sessions and `system.*`
 //!   here, everything else parsed by [`crate::call`] into an `Action` and
 //!   handed to the [`Backend`]. Toolstack errors become XenAPI errors here.
+//!   `Async.<Class>.<call>` is checked the same way, then runs on a thread
+//!   of its own behind a task record the backend keeps (see
+//!   [`windsor_toolstack::task`]); the call answers with the task at once.
 //! * [`Server`] — hyper (HTTP/1.1) on a tokio runtime of its own thread.
 //!   Bodies are bounded in size ([`Config::max_body_bytes`]) and in time
 //!   ([`Config::body_timeout`]); calls run on the blocking pool (they may
