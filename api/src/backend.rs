@@ -14,10 +14,12 @@ use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
 use windsor_toolstack::action::{
-    ref_of, Action, ActionError, ActionResult, Class, Event, EventBatch, EventOp, HostRecord,
-    NetworkRecord, NewRecord, PoolRecord, PowerState, Record, Reply, SrRecord, VmRecord,
+    ref_of, Action, ActionError, ActionResult, Class, Event, EventBatch, EventOp, HostRecord, Map,
+    NetworkRecord, NewRecord, PbdRecord, PifRecord, PoolRecord, PowerState, Record, Reply,
+    SrRecord, SrSpec, TaskOutcome, VmRecord,
 };
 use windsor_toolstack::lifecycle::Op;
+use windsor_toolstack::task::{self, TaskBook, TaskLimits};
 
 /// What the API server needs from the toolstack.
 pub trait Backend: Send + Sync + 'static {
@@ -50,6 +52,7 @@ struct State {
     events: Vec<Event>,
     counter: u64,
     next_domid: i64,
+    tasks: TaskBook,
 }
 
 /// An in-memory backend with XAPI's lifecycle rules (see the module doc).
@@ -79,7 +82,18 @@ fn set_uuid(r: &mut Record, u: &str) {
         Record::Vdi(x) => x.uuid = u.into(),
         Record::Vif(x) => x.uuid = u.into(),
         Record::Vbd(x) => x.uuid = u.into(),
+        Record::Pbd(x) => x.uuid = u.into(),
+        Record::Pif(x) => x.uuid = u.into(),
+        Record::Task(x) => x.uuid = u.into(),
     }
+}
+
+fn now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    task::datetime(secs)
 }
 
 fn bad_state(vm: &str, expected: PowerState, actual: PowerState) -> ActionError {
@@ -91,13 +105,19 @@ fn bad_state(vm: &str, expected: PowerState, actual: PowerState) -> ActionError 
 }
 
 impl MemoryBackend {
-    /// A backend holding one pool, one host, one SR, one network and the
-    /// `Windsor fuzz-target` template.
+    /// A backend holding one pool, one host, its local SR (with a plugged
+    /// PBD), one network and the `Windsor fuzz-target` template.
     pub fn new() -> MemoryBackend {
+        Self::with_task_limits(TaskLimits::default())
+    }
+
+    /// [`MemoryBackend::new`] keeping at most `limits` tasks.
+    pub fn with_task_limits(limits: TaskLimits) -> MemoryBackend {
         // The counter starts at 1: token 0 means "from the start".
         let mut st = State {
             next_domid: 1,
             counter: 1,
+            tasks: TaskBook::new(limits),
             ..State::default()
         };
         let host_uuid = uuid();
@@ -109,29 +129,56 @@ impl MemoryBackend {
                 .or_default()
                 .insert(ref_of(&u), rec);
         };
+        let sr = uuid();
+        let pbd = uuid();
+        let net = uuid();
+        let pif = uuid();
         insert(Record::Host(HostRecord {
             uuid: host_uuid.clone(),
+            PBDs: vec![ref_of(&pbd)],
+            PIFs: vec![ref_of(&pif)],
             name_label: "windsor".into(),
             hostname: "windsor".into(),
             address: "127.0.0.1".into(),
             ..HostRecord::default()
         }));
-        let sr = uuid();
         insert(Record::Sr(SrRecord {
             uuid: sr.clone(),
             name_label: "Local storage".into(),
+            ty: "ext".into(),
+            PBDs: vec![ref_of(&pbd)],
             ..SrRecord::default()
+        }));
+        insert(Record::Pbd(PbdRecord {
+            uuid: pbd,
+            host: host.clone(),
+            SR: ref_of(&sr),
+            currently_attached: true,
+            ..PbdRecord::default()
         }));
         insert(Record::Pool(PoolRecord {
             uuid: uuid(),
             name_label: String::new(),
             master: host.clone(),
             default_SR: ref_of(&sr),
+            suspend_image_SR: ref_of(&sr),
+            crash_dump_SR: ref_of(&sr),
             ..PoolRecord::default()
         }));
+        insert(Record::Pif(PifRecord {
+            uuid: pif.clone(),
+            device: "eth0".into(),
+            network: ref_of(&net),
+            host: host.clone(),
+            MAC: "00:16:3e:00:00:01".into(),
+            currently_attached: true,
+            management: true,
+            ..PifRecord::default()
+        }));
         insert(Record::Network(NetworkRecord {
-            uuid: uuid(),
-            name_label: "Pool-wide network".into(),
+            uuid: net,
+            PIFs: vec![ref_of(&pif)],
+            name_label: "Pool-wide network associated with eth0".into(),
             bridge: "xenbr0".into(),
             ..NetworkRecord::default()
         }));
@@ -270,6 +317,149 @@ impl MemoryBackend {
         })
     }
 
+    fn insert(&self, st: &mut State, rec: Record) -> String {
+        let class = rec.class();
+        let r = ref_of(rec.uuid());
+        st.objects.entry(class).or_default().insert(r.clone(), rec);
+        self.record_event(st, class, &r, EventOp::Add);
+        r
+    }
+
+    fn remove(&self, st: &mut State, class: Class, r: &str) {
+        if let Some(m) = st.objects.get_mut(&class) {
+            m.remove(r);
+        }
+        self.record_event(st, class, r, EventOp::Del);
+    }
+
+    fn sr_add(&self, spec: SrSpec, pbd_to: Option<(String, Map)>) -> ActionResult {
+        let mut st = self.lock();
+        let u = if spec.uuid.is_empty() {
+            uuid()
+        } else {
+            spec.uuid.clone()
+        };
+        let r = ref_of(&u);
+        if st
+            .objects
+            .get(&Class::Sr)
+            .is_some_and(|m| m.contains_key(&r))
+        {
+            return Err(ActionError::SrUuidExists { uuid: u });
+        }
+        let mut sr = SrRecord {
+            uuid: u,
+            name_label: spec.name_label,
+            name_description: spec.name_description,
+            ty: spec.ty.to_ascii_lowercase(),
+            content_type: spec.content_type,
+            shared: spec.shared,
+            sm_config: spec.sm_config,
+            physical_size: spec.physical_size,
+            ..SrRecord::default()
+        };
+        if let Some((host, device_config)) = pbd_to {
+            let Some(Record::Host(h)) = st
+                .objects
+                .get_mut(&Class::Host)
+                .and_then(|m| m.get_mut(&host))
+            else {
+                return Err(ActionError::HandleInvalid {
+                    class: Class::Host,
+                    r: host,
+                });
+            };
+            let pbd = uuid();
+            h.PBDs.push(ref_of(&pbd));
+            sr.PBDs.push(ref_of(&pbd));
+            self.record_event(&mut st, Class::Host, &host, EventOp::Mod);
+            self.insert(
+                &mut st,
+                Record::Pbd(PbdRecord {
+                    uuid: pbd,
+                    host,
+                    SR: r.clone(),
+                    device_config,
+                    currently_attached: true,
+                    other_config: Map::new(),
+                }),
+            );
+        }
+        Ok(Reply::Ref(self.insert(&mut st, Record::Sr(sr))))
+    }
+
+    /// `SR.destroy` (`destroy`) and `SR.forget`, with XAPI's checks.
+    fn sr_drop(&self, r: &str, destroy: bool) -> ActionResult {
+        let Record::Sr(sr) = self.get(Class::Sr, r)? else {
+            return Err(ActionError::internal("not an SR"));
+        };
+        let mut st = self.lock();
+        let pbd = |st: &State, p: &str| match st.objects.get(&Class::Pbd).and_then(|m| m.get(p)) {
+            Some(Record::Pbd(p)) => Some(p.clone()),
+            _ => None,
+        };
+        if sr
+            .PBDs
+            .iter()
+            .any(|p| pbd(&st, p).is_some_and(|p| p.currently_attached))
+        {
+            return Err(ActionError::SrHasPbd { sr: r.to_owned() });
+        }
+        if destroy && !sr.VDIs.is_empty() {
+            return Err(ActionError::HasDependents {
+                class: Class::Sr,
+                r: r.to_owned(),
+                dependents: Class::Vdi,
+            });
+        }
+        for v in &sr.VDIs {
+            self.remove(&mut st, Class::Vdi, v);
+        }
+        for p in &sr.PBDs {
+            if let Some(p) = pbd(&st, p) {
+                if let Some(Record::Host(h)) = st
+                    .objects
+                    .get_mut(&Class::Host)
+                    .and_then(|m| m.get_mut(&p.host))
+                {
+                    h.PBDs.retain(|x| *x != ref_of(&p.uuid));
+                    self.record_event(&mut st, Class::Host, &p.host, EventOp::Mod);
+                }
+                self.remove(&mut st, Class::Pbd, &ref_of(&p.uuid));
+            }
+        }
+        self.remove(&mut st, Class::Sr, r);
+        Ok(Reply::Unit)
+    }
+
+    fn task_mut<'a>(
+        st: &'a mut State,
+        r: &str,
+    ) -> Result<&'a mut windsor_toolstack::action::TaskRecord, ActionError> {
+        match st.objects.get_mut(&Class::Task).and_then(|m| m.get_mut(r)) {
+            Some(Record::Task(t)) => Ok(t),
+            _ => Err(ActionError::HandleInvalid {
+                class: Class::Task,
+                r: r.to_owned(),
+            }),
+        }
+    }
+
+    fn task_finish(&self, r: &str, outcome: TaskOutcome) -> ActionResult {
+        let mut st = self.lock();
+        let mut t = Self::task_mut(&mut st, r)?.clone();
+        let gone = st.tasks.finish(&mut t, outcome, &now());
+        st.objects
+            .entry(Class::Task)
+            .or_default()
+            .insert(r.to_owned(), Record::Task(t));
+        self.record_event(&mut st, Class::Task, r, EventOp::Mod);
+        for u in gone {
+            self.remove(&mut st, Class::Task, &ref_of(&u));
+        }
+        Ok(Reply::Unit)
+    }
+
     fn event_from(
         &self,
         classes: &[String],
@@ -315,16 +505,28 @@ impl MemoryBackend {
         }
         let deadline = Instant::now() + timeout;
         loop {
-            // Newest change per object, in sequence order.
-            let mut latest: BTreeMap<(Class, String), Event> = BTreeMap::new();
+            // Newest change per object, in sequence order; `add` if the
+            // object is new since the token (and still there).
+            let mut latest: BTreeMap<(Class, String), (Event, bool)> = BTreeMap::new();
             for e in st.events.iter().filter(|e| e.id > token) {
                 if wants(e.class, &e.r) {
-                    latest.insert((e.class, e.r.clone()), e.clone());
+                    let key = (e.class, e.r.clone());
+                    let added =
+                        e.operation == EventOp::Add || latest.get(&key).is_some_and(|x| x.1);
+                    latest.insert(key, (e.clone(), added));
                 }
             }
             let now = Instant::now();
             if !latest.is_empty() || now >= deadline {
-                let mut events: Vec<Event> = latest.into_values().collect();
+                let mut events: Vec<Event> = latest
+                    .into_values()
+                    .map(|(mut e, added)| {
+                        if added && e.operation != EventOp::Del {
+                            e.operation = EventOp::Add;
+                        }
+                        e
+                    })
+                    .collect();
                 events.sort_by_key(|e| e.id);
                 return Ok(Reply::Events(EventBatch {
                     events,
@@ -362,6 +564,21 @@ impl Backend for MemoryBackend {
                 let class = rec.class();
                 let r = ref_of(&u);
                 let mut st = self.lock();
+                if let Record::Vdi(d) = &rec {
+                    match st
+                        .objects
+                        .get_mut(&Class::Sr)
+                        .and_then(|m| m.get_mut(&d.SR))
+                    {
+                        Some(Record::Sr(s)) => s.VDIs.push(r.clone()),
+                        _ => {
+                            return Err(ActionError::HandleInvalid {
+                                class: Class::Sr,
+                                r: d.SR.clone(),
+                            })
+                        }
+                    }
+                }
                 st.objects.entry(class).or_default().insert(r.clone(), rec);
                 self.record_event(&mut st, class, &r, EventOp::Add);
                 Ok(Reply::Ref(r))
@@ -381,11 +598,44 @@ impl Backend for MemoryBackend {
                         return Err(bad_state(&r, Halted, v.power_state));
                     }
                 }
-                if matches!(class, Class::Host | Class::Pool) {
+                if let Record::Network(n) = rec {
+                    if !n.PIFs.is_empty() {
+                        return Err(ActionError::NetworkContainsPif {
+                            pifs: n.PIFs.clone(),
+                        });
+                    }
+                }
+                if matches!(class, Class::Host | Class::Pool | Class::Pbd | Class::Pif) {
                     return Err(ActionError::MethodUnknown {
                         class,
                         method: "destroy",
                     });
+                }
+                if class == Class::Sr {
+                    drop(st);
+                    return self.sr_drop(&r, true);
+                }
+                if class == Class::Task {
+                    let mut t = Self::task_mut(&mut st, &r)?.clone();
+                    match st.tasks.destroy(&mut t) {
+                        task::Destroy::Now => self.remove(&mut st, class, &r),
+                        task::Destroy::WhenFinished => {
+                            st.objects
+                                .entry(Class::Task)
+                                .or_default()
+                                .insert(r.clone(), Record::Task(t));
+                            self.record_event(&mut st, class, &r, EventOp::Mod);
+                        }
+                    }
+                    return Ok(Reply::Unit);
+                }
+                if let Some(Record::Vdi(d)) = st.objects.get(&Class::Vdi).and_then(|m| m.get(&r)) {
+                    let sr = d.SR.clone();
+                    if let Some(Record::Sr(s)) =
+                        st.objects.get_mut(&Class::Sr).and_then(|m| m.get_mut(&sr))
+                    {
+                        s.VDIs.retain(|x| *x != r);
+                    }
                 }
                 self.record_event(&mut st, class, &r, EventOp::Del);
                 if let Some(m) = st.objects.get_mut(&class) {
@@ -435,7 +685,8 @@ impl Backend for MemoryBackend {
                     Record::Network(x) => x.name_label = value,
                     Record::Sr(x) => x.name_label = value,
                     Record::Vdi(x) => x.name_label = value,
-                    Record::Vif(_) | Record::Vbd(_) => {
+                    Record::Task(x) => x.name_label = value,
+                    Record::Vif(_) | Record::Vbd(_) | Record::Pbd(_) | Record::Pif(_) => {
                         return Err(ActionError::internal("no name_label"))
                     }
                 }
@@ -449,7 +700,8 @@ impl Backend for MemoryBackend {
                     Record::Network(x) => x.name_description = value,
                     Record::Sr(x) => x.name_description = value,
                     Record::Vdi(x) => x.name_description = value,
-                    Record::Vif(_) | Record::Vbd(_) => {
+                    Record::Task(x) => x.name_description = value,
+                    Record::Vif(_) | Record::Vbd(_) | Record::Pbd(_) | Record::Pif(_) => {
                         return Err(ActionError::internal("no name_description"))
                     }
                 }
@@ -588,6 +840,52 @@ impl Backend for MemoryBackend {
                 v.VCPUs_at_startup = value;
                 Ok(())
             }),
+            Action::SrCreate {
+                host,
+                device_config,
+                spec,
+            } => self.sr_add(
+                SrSpec {
+                    uuid: String::new(),
+                    ..spec
+                },
+                Some((host, device_config)),
+            ),
+            Action::SrIntroduce { spec } => self.sr_add(
+                SrSpec {
+                    physical_size: -1,
+                    ..spec
+                },
+                None,
+            ),
+            Action::SrForget { sr } => self.sr_drop(&sr, false),
+            Action::PbdPlug { pbd } => self.modify(Class::Pbd, &pbd, |rec| {
+                if let Record::Pbd(p) = rec {
+                    p.currently_attached = true;
+                }
+                Ok(())
+            }),
+            Action::PbdUnplug { pbd } => self.modify(Class::Pbd, &pbd, |rec| {
+                if let Record::Pbd(p) = rec {
+                    p.currently_attached = false;
+                }
+                Ok(())
+            }),
+            Action::TaskCreate { label, description } => {
+                let mut st = self.lock();
+                let u = uuid();
+                let t = st
+                    .tasks
+                    .create(u, label, description, self.host.clone(), &now())?;
+                Ok(Reply::Ref(self.insert(&mut st, Record::Task(t))))
+            }
+            Action::TaskFinish { task, outcome } => self.task_finish(&task, outcome),
+            Action::TaskCancel { task } => {
+                let mut st = self.lock();
+                let t = Self::task_mut(&mut st, &task)?.clone();
+                st.tasks.cancel(&t)?;
+                Ok(Reply::Unit)
+            }
             Action::EventFrom {
                 classes,
                 token,

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use windsor_toolstack::action::{
-    Action, EventBatch, Map, NetworkRecord, NewRecord, Record, Reply, VbdRecord, VdiRecord,
+    Action, EventBatch, Map, NetworkRecord, NewRecord, Record, Reply, SrSpec, VbdRecord, VdiRecord,
     VifRecord, VmRecord,
 };
 
@@ -94,6 +94,20 @@ pub enum Kind {
     VmSetVcpusMax,
     /// `VM.set_VCPUs_at_startup`.
     VmSetVcpusAtStartup,
+    /// `SR.create`.
+    SrCreate,
+    /// `SR.introduce`.
+    SrIntroduce,
+    /// `SR.forget`.
+    SrForget,
+    /// `PBD.plug`.
+    PbdPlug,
+    /// `PBD.unplug`.
+    PbdUnplug,
+    /// `task.create`.
+    TaskCreate,
+    /// `task.cancel`.
+    TaskCancel,
     /// `event.from`.
     EventFrom,
     /// `event.inject`.
@@ -117,7 +131,8 @@ impl Kind {
             GetAll | GetAllRecords => 0,
             GetRecord | GetByUuid | GetByNameLabel | GetField(_) | Create | Destroy
             | VmProvision | VmPause | VmUnpause | VmCleanShutdown | VmHardShutdown | VmShutdown
-            | VmCleanReboot | VmHardReboot | VmSuspend => 1,
+            | VmCleanReboot | VmHardReboot | VmSuspend | SrForget | PbdPlug | PbdUnplug
+            | TaskCancel => 1,
             SetNameLabel
             | SetNameDescription
             | SetOtherConfig
@@ -126,11 +141,31 @@ impl Kind {
             | VmSetMemory
             | VmSetVcpusMax
             | VmSetVcpusAtStartup
-            | EventInject => 2,
+            | EventInject
+            | TaskCreate => 2,
             AddToOtherConfig | VmCopy | VmStart | VmResume | EventFrom => 3,
             VmStartOn | VmResumeOn => 4,
             VmSetMemoryLimits => 5,
+            SrIntroduce => 7,
+            SrCreate => 9,
         }
+    }
+
+    /// Whether `Async.<Class>.<method>` exists: for everything but reads
+    /// and `event.*`, as in XAPI (where getters are synchronous only).
+    pub fn has_async(self) -> bool {
+        use Kind::*;
+        !matches!(
+            self,
+            GetAll
+                | GetAllRecords
+                | GetRecord
+                | GetByUuid
+                | GetByNameLabel
+                | GetField(_)
+                | EventFrom
+                | EventInject
+        )
     }
 }
 
@@ -172,6 +207,46 @@ const VM_ONLY: &[(&str, Kind)] = &[
     ("set_VCPUs_at_startup", Kind::VmSetVcpusAtStartup),
 ];
 
+const SR_ONLY: &[(&str, Kind)] = &[
+    ("create", Kind::SrCreate),
+    ("introduce", Kind::SrIntroduce),
+    ("forget", Kind::SrForget),
+    ("destroy", Kind::Destroy),
+];
+
+const PBD_ONLY: &[(&str, Kind)] = &[("plug", Kind::PbdPlug), ("unplug", Kind::PbdUnplug)];
+
+const TASK_ONLY: &[(&str, Kind)] = &[
+    ("create", Kind::TaskCreate),
+    ("cancel", Kind::TaskCancel),
+    ("destroy", Kind::Destroy),
+];
+
+/// The methods only `class` has.
+fn class_only(class: Class) -> &'static [(&'static str, Kind)] {
+    match class {
+        Class::Vm => VM_ONLY,
+        Class::Sr => SR_ONLY,
+        Class::Pbd => PBD_ONLY,
+        Class::Task => TASK_ONLY,
+        _ => &[],
+    }
+}
+
+/// The prefix of asynchronous calls (`Async.VM.start`).
+pub const ASYNC: &str = "Async.";
+
+/// Finds the method an `Async.<Class>.<method>` name runs; `None` if the
+/// name is not one (or the method has no asynchronous form).
+pub fn lookup_async(method: &str) -> Option<Method> {
+    lookup(method.strip_prefix(ASYNC)?).filter(|m| m.kind.has_async())
+}
+
+/// Whether `set_name_label`/`set_name_description` exist (not for tasks).
+fn names_writable(class: Class) -> bool {
+    model::field(class, "name_label").is_some_and(|f| f.writable)
+}
+
 fn class_named(name: &str) -> Option<Class> {
     Class::ALL.into_iter().find(|c| c.name() == name)
 }
@@ -191,8 +266,13 @@ pub fn lookup(method: &str) -> Option<Method> {
     let class = class_named(class)?;
     let found = |table: &[(&str, Kind)]| table.iter().find(|(n, _)| *n == op).map(|(_, k)| *k);
     let kind = found(COMMON)
-        .or_else(|| model::has_name_label(class).then(|| found(NAMED)).flatten())
-        .or_else(|| (class == Class::Vm).then(|| found(VM_ONLY)).flatten())
+        .or_else(|| {
+            model::has_name_label(class)
+                .then(|| found(NAMED))
+                .flatten()
+                .filter(|k| names_writable(class) || *k == Kind::GetByNameLabel)
+        })
+        .or_else(|| found(class_only(class)))
         .or_else(|| {
             model::creatable(class)
                 .then_some(match op {
@@ -220,11 +300,12 @@ pub fn all_methods() -> Vec<String> {
         let mut push = |op: &str| out.push(format!("{n}.{op}"));
         COMMON.iter().for_each(|(op, _)| push(op));
         if model::has_name_label(class) {
-            NAMED.iter().for_each(|(op, _)| push(op));
+            NAMED
+                .iter()
+                .filter(|(_, k)| names_writable(class) || *k == Kind::GetByNameLabel)
+                .for_each(|(op, _)| push(op));
         }
-        if class == Class::Vm {
-            VM_ONLY.iter().for_each(|(op, _)| push(op));
-        }
+        class_only(class).iter().for_each(|(op, _)| push(op));
         if model::creatable(class) {
             push("create");
             push("destroy");
@@ -233,6 +314,12 @@ pub fn all_methods() -> Vec<String> {
             push(&format!("get_{}", f.name));
         }
     }
+    let asyncs: Vec<String> = out
+        .iter()
+        .filter(|m| lookup(m).is_some_and(|m| m.kind.has_async()))
+        .map(|m| format!("{ASYNC}{m}"))
+        .collect();
+    out.extend(asyncs);
     out.push("event.from".into());
     out.push("event.inject".into());
     out
@@ -428,6 +515,40 @@ pub fn build(method: Method, args: &[Value]) -> Result<Parsed, ApiError> {
             vm: r(0)?,
             value: arg_int(&args[1], "value")?,
         }),
+        SrCreate => plain(Action::SrCreate {
+            host: r(0)?,
+            device_config: arg_map(&args[1], "device_config")?,
+            spec: SrSpec {
+                uuid: String::new(),
+                physical_size: arg_int(&args[2], "physical_size")?,
+                name_label: arg_str(&args[3], "name_label")?,
+                name_description: arg_str(&args[4], "name_description")?,
+                ty: arg_str(&args[5], "type")?,
+                content_type: arg_str(&args[6], "content_type")?,
+                shared: arg_bool(&args[7], "shared")?,
+                sm_config: arg_map(&args[8], "sm_config")?,
+            },
+        }),
+        SrIntroduce => plain(Action::SrIntroduce {
+            spec: SrSpec {
+                uuid: arg_str(&args[0], "uuid")?,
+                name_label: arg_str(&args[1], "name_label")?,
+                name_description: arg_str(&args[2], "name_description")?,
+                ty: arg_str(&args[3], "type")?,
+                content_type: arg_str(&args[4], "content_type")?,
+                shared: arg_bool(&args[5], "shared")?,
+                sm_config: arg_map(&args[6], "sm_config")?,
+                physical_size: -1,
+            },
+        }),
+        SrForget => plain(Action::SrForget { sr: r(0)? }),
+        PbdPlug => plain(Action::PbdPlug { pbd: r(0)? }),
+        PbdUnplug => plain(Action::PbdUnplug { pbd: r(0)? }),
+        TaskCreate => plain(Action::TaskCreate {
+            label: arg_str(&args[0], "label")?,
+            description: arg_str(&args[1], "description")?,
+        }),
+        TaskCancel => plain(Action::TaskCancel { task: r(0)? }),
         EventFrom => {
             let classes = args[0]
                 .as_array()
@@ -563,8 +684,34 @@ mod tests {
         let all = all_methods();
         assert!(all.contains(&"VM.get_all_records".to_owned()));
         for m in &all {
-            assert!(lookup(m).is_some(), "{m}");
+            assert!(lookup(m).or_else(|| lookup_async(m)).is_some(), "{m}");
         }
+        assert!(all.contains(&"Async.VM.start".to_owned()));
+        assert!(all.contains(&"SR.introduce".to_owned()));
+        assert!(!all.contains(&"Async.VM.get_record".to_owned()));
+        assert_eq!(lookup("SR.create").unwrap().kind, Kind::SrCreate);
+        assert_eq!(lookup("SR.create").unwrap().kind.arity(), 9);
+        assert_eq!(lookup("SR.introduce").unwrap().kind.arity(), 7);
+        assert_eq!(lookup("SR.destroy").unwrap().kind, Kind::Destroy);
+        assert_eq!(lookup("SR.get_VDIs").unwrap().kind, Kind::GetField("VDIs"));
+        assert_eq!(
+            lookup("pool.get_default_SR").unwrap().kind,
+            Kind::GetField("default_SR")
+        );
+        assert_eq!(lookup("PBD.plug").unwrap().kind, Kind::PbdPlug);
+        assert_eq!(lookup("task.cancel").unwrap().kind, Kind::TaskCancel);
+        assert_eq!(
+            lookup("task.get_result").unwrap().kind,
+            Kind::GetField("result")
+        );
+        assert!(
+            lookup("task.set_name_label").is_none(),
+            "task names are read-only"
+        );
+        assert!(lookup("PBD.create").is_none());
+        assert_eq!(lookup_async("Async.VM.start").unwrap().kind, Kind::VmStart);
+        assert!(lookup_async("Async.VM.get_record").is_none());
+        assert!(lookup_async("VM.start").is_none());
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! [`action_error`] maps each variant to XAPI's code and parameters, in
 //! XAPI's order.
 
-use windsor_toolstack::action::{ActionError, PowerState};
+use windsor_toolstack::action::{ActionError, Class, PowerState};
 
 use crate::value::Value;
 
@@ -36,6 +36,18 @@ pub mod codes {
     /// Another operation on the object has not finished. Params: class,
     /// ref, operation.
     pub const OTHER_OPERATION_IN_PROGRESS: &str = "OTHER_OPERATION_IN_PROGRESS";
+    /// The SR still has VDIs. Params: none.
+    pub const SR_NOT_EMPTY: &str = "SR_NOT_EMPTY";
+    /// The SR is still attached to a host through a plugged PBD. Params: sr.
+    pub const SR_HAS_PBD: &str = "SR_HAS_PBD";
+    /// An SR with the uuid exists already. Params: uuid.
+    pub const SR_UUID_EXISTS: &str = "SR_UUID_EXISTS";
+    /// The network still has PIFs. Params: the PIFs.
+    pub const NETWORK_CONTAINS_PIF: &str = "NETWORK_CONTAINS_PIF";
+    /// The VDI is in use. Params: vdi, operation.
+    pub const VDI_IN_USE: &str = "VDI_IN_USE";
+    /// Too many tasks are pending. Params: none.
+    pub const TOO_MANY_PENDING_TASKS: &str = "TOO_MANY_PENDING_TASKS";
     /// The guest did not acknowledge the shutdown request. Params: vm.
     pub const VM_FAILED_SHUTDOWN_ACKNOWLEDGMENT: &str = "VM_FAILED_SHUTDOWN_ACKNOWLEDGMENT";
     /// The guest acknowledged but did not shut down in time. Params: vm,
@@ -147,7 +159,14 @@ impl ApiError {
 /// | `VmBadPowerState` | `VM_BAD_POWER_STATE` | vm, expected, actual (lower-case, as XAPI writes them) |
 /// | `VmIsTemplate` | `VM_IS_TEMPLATE` | vm, operation |
 /// | `OtherOperationInProgress` | `OTHER_OPERATION_IN_PROGRESS` | class, ref, operation |
-/// | `HasDependents` | `OPERATION_NOT_ALLOWED` | `"<class> has <dependents>s"` |
+/// | `HasDependents` (an SR with VDIs) | `SR_NOT_EMPTY` | none |
+/// | `HasDependents` (others) | `OPERATION_NOT_ALLOWED` | `"<class> has <dependents>s"` |
+/// | `SrHasPbd` | `SR_HAS_PBD` | sr |
+/// | `SrUuidExists` | `SR_UUID_EXISTS` | uuid |
+/// | `NetworkContainsPif` | `NETWORK_CONTAINS_PIF` | the PIFs |
+/// | `VdiInUse` | `VDI_IN_USE` | vdi, operation |
+/// | `TooManyPendingTasks` | `TOO_MANY_PENDING_TASKS` | none |
+/// | `TaskNotCancellable` | `OPERATION_NOT_ALLOWED` | `"<task> cannot be cancelled"` |
 /// | `VmFailedShutdownAck` | `VM_FAILED_SHUTDOWN_ACKNOWLEDGMENT` | vm |
 /// | `VmShutdownTimeout` | `VM_SHUTDOWN_TIMEOUT` | vm, timeout in seconds |
 /// | `VmCrashed` / `VmRebooted` / `VmHalted` | `VM_CRASHED` / `VM_REBOOTED` / `VM_HALTED` | vm |
@@ -179,10 +198,24 @@ pub fn action_error(e: &ActionError) -> ApiError {
             [class.name(), r.as_str(), op.name()],
         ),
         ActionError::HasDependents {
+            class: Class::Sr,
+            dependents: Class::Vdi,
+            ..
+        } => ApiError::new(SR_NOT_EMPTY, [""; 0]),
+        ActionError::HasDependents {
             class, dependents, ..
         } => ApiError::new(
             OPERATION_NOT_ALLOWED,
             [format!("{} has {}s", class.name(), dependents.name())],
+        ),
+        ActionError::SrHasPbd { sr } => ApiError::new(SR_HAS_PBD, [sr]),
+        ActionError::SrUuidExists { uuid } => ApiError::new(SR_UUID_EXISTS, [uuid]),
+        ActionError::NetworkContainsPif { pifs } => ApiError::new(NETWORK_CONTAINS_PIF, pifs),
+        ActionError::VdiInUse { vdi, op } => ApiError::new(VDI_IN_USE, [vdi.as_str(), op]),
+        ActionError::TooManyPendingTasks => ApiError::new(TOO_MANY_PENDING_TASKS, [""; 0]),
+        ActionError::TaskNotCancellable { task } => ApiError::new(
+            OPERATION_NOT_ALLOWED,
+            [format!("{task} cannot be cancelled")],
         ),
         ActionError::VmFailedShutdownAck { vm } => {
             ApiError::new(VM_FAILED_SHUTDOWN_ACKNOWLEDGMENT, [vm])
@@ -280,7 +313,6 @@ mod tests {
     #[test]
     fn action_errors_map_to_xapi_codes() {
         use std::time::Duration;
-        use windsor_toolstack::action::Class;
         use windsor_toolstack::lifecycle::Op;
         let vm = || "OpaqueRef:v".to_owned();
         let cases: Vec<(ActionError, Vec<&str>)> = vec![
@@ -340,7 +372,40 @@ mod tests {
                     r: "OpaqueRef:s".into(),
                     dependents: Class::Vdi,
                 },
-                vec!["OPERATION_NOT_ALLOWED", "SR has VDIs"],
+                vec!["SR_NOT_EMPTY"],
+            ),
+            (
+                ActionError::SrHasPbd {
+                    sr: "OpaqueRef:s".into(),
+                },
+                vec!["SR_HAS_PBD", "OpaqueRef:s"],
+            ),
+            (
+                ActionError::SrUuidExists { uuid: "u".into() },
+                vec!["SR_UUID_EXISTS", "u"],
+            ),
+            (
+                ActionError::VdiInUse {
+                    vdi: "OpaqueRef:d".into(),
+                    op: "forget",
+                },
+                vec!["VDI_IN_USE", "OpaqueRef:d", "forget"],
+            ),
+            (
+                ActionError::NetworkContainsPif {
+                    pifs: vec!["OpaqueRef:p".into()],
+                },
+                vec!["NETWORK_CONTAINS_PIF", "OpaqueRef:p"],
+            ),
+            (
+                ActionError::TooManyPendingTasks,
+                vec!["TOO_MANY_PENDING_TASKS"],
+            ),
+            (
+                ActionError::TaskNotCancellable {
+                    task: "OpaqueRef:t".into(),
+                },
+                vec!["OPERATION_NOT_ALLOWED", "OpaqueRef:t cannot be cancelled"],
             ),
             (
                 ActionError::HasDependents {

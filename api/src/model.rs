@@ -32,6 +32,9 @@ pub fn fields(class: Class) -> &'static [Field] {
         Class::Vbd => VBD_FIELDS,
         Class::Vif => VIF_FIELDS,
         Class::Network => NETWORK_FIELDS,
+        Class::Pbd => PBD_FIELDS,
+        Class::Pif => PIF_FIELDS,
+        Class::Task => TASK_FIELDS,
     }
 }
 
@@ -40,7 +43,9 @@ pub fn field(class: Class, name: &str) -> Option<&'static Field> {
     fields(class).iter().find(|f| f.name == name)
 }
 
-/// Whether clients may call `create` and `destroy` on the class.
+/// Whether clients may call `create(record)` and `destroy` on the class
+/// (`SR.create` and `task.create` take other parameters: see
+/// [`crate::call`]).
 pub fn creatable(class: Class) -> bool {
     matches!(
         class,
@@ -52,7 +57,7 @@ pub fn creatable(class: Class) -> bool {
 pub fn has_name_label(class: Class) -> bool {
     matches!(
         class,
-        Class::Vm | Class::Host | Class::Sr | Class::Vdi | Class::Network
+        Class::Vm | Class::Host | Class::Sr | Class::Vdi | Class::Network | Class::Task
     )
 }
 
@@ -354,6 +359,70 @@ pub static NETWORK_FIELDS: &[Field] = &[
     rw("tags", Ty::Set),
 ];
 
+/// The PBD record.
+pub static PBD_FIELDS: &[Field] = &[
+    ro("uuid", Ty::String),
+    ro("host", Ty::String),
+    ro("SR", Ty::String),
+    ro("device_config", Ty::Map),
+    ro("currently_attached", Ty::Bool),
+    rw("other_config", Ty::Map),
+];
+
+/// The PIF record.
+pub static PIF_FIELDS: &[Field] = &[
+    ro("uuid", Ty::String),
+    ro("device", Ty::String),
+    ro("network", Ty::String),
+    ro("host", Ty::String),
+    ro("MAC", Ty::String),
+    ro("MTU", Ty::Int),
+    ro("VLAN", Ty::Int),
+    ro("metrics", Ty::String),
+    ro("physical", Ty::Bool),
+    ro("currently_attached", Ty::Bool),
+    ro("ip_configuration_mode", Ty::String),
+    ro("IP", Ty::String),
+    ro("netmask", Ty::String),
+    ro("gateway", Ty::String),
+    ro("DNS", Ty::String),
+    ro("bond_slave_of", Ty::String),
+    ro("bond_master_of", Ty::Set),
+    ro("VLAN_master_of", Ty::String),
+    ro("VLAN_slave_of", Ty::Set),
+    ro("management", Ty::Bool),
+    rw("other_config", Ty::Map),
+    ro("disallow_unplug", Ty::Bool),
+    ro("ipv6_configuration_mode", Ty::String),
+    ro("IPv6", Ty::Set),
+    ro("ipv6_gateway", Ty::String),
+    ro("primary_address_type", Ty::String),
+    ro("managed", Ty::Bool),
+    ro("properties", Ty::Map),
+    ro("capabilities", Ty::Set),
+];
+
+/// The task record.
+pub static TASK_FIELDS: &[Field] = &[
+    ro("uuid", Ty::String),
+    ro("name_label", Ty::String),
+    ro("name_description", Ty::String),
+    ro("allowed_operations", Ty::Set),
+    ro("current_operations", Ty::Map),
+    ro("created", Ty::DateTime),
+    ro("finished", Ty::DateTime),
+    ro("status", Ty::String),
+    ro("resident_on", Ty::String),
+    ro("progress", Ty::Float),
+    ro("type", Ty::String),
+    ro("result", Ty::String),
+    ro("error_info", Ty::Set),
+    rw("other_config", Ty::Map),
+    ro("subtask_of", Ty::String),
+    ro("subtasks", Ty::Set),
+    ro("backtrace", Ty::String),
+];
+
 /// The default record of a class: every field at XAPI's default, with the
 /// overrides that differ from the type's zero.
 pub fn default_record(class: Class) -> BTreeMap<String, Value> {
@@ -385,6 +454,10 @@ pub fn default_record(class: Class) -> BTreeMap<String, Value> {
         "VDI",
         "network",
         "control_domain",
+        "host",
+        "subtask_of",
+        "bond_slave_of",
+        "VLAN_master_of",
     ] {
         if field(class, k).is_some() {
             set(k, Value::str("OpaqueRef:NULL"));
@@ -424,6 +497,14 @@ pub fn default_record(class: Class) -> BTreeMap<String, Value> {
         Class::Vdi => {
             set("type", Value::str("user"));
         }
+        Class::Pif => {
+            set("MTU", Value::Int(1500));
+            set("VLAN", Value::Int(-1));
+            set("ip_configuration_mode", Value::str("None"));
+            set("ipv6_configuration_mode", Value::str("None"));
+            set("primary_address_type", Value::str("IPv4"));
+            set("managed", Value::Bool(true));
+        }
         _ => {}
     }
     r
@@ -462,12 +543,20 @@ pub fn coerce_for_create(
 }
 
 /// Completes a record from the toolstack with XAPI's defaults for the
-/// fields it does not keep, so clients see every field they expect.
+/// fields it does not keep, so clients see every field they expect, and
+/// gives datetime fields their XML-RPC type.
 pub fn complete_record(class: Class, record: Value) -> Value {
     match record {
         Value::Struct(mut m) => {
             for (k, v) in default_record(class) {
                 m.entry(k).or_insert(v);
+            }
+            for f in fields(class).iter().filter(|f| f.ty == Ty::DateTime) {
+                if let Some(v) = m.get_mut(f.name) {
+                    if let Value::String(s) = v {
+                        *v = Value::DateTime(std::mem::take(s));
+                    }
+                }
             }
             Value::Struct(m)
         }

@@ -6,6 +6,9 @@
 //! * [`Api`] — synchronous dispatch of one call: sessions and `system.*`
 //!   here, everything else parsed by [`crate::call`] into an `Action` and
 //!   handed to the [`Backend`]. Toolstack errors become XenAPI errors here.
+//!   `Async.<Class>.<call>` is checked the same way, then runs on a thread
+//!   of its own behind a task record the backend keeps (see
+//!   [`windsor_toolstack::task`]); the call answers with the task at once.
 //! * [`Server`] — hyper (HTTP/1.1) on a tokio runtime of its own thread.
 //!   Bodies are bounded in size ([`Config::max_body_bytes`]) and in time
 //!   ([`Config::body_timeout`]); calls run on the blocking pool (they may
@@ -30,7 +33,9 @@ use tokio::sync::{oneshot, Semaphore};
 
 use crate::auth::{authentication_failed, Credentials, Sessions};
 use crate::backend::Backend;
-use crate::call::{self, all_methods, lookup, reply_to_value};
+use windsor_toolstack::action::{uuid_of, Action, Reply, TaskOutcome};
+
+use crate::call::{self, all_methods, lookup, lookup_async, reply_to_value, ASYNC};
 use crate::error::{codes, ApiError, WireError};
 use crate::jsonrpc::{self, Version};
 use crate::value::Value;
@@ -82,6 +87,10 @@ const SESSION_METHODS: &[&str] = &[
     "session.login_with_password",
     "session.logout",
     "session.get_this_host",
+    "session.get_this_user",
+    "session.get_record",
+    "session.get_uuid",
+    "session.get_all_subject_identifiers",
     "system.listMethods",
 ];
 
@@ -165,13 +174,130 @@ impl Api {
                     .and_then(|a| a.first().cloned())
                     .unwrap_or_else(|| Value::str("OpaqueRef:NULL")))
             }
+            "session.get_this_user" | "session.get_record" | "session.get_uuid" => {
+                if params.len() != 2 {
+                    return Err(count_mismatch(method, 2, params.len()));
+                }
+                self.check_session(params)?;
+                let record = self.session_record(&params[1])?;
+                Ok(match method {
+                    "session.get_record" => record,
+                    "session.get_uuid" => record.get("uuid").cloned().unwrap_or(Value::str("")),
+                    _ => Value::str("OpaqueRef:NULL"),
+                })
+            }
+            "session.get_all_subject_identifiers" => {
+                if params.len() != 1 {
+                    return Err(count_mismatch(method, 1, params.len()));
+                }
+                self.check_session(params)?;
+                // No external authentication: no subjects.
+                Ok(Value::Array(Vec::new()))
+            }
             "system.listMethods" => {
                 let mut all: Vec<String> = SESSION_METHODS.iter().map(|s| s.to_string()).collect();
                 all.extend(all_methods());
                 Ok(Value::strings(all))
             }
+            _ if method.starts_with(ASYNC) => self.dispatch_async(method, params),
             _ => self.dispatch(method, params),
         }
+    }
+
+    /// The record of session `s` (`HANDLE_INVALID` if it is not open).
+    /// Windsor's users are local: `is_local_superuser`, no subject, no
+    /// parent; `this_user` is null as for XAPI's local logins.
+    fn session_record(&self, s: &Value) -> Result<Value, ApiError> {
+        let r = s.as_str().ok_or_else(|| ApiError::field_type("self"))?;
+        let sess = self
+            .sessions
+            .get(r)
+            .ok_or_else(|| ApiError::handle_invalid("session", r))?;
+        let this_host = self
+            .dispatch("host.get_all", std::slice::from_ref(s))
+            .ok()
+            .and_then(|h| h.as_array().and_then(|a| a.first().cloned()))
+            .unwrap_or_else(|| Value::str("OpaqueRef:NULL"));
+        let idle = Instant::now().saturating_duration_since(sess.last_used);
+        let last = std::time::SystemTime::now()
+            .checked_sub(idle)
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let when = Value::DateTime(windsor_toolstack::task::datetime(last));
+        Ok(Value::record([
+            ("uuid", Value::str(uuid_of(r).unwrap_or(r))),
+            ("this_host", this_host),
+            ("this_user", Value::str("OpaqueRef:NULL")),
+            ("last_active", when.clone()),
+            ("pool", Value::Bool(false)),
+            ("other_config", Value::empty_map()),
+            ("is_local_superuser", Value::Bool(true)),
+            ("subject", Value::str("OpaqueRef:NULL")),
+            ("validation_time", when),
+            ("auth_user_sid", Value::str("")),
+            ("auth_user_name", Value::str(sess.user)),
+            ("rbac_permissions", Value::Array(Vec::new())),
+            ("tasks", Value::Array(Vec::new())),
+            ("parent", Value::str("OpaqueRef:NULL")),
+            ("originator", Value::str(sess.originator)),
+            ("client_certificate", Value::Bool(false)),
+        ]))
+    }
+
+    /// `Async.<Class>.<method>`: checks the call as [`Api::call`] would,
+    /// creates a pending task, runs the call on a thread of its own and
+    /// returns the task at once. When the call returns, the task gets its
+    /// result as XAPI stores it (the XML-RPC `<value>`, `""` for void) or
+    /// its `ErrorDescription`.
+    ///
+    /// The tasks live with the backend's other records (the toolstack's,
+    /// in Windsor) so that `event.from` reports them like any object and
+    /// one lock orders them with the changes they cause; the API owns only
+    /// what XenAPI spells (the result encoding and the error codes). The
+    /// backend bounds how many are pending, so the threads are bounded too.
+    fn dispatch_async(&self, method: &str, params: &[Value]) -> Result<Value, ApiError> {
+        let m = lookup_async(method)
+            .ok_or_else(|| ApiError::new(codes::MESSAGE_METHOD_UNKNOWN, [method]))?;
+        let expected = m.kind.arity() + 1;
+        if params.len() != expected {
+            return Err(count_mismatch(method, expected, params.len()));
+        }
+        self.check_session(params)?;
+        let parsed = call::build(m, &params[1..])?;
+        let task = match self.backend.handle(Action::TaskCreate {
+            label: method.to_owned(),
+            description: String::new(),
+        })? {
+            Reply::Ref(r) => r,
+            _ => return Err(ApiError::internal("task.create answered without a ref")),
+        };
+        let backend = self.backend.clone();
+        let t = task.clone();
+        let run = move || {
+            let outcome = match backend.handle(parsed.action) {
+                Ok(reply) => match reply_to_value(&reply, &parsed.shape) {
+                    Ok(v) => task_success(&reply, &v),
+                    Err(e) => task_failure(&e),
+                },
+                Err(e) => task_failure(&ApiError::from(e)),
+            };
+            if let Err(e) = backend.handle(Action::TaskFinish { task: t, outcome }) {
+                tracing::warn!(error = %e, "finishing a task");
+            }
+        };
+        let spawned = std::thread::Builder::new()
+            .name("windsor-async".into())
+            .spawn(run);
+        if let Err(e) = spawned {
+            let outcome = task_failure(&ApiError::internal(format!("cannot start the call: {e}")));
+            self.backend.handle(Action::TaskFinish {
+                task: task.clone(),
+                outcome,
+            })?;
+        }
+        tracing::debug!(method, %task, "async call");
+        Ok(Value::str(task))
     }
 
     fn dispatch(&self, method: &str, params: &[Value]) -> Result<Value, ApiError> {
@@ -187,6 +313,23 @@ impl Api {
         let reply = self.backend.handle(parsed.action).map_err(ApiError::from)?;
         reply_to_value(&reply, &parsed.shape)
     }
+}
+
+/// A task's success: XAPI keeps the result as the XML-RPC `<value>` of
+/// what the call returned, and nothing for a void call.
+fn task_success(reply: &Reply, v: &Value) -> TaskOutcome {
+    let mut result = String::new();
+    if !matches!(reply, Reply::Unit) {
+        xmlrpc::write_value(&mut result, v);
+    }
+    TaskOutcome::Success { result }
+}
+
+/// A task's failure: the `ErrorDescription`, code first.
+fn task_failure(e: &ApiError) -> TaskOutcome {
+    let mut error_info = vec![e.code.clone()];
+    error_info.extend(e.params.iter().cloned());
+    TaskOutcome::Failure { error_info }
 }
 
 /// Where the server listens.

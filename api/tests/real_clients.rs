@@ -167,7 +167,10 @@ pub fn npm_lifecycle_over(srv: &common::TestServer, transport: &str) {
     let original = here().join("node/lifecycle.mjs");
     let copied = dir != here().join("node");
     let script = if copied {
-        let s = dir.join(format!("windsor-lifecycle-{}.mjs", std::process::id()));
+        // One name per run: the tests run in parallel in one process.
+        static RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let s = dir.join(format!("windsor-lifecycle-{}-{n}.mjs", std::process::id()));
         std::fs::copy(&original, &s).expect("copy the script");
         s
     } else {

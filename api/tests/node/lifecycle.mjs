@@ -5,8 +5,9 @@
 // TRANSPORT is the client's `json-rpc` (default) or `xml-rpc` (which posts
 // to `/xmlrpc`; XenAPI ints then arrive as strings).
 //
-// The same flow as the Python test: a full lifecycle with event.from seeing
-// every change, then wrong session, wrong handle and wrong power state.
+// The same flow as the Python test: the default SR, a full lifecycle with
+// event.from seeing every change, Async calls polled through their tasks,
+// then wrong session, wrong handle and wrong power state.
 // Exits non-zero with a message on the first mismatch.
 import { createClient } from 'xen-api'
 
@@ -46,6 +47,16 @@ const poolRef = Object.keys(pools)[0]
 const host = await xapi.call('pool.get_master', poolRef)
 check((await xapi.call('host.get_API_version_major', host)) === int(2), 'API_version_major')
 check((await xapi.call('host.get_API_version_minor', host)) === int(21), 'API_version_minor')
+
+// The default SR: local storage, plugged into this host.
+const sr = await xapi.call('pool.get_default_SR', poolRef)
+check(sr !== 'OpaqueRef:NULL', 'pool.default_SR')
+const srRec = await xapi.call('SR.get_record', sr)
+check(srRec.name_label === 'Local storage' && srRec.content_type === 'user', `SR record ${JSON.stringify(srRec)}`)
+check((await xapi.call('SR.get_by_uuid', srRec.uuid)) === sr, 'SR.get_by_uuid')
+const [pbd] = await xapi.call('SR.get_PBDs', sr)
+check((await xapi.call('PBD.get_host', pbd)) === host, 'PBD.get_host')
+check((await xapi.call('PBD.get_currently_attached', pbd)) === true, 'the local SR is plugged')
 
 let token = (await xapi.call('event.from', ['vm'], '', 0.1)).token
 const inject = await xapi.call('event.inject', 'pool', poolRef)
@@ -99,6 +110,30 @@ for (const [method, args, state] of steps) {
 
 const params = await expectFailure('VM_BAD_POWER_STATE', xapi.call('VM.unpause', vm))
 check(JSON.stringify(params) === JSON.stringify([vm, 'paused', 'halted']), `VM_BAD_POWER_STATE params ${params}`)
+
+// Async calls: a task each, polled to its end.
+async function runTask(task) {
+  check(typeof task === 'string' && task.startsWith('OpaqueRef:'), `a task ref ${task}`)
+  for (let i = 0; i < 1200; i++) {
+    const status = await xapi.call('task.get_status', task)
+    if (status !== 'pending') return status
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
+  check(false, `task ${task} still pending`)
+}
+const started = await xapi.call('Async.VM.start', vm, false, false)
+check((await runTask(started)) === 'success', 'Async.VM.start succeeds')
+check((await xapi.call('task.get_result', started)) === '', 'a void task has an empty result')
+check((await xapi.call('VM.get_power_state', vm)) === 'Running', 'Async.VM.start ran')
+const failed = await xapi.call('Async.VM.unpause', vm)
+check((await runTask(failed)) === 'failure', 'Async.VM.unpause of a running VM fails')
+const info = await xapi.call('task.get_error_info', failed)
+check(JSON.stringify(info) === JSON.stringify(['VM_BAD_POWER_STATE', vm, 'paused', 'running']), `error_info ${info}`)
+const stopped = await xapi.call('Async.VM.hard_shutdown', vm)
+check((await runTask(stopped)) === 'success', 'Async.VM.hard_shutdown succeeds')
+check((await xapi.call('VM.get_power_state', vm)) === 'Halted', 'Async.VM.hard_shutdown ran')
+await xapi.call('task.destroy', started)
+await expectFailure('HANDLE_INVALID', xapi.call('task.get_status', started))
 
 await xapi.call('VM.destroy', vm)
 await waitFor(vm, 'del')

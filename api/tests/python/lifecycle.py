@@ -2,14 +2,17 @@
 
 Usage: lifecycle.py URL PASSWORD [UNIX_SOCKET]
 
-A full lifecycle (create, start, pause, unpause, suspend, resume,
-clean_shutdown, start again, hard_shutdown, destroy) with event.from seeing
-every change, then the errors: wrong session, wrong handle, wrong power
+The default SR (pool.get_default_SR, its record and PBD), a full lifecycle
+(create, start, pause, unpause, suspend, resume, clean_shutdown, start
+again, hard_shutdown, destroy) with event.from seeing every change, the same
+power operations as Async.* calls polled through their tasks (whose events
+event.from reports), then the errors: wrong session, wrong handle, wrong power
 state, unknown method, wrong parameter count, bad password. Exits non-zero
 with a message on the first mismatch; prints "python XenAPI: ok" at the end.
 """
 
 import sys
+import time
 import xmlrpc.client
 
 import XenAPI
@@ -48,6 +51,28 @@ hrec = x.host.get_record(host)
 check(hrec["uuid"] and hrec["API_version_minor"] == "21", "host record")
 check(isinstance(x.SR.get_all_records(), dict), "SR records")
 check(isinstance(x.network.get_all(), list), "network refs")
+
+# The default SR, as XAPI has it from the first start: local storage,
+# plugged into this host.
+sr = x.pool.get_default_SR(pool)
+check(sr != "OpaqueRef:NULL", "pool.default_SR")
+srec = x.SR.get_record(sr)
+check(srec["name_label"] == "Local storage" and srec["content_type"] == "user",
+      "default SR record %r" % srec)
+check(x.pool.get_suspend_image_SR(pool) == sr and x.pool.get_crash_dump_SR(pool) == sr,
+      "suspend-image and crash-dump SRs")
+check(sr in x.SR.get_all() and x.SR.get_by_uuid(srec["uuid"]) == sr, "SR lookups")
+pbds = x.SR.get_PBDs(sr)
+check(len(pbds) == 1 and x.PBD.get_currently_attached(pbds[0]), "the local SR is plugged")
+check(x.PBD.get_host(pbds[0]) == host and x.PBD.get_SR(pbds[0]) == sr, "PBD record")
+details = expect_failure("SR_HAS_PBD", x.SR.destroy, sr)
+check(details[1:] == [sr], "SR_HAS_PBD params %r" % details)
+nets = x.network.get_all_records()
+net = [r for r, n in nets.items() if n["bridge"] == "xenbr0"]
+check(len(net) == 1, "the default network")
+pifs = x.network.get_PIFs(net[0])
+check(len(pifs) == 1 and x.PIF.get_device(pifs[0]) == "eth0" and x.PIF.get_host(pifs[0]) == host,
+      "the host's PIF on the default network")
 
 # The starting token: event.from with "" returns every object.
 first = event_from(["vm"], "", 0.0)
@@ -110,6 +135,68 @@ for step, state in steps:
 # Wrong power state: pausing a halted VM.
 details = expect_failure("VM_BAD_POWER_STATE", x.VM.pause, vm)
 check(details[1:] == [vm, "running", "halted"], "VM_BAD_POWER_STATE params %r" % details)
+
+# The same operations as Async calls: each returns a task at once; the
+# task is polled to its end, and event.from reports it.
+task_token = event_from(["task"], "", 0.0)["token"]
+
+
+def run_task(task):
+    check(task.startswith("OpaqueRef:"), "a task ref %r" % task)
+    for _ in range(1200):
+        status = x.task.get_status(task)
+        if status != "pending":
+            check(x.task.get_progress(task) == 1.0, "progress of a finished task")
+            return status
+        time.sleep(0.05)
+    check(False, "task %s still pending" % task)
+
+
+t_start = x.Async.VM.start(vm, False, False)
+check(run_task(t_start) == "success", "Async.VM.start succeeds")
+check(x.task.get_result(t_start) == "", "a void task's result is empty")
+check(x.task.get_name_label(t_start) == "Async.VM.start", "task name")
+check(x.VM.get_power_state(vm) == "Running", "Async.VM.start ran")
+t_stop = x.Async.VM.clean_shutdown(vm)
+check(run_task(t_stop) == "success", "Async.VM.clean_shutdown succeeds")
+check(x.VM.get_power_state(vm) == "Halted", "Async.VM.clean_shutdown ran")
+t_clone = x.Async.VM.clone(vm, "py-async-clone")
+check(run_task(t_clone) == "success", "Async.VM.clone succeeds")
+result = x.task.get_result(t_clone)
+check(result.startswith("<value>OpaqueRef:") and result.endswith("</value>"),
+      "a task's result is an XML-RPC value: %r" % result)
+clone_ref = result[len("<value>"):-len("</value>")]
+check(x.VM.get_name_label(clone_ref) == "py-async-clone", "the clone")
+x.VM.destroy(clone_ref)
+t_fail = x.Async.VM.pause(vm)
+check(run_task(t_fail) == "failure", "Async.VM.pause of a halted VM fails")
+check(x.task.get_error_info(t_fail) == ["VM_BAD_POWER_STATE", vm, "running", "halted"],
+      "error_info %r" % x.task.get_error_info(t_fail))
+trec = x.task.get_record(t_fail)
+check(trec["status"] == "failure" and trec["uuid"], "task record")
+check(x.task.get_by_uuid(trec["uuid"]) == t_fail, "task.get_by_uuid")
+seen = {}
+for _ in range(20):
+    batch = event_from(["task"], task_token, 1.0)
+    task_token = batch["token"]
+    for e in batch["events"]:
+        check(e["class"] == "task", "task events only")
+        seen[e["ref"]] = e
+    if all(t in seen for t in (t_start, t_stop, t_clone, t_fail)):
+        break
+for t in (t_start, t_stop, t_clone, t_fail):
+    check(t in seen, "event.from saw task %s" % t)
+check(seen[t_fail]["snapshot"]["status"] == "failure", "the task event's snapshot")
+x.task.destroy(t_start)
+expect_failure("HANDLE_INVALID", x.task.get_status, t_start)
+gone = False
+for _ in range(20):
+    batch = event_from(["task"], task_token, 1.0)
+    task_token = batch["token"]
+    if any(e["ref"] == t_start and e["operation"] == "del" for e in batch["events"]):
+        gone = True
+        break
+check(gone, "event.from saw the task destroyed")
 
 x.VM.destroy(vm)
 wait_for(vm, "del")

@@ -31,6 +31,12 @@
 //! | `VM.set_memory_limits(vm, smin, smax, dmin, dmax)` | [`Action::VmSetMemoryLimits`] | [`Reply::Unit`] |
 //! | `VM.set_memory(vm, value)`, `set_memory_static_max`, `set_memory_dynamic_range` | [`Action::VmSetMemory`], [`Action::VmSetMemoryLimits`] | [`Reply::Unit`] |
 //! | `VM.set_VCPUs_max` / `set_VCPUs_at_startup` | [`Action::VmSetVcpusMax`] / [`Action::VmSetVcpusAtStartup`] | [`Reply::Unit`] |
+//! | `SR.create(host, device_config, physical_size, name_label, name_description, type, content_type, shared, sm_config)` | [`Action::SrCreate`] (the SR and a plugged PBD) | [`Reply::Ref`] |
+//! | `SR.introduce(uuid, name_label, name_description, type, content_type, shared, sm_config)` | [`Action::SrIntroduce`] | [`Reply::Ref`] |
+//! | `SR.forget(sr)` / `SR.destroy(sr)` | [`Action::SrForget`] / [`Action::Destroy`] (every PBD unplugged; destroy: no VDIs) | [`Reply::Unit`] |
+//! | `PBD.plug(pbd)` / `PBD.unplug(pbd)` | [`Action::PbdPlug`] / [`Action::PbdUnplug`] | [`Reply::Unit`] |
+//! | `task.create(label, description)`, and every `Async.<Class>.<call>` | [`Action::TaskCreate`], then the call, then [`Action::TaskFinish`] (see [`crate::task`]) | [`Reply::Ref`] (the task) |
+//! | `task.cancel(task)` / `task.destroy(task)` | [`Action::TaskCancel`] / [`Action::Destroy`] | [`Reply::Unit`] |
 //! | `event.from(classes, token, timeout)` | [`Action::EventFrom`] (blocks up to `timeout`) | [`Reply::Events`] |
 //!
 //! Errors are typed: one [`ActionError`] variant per cause, carrying its
@@ -109,11 +115,20 @@ pub enum Class {
     /// `VBD`.
     #[serde(rename = "VBD")]
     Vbd,
+    /// `PBD`: connects an SR to a host.
+    #[serde(rename = "PBD")]
+    Pbd,
+    /// `PIF`: a host's interface on a network.
+    #[serde(rename = "PIF")]
+    Pif,
+    /// `task`: an `Async.*` call in flight or finished (not persisted).
+    #[serde(rename = "task")]
+    Task,
 }
 
 impl Class {
     /// Every class.
-    pub const ALL: [Class; 8] = [
+    pub const ALL: [Class; 11] = [
         Class::Vm,
         Class::Host,
         Class::Pool,
@@ -122,7 +137,16 @@ impl Class {
         Class::Vdi,
         Class::Vif,
         Class::Vbd,
+        Class::Pbd,
+        Class::Pif,
+        Class::Task,
     ];
+
+    /// Whether records of the class are kept in the pool database (tasks
+    /// are not: XAPI does not persist them either).
+    pub fn persisted(self) -> bool {
+        self != Class::Task
+    }
 
     /// The name XenAPI uses in method names (`VM`, `host`, `SR`, ...).
     pub fn name(self) -> &'static str {
@@ -135,6 +159,9 @@ impl Class {
             Class::Vdi => "VDI",
             Class::Vif => "VIF",
             Class::Vbd => "VBD",
+            Class::Pbd => "PBD",
+            Class::Pif => "PIF",
+            Class::Task => "task",
         }
     }
 
@@ -150,6 +177,9 @@ impl Class {
             Class::Vdi => "vdi",
             Class::Vif => "vif",
             Class::Vbd => "vbd",
+            Class::Pbd => "pbd",
+            Class::Pif => "pif",
+            Class::Task => "task",
         }
     }
 
@@ -386,6 +416,14 @@ pub struct HostRecord {
     pub address: String,
     /// VMs with a domain on this host.
     pub resident_VMs: Vec<Ref>,
+    /// Its PBDs (the SRs it is connected to).
+    pub PBDs: Vec<Ref>,
+    /// Its PIFs (its interfaces).
+    pub PIFs: Vec<Ref>,
+    /// Where suspend images go ([`NULL_REF`]: the pool's).
+    pub suspend_image_sr: Ref,
+    /// Where crash dumps go ([`NULL_REF`]: the pool's).
+    pub crash_dump_sr: Ref,
     /// CPU details.
     pub cpu_info: Map,
     /// Free-form configuration.
@@ -417,6 +455,10 @@ impl Default for HostRecord {
             hostname: String::new(),
             address: String::new(),
             resident_VMs: Vec::new(),
+            PBDs: Vec::new(),
+            PIFs: Vec::new(),
+            suspend_image_sr: NULL_REF.into(),
+            crash_dump_sr: NULL_REF.into(),
             cpu_info: Map::new(),
             other_config: Map::new(),
             allowed_operations: Vec::new(),
@@ -441,6 +483,10 @@ pub struct PoolRecord {
     pub master: Ref,
     /// Default SR for new VDIs.
     pub default_SR: Ref,
+    /// Default SR for suspend images.
+    pub suspend_image_SR: Ref,
+    /// Default SR for crash dumps.
+    pub crash_dump_SR: Ref,
     /// Free-form configuration.
     pub other_config: Map,
     /// Free-form labels.
@@ -464,6 +510,8 @@ pub struct NetworkRecord {
     pub MTU: i64,
     /// VIFs on it.
     pub VIFs: Vec<Ref>,
+    /// Host interfaces on it.
+    pub PIFs: Vec<Ref>,
     /// Free-form configuration.
     pub other_config: Map,
     /// Free-form labels.
@@ -479,8 +527,60 @@ impl Default for NetworkRecord {
             bridge: String::new(),
             MTU: 1500,
             VIFs: Vec::new(),
+            PIFs: Vec::new(),
             other_config: Map::new(),
             tags: Vec::new(),
+        }
+    }
+}
+
+/// A `PIF` record: a host's interface on a network. In host mode the
+/// interface is netback's uplink; Windsor configures no addresses on it.
+#[allow(non_snake_case)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PifRecord {
+    /// Unique identifier.
+    pub uuid: String,
+    /// The interface name (`eth0`).
+    pub device: String,
+    /// Its network.
+    pub network: Ref,
+    /// Its host.
+    pub host: Ref,
+    /// MAC address.
+    pub MAC: String,
+    /// MTU.
+    pub MTU: i64,
+    /// VLAN tag, -1 for none.
+    pub VLAN: i64,
+    /// Whether it is a physical interface.
+    pub physical: bool,
+    /// Whether it is up.
+    pub currently_attached: bool,
+    /// Whether the management interface is on it.
+    pub management: bool,
+    /// `None`, `DHCP` or `Static`.
+    pub ip_configuration_mode: String,
+    /// Free-form configuration.
+    pub other_config: Map,
+}
+
+impl Default for PifRecord {
+    fn default() -> Self {
+        PifRecord {
+            uuid: String::new(),
+            device: String::new(),
+            network: NULL_REF.into(),
+            host: NULL_REF.into(),
+            MAC: String::new(),
+            MTU: 1500,
+            VLAN: -1,
+            physical: true,
+            currently_attached: false,
+            management: false,
+            ip_configuration_mode: "None".into(),
+            other_config: Map::new(),
         }
     }
 }
@@ -686,6 +786,124 @@ impl Default for VbdRecord {
     }
 }
 
+/// A `PBD` record: the connection of an SR to a host.
+#[allow(non_snake_case)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PbdRecord {
+    /// Unique identifier.
+    pub uuid: String,
+    /// The host.
+    pub host: Ref,
+    /// The SR.
+    pub SR: Ref,
+    /// How the host reaches the SR's storage.
+    pub device_config: Map,
+    /// Whether the SR is attached on the host (`PBD.plug`).
+    pub currently_attached: bool,
+    /// Free-form configuration.
+    pub other_config: Map,
+}
+
+impl Default for PbdRecord {
+    fn default() -> Self {
+        PbdRecord {
+            uuid: String::new(),
+            host: NULL_REF.into(),
+            SR: NULL_REF.into(),
+            device_config: Map::new(),
+            currently_attached: false,
+            other_config: Map::new(),
+        }
+    }
+}
+
+/// XAPI's `task_status_type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskStatus {
+    /// Running.
+    #[default]
+    Pending,
+    /// Finished; `result` holds the value.
+    Success,
+    /// Finished; `error_info` holds the error.
+    Failure,
+    /// Cancelled before it finished.
+    Cancelled,
+}
+
+impl TaskStatus {
+    /// XAPI's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Pending => "pending",
+            TaskStatus::Success => "success",
+            TaskStatus::Failure => "failure",
+            TaskStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// A `task` record: one `Async.*` call (or a client's `task.create`).
+/// Times are XenAPI datetimes (`20261123T22:50:00Z`).
+#[allow(non_snake_case)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TaskRecord {
+    /// Unique identifier.
+    pub uuid: String,
+    /// The call (`Async.VM.start`) or the client's label.
+    pub name_label: String,
+    /// Description.
+    pub name_description: String,
+    /// `cancel` while it can be cancelled.
+    pub allowed_operations: Vec<String>,
+    /// Operations in progress on the task itself.
+    pub current_operations: Map,
+    /// When it was created.
+    pub created: String,
+    /// When it finished (the epoch while pending, as in XAPI).
+    pub finished: String,
+    /// Where it is.
+    pub status: TaskStatus,
+    /// The host running it.
+    pub resident_on: Ref,
+    /// Fraction done, 0.0 to 1.0.
+    pub progress: f64,
+    /// `<none/>` (XAPI declares it as the class of the result but never
+    /// sets it).
+    #[serde(rename = "type")]
+    pub ty: String,
+    /// On success: the call's result as an XML-RPC `<value>`, `""` for
+    /// void (what XAPI stores).
+    pub result: String,
+    /// On failure: the XenAPI error, code first.
+    pub error_info: Vec<String>,
+    /// Free-form configuration.
+    pub other_config: Map,
+    /// The parent task, or [`NULL_REF`].
+    pub subtask_of: Ref,
+    /// Child tasks.
+    pub subtasks: Vec<Ref>,
+}
+
+/// How a task ended ([`Action::TaskFinish`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum TaskOutcome {
+    /// The call succeeded: its result as XAPI stores it (an XML-RPC
+    /// `<value>`, or `""` for void).
+    Success {
+        /// `result`.
+        result: String,
+    },
+    /// The call failed: the XenAPI error, code first.
+    Failure {
+        /// `error_info`.
+        error_info: Vec<String>,
+    },
+}
+
 /// A record of any class.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(untagged)]
@@ -707,6 +925,12 @@ pub enum Record {
     Vif(VifRecord),
     /// `VBD`.
     Vbd(VbdRecord),
+    /// `PBD`.
+    Pbd(PbdRecord),
+    /// `PIF`.
+    Pif(PifRecord),
+    /// `task`.
+    Task(TaskRecord),
 }
 
 impl Record {
@@ -722,6 +946,9 @@ impl Record {
             Record::Vdi(r) => &mut r.other_config,
             Record::Vif(r) => &mut r.other_config,
             Record::Vbd(r) => &mut r.other_config,
+            Record::Pbd(r) => &mut r.other_config,
+            Record::Pif(r) => &mut r.other_config,
+            Record::Task(r) => &mut r.other_config,
         }
     }
 
@@ -736,6 +963,9 @@ impl Record {
             Record::Vdi(_) => Class::Vdi,
             Record::Vif(_) => Class::Vif,
             Record::Vbd(_) => Class::Vbd,
+            Record::Pbd(_) => Class::Pbd,
+            Record::Pif(_) => Class::Pif,
+            Record::Task(_) => Class::Task,
         }
     }
 
@@ -750,6 +980,9 @@ impl Record {
             Record::Vdi(r) => &r.uuid,
             Record::Vif(r) => &r.uuid,
             Record::Vbd(r) => &r.uuid,
+            Record::Pbd(r) => &r.uuid,
+            Record::Pif(r) => &r.uuid,
+            Record::Task(r) => &r.uuid,
         }
     }
 
@@ -762,7 +995,8 @@ impl Record {
             Record::Network(r) => &r.name_label,
             Record::Sr(r) => &r.name_label,
             Record::Vdi(r) => &r.name_label,
-            Record::Vif(_) | Record::Vbd(_) => return None,
+            Record::Task(r) => &r.name_label,
+            Record::Vif(_) | Record::Vbd(_) | Record::Pbd(_) | Record::Pif(_) => return None,
         })
     }
 
@@ -804,6 +1038,27 @@ impl NewRecord {
             NewRecord::Vbd(_) => Class::Vbd,
         }
     }
+}
+
+/// What `SR.create` and `SR.introduce` are told about the SR.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SrSpec {
+    /// The uuid (`SR.introduce`; empty: a fresh one).
+    pub uuid: String,
+    /// `name_label`.
+    pub name_label: String,
+    /// `name_description`.
+    pub name_description: String,
+    /// `type` (stored lower-case, as XAPI does).
+    pub ty: String,
+    /// `content_type`.
+    pub content_type: String,
+    /// `shared`.
+    pub shared: bool,
+    /// `sm_config`.
+    pub sm_config: Map,
+    /// `physical_size` (`SR.create`), bytes.
+    pub physical_size: i64,
 }
 
 /// One lifecycle or record operation: one XenAPI call (see the module doc
@@ -1014,6 +1269,62 @@ pub enum Action {
         /// vCPUs.
         value: i64,
     },
+    /// `SR.create(host, device_config, physical_size, name_label,
+    /// name_description, type, content_type, shared, sm_config)`: a new SR
+    /// with a PBD to `host`, plugged.
+    SrCreate {
+        /// The host the SR is created on.
+        host: Ref,
+        /// The PBD's `device_config`.
+        device_config: Map,
+        /// What the SR is (`uuid` is ignored).
+        spec: SrSpec,
+    },
+    /// `SR.introduce(uuid, name_label, name_description, type,
+    /// content_type, shared, sm_config)`: a record for an existing SR, no
+    /// PBD (`uuid` empty: a fresh one).
+    SrIntroduce {
+        /// What the SR is.
+        spec: SrSpec,
+    },
+    /// `SR.forget(sr)`: drops the records of the SR, its PBDs and its VDIs
+    /// (every PBD must be unplugged). `SR.destroy` is [`Action::Destroy`]
+    /// (every PBD unplugged, no VDIs left).
+    SrForget {
+        /// The SR.
+        sr: Ref,
+    },
+    /// `PBD.plug(pbd)`: attaches the SR on the host.
+    PbdPlug {
+        /// The PBD.
+        pbd: Ref,
+    },
+    /// `PBD.unplug(pbd)`: detaches it.
+    PbdUnplug {
+        /// The PBD.
+        pbd: Ref,
+    },
+    /// `task.create(label, description)`, and what the API does before it
+    /// runs an `Async.*` call: a pending task.
+    TaskCreate {
+        /// `name_label`.
+        label: String,
+        /// `name_description`.
+        description: String,
+    },
+    /// The end of a pending task (the API, when the `Async.*` call
+    /// returns). Not a XenAPI call.
+    TaskFinish {
+        /// The task.
+        task: Ref,
+        /// Its result or error.
+        outcome: TaskOutcome,
+    },
+    /// `task.cancel(task)`.
+    TaskCancel {
+        /// The task.
+        task: Ref,
+    },
     /// `event.from(classes, token, timeout)`: changes after `token` to
     /// objects of `classes` (`"*"` for all, `"vm"`, or `"vm/<ref>"`),
     /// waiting up to `timeout` for at least one.
@@ -1060,6 +1371,14 @@ impl Action {
             Action::VmSetMemory { .. } => "set_memory",
             Action::VmSetVcpusMax { .. } => "set_VCPUs_max",
             Action::VmSetVcpusAtStartup { .. } => "set_VCPUs_at_startup",
+            Action::SrCreate { .. } => "create",
+            Action::SrIntroduce { .. } => "introduce",
+            Action::SrForget { .. } => "forget",
+            Action::PbdPlug { .. } => "plug",
+            Action::PbdUnplug { .. } => "unplug",
+            Action::TaskCreate { .. } => "create",
+            Action::TaskFinish { .. } => "finish",
+            Action::TaskCancel { .. } => "cancel",
             Action::EventFrom { .. } => "event.from",
         }
     }
@@ -1194,6 +1513,42 @@ pub enum ActionError {
         r: Ref,
         /// The class of the objects that use it.
         dependents: Class,
+    },
+    /// The SR is still attached to a host (a PBD is plugged): it cannot
+    /// be destroyed or forgotten.
+    #[error("{sr} is still attached to a host")]
+    SrHasPbd {
+        /// The SR.
+        sr: Ref,
+    },
+    /// An SR with this uuid exists already (`SR.introduce`).
+    #[error("an SR with uuid {uuid} exists")]
+    SrUuidExists {
+        /// The uuid.
+        uuid: String,
+    },
+    /// The network still has host interfaces: it cannot be destroyed.
+    #[error("the network still has PIFs {pifs:?}")]
+    NetworkContainsPif {
+        /// The PIFs.
+        pifs: Vec<Ref>,
+    },
+    /// A VDI is attached to a VM, so `op` cannot drop it.
+    #[error("{vdi} is in use, cannot {op}")]
+    VdiInUse {
+        /// The VDI.
+        vdi: Ref,
+        /// The refused operation.
+        op: &'static str,
+    },
+    /// As many tasks are pending as the toolstack allows.
+    #[error("too many pending tasks")]
+    TooManyPendingTasks,
+    /// The task cannot be cancelled (the call runs to its end).
+    #[error("{task} cannot be cancelled")]
+    TaskNotCancellable {
+        /// The task.
+        task: Ref,
     },
     /// The guest did not acknowledge `control/shutdown` in time.
     #[error("{vm} did not acknowledge the shutdown request")]

@@ -46,29 +46,39 @@ pub fn decode(class: Class, bytes: &[u8]) -> Option<Record> {
         Class::Vdi => Record::Vdi(p(bytes).ok()?),
         Class::Vif => Record::Vif(p(bytes).ok()?),
         Class::Vbd => Record::Vbd(p(bytes).ok()?),
+        Class::Pbd => Record::Pbd(p(bytes).ok()?),
+        Class::Pif => Record::Pif(p(bytes).ok()?),
+        Class::Task => Record::Task(p(bytes).ok()?),
     })
 }
 
-/// Writes (creates or replaces) a record.
+/// Writes (creates or replaces) a record. Records of classes that are not
+/// [persisted](Class::persisted) (tasks) are not written.
 pub fn save<S: XenStore>(xs: &S, r: &Record) -> Result<(), DbError> {
+    if !r.class().persisted() {
+        return Ok(());
+    }
     xs.write(TxId::NONE, &layout::record(r.class(), r.uuid()), &encode(r))?;
     Ok(())
 }
 
 /// Removes a record.
 pub fn remove<S: XenStore>(xs: &S, class: Class, uuid: &str) -> Result<(), DbError> {
+    if !class.persisted() {
+        return Ok(());
+    }
     match xs.rm(TxId::NONE, &layout::record(class, uuid)) {
         Ok(()) | Err(ClientError::Store(Errno::ENOENT)) => Ok(()),
         Err(e) => Err(e.into()),
     }
 }
 
-/// Reads every record of every class. Unparsable nodes are skipped and
+/// Reads every record of every persisted class. Unparsable nodes are skipped and
 /// reported (a damaged record must not stop the host from coming up).
 pub fn load_all<S: XenStore>(xs: &S) -> Result<(Vec<Record>, Vec<String>), DbError> {
     let mut out = Vec::new();
     let mut bad = Vec::new();
-    for class in Class::ALL {
+    for class in Class::ALL.into_iter().filter(|c| c.persisted()) {
         let names = match xs.directory(TxId::NONE, &layout::class_dir(class)) {
             Ok(n) => n,
             Err(ClientError::Store(Errno::ENOENT)) => continue,

@@ -8,7 +8,7 @@
 //! * core (no_std + alloc, sans-IO): [`lifecycle`] (power states and legal
 //!   transitions), [`db`] (records under `/pool/<class>/<uuid>` in
 //!   xenstore), [`layout`] (the standard xenstore paths of a domain and its
-//!   devices).
+//!   devices), [`task`] (the bookkeeping of `Async.*` tasks).
 //! * service (`std` feature): `service::Toolstack`, generic over the
 //!   platform traits, a [`XenStore`](windsor_xenstore::client::XenStore)
 //!   client and an `Introducer`, which builds, starts and stops domains,
@@ -33,6 +33,7 @@ pub mod action;
 pub mod db;
 pub mod layout;
 pub mod lifecycle;
+pub mod task;
 
 #[cfg(feature = "std")]
 pub mod host;

@@ -37,11 +37,13 @@ use xen::{DomId, Errno, EvtchnPort, Gfn};
 
 use crate::action::{
     ref_of, uuid_of, Action, ActionError, ActionResult, Class, Event, EventBatch, EventOp,
-    HostRecord, NewRecord, PoolRecord, PowerState, Record, Ref, Reply, VmRecord, NULL_REF,
+    HostRecord, Map, NetworkRecord, NewRecord, PbdRecord, PifRecord, PoolRecord, PowerState,
+    Record, Ref, Reply, SrRecord, SrSpec, TaskOutcome, TaskRecord, VmRecord, NULL_REF,
 };
 use crate::db;
 use crate::layout::{self, DeviceKind};
 use crate::lifecycle::{self, AfterExit, Op};
+use crate::task::{self, TaskBook, TaskLimits};
 
 /// Tells the xenstore domain about a new domain (`XS_INTRODUCE`) and that
 /// it is gone (`XS_RELEASE`). The [`XenStore`] client trait has no such
@@ -84,6 +86,8 @@ pub struct Config {
     pub fuzz_template: bool,
     /// Seed of uuid generation; 0 takes one from the host.
     pub seed: u64,
+    /// How many `Async.*` tasks are kept (see [`crate::task`]).
+    pub task_limits: TaskLimits,
 }
 
 impl Default for Config {
@@ -96,6 +100,7 @@ impl Default for Config {
             event_history: 16384,
             fuzz_template: true,
             seed: 0,
+            task_limits: TaskLimits::default(),
         }
     }
 }
@@ -105,6 +110,23 @@ pub const FUZZ_IMAGE: &str = "fuzz-target";
 
 /// Name of the template created at first start.
 pub const FUZZ_TEMPLATE: &str = "Windsor fuzz-target";
+
+/// `name_label` of the host's local SR created at first start.
+pub const LOCAL_SR: &str = "Local storage";
+
+/// `type` of the local SR: file-backed disk images on the host's own file
+/// system, what XAPI calls an `ext` SR.
+pub const LOCAL_SR_TYPE: &str = "ext";
+
+/// `name_label` of the network created at first start (XAPI's name for
+/// the network of the host's first NIC).
+pub const DEFAULT_NETWORK: &str = "Pool-wide network associated with eth0";
+
+/// `bridge` of that network.
+pub const DEFAULT_BRIDGE: &str = "xenbr0";
+
+/// `device` of the host's PIF on it.
+pub const DEFAULT_DEVICE: &str = "eth0";
 
 /// Why the toolstack could not start.
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +166,8 @@ struct State {
     last_id: u64,
     rng: u64,
     host_ref: Ref,
+    /// Pending and finished tasks (their records are in `recs`).
+    tasks: TaskBook,
 }
 
 struct Inner<P, S, I> {
@@ -317,6 +341,7 @@ where
             last_id: 1,
             rng: seed,
             host_ref: NULL_REF.to_string(),
+            tasks: TaskBook::new(cfg.task_limits),
         };
         for r in records {
             st.recs.insert((r.class(), r.uuid().to_string()), r);
@@ -520,6 +545,7 @@ where
             }
         };
         st.host_ref = ref_of(&host);
+        self.ensure_defaults(&mut st, &host)?;
         // Re-attach VMs whose domain still exists; halt the others.
         let vms: Vec<VmRecord> = st
             .recs
@@ -693,6 +719,23 @@ where
                 v.VCPUs_at_startup = value;
                 Ok(())
             }),
+            A::SrCreate {
+                host,
+                device_config,
+                spec,
+            } => self.sr_create(&host, device_config, spec),
+            A::SrIntroduce { spec } => self.sr_introduce(spec),
+            A::SrForget { sr } => self.sr_drop(&sr, false),
+            A::PbdPlug { pbd } => self.pbd_plug(&pbd, true),
+            A::PbdUnplug { pbd } => self.pbd_plug(&pbd, false),
+            A::TaskCreate { label, description } => self.task_create(label, description),
+            A::TaskFinish { task, outcome } => self.task_finish(&task, outcome),
+            A::TaskCancel { task } => {
+                let st = self.lock();
+                let t = task_of(&st, &task)?;
+                st.tasks.cancel(&t)?;
+                Ok(Reply::Unit)
+            }
             A::EventFrom {
                 classes,
                 token,
@@ -769,6 +812,7 @@ where
             NewRecord::Network(mut n) => {
                 n.uuid = uuid.clone();
                 n.VIFs.clear();
+                n.PIFs.clear();
                 if n.bridge.is_empty() {
                     n.bridge = format!(
                         "xenbr{}",
@@ -869,12 +913,16 @@ where
                 st.rt.remove(&v.uuid);
                 self.remove(&mut st, Class::Vm, &v.uuid)?;
             }
-            Record::Host(_) | Record::Pool(_) => {
+            Record::Host(_) | Record::Pool(_) | Record::Pbd(_) | Record::Pif(_) => {
                 return Err(ActionError::MethodUnknown {
                     class,
                     method: "destroy",
                 })
             }
+            Record::Task(mut t) => match st.tasks.destroy(&mut t) {
+                task::Destroy::Now => self.remove(&mut st, class, &t.uuid)?,
+                task::Destroy::WhenFinished => self.put(&mut st, Record::Task(t), EventOp::Mod)?,
+            },
             Record::Vif(_) | Record::Vbd(_) => {
                 if let Some(vm) = device_vm(&rec) {
                     if let Ok(v) = st.vm(&vm) {
@@ -901,17 +949,14 @@ where
                 }
                 self.remove(&mut st, class, &d.uuid)?;
             }
-            Record::Sr(s) => {
-                if !s.VDIs.is_empty() {
-                    return Err(ActionError::HasDependents {
-                        class,
-                        r: r.to_string(),
-                        dependents: Class::Vdi,
-                    });
-                }
-                self.remove(&mut st, class, &s.uuid)?;
+            Record::Sr(_) => {
+                drop(st);
+                return self.sr_drop(r, true);
             }
             Record::Network(n) => {
+                if !n.PIFs.is_empty() {
+                    return Err(ActionError::NetworkContainsPif { pifs: n.PIFs });
+                }
                 if !n.VIFs.is_empty() {
                     return Err(ActionError::HasDependents {
                         class,
@@ -1588,6 +1633,343 @@ where
     }
 }
 
+/// Storage, network defaults and tasks: the records XAPI has besides VMs.
+impl<P, S, I> Inner<P, S, I>
+where
+    P: DomainControl + DomainBuilder + EventChannel,
+    S: XenStore,
+    I: Introducer,
+{
+    /// Writes a record at start (no event: no client is connected yet).
+    fn store(&self, st: &mut State, rec: Record) -> Result<(), db::DbError> {
+        db::save(&self.xs, &rec)?;
+        st.recs.insert((rec.class(), rec.uuid().to_string()), rec);
+        Ok(())
+    }
+
+    /// The records XAPI has from its first start: the host's local SR with
+    /// a plugged PBD, the pool-wide network with the host's PIF on it, and
+    /// the pool's default, suspend-image and crash-dump SRs pointing at the
+    /// local SR.
+    ///
+    /// Runs at every start, so a pool database from an older Windsor (host
+    /// and pool, no SR) gets them, and a restart adds nothing: the SR is
+    /// created only when there is no SR at all, the network only when there
+    /// is no network, the PIF only when the host has none (on the network
+    /// bridged to `xenbr0`), and a pool SR field is set only when it names
+    /// no SR.
+    fn ensure_defaults(&self, st: &mut State, host: &str) -> Result<(), db::DbError> {
+        let host_ref = ref_of(host);
+        let any = |st: &State, c: Class| st.recs.keys().any(|k| k.0 == c);
+        if !any(st, Class::Sr) {
+            let su = st.new_uuid();
+            let pu = st.new_uuid();
+            let mut device_config = Map::new();
+            device_config.insert("location".into(), "local".into());
+            self.store(
+                st,
+                Record::Pbd(PbdRecord {
+                    uuid: pu.clone(),
+                    host: host_ref.clone(),
+                    SR: ref_of(&su),
+                    device_config,
+                    currently_attached: true,
+                    other_config: Map::new(),
+                }),
+            )?;
+            self.store(
+                st,
+                Record::Sr(SrRecord {
+                    uuid: su.clone(),
+                    name_label: LOCAL_SR.into(),
+                    name_description: format!("Local storage of {}", self.cfg.host_name),
+                    ty: LOCAL_SR_TYPE.into(),
+                    content_type: "user".into(),
+                    PBDs: vec![ref_of(&pu)],
+                    ..SrRecord::default()
+                }),
+            )?;
+            if let Ok(Record::Host(mut h)) = st.get(Class::Host, &host_ref).cloned() {
+                h.PBDs.push(ref_of(&pu));
+                self.store(st, Record::Host(h))?;
+            }
+            tracing::info!(sr = %su, "created the local SR");
+        }
+        if !any(st, Class::Network) {
+            let nu = st.new_uuid();
+            self.store(
+                st,
+                Record::Network(NetworkRecord {
+                    uuid: nu.clone(),
+                    name_label: DEFAULT_NETWORK.into(),
+                    bridge: DEFAULT_BRIDGE.into(),
+                    ..NetworkRecord::default()
+                }),
+            )?;
+            tracing::info!(network = %nu, "created the default network");
+        }
+        let has_pif = st
+            .recs
+            .values()
+            .any(|r| matches!(r, Record::Pif(p) if p.host == host_ref));
+        let net = st.recs.values().find_map(|r| match r {
+            Record::Network(n) if n.bridge == DEFAULT_BRIDGE => Some(n.clone()),
+            _ => None,
+        });
+        if let (false, Some(mut net)) = (has_pif, net) {
+            let pu = st.new_uuid();
+            let x = splitmix(&mut st.rng);
+            self.store(
+                st,
+                Record::Pif(PifRecord {
+                    uuid: pu.clone(),
+                    device: DEFAULT_DEVICE.into(),
+                    network: ref_of(&net.uuid),
+                    host: host_ref.clone(),
+                    MAC: format!(
+                        "00:16:3e:{:02x}:{:02x}:{:02x}",
+                        (x >> 16) & 0x7f,
+                        (x >> 8) & 0xff,
+                        x & 0xff
+                    ),
+                    MTU: net.MTU,
+                    currently_attached: true,
+                    management: true,
+                    ..PifRecord::default()
+                }),
+            )?;
+            net.PIFs.push(ref_of(&pu));
+            self.store(st, Record::Network(net))?;
+            if let Ok(Record::Host(mut h)) = st.get(Class::Host, &host_ref).cloned() {
+                h.PIFs.push(ref_of(&pu));
+                self.store(st, Record::Host(h))?;
+            }
+        }
+        // The local SR: one with a PBD to this host, else any.
+        let local = st
+            .recs
+            .values()
+            .find_map(|r| match r {
+                Record::Pbd(p) if p.host == host_ref => Some(p.SR.clone()),
+                _ => None,
+            })
+            .filter(|sr| st.get(Class::Sr, sr).is_ok())
+            .or_else(|| {
+                st.recs
+                    .keys()
+                    .find(|k| k.0 == Class::Sr)
+                    .map(|k| ref_of(&k.1))
+            });
+        let Some(local) = local else { return Ok(()) };
+        let pools: Vec<PoolRecord> = st
+            .recs
+            .values()
+            .filter_map(|r| match r {
+                Record::Pool(p) => Some(p.clone()),
+                _ => None,
+            })
+            .collect();
+        for mut p in pools {
+            let before = p.clone();
+            for f in [
+                &mut p.default_SR,
+                &mut p.suspend_image_SR,
+                &mut p.crash_dump_SR,
+            ] {
+                if st.get(Class::Sr, f).is_err() {
+                    *f = local.clone();
+                }
+            }
+            if p != before {
+                self.store(st, Record::Pool(p))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `SR.create`: the SR and a plugged PBD to `host`.
+    fn sr_create(&self, host: &str, device_config: Map, spec: SrSpec) -> ActionResult {
+        let mut st = self.lock();
+        let Record::Host(mut h) = st.get(Class::Host, host)?.clone() else {
+            return Err(ActionError::HandleInvalid {
+                class: Class::Host,
+                r: host.to_string(),
+            });
+        };
+        let su = st.new_uuid();
+        let pu = st.new_uuid();
+        let sr = Record::Sr(SrRecord {
+            uuid: su.clone(),
+            name_label: spec.name_label,
+            name_description: spec.name_description,
+            ty: spec.ty.to_ascii_lowercase(),
+            content_type: spec.content_type,
+            shared: spec.shared,
+            sm_config: spec.sm_config,
+            physical_size: spec.physical_size,
+            PBDs: vec![ref_of(&pu)],
+            ..SrRecord::default()
+        });
+        self.put(&mut st, sr, EventOp::Add)?;
+        let pbd = Record::Pbd(PbdRecord {
+            uuid: pu.clone(),
+            host: host.to_string(),
+            SR: ref_of(&su),
+            device_config,
+            currently_attached: true,
+            other_config: Map::new(),
+        });
+        self.put(&mut st, pbd, EventOp::Add)?;
+        h.PBDs.push(ref_of(&pu));
+        self.put(&mut st, Record::Host(h), EventOp::Mod)?;
+        Ok(Reply::Ref(ref_of(&su)))
+    }
+
+    /// `SR.introduce`: a record, no PBD; sizes unknown (-1) as in XAPI.
+    fn sr_introduce(&self, spec: SrSpec) -> ActionResult {
+        let mut st = self.lock();
+        let uuid = if spec.uuid.is_empty() {
+            st.new_uuid()
+        } else if is_uuid(&spec.uuid) {
+            spec.uuid.to_ascii_lowercase()
+        } else {
+            return Err(ActionError::ValueNotSupported {
+                field: "uuid".into(),
+                value: spec.uuid,
+                reason: "not a uuid".into(),
+            });
+        };
+        if st.recs.contains_key(&(Class::Sr, uuid.clone())) {
+            return Err(ActionError::SrUuidExists { uuid });
+        }
+        let sr = Record::Sr(SrRecord {
+            uuid: uuid.clone(),
+            name_label: spec.name_label,
+            name_description: spec.name_description,
+            ty: spec.ty.to_ascii_lowercase(),
+            content_type: spec.content_type,
+            shared: spec.shared,
+            sm_config: spec.sm_config,
+            physical_size: -1,
+            physical_utilisation: -1,
+            ..SrRecord::default()
+        });
+        self.put(&mut st, sr, EventOp::Add)?;
+        Ok(Reply::Ref(ref_of(&uuid)))
+    }
+
+    /// `SR.destroy` (`destroy`: it must have no VDIs) and `SR.forget` (its
+    /// VDI records go too, unless a VM uses one). Either way every PBD must
+    /// be unplugged; the PBDs go, and pool fields naming the SR are reset.
+    fn sr_drop(&self, r: &str, destroy: bool) -> ActionResult {
+        let mut st = self.lock();
+        let Record::Sr(sr) = st.get(Class::Sr, r)?.clone() else {
+            return Err(ActionError::HandleInvalid {
+                class: Class::Sr,
+                r: r.to_string(),
+            });
+        };
+        let attached = sr
+            .PBDs
+            .iter()
+            .any(|p| matches!(st.get(Class::Pbd, p), Ok(Record::Pbd(p)) if p.currently_attached));
+        if attached {
+            return Err(ActionError::SrHasPbd { sr: r.to_string() });
+        }
+        if destroy && !sr.VDIs.is_empty() {
+            return Err(ActionError::HasDependents {
+                class: Class::Sr,
+                r: r.to_string(),
+                dependents: Class::Vdi,
+            });
+        }
+        for vdi in &sr.VDIs {
+            if matches!(st.get(Class::Vdi, vdi), Ok(Record::Vdi(d)) if !d.VBDs.is_empty()) {
+                return Err(ActionError::VdiInUse {
+                    vdi: vdi.clone(),
+                    op: "forget",
+                });
+            }
+        }
+        for vdi in &sr.VDIs {
+            if let Some(u) = uuid_of(vdi) {
+                if st.recs.contains_key(&(Class::Vdi, u.to_string())) {
+                    self.remove(&mut st, Class::Vdi, u)?;
+                }
+            }
+        }
+        for pbd in &sr.PBDs {
+            let Ok(Record::Pbd(p)) = st.get(Class::Pbd, pbd).cloned() else {
+                continue;
+            };
+            if let Ok(Record::Host(mut h)) = st.get(Class::Host, &p.host).cloned() {
+                h.PBDs.retain(|x| x != pbd);
+                self.put(&mut st, Record::Host(h), EventOp::Mod)?;
+            }
+            self.remove(&mut st, Class::Pbd, &p.uuid)?;
+        }
+        self.remove(&mut st, Class::Sr, &sr.uuid)?;
+        let pools: Vec<PoolRecord> = st
+            .recs
+            .values()
+            .filter_map(|x| match x {
+                Record::Pool(p) => Some(p.clone()),
+                _ => None,
+            })
+            .collect();
+        for mut p in pools {
+            let before = p.clone();
+            for f in [
+                &mut p.default_SR,
+                &mut p.suspend_image_SR,
+                &mut p.crash_dump_SR,
+            ] {
+                if f == r {
+                    *f = NULL_REF.into();
+                }
+            }
+            if p != before {
+                self.put(&mut st, Record::Pool(p), EventOp::Mod)?;
+            }
+        }
+        Ok(Reply::Unit)
+    }
+
+    /// `PBD.plug` / `PBD.unplug`.
+    fn pbd_plug(&self, r: &str, attached: bool) -> ActionResult {
+        self.edit(Class::Pbd, r, |rec| {
+            if let Record::Pbd(p) = rec {
+                p.currently_attached = attached;
+            }
+            Ok(())
+        })
+    }
+
+    /// A pending task (see [`crate::task`]).
+    fn task_create(&self, label: String, description: String) -> ActionResult {
+        let mut st = self.lock();
+        let u = st.new_uuid();
+        let host = st.host_ref.clone();
+        let t = st
+            .tasks
+            .create(u.clone(), label, description, host, &now_datetime())?;
+        self.put(&mut st, Record::Task(t), EventOp::Add)?;
+        Ok(Reply::Ref(ref_of(&u)))
+    }
+
+    /// The end of a task; drops the tasks beyond the bound.
+    fn task_finish(&self, r: &str, outcome: TaskOutcome) -> ActionResult {
+        let mut st = self.lock();
+        let mut t = task_of(&st, r)?;
+        let gone = st.tasks.finish(&mut t, outcome, &now_datetime());
+        self.put(&mut st, Record::Task(t), EventOp::Mod)?;
+        for u in gone {
+            self.remove(&mut st, Class::Task, &u)?;
+        }
+        Ok(Reply::Unit)
+    }
+}
+
 fn perm(dom: DomId, access: Access) -> Perm {
     Perm { dom, access }
 }
@@ -1640,8 +2022,39 @@ fn set_name(rec: &mut Record, label: Option<String>, desc: Option<String>) {
         Record::Network(r) => set!(r),
         Record::Sr(r) => set!(r),
         Record::Vdi(r) => set!(r),
-        Record::Vif(_) | Record::Vbd(_) => {}
+        Record::Task(r) => set!(r),
+        Record::Vif(_) | Record::Vbd(_) | Record::Pbd(_) | Record::Pif(_) => {}
     }
+}
+
+/// The task `r`, or `HANDLE_INVALID`.
+fn task_of(st: &State, r: &str) -> Result<TaskRecord, ActionError> {
+    match st.get(Class::Task, r)? {
+        Record::Task(t) => Ok(t.clone()),
+        _ => Err(ActionError::HandleInvalid {
+            class: Class::Task,
+            r: r.to_string(),
+        }),
+    }
+}
+
+/// Now, as a XenAPI datetime.
+fn now_datetime() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    task::datetime(secs)
+}
+
+/// Whether `u` is a textual uuid (8-4-4-4-12 hex digits): a uuid from a
+/// client becomes a xenstore path component, so nothing else may pass.
+fn is_uuid(u: &str) -> bool {
+    u.len() == 36
+        && u.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
 }
 
 fn device_vm(rec: &Record) -> Option<Ref> {
