@@ -22,8 +22,8 @@ use windsor_toolstack::action::{
 };
 use windsor_toolstack::lifecycle::Op;
 use windsor_toolstack::localstore::LocalStore;
-use windsor_toolstack::xsapi::{self, WatchHub, WatchLimits};
 use windsor_toolstack::task::{self, TaskBook, TaskLimits};
+use windsor_toolstack::xsapi::{self, WatchHub, WatchLimits};
 
 /// What the API server needs from the toolstack.
 pub trait Backend: Send + Sync + 'static {

@@ -521,7 +521,11 @@ impl Client {
     ) -> Result<(Vec<String>, String), ClientError> {
         let v = self.session_call(
             "xenstore.watch",
-            &[Value::str(path), Value::Double(timeout_s), Value::str(cursor)],
+            &[
+                Value::str(path),
+                Value::Double(timeout_s),
+                Value::str(cursor),
+            ],
         )?;
         let bad = || ClientError::Unexpected(format!("xenstore.watch: {v:?}"));
         let events = v.get("events").and_then(strings).ok_or_else(bad)?;

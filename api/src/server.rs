@@ -313,7 +313,8 @@ impl Api {
         }
         self.check_session(params)?;
         let mut parsed = call::build(m, &params[1..])?;
-        if let Action::XsWatch { owner, .. } | Action::XsUnwatch { owner, .. } = &mut parsed.action {
+        if let Action::XsWatch { owner, .. } | Action::XsUnwatch { owner, .. } = &mut parsed.action
+        {
             // Watchers answer only the session that opened them; the
             // toolstack gets an id of the session, not the session itself.
             let s = params[0].as_str().unwrap_or_default();

@@ -92,8 +92,12 @@ fn host(limits: WatchLimits) -> Host {
     h
 }
 
+/// A backend under test: its name, the backend, another dom0 connection
+/// to its store, and the host that owns it (kept alive).
+type Case = (&'static str, Arc<dyn Backend>, LocalStore, Option<Host>);
+
 /// Every backend under test, with the store to play another client on.
-fn backends(limits: WatchLimits) -> Vec<(&'static str, Arc<dyn Backend>, LocalStore, Option<Host>)> {
+fn backends(limits: WatchLimits) -> Vec<Case> {
     let mem = Arc::new(MemoryBackend::with_limits(TaskLimits::default(), limits));
     let mem_store = mem.store().connect(DomId::DOM0);
     let h = host(limits);
@@ -136,7 +140,8 @@ fn read_write_directory_rm() {
         // The records of the toolstack are there too (it is the same store).
         if name == "toolstack" {
             assert!(
-                strs(&ok(&a, &s, "xenstore.directory", &[Value::str("/")])).contains(&"pool".to_owned()),
+                strs(&ok(&a, &s, "xenstore.directory", &[Value::str("/")]))
+                    .contains(&"pool".to_owned()),
                 "{name}"
             );
         }
@@ -158,13 +163,20 @@ fn errors_are_xenapi_failures() {
             );
         }
         assert_eq!(
-            call(&a, &s, "xenstore.write", &[Value::str("relative//bad"), Value::str("x")])
-                .unwrap_err()[..2],
+            call(
+                &a,
+                &s,
+                "xenstore.write",
+                &[Value::str("relative//bad"), Value::str("x")]
+            )
+            .unwrap_err()[..2],
             ["XENSTORE_ERROR", "EINVAL"],
             "{name}"
         );
         // Bytes that are not UTF-8 are refused, not altered.
-        other.write(TxId::NONE, "/bin", &[b'a', 0xff, 0xfe]).unwrap();
+        other
+            .write(TxId::NONE, "/bin", &[b'a', 0xff, 0xfe])
+            .unwrap();
         assert_eq!(
             call(&a, &s, "xenstore.read", &[Value::str("/bin")]).unwrap_err(),
             ["XENSTORE_VALUE_NOT_UTF8", "/bin"],
@@ -190,7 +202,10 @@ fn errors_are_xenapi_failures() {
                 "{name} {m}"
             );
         }
-        assert!(other.read(TxId::NONE, "/bin").is_ok(), "a refused rm did nothing");
+        assert!(
+            other.read(TxId::NONE, "/bin").is_ok(),
+            "a refused rm did nothing"
+        );
         // Types and counts.
         assert_eq!(
             call(&a, &s, "xenstore.read", &[Value::Int(3)]).unwrap_err(),

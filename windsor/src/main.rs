@@ -601,7 +601,7 @@ fn xs(conn: &ApiArgs, socket: Option<PathBuf>, op: XsOp) -> Result<()> {
                     println!("{p}");
                 }
                 seen += 1;
-                !count.is_some_and(|n| seen >= n)
+                count.is_none_or(|n| seen < n)
             })?;
         }
     }

@@ -108,7 +108,10 @@ fn xs_commands_go_through_the_api() {
     let out = up.run(&["xs", "read", "/windsor/no/such"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("XENSTORE_ERROR") && err.contains("ENOENT"), "{err}");
+    assert!(
+        err.contains("XENSTORE_ERROR") && err.contains("ENOENT"),
+        "{err}"
+    );
     let out = up
         .command(&["xs", "read", "/windsor/xs/a"])
         .env("WINDSOR_PASSWORD", "wrong")
@@ -134,7 +137,10 @@ fn xs_commands_go_through_the_api() {
         rest,
         [r#"{"path":"/windsor/xs/c"}"#, r#"{"path":"/windsor/xs/a"}"#]
     );
-    assert!(w.wait().unwrap().success(), "watch --count 3 ends by itself");
+    assert!(
+        w.wait().unwrap().success(),
+        "watch --count 3 ends by itself"
+    );
 
     // Direct socket access, for hosts without the API.
     let socket = dir.join("xenstored.sock");

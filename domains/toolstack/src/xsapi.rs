@@ -91,7 +91,9 @@ pub fn store_error(e: ClientError, path: &str) -> ActionError {
 
 /// `xenstore.read`: the value as a string.
 pub fn read(xs: &impl XenStore, path: &str) -> ActionResult {
-    let v = xs.read(TxId::NONE, path).map_err(|e| store_error(e, path))?;
+    let v = xs
+        .read(TxId::NONE, path)
+        .map_err(|e| store_error(e, path))?;
     String::from_utf8(v)
         .map(Reply::Str)
         .map_err(|_| ActionError::XsNotUtf8 {
@@ -206,7 +208,13 @@ impl WatchHub {
     }
 
     /// `xenstore.watch(path, timeout, cursor)` for `owner`.
-    pub fn watch(&self, owner: &str, path: &str, cursor_in: &str, timeout: Duration) -> ActionResult {
+    pub fn watch(
+        &self,
+        owner: &str,
+        path: &str,
+        cursor_in: &str,
+        timeout: Duration,
+    ) -> ActionResult {
         let sh = &self.shared;
         let (id, after) = if cursor_in.is_empty() {
             (self.open(owner, path)?, 0)
@@ -311,7 +319,9 @@ impl WatchHub {
         let id = {
             let mut st = sh.lock();
             if st.closed {
-                return Err(ActionError::internal("xenstore watches: the store connection is gone"));
+                return Err(ActionError::internal(
+                    "xenstore watches: the store connection is gone",
+                ));
             }
             let mine = st.watchers.values().filter(|w| w.owner == owner).count();
             if mine >= lim.per_owner || st.watchers.len() >= lim.total {
@@ -366,7 +376,10 @@ fn pump(sh: &Shared) {
         }
         match sh.conn.next_event(Some(TICK)) {
             Ok(ev) => {
-                let id = ev.token.strip_prefix("api/").and_then(|s| s.parse::<u64>().ok());
+                let id = ev
+                    .token
+                    .strip_prefix("api/")
+                    .and_then(|s| s.parse::<u64>().ok());
                 let mut st = sh.lock();
                 if let Some(w) = id.and_then(|id| st.watchers.get_mut(&id)) {
                     if w.overflowed {
@@ -404,7 +417,9 @@ fn expire(sh: &Shared) {
         let ids: Vec<u64> = st
             .watchers
             .iter()
-            .filter(|(_, w)| w.waiting == 0 && now.saturating_duration_since(w.last_used) >= sh.limits.idle)
+            .filter(|(_, w)| {
+                w.waiting == 0 && now.saturating_duration_since(w.last_used) >= sh.limits.idle
+            })
             .map(|(id, _)| *id)
             .collect();
         ids.into_iter()
@@ -442,7 +457,10 @@ mod tests {
         let s = LocalStore::new();
         assert_eq!(write(&s, "/a/b", "v").unwrap(), Reply::Unit);
         assert_eq!(read(&s, "/a/b").unwrap(), Reply::Str("v".into()));
-        assert_eq!(directory(&s, "/a").unwrap(), Reply::Strings(vec!["b".into()]));
+        assert_eq!(
+            directory(&s, "/a").unwrap(),
+            Reply::Strings(vec!["b".into()])
+        );
         assert_eq!(
             read(&s, "/nope").unwrap_err(),
             ActionError::XenStore {
@@ -453,7 +471,9 @@ mod tests {
         s.write(TxId::NONE, "/bin", &[0xff, 0xfe]).unwrap();
         assert_eq!(
             read(&s, "/bin").unwrap_err(),
-            ActionError::XsNotUtf8 { path: "/bin".into() }
+            ActionError::XsNotUtf8 {
+                path: "/bin".into()
+            }
         );
         rm(&s, "/a").unwrap();
         assert!(read(&s, "/a/b").is_err());
@@ -485,7 +505,10 @@ mod tests {
         // Another owner cannot use it.
         assert!(matches!(
             h.watch("p", "/w", &c, t),
-            Err(ActionError::XsWatchLost { reason: LOST_UNKNOWN, .. })
+            Err(ActionError::XsWatchLost {
+                reason: LOST_UNKNOWN,
+                ..
+            })
         ));
         h.unwatch("o", &c).unwrap();
         assert_eq!(h.watchers(), 0);
@@ -519,7 +542,10 @@ mod tests {
         std::thread::sleep(Duration::from_millis(100));
         assert!(matches!(
             h.watch("o", "/a", &a, z),
-            Err(ActionError::XsWatchLost { reason: LOST_OVERFLOW, .. })
+            Err(ActionError::XsWatchLost {
+                reason: LOST_OVERFLOW,
+                ..
+            })
         ));
         // Idle watchers expire.
         let deadline = Instant::now() + Duration::from_secs(5);
