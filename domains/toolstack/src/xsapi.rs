@@ -24,7 +24,10 @@
 //! [`ActionError::XsWatchLost`] (`overflow`), so a client never silently
 //! misses a change; a watcher no call has used for `idle` is closed (its
 //! next call: `expired`); an owner (an API session) has at most
-//! `per_owner` watchers and the hub at most `total`. The pump thread only
+//! `per_owner` watchers and the hub at most `total`; one call at a time
+//! waits on a watcher (a second concurrent call answers at once), so the
+//! long polls hold at most `total` of the API's call slots (fewer than its
+//! `max_concurrent_calls`, 256 by default). The pump thread only
 //! appends to these queues under a short lock: a slow or vanished client
 //! never blocks it, the store or the toolstack. The toolstack's own
 //! connection never carries a watch, so its calls are never disturbed.
@@ -63,7 +66,7 @@ impl Default for WatchLimits {
             max_queued: 1024,
             idle: Duration::from_secs(120),
             per_owner: 16,
-            total: 256,
+            total: 128,
         }
     }
 }
@@ -229,7 +232,7 @@ impl WatchHub {
             cursor: cursor_in.to_string(),
             reason,
         };
-        let deadline = Instant::now() + timeout;
+        let mut deadline = Instant::now() + timeout;
         let mut st = sh.lock();
         {
             let closed = st.closed;
@@ -255,6 +258,11 @@ impl WatchHub {
             // The cursor acknowledges every event up to `after`.
             while w.queue.front().is_some_and(|(s, _)| *s <= after) {
                 w.queue.pop_front();
+            }
+            if w.waiting > 0 {
+                // One call waits per watcher: the others answer at once,
+                // so waiting calls stay at most `total`.
+                deadline = Instant::now();
             }
             w.waiting += 1;
             w.last_used = Instant::now();
@@ -510,6 +518,17 @@ mod tests {
                 ..
             })
         ));
+        // A second concurrent call on a watcher does not wait.
+        std::thread::scope(|sc| {
+            let waiter = sc.spawn(|| batch(h.watch("o", "/w", &c, Duration::from_secs(2))));
+            std::thread::sleep(Duration::from_millis(200));
+            let t = Instant::now();
+            let b = batch(h.watch("o", "/w", &c, Duration::from_secs(2)));
+            assert!(b.events.is_empty());
+            assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+            s.write(TxId::NONE, "/w/z", b"3").unwrap();
+            assert_eq!(waiter.join().unwrap().events, vec!["/w/z".to_string()]);
+        });
         h.unwatch("o", &c).unwrap();
         assert_eq!(h.watchers(), 0);
     }
