@@ -7,7 +7,9 @@
 //! implements the same contract over records in memory (power-state rules,
 //! XAPI errors, the event sequence) so the API and its real-client tests run
 //! without a hypervisor. It holds no devices and boots nothing: it is a test
-//! double, not a toolstack.
+//! double, not a toolstack. Its `xenstore.*` calls go to an in-process store
+//! of its own ([`MemoryBackend::store`]) through the toolstack's own code
+//! (`windsor_toolstack::xsapi`), watches included.
 
 use std::collections::BTreeMap;
 use std::sync::{Condvar, Mutex};
@@ -19,7 +21,9 @@ use windsor_toolstack::action::{
     SrRecord, SrSpec, TaskOutcome, VmRecord,
 };
 use windsor_toolstack::lifecycle::Op;
+use windsor_toolstack::localstore::LocalStore;
 use windsor_toolstack::task::{self, TaskBook, TaskLimits};
+use windsor_toolstack::xsapi::{self, WatchHub, WatchLimits};
 
 /// What the API server needs from the toolstack.
 pub trait Backend: Send + Sync + 'static {
@@ -60,6 +64,8 @@ pub struct MemoryBackend {
     state: Mutex<State>,
     changed: Condvar,
     host: String,
+    xs: LocalStore,
+    hub: Option<WatchHub>,
 }
 
 impl Default for MemoryBackend {
@@ -113,6 +119,17 @@ impl MemoryBackend {
 
     /// [`MemoryBackend::new`] keeping at most `limits` tasks.
     pub fn with_task_limits(limits: TaskLimits) -> MemoryBackend {
+        Self::with_limits(limits, WatchLimits::default())
+    }
+
+    /// The store `xenstore.*` calls act on (a dom0 connection; connect
+    /// others to play a guest).
+    pub fn store(&self) -> &LocalStore {
+        &self.xs
+    }
+
+    /// [`MemoryBackend::new`] with task and xenstore watch limits.
+    pub fn with_limits(limits: TaskLimits, watch: WatchLimits) -> MemoryBackend {
         // The counter starts at 1: token 0 means "from the start".
         let mut st = State {
             next_domid: 1,
@@ -194,10 +211,20 @@ impl MemoryBackend {
             memory_target: 16 << 20,
             ..VmRecord::default()
         }));
+        let xs = LocalStore::new();
+        let hub = match WatchHub::new(xs.connect(xen::DomId::DOM0), watch) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                tracing::warn!(error = %e, "no xenstore watches: cannot start the pump thread");
+                None
+            }
+        };
         MemoryBackend {
             state: Mutex::new(st),
             changed: Condvar::new(),
             host,
+            xs,
+            hub,
         }
     }
 
@@ -891,7 +918,26 @@ impl Backend for MemoryBackend {
                 token,
                 timeout,
             } => self.event_from(&classes, token, timeout),
+            Action::XsRead { path } => xsapi::read(&self.xs, &path),
+            Action::XsWrite { path, value } => xsapi::write(&self.xs, &path, &value),
+            Action::XsDirectory { path } => xsapi::directory(&self.xs, &path),
+            Action::XsRm { path } => xsapi::rm(&self.xs, &path),
+            Action::XsWatch {
+                owner,
+                path,
+                cursor,
+                timeout,
+            } => self.hub()?.watch(&owner, &path, &cursor, timeout),
+            Action::XsUnwatch { owner, cursor } => self.hub()?.unwatch(&owner, &cursor),
         }
+    }
+}
+
+impl MemoryBackend {
+    fn hub(&self) -> Result<&WatchHub, ActionError> {
+        self.hub
+            .as_ref()
+            .ok_or_else(|| ActionError::internal("xenstore watches are not served"))
     }
 }
 

@@ -112,6 +112,18 @@ pub enum Kind {
     EventFrom,
     /// `event.inject`.
     EventInject,
+    /// `xenstore.read` (Windsor extension).
+    XsRead,
+    /// `xenstore.write`.
+    XsWrite,
+    /// `xenstore.directory`.
+    XsDirectory,
+    /// `xenstore.rm`.
+    XsRm,
+    /// `xenstore.watch`.
+    XsWatch,
+    /// `xenstore.unwatch`.
+    XsUnwatch,
 }
 
 /// A method of the table: its class (none for `event.*`) and what it does.
@@ -132,7 +144,7 @@ impl Kind {
             GetRecord | GetByUuid | GetByNameLabel | GetField(_) | Create | Destroy
             | VmProvision | VmPause | VmUnpause | VmCleanShutdown | VmHardShutdown | VmShutdown
             | VmCleanReboot | VmHardReboot | VmSuspend | SrForget | PbdPlug | PbdUnplug
-            | TaskCancel => 1,
+            | TaskCancel | XsRead | XsDirectory | XsRm | XsUnwatch => 1,
             SetNameLabel
             | SetNameDescription
             | SetOtherConfig
@@ -142,8 +154,9 @@ impl Kind {
             | VmSetVcpusMax
             | VmSetVcpusAtStartup
             | EventInject
-            | TaskCreate => 2,
-            AddToOtherConfig | VmCopy | VmStart | VmResume | EventFrom => 3,
+            | TaskCreate
+            | XsWrite => 2,
+            AddToOtherConfig | VmCopy | VmStart | VmResume | EventFrom | XsWatch => 3,
             VmStartOn | VmResumeOn => 4,
             VmSetMemoryLimits => 5,
             SrIntroduce => 7,
@@ -165,6 +178,12 @@ impl Kind {
                 | GetField(_)
                 | EventFrom
                 | EventInject
+                | XsRead
+                | XsWrite
+                | XsDirectory
+                | XsRm
+                | XsWatch
+                | XsUnwatch
         )
     }
 }
@@ -222,6 +241,36 @@ const TASK_ONLY: &[(&str, Kind)] = &[
     ("destroy", Kind::Destroy),
 ];
 
+/// The `xenstore` class: Windsor's extension (XAPI has none). Values are
+/// strings; a node whose value is not UTF-8 is refused
+/// (`XENSTORE_VALUE_NOT_UTF8`), never altered.
+///
+/// | call | returns |
+/// |---|---|
+/// | `xenstore.read(session, path)` | the value |
+/// | `xenstore.write(session, path, value)` | `""` |
+/// | `xenstore.directory(session, path)` | the children's names |
+/// | `xenstore.rm(session, path)` | `""` |
+/// | `xenstore.watch(session, path, timeout, cursor)` | `{events: [paths], cursor}` |
+/// | `xenstore.unwatch(session, cursor)` | `""` |
+///
+/// `watch` with cursor `""` opens a watcher (it fires once with `path`,
+/// as xenstored does); passing the returned cursor back acknowledges the
+/// events it covers and waits up to `timeout` seconds (at most
+/// [`MAX_EVENT_TIMEOUT`]) for more, so nothing is lost between calls and
+/// an old cursor replays what it did not acknowledge. Bounds (the
+/// toolstack's `xsapi::WatchLimits`): queued events per watcher, idle
+/// expiry, watchers per session and in all; a watcher that overflowed or
+/// expired answers `XENSTORE_WATCH_LOST`.
+pub const XENSTORE: &[(&str, Kind)] = &[
+    ("read", Kind::XsRead),
+    ("write", Kind::XsWrite),
+    ("directory", Kind::XsDirectory),
+    ("rm", Kind::XsRm),
+    ("watch", Kind::XsWatch),
+    ("unwatch", Kind::XsUnwatch),
+];
+
 /// The methods only `class` has.
 fn class_only(class: Class) -> &'static [(&'static str, Kind)] {
     match class {
@@ -261,6 +310,10 @@ pub fn lookup(method: &str) -> Option<Method> {
             "inject" => Kind::EventInject,
             _ => return None,
         };
+        return Some(Method { class: None, kind });
+    }
+    if class == "xenstore" {
+        let kind = XENSTORE.iter().find(|(n, _)| *n == op)?.1;
         return Some(Method { class: None, kind });
     }
     let class = class_named(class)?;
@@ -322,6 +375,7 @@ pub fn all_methods() -> Vec<String> {
     out.extend(asyncs);
     out.push("event.from".into());
     out.push("event.inject".into());
+    out.extend(XENSTORE.iter().map(|(op, _)| format!("xenstore.{op}")));
     out
 }
 
@@ -571,6 +625,30 @@ pub fn build(method: Method, args: &[Value]) -> Result<Parsed, ApiError> {
                 timeout,
             })
         }
+        XsRead => plain(Action::XsRead {
+            path: arg_str(&args[0], "path")?,
+        }),
+        XsWrite => plain(Action::XsWrite {
+            path: arg_str(&args[0], "path")?,
+            value: arg_str(&args[1], "value")?,
+        }),
+        XsDirectory => plain(Action::XsDirectory {
+            path: arg_str(&args[0], "path")?,
+        }),
+        XsRm => plain(Action::XsRm {
+            path: arg_str(&args[0], "path")?,
+        }),
+        XsWatch => plain(Action::XsWatch {
+            // The server fills in the session's owner id.
+            owner: String::new(),
+            path: arg_str(&args[0], "path")?,
+            timeout: arg_timeout(&args[1], "timeout")?,
+            cursor: arg_str(&args[2], "cursor")?,
+        }),
+        XsUnwatch => plain(Action::XsUnwatch {
+            owner: String::new(),
+            cursor: arg_str(&args[0], "cursor")?,
+        }),
         EventInject => {
             // XAPI makes a fresh event on the object and returns its token;
             // clients use the token only as a starting point, so the
@@ -588,6 +666,20 @@ pub fn build(method: Method, args: &[Value]) -> Result<Parsed, ApiError> {
             })
         }
     }
+}
+
+/// A timeout in seconds (a double, or an int), capped at
+/// [`MAX_EVENT_TIMEOUT`]; negative or not finite is zero.
+fn arg_timeout(v: &Value, field: &str) -> Result<Duration, ApiError> {
+    let secs = v
+        .as_double()
+        .or_else(|| v.as_int().map(|i| i as f64))
+        .ok_or_else(|| ApiError::field_type(field))?;
+    Ok(if secs.is_finite() && secs > 0.0 {
+        Duration::from_secs_f64(secs.min(MAX_EVENT_TIMEOUT.as_secs_f64()))
+    } else {
+        Duration::ZERO
+    })
 }
 
 /// A record as a XenAPI struct, completed with XAPI's defaults.
@@ -641,6 +733,12 @@ pub fn reply_to_value(reply: &Reply, shape: &Shape) -> Result<Value, ApiError> {
                     .collect(),
             ),
             Reply::Events(b) => events_to_value(b),
+            Reply::Str(v) => Value::str(v.clone()),
+            Reply::Strings(v) => Value::strings(v.iter().cloned()),
+            Reply::XsWatch(b) => Value::record([
+                ("events", Value::strings(b.events.iter().cloned())),
+                ("cursor", Value::str(b.cursor.clone())),
+            ]),
         }),
         _ => Err(ApiError::internal(
             "the toolstack answered with the wrong kind of reply",

@@ -489,6 +489,65 @@ impl Client {
             .to_owned();
         Ok((events, token))
     }
+
+    /// `xenstore.read(path)` (Windsor extension).
+    pub fn xs_read(&mut self, path: &str) -> Result<String, ClientError> {
+        self.reference("xenstore.read", &[Value::str(path)])
+    }
+
+    /// `xenstore.write(path, value)`.
+    pub fn xs_write(&mut self, path: &str, value: &str) -> Result<(), ClientError> {
+        self.unit("xenstore.write", &[Value::str(path), Value::str(value)])
+    }
+
+    /// `xenstore.directory(path)`: the children's names.
+    pub fn xs_directory(&mut self, path: &str) -> Result<Vec<String>, ClientError> {
+        let v = self.session_call("xenstore.directory", &[Value::str(path)])?;
+        strings(&v).ok_or_else(|| ClientError::Unexpected(format!("xenstore.directory: {v:?}")))
+    }
+
+    /// `xenstore.rm(path)`.
+    pub fn xs_rm(&mut self, path: &str) -> Result<(), ClientError> {
+        self.unit("xenstore.rm", &[Value::str(path)])
+    }
+
+    /// `xenstore.watch(path, timeout, cursor)`: the paths that changed
+    /// after `cursor` (`""` opens a watcher) and the next cursor.
+    pub fn xs_watch(
+        &mut self,
+        path: &str,
+        timeout_s: f64,
+        cursor: &str,
+    ) -> Result<(Vec<String>, String), ClientError> {
+        let v = self.session_call(
+            "xenstore.watch",
+            &[
+                Value::str(path),
+                Value::Double(timeout_s),
+                Value::str(cursor),
+            ],
+        )?;
+        let bad = || ClientError::Unexpected(format!("xenstore.watch: {v:?}"));
+        let events = v.get("events").and_then(strings).ok_or_else(bad)?;
+        let cursor = v
+            .get("cursor")
+            .and_then(Value::as_str)
+            .ok_or_else(bad)?
+            .to_owned();
+        Ok((events, cursor))
+    }
+
+    /// `xenstore.unwatch(cursor)`.
+    pub fn xs_unwatch(&mut self, cursor: &str) -> Result<(), ClientError> {
+        self.unit("xenstore.unwatch", &[Value::str(cursor)])
+    }
+}
+
+fn strings(v: &Value) -> Option<Vec<String>> {
+    v.as_array()?
+        .iter()
+        .map(|s| s.as_str().map(str::to_owned))
+        .collect()
 }
 
 #[cfg(test)]

@@ -75,6 +75,19 @@ pub mod codes {
     pub const EVENTS_LOST: &str = "EVENTS_LOST";
     /// The event.from token could not be parsed. Params: the token.
     pub const EVENT_FROM_TOKEN_PARSE_FAILURE: &str = "EVENT_FROM_TOKEN_PARSE_FAILURE";
+    /// Windsor extension: the store refused a `xenstore.*` call. Params:
+    /// the store's error name (`ENOENT`, `EACCES`, `EINVAL`, `E2BIG`, ...),
+    /// the path.
+    pub const XENSTORE_ERROR: &str = "XENSTORE_ERROR";
+    /// Windsor extension: a node's value is not valid UTF-8, so it cannot
+    /// be sent as a XenAPI string. Params: the path.
+    pub const XENSTORE_VALUE_NOT_UTF8: &str = "XENSTORE_VALUE_NOT_UTF8";
+    /// Windsor extension: a `xenstore.watch` watcher is gone. Params: the
+    /// cursor, why (`overflow`, `unknown`, `closed`).
+    pub const XENSTORE_WATCH_LOST: &str = "XENSTORE_WATCH_LOST";
+    /// Windsor extension: too many `xenstore.watch` watchers. Params: the
+    /// limit.
+    pub const XENSTORE_TOO_MANY_WATCHES: &str = "XENSTORE_TOO_MANY_WATCHES";
     /// The XML-RPC request could not be parsed. Params: detail.
     pub const XMLRPC_UNMARSHAL_FAILURE: &str = "XMLRPC_UNMARSHAL_FAILURE";
     /// The JSON-RPC request could not be parsed. Params: detail.
@@ -177,6 +190,10 @@ impl ApiError {
 /// | `MapDuplicateKey` | `MAP_DUPLICATE_KEY` | class, field, ref, key |
 /// | `MethodUnknown` | `MESSAGE_METHOD_UNKNOWN` | `<class>.<method>` |
 /// | `EventsLost` | `EVENTS_LOST` | none |
+/// | `XenStore` | `XENSTORE_ERROR` | error name, path |
+/// | `XsNotUtf8` | `XENSTORE_VALUE_NOT_UTF8` | path |
+/// | `XsWatchLost` | `XENSTORE_WATCH_LOST` | cursor, reason |
+/// | `XsTooManyWatches` | `XENSTORE_TOO_MANY_WATCHES` | limit |
 /// | `Internal` | `INTERNAL_ERROR` | message |
 pub fn action_error(e: &ActionError) -> ApiError {
     use codes::*;
@@ -255,6 +272,14 @@ pub fn action_error(e: &ActionError) -> ApiError {
             [format!("{}.{method}", class.name())],
         ),
         ActionError::EventsLost => ApiError::new(EVENTS_LOST, [""; 0]),
+        ActionError::XenStore { error, path } => ApiError::new(XENSTORE_ERROR, [error, path.as_str()]),
+        ActionError::XsNotUtf8 { path } => ApiError::new(XENSTORE_VALUE_NOT_UTF8, [path]),
+        ActionError::XsWatchLost { cursor, reason } => {
+            ApiError::new(XENSTORE_WATCH_LOST, [cursor.as_str(), reason])
+        }
+        ActionError::XsTooManyWatches { limit } => {
+            ApiError::new(XENSTORE_TOO_MANY_WATCHES, [limit.to_string()])
+        }
         ActionError::Internal { msg } => ApiError::internal(msg.clone()),
     }
 }
@@ -506,6 +531,28 @@ mod tests {
                 vec!["MESSAGE_METHOD_UNKNOWN", "host.destroy"],
             ),
             (ActionError::EventsLost, vec!["EVENTS_LOST"]),
+            (
+                ActionError::XenStore {
+                    error: "ENOENT",
+                    path: "/a/b".into(),
+                },
+                vec!["XENSTORE_ERROR", "ENOENT", "/a/b"],
+            ),
+            (
+                ActionError::XsNotUtf8 { path: "/bin".into() },
+                vec!["XENSTORE_VALUE_NOT_UTF8", "/bin"],
+            ),
+            (
+                ActionError::XsWatchLost {
+                    cursor: "3:7".into(),
+                    reason: "overflow",
+                },
+                vec!["XENSTORE_WATCH_LOST", "3:7", "overflow"],
+            ),
+            (
+                ActionError::XsTooManyWatches { limit: 16 },
+                vec!["XENSTORE_TOO_MANY_WATCHES", "16"],
+            ),
             (
                 ActionError::Internal { msg: "boom".into() },
                 vec!["INTERNAL_ERROR", "boom"],

@@ -16,6 +16,17 @@
 //!   ([`server::Server`]) on TCP and a Unix socket.
 //! * [`client`] — the Rust client the `windsor` command line uses.
 //!
+//! # Windsor extension: the `xenstore` class
+//!
+//! XAPI has no xenstore calls; Windsor adds a small class so that clients
+//! of the API (`windsor xs`) reach the host's store with dom0's rights:
+//! `xenstore.read`, `write`, `directory`, `rm`, and the long-poll
+//! `xenstore.watch(session, path, timeout, cursor)` / `unwatch` (see
+//! [`call::XENSTORE`]). Sessions are checked as for every call. Values are
+//! strings: a node whose bytes are not UTF-8 is refused with
+//! `XENSTORE_VALUE_NOT_UTF8`, never altered. Store errors are
+//! `["XENSTORE_ERROR", <errno name>, path]` ([`error::codes`]).
+//!
 //! Serving a host (what `windsor up` does):
 //!
 //! ```no_run

@@ -17,6 +17,7 @@
 //!   format, never a dropped connection.
 
 use std::convert::Infallible;
+use std::hash::BuildHasher;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -81,6 +82,8 @@ pub struct Api {
     credentials: Credentials,
     sessions: Sessions,
     config: Config,
+    /// Keys the owner ids of `xenstore.watch` watchers.
+    owner_key: std::collections::hash_map::RandomState,
 }
 
 const SESSION_METHODS: &[&str] = &[
@@ -110,6 +113,7 @@ impl Api {
             credentials,
             sessions,
             config,
+            owner_key: std::collections::hash_map::RandomState::new(),
         }
     }
 
@@ -308,7 +312,14 @@ impl Api {
             return Err(count_mismatch(method, expected, params.len()));
         }
         self.check_session(params)?;
-        let parsed = call::build(m, &params[1..])?;
+        let mut parsed = call::build(m, &params[1..])?;
+        if let Action::XsWatch { owner, .. } | Action::XsUnwatch { owner, .. } = &mut parsed.action
+        {
+            // Watchers answer only the session that opened them; the
+            // toolstack gets an id of the session, not the session itself.
+            let s = params[0].as_str().unwrap_or_default();
+            *owner = format!("{:016x}", self.owner_key.hash_one(s));
+        }
         tracing::debug!(method, "call");
         let reply = self.backend.handle(parsed.action).map_err(ApiError::from)?;
         reply_to_value(&reply, &parsed.shape)

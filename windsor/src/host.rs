@@ -165,6 +165,13 @@ impl Host {
             },
         )
         .context("starting the toolstack")?;
+        // `xenstore.watch` of the API: a dom0 connection of its own.
+        toolstack
+            .attach_xs_watch(
+                StreamStore::from_stream(adopter.connect(DomId::DOM0)?)?,
+                windsor_toolstack::xsapi::WatchLimits::default(),
+            )
+            .context("starting the API's xenstore watches")?;
 
         // 3. The API.
         let loaded = Credentials::load_or_init_from_env(&opts.data_dir)

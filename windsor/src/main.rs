@@ -5,7 +5,9 @@
 //!   its XenAPI-compatible API. Ctrl-C stops it cleanly.
 //! * `windsor vm …` and `windsor host status` drive a running host through
 //!   the API's Rust client (`windsor_api::client`).
-//! * `windsor xs …` reads and writes the host's xenstore over its socket.
+//! * `windsor xs …` reads, writes, lists and watches the host's xenstore
+//!   through the API's `xenstore.*` calls (a Windsor extension), or over
+//!   the xenstore socket with `--socket`.
 //!
 //! Tables for people by default; `--json` for scripts.
 
@@ -48,10 +50,13 @@ enum Command {
         #[command(subcommand)]
         op: HostOp,
     },
-    /// Read and write the host's xenstore.
+    /// Read and write the host's xenstore (through the API, or the
+    /// xenstore socket with --socket).
     Xs {
-        /// The xenstore socket [default: $XENSTORED_PATH, else
-        /// DATA_DIR/xenstored.sock].
+        #[command(flatten)]
+        conn: ApiArgs,
+        /// Talk to this xenstore socket directly instead of the API (for
+        /// scripts on a host without the API).
         #[arg(long, global = true)]
         socket: Option<PathBuf>,
         #[command(subcommand)]
@@ -217,7 +222,7 @@ fn main() -> Result<()> {
         Command::Up(args) => up(args),
         Command::Vm { conn, op } => vm(&conn, op),
         Command::Host { conn, op } => host_cmd(&conn, op),
-        Command::Xs { socket, op } => xs(socket, op),
+        Command::Xs { conn, socket, op } => xs(&conn, socket, op),
     }
 }
 
@@ -469,50 +474,139 @@ fn host_cmd(conn: &ApiArgs, op: HostOp) -> Result<()> {
     Ok(())
 }
 
-fn xs(socket: Option<PathBuf>, op: XsOp) -> Result<()> {
-    let socket = socket
-        .or_else(|| std::env::var_os("XENSTORED_PATH").map(PathBuf::from))
-        .unwrap_or_else(|| host::default_data_dir().join("xenstored.sock"));
-    let store = StreamStore::connect(&socket)
-        .with_context(|| format!("connecting to xenstore at {}", socket.display()))?;
-    let none = TxId::NONE;
+/// Where `windsor xs` sends its calls.
+enum XsConn {
+    /// The API's `xenstore.*` calls.
+    Api(Client),
+    /// The xenstore socket.
+    Socket(StreamStore),
+}
+
+/// How long one `xenstore.watch` call waits before it is renewed.
+const XS_WATCH_POLL_S: f64 = 30.0;
+
+impl XsConn {
+    fn read(&mut self, path: &str) -> Result<String> {
+        match self {
+            XsConn::Api(c) => Ok(c.xs_read(path)?),
+            XsConn::Socket(s) => String::from_utf8(s.read(TxId::NONE, path)?)
+                .map_err(|_| anyhow::anyhow!("the value of {path} is not valid UTF-8")),
+        }
+    }
+
+    fn write(&mut self, path: &str, value: &str) -> Result<()> {
+        match self {
+            XsConn::Api(c) => c.xs_write(path, value)?,
+            XsConn::Socket(s) => s.write(TxId::NONE, path, value.as_bytes())?,
+        }
+        Ok(())
+    }
+
+    fn directory(&mut self, path: &str) -> Result<Vec<String>> {
+        Ok(match self {
+            XsConn::Api(c) => c.xs_directory(path)?,
+            XsConn::Socket(s) => s.directory(TxId::NONE, path)?,
+        })
+    }
+
+    /// Calls `each` with every path that changes under `path` until it
+    /// returns false.
+    fn watch(&mut self, path: &str, mut each: impl FnMut(&str) -> bool) -> Result<()> {
+        match self {
+            XsConn::Api(c) => {
+                let mut cursor = String::new();
+                loop {
+                    let (events, next) = c.xs_watch(path, XS_WATCH_POLL_S, &cursor)?;
+                    cursor = next;
+                    for e in &events {
+                        if !each(e) {
+                            let _ = c.xs_unwatch(&cursor);
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+            XsConn::Socket(s) => {
+                s.watch(path, "windsor")?;
+                loop {
+                    match s.next_event(Some(Duration::from_secs(3600))) {
+                        Ok(e) => {
+                            if !each(&e.path) {
+                                return Ok(());
+                            }
+                        }
+                        Err(windsor_xenstore::client::ClientError::Timeout) => continue,
+                        Err(e) => bail!("watch ended: {e}"),
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn xs(conn: &ApiArgs, socket: Option<PathBuf>, op: XsOp) -> Result<()> {
+    let mut x = match socket {
+        Some(socket) => XsConn::Socket(
+            StreamStore::connect(&socket)
+                .with_context(|| format!("connecting to xenstore at {}", socket.display()))?,
+        ),
+        None => XsConn::Api(login(conn)?),
+    };
+    let json = conn.json;
     match op {
         XsOp::Read { path } => {
-            let v = store.read(none, &path)?;
-            println!("{}", String::from_utf8_lossy(&v));
+            let v = x.read(&path)?;
+            if json {
+                println!("{}", serde_json::json!({ "path": path, "value": v }));
+            } else {
+                println!("{v}");
+            }
         }
-        XsOp::Write { path, value } => store.write(none, &path, value.as_bytes())?,
+        XsOp::Write { path, value } => {
+            x.write(&path, &value)?;
+            if json {
+                println!("{}", serde_json::json!({ "ok": "written", "path": path }));
+            }
+        }
         XsOp::Ls { path } => {
-            for child in store.directory(none, &path)? {
+            let mut all = serde_json::Map::new();
+            for child in x.directory(&path)? {
                 let full = if path.ends_with('/') {
                     format!("{path}{child}")
                 } else {
                     format!("{path}/{child}")
                 };
-                match store.read(none, &full) {
-                    Ok(v) => println!("{child} = \"{}\"", String::from_utf8_lossy(&v)),
-                    Err(_) => println!("{child}"),
+                // A child may be gone already, or hold bytes that are not
+                // UTF-8: listed without a value.
+                let v = x.read(&full).ok();
+                if json {
+                    all.insert(child, v.map_or(serde_json::Value::Null, Into::into));
+                } else {
+                    match v {
+                        Some(v) => println!("{child} = {v:?}"),
+                        None => println!("{child}"),
+                    }
                 }
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&all)?);
             }
         }
         XsOp::Watch { path, count } => {
-            store.watch(&path, "windsor")?;
             let mut seen = 0usize;
-            loop {
-                let ev = store.next_event(Some(Duration::from_secs(3600)));
-                match ev {
-                    Ok(e) => {
-                        println!("{}", e.path);
-                        seen += 1;
-                        if count.is_some_and(|n| seen >= n) {
-                            break;
-                        }
-                    }
-                    Err(windsor_xenstore::client::ClientError::Timeout) => continue,
-                    Err(e) => bail!("watch ended: {e}"),
+            x.watch(&path, |p| {
+                if json {
+                    println!("{}", serde_json::json!({ "path": p }));
+                } else {
+                    println!("{p}");
                 }
-            }
+                seen += 1;
+                count.is_none_or(|n| seen < n)
+            })?;
         }
+    }
+    if let XsConn::Api(mut c) = x {
+        let _ = c.logout();
     }
     Ok(())
 }

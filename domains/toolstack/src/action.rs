@@ -38,6 +38,16 @@
 //! | `task.create(label, description)`, and every `Async.<Class>.<call>` | [`Action::TaskCreate`], then the call, then [`Action::TaskFinish`] (see [`crate::task`]) | [`Reply::Ref`] (the task) |
 //! | `task.cancel(task)` / `task.destroy(task)` | [`Action::TaskCancel`] / [`Action::Destroy`] | [`Reply::Unit`] |
 //! | `event.from(classes, token, timeout)` | [`Action::EventFrom`] (blocks up to `timeout`) | [`Reply::Events`] |
+//! | `xenstore.read(path)` (Windsor extension) | [`Action::XsRead`] | [`Reply::Str`] |
+//! | `xenstore.write(path, value)` | [`Action::XsWrite`] | [`Reply::Unit`] |
+//! | `xenstore.directory(path)` | [`Action::XsDirectory`] | [`Reply::Strings`] |
+//! | `xenstore.rm(path)` | [`Action::XsRm`] | [`Reply::Unit`] |
+//! | `xenstore.watch(path, timeout, cursor)` | [`Action::XsWatch`] (blocks up to `timeout`) | [`Reply::XsWatch`] |
+//! | `xenstore.unwatch(cursor)` | [`Action::XsUnwatch`] | [`Reply::Unit`] |
+//!
+//! The `xenstore` class is Windsor's: XAPI has no xenstore calls. The
+//! calls act with dom0's rights on the host's store (see the toolstack's
+//! `xsapi` module for watches, their cursor and their bounds).
 //!
 //! Errors are typed: one [`ActionError`] variant per cause, carrying its
 //! data (the VM, the expected and actual power states, ...). The toolstack
@@ -1336,6 +1346,49 @@ pub enum Action {
         /// How long to wait for a change.
         timeout: Duration,
     },
+    /// `xenstore.read(path)`: a node's value (UTF-8 only).
+    XsRead {
+        /// The node.
+        path: String,
+    },
+    /// `xenstore.write(path, value)`: creates missing parents.
+    XsWrite {
+        /// The node.
+        path: String,
+        /// Its new value.
+        value: String,
+    },
+    /// `xenstore.directory(path)`: the names of a node's children.
+    XsDirectory {
+        /// The node.
+        path: String,
+    },
+    /// `xenstore.rm(path)`: removes the node and its subtree.
+    XsRm {
+        /// The node.
+        path: String,
+    },
+    /// `xenstore.watch(path, timeout, cursor)`: the changes under `path`
+    /// after `cursor` (`""`: open a watcher), waiting up to `timeout` for
+    /// one.
+    XsWatch {
+        /// Who asks (the API passes an id of the session); a watcher
+        /// answers only its owner.
+        owner: String,
+        /// The watched path.
+        path: String,
+        /// The cursor of the last reply, or `""`.
+        cursor: String,
+        /// How long to wait for a change.
+        timeout: Duration,
+    },
+    /// `xenstore.unwatch(cursor)`: closes a watcher.
+    XsUnwatch {
+        /// Who asks.
+        owner: String,
+        /// A cursor of the watcher.
+        cursor: String,
+    },
 }
 
 impl Action {
@@ -1380,6 +1433,12 @@ impl Action {
             Action::TaskFinish { .. } => "finish",
             Action::TaskCancel { .. } => "cancel",
             Action::EventFrom { .. } => "event.from",
+            Action::XsRead { .. } => "xenstore.read",
+            Action::XsWrite { .. } => "xenstore.write",
+            Action::XsDirectory { .. } => "xenstore.directory",
+            Action::XsRm { .. } => "xenstore.rm",
+            Action::XsWatch { .. } => "xenstore.watch",
+            Action::XsUnwatch { .. } => "xenstore.unwatch",
         }
     }
 }
@@ -1432,6 +1491,15 @@ pub struct EventBatch {
     pub token: u64,
 }
 
+/// The answer to `xenstore.watch`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct XsWatchBatch {
+    /// The paths that changed, oldest first (a path may repeat).
+    pub events: Vec<String>,
+    /// Pass this back to get what follows (it acknowledges `events`).
+    pub cursor: String,
+}
+
 /// A successful answer.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[allow(clippy::large_enum_variant)] // one reply per call
@@ -1448,6 +1516,12 @@ pub enum Reply {
     Records(Vec<(Ref, Record)>),
     /// Changes.
     Events(EventBatch),
+    /// A string (`xenstore.read`).
+    Str(String),
+    /// Strings (`xenstore.directory`).
+    Strings(Vec<String>),
+    /// Watch events (`xenstore.watch`).
+    XsWatch(XsWatchBatch),
 }
 
 /// Why an action failed: one variant per cause, with the data a caller
@@ -1649,6 +1723,37 @@ pub enum ActionError {
     /// event): the caller must start again from token 0.
     #[error("events lost: the token is outside the kept history")]
     EventsLost,
+    /// The store refused a `xenstore.*` call.
+    #[error("xenstore: {error} on {path}")]
+    XenStore {
+        /// The store's error name (`ENOENT`, `EACCES`, `EINVAL`, ...).
+        error: &'static str,
+        /// The path of the call.
+        path: String,
+    },
+    /// A node's value is not valid UTF-8, so it cannot be a XenAPI string.
+    #[error("the value of {path} is not valid UTF-8")]
+    XsNotUtf8 {
+        /// The node.
+        path: String,
+    },
+    /// The watcher of a `xenstore.watch` cursor is gone: `overflow` (too
+    /// many unacknowledged events), `unknown` (expired, closed or never
+    /// opened by this caller) or `closed` (the store connection went).
+    /// Open a new one (cursor `""`) and re-read what matters.
+    #[error("xenstore watch {cursor:?} lost: {reason}")]
+    XsWatchLost {
+        /// The cursor given.
+        cursor: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// The caller (or the host) has as many xenstore watchers as allowed.
+    #[error("too many xenstore watches (at most {limit})")]
+    XsTooManyWatches {
+        /// The limit reached.
+        limit: usize,
+    },
     /// The platform or the store failed.
     #[error("internal error: {msg}")]
     Internal {

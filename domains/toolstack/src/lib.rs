@@ -41,6 +41,8 @@ pub mod host;
 pub mod localstore;
 #[cfg(feature = "std")]
 pub mod service;
+#[cfg(feature = "std")]
+pub mod xsapi;
 
 #[cfg(feature = "std")]
 pub use service::{Config, Introducer, Toolstack};

@@ -179,6 +179,9 @@ struct Inner<P, S, I> {
     changed: Condvar,
     exc: EvtchnPort,
     stop: AtomicBool,
+    /// Watches of the `xenstore.*` API calls, on a connection of their own
+    /// ([`Toolstack::attach_xs_watch`]).
+    xs_watch: std::sync::OnceLock<crate::xsapi::WatchHub>,
 }
 
 /// The toolstack: `handle` an [`Action`], get a [`Reply`]. Cheap to clone;
@@ -356,6 +359,7 @@ where
             changed: Condvar::new(),
             exc,
             stop: AtomicBool::new(false),
+            xs_watch: std::sync::OnceLock::new(),
         });
         inner.bootstrap()?;
         let weak = Arc::downgrade(&inner);
@@ -393,6 +397,22 @@ where
     pub fn domid(&self, vm: &str) -> Option<DomId> {
         let st = self.inner.lock();
         uuid_of(vm).and_then(|u| st.rt.get(u)).and_then(|r| r.domid)
+    }
+
+    /// Serves `xenstore.watch` on `conn`, a dom0 store connection used
+    /// for nothing else (the toolstack's own connection never carries a
+    /// watch). Without one, `xenstore.watch` fails. A second call is
+    /// ignored.
+    pub fn attach_xs_watch(
+        &self,
+        conn: impl XenStore + Send + Sync + 'static,
+        limits: crate::xsapi::WatchLimits,
+    ) -> std::io::Result<()> {
+        if self.inner.xs_watch.get().is_none() {
+            let hub = crate::xsapi::WatchHub::new(conn, limits)?;
+            let _ = self.inner.xs_watch.set(hub);
+        }
+        Ok(())
     }
 
     /// The xenstore client the toolstack uses.
@@ -741,7 +761,24 @@ where
                 token,
                 timeout,
             } => self.event_from(&classes, token, timeout),
+            A::XsRead { path } => crate::xsapi::read(&self.xs, &path),
+            A::XsWrite { path, value } => crate::xsapi::write(&self.xs, &path, &value),
+            A::XsDirectory { path } => crate::xsapi::directory(&self.xs, &path),
+            A::XsRm { path } => crate::xsapi::rm(&self.xs, &path),
+            A::XsWatch {
+                owner,
+                path,
+                cursor,
+                timeout,
+            } => self.xs_hub()?.watch(&owner, &path, &cursor, timeout),
+            A::XsUnwatch { owner, cursor } => self.xs_hub()?.unwatch(&owner, &cursor),
         }
+    }
+
+    fn xs_hub(&self) -> Result<&crate::xsapi::WatchHub, ActionError> {
+        self.xs_watch
+            .get()
+            .ok_or_else(|| ActionError::internal("xenstore watches are not served on this host"))
     }
 
     fn edit(

@@ -1,0 +1,383 @@
+//! The `xenstore.*` extension class: every call through the dispatcher over
+//! both backends (the in-memory double and the real toolstack in host
+//! mode), and over HTTP with XML-RPC and JSON-RPC through the Rust client.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use windsor_api::auth::{Credentials, HashStrength};
+use windsor_api::backend::{Backend, MemoryBackend};
+use windsor_api::client::{Client, ClientError, Endpoint, Protocol};
+use windsor_api::server::{Api, Config};
+use windsor_api::Value;
+use windsor_toolstack::host::Host;
+use windsor_toolstack::localstore::LocalStore;
+use windsor_toolstack::task::TaskLimits;
+use windsor_toolstack::xsapi::WatchLimits;
+use windsor_xenstore::client::{TxId, XenStore};
+use xen::DomId;
+
+fn login(api: &Api) -> Value {
+    api.call(
+        "session.login_with_password",
+        &[
+            Value::str("root"),
+            Value::str("pw"),
+            Value::str("2.21"),
+            Value::str("tests"),
+        ],
+    )
+    .unwrap()
+}
+
+fn api(backend: Arc<dyn Backend>) -> (Api, Value) {
+    let api = Api::new(
+        backend,
+        Credentials::single("root", "pw", HashStrength::TestOnlyWeak).unwrap(),
+        Config::default(),
+    );
+    let s = login(&api);
+    (api, s)
+}
+
+/// `method(session, args…)`, errors as their `ErrorDescription`.
+fn call(a: &Api, s: &Value, method: &str, args: &[Value]) -> Result<Value, Vec<String>> {
+    let mut p = vec![s.clone()];
+    p.extend_from_slice(args);
+    a.call(method, &p).map_err(|e| {
+        let mut v = vec![e.code];
+        v.extend(e.params);
+        v
+    })
+}
+
+fn ok(a: &Api, s: &Value, method: &str, args: &[Value]) -> Value {
+    call(a, s, method, args).unwrap_or_else(|e| panic!("{method}: {e:?}"))
+}
+
+fn strs(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// `xenstore.watch`: (events, cursor).
+fn watch(a: &Api, s: &Value, path: &str, timeout: f64, cursor: &str) -> (Vec<String>, String) {
+    let v = ok(
+        a,
+        s,
+        "xenstore.watch",
+        &[Value::str(path), Value::Double(timeout), Value::str(cursor)],
+    );
+    (
+        strs(v.get("events").unwrap()),
+        v.get("cursor").unwrap().as_str().unwrap().to_owned(),
+    )
+}
+
+/// The host-mode toolstack with API watches on a second dom0 connection.
+fn host(limits: WatchLimits) -> Host {
+    let h = Host::start(windsor_toolstack::Config {
+        seed: 6,
+        ..windsor_toolstack::Config::default()
+    })
+    .unwrap();
+    h.toolstack
+        .attach_xs_watch(h.store.connect(DomId::DOM0), limits)
+        .unwrap();
+    h
+}
+
+/// A backend under test: its name, the backend, another dom0 connection
+/// to its store, and the host that owns it (kept alive).
+type Case = (&'static str, Arc<dyn Backend>, LocalStore, Option<Host>);
+
+/// Every backend under test, with the store to play another client on.
+fn backends(limits: WatchLimits) -> Vec<Case> {
+    let mem = Arc::new(MemoryBackend::with_limits(TaskLimits::default(), limits));
+    let mem_store = mem.store().connect(DomId::DOM0);
+    let h = host(limits);
+    let ts = Arc::new(h.toolstack.clone());
+    let ts_store = h.store.connect(DomId::DOM0);
+    vec![
+        ("memory", mem, mem_store, None),
+        ("toolstack", ts, ts_store, Some(h)),
+    ]
+}
+
+#[test]
+fn read_write_directory_rm() {
+    for (name, b, other, _h) in backends(WatchLimits::default()) {
+        let (a, s) = api(b);
+        let w = ok(
+            &a,
+            &s,
+            "xenstore.write",
+            &[Value::str("/test/a/b"), Value::str("héllo wörld")],
+        );
+        assert_eq!(w, Value::str(""), "{name}");
+        assert_eq!(
+            ok(&a, &s, "xenstore.read", &[Value::str("/test/a/b")]),
+            Value::str("héllo wörld"),
+            "{name}"
+        );
+        // What another connection sees: the same bytes.
+        assert_eq!(
+            other.read(TxId::NONE, "/test/a/b").unwrap(),
+            "héllo wörld".as_bytes(),
+            "{name}"
+        );
+        other.write(TxId::NONE, "/test/a/c", b"2").unwrap();
+        let mut kids = strs(&ok(&a, &s, "xenstore.directory", &[Value::str("/test/a")]));
+        kids.sort();
+        assert_eq!(kids, ["b", "c"], "{name}");
+        ok(&a, &s, "xenstore.rm", &[Value::str("/test/a")]);
+        assert!(other.read(TxId::NONE, "/test/a/b").is_err(), "{name}");
+        // The records of the toolstack are there too (it is the same store).
+        if name == "toolstack" {
+            assert!(
+                strs(&ok(&a, &s, "xenstore.directory", &[Value::str("/")]))
+                    .contains(&"pool".to_owned()),
+                "{name}"
+            );
+        }
+    }
+}
+
+#[test]
+fn errors_are_xenapi_failures() {
+    for (name, b, other, _h) in backends(WatchLimits::default()) {
+        let (a, s) = api(b);
+        for (m, args) in [
+            ("xenstore.read", vec![Value::str("/no/such")]),
+            ("xenstore.directory", vec![Value::str("/no/such")]),
+        ] {
+            assert_eq!(
+                call(&a, &s, m, &args).unwrap_err(),
+                ["XENSTORE_ERROR", "ENOENT", "/no/such"],
+                "{name} {m}"
+            );
+        }
+        assert_eq!(
+            call(
+                &a,
+                &s,
+                "xenstore.write",
+                &[Value::str("relative//bad"), Value::str("x")]
+            )
+            .unwrap_err()[..2],
+            ["XENSTORE_ERROR", "EINVAL"],
+            "{name}"
+        );
+        // Bytes that are not UTF-8 are refused, not altered.
+        other
+            .write(TxId::NONE, "/bin", &[b'a', 0xff, 0xfe])
+            .unwrap();
+        assert_eq!(
+            call(&a, &s, "xenstore.read", &[Value::str("/bin")]).unwrap_err(),
+            ["XENSTORE_VALUE_NOT_UTF8", "/bin"],
+            "{name}"
+        );
+        assert_eq!(other.read(TxId::NONE, "/bin").unwrap(), [b'a', 0xff, 0xfe]);
+        // Sessions are checked as for every call.
+        let bad = Value::str("OpaqueRef:bogus");
+        for (m, args) in [
+            ("xenstore.read", vec![Value::str("/bin")]),
+            ("xenstore.write", vec![Value::str("/x"), Value::str("v")]),
+            ("xenstore.directory", vec![Value::str("/")]),
+            ("xenstore.rm", vec![Value::str("/bin")]),
+            (
+                "xenstore.watch",
+                vec![Value::str("/"), Value::Double(0.0), Value::str("")],
+            ),
+            ("xenstore.unwatch", vec![Value::str("1:0")]),
+        ] {
+            assert_eq!(
+                call(&a, &bad, m, &args).unwrap_err(),
+                ["SESSION_INVALID", "OpaqueRef:bogus"],
+                "{name} {m}"
+            );
+        }
+        assert!(
+            other.read(TxId::NONE, "/bin").is_ok(),
+            "a refused rm did nothing"
+        );
+        // Types and counts.
+        assert_eq!(
+            call(&a, &s, "xenstore.read", &[Value::Int(3)]).unwrap_err(),
+            ["FIELD_TYPE_ERROR", "path"]
+        );
+        assert_eq!(
+            call(&a, &s, "xenstore.read", &[]).unwrap_err()[0],
+            "MESSAGE_PARAMETER_COUNT_MISMATCH"
+        );
+        assert_eq!(
+            call(&a, &s, "Async.xenstore.read", &[Value::str("/")]).unwrap_err()[0],
+            "MESSAGE_METHOD_UNKNOWN"
+        );
+        let methods = a.call("system.listMethods", &[]).unwrap();
+        assert!(strs(&methods).contains(&"xenstore.watch".to_owned()));
+    }
+}
+
+#[test]
+fn watch_sees_other_connections_and_loses_nothing() {
+    for (name, b, other, _h) in backends(WatchLimits::default()) {
+        let (a, s) = api(b);
+        other.write(TxId::NONE, "/w", b"").unwrap();
+        let (first, mut cursor) = watch(&a, &s, "/w", 5.0, "");
+        assert_eq!(first, ["/w"], "{name}: a new watch fires once");
+        // A writer on another connection, while the client polls.
+        const N: usize = 200;
+        let writer = {
+            let other = other.clone();
+            std::thread::spawn(move || {
+                for i in 0..N {
+                    other.write(TxId::NONE, &format!("/w/{i}"), b"x").unwrap();
+                    if i % 50 == 0 {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }
+            })
+        };
+        let mut seen = Vec::new();
+        let mut polls = 0;
+        while seen.len() < N && polls < 1000 {
+            let (ev, next) = watch(&a, &s, "/w", 5.0, &cursor);
+            if polls % 3 == 0 && !ev.is_empty() {
+                // A reply lost on the way: the old cursor gives it again.
+                let (again, next2) = watch(&a, &s, "/w", 5.0, &cursor);
+                assert_eq!(again[..ev.len()], ev[..], "{name}");
+                assert!(again.len() >= ev.len(), "{name}: replay lost events");
+                let _ = next2;
+            }
+            seen.extend(ev);
+            cursor = next;
+            polls += 1;
+        }
+        writer.join().unwrap();
+        let want: Vec<String> = (0..N).map(|i| format!("/w/{i}")).collect();
+        assert_eq!(seen, want, "{name}: every write, once, in order");
+        // Nothing more: the wait times out empty with the same cursor.
+        let (ev, c2) = watch(&a, &s, "/w", 0.1, &cursor);
+        assert!(ev.is_empty(), "{name}");
+        assert_eq!(c2, cursor);
+        // Another session cannot use the cursor; the owner can close it.
+        let s2 = login(&a);
+        assert_eq!(
+            call(&a, &s2, "xenstore.unwatch", &[Value::str(&cursor)]).unwrap_err(),
+            ["XENSTORE_WATCH_LOST", cursor.as_str(), "unknown"],
+            "{name}"
+        );
+        ok(&a, &s, "xenstore.unwatch", &[Value::str(&cursor)]);
+        assert_eq!(
+            call(
+                &a,
+                &s,
+                "xenstore.watch",
+                &[Value::str("/w"), Value::Double(0.0), Value::str(&cursor)]
+            )
+            .unwrap_err(),
+            ["XENSTORE_WATCH_LOST", cursor.as_str(), "unknown"],
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn watch_bounds() {
+    let limits = WatchLimits {
+        max_queued: 8,
+        idle: Duration::from_millis(400),
+        per_owner: 2,
+        total: 3,
+    };
+    for (name, b, other, _h) in backends(limits) {
+        let (a, s) = api(b);
+        let (_, c1) = watch(&a, &s, "/b1", 0.0, "");
+        watch(&a, &s, "/b2", 0.0, "");
+        assert_eq!(
+            call(
+                &a,
+                &s,
+                "xenstore.watch",
+                &[Value::str("/b3"), Value::Double(0.0), Value::str("")]
+            )
+            .unwrap_err(),
+            ["XENSTORE_TOO_MANY_WATCHES", "2"],
+            "{name}: per session"
+        );
+        let s2 = login(&a);
+        watch(&a, &s2, "/b3", 0.0, "");
+        let s3 = login(&a);
+        assert_eq!(
+            call(
+                &a,
+                &s3,
+                "xenstore.watch",
+                &[Value::str("/b4"), Value::Double(0.0), Value::str("")]
+            )
+            .unwrap_err(),
+            ["XENSTORE_TOO_MANY_WATCHES", "3"],
+            "{name}: in all"
+        );
+        // A client that does not poll: its queue overflows, the writer is
+        // never held up, and the client learns it lost events.
+        let t = std::time::Instant::now();
+        for i in 0..100 {
+            other.write(TxId::NONE, &format!("/b1/{i}"), b"x").unwrap();
+        }
+        assert!(t.elapsed() < Duration::from_secs(5), "{name}");
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(
+            call(
+                &a,
+                &s,
+                "xenstore.watch",
+                &[Value::str("/b1"), Value::Double(0.0), Value::str(&c1)]
+            )
+            .unwrap_err(),
+            ["XENSTORE_WATCH_LOST", c1.as_str(), "overflow"],
+            "{name}"
+        );
+        // Idle watchers expire, which frees their slots.
+        std::thread::sleep(Duration::from_millis(1500));
+        watch(&a, &s3, "/b4", 0.0, "");
+        watch(&a, &s, "/b5", 0.0, "");
+        watch(&a, &s, "/b6", 0.0, "");
+    }
+}
+
+#[test]
+fn rust_client_over_both_wires() {
+    let srv = common::start();
+    for (ep, proto) in [
+        (srv.url.clone(), Protocol::XmlRpc),
+        (format!("unix:{}", srv.socket.display()), Protocol::JsonRpc),
+    ] {
+        let mut c = Client::connect(Endpoint::parse(&ep).unwrap(), proto).unwrap();
+        c.login("root", common::PASSWORD).unwrap();
+        c.xs_write("/c/k", "v<&>\"'").unwrap();
+        assert_eq!(c.xs_read("/c/k").unwrap(), "v<&>\"'");
+        assert_eq!(c.xs_directory("/c").unwrap(), ["k"]);
+        let (ev, cur) = c.xs_watch("/c", 5.0, "").unwrap();
+        assert_eq!(ev, ["/c"]);
+        c.xs_write("/c/k", "w").unwrap();
+        let (ev, cur) = c.xs_watch("/c", 5.0, &cur).unwrap();
+        assert_eq!(ev, ["/c/k"]);
+        c.xs_unwatch(&cur).unwrap();
+        c.xs_rm("/c").unwrap();
+        match c.xs_read("/c/k") {
+            Err(ClientError::Api(e)) => {
+                assert_eq!(e.code, "XENSTORE_ERROR");
+                assert_eq!(e.params, ["ENOENT", "/c/k"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        c.logout().unwrap();
+    }
+}
