@@ -43,10 +43,14 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use xen::DomId;
 
 use crate::persist::{Log, Lsn, PersistError};
+use crate::store::Effect;
+use crate::wire::{Header, Packet, XsOp};
 
 pub use engine::{Engine, RecoverError};
+pub use rings::Rings;
 
 mod engine;
+mod rings;
 
 /// Size of `struct xsd_sockmsg`.
 pub const HEADER_LEN: usize = 16;
@@ -155,6 +159,11 @@ pub struct Daemon {
     config: Config,
     scratch: Vec<u8>,
     outputs: Vec<(usize, Vec<u8>)>,
+    /// The guests' rings, if this daemon serves any.
+    rings: Option<rings::RingSide>,
+    /// The newest log record appended since ring output was last gated.
+    round_lsn: Lsn,
+    waker: Arc<Waker>,
 }
 
 fn socket_err(path: &Path) -> impl FnOnce(io::Error) -> DaemonError + '_ {
@@ -176,6 +185,7 @@ impl Daemon {
             tx: adopt_tx,
             waker: waker.clone(),
         };
+        let loop_waker = waker.clone();
         let notify = Box::new(move |_lsn: Lsn| {
             let _ = waker.wake();
         });
@@ -213,7 +223,24 @@ impl Daemon {
             config,
             scratch: std::vec![0; 64 << 10],
             outputs: Vec::new(),
+            rings: None,
+            round_lsn: 0,
+            waker: loop_waker,
         })
+    }
+
+    /// Serves guests' xenbus rings too (the xenstore domain of host mode):
+    /// from now on `XS_INTRODUCE` maps the guest's ring and binds its port,
+    /// `XS_RELEASE` and the guest's death undo it, and the guest's requests
+    /// reach the same store, with its domain's permissions and quotas, its
+    /// writes durable before their replies are put on the ring (see
+    /// [`Rings`]). Domains introduced before this call (e.g. recovered
+    /// from the log) are not mapped: dom0 introduces them again.
+    pub fn serve_rings(&mut self, rings: Rings) -> Result<(), DaemonError> {
+        let side = rings::RingSide::start(rings, self.waker.clone())
+            .map_err(socket_err(&self.config.socket))?;
+        self.rings = Some(side);
+        Ok(())
     }
 
     /// Hands out connections acting for other domains (see [`Adopter`]).
@@ -261,10 +288,13 @@ impl Daemon {
     pub fn run(&mut self, stop: &AtomicBool) -> Result<(), DaemonError> {
         let mut events = Events::with_capacity(1024);
         while !stop.load(Ordering::Relaxed) {
-            if let Err(e) = self
-                .poll
-                .poll(&mut events, Some(Duration::from_millis(100)))
-            {
+            let more = self.rings.as_ref().is_some_and(|r| r.more);
+            let timeout = if more {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(100)
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
@@ -285,6 +315,7 @@ impl Daemon {
                     }
                 }
             }
+            self.receive_rings();
             if let Some(e) = self.log.failure() {
                 return Err(e.into());
             }
@@ -295,6 +326,7 @@ impl Daemon {
                 self.touched.extend(gated);
             }
             self.flush_touched();
+            self.transmit_rings();
             if self.since_snapshot >= self.config.snapshot_every {
                 self.since_snapshot = 0;
                 self.log.snapshot(self.engine.snapshot());
@@ -302,6 +334,128 @@ impl Daemon {
         }
         self.log.flush()?;
         Ok(())
+    }
+
+    /// Takes the guests' requests into the store if the bridge saw a
+    /// pending port or a guest had more than one turn's worth.
+    fn receive_rings(&mut self) {
+        let Some(r) = self.rings.as_mut() else {
+            return;
+        };
+        let due = r.take_due();
+        if !due && !r.more {
+            return;
+        }
+        let prog = r.receive(self.engine.store_mut());
+        if due {
+            r.rearm();
+        }
+        let record = self.engine.collect(None, &mut self.outputs);
+        self.log_and_queue(record);
+        for d in prog.gone {
+            tracing::info!(dom = d.0, "xenbus: domain gone, releasing it");
+            let record = self.engine.release_dead(d, &mut self.outputs);
+            self.log_and_queue(record);
+        }
+    }
+
+    /// Appends a record (if any), queues the socket output collected with
+    /// it, and hands the store's effects to the ring server.
+    fn log_and_queue(&mut self, record: Option<Vec<u8>>) {
+        let lsn = match record {
+            Some(bytes) => {
+                self.since_snapshot += 1;
+                let l = self.log.append(&bytes);
+                self.round_lsn = l;
+                l
+            }
+            None => 0,
+        };
+        for (to, bytes) in self.outputs.drain(..) {
+            let Some(Some(c)) = self.conns.get_mut(to) else {
+                continue;
+            };
+            c.queued += bytes.len();
+            c.out.push_back(Out { lsn, bytes });
+            self.touched.push(to);
+        }
+        self.apply_effects();
+    }
+
+    fn apply_effects(&mut self) {
+        let effects = self.engine.take_effects();
+        let Some(r) = self.rings.as_mut() else {
+            return;
+        };
+        for e in &effects {
+            if matches!(e, Effect::Introduce { .. } | Effect::Release { .. }) {
+                r.apply(self.engine.store_mut(), e);
+            }
+        }
+    }
+
+    /// Gates what the round queued for rings, and moves into the rings
+    /// what the log has made durable.
+    fn transmit_rings(&mut self) {
+        let Some(r) = self.rings.as_mut() else {
+            return;
+        };
+        let lsn = std::mem::take(&mut self.round_lsn);
+        r.gate(self.engine.store(), lsn);
+        r.transmit(self.engine.store_mut(), self.durable);
+    }
+
+    /// `XS_CONTROL connections` (a Windsor extension, dom0 only): one line
+    /// per connection, `<domid> socket` or `<domid> ring`, sockets first.
+    fn connections(&self) -> Vec<u8> {
+        let mut lines = std::string::String::new();
+        for slot in 0..self.conns.len() {
+            if self.conns[slot].is_none() {
+                continue;
+            }
+            if let Some(d) = self
+                .engine
+                .conn(slot)
+                .and_then(|c| self.engine.store().domid(c))
+            {
+                lines.push_str(&std::format!("{} socket\n", d.0));
+            }
+        }
+        if let Some(r) = &self.rings {
+            for d in r.domains() {
+                // An ignored ring (broken protocol) has no connection.
+                let state = match r.conn(d) {
+                    Some(_) => "ring",
+                    None => "ring-ignored",
+                };
+                lines.push_str(&std::format!("{} {state}\n", d.0));
+            }
+        }
+        let mut v = lines.into_bytes();
+        v.push(0);
+        v
+    }
+
+    /// Answers the daemon's own control commands (`connections`); `None`
+    /// for every other message (the store's).
+    fn control(&self, slot: usize, msg: &[u8]) -> Option<Vec<u8>> {
+        let mut hdr = [0u8; HEADER_LEN];
+        hdr.copy_from_slice(msg.get(..HEADER_LEN)?);
+        let h = Header::parse(&hdr);
+        if h.ty != XsOp::Control as u32 || &msg[HEADER_LEN..] != b"connections\0" {
+            return None;
+        }
+        let dom = self
+            .engine
+            .conn(slot)
+            .and_then(|c| self.engine.store().domid(c))?;
+        if dom != DomId::DOM0 {
+            return None;
+        }
+        let p = Packet::new(XsOp::Control, h.req_id, h.tx_id, self.connections());
+        let mut bytes = p.header.to_bytes().to_vec();
+        bytes.extend_from_slice(&p.payload);
+        Some(bytes)
     }
 
     fn accept(&mut self) {
@@ -377,22 +531,13 @@ impl Daemon {
             }
             let msg = &rbuf[at..at + HEADER_LEN + len];
             at += HEADER_LEN + len;
-            let record = self.engine.request(slot, msg, &mut self.outputs);
-            let lsn = match record {
-                Some(bytes) => {
-                    self.since_snapshot += 1;
-                    self.log.append(&bytes)
-                }
-                None => 0,
-            };
-            for (to, bytes) in self.outputs.drain(..) {
-                let Some(Some(c)) = self.conns.get_mut(to) else {
-                    continue;
-                };
-                c.queued += bytes.len();
-                c.out.push_back(Out { lsn, bytes });
-                self.touched.push(to);
+            if let Some(reply) = self.control(slot, msg) {
+                self.outputs.push((slot, reply));
+                self.log_and_queue(None);
+                continue;
             }
+            let record = self.engine.request(slot, msg, &mut self.outputs);
+            self.log_and_queue(record);
         }
         rbuf.drain(..at);
         if let Some(Some(conn)) = self.conns.get_mut(slot) {
