@@ -53,7 +53,10 @@ fn up_guests_use_rings_their_acked_writes_survive_kill_9_and_destroy_releases() 
     let up = Up::start(&dir);
     let xs = StreamStore::connect(&socket).expect("xenstore socket");
     xs.watch("@releaseDomain", "rel").expect("watch");
-    assert_eq!(xs.next_event(Some(LONG)).expect("initial event").token, "rel");
+    assert_eq!(
+        xs.next_event(Some(LONG)).expect("initial event").token,
+        "rel"
+    );
 
     let (d1, d2) = (start_vm(&dir, "ring1"), start_vm(&dir, "ring2"));
     // The guest writes data/booted, and data/state only once the first
@@ -77,7 +80,10 @@ fn up_guests_use_rings_their_acked_writes_survive_kill_9_and_destroy_releases() 
     // Destroying a guest fires @releaseDomain and takes its ring away.
     windsor(&dir, &["vm", "shutdown", "--force", "ring2"]);
     let e = xs.next_event(Some(LONG)).expect("@releaseDomain");
-    assert_eq!((e.path.as_str(), e.token.as_str()), ("@releaseDomain", "rel"));
+    assert_eq!(
+        (e.path.as_str(), e.token.as_str()),
+        ("@releaseDomain", "rel")
+    );
     wait_until("the ring of the destroyed guest to go", || {
         !connections(&xs).iter().any(|(d, _)| *d == d2)
     });

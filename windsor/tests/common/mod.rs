@@ -135,4 +135,3 @@ pub fn xs(socket: &Path, tool: &str, args: &[&str]) -> String {
     assert!(out.status.success(), "{tool} {args:?}: {out:?}");
     String::from_utf8(out.stdout).unwrap()
 }
-

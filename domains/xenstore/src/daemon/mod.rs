@@ -2,10 +2,11 @@
 //!
 //! ```text
 //!  clients ──Unix socket──▶ event loop (mio, one thread) ──▶ Engine (the core)
-//!                               │  ▲                            │ replies, events
-//!                     append    │  │ durable LSN (Waker)        ▼
-//!                               ▼  │                    per-connection output
-//!                        persist::Log commit thread      queues, gated by LSN
+//!  guests ──xenbus rings──▶     │  ▲                            │ replies, events
+//!   (bridge thread wakes loop)  │  │ durable LSN (Waker)        ▼
+//!                     append    │  │                    per-connection output
+//!                               ▼  │                    queues, gated by LSN
+//!                        persist::Log commit thread
 //!                        (group commit, O_DSYNC)
 //! ```
 //!
@@ -22,9 +23,22 @@
 //! Clients on the socket are dom0 (privileged), as with C xenstored. In host
 //! mode, an [`Adopter`] hands the loop an already connected stream that acts
 //! for a given domain (its permissions and quotas apply): that is how the
-//! toolstack and the guests of `windsor up` reach the same store. A client
-//! that breaks framing (oversized length) or lets more than
-//! [`MAX_QUEUED`] bytes of output pile up is disconnected; the rest go on.
+//! toolstack of `windsor up` reaches the store. A client that breaks framing
+//! (oversized length) or lets more than [`MAX_QUEUED`] bytes of output pile
+//! up is disconnected; the rest go on.
+//!
+//! As the xenstore domain of host mode, the daemon also serves guests over
+//! their xenbus rings ([`Daemon::serve_rings`], [`Rings`]): the same loop
+//! takes ring requests into the same store (one tree, one accounting of
+//! permissions and quotas per domain), logs their mutations with the
+//! socket clients' in the same group commits, and puts a reply on a ring
+//! only once its record is durable. `XS_INTRODUCE` maps the guest's ring
+//! and binds its port before its reply is sent; `XS_RELEASE` and the
+//! guest's death (its port closes) undo it, and a death releases the
+//! domain in the store as C xenstored does (`@releaseDomain` fires). A
+//! guest that breaks the ring protocol loses its own connection only.
+//! `XS_CONTROL connections` (dom0) lists every connection as
+//! `<domid> socket`, `<domid> ring` or `<domid> ring-ignored`.
 
 extern crate std;
 

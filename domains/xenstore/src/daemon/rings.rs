@@ -49,8 +49,9 @@ use crate::xenbus::{Progress, ServerConfig, ServerError, XenbusServer};
 const BRIDGE_TICK: Duration = Duration::from_millis(100);
 
 /// The ring server, whatever the platform (object-safe view of
-/// [`XenbusServer`]).
-trait RingHost {
+/// [`XenbusServer`]). `Send`, so a daemon serving rings can be moved to
+/// the thread that runs it.
+trait RingHost: Send {
     fn receive(&mut self, store: &mut Store) -> Progress;
     fn transmit_gated(
         &mut self,
@@ -74,6 +75,7 @@ where
 impl<P> RingHost for Served<P>
 where
     P: Platform + Send + Sync + 'static,
+    <P as GrantTable>::Mapping: Send,
 {
     fn receive(&mut self, store: &mut Store) -> Progress {
         self.srv.receive(store)
@@ -107,8 +109,12 @@ where
 pub struct Rings {
     host: Box<dyn RingHost>,
     /// The bridge's view of the platform: waits on ports.
-    wait: Arc<dyn Fn(&[EvtchnPort], Duration) -> bool + Send + Sync>,
+    wait: Arc<WaitFn>,
 }
+
+/// Blocks until one of the ports is pending or the time passes; `true` if
+/// one is (or the wait failed).
+type WaitFn = dyn Fn(&[EvtchnPort], Duration) -> bool + Send + Sync;
 
 impl core::fmt::Debug for Rings {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -124,7 +130,7 @@ impl Rings {
     pub fn new<P>(plat: Arc<P>, cfg: ServerConfig) -> Result<Rings, ServerError>
     where
         P: Platform + Send + Sync + 'static,
-        <P as GrantTable>::Mapping: 'static,
+        <P as GrantTable>::Mapping: Send + 'static,
     {
         let srv = XenbusServer::new(plat.clone(), cfg)?;
         let wait = Arc::new(move |ports: &[EvtchnPort], t: Duration| {
