@@ -288,7 +288,13 @@ impl RingSide {
                 _ => false,
             }
         };
-        self.host.transmit_gated(store, &mut allow)
+        let p = self.host.transmit_gated(store, &mut allow);
+        if p.bytes_out > 0 {
+            // Replies taken out of the store may let a request held by the
+            // outstanding-reply quota in: give the guests another turn.
+            self.more = true;
+        }
+        p
     }
 
     /// The store connection of `domid`'s ring (`None` if not served or
