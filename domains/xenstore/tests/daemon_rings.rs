@@ -6,7 +6,8 @@
 //! the rings of a xenstore domain of the simulator; guests are parked
 //! images whose `XenbusClient` the test drives. Covered: rings, not
 //! sockets, carry the guests (`XS_CONTROL connections`); per-domain
-//! permissions; watch events both ways; a ring write is on disk before the
+//! permissions and one quota per domain across transports; watch events
+//! both ways; a ring write is on disk before the
 //! guest sees its reply, and survives a restart; a hostile ring loses only
 //! its own connection; `XS_RELEASE` and a guest's death tear the ring down
 //! and fire `@releaseDomain`; special-path permissions and per-domain state
@@ -486,4 +487,35 @@ fn special_path_perms_and_domain_state_survive_a_restart() {
         "@releaseDomain"
     );
     quiet(&as5, "no @releaseDomain event for domain 5");
+}
+
+#[test]
+fn a_domain_has_one_quota_whatever_the_transport() {
+    let dir = TempDir::new("rings-quota");
+    let sim = Sim::new();
+    let daemon = Running::start(&dir.0, Some(&sim.xsd));
+    let dom0 = daemon.dom0();
+    let g = sim.guest(&dom0);
+    let xg = client(&g);
+    // The same domain on an adopted stream (as a host-side helper of it).
+    let side = StreamStore::from_stream(daemon.adopter.connect(g.domid()).expect("connect"))
+        .expect("store");
+    // 128 watches per domain, and one more as C xenstored counts.
+    for i in 0..100 {
+        xg.watch(&format!("data/w{i}"), "t").expect("ring watch");
+    }
+    for i in 100..129 {
+        side.watch(&format!("data/w{i}"), "t")
+            .expect("stream watch");
+    }
+    assert_eq!(
+        xg.watch("data/over", "t"),
+        Err(ClientError::Store(Errno::E2BIG))
+    );
+    assert_eq!(
+        side.watch("data/over", "t"),
+        Err(ClientError::Store(Errno::E2BIG))
+    );
+    // dom0 is exempt.
+    dom0.watch("/any", "t").expect("dom0 watch");
 }
