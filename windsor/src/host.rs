@@ -95,6 +95,9 @@ pub struct Host {
     services: Vec<Service>,
     stop_xenstore: Arc<AtomicBool>,
     toolstack: HostToolstack,
+    /// dom0's xenstore connection (the toolstack's), to release the guests
+    /// destroyed at stop.
+    intro: Intro,
     api: Option<Server>,
     /// Where the API listens on TCP.
     pub api_addr: SocketAddr,
@@ -172,7 +175,7 @@ impl Host {
         let toolstack = Toolstack::new(
             hv.dom0(),
             dom0_store.clone(),
-            Intro(dom0_store),
+            Intro(dom0_store.clone()),
             TsConfig {
                 xenstore_domid: xs,
                 ..TsConfig::default()
@@ -219,6 +222,7 @@ impl Host {
             services,
             stop_xenstore,
             toolstack,
+            intro: Intro(dom0_store),
             api: Some(server),
             api_addr,
             generated_password: loaded.generated_password,
@@ -260,6 +264,12 @@ impl Host {
             let service = self.services.iter().any(|s| s.domid == d);
             if !service && d != DomId::DOM0 {
                 let _ = self.dom0.destroy(d);
+                // The xenstore domain notices the death too, but may be
+                // told to stop first: release the guest now, so the store
+                // keeps no introduced domain that no longer exists.
+                if let Err(e) = self.intro.release(d) {
+                    tracing::warn!(dom = d.0, error = %e, "xenstore release failed");
+                }
             }
         }
         self.stop_xenstore.store(true, Ordering::Release);

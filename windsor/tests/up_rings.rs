@@ -1,7 +1,8 @@
 //! `windsor up` serves its guests over xenbus rings: the xenstore daemon
 //! reports each guest's connection as a ring (not a socket), a guest's
 //! write acknowledged over its ring survives `kill -9` of the whole host,
-//! and destroying a guest fires `@releaseDomain` and drops its ring.
+//! destroying a guest fires `@releaseDomain` and drops its ring, and a
+//! clean stop leaves no introduced domain behind.
 
 mod common;
 
@@ -99,6 +100,22 @@ fn up_guests_use_rings_their_acked_writes_survive_kill_9_and_destroy_releases() 
             .expect("the acknowledged write survived"),
         b"1"
     );
+
+    // A clean stop releases the guests it destroys: after a restart, the
+    // store holds no introduced domain that no longer exists.
+    let d3 = start_vm(&dir, "ring3");
+    wait_until("ring3 to boot", || {
+        xs.read(T, &format!("/local/domain/{d3}/data/state"))
+            .is_ok_and(|v| v == b"running")
+    });
+    drop(xs);
+    up.interrupt();
+    let up = Up::start(&dir);
+    let xs = StreamStore::connect(&socket).expect("xenstore socket");
+    let introduced = xs
+        .call(XsOp::IsDomainIntroduced, T, format!("{d3}\0").as_bytes())
+        .expect("XS_IS_DOMAIN_INTRODUCED");
+    assert_eq!(introduced, b"F\0", "domain {d3} was released at stop");
     drop(xs);
     up.interrupt();
     let _ = std::fs::remove_dir_all(&dir);
