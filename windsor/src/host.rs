@@ -205,7 +205,10 @@ impl Host {
             Service {
                 domid: xs,
                 name: "xenstore",
-                serves: format!("unix:{}", opts.xenstore_socket.display()),
+                serves: format!(
+                    "unix:{} (host clients), xenbus rings (guests)",
+                    opts.xenstore_socket.display()
+                ),
             },
             Service {
                 domid: DomId::DOM0,
