@@ -177,6 +177,8 @@ pub struct Daemon {
     rings: Option<rings::RingSide>,
     /// The newest log record appended since ring output was last gated.
     round_lsn: Lsn,
+    /// The newest log record appended.
+    newest_lsn: Lsn,
     waker: Arc<Waker>,
 }
 
@@ -239,6 +241,7 @@ impl Daemon {
             outputs: Vec::new(),
             rings: None,
             round_lsn: 0,
+            newest_lsn: 0,
             waker: loop_waker,
         })
     }
@@ -381,6 +384,7 @@ impl Daemon {
                 self.since_snapshot += 1;
                 let l = self.log.append(&bytes);
                 self.round_lsn = l;
+                self.newest_lsn = l;
                 l
             }
             None => 0,
@@ -415,7 +419,7 @@ impl Daemon {
             return;
         };
         let lsn = std::mem::take(&mut self.round_lsn);
-        r.gate(self.engine.store(), lsn);
+        r.gate(self.engine.store(), lsn, self.newest_lsn);
         r.transmit(self.engine.store_mut(), self.durable);
     }
 

@@ -246,8 +246,10 @@ impl RingSide {
 
     /// Gates the packets queued for ring connections since the last call
     /// by `lsn` (the newest record appended meanwhile, 0 if none), and
-    /// forgets connections that are gone.
-    pub(super) fn gate(&mut self, store: &Store, lsn: Lsn) {
+    /// forgets connections that are gone. `newest` is the newest record
+    /// appended ever: should a queue have shrunk behind our back, what is
+    /// left in it waits for that.
+    pub(super) fn gate(&mut self, store: &Store, lsn: Lsn, newest: Lsn) {
         let host = &self.host;
         let is_ring = |c: ConnId| store.domid(c).is_some_and(|d| host.conn(d) == Some(c));
         self.gates.retain(|c, _| is_ring(*c));
@@ -257,7 +259,11 @@ impl RingSide {
             }
             let g = self.gates.entry(c).or_default();
             let n = store.queued(c);
-            if n > g.total {
+            if n < g.total {
+                g.runs.clear();
+                g.runs.push_back((n, newest));
+                g.total = n;
+            } else if n > g.total {
                 let new = n - g.total;
                 match g.runs.back_mut() {
                     Some((k, l)) if *l == lsn => *k += new,
@@ -389,7 +395,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(1));
         }
         let rsp = || ring.page.ro().load_u32(field::RSP_PROD, Acquire);
-        side.gate(&store, 5);
+        side.gate(&store, 5, 5);
         side.transmit(&mut store, 4);
         assert_eq!(rsp(), 0, "no reply before its record is durable");
         assert_eq!(store.queued(side.conn(d).expect("conn")), 1);
