@@ -231,6 +231,15 @@ fn guests_use_rings_with_their_own_permissions_and_watches_cross_transports() {
         );
     }
 
+    let only_a = dom0
+        .call(
+            XsOp::Control,
+            T,
+            format!("connections\0{}\0", a.domid().0).as_bytes(),
+        )
+        .expect("connections of one domain");
+    assert_eq!(only_a, format!("{} ring\n\0", a.domid().0).as_bytes());
+
     xa.write(T, "data/v", b"from a").expect("a writes its home");
     let pa = format!("/local/domain/{}/data/v", a.domid().0);
     assert_eq!(dom0.read(T, &pa).expect("dom0 reads"), b"from a");

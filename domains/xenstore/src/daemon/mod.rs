@@ -37,8 +37,9 @@
 //! guest's death (its port closes) undo it, and a death releases the
 //! domain in the store as C xenstored does (`@releaseDomain` fires). A
 //! guest that breaks the ring protocol loses its own connection only.
-//! `XS_CONTROL connections` (dom0) lists every connection as
-//! `<domid> socket`, `<domid> ring` or `<domid> ring-ignored`.
+//! `XS_CONTROL connections [<domid>]` (dom0) lists every connection (of
+//! one domain) as `<domid> socket`, `<domid> ring` or `<domid>
+//! ring-ignored`.
 
 extern crate std;
 
@@ -423,10 +424,14 @@ impl Daemon {
         r.transmit(self.engine.store_mut(), self.durable);
     }
 
-    /// `XS_CONTROL connections` (a Windsor extension, dom0 only): one line
-    /// per connection, `<domid> socket` or `<domid> ring`, sockets first.
-    fn connections(&self) -> Vec<u8> {
+    /// `XS_CONTROL connections [<domid>]` (a Windsor extension, dom0
+    /// only): one line per connection (of `only`, if given), `<domid>
+    /// socket`, `<domid> ring` or `<domid> ring-ignored`, sockets first.
+    /// `None` if the list does not fit in one message.
+    fn connections(&self, only: Option<u16>) -> Option<Vec<u8>> {
+        use core::fmt::Write as _;
         let mut lines = std::string::String::new();
+        let wanted = |d: u16| only.is_none_or(|o| o == d);
         for slot in 0..self.conns.len() {
             if self.conns[slot].is_none() {
                 continue;
@@ -435,23 +440,24 @@ impl Daemon {
                 .engine
                 .conn(slot)
                 .and_then(|c| self.engine.store().domid(c))
+                .filter(|d| wanted(d.0))
             {
-                lines.push_str(&std::format!("{} socket\n", d.0));
+                let _ = writeln!(lines, "{} socket", d.0);
             }
         }
         if let Some(r) = &self.rings {
-            for d in r.domains() {
+            for d in r.domains().into_iter().filter(|d| wanted(d.0)) {
                 // An ignored ring (broken protocol) has no connection.
                 let state = match r.conn(d) {
                     Some(_) => "ring",
                     None => "ring-ignored",
                 };
-                lines.push_str(&std::format!("{} {state}\n", d.0));
+                let _ = writeln!(lines, "{} {state}", d.0);
             }
         }
         let mut v = lines.into_bytes();
         v.push(0);
-        v
+        (v.len() <= PAYLOAD_MAX).then_some(v)
     }
 
     /// Answers the daemon's own control commands (`connections`); `None`
@@ -460,7 +466,8 @@ impl Daemon {
         let mut hdr = [0u8; HEADER_LEN];
         hdr.copy_from_slice(msg.get(..HEADER_LEN)?);
         let h = Header::parse(&hdr);
-        if h.ty != XsOp::Control as u32 || &msg[HEADER_LEN..] != b"connections\0" {
+        let args = msg[HEADER_LEN..].strip_prefix(b"connections\0")?;
+        if h.ty != XsOp::Control as u32 {
             return None;
         }
         let dom = self
@@ -470,7 +477,23 @@ impl Daemon {
         if dom != DomId::DOM0 {
             return None;
         }
-        let p = Packet::new(XsOp::Control, h.req_id, h.tx_id, self.connections());
+        let only = match args {
+            [] => Ok(None),
+            [num @ .., 0] => core::str::from_utf8(num)
+                .ok()
+                .and_then(|n| n.parse::<u16>().ok())
+                .map(Some)
+                .ok_or(xen::Errno::EINVAL),
+            _ => Err(xen::Errno::EINVAL),
+        };
+        let p = match only.and_then(|o| self.connections(o).ok_or(xen::Errno::E2BIG)) {
+            Ok(body) => Packet::new(XsOp::Control, h.req_id, h.tx_id, body),
+            Err(e) => {
+                let mut body = crate::wire::error_name(e).as_bytes().to_vec();
+                body.push(0);
+                Packet::new(XsOp::Error, h.req_id, h.tx_id, body)
+            }
+        };
         let mut bytes = p.header.to_bytes().to_vec();
         bytes.extend_from_slice(&p.payload);
         Some(bytes)
