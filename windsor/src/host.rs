@@ -3,16 +3,21 @@
 //! [`Host::start`] brings up the simulated hypervisor and, on it:
 //!
 //! 1. the **xenstore domain**: the xenstore daemon, serving host clients on
-//!    a Unix socket (`XENSTORED_PATH`) with every acknowledged write
-//!    persisted in the data directory;
+//!    a Unix socket (`XENSTORED_PATH`) and guests on their xenbus rings
+//!    (`xenstore_domain_interface`), with every acknowledged write
+//!    persisted in the data directory before its reply leaves;
 //! 2. the **toolstack** (dom0, this process): the VM lifecycle over the
 //!    same store, its records under `/pool` (the pool database);
 //! 3. the **lifecycle API** (XenAPI XML-RPC at `/`, JSON-RPC at
 //!    `/jsonrpc`) on TCP and a Unix socket.
 //!
-//! The toolstack and every guest reach the one store through connections
-//! the daemon adopted for their domain id (a socket pair each), so
-//! permissions and quotas apply per domain, as over a xenbus ring.
+//! The toolstack reaches the store through a connection the daemon adopted
+//! for dom0 (a socket pair). Each guest reaches it over the xenbus ring its
+//! builder prepared (grant `GNTTAB_RESERVED_XENSTORE`, the port in its start
+//! info): the toolstack's `XS_INTRODUCE`, sent over dom0's connection, makes
+//! the daemon map the ring and bind the port, `XS_RELEASE` or the guest's
+//! death undoes it. One store, so permissions and quotas apply per domain
+//! whatever the transport.
 //! [`Host::stop`] destroys the guests, stops the API and shuts the xenstore
 //! domain down cleanly.
 
@@ -28,13 +33,14 @@ use windsor_api::auth::Credentials;
 use windsor_api::server::{Api, Config as ApiConfig, Listen, Server};
 use windsor_toolstack::service::{Config as TsConfig, Introducer, Toolstack, FUZZ_IMAGE};
 use windsor_xenstore::client::ClientError;
-use windsor_xenstore::daemon::{Adopter, Config as XsConfig, Daemon};
+use windsor_xenstore::daemon::{Adopter, Config as XsConfig, Daemon, Rings};
 use windsor_xenstore::stream::StreamStore;
+use windsor_xenstore::xenbus::{ServerConfig, XenbusClient};
 use xen::platform::{
     Console, CreateConfig, DomainBuilder, DomainControl, DomainImage, DomainInfo, Platform,
     RunState, ShutdownReason,
 };
-use xen::{DomId, EvtchnPort, Gfn};
+use xen::{DomId, Errno, EvtchnPort, Gfn};
 use xen_sim::{Hypervisor, SimDomain};
 
 /// How to run the host.
@@ -74,7 +80,11 @@ impl Introducer for Intro {
         self.0.introduce(dom, gfn.0, port)
     }
     fn release(&self, dom: DomId) -> Result<(), ClientError> {
-        self.0.release(dom)
+        match self.0.release(dom) {
+            // The xenstore domain releases a guest by itself when it dies.
+            Ok(()) | Err(ClientError::Store(Errno::ENOENT)) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -85,6 +95,9 @@ pub struct Host {
     services: Vec<Service>,
     stop_xenstore: Arc<AtomicBool>,
     toolstack: HostToolstack,
+    /// dom0's xenstore connection (the toolstack's), to release the guests
+    /// destroyed at stop.
+    intro: Intro,
     api: Option<Server>,
     /// Where the API listens on TCP.
     pub api_addr: SocketAddr,
@@ -97,6 +110,8 @@ pub struct Host {
 /// The registered image name of the xenstore domain in host mode.
 const XENSTORE_IMAGE: &str = "xenstored";
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Event channel ports of the xenstore domain (one per guest ring).
+const RING_PORTS: u32 = 4095;
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Host {
@@ -128,6 +143,8 @@ impl Host {
                 handle: *b"windsor-xenstore",
                 max_vcpus: 1,
                 max_mem_kib: opts.xenstore_mib * 1024,
+                // A port per guest ring.
+                max_evtchn_port: RING_PORTS,
                 ..CreateConfig::default()
             })
             .map_err(|e| anyhow!("creating the xenstore domain: {e}"))?;
@@ -153,12 +170,12 @@ impl Host {
         };
 
         // 2. The toolstack, and the guest images it can start.
-        register_guest_images(&hv, &adopter);
+        register_guest_images(&hv);
         let dom0_store = StreamStore::from_stream(adopter.connect(DomId::DOM0)?)?;
         let toolstack = Toolstack::new(
             hv.dom0(),
             dom0_store.clone(),
-            Intro(dom0_store),
+            Intro(dom0_store.clone()),
             TsConfig {
                 xenstore_domid: xs,
                 ..TsConfig::default()
@@ -195,7 +212,10 @@ impl Host {
             Service {
                 domid: xs,
                 name: "xenstore",
-                serves: format!("unix:{}", opts.xenstore_socket.display()),
+                serves: format!(
+                    "unix:{} (host clients), xenbus rings (guests)",
+                    opts.xenstore_socket.display()
+                ),
             },
             Service {
                 domid: DomId::DOM0,
@@ -212,6 +232,7 @@ impl Host {
             services,
             stop_xenstore,
             toolstack,
+            intro: Intro(dom0_store),
             api: Some(server),
             api_addr,
             generated_password: loaded.generated_password,
@@ -253,6 +274,12 @@ impl Host {
             let service = self.services.iter().any(|s| s.domid == d);
             if !service && d != DomId::DOM0 {
                 let _ = self.dom0.destroy(d);
+                // The xenstore domain notices the death too, but may be
+                // told to stop first: release the guest now, so the store
+                // keeps no introduced domain that no longer exists.
+                if let Err(e) = self.intro.release(d) {
+                    tracing::warn!(dom = d.0, error = %e, "xenstore release failed");
+                }
             }
         }
         self.stop_xenstore.store(true, Ordering::Release);
@@ -281,8 +308,9 @@ impl Host {
 }
 
 /// The xenstore domain's image: the xenstore daemon, serving the host's
-/// clients on a Unix socket until told to stop, then powering off. It hands
-/// the host an [`Adopter`] for in-process connections once it serves.
+/// clients on a Unix socket and the guests on their rings until told to
+/// stop, then powering off. It hands the host an [`Adopter`] for in-process
+/// connections once it serves.
 fn register_xenstore_image(
     hv: &Hypervisor,
     cfg: XsConfig,
@@ -299,10 +327,23 @@ fn register_xenstore_image(
         dom.write(
             b"xenstore domain: host mode, persistence on (log + snapshots in the data dir)\n",
         );
-        let mut daemon = match Daemon::bind(cfg.clone()) {
+        let rings = Rings::new(
+            Arc::new(dom.clone()),
+            ServerConfig {
+                max_domains: RING_PORTS as usize - 8,
+                ..ServerConfig::default()
+            },
+        )
+        .map_err(|e| e.to_string());
+        let daemon = rings.and_then(|rings| {
+            let mut d = Daemon::bind(cfg.clone()).map_err(|e| e.to_string())?;
+            d.serve_rings(rings).map_err(|e| e.to_string())?;
+            Ok(d)
+        });
+        let mut daemon = match daemon {
             Ok(d) => d,
             Err(e) => {
-                tell(Err(e.to_string()));
+                tell(Err(e));
                 dom.shutdown_self(ShutdownReason::Crash);
                 return;
             }
@@ -318,21 +359,17 @@ fn register_xenstore_image(
     });
 }
 
-/// The built-in guest images. Each guest's xenstore connection is a stream
-/// the daemon adopted for the guest's domid.
-fn register_guest_images(hv: &Hypervisor, adopter: &Adopter) {
-    let adopter = adopter.clone();
+/// The built-in guest images. Each guest reaches xenstore over its own
+/// xenbus ring (the page and port its builder put in its start info).
+fn register_guest_images(hv: &Hypervisor) {
     hv.register_image(FUZZ_IMAGE, move |dom: SimDomain| {
-        let xs = adopter
-            .connect(dom.domid())
-            .and_then(StreamStore::from_stream);
-        match xs {
-            Ok(xs) => {
-                let outcome = windsor_guest_fuzz_target::host::entry(dom, xs);
+        match XenbusClient::new(&dom) {
+            Some(xs) => {
+                let outcome = windsor_guest_fuzz_target::run(&dom, &xs);
                 tracing::debug!(?outcome, "fuzz-target returned");
             }
-            Err(e) => {
-                dom.write(format!("fuzz-target: no xenstore connection: {e}\n").as_bytes());
+            None => {
+                dom.write(b"fuzz-target: no xenstore ring\n");
                 dom.shutdown_self(ShutdownReason::Crash);
             }
         }

@@ -18,6 +18,10 @@ pub struct Engine {
     store: Store,
     conn_of: HashMap<usize, ConnId>,
     slot_of: HashMap<ConnId, usize>,
+    /// Effects for the daemon's ring server (if it has one).
+    effects: Vec<Effect>,
+    /// The daemon's own (dom0) connection, for releasing dead domains.
+    internal: Option<ConnId>,
 }
 
 /// Why the recovered state could not be loaded.
@@ -61,7 +65,30 @@ impl Engine {
             store: Store::new(cfg),
             conn_of: HashMap::new(),
             slot_of: HashMap::new(),
+            effects: Vec::new(),
+            internal: None,
         }
+    }
+
+    /// The store, for a transport that serves it directly (the rings).
+    pub fn store_mut(&mut self) -> &mut Store {
+        &mut self.store
+    }
+
+    /// The `Introduce`, `Release` and `Resume` effects since the last call
+    /// (for a ring server; a daemon without one drops them).
+    pub fn take_effects(&mut self) -> Vec<Effect> {
+        core::mem::take(&mut self.effects)
+    }
+
+    /// The socket slot of a store connection.
+    pub fn slot(&self, conn: ConnId) -> Option<usize> {
+        self.slot_of.get(&conn).copied()
+    }
+
+    /// The store connection of a socket slot.
+    pub fn conn(&self, slot: usize) -> Option<ConnId> {
+        self.conn_of.get(&slot).copied()
     }
 
     /// The store.
@@ -105,9 +132,24 @@ impl Engine {
         if let Err(e) = self.store.handle(conn, &header, &msg[HEADER_LEN..]) {
             tracing::warn!(slot, error = %e, "request not taken");
         }
+        self.collect(Some((conn, header.ty)), out)
+    }
+
+    /// Moves the output the store queued for socket connections onto
+    /// `out` (output of other connections, the rings', stays in the
+    /// store), keeps the effects, and returns the log record of the
+    /// mutations made since the last call, if any. `from` is the socket
+    /// request that caused them, if one did.
+    pub fn collect(
+        &mut self,
+        from: Option<(ConnId, u32)>,
+        out: &mut Vec<(usize, Vec<u8>)>,
+    ) -> Option<Vec<u8>> {
         for c in self.store.take_ready() {
             let Some(to) = self.slot_of.get(&c).copied() else {
-                while self.store.pop(c).is_some() {}
+                if Some(c) == self.internal {
+                    while self.store.pop(c).is_some() {}
+                }
                 continue;
             };
             let first = out.len();
@@ -117,7 +159,8 @@ impl Engine {
             // C xenstored fires watches before it acknowledges the request
             // that caused them, so the requester sees its own events first
             // (except the initial event of WATCH, which follows its reply).
-            if c == conn && header.ty != XsOp::Watch as u32 && out.len() - first > 1 {
+            let own = from.is_some_and(|(conn, ty)| c == conn && ty != XsOp::Watch as u32);
+            if own && out.len() - first > 1 {
                 let is_event =
                     |m: &[u8]| m.get(..4) == Some(&(XsOp::WatchEvent as u32).to_le_bytes()[..]);
                 if !is_event(&out[first].1) && out[first + 1..].iter().all(|(_, m)| is_event(m)) {
@@ -126,21 +169,42 @@ impl Engine {
             }
         }
         for e in self.store.take_effects() {
-            match e {
-                Effect::Release { conns, .. } => {
-                    for c in conns {
-                        if let Some(s) = self.slot_of.remove(&c) {
-                            self.conn_of.remove(&s);
-                        }
+            if let Effect::Release { conns, .. } = &e {
+                for c in conns {
+                    if let Some(s) = self.slot_of.remove(c) {
+                        self.conn_of.remove(&s);
                     }
                 }
-                // No rings on a Linux host: introduced domains exist in the
-                // store only (their nodes, permissions and quotas).
-                Effect::Introduce { .. } | Effect::Resume { .. } => {}
+                if self.internal.is_some_and(|i| conns.contains(&i)) {
+                    self.internal = None;
+                }
             }
+            // Without rings (a Linux host) introduced domains exist in
+            // the store only (their nodes, permissions and quotas).
+            self.effects.push(e);
         }
         let ms = self.store.take_mutations();
         (!ms.is_empty()).then(|| records::encode(&ms))
+    }
+
+    /// Releases a domain that died (its ring's port closed) as `XS_RELEASE`
+    /// from dom0 would, as C xenstored does on `VIRQ_DOM_EXC`: its
+    /// connections go, `@releaseDomain` fires. Returns the log record, if
+    /// the domain was introduced.
+    pub fn release_dead(
+        &mut self,
+        domid: DomId,
+        out: &mut Vec<(usize, Vec<u8>)>,
+    ) -> Option<Vec<u8>> {
+        let conn = *self
+            .internal
+            .get_or_insert_with(|| self.store.connect(DomId::DOM0));
+        let arg = std::format!("{}\0", domid.0);
+        let h = Header::new(XsOp::Release, 0, 0, arg.len() as u32);
+        if let Err(e) = self.store.handle(conn, &h, arg.as_bytes()) {
+            tracing::warn!(dom = domid.0, error = %e, "release of a dead domain not taken");
+        }
+        self.collect(None, out)
     }
 
     /// The tree as a snapshot.

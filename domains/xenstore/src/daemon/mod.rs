@@ -2,10 +2,11 @@
 //!
 //! ```text
 //!  clients ──Unix socket──▶ event loop (mio, one thread) ──▶ Engine (the core)
-//!                               │  ▲                            │ replies, events
-//!                     append    │  │ durable LSN (Waker)        ▼
-//!                               ▼  │                    per-connection output
-//!                        persist::Log commit thread      queues, gated by LSN
+//!  guests ──xenbus rings──▶     │  ▲                            │ replies, events
+//!   (bridge thread wakes loop)  │  │ durable LSN (Waker)        ▼
+//!                     append    │  │                    per-connection output
+//!                               ▼  │                    queues, gated by LSN
+//!                        persist::Log commit thread
 //!                        (group commit, O_DSYNC)
 //! ```
 //!
@@ -22,9 +23,23 @@
 //! Clients on the socket are dom0 (privileged), as with C xenstored. In host
 //! mode, an [`Adopter`] hands the loop an already connected stream that acts
 //! for a given domain (its permissions and quotas apply): that is how the
-//! toolstack and the guests of `windsor up` reach the same store. A client
-//! that breaks framing (oversized length) or lets more than
-//! [`MAX_QUEUED`] bytes of output pile up is disconnected; the rest go on.
+//! toolstack of `windsor up` reaches the store. A client that breaks framing
+//! (oversized length) or lets more than [`MAX_QUEUED`] bytes of output pile
+//! up is disconnected; the rest go on.
+//!
+//! As the xenstore domain of host mode, the daemon also serves guests over
+//! their xenbus rings ([`Daemon::serve_rings`], [`Rings`]): the same loop
+//! takes ring requests into the same store (one tree, one accounting of
+//! permissions and quotas per domain), logs their mutations with the
+//! socket clients' in the same group commits, and puts a reply on a ring
+//! only once its record is durable. `XS_INTRODUCE` maps the guest's ring
+//! and binds its port before its reply is sent; `XS_RELEASE` and the
+//! guest's death (its port closes) undo it, and a death releases the
+//! domain in the store as C xenstored does (`@releaseDomain` fires). A
+//! guest that breaks the ring protocol loses its own connection only.
+//! `XS_CONTROL connections [<domid>]` (dom0) lists every connection (of
+//! one domain) as `<domid> socket`, `<domid> ring` or `<domid>
+//! ring-ignored`.
 
 extern crate std;
 
@@ -43,10 +58,14 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use xen::DomId;
 
 use crate::persist::{Log, Lsn, PersistError};
+use crate::store::Effect;
+use crate::wire::{Header, Packet, XsOp};
 
 pub use engine::{Engine, RecoverError};
+pub use rings::Rings;
 
 mod engine;
+mod rings;
 
 /// Size of `struct xsd_sockmsg`.
 pub const HEADER_LEN: usize = 16;
@@ -155,6 +174,13 @@ pub struct Daemon {
     config: Config,
     scratch: Vec<u8>,
     outputs: Vec<(usize, Vec<u8>)>,
+    /// The guests' rings, if this daemon serves any.
+    rings: Option<rings::RingSide>,
+    /// The newest log record appended since ring output was last gated.
+    round_lsn: Lsn,
+    /// The newest log record appended.
+    newest_lsn: Lsn,
+    waker: Arc<Waker>,
 }
 
 fn socket_err(path: &Path) -> impl FnOnce(io::Error) -> DaemonError + '_ {
@@ -176,6 +202,7 @@ impl Daemon {
             tx: adopt_tx,
             waker: waker.clone(),
         };
+        let loop_waker = waker.clone();
         let notify = Box::new(move |_lsn: Lsn| {
             let _ = waker.wake();
         });
@@ -213,7 +240,25 @@ impl Daemon {
             config,
             scratch: std::vec![0; 64 << 10],
             outputs: Vec::new(),
+            rings: None,
+            round_lsn: 0,
+            newest_lsn: 0,
+            waker: loop_waker,
         })
+    }
+
+    /// Serves guests' xenbus rings too (the xenstore domain of host mode):
+    /// from now on `XS_INTRODUCE` maps the guest's ring and binds its port,
+    /// `XS_RELEASE` and the guest's death undo it, and the guest's requests
+    /// reach the same store, with its domain's permissions and quotas, its
+    /// writes durable before their replies are put on the ring (see
+    /// [`Rings`]). Domains introduced before this call (e.g. recovered
+    /// from the log) are not mapped: dom0 introduces them again.
+    pub fn serve_rings(&mut self, rings: Rings) -> Result<(), DaemonError> {
+        let side = rings::RingSide::start(rings, self.waker.clone())
+            .map_err(socket_err(&self.config.socket))?;
+        self.rings = Some(side);
+        Ok(())
     }
 
     /// Hands out connections acting for other domains (see [`Adopter`]).
@@ -261,10 +306,13 @@ impl Daemon {
     pub fn run(&mut self, stop: &AtomicBool) -> Result<(), DaemonError> {
         let mut events = Events::with_capacity(1024);
         while !stop.load(Ordering::Relaxed) {
-            if let Err(e) = self
-                .poll
-                .poll(&mut events, Some(Duration::from_millis(100)))
-            {
+            let more = self.rings.as_ref().is_some_and(|r| r.more);
+            let timeout = if more {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(100)
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
@@ -285,6 +333,7 @@ impl Daemon {
                     }
                 }
             }
+            self.receive_rings();
             if let Some(e) = self.log.failure() {
                 return Err(e.into());
             }
@@ -295,6 +344,7 @@ impl Daemon {
                 self.touched.extend(gated);
             }
             self.flush_touched();
+            self.transmit_rings();
             if self.since_snapshot >= self.config.snapshot_every {
                 self.since_snapshot = 0;
                 self.log.snapshot(self.engine.snapshot());
@@ -302,6 +352,151 @@ impl Daemon {
         }
         self.log.flush()?;
         Ok(())
+    }
+
+    /// Takes the guests' requests into the store if the bridge saw a
+    /// pending port or a guest had more than one turn's worth.
+    fn receive_rings(&mut self) {
+        let Some(r) = self.rings.as_mut() else {
+            return;
+        };
+        let due = r.take_due();
+        if !due && !r.more {
+            return;
+        }
+        let prog = r.receive(self.engine.store_mut());
+        if due {
+            r.rearm();
+        }
+        let record = self.engine.collect(None, &mut self.outputs);
+        self.log_and_queue(record);
+        for d in prog.gone {
+            tracing::info!(dom = d.0, "xenbus: domain gone, releasing it");
+            let record = self.engine.release_dead(d, &mut self.outputs);
+            self.log_and_queue(record);
+        }
+    }
+
+    /// Appends a record (if any), queues the socket output collected with
+    /// it, and hands the store's effects to the ring server.
+    fn log_and_queue(&mut self, record: Option<Vec<u8>>) {
+        let lsn = match record {
+            Some(bytes) => {
+                self.since_snapshot += 1;
+                let l = self.log.append(&bytes);
+                self.round_lsn = l;
+                self.newest_lsn = l;
+                l
+            }
+            None => 0,
+        };
+        for (to, bytes) in self.outputs.drain(..) {
+            let Some(Some(c)) = self.conns.get_mut(to) else {
+                continue;
+            };
+            c.queued += bytes.len();
+            c.out.push_back(Out { lsn, bytes });
+            self.touched.push(to);
+        }
+        self.apply_effects();
+    }
+
+    fn apply_effects(&mut self) {
+        let effects = self.engine.take_effects();
+        let Some(r) = self.rings.as_mut() else {
+            return;
+        };
+        for e in &effects {
+            if matches!(e, Effect::Introduce { .. } | Effect::Release { .. }) {
+                r.apply(self.engine.store_mut(), e);
+            }
+        }
+    }
+
+    /// Gates what the round queued for rings, and moves into the rings
+    /// what the log has made durable.
+    fn transmit_rings(&mut self) {
+        let Some(r) = self.rings.as_mut() else {
+            return;
+        };
+        let lsn = std::mem::take(&mut self.round_lsn);
+        r.gate(self.engine.store(), lsn, self.newest_lsn);
+        r.transmit(self.engine.store_mut(), self.durable);
+    }
+
+    /// `XS_CONTROL connections [<domid>]` (a Windsor extension, dom0
+    /// only): one line per connection (of `only`, if given), `<domid>
+    /// socket`, `<domid> ring` or `<domid> ring-ignored`, sockets first.
+    /// `None` if the list does not fit in one message.
+    fn connections(&self, only: Option<u16>) -> Option<Vec<u8>> {
+        use core::fmt::Write as _;
+        let mut lines = std::string::String::new();
+        let wanted = |d: u16| only.is_none_or(|o| o == d);
+        for slot in 0..self.conns.len() {
+            if self.conns[slot].is_none() {
+                continue;
+            }
+            if let Some(d) = self
+                .engine
+                .conn(slot)
+                .and_then(|c| self.engine.store().domid(c))
+                .filter(|d| wanted(d.0))
+            {
+                let _ = writeln!(lines, "{} socket", d.0);
+            }
+        }
+        if let Some(r) = &self.rings {
+            for d in r.domains().into_iter().filter(|d| wanted(d.0)) {
+                // An ignored ring (broken protocol) has no connection.
+                let state = match r.conn(d) {
+                    Some(_) => "ring",
+                    None => "ring-ignored",
+                };
+                let _ = writeln!(lines, "{} {state}", d.0);
+            }
+        }
+        let mut v = lines.into_bytes();
+        v.push(0);
+        (v.len() <= PAYLOAD_MAX).then_some(v)
+    }
+
+    /// Answers the daemon's own control commands (`connections`); `None`
+    /// for every other message (the store's).
+    fn control(&self, slot: usize, msg: &[u8]) -> Option<Vec<u8>> {
+        let mut hdr = [0u8; HEADER_LEN];
+        hdr.copy_from_slice(msg.get(..HEADER_LEN)?);
+        let h = Header::parse(&hdr);
+        let args = msg[HEADER_LEN..].strip_prefix(b"connections\0")?;
+        if h.ty != XsOp::Control as u32 {
+            return None;
+        }
+        let dom = self
+            .engine
+            .conn(slot)
+            .and_then(|c| self.engine.store().domid(c))?;
+        if dom != DomId::DOM0 {
+            return None;
+        }
+        let only = match args {
+            [] => Ok(None),
+            [num @ .., 0] => core::str::from_utf8(num)
+                .ok()
+                .and_then(|n| n.parse::<u16>().ok())
+                .map(Some)
+                .ok_or(xen::Errno::EINVAL),
+            _ => Err(xen::Errno::EINVAL),
+        };
+        let p = match only.and_then(|o| self.connections(o).ok_or(xen::Errno::E2BIG)) {
+            Ok(body) => Packet::new(XsOp::Control, h.req_id, h.tx_id, body),
+            Err(e) => {
+                let mut body = crate::wire::error_name(e).as_bytes().to_vec();
+                body.push(0);
+                Packet::new(XsOp::Error, h.req_id, h.tx_id, body)
+            }
+        };
+        let mut bytes = p.header.to_bytes().to_vec();
+        bytes.extend_from_slice(&p.payload);
+        Some(bytes)
     }
 
     fn accept(&mut self) {
@@ -377,22 +572,13 @@ impl Daemon {
             }
             let msg = &rbuf[at..at + HEADER_LEN + len];
             at += HEADER_LEN + len;
-            let record = self.engine.request(slot, msg, &mut self.outputs);
-            let lsn = match record {
-                Some(bytes) => {
-                    self.since_snapshot += 1;
-                    self.log.append(&bytes)
-                }
-                None => 0,
-            };
-            for (to, bytes) in self.outputs.drain(..) {
-                let Some(Some(c)) = self.conns.get_mut(to) else {
-                    continue;
-                };
-                c.queued += bytes.len();
-                c.out.push_back(Out { lsn, bytes });
-                self.touched.push(to);
+            if let Some(reply) = self.control(slot, msg) {
+                self.outputs.push((slot, reply));
+                self.log_and_queue(None);
+                continue;
             }
+            let record = self.engine.request(slot, msg, &mut self.outputs);
+            self.log_and_queue(record);
         }
         rbuf.drain(..at);
         if let Some(Some(conn)) = self.conns.get_mut(slot) {

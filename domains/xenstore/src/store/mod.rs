@@ -676,6 +676,11 @@ impl Store {
         Some(p)
     }
 
+    /// Packets queued for `conn` (0 if it is not connected).
+    pub fn queued(&self, conn: ConnId) -> usize {
+        self.conns.get(&conn).map_or(0, |c| c.out.len())
+    }
+
     /// True if `conn` has queued output.
     pub fn has_output(&self, conn: ConnId) -> bool {
         self.conns.get(&conn).is_some_and(|c| !c.out.is_empty())

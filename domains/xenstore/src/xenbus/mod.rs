@@ -49,7 +49,11 @@
 //! use the two halves of `poll`: [`XenbusServer::receive`] (requests into
 //! the store, nothing written), then log `Store::take_mutations` and wait
 //! until it is durable, then [`XenbusServer::transmit`] (replies and
-//! events out).
+//! events out), or [`XenbusServer::transmit_gated`] to hold back, packet
+//! by packet, what is not durable yet while the rest goes out.
+//!
+//! [`crate::daemon::Daemon::serve_rings`] is that recipe, with the Unix
+//! socket, the log and group commit (see `daemon::rings`).
 
 pub mod client;
 pub mod ring;

@@ -557,9 +557,30 @@ where
     /// and notifies the guests that got some. Reads nothing and leaves
     /// pending events for the next `receive`.
     pub fn transmit(&mut self, store: &mut Store) -> Progress {
+        self.transmit_gated(store, &mut |_| true)
+    }
+
+    /// [`transmit`](Self::transmit) with a gate: before each packet is
+    /// taken from a ring connection's queue in the store, `allow(conn)`
+    /// says whether it may go now (e.g. whether the log record it waits
+    /// for is durable). A refused packet stays queued, and so does
+    /// everything behind it on that connection.
+    pub fn transmit_gated(
+        &mut self,
+        store: &mut Store,
+        allow: &mut dyn FnMut(ConnId) -> bool,
+    ) -> Progress {
         let mut prog = Progress::default();
-        self.flush(store, &mut prog);
+        self.flush(store, &mut prog, allow);
         prog
+    }
+
+    /// Every port [`wait`](Self::wait) waits on: the kick port's loopback
+    /// end first, then the guests' ports. A host that waits for events
+    /// elsewhere (another thread) waits on these; the list changes when
+    /// guests are introduced or released (the kick port never changes).
+    pub fn ports(&self) -> &[EvtchnPort] {
+        &self.ports
     }
 
     fn pump(&mut self, store: &mut Store, tx: bool) -> Progress {
@@ -596,7 +617,7 @@ where
         }
         if tx {
             // Requests of later guests may have queued events for earlier ones.
-            self.flush(store, &mut prog);
+            self.flush(store, &mut prog, &mut |_| true);
         }
         for domid in gone {
             self.recent.remove(&domid);
@@ -627,7 +648,12 @@ where
         }
     }
 
-    fn flush(&mut self, store: &mut Store, prog: &mut Progress) {
+    fn flush(
+        &mut self,
+        store: &mut Store,
+        prog: &mut Progress,
+        allow: &mut dyn FnMut(ConnId) -> bool,
+    ) {
         // Half-written replies (in `work`) and queued output.
         let mut due: BTreeSet<DomId> = self
             .work
@@ -647,7 +673,7 @@ where
             self.recent.insert(domid);
             let Some(conn) = g.io.conn else { continue };
             let Some(page) = g.mapping.rw() else { continue };
-            match send_queued(store, conn, &mut g.io, page) {
+            match send_queued(store, conn, &mut g.io, page, allow) {
                 Ok(0) => {}
                 Ok(n) => {
                     prog.bytes_out += n;
@@ -770,7 +796,7 @@ fn serve<P: EventChannel + ?Sized, M: ForeignMapping>(
     };
     let mut notify = false;
     let out1 = if tx {
-        send_queued(store, conn, &mut g.io, page)?
+        send_queued(store, conn, &mut g.io, page, &mut |_| true)?
     } else {
         0
     };
@@ -815,7 +841,7 @@ fn serve<P: EventChannel + ?Sized, M: ForeignMapping>(
         g.io.held = pkt;
     }
     let out2 = match g.io.conn {
-        Some(conn) if tx => send_queued(store, conn, &mut g.io, page)?,
+        Some(conn) if tx => send_queued(store, conn, &mut g.io, page, &mut |_| true)?,
         _ => 0,
     };
     prog.bytes_out += out1 + out2;
@@ -829,17 +855,22 @@ fn serve<P: EventChannel + ?Sized, M: ForeignMapping>(
     Ok(moved)
 }
 
-/// Moves queued output of `conn` into the response ring until it is full
-/// or the queue is empty; returns bytes written.
+/// Moves queued output of `conn` into the response ring until it is full,
+/// the queue is empty or `allow` refuses the next packet; returns bytes
+/// written.
 fn send_queued(
     store: &mut Store,
     conn: ConnId,
     io: &mut Io,
     page: SharedMem<'_>,
+    allow: &mut dyn FnMut(ConnId) -> bool,
 ) -> Result<usize, Fault> {
     let mut total = 0;
     loop {
         if io.out_at == io.out.len() {
+            if !store.has_output(conn) || !allow(conn) {
+                break;
+            }
             let Some(p) = store.pop(conn) else { break };
             io.out.clear();
             io.out.extend_from_slice(&p.header.to_bytes());
