@@ -83,6 +83,7 @@ const BENCHES: &[(&str, &str)] = &[
     ("windsor-xenstore", "xenstored"),
     ("windsor-toolstack", "lifecycle"),
     ("windsor-api", "api_lifecycle"),
+    ("windsor", "up_vm_start"),
 ];
 
 fn main() -> Result<()> {
