@@ -489,7 +489,9 @@ mod interop {
             let mut c = h.c_server(sizes.0, sizes.1);
             let mut w = h.w_client();
             assert_eq!(c.write(msg), Ok(msg.len()));
+            assert!(shim::live_regions(&h.c) > 0);
             drop(c);
+            assert_eq!(shim::live_regions(&h.c), 0, "page and rings all unshared");
             assert_eq!(w.read(&mut buf).unwrap(), msg.len());
             assert_eq!(&buf[..msg.len()], msg);
             assert_eq!(w.read(&mut buf).unwrap(), 0, "EOF after libxenvchan_close");
@@ -531,6 +533,7 @@ mod interop {
             let mut c = h.c_client();
             assert_eq!(c.write(msg), Ok(msg.len()));
             drop(c);
+            assert_eq!(shim::live_regions(&h.c), 0, "page and rings all unmapped");
             assert_eq!(w.read(&mut buf).unwrap(), msg.len());
             assert_eq!(w.read(&mut buf).unwrap(), 0);
             assert!(!w.is_open());

@@ -216,13 +216,31 @@ fn add_region(dom: &Arc<CDomain>, backing: Backing, len: usize, notify: UnmapNot
     addr
 }
 
-/// Unshares or unmaps the region at exactly `addr` of exactly `len` bytes.
-fn remove_region(addr: usize, len: usize) -> c_int {
+/// Unshares or unmaps the region at exactly `addr` of exactly `len` bytes,
+/// of kind `shared` (gntalloc) or not (gntdev), owned by the domain of
+/// handle `h` (any kind and domain for `munmap`, `h` NULL).
+fn remove_region(h: *mut c_void, shared: bool, addr: usize, len: usize) -> c_int {
+    let owner = if h.is_null() {
+        None
+    } else {
+        match handle_domain(h) {
+            Some(d) => Some(d),
+            None => return fail(EBADF),
+        }
+    };
     let region = {
         let mut r = registry();
-        match r.regions.get(&addr) {
-            Some(reg) if reg.len == len => r.regions.remove(&addr),
-            _ => None,
+        let ok = r.regions.get(&addr).is_some_and(|reg| {
+            reg.len == len
+                && owner.as_ref().is_none_or(|d| {
+                    Arc::ptr_eq(d, &reg.dom)
+                        && shared == matches!(reg.backing, Backing::Shared { .. })
+                })
+        });
+        if ok {
+            r.regions.remove(&addr)
+        } else {
+            None
         }
     };
     match region {
@@ -441,6 +459,9 @@ pub extern "C" fn xenevtchn_pending(h: *mut c_void) -> c_int {
         Some(Handle::Evtchn { dom, ports }) => (dom.clone(), ports.clone()),
         _ => return fail(EBADF),
     };
+    if ports.is_empty() {
+        return fail(EINVAL);
+    }
     let deadline = Instant::now() + dom.wait_limit;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -600,7 +621,12 @@ pub extern "C" fn xengnttab_unmap(h: *mut c_void, addr: *mut c_void, count: u32)
     if !is_kind(h, is_gnttab) {
         return fail(EBADF);
     }
-    remove_region(addr.addr(), (count as usize).saturating_mul(PAGE_SIZE))
+    remove_region(
+        h,
+        false,
+        addr.addr(),
+        (count as usize).saturating_mul(PAGE_SIZE),
+    )
 }
 
 // --- libxengnttab: sharing (gntalloc) ----------------------------------------------
@@ -741,7 +767,12 @@ pub extern "C" fn xengntshr_unshare(h: *mut c_void, addr: *mut c_void, count: u3
     if !is_kind(h, is_gntshr) {
         return fail(EBADF);
     }
-    remove_region(addr.addr(), (count as usize).saturating_mul(PAGE_SIZE))
+    remove_region(
+        h,
+        true,
+        addr.addr(),
+        (count as usize).saturating_mul(PAGE_SIZE),
+    )
 }
 
 /// libxenvchan's `munmap` (renamed by `build.rs`): unmaps or unshares a
@@ -749,7 +780,7 @@ pub extern "C" fn xengntshr_unshare(h: *mut c_void, addr: *mut c_void, count: u3
 /// (never passed on to the real `munmap`).
 #[no_mangle]
 pub extern "C" fn windsor_shim_munmap(addr: *mut c_void, len: usize) -> c_int {
-    remove_region(addr.addr(), len)
+    remove_region(ptr::null_mut(), false, addr.addr(), len)
 }
 
 // --- libxenstore ---------------------------------------------------------------
@@ -1191,6 +1222,16 @@ impl Drop for Vchan {
         // never used again.
         enter(&self.dom, || unsafe { libxenvchan_close(ctrl) })
     }
+}
+
+/// How many areas handed to C as domain `d` are still shared or mapped
+/// (0 once libxenvchan closed everything it opened, `munmap` included).
+pub fn live_regions(d: &Arc<CDomain>) -> usize {
+    registry()
+        .regions
+        .values()
+        .filter(|r| Arc::ptr_eq(&r.dom, d))
+        .count()
 }
 
 /// Reads a byte of a region handed out by the shim (the test's look at the
