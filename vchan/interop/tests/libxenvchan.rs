@@ -318,6 +318,88 @@ mod interop {
         }
     }
 
+    /// Both directions at once, each end driven by one thread with
+    /// non-blocking calls, waiting for an event only when neither direction
+    /// can progress: both notify bits in flight at the same time, with no
+    /// lost wake-up on either implementation (a lost one fails the C side
+    /// after the shim's 10 s `wait_limit`, the Windsor side after 10 s).
+    #[test]
+    fn full_duplex_with_non_blocking_ends() {
+        const TOTAL: u64 = 2 << 20;
+        for &((rmin, wmin), (lo, ro)) in [SIZES[0], SIZES[2], SIZES[4]].iter() {
+            let h = host();
+            let mut c = h.c_server(rmin, wmin);
+            let mut w = h.w_client();
+            c.set_blocking(false);
+            w.set_blocking(false);
+            let (c_tx, c_rx) = (1usize << ro, 1usize << lo);
+            let w = thread::scope(|s| {
+                let wt = s.spawn(move || {
+                    let deadline = Instant::now() + Duration::from_secs(30);
+                    let (mut sent, mut got) = (0u64, 0u64);
+                    let (mut out, mut inb) = (vec![0u8; c_rx], vec![0u8; c_tx]);
+                    while sent < TOTAL || got < TOTAL {
+                        let mut progress = false;
+                        if sent < TOTAL {
+                            let n = out.len().min((TOTAL - sent) as usize);
+                            fill(&mut out[..n], sent);
+                            match w.write(&out[..n]) {
+                                Ok(k) => (sent, progress) = (sent + k as u64, true),
+                                Err(Error::WouldBlock) => {}
+                                Err(e) => panic!("Windsor write: {e}"),
+                            }
+                        }
+                        if got < TOTAL {
+                            match w.read(&mut inb) {
+                                Ok(k) => {
+                                    assert!(k > 0, "EOF before the end");
+                                    for (i, &b) in inb[..k].iter().enumerate() {
+                                        assert_eq!(b, byte_at(got + i as u64));
+                                    }
+                                    (got, progress) = (got + k as u64, true);
+                                }
+                                Err(Error::WouldBlock) => {}
+                                Err(e) => panic!("Windsor read: {e}"),
+                            }
+                        }
+                        if !progress {
+                            assert!(
+                                Instant::now() < deadline,
+                                "Windsor end stuck at {sent}/{got}"
+                            );
+                            w.wait(Some(Duration::from_millis(500))).unwrap();
+                        }
+                    }
+                    w
+                });
+                let (mut sent, mut got) = (0u64, 0u64);
+                let (mut out, mut inb) = (vec![0u8; c_tx], vec![0u8; c_rx]);
+                while sent < TOTAL || got < TOTAL {
+                    let mut progress = false;
+                    if sent < TOTAL {
+                        let n = out.len().min((TOTAL - sent) as usize);
+                        fill(&mut out[..n], sent);
+                        let k = c.write(&out[..n]).expect("libxenvchan_write");
+                        (sent, progress) = (sent + k as u64, k > 0);
+                    }
+                    if got < TOTAL {
+                        let k = c.read(&mut inb).expect("libxenvchan_read");
+                        for (i, &b) in inb[..k].iter().enumerate() {
+                            assert_eq!(b, byte_at(got + i as u64));
+                        }
+                        got += k as u64;
+                        progress |= k > 0;
+                    }
+                    if !progress {
+                        c.wait().expect("libxenvchan_wait: no lost wake-up");
+                    }
+                }
+                wt.join().unwrap()
+            });
+            assert!(c.is_open() && w.is_open());
+        }
+    }
+
     /// Packet `i` of `n` bytes: its index, then a pattern.
     fn packet(i: usize, n: usize) -> Vec<u8> {
         (0..n)
