@@ -44,7 +44,7 @@ mod interop {
     use vchan::layout::{field, NOTIFY_WRITE};
     use vchan::{rendezvous, Error, ServerConfig};
     use windsor_xenstore::client::{Access, MemStore, Perm, TxId, XenStore};
-    use xen::platform::{CreateConfig, ForeignMapping, GrantTable, Platform};
+    use xen::platform::{CreateConfig, DomainControl, ForeignMapping, GrantTable, Platform};
     use xen::{DomId, GrantRef};
     use xen_sim::{Hypervisor, SimDomain};
 
@@ -54,7 +54,7 @@ mod interop {
 
     /// One host: domain `c` runs libxenvchan, domain `w` runs Windsor's vchan.
     struct Host {
-        _hv: Hypervisor,
+        hv: Hypervisor,
         dom0: MemStore,
         c: Arc<CDomain>,
         w: SimDomain,
@@ -95,7 +95,7 @@ mod interop {
         });
         let w_xs = dom0.connect(w.domid());
         Host {
-            _hv: hv,
+            hv,
             dom0,
             c,
             w,
@@ -655,6 +655,32 @@ mod interop {
             assert_eq!(r.join().unwrap(), Ok(0));
         });
         assert!(start.elapsed() < Duration::from_secs(5));
+    }
+
+    /// The domain running libxenvchan dies without closing: a Windsor end
+    /// blocked in `read` reports the death (its port stops being
+    /// interdomain) instead of waiting forever.
+    #[test]
+    fn death_of_the_libxenvchan_domain_is_observed() {
+        let h = host();
+        let c = h.c_server(1 << 12, 1 << 12);
+        let mut w = h.w_client();
+        w.set_liveness_poll(Duration::from_millis(20));
+        let start = Instant::now();
+        thread::scope(|s| {
+            let r = s.spawn(move || {
+                let mut buf = [0u8; 8];
+                w.read(&mut buf)
+            });
+            thread::sleep(Duration::from_millis(50));
+            let dom = h.cid();
+            h.hv.kill(dom).unwrap();
+            h.hv.dom0().destroy(dom).unwrap();
+            assert_eq!(r.join().unwrap(), Err(Error::PeerDied));
+        });
+        assert!(start.elapsed() < Duration::from_secs(10));
+        // libxenvchan's own clean-up in a dead domain fails quietly.
+        drop(c);
     }
 
     /// The 24-byte header and grant list of a server's shared page.
