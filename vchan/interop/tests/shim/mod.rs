@@ -33,6 +33,11 @@
 //! unmapped (gntalloc/gntdev `UNMAP_NOTIFY_*`); `munmap` of a ring area is
 //! an unshare or unmap (see `build.rs`, which renames libxenvchan's one
 //! `munmap` call to [`windsor_shim_munmap`]).
+//!
+//! One departure: a `PROT_READ` grant mapping (libxenvchan's client maps
+//! its read ring so) is made writable, because `xen::SharedRo` exposes no
+//! address to hand to C; the grants involved are writable anyway (both
+//! implementations' servers grant their rings writable).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
