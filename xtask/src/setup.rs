@@ -4,7 +4,7 @@
 //! | what | why |
 //! |---|---|
 //! | rustup target `x86_64-unknown-none` | the `no_std` cores and unikernel images |
-//! | `libxen-dev` | the C layout test of `xen::abi`; `xs-load` links libxenstore |
+//! | `libxen-dev` | the C layout test of `xen::abi`; `vchan-interop` links the real `libxenvchan.a`; `xs-load` links libxenstore |
 //! | `xenstore-utils`, `xen-utils-4.17` | real xenstore clients and Xen's `test-xenstore` |
 //! | `qemu-system-x86`, `xen-hypervisor-4.17-amd64` | Xen-mode boots (see `xen_boot::ensure_xen_tools`) |
 //! | PyPI `pyxs`, `XenAPI` | real Python clients of the xenstore and the lifecycle API |
