@@ -316,19 +316,20 @@ fn register_xenstore_image(
 fn register_guest_images(hv: &Hypervisor, adopter: &Adopter) {
     let adopter = adopter.clone();
     hv.register_image(FUZZ_IMAGE, move |dom: SimDomain| {
-        let xs = adopter
-            .connect(dom.domid())
-            .and_then(StreamStore::from_stream);
-        match xs {
-            Ok(xs) => {
-                let outcome = windsor_guest_fuzz_target::host::entry(dom, xs);
-                tracing::debug!(?outcome, "fuzz-target returned");
+        // A connection for the guest's domid; after a resume (a new
+        // domid) the guest asks for a new one.
+        let me = dom.clone();
+        let outcome = windsor_guest_fuzz_target::host::entry_with(dom, |d| {
+            match adopter.connect(d).and_then(StreamStore::from_stream) {
+                Ok(xs) => Some(xs),
+                Err(e) => {
+                    me.write(format!("fuzz-target: no xenstore connection: {e}\n").as_bytes());
+                    me.shutdown_self(ShutdownReason::Crash);
+                    None
+                }
             }
-            Err(e) => {
-                dom.write(format!("fuzz-target: no xenstore connection: {e}\n").as_bytes());
-                dom.shutdown_self(ShutdownReason::Crash);
-            }
-        }
+        });
+        tracing::debug!(?outcome, "fuzz-target returned");
     });
 }
 
