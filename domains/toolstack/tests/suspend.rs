@@ -81,7 +81,8 @@ fn start(h: &Host, r: &str) -> DomId {
         },
     );
     let d = h.toolstack.domid(r).unwrap();
-    wait_node(h, d, "data/booted", b"1");
+    // The guest writes its boot id, then `data/resumes`, last.
+    wait_node(h, d, "data/resumes", b"0");
     d
 }
 

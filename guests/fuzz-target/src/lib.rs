@@ -20,7 +20,7 @@
 //! | `data/booted` | guest | `1` once it is up and listening (after its two watches) |
 //! | `data/state` | guest | `running`, then `spinning` |
 //! | `data/boot-id` | guest | a number (hex) it chose at first boot and keeps in memory: the same after a resume, new after a reboot |
-//! | `data/resumes` | guest | how many times it resumed from a suspend (kept in memory; `0` at first boot) |
+//! | `data/resumes` | guest | how many times it resumed from a suspend (kept in memory; `0` at first boot); written last, after `data/boot-id` |
 //! | `control/shutdown` | toolstack, guest | `poweroff`, `halt`, `reboot`, `suspend`; the guest acknowledges by writing `""`, as Linux does, then shuts itself down (`SCHEDOP_shutdown`) with that reason |
 //!
 //! # Suspend and resume
@@ -166,15 +166,14 @@ fn serve<P: Platform, S: XenStore>(p: &P, xs: &S, mem: &Memory) -> Result<Step, 
     // any shutdown request, even one written before we were listening.
     xs.watch("control/misbehave", TOK_MISBEHAVE)?;
     xs.watch("control/shutdown", TOK_SHUTDOWN)?;
-    xs.write(
-        T,
-        "data/boot-id",
-        format!("{:016x}", mem.boot_id).as_bytes(),
-    )?;
-    xs.write(T, "data/resumes", format!("{}", mem.resumes).as_bytes())?;
     // Booted = listening.
     xs.write(T, "data/booted", b"1")?;
     xs.write(T, "data/state", b"running")?;
+    // Then what survives a suspend, `resumes` last (wait for it to read
+    // both).
+    let boot_id = format!("{:016x}", mem.boot_id);
+    xs.write(T, "data/boot-id", boot_id.as_bytes())?;
+    xs.write(T, "data/resumes", format!("{}", mem.resumes).as_bytes())?;
     let mut ignore_shutdown = false;
     loop {
         let ev = xs.next_event(None)?;
