@@ -35,6 +35,7 @@ impl<P, S, I> Backend for windsor_toolstack::service::Toolstack<P, S, I>
 where
     P: xen::platform::DomainControl
         + xen::platform::DomainBuilder
+        + xen::platform::DomainSave
         + xen::platform::EventChannel
         + Send
         + Sync

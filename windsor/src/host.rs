@@ -363,16 +363,17 @@ fn register_xenstore_image(
 /// xenbus ring (the page and port its builder put in its start info).
 fn register_guest_images(hv: &Hypervisor) {
     hv.register_image(FUZZ_IMAGE, move |dom: SimDomain| {
-        match XenbusClient::new(&dom) {
-            Some(xs) => {
-                let outcome = windsor_guest_fuzz_target::run(&dom, &xs);
-                tracing::debug!(?outcome, "fuzz-target returned");
-            }
-            None => {
+        // After a resume the guest reconnects on the same ring page, which
+        // the restore gave a fresh frame and a new port.
+        let outcome = windsor_guest_fuzz_target::boot(&dom, || {
+            let xs = XenbusClient::new(&dom);
+            if xs.is_none() {
                 dom.write(b"fuzz-target: no xenstore ring\n");
                 dom.shutdown_self(ShutdownReason::Crash);
             }
-        }
+            xs
+        });
+        tracing::debug!(?outcome, "fuzz-target returned");
     });
 }
 

@@ -17,8 +17,9 @@
 //! | [`EventChannel`] | `event_channel.h`: `alloc_unbound`, `bind_interdomain`, `bind_virq`, `send`, `close`, `status`; mask/pending bits of `shared_info`; `SCHEDOP_poll` |
 //! | [`DomainControl`] | `domctl.h` 0x15: `createdomain`, `max_vcpus`, `max_mem`, `pausedomain`, `unpausedomain`, `shutdown`, `destroydomain`, `getdomaininfo` |
 //! | [`DomainBuilder`] | the PVH builder: image, `hvm_start_info`, xenstore/console pages, HVM params, reserved grants |
+//! | [`DomainSave`] | save/restore (`xc_domain_save`/`xc_domain_restore`): a suspended domain's memory and config out, a new domain back |
 //! | [`Console`], [`Clock`] | `console_io` / port 0xe9 / console ring; vcpu time info |
-//! | [`Platform`] | everything an unprivileged domain has, plus its start info and `SCHEDOP_shutdown` |
+//! | [`Platform`] | everything an unprivileged domain has, plus its start info and `SCHEDOP_shutdown` (and its suspend form) |
 
 use core::time::Duration;
 
@@ -396,6 +397,65 @@ pub trait DomainBuilder {
     fn build(&self, dom: DomId, image: &DomainImage<'_>) -> Result<BuiltDomain>;
 }
 
+/// Where a restored domain's rings are served: what the builder's
+/// [`DomainImage`] names for a new domain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RestoreTarget {
+    /// The domain that will serve the restored guest's xenstore ring.
+    pub xenstore_domid: DomId,
+    /// The domain that will serve its console ring.
+    pub console_domid: DomId,
+}
+
+/// A domain brought back by [`DomainSave::restore`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Restored {
+    /// The new domain (paused; unpausing it lets the guest's suspend call
+    /// return "resumed").
+    pub domid: DomId,
+    /// Its fresh xenstore and console rings, for the toolstack to announce
+    /// (`XS_INTRODUCE`) as after a build; `None` for a domain that was not
+    /// started by the builder and so has no rings.
+    pub rings: Option<BuiltDomain>,
+}
+
+/// Save and restore, as `xc_domain_save`/`xc_domain_restore` do for the
+/// toolstack: a domain that suspended itself (`SHUTDOWN_suspend`) is
+/// captured, memory and configuration, into a [`Saved`](Self::Saved) image;
+/// the domain is then destroyed as usual. Restoring builds a *new* domain
+/// (new domid) from the image, with fresh xenstore and console rings; when
+/// it is unpaused, the guest's suspend call returns
+/// [`SuspendOutcome::Resumed`] and the guest reconnects.
+///
+/// The image is consumed by `restore`, so it cannot be restored twice.
+/// Only host mode (`xen-sim`) implements it; the Xen-mode runtime has no
+/// save/restore yet.
+pub trait DomainSave {
+    /// A saved domain. Dropping it without restoring discards the domain
+    /// for good.
+    type Saved: Send;
+    /// Captures `dom`, which must have shut down with
+    /// [`ShutdownReason::Suspend`] (`EINVAL` otherwise). The domain stays
+    /// in the table, shut down, until destroyed.
+    fn save(&self, dom: DomId) -> Result<Self::Saved>;
+    /// Creates a paused domain from `saved`, its rings served by `target`.
+    fn restore(&self, saved: Self::Saved, target: &RestoreTarget) -> Result<Restored>;
+}
+
+/// How a guest's suspend call (`SCHEDOP_shutdown(SHUTDOWN_suspend)`)
+/// returned, as Xen reports it to the guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SuspendOutcome {
+    /// The hypercall returned 0: the domain was saved and restored, it now
+    /// runs in a new domain. Event channels, grants and the xenstore
+    /// connection of the old domain are gone: reconnect from the (new)
+    /// start info.
+    Resumed,
+    /// The hypercall returned 1: the suspend was cancelled and the guest
+    /// runs on in the same domain, its connections intact.
+    Cancelled,
+}
+
 /// The domain's console.
 pub trait Console {
     /// Writes bytes to the console; never blocks for long, may drop output.
@@ -428,4 +488,17 @@ pub trait Platform: GrantTable + EventChannel + Console + Clock {
     /// return; in host mode every later call fails with `ESRCH` and the
     /// domain's entry function should return.
     fn shutdown_self(&self, reason: ShutdownReason);
+    /// Suspends this domain (`SCHEDOP_shutdown(SHUTDOWN_suspend)`) and
+    /// returns when it runs again: [`SuspendOutcome::Resumed`] in a new
+    /// domain after a restore (the guest must then reconnect xenstore and
+    /// its devices through [`store_ring`](Self::store_ring), whose port is
+    /// new), or [`SuspendOutcome::Cancelled`]. Fails with `ESRCH` if the
+    /// domain is destroyed (or its saved image discarded) instead, and the
+    /// guest should then return.
+    ///
+    /// The default is `ENOSYS`, for platforms without save/restore (the
+    /// Xen-mode runtime, so far).
+    fn suspend_self(&self) -> Result<SuspendOutcome> {
+        Err(Error::Errno(Errno::ENOSYS))
+    }
 }

@@ -1,7 +1,7 @@
 //! VM create+start to Running, with the guest connected to xenstore, in
 //! host mode: p50 and p99 with 1, 100 and 1,000 VMs running, and xenstore
 //! operations per VM start (the toolstack's requests for create + start,
-//! counted, plus the guest's four boot requests).
+//! counted, plus the guest's six boot requests).
 //!
 //! Guests talk to xenstore over their xenbus rings, served by the host's
 //! xenstore domain (`BENCH_TRANSPORT=direct` for in-process connections).
@@ -28,10 +28,11 @@ use windsor_toolstack::Config;
 use windsor_xenstore::client::XenStore;
 use xen::DomId;
 
-/// Requests the fuzz-target makes to come up: `data/booted`, `data/state`,
-/// two watches (counted from its code: the guest's connection is not
-/// reachable from here, and its last request races the timer).
-const GUEST_BOOT_OPS: u64 = 4;
+/// Requests the fuzz-target makes to come up: two watches, `data/booted`,
+/// `data/state`, then `data/boot-id` and `data/resumes` (counted from its
+/// code: the guest's connection is not reachable from here, and its last
+/// requests race the timer).
+const GUEST_BOOT_OPS: u64 = 6;
 
 fn vm_record(name: &str) -> VmRecord {
     VmRecord {

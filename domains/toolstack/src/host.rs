@@ -69,18 +69,33 @@ pub struct Host {
 pub fn register_images(hv: &Hypervisor, store: &LocalStore, transport: Transport) {
     let s = store.clone();
     hv.register_image(FUZZ_IMAGE, move |dom: SimDomain| match transport {
-        Transport::Ring => match XenbusClient::new(&dom) {
-            Some(xs) => {
-                let outcome = windsor_guest_fuzz_target::run(&dom, &xs);
-                tracing::debug!(?outcome, "fuzz-target returned");
-            }
-            None => tracing::warn!(dom = dom.domid().0, "fuzz-target: no xenstore ring"),
-        },
-        Transport::Direct => {
-            let xs = s.connect(dom.domid());
-            let outcome = windsor_guest_fuzz_target::host::entry(dom, xs.clone());
+        // After a resume the guest reconnects on the same ring page, which
+        // the restore gave a fresh frame and a new port.
+        Transport::Ring => {
+            let outcome = windsor_guest_fuzz_target::boot(&dom, || {
+                let xs = XenbusClient::new(&dom);
+                if xs.is_none() {
+                    tracing::warn!(dom = dom.domid().0, "fuzz-target: no xenstore ring");
+                }
+                xs
+            });
             tracing::debug!(?outcome, "fuzz-target returned");
-            xs.close();
+        }
+        // A connection for the current domid, a new one after a resume.
+        Transport::Direct => {
+            let mut last: Option<LocalStore> = None;
+            let outcome = windsor_guest_fuzz_target::host::entry_with(dom, |d| {
+                if let Some(old) = last.take() {
+                    old.close();
+                }
+                let xs = s.connect(d);
+                last = Some(xs.clone());
+                Some(xs)
+            });
+            tracing::debug!(?outcome, "fuzz-target returned");
+            if let Some(xs) = last {
+                xs.close();
+            }
         }
     });
 }

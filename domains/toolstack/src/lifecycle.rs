@@ -146,7 +146,8 @@ pub enum AfterExit {
     Halt,
     /// Destroy the domain and start a new one; the VM stays Running.
     Restart,
-    /// Destroy the domain, keeping the VM Suspended.
+    /// Save the domain through the platform (the image is kept for
+    /// resume), destroy it, and keep the VM Suspended.
     Suspend,
 }
 

@@ -15,8 +15,19 @@
 //! ports and pages go back), releases it from xenstore and removes its
 //! nodes, frontend and backend.
 //!
-//! Suspend in host mode keeps no memory image (the simulator has no
-//! save/restore): resume boots the guest again from its kernel.
+//! Suspend follows Xen: the guest acknowledges `control/shutdown =
+//! suspend` and makes its suspend call; settling its `SHUTDOWN_suspend`
+//! saves the domain through the platform ([`DomainSave`]: memory,
+//! configuration, the parked guest), keeps the image with the VM's runtime
+//! state, then destroys and releases the domain like any exit. Resume
+//! restores the image into a new domain (new domid), introduces it to
+//! xenstore, writes its nodes and devices as a start does, and unpauses it
+//! (unless resuming paused): the guest's suspend call returns and it
+//! reconnects. The image lives in memory only: a Suspended VM found at
+//! toolstack start (e.g. after `windsor up` restarts) has none, and
+//! resuming it fails with `HANDLE_INVALID(VDI, OpaqueRef:NULL)`, what XAPI
+//! reports for a VM whose `suspend_VDI` is gone; `hard_shutdown` (legal
+//! from Suspended) then discards it, as it discards an image that exists.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::format;
@@ -30,8 +41,8 @@ use std::vec::Vec;
 
 use windsor_xenstore::client::{Access, ClientError, Perm, TxId, XenStore};
 use xen::platform::{
-    CreateConfig, DomainBuilder, DomainControl, DomainImage, DomainInfo, EventChannel, RunState,
-    ShutdownReason, Virq,
+    BuiltDomain, CreateConfig, DomainBuilder, DomainControl, DomainImage, DomainInfo, DomainSave,
+    EventChannel, RestoreTarget, RunState, ShutdownReason, Virq,
 };
 use xen::{DomId, Errno, EvtchnPort, Gfn};
 
@@ -170,7 +181,7 @@ struct State {
     tasks: TaskBook,
 }
 
-struct Inner<P, S, I> {
+struct Inner<P: DomainSave, S, I> {
     p: P,
     xs: S,
     intro: I,
@@ -182,17 +193,20 @@ struct Inner<P, S, I> {
     /// Watches of the `xenstore.*` API calls, on a connection of their own
     /// ([`Toolstack::attach_xs_watch`]).
     xs_watch: std::sync::OnceLock<crate::xsapi::WatchHub>,
+    /// Saved images of Suspended VMs, by VM uuid (memory only). Locked
+    /// after `st`, never the other way round.
+    saved: Mutex<HashMap<String, P::Saved>>,
 }
 
 /// The toolstack: `handle` an [`Action`], get a [`Reply`]. Cheap to clone;
 /// all clones share one toolstack. The `VIRQ_DOM_EXC` watcher thread ends
 /// with [`stop`](Self::stop) or when the last clone is dropped.
-pub struct Toolstack<P, S, I> {
+pub struct Toolstack<P: DomainSave, S, I> {
     inner: Arc<Inner<P, S, I>>,
     watcher: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
-impl<P, S, I> Clone for Toolstack<P, S, I> {
+impl<P: DomainSave, S, I> Clone for Toolstack<P, S, I> {
     fn clone(&self) -> Self {
         Toolstack {
             inner: self.inner.clone(),
@@ -316,7 +330,7 @@ impl State {
 
 impl<P, S, I> Toolstack<P, S, I>
 where
-    P: DomainControl + DomainBuilder + EventChannel + Send + Sync + 'static,
+    P: DomainControl + DomainBuilder + DomainSave + EventChannel + Send + Sync + 'static,
     S: XenStore + Send + Sync + 'static,
     I: Introducer + Send + Sync + 'static,
 {
@@ -360,6 +374,7 @@ where
             exc,
             stop: AtomicBool::new(false),
             xs_watch: std::sync::OnceLock::new(),
+            saved: Mutex::new(HashMap::new()),
         });
         inner.bootstrap()?;
         let weak = Arc::downgrade(&inner);
@@ -443,7 +458,7 @@ where
     }
 }
 
-impl<P, S, I> Drop for Toolstack<P, S, I> {
+impl<P: DomainSave, S, I> Drop for Toolstack<P, S, I> {
     fn drop(&mut self) {
         // The watcher holds only a Weak: when the last clone goes it exits
         // at its next tick.
@@ -458,7 +473,7 @@ const WATCH_TICK: Duration = Duration::from_millis(200);
 
 fn watch_dom_exc<P, S, I>(weak: Weak<Inner<P, S, I>>)
 where
-    P: DomainControl + DomainBuilder + EventChannel,
+    P: DomainControl + DomainBuilder + DomainSave + EventChannel,
     S: XenStore,
     I: Introducer,
 {
@@ -484,7 +499,7 @@ where
 
 impl<P, S, I> Inner<P, S, I>
 where
-    P: DomainControl + DomainBuilder + EventChannel,
+    P: DomainControl + DomainBuilder + DomainSave + EventChannel,
     S: XenStore,
     I: Introducer,
 {
@@ -948,6 +963,7 @@ where
                     }
                 }
                 st.rt.remove(&v.uuid);
+                self.images().remove(&v.uuid);
                 self.remove(&mut st, Class::Vm, &v.uuid)?;
             }
             Record::Host(_) | Record::Pool(_) | Record::Pbd(_) | Record::Pif(_) => {
@@ -1063,7 +1079,11 @@ where
         let mut st = self.lock();
         let mut v = st.vm(r)?.clone();
         check(&st, &v, r, op)?;
-        let d = self.boot(&mut st, &v)?;
+        let d = if op == Op::Resume {
+            self.restore(&mut st, &v)?
+        } else {
+            self.boot(&mut st, &v)?
+        };
         if !paused {
             if let Err(e) = self.p.unpause(d) {
                 self.teardown(&mut st, &v.uuid, d);
@@ -1114,18 +1134,66 @@ where
                 });
             }
         };
+        self.attach(st, v, d, Some(built))?;
+        Ok(d)
+    }
+
+    /// Makes `d` the domain of `v`: runtime state, its xenstore nodes and
+    /// devices, and its introduction to xenstore (if it has a ring). On
+    /// failure the domain is torn down.
+    fn attach(
+        &self,
+        st: &mut State,
+        v: &VmRecord,
+        d: DomId,
+        rings: Option<BuiltDomain>,
+    ) -> Result<(), ActionError> {
         st.by_dom.insert(d.0, v.uuid.clone());
         st.rt.entry(v.uuid.clone()).or_default().domid = Some(d);
         let plumb = || -> Result<(), ClientError> {
             self.write_domain_nodes(st, v, d)?;
-            self.intro.introduce(d, built.store_gfn, built.store_port)?;
+            if let Some(b) = rings {
+                self.intro.introduce(d, b.store_gfn, b.store_port)?;
+            }
             Ok(())
         };
         if let Err(e) = plumb() {
             self.teardown(st, &v.uuid, d);
             return Err(internal(e));
         }
+        Ok(())
+    }
+
+    /// Restores `v`'s saved image into a new domain, plumbed as at start
+    /// and left paused. Without an image (lost with a toolstack restart,
+    /// or never saved) it fails as XAPI does for a VM whose suspend VDI is
+    /// gone.
+    fn restore(&self, st: &mut State, v: &VmRecord) -> Result<DomId, ActionError> {
+        let img = self.images().remove(&v.uuid).ok_or_else(|| {
+            tracing::warn!(vm = %v.uuid, "resume: no saved image");
+            ActionError::HandleInvalid {
+                class: Class::Vdi,
+                r: NULL_REF.into(),
+            }
+        })?;
+        let target = RestoreTarget {
+            xenstore_domid: self.cfg.xenstore_domid,
+            console_domid: DomId::DOM0,
+        };
+        let restored = self.p.restore(img, &target).map_err(|e| match e {
+            xen::platform::Error::Errno(Errno::ENOMEM) => ActionError::HostNotEnoughFreeMemory {
+                needed: v.memory_static_max,
+                available: 0,
+            },
+            e => internal(e),
+        })?;
+        let d = restored.domid;
+        self.attach(st, v, d, restored.rings)?;
         Ok(d)
+    }
+
+    fn images(&self) -> MutexGuard<'_, HashMap<String, P::Saved>> {
+        self.saved.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// `/local/domain/<d>`: runtime nodes with the guest's permissions, and
@@ -1319,7 +1387,12 @@ where
         if let Some(d) = st.rt.get(&v.uuid).and_then(|x| x.domid) {
             self.teardown(&mut st, &v.uuid, d);
         }
+        // From Suspended: the saved image is discarded (its guest thread
+        // ends), after the state lock is released.
+        let discarded = self.images().remove(&v.uuid);
         self.halt(&mut st, v, PowerState::Halted, "halted")?;
+        drop(st);
+        drop(discarded);
         Ok(Reply::Unit)
     }
 
@@ -1563,6 +1636,17 @@ where
             ),
         };
         tracing::info!(vm = %uuid, dom = d.0, ?why, ?after, "domain exited");
+        if after == AfterExit::Suspend {
+            match self.p.save(d) {
+                Ok(img) => {
+                    // A stale image (none is expected) is replaced.
+                    self.images().insert(uuid.to_string(), img);
+                }
+                Err(e) => {
+                    tracing::warn!(vm = %uuid, dom = d.0, ?e, "save failed: suspended without an image");
+                }
+            }
+        }
         self.teardown(st, uuid, d);
         if let Some(rt) = st.rt.get_mut(uuid) {
             rt.last_exit = Some((d, why));
@@ -1673,7 +1757,7 @@ where
 /// Storage, network defaults and tasks: the records XAPI has besides VMs.
 impl<P, S, I> Inner<P, S, I>
 where
-    P: DomainControl + DomainBuilder + EventChannel,
+    P: DomainControl + DomainBuilder + DomainSave + EventChannel,
     S: XenStore,
     I: Introducer,
 {

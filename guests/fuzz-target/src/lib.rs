@@ -18,8 +18,22 @@
 //! | node | who writes | meaning |
 //! |---|---|---|
 //! | `data/booted` | guest | `1` once it is up and listening (after its two watches) |
-//! | `data/state` | guest | `running`, then `shutting-down:<reason>`, `spinning` |
+//! | `data/state` | guest | `running`, then `spinning` |
+//! | `data/boot-id` | guest | a number (hex) it chose at first boot and keeps in memory: the same after a resume, new after a reboot |
+//! | `data/resumes` | guest | how many times it resumed from a suspend (kept in memory; `0` at first boot); written last, after `data/boot-id` |
 //! | `control/shutdown` | toolstack, guest | `poweroff`, `halt`, `reboot`, `suspend`; the guest acknowledges by writing `""`, as Linux does, then shuts itself down (`SCHEDOP_shutdown`) with that reason |
+//!
+//! # Suspend and resume
+//!
+//! On `suspend` the guest acknowledges, then makes the suspend call
+//! ([`Platform::suspend_self`]). If it returns
+//! [`Resumed`](SuspendOutcome::Resumed), the guest runs in a new domain:
+//! [`boot`] drops the old xenstore connection, reconnects through its
+//! connector (the ring of its start info, whose port is new; its domain
+//! path now has the new domid), counts the resume and writes its nodes
+//! again. If it returns [`Cancelled`](SuspendOutcome::Cancelled), it goes
+//! on in the same domain. A platform without save/restore (`ENOSYS`, the
+//! Xen-mode runtime so far) gets a plain `SHUTDOWN_suspend`, as before.
 //! | `control/misbehave` | toolstack (or a test) | `ignore-shutdown`: leave requests unacknowledged and keep running; `crash`: `SHUTDOWN_crash` at once; `spin`: stop serving xenstore and spin until destroyed |
 //!
 //! `spin` does not burn a host core: it polls the platform (a 10 ms
@@ -31,11 +45,12 @@
 
 extern crate alloc;
 
+use alloc::format;
 use alloc::vec::Vec;
 use core::time::Duration;
 
 use windsor_xenstore::client::{ClientError, TxId, XenStore};
-use xen::platform::{Platform, ShutdownReason};
+use xen::platform::{Platform, ShutdownReason, SuspendOutcome};
 
 #[cfg(feature = "host")]
 pub mod host;
@@ -57,8 +72,36 @@ pub enum Outcome {
     /// destroyed) or the store failed.
     StoreGone,
     /// The platform refused a call: the domain was shut down or destroyed
-    /// from outside.
+    /// from outside (or, suspended, its saved image was discarded).
     Killed,
+}
+
+/// What the guest keeps in its own memory across a suspend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Memory {
+    /// Chosen at first boot.
+    pub boot_id: u64,
+    /// Resumes so far.
+    pub resumes: u32,
+}
+
+impl Memory {
+    /// The state of a first boot: a boot id from the clock and the domid.
+    pub fn first_boot<P: Platform>(p: &P) -> Memory {
+        let t = p.now().as_nanos() as u64;
+        Memory {
+            boot_id: t ^ (u64::from(p.domid().0) << 48) ^ 0x5eed_0000,
+            resumes: 0,
+        }
+    }
+}
+
+/// How one connection's service ended.
+enum Step {
+    /// The guest is done.
+    End(Outcome),
+    /// It resumed in a new domain: reconnect.
+    Resumed,
 }
 
 /// What `control/shutdown` asks for, if it is a request we know.
@@ -72,19 +115,52 @@ pub fn parse_request(v: &[u8]) -> Option<ShutdownReason> {
     })
 }
 
-/// Runs the guest until it shuts down or loses its store.
+/// Runs the guest on one xenstore connection until it shuts down or loses
+/// its store. After a resume the connection acts for the old domain, so
+/// the guest ends with [`Outcome::StoreGone`]: use [`boot`] to reconnect.
 pub fn run<P: Platform, S: XenStore>(p: &P, xs: &S) -> Outcome {
-    match serve(p, xs) {
-        Ok(o) => o,
-        Err(ClientError::Disconnected) => Outcome::StoreGone,
-        Err(e) => {
-            tracing::debug!(dom = p.domid().0, ?e, "fuzz-target: store failed");
-            Outcome::StoreGone
+    let mut mem = Memory::first_boot(p);
+    match step(p, xs, &mut mem) {
+        Step::End(o) => o,
+        Step::Resumed => Outcome::StoreGone,
+    }
+}
+
+/// Runs the guest until it shuts down or loses its store, connecting to
+/// xenstore with `connect` at boot and again after every resume (`None`:
+/// no store, the guest ends with [`Outcome::StoreGone`]).
+pub fn boot<P: Platform, S: XenStore>(p: &P, mut connect: impl FnMut() -> Option<S>) -> Outcome {
+    let mut mem = Memory::first_boot(p);
+    loop {
+        let Some(xs) = connect() else {
+            return Outcome::StoreGone;
+        };
+        match step(p, &xs, &mut mem) {
+            Step::End(o) => return o,
+            Step::Resumed => {
+                mem.resumes = mem.resumes.saturating_add(1);
+                tracing::debug!(
+                    dom = p.domid().0,
+                    resumes = mem.resumes,
+                    "fuzz-target resumed"
+                );
+            }
         }
     }
 }
 
-fn serve<P: Platform, S: XenStore>(p: &P, xs: &S) -> Result<Outcome, ClientError> {
+fn step<P: Platform, S: XenStore>(p: &P, xs: &S, mem: &mut Memory) -> Step {
+    match serve(p, xs, mem) {
+        Ok(s) => s,
+        Err(ClientError::Disconnected) => Step::End(Outcome::StoreGone),
+        Err(e) => {
+            tracing::debug!(dom = p.domid().0, ?e, "fuzz-target: store failed");
+            Step::End(Outcome::StoreGone)
+        }
+    }
+}
+
+fn serve<P: Platform, S: XenStore>(p: &P, xs: &S, mem: &Memory) -> Result<Step, ClientError> {
     const T: TxId = TxId::NONE;
     // Misbehaviour first: its initial watch event is then handled before
     // any shutdown request, even one written before we were listening.
@@ -93,6 +169,11 @@ fn serve<P: Platform, S: XenStore>(p: &P, xs: &S) -> Result<Outcome, ClientError
     // Booted = listening.
     xs.write(T, "data/booted", b"1")?;
     xs.write(T, "data/state", b"running")?;
+    // Then what survives a suspend, `resumes` last (wait for it to read
+    // both).
+    let boot_id = format!("{:016x}", mem.boot_id);
+    xs.write(T, "data/boot-id", boot_id.as_bytes())?;
+    xs.write(T, "data/resumes", format!("{}", mem.resumes).as_bytes())?;
     let mut ignore_shutdown = false;
     loop {
         let ev = xs.next_event(None)?;
@@ -101,11 +182,11 @@ fn serve<P: Platform, S: XenStore>(p: &P, xs: &S) -> Result<Outcome, ClientError
                 Some(b"ignore-shutdown") => ignore_shutdown = true,
                 Some(b"crash") => {
                     p.shutdown_self(ShutdownReason::Crash);
-                    return Ok(Outcome::Shutdown(ShutdownReason::Crash));
+                    return Ok(Step::End(Outcome::Shutdown(ShutdownReason::Crash)));
                 }
                 Some(b"spin") => {
                     let _ = xs.write(T, "data/state", b"spinning");
-                    return Ok(spin(p));
+                    return Ok(Step::End(spin(p)));
                 }
                 _ => ignore_shutdown = false,
             },
@@ -121,8 +202,21 @@ fn serve<P: Platform, S: XenStore>(p: &P, xs: &S) -> Result<Outcome, ClientError
                 }
                 // Acknowledge, as Linux's xenbus driver does.
                 xs.write(T, "control/shutdown", b"")?;
-                p.shutdown_self(reason);
-                return Ok(Outcome::Shutdown(reason));
+                if reason != ShutdownReason::Suspend {
+                    p.shutdown_self(reason);
+                    return Ok(Step::End(Outcome::Shutdown(reason)));
+                }
+                match p.suspend_self() {
+                    Ok(SuspendOutcome::Resumed) => return Ok(Step::Resumed),
+                    // Same domain, same connection: go on.
+                    Ok(SuspendOutcome::Cancelled) => {}
+                    Err(xen::platform::Error::Errno(xen::Errno::ENOSYS)) => {
+                        p.shutdown_self(reason);
+                        return Ok(Step::End(Outcome::Shutdown(reason)));
+                    }
+                    // Destroyed, or its image discarded, while suspended.
+                    Err(_) => return Ok(Step::End(Outcome::Killed)),
+                }
             }
             _ => {}
         }

@@ -4,7 +4,9 @@ use std::time::{Duration, Instant};
 
 use windsor_guest_fuzz_target::{host, Outcome};
 use windsor_xenstore::client::{Access, MemStore, Perm, TxId, XenStore};
-use xen::platform::{CreateConfig, DomainControl, RunState, ShutdownReason};
+use xen::platform::{
+    CreateConfig, DomainControl, DomainSave, RestoreTarget, RunState, ShutdownReason,
+};
 use xen::DomId;
 use xen_sim::Hypervisor;
 
@@ -65,7 +67,6 @@ fn reports_itself_and_answers_each_request() {
     for (req, reason) in [
         ("poweroff", ShutdownReason::Poweroff),
         ("reboot", ShutdownReason::Reboot),
-        ("suspend", ShutdownReason::Suspend),
     ] {
         let hv = Hypervisor::new();
         let xs = MemStore::new();
@@ -142,4 +143,100 @@ fn leaves_when_its_store_connection_goes() {
     // Wake the guest's blocking wait: any store activity notifies waiters.
     xs.write(T, "/wake", b"").unwrap();
     assert_eq!(t.join().unwrap(), Outcome::StoreGone);
+}
+
+fn read(xs: &MemStore, path: &str) -> Vec<u8> {
+    xs.read(T, path).unwrap()
+}
+
+fn wait_state(hv: &Hypervisor, d: DomId, want: RunState) {
+    let end = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < end {
+        if hv.dom0().info(d).map(|i| i.state) == Ok(want) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    panic!("{d:?} never reached {want:?}");
+}
+
+#[test]
+fn suspends_resumes_in_a_new_domain_and_keeps_its_memory() {
+    let hv = Hypervisor::new();
+    let xs = MemStore::new();
+    let d0 = hv.dom0();
+    let dom = hv.test_domain(&CreateConfig::default()).unwrap();
+    let d = xen::platform::Platform::domid(&dom);
+    let xs2 = xs.clone();
+    // The test is the toolstack: it prepares each domain's nodes before
+    // the guest connects for it.
+    let t = std::thread::spawn(move || {
+        host::entry_with(dom, |id| {
+            prepare(&xs2, id);
+            Some(xs2.connect(id))
+        })
+    });
+    let base = format!("/local/domain/{}", d.0);
+    wait_for(&xs, &format!("{base}/data/resumes"), b"0");
+    let boot_id = read(&xs, &format!("{base}/data/boot-id"));
+    assert_eq!(boot_id.len(), 16, "hex boot id");
+
+    let mut cur = d;
+    for round in 1..=2u32 {
+        let base = format!("/local/domain/{}", cur.0);
+        xs.write(T, &format!("{base}/control/shutdown"), b"suspend")
+            .unwrap();
+        wait_state(&hv, cur, RunState::Shutdown(ShutdownReason::Suspend));
+        assert_eq!(
+            read(&xs, &format!("{base}/control/shutdown")),
+            b"",
+            "acknowledged"
+        );
+        let saved = d0.save(cur).unwrap();
+        d0.destroy(cur).unwrap();
+        xs.rm(T, &base).unwrap();
+        let r = d0
+            .restore(
+                saved,
+                &RestoreTarget {
+                    xenstore_domid: DomId::DOM0,
+                    console_domid: DomId::DOM0,
+                },
+            )
+            .unwrap();
+        assert_ne!(r.domid, cur);
+        cur = r.domid;
+        d0.unpause(cur).unwrap();
+        let nbase = format!("/local/domain/{}", cur.0);
+        wait_for(
+            &xs,
+            &format!("{nbase}/data/resumes"),
+            round.to_string().as_bytes(),
+        );
+        assert_eq!(read(&xs, &format!("{nbase}/data/boot-id")), boot_id);
+        assert_eq!(read(&xs, &format!("{nbase}/data/state")), b"running");
+    }
+    xs.write(
+        T,
+        &format!("/local/domain/{}/control/shutdown", cur.0),
+        b"poweroff",
+    )
+    .unwrap();
+    assert_eq!(
+        t.join().unwrap(),
+        Outcome::Shutdown(ShutdownReason::Poweroff)
+    );
+}
+
+#[test]
+fn a_suspended_guest_ends_when_destroyed_unsaved() {
+    let hv = Hypervisor::new();
+    let xs = MemStore::new();
+    let (d, base, t) = boot(&hv, &xs);
+    xs.write(T, &format!("{base}/control/shutdown"), b"suspend")
+        .unwrap();
+    wait_state(&hv, d, RunState::Shutdown(ShutdownReason::Suspend));
+    assert!(!t.is_finished(), "parked in its suspend call");
+    hv.dom0().destroy(d).unwrap();
+    assert_eq!(t.join().unwrap(), Outcome::Killed);
 }

@@ -1,43 +1,48 @@
 //! [`SimDomain`]: one domain's view of the simulated host, implementing every
 //! platform trait of the `xen` crate.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use xen::platform::{
     BuiltDomain, Clock, Console, CreateConfig, DomainBuilder, DomainControl, DomainImage,
     DomainInfo, Error, EventChannel, ForeignMapping, GrantStatus, GrantTable, LocalPages, Platform,
-    PortStatus, Result, RunState, ShutdownReason, StoreRing, Virq,
+    PortStatus, Result, RunState, ShutdownReason, StoreRing, SuspendOutcome, Virq,
 };
 use xen::{DomId, Errno, EvtchnPort, Gfn, GrantRef, SharedMem, SharedRo, PAGE_SIZE};
 
-use crate::hypervisor::{spawn_domain, Dom, Grant, Shared, State};
-use crate::memory::{Frame, Window};
+use crate::hypervisor::{spawn_domain, Dom, Grant, Parked, Shared, State};
+use crate::memory::{Backing, Frame, Window};
 
 /// What the builder prepared for a domain started from an image.
 pub(crate) struct StartInfo {
     pub(crate) cmdline: String,
     pub(crate) store: SimPages,
-    pub(crate) store_port: EvtchnPort,
+    /// The guest's port for the xenstore domain; a restore allocates a new one.
+    pub(crate) store_port: AtomicU32,
     /// The console ring page, kept alive for a console backend (not yet
     /// served in host mode: console output goes through [`Console`]).
-    pub(crate) _console: SimPages,
+    pub(crate) console: SimPages,
 }
 
 /// A handle on one domain of a simulated host. Cheap to clone; usable from
 /// any thread. Every call fails with `ESRCH` once the domain has shut down or
 /// been destroyed.
+///
+/// Clones share one identity: when a suspended guest is restored into a new
+/// domain, every clone of its handle acts for the new domid from then on.
 #[derive(Clone)]
 pub struct SimDomain {
-    shared: Arc<Shared>,
-    domid: DomId,
+    pub(crate) shared: Arc<Shared>,
+    domid: Arc<AtomicU16>,
     start: Option<Arc<StartInfo>>,
 }
 
 impl std::fmt::Debug for SimDomain {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SimDomain")
-            .field("domid", &self.domid)
+            .field("domid", &self.id())
             .finish()
     }
 }
@@ -54,14 +59,25 @@ impl SimDomain {
     pub(crate) fn new(shared: Arc<Shared>, domid: DomId, start: Option<Arc<StartInfo>>) -> Self {
         SimDomain {
             shared,
-            domid,
+            domid: Arc::new(AtomicU16::new(domid.0)),
             start,
         }
     }
 
+    /// The domain this handle acts for (changes when a saved guest is
+    /// restored; `DomId::INVALID` while its image is saved).
+    fn id(&self) -> DomId {
+        DomId(self.domid.load(Ordering::Acquire))
+    }
+
+    /// The shared identity of this handle and its clones.
+    pub(crate) fn ident(&self) -> Arc<AtomicU16> {
+        self.domid.clone()
+    }
+
     /// Locks the host and checks that we are still alive.
     fn me<'a>(&self, st: &'a mut State) -> Result<&'a mut Dom> {
-        let d = st.dom_mut(self.domid)?;
+        let d = st.dom_mut(self.id())?;
         if d.alive() {
             Ok(d)
         } else {
@@ -69,7 +85,7 @@ impl SimDomain {
         }
     }
 
-    fn privileged(&self, st: &mut State) -> Result<()> {
+    pub(crate) fn privileged(&self, st: &mut State) -> Result<()> {
         if self.me(st)?.privileged {
             Ok(())
         } else {
@@ -87,28 +103,53 @@ impl SimDomain {
 
 /// Pages a simulated domain owns.
 pub struct SimPages {
-    window: Window,
-    owner: DomId,
-    shared: Arc<Shared>,
+    inner: Arc<PagesInner>,
+}
+
+/// The state of one allocation of pages, shared with the owner's page list
+/// (so that save/restore can find and re-back it).
+pub(crate) struct PagesInner {
+    pub(crate) backing: Backing,
+    /// The owning domain, whose `tot_pages` counts these pages;
+    /// `DomId::INVALID` while the pages belong to a saved image.
+    pub(crate) owner: AtomicU16,
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl PagesInner {
+    pub(crate) fn owner(&self) -> DomId {
+        DomId(self.owner.load(Ordering::Acquire))
+    }
+}
+
+impl SimPages {
+    pub(crate) fn inner(&self) -> &Arc<PagesInner> {
+        &self.inner
+    }
 }
 
 impl LocalPages for SimPages {
     fn mem(&self) -> SharedMem<'_> {
-        self.window.mem()
+        self.inner.backing.mem()
     }
     fn count(&self) -> usize {
-        self.window.frames().len()
+        self.inner.backing.pages()
     }
     fn gfn(&self, index: usize) -> Gfn {
-        Gfn(self.window.frames()[index].index())
+        // While saved the pages have no frames: report an impossible gfn.
+        Gfn(self
+            .inner
+            .backing
+            .frame(index)
+            .map_or(u64::MAX, |f| f.index()))
     }
 }
 
-impl Drop for SimPages {
+impl Drop for PagesInner {
     fn drop(&mut self) {
         let mut st = self.shared.lock();
-        if let Ok(d) = st.dom_mut(self.owner) {
-            d.tot_pages = d.tot_pages.saturating_sub(self.count() as u64);
+        if let Ok(d) = st.dom_mut(self.owner()) {
+            d.tot_pages = d.tot_pages.saturating_sub(self.backing.pages() as u64);
         }
     }
 }
@@ -166,7 +207,7 @@ impl GrantTable for SimDomain {
             me.tot_pages += count as u64;
         }
         let undo = |shared: &Shared| {
-            if let Ok(d) = shared.lock().dom_mut(self.domid) {
+            if let Ok(d) = shared.lock().dom_mut(self.id()) {
                 d.tot_pages = d.tot_pages.saturating_sub(count as u64);
             }
         };
@@ -177,18 +218,26 @@ impl GrantTable for SimDomain {
                 return Err(errno(Errno::ENOMEM));
             }
         };
-        let window = match Window::new(frames.into_iter().map(Arc::new).collect()) {
-            Ok(w) => w,
+        let backing = match Backing::new(
+            &self.shared.pool,
+            frames.into_iter().map(Arc::new).collect(),
+        ) {
+            Ok(b) => b,
             Err(_) => {
                 undo(&self.shared);
                 return Err(errno(Errno::ENOMEM));
             }
         };
-        Ok(SimPages {
-            window,
-            owner: self.domid,
+        let inner = Arc::new(PagesInner {
+            backing,
+            owner: AtomicU16::new(self.id().0),
             shared: self.shared.clone(),
-        })
+        });
+        // Register with the owner, for save/restore.
+        if let Ok(d) = self.shared.lock().dom_mut(self.id()) {
+            d.add_pages(&inner);
+        }
+        Ok(SimPages { inner })
     }
 
     fn grant_access(
@@ -198,14 +247,13 @@ impl GrantTable for SimDomain {
         to: DomId,
         readonly: bool,
     ) -> Result<GrantRef> {
-        if pages.owner != self.domid || !Arc::ptr_eq(&pages.shared, &self.shared) {
+        if pages.inner.owner() != self.id() || !Arc::ptr_eq(&pages.inner.shared, &self.shared) {
             return Err(errno(Errno::EINVAL));
         }
         let frame = pages
-            .window
-            .frames()
-            .get(index)
-            .cloned()
+            .inner
+            .backing
+            .frame(index)
             .ok_or(errno(Errno::EINVAL))?;
         let mut st = self.shared.lock();
         let me = self.me(&mut st)?;
@@ -262,7 +310,7 @@ impl GrantTable for SimDomain {
                 let g = granter
                     .grants
                     .get(&r.0)
-                    .filter(|g| g.to == self.domid)
+                    .filter(|g| g.to == self.id())
                     .ok_or(gnt(GrantStatus::BadGntref))?;
                 if g.readonly && !readonly {
                     return Err(gnt(GrantStatus::PermissionDenied));
@@ -323,7 +371,7 @@ impl SimDomain {
         let g = granter
             .grants
             .get(&gref.0)
-            .filter(|g| g.to == self.domid)
+            .filter(|g| g.to == self.id())
             .ok_or(gnt(GrantStatus::BadGntref))?;
         if write && g.readonly {
             return Err(gnt(GrantStatus::PermissionDenied));
@@ -343,7 +391,7 @@ impl EventChannel for SimDomain {
         self.me(&mut st)?;
         let rp = st.dom(remote)?.port(remote_port)?;
         match rp.status {
-            PortStatus::Unbound { remote: allowed } if allowed == self.domid => {}
+            PortStatus::Unbound { remote: allowed } if allowed == self.id() => {}
             _ => return Err(errno(Errno::EINVAL)),
         }
         let local = self.me(&mut st)?.alloc_port(PortStatus::Interdomain {
@@ -353,7 +401,7 @@ impl EventChannel for SimDomain {
         // As in Xen, the new local port starts pending.
         self.me(&mut st)?.port_mut(local)?.pending = true;
         st.dom_mut(remote)?.port_mut(remote_port)?.status = PortStatus::Interdomain {
-            dom: self.domid,
+            dom: self.id(),
             port: local,
         };
         Ok(local)
@@ -414,7 +462,7 @@ impl EventChannel for SimDomain {
                 // raises it, so a peer blocked in `wait` notices the close.
                 if let Ok(peer) = st.dom_mut(dom) {
                     if let Ok(pp) = peer.port_mut(rport) {
-                        pp.status = PortStatus::Unbound { remote: self.domid };
+                        pp.status = PortStatus::Unbound { remote: self.id() };
                     }
                     peer.raise(rport);
                 }
@@ -489,11 +537,11 @@ impl SimDomain {
             PortStatus::Unbound { .. } => return Ok(()),
             _ => return Err(errno(Errno::EINVAL)),
         };
-        if let Some(f) = st.faults.get_mut(&self.domid.0) {
+        if let Some(f) = st.faults.get_mut(&self.id().0) {
             if f.drop_next > 0 {
                 f.drop_next -= 1;
                 tracing::debug!(
-                    from = self.domid.0,
+                    from = self.id().0,
                     to = to.0,
                     "notification dropped (fault)"
                 );
@@ -518,10 +566,10 @@ impl SimDomain {
 
 impl Console for SimDomain {
     fn write(&self, bytes: &[u8]) {
-        self.shared.lock().console_write(self.domid, bytes);
+        self.shared.lock().console_write(self.id(), bytes);
         let text = String::from_utf8_lossy(bytes);
         for line in text.lines().filter(|l| !l.is_empty()) {
-            tracing::info!(target: "console", dom = self.domid.0, "{line}");
+            tracing::info!(target: "console", dom = self.id().0, "{line}");
         }
     }
 }
@@ -534,7 +582,7 @@ impl Clock for SimDomain {
 
 impl Platform for SimDomain {
     fn domid(&self) -> DomId {
-        self.domid
+        self.id()
     }
 
     fn cmdline(&self) -> &str {
@@ -544,12 +592,30 @@ impl Platform for SimDomain {
     fn store_ring(&self) -> Option<StoreRing<'_>> {
         self.start.as_ref().map(|s| StoreRing {
             page: s.store.mem(),
-            port: s.store_port,
+            port: EvtchnPort(s.store_port.load(Ordering::Acquire)),
         })
     }
 
     fn shutdown_self(&self, reason: ShutdownReason) {
-        let _ = self.shared.lock().shutdown(self.domid, reason);
+        let _ = self.shared.lock().shutdown(self.id(), reason);
+    }
+
+    /// The domain shuts down with `SHUTDOWN_suspend` and this thread parks
+    /// until the toolstack restores its image and unpauses the new domain
+    /// (`Resumed`), or destroys the domain without saving it, or discards
+    /// the image (`ESRCH`).
+    fn suspend_self(&self) -> Result<SuspendOutcome> {
+        let (wake, parked) = mpsc::sync_channel(1);
+        {
+            let mut st = self.shared.lock();
+            let d = self.id();
+            self.me(&mut st)?.parked = Some(Parked {
+                wake,
+                ident: self.ident(),
+            });
+            st.shutdown(d, ShutdownReason::Suspend)?;
+        }
+        parked.recv().map_err(|_| errno(Errno::ESRCH))
     }
 }
 
@@ -604,6 +670,12 @@ impl DomainControl for SimDomain {
         d.paused = false;
         d.state = RunState::Running;
         d.wake.notify_all();
+        // The first unpause of a restored domain returns from the guest's
+        // suspend call.
+        if let Some(p) = d.resume.take() {
+            let _ = p.wake.try_send(SuspendOutcome::Resumed);
+            return Ok(());
+        }
         // The first unpause of a built domain starts its image.
         if d.launched || d.start.is_none() {
             return Ok(());
@@ -636,7 +708,7 @@ impl DomainControl for SimDomain {
     fn destroy(&self, dom: DomId) -> Result<()> {
         let mut st = self.shared.lock();
         self.privileged(&mut st)?;
-        if dom == self.domid {
+        if dom == self.id() {
             return Err(errno(Errno::EINVAL));
         }
         let removed = st.destroy(dom)?;
@@ -704,7 +776,7 @@ impl DomainBuilder for SimDomain {
                 gref.0,
                 Grant {
                     to,
-                    frame: pages.window.frames()[0].clone(),
+                    frame: pages.inner.backing.frame(0).ok_or(errno(Errno::ENOMEM))?,
                     readonly: false,
                     maps: 0,
                 },
@@ -726,8 +798,8 @@ impl DomainBuilder for SimDomain {
         d.start = Some(Arc::new(StartInfo {
             cmdline: image.cmdline.to_owned(),
             store,
-            store_port,
-            _console: console,
+            store_port: AtomicU32::new(store_port.0),
+            console,
         }));
         Ok(built)
     }

@@ -6,16 +6,18 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use xen::platform::{
-    CreateConfig, DomainInfo, Error, PortStatus, Result, RunState, ShutdownReason, Virq,
+    CreateConfig, DomainInfo, Error, PortStatus, Result, RunState, ShutdownReason, SuspendOutcome,
+    Virq,
 };
 use xen::{DomId, Errno, EvtchnPort, GrantRef};
 
-use crate::domain::{SimDomain, StartInfo};
+use crate::domain::{PagesInner, SimDomain, StartInfo};
 use crate::memory::{Frame, Pool};
 
 /// The entry point of a host-mode domain image.
@@ -36,6 +38,15 @@ pub(crate) struct Grant {
     pub(crate) readonly: bool,
     /// How many mappings of it are alive.
     pub(crate) maps: u32,
+}
+
+/// A guest thread blocked in its suspend call.
+pub(crate) struct Parked {
+    /// Sends the call's return; dropping it makes the call fail with
+    /// `ESRCH` (the domain was destroyed or its image discarded).
+    pub(crate) wake: mpsc::SyncSender<SuspendOutcome>,
+    /// The identity of the guest's handles, re-pointed by a restore.
+    pub(crate) ident: Arc<AtomicU16>,
 }
 
 /// Everything the hypervisor knows about a domain.
@@ -62,11 +73,26 @@ pub(crate) struct Dom {
     pub(crate) thread: Option<JoinHandle<()>>,
     pub(crate) started_at: Instant,
     pub(crate) console: Vec<u8>,
+    /// Its allocations of pages (dead entries are pruned now and then).
+    pub(crate) pages: Vec<Weak<PagesInner>>,
+    /// Its guest thread, blocked in the suspend call.
+    pub(crate) parked: Option<Parked>,
+    /// A restored guest, resumed at the first unpause.
+    pub(crate) resume: Option<Parked>,
 }
 
 impl Dom {
     pub(crate) fn max_pages(&self) -> u64 {
         self.cfg.max_mem_kib / 4
+    }
+
+    /// Records an allocation of its pages.
+    pub(crate) fn add_pages(&mut self, p: &Arc<PagesInner>) {
+        let n = self.pages.len();
+        if n >= 32 && n.is_power_of_two() {
+            self.pages.retain(|w| w.strong_count() > 0);
+        }
+        self.pages.push(Arc::downgrade(p));
     }
 
     pub(crate) fn alive(&self) -> bool {
@@ -220,6 +246,9 @@ impl State {
                 thread: None,
                 started_at: Instant::now(),
                 console: Vec::new(),
+                pages: Vec::new(),
+                parked: None,
+                resume: None,
             },
         );
         Ok(DomId(id))
@@ -435,7 +464,10 @@ pub(crate) fn spawn_domain(
         .name(format!("dom{}", d.0))
         .spawn(move || {
             let handle = SimDomain::new(shared.clone(), d, start);
+            // A restore moves the guest to a new domain: end that one.
+            let ident = handle.ident();
             let r = catch_unwind(AssertUnwindSafe(|| entry(handle)));
+            let d = DomId(ident.load(Ordering::Acquire));
             let mut st = shared.lock();
             match r {
                 Ok(()) => {

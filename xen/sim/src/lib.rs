@@ -12,6 +12,7 @@
 //! * `hypervisor`: the domain table, lifecycle (create, pause, shutdown,
 //!   destroy), image registry, fault injection.
 //! * `domain`: the per-domain handle and the trait implementations.
+//! * `save`: save/restore of a suspended domain ([`SavedDomain`]).
 //!
 //! Semantics follow Xen 4.17, so protocol bugs show up here first: a domain
 //! can only map grants offered to it; a read-only grant cannot be mapped
@@ -29,12 +30,18 @@
 //! * in host mode an image is a registered Rust function, named by the
 //!   kernel bytes given to the builder; a panic in it is a crash
 //!   (`SHUTDOWN_crash`) of that domain only;
-//! * gfns are host-wide frame numbers.
+//! * gfns are host-wide frame numbers; a restored domain's pages keep their
+//!   addresses in the guest but get new frames, hence new gfns (a PVH
+//!   guest's gfns would stay the same);
+//! * a guest's suspend call parks its thread; [`SavedDomain`] holds the
+//!   thread and a copy of its memory in host RAM (see `save`).
 #![warn(missing_docs)]
 
 mod domain;
 mod hypervisor;
 mod memory;
+mod save;
 
 pub use domain::{SimDomain, SimMapping, SimPages};
 pub use hypervisor::{Hypervisor, ImageEntry};
+pub use save::SavedDomain;

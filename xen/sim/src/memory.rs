@@ -12,6 +12,15 @@
 //! Frames are reference-counted ([`Frame`]): a grant mapping keeps its frames
 //! alive after the granting domain ends access or is destroyed (the memory
 //! stays valid but is no longer shared), as in Xen.
+//!
+//! A domain's own pages ([`Backing`]) always get a private address range,
+//! so that save/restore can swap the frames behind them: a saved domain's
+//! range is copied out and backed by anonymous memory (its frames go back
+//! to the pool), a restored domain's range is backed by new frames holding
+//! the saved contents. The guest's addresses stay the same across a
+//! restore while the frames (the host-mode gfns) change, as a PVH guest's
+//! pseudo-physical pages stay put while Xen moves them to new machine
+//! frames.
 
 use std::os::fd::OwnedFd;
 use std::ptr::NonNull;
@@ -279,6 +288,161 @@ impl Drop for Window {
     }
 }
 
+/// A domain's own pages: a private address range backed by frames that
+/// save/restore can replace (see the module doc).
+pub(crate) struct Backing {
+    base: NonNull<u8>,
+    pages: usize,
+    pool: Arc<Pool>,
+    /// The frames behind the range, in order; empty while detached.
+    frames: Mutex<Vec<Arc<Frame>>>,
+}
+
+// SAFETY: see `Pool`; the range is owned by the backing, the frame list is
+// behind a mutex.
+unsafe impl Send for Backing {}
+// SAFETY: as above.
+unsafe impl Sync for Backing {}
+
+impl Backing {
+    /// A private range over `frames`, in order. `frames` must not be empty
+    /// and must come from `pool`.
+    pub(crate) fn new(pool: &Arc<Pool>, frames: Vec<Arc<Frame>>) -> std::io::Result<Backing> {
+        assert!(!frames.is_empty(), "empty backing");
+        let pages = frames.len();
+        // SAFETY: a fresh reservation owned by this backing.
+        let base = unsafe {
+            mmap_anonymous(
+                std::ptr::null_mut(),
+                pages * PAGE_SIZE,
+                ProtFlags::empty(),
+                MapFlags::PRIVATE | MapFlags::NORESERVE,
+            )?
+        };
+        let base = NonNull::new(base.cast::<u8>()).ok_or(std::io::ErrorKind::OutOfMemory)?;
+        let b = Backing {
+            base,
+            pages,
+            pool: pool.clone(),
+            frames: Mutex::new(Vec::new()),
+        };
+        // On failure `b` drops and unmaps the reservation.
+        b.map_frames(&frames)?;
+        *b.frames.lock().unwrap_or_else(PoisonError::into_inner) = frames;
+        Ok(b)
+    }
+
+    /// Maps `frames` over the range, a run of consecutive frames per call.
+    fn map_frames(&self, frames: &[Arc<Frame>]) -> std::io::Result<()> {
+        debug_assert_eq!(frames.len(), self.pages);
+        let mut i = 0;
+        while i < frames.len() {
+            let mut run = 1;
+            while i + run < frames.len() && frames[i + run].index == frames[i].index + run as u64 {
+                run += 1;
+            }
+            debug_assert!(Arc::ptr_eq(&frames[i].pool, &self.pool));
+            // SAFETY: replaces pages `i..i + run` of our own reservation
+            // with the frames' pages of the memfd, which exist (the frames
+            // are alive, so the file covers them).
+            unsafe {
+                mmap(
+                    self.base.as_ptr().add(i * PAGE_SIZE).cast(),
+                    run * PAGE_SIZE,
+                    ProtFlags::READ | ProtFlags::WRITE,
+                    MapFlags::SHARED | MapFlags::FIXED,
+                    &self.pool.fd,
+                    frames[i].index * PAGE_SIZE as u64,
+                )?;
+            }
+            i += run;
+        }
+        Ok(())
+    }
+
+    /// The memory of the range, contiguous.
+    pub(crate) fn mem(&self) -> SharedMem<'_> {
+        // SAFETY: the range is mapped read-write (frames, or anonymous
+        // memory while detached) for the life of the backing; nothing forms
+        // Rust references to its bytes.
+        unsafe { SharedMem::from_raw(self.base, self.pages * PAGE_SIZE) }
+    }
+
+    /// Number of pages.
+    pub(crate) fn pages(&self) -> usize {
+        self.pages
+    }
+
+    /// The frame behind page `index`; `None` out of range or while detached.
+    pub(crate) fn frame(&self, index: usize) -> Option<Arc<Frame>> {
+        self.frames
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(index)
+            .cloned()
+    }
+
+    /// Detaches the range from its frames (save): returns a copy of the
+    /// contents if `keep`, backs the range with private zero memory, and
+    /// drops the frames (they go back to the pool once no grant or mapping
+    /// holds them). The owner must not be running (its thread is parked).
+    pub(crate) fn detach(&self, keep: bool) -> std::io::Result<Option<Vec<u8>>> {
+        let mut frames = self.frames.lock().unwrap_or_else(PoisonError::into_inner);
+        let copy = keep.then(|| {
+            let mut v = vec![0u8; self.pages * PAGE_SIZE];
+            self.mem().read_bytes(0, &mut v);
+            v
+        });
+        // SAFETY: replaces our own range with fresh anonymous memory, so
+        // the range no longer aliases frames that the pool may hand to
+        // another domain.
+        unsafe {
+            mmap_anonymous(
+                self.base.as_ptr().cast(),
+                self.pages * PAGE_SIZE,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE | MapFlags::FIXED | MapFlags::NORESERVE,
+            )?;
+        }
+        frames.clear();
+        Ok(copy)
+    }
+
+    /// Attaches the range to `frames` (restore), first filling them with
+    /// `contents` (exactly the range's size) if given; fresh frames are
+    /// zero otherwise.
+    pub(crate) fn attach(
+        &self,
+        frames: Vec<Arc<Frame>>,
+        contents: Option<&[u8]>,
+    ) -> std::io::Result<()> {
+        if frames.len() != self.pages {
+            return Err(std::io::ErrorKind::InvalidInput.into());
+        }
+        if let Some(c) = contents {
+            if c.len() != self.pages * PAGE_SIZE {
+                return Err(std::io::ErrorKind::InvalidInput.into());
+            }
+            for (f, chunk) in frames.iter().zip(c.chunks_exact(PAGE_SIZE)) {
+                f.mem().write_bytes(0, chunk);
+            }
+        }
+        let mut held = self.frames.lock().unwrap_or_else(PoisonError::into_inner);
+        self.map_frames(&frames)?;
+        *held = frames;
+        Ok(())
+    }
+}
+
+impl Drop for Backing {
+    fn drop(&mut self) {
+        // SAFETY: the reservation was made in `new` with this length.
+        unsafe {
+            let _ = munmap(self.base.as_ptr().cast(), self.pages * PAGE_SIZE);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,6 +479,33 @@ mod tests {
         let mut b = [1u8; 16];
         g.mem().read_bytes(100, &mut b);
         assert_eq!(b, [0; 16]);
+    }
+
+    #[test]
+    fn backing_survives_detach_and_attach_to_new_frames() {
+        let pool = Pool::new().unwrap();
+        let frames: Vec<Arc<Frame>> = pool.alloc(2).unwrap().into_iter().map(Arc::new).collect();
+        let old: Vec<u64> = frames.iter().map(|f| f.index()).collect();
+        let b = Backing::new(&pool, frames).unwrap();
+        b.mem().write_bytes(PAGE_SIZE + 3, b"kept");
+        let copy = b.detach(true).unwrap().unwrap();
+        assert!(b.frame(0).is_none());
+        // The old frames are free again and come back zeroed.
+        let other = pool.alloc(1).unwrap().pop().unwrap();
+        assert!(old.contains(&other.index()));
+        other.mem().fill(0, PAGE_SIZE, 0xee);
+        let mut out = [0u8; 4];
+        b.mem().read_bytes(PAGE_SIZE + 3, &mut out);
+        assert_eq!(out, [0; 4], "a detached range aliases no frame");
+        let new: Vec<Arc<Frame>> = pool.alloc(2).unwrap().into_iter().map(Arc::new).collect();
+        b.attach(new.clone(), Some(&copy)).unwrap();
+        b.mem().read_bytes(PAGE_SIZE + 3, &mut out);
+        assert_eq!(&out, b"kept");
+        // The range is the new frames: a write shows through the pool view.
+        b.mem().write_bytes(0, b"x");
+        let mut one = [0u8; 1];
+        new[0].mem().read_bytes(0, &mut one);
+        assert_eq!(&one, b"x");
     }
 
     #[test]
