@@ -471,6 +471,9 @@ impl<P: DomainSave, S, I> Drop for Toolstack<P, S, I> {
 /// The longest the watcher sleeps between checks of its stop flag.
 const WATCH_TICK: Duration = Duration::from_millis(200);
 
+/// Commits tried by [`Inner::in_tx`] before it gives up with `EAGAIN`.
+const TX_ATTEMPTS: usize = 8;
+
 fn watch_dom_exc<P, S, I>(weak: Weak<Inner<P, S, I>>)
 where
     P: DomainControl + DomainBuilder + DomainSave + EventChannel,
@@ -616,7 +619,38 @@ where
             }
             st.rt.insert(v.uuid.clone(), rt);
         }
+        drop(st);
+        self.forget_dead_domains();
         Ok(())
+    }
+
+    /// Releases and removes the xenstore traces of domains that no longer
+    /// exist: after a crash of the whole host (or of the toolstack while a
+    /// guest died), `/local/domain/<id>` nodes, backend directories and the
+    /// store's introduction of a dead domain would otherwise stay forever.
+    /// Only ids the platform does not know are touched; dom0 and live
+    /// domains (the xenstore domain, re-attached guests) are left alone.
+    fn forget_dead_domains(&self) {
+        let ids = match self.xs.directory(TxId::NONE, "/local/domain") {
+            Ok(ids) => ids,
+            Err(ClientError::Store(Errno::ENOENT)) => return,
+            Err(e) => {
+                tracing::warn!(?e, "cannot list /local/domain");
+                return;
+            }
+        };
+        for d in ids.iter().filter_map(|n| n.parse::<u16>().ok()).map(DomId) {
+            if d == DomId::DOM0 || self.p.info(d).is_ok() {
+                continue;
+            }
+            tracing::info!(dom = d.0, "forgetting a domain that no longer exists");
+            if let Err(e) = self.intro.release(d) {
+                tracing::debug!(dom = d.0, ?e, "release of a dead domain");
+            }
+            if let Err(e) = self.in_tx(|t| self.remove_domain_nodes(t, d)) {
+                tracing::warn!(dom = d.0, ?e, "cannot remove a dead domain's nodes");
+            }
+        }
     }
 
     fn handle(&self, action: Action) -> ActionResult {
@@ -1198,33 +1232,46 @@ where
 
     /// `/local/domain/<d>`: runtime nodes with the guest's permissions, and
     /// every device in the standard frontend/backend layout.
+    ///
+    /// All in one transaction: one commit, so a persistent store syncs its
+    /// log once per start instead of once per node, and no client ever sees
+    /// a half-written domain.
     fn write_domain_nodes(&self, st: &State, v: &VmRecord, d: DomId) -> Result<(), ClientError> {
-        const T: TxId = TxId::NONE;
+        self.in_tx(|t| self.domain_nodes(t, st, v, d))
+    }
+
+    fn domain_nodes(
+        &self,
+        tx: TxId,
+        st: &State,
+        v: &VmRecord,
+        d: DomId,
+    ) -> Result<(), ClientError> {
         let xs = &self.xs;
         let base = layout::domain(d);
         let ro = [perm(DomId::DOM0, Access::None), perm(d, Access::Read)];
         let owned = [perm(d, Access::None)];
-        xs.write(T, &base, b"")?;
-        xs.set_perms(T, &base, &ro)?;
-        xs.write(T, &format!("{base}/domid"), d.0.to_string().as_bytes())?;
-        xs.write(T, &format!("{base}/name"), v.name_label.as_bytes())?;
+        xs.write(tx, &base, b"")?;
+        xs.set_perms(tx, &base, &ro)?;
+        xs.write(tx, &format!("{base}/domid"), d.0.to_string().as_bytes())?;
+        xs.write(tx, &format!("{base}/name"), v.name_label.as_bytes())?;
         xs.write(
-            T,
+            tx,
             &format!("{base}/vm"),
             layout::record(Class::Vm, &v.uuid).as_bytes(),
         )?;
         let sd = format!("{base}/control/shutdown");
-        xs.write(T, &sd, b"")?;
-        xs.set_perms(T, &sd, &owned)?;
+        xs.write(tx, &sd, b"")?;
+        xs.set_perms(tx, &sd, &owned)?;
         let data = format!("{base}/data");
-        xs.write(T, &data, b"")?;
-        xs.set_perms(T, &data, &owned)?;
+        xs.write(tx, &data, b"")?;
+        xs.set_perms(tx, &data, &owned)?;
         if let Some(m) = v.other_config.get("misbehave") {
-            xs.write(T, &format!("{base}/control/misbehave"), m.as_bytes())?;
+            xs.write(tx, &format!("{base}/control/misbehave"), m.as_bytes())?;
         }
         for (k, val) in &v.xenstore_data {
             if k.starts_with("vm-data") || k.starts_with("FIST") {
-                xs.write(T, &format!("{base}/{k}"), val.as_bytes())?;
+                xs.write(tx, &format!("{base}/{k}"), val.as_bytes())?;
             }
         }
         for r in &v.VIFs {
@@ -1237,6 +1284,7 @@ where
                 _ => String::new(),
             };
             self.plumb(
+                tx,
                 d,
                 DeviceKind::Vif,
                 n,
@@ -1261,6 +1309,7 @@ where
             let dtype = if b.ty == "CD" { "cdrom" } else { "disk" };
             let mode = if b.mode == "RO" { "r" } else { "w" };
             self.plumb(
+                tx,
                 d,
                 DeviceKind::Vbd,
                 n,
@@ -1283,21 +1332,21 @@ where
     /// owned by its domain and readable by the other, both `Initialising`.
     fn plumb(
         &self,
+        tx: TxId,
         d: DomId,
         kind: DeviceKind,
         n: u32,
         fe_extra: &[(&str, String)],
         be_extra: &[(&str, String)],
     ) -> Result<(), ClientError> {
-        const T: TxId = TxId::NONE;
         let xs = &self.xs;
         let bd = self.cfg.backend_domid;
         let fe = layout::frontend(d, kind, n);
         let be = layout::backend(bd, kind, d, n);
-        xs.write(T, &fe, b"")?;
-        xs.set_perms(T, &fe, &[perm(d, Access::None), perm(bd, Access::Read)])?;
-        xs.write(T, &be, b"")?;
-        xs.set_perms(T, &be, &[perm(bd, Access::None), perm(d, Access::Read)])?;
+        xs.write(tx, &fe, b"")?;
+        xs.set_perms(tx, &fe, &[perm(d, Access::None), perm(bd, Access::Read)])?;
+        xs.write(tx, &be, b"")?;
+        xs.set_perms(tx, &be, &[perm(bd, Access::None), perm(d, Access::Read)])?;
         let init = layout::initial_state();
         let mut fe_nodes = vec![
             ("backend", be.clone()),
@@ -1313,10 +1362,10 @@ where
         ];
         be_nodes.extend(be_extra.iter().map(|(k, v)| (*k, v.clone())));
         for (k, v) in fe_nodes {
-            xs.write(T, &format!("{fe}/{k}"), v.as_bytes())?;
+            xs.write(tx, &format!("{fe}/{k}"), v.as_bytes())?;
         }
         for (k, v) in be_nodes {
-            xs.write(T, &format!("{be}/{k}"), v.as_bytes())?;
+            xs.write(tx, &format!("{be}/{k}"), v.as_bytes())?;
         }
         Ok(())
     }
@@ -1332,10 +1381,8 @@ where
         if let Err(e) = self.intro.release(d) {
             tracing::warn!(dom = d.0, ?e, "xenstore release failed");
         }
-        let _ = self.xs.rm(TxId::NONE, &layout::domain(d));
-        for kind in [DeviceKind::Vif, DeviceKind::Vbd] {
-            let dir = layout::backend_guest_dir(self.cfg.backend_domid, kind, d);
-            let _ = self.xs.rm(TxId::NONE, &dir);
+        if let Err(e) = self.in_tx(|t| self.remove_domain_nodes(t, d)) {
+            tracing::warn!(dom = d.0, ?e, "cannot remove the domain's nodes");
         }
         st.by_dom.remove(&d.0);
         if let Some(rt) = st.rt.get_mut(uuid) {
@@ -1343,6 +1390,46 @@ where
                 rt.domid = None;
             }
         }
+    }
+
+    /// Removes `/local/domain/<d>` and `d`'s backend directories (each may
+    /// be missing).
+    fn remove_domain_nodes(&self, t: TxId, d: DomId) -> Result<(), ClientError> {
+        let mut dirs = vec![layout::domain(d)];
+        for kind in [DeviceKind::Vif, DeviceKind::Vbd] {
+            dirs.push(layout::backend_guest_dir(self.cfg.backend_domid, kind, d));
+        }
+        for dir in dirs {
+            match self.xs.rm(t, &dir) {
+                Ok(()) | Err(ClientError::Store(Errno::ENOENT)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `f` in a xenstore transaction and commits it, starting over
+    /// when the commit conflicts (`EAGAIN`), at most [`TX_ATTEMPTS`] times.
+    /// An error from `f` aborts the transaction.
+    fn in_tx<T>(
+        &self,
+        mut f: impl FnMut(TxId) -> Result<T, ClientError>,
+    ) -> Result<T, ClientError> {
+        for _ in 0..TX_ATTEMPTS {
+            let t = self.xs.transaction_start()?;
+            match f(t) {
+                Ok(out) => match self.xs.transaction_end(t, true) {
+                    Ok(()) => return Ok(out),
+                    Err(ClientError::Store(Errno::EAGAIN)) => continue,
+                    Err(e) => return Err(e),
+                },
+                Err(e) => {
+                    let _ = self.xs.transaction_end(t, false);
+                    return Err(e);
+                }
+            }
+        }
+        Err(ClientError::Store(Errno::EAGAIN))
     }
 
     fn halt(

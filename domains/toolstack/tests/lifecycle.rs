@@ -641,11 +641,34 @@ fn records_survive_a_toolstack_restart() {
     assert_eq!(templates.len(), 1, "the template is not created twice");
     // The re-attached guest still answers.
     ok(&h, Action::VmCleanShutdown { vm: b.clone() });
-    start(&h, &b);
+    let db2 = start(&h, &b);
     let store = h.store.clone();
+    // A stale domain's nodes (as a host crash leaves them) with no domain.
+    store
+        .write(TxId::NONE, "/local/domain/777/name", b"ghost")
+        .unwrap();
+    store
+        .write(TxId::NONE, "/local/domain/0/backend/vif/777/0/state", b"1")
+        .unwrap();
     drop(h);
     // A new hypervisor (host reboot): the VM is Halted, records are kept.
     let h3 = Host::with_store(store, Config::default(), Transport::default()).unwrap();
+    let gone = |path: &str| {
+        assert!(
+            h3.store.read(TxId::NONE, path).is_err(),
+            "{path} outlived its domain"
+        );
+    };
+    gone("/local/domain/777");
+    gone("/local/domain/0/backend/vif/777");
+    // The old domain of `b` went with its hypervisor, and its nodes with
+    // it — unless the new host gave that id to a live domain.
+    let listed = h3.store.directory(TxId::NONE, "/local/domain").unwrap();
+    assert!(
+        !listed.contains(&db2.0.to_string()) || h3.hv.domains().contains(&db2),
+        "stale nodes of dom{} kept",
+        db2.0
+    );
     assert_eq!(vm(&h3, &b).power_state, PowerState::Halted);
     assert_eq!(vm(&h3, &b).domid, -1);
     assert_eq!(vm(&h3, &a).name_label, "a");
