@@ -503,6 +503,17 @@ pub struct PoolRecord {
     pub tags: Vec<String>,
 }
 
+impl PoolRecord {
+    /// The pool's SR references: default, suspend image, crash dump.
+    pub fn sr_fields_mut(&mut self) -> [&mut String; 3] {
+        [
+            &mut self.default_SR,
+            &mut self.suspend_image_SR,
+            &mut self.crash_dump_SR,
+        ]
+    }
+}
+
 /// A `network` record.
 #[allow(non_snake_case)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

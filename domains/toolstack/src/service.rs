@@ -242,6 +242,17 @@ fn uuid_bytes(u: &str) -> [u8; 16] {
 }
 
 impl State {
+    /// Copies of every pool record.
+    fn pools(&self) -> Vec<PoolRecord> {
+        self.recs
+            .values()
+            .filter_map(|r| match r {
+                Record::Pool(p) => Some(p.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn new_uuid(&mut self) -> String {
         let a = splitmix(&mut self.rng);
         let b = splitmix(&mut self.rng);
@@ -1969,21 +1980,9 @@ where
                     .map(|k| ref_of(&k.1))
             });
         let Some(local) = local else { return Ok(()) };
-        let pools: Vec<PoolRecord> = st
-            .recs
-            .values()
-            .filter_map(|r| match r {
-                Record::Pool(p) => Some(p.clone()),
-                _ => None,
-            })
-            .collect();
-        for mut p in pools {
+        for mut p in st.pools() {
             let before = p.clone();
-            for f in [
-                &mut p.default_SR,
-                &mut p.suspend_image_SR,
-                &mut p.crash_dump_SR,
-            ] {
+            for f in p.sr_fields_mut() {
                 if st.get(Class::Sr, f).is_err() {
                     *f = local.clone();
                 }
@@ -2117,21 +2116,9 @@ where
             self.remove(&mut st, Class::Pbd, &p.uuid)?;
         }
         self.remove(&mut st, Class::Sr, &sr.uuid)?;
-        let pools: Vec<PoolRecord> = st
-            .recs
-            .values()
-            .filter_map(|x| match x {
-                Record::Pool(p) => Some(p.clone()),
-                _ => None,
-            })
-            .collect();
-        for mut p in pools {
+        for mut p in st.pools() {
             let before = p.clone();
-            for f in [
-                &mut p.default_SR,
-                &mut p.suspend_image_SR,
-                &mut p.crash_dump_SR,
-            ] {
+            for f in p.sr_fields_mut() {
                 if f == r {
                     *f = NULL_REF.into();
                 }
