@@ -2,7 +2,10 @@
 //! every transition, every illegal one, guests that comply, ignore, spin
 //! and crash, and restarts over the same store.
 
-use std::time::{Duration, Instant};
+mod common;
+
+use common::{ok, vm, wait_until};
+use std::time::Duration;
 
 use windsor_toolstack::action::{
     Action, ActionError, Class, EventOp, NetworkRecord, NewRecord, PowerState, Record, Reply,
@@ -32,10 +35,6 @@ fn host() -> Host {
     host_with(LONG)
 }
 
-fn ok(h: &Host, a: Action) -> Reply {
-    h.toolstack.handle(a).unwrap()
-}
-
 fn create(h: &Host, name: &str, other: &[(&str, &str)]) -> String {
     let mut v = VmRecord {
         name_label: name.into(),
@@ -51,16 +50,6 @@ fn create(h: &Host, name: &str, other: &[(&str, &str)]) -> String {
     }
 }
 
-fn vm(h: &Host, r: &str) -> VmRecord {
-    match h.toolstack.handle(Action::GetRecord {
-        class: Class::Vm,
-        r: r.into(),
-    }) {
-        Ok(Reply::Record(Record::Vm(v))) => v,
-        other => panic!("{other:?}"),
-    }
-}
-
 fn start(h: &Host, r: &str) -> DomId {
     ok(
         h,
@@ -73,17 +62,6 @@ fn start(h: &Host, r: &str) -> DomId {
     let d = h.toolstack.domid(r).unwrap();
     wait_node(h, &format!("/local/domain/{}/data/booted", d.0), b"1");
     d
-}
-
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + LONG;
-    while Instant::now() < end {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    panic!("timed out waiting for {what}");
 }
 
 fn wait_node(h: &Host, path: &str, want: &[u8]) {

@@ -3,11 +3,12 @@
 //! and the hypervisor agree and that no operation fails with anything but
 //! a XAPI lifecycle error.
 
+mod common;
+
+use common::vm;
 use std::time::{Duration, Instant};
 
-use windsor_toolstack::action::{
-    Action, ActionError, Class, NewRecord, PowerState, Record, Reply, VmRecord,
-};
+use windsor_toolstack::action::{Action, ActionError, NewRecord, PowerState, Reply, VmRecord};
 use windsor_toolstack::host::Host;
 use windsor_toolstack::Config;
 use windsor_xenstore::client::{TxId, XenStore};
@@ -23,16 +24,6 @@ impl Rng {
     }
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n
-    }
-}
-
-fn vm(h: &Host, r: &str) -> VmRecord {
-    match h.toolstack.handle(Action::GetRecord {
-        class: Class::Vm,
-        r: r.into(),
-    }) {
-        Ok(Reply::Record(Record::Vm(v))) => v,
-        other => panic!("{other:?}"),
     }
 }
 

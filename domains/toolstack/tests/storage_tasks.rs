@@ -3,6 +3,9 @@
 //! database), the SR calls with XAPI's refusals, and tasks with their
 //! events and bounds.
 
+mod common;
+
+use common::ok;
 use std::time::Duration;
 
 use windsor_toolstack::action::{
@@ -23,10 +26,6 @@ fn host() -> Host {
         ..Config::default()
     })
     .unwrap()
-}
-
-fn ok(h: &Host, a: Action) -> Reply {
-    h.toolstack.handle(a).unwrap()
 }
 
 fn refs(h: &Host, class: Class) -> Vec<String> {

@@ -2,10 +2,13 @@
 //! domain, resume restores it into a new domain, and the fuzz-target's
 //! in-memory state (its boot id, its resume counter) proves it survived.
 
-use std::time::{Duration, Instant};
+mod common;
+
+use common::{ok, vm, wait_until};
+use std::time::Duration;
 
 use windsor_toolstack::action::{
-    Action, ActionError, Class, NewRecord, PowerState, Record, Reply, VmRecord, NULL_REF,
+    Action, ActionError, Class, NewRecord, PowerState, Reply, VmRecord, NULL_REF,
 };
 use windsor_toolstack::host::{Host, Transport};
 use windsor_toolstack::Config;
@@ -24,10 +27,6 @@ fn host() -> Host {
     .unwrap()
 }
 
-fn ok(h: &Host, a: Action) -> Reply {
-    h.toolstack.handle(a).unwrap()
-}
-
 fn create(h: &Host, name: &str) -> String {
     let v = VmRecord {
         name_label: name.into(),
@@ -38,27 +37,6 @@ fn create(h: &Host, name: &str) -> String {
         Reply::Ref(r) => r,
         r => panic!("{r:?}"),
     }
-}
-
-fn vm(h: &Host, r: &str) -> VmRecord {
-    match h.toolstack.handle(Action::GetRecord {
-        class: Class::Vm,
-        r: r.into(),
-    }) {
-        Ok(Reply::Record(Record::Vm(v))) => v,
-        other => panic!("{other:?}"),
-    }
-}
-
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + LONG;
-    while Instant::now() < end {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    panic!("timed out waiting for {what}");
 }
 
 fn node(h: &Host, d: DomId, rel: &str) -> Option<Vec<u8>> {
