@@ -194,6 +194,12 @@ impl<'a> SharedRo<'a> {
         self.len
     }
 
+    /// The address of the window, for interfaces that take one (never
+    /// dereferenced here; a read-only view gives no way to write).
+    pub fn addr(&self) -> usize {
+        self.ptr.as_ptr() as usize
+    }
+
     /// True if the window is empty.
     pub fn is_empty(&self) -> bool {
         self.len == 0

@@ -34,10 +34,8 @@
 //! an unshare or unmap (see `build.rs`, which renames libxenvchan's one
 //! `munmap` call to [`windsor_shim_munmap`]).
 //!
-//! One departure: a `PROT_READ` grant mapping (libxenvchan's client maps
-//! its read ring so) is made writable, because `xen::SharedRo` exposes no
-//! address to hand to C; the grants involved are writable anyway (both
-//! implementations' servers grant their rings writable).
+//! A `PROT_READ` grant mapping (libxenvchan's client maps its read ring so)
+//! is a read-only mapping, as with gntdev: a read-only grant suffices.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -205,9 +203,7 @@ fn close_handle(h: *mut c_void, f: fn(&Handle) -> bool) -> Option<Handle> {
 fn add_region(dom: &Arc<CDomain>, backing: Backing, len: usize, notify: UnmapNotify) -> usize {
     let addr = match &backing {
         Backing::Shared { pages, .. } => pages.mem().addr(),
-        // Requests for read-only mappings are mapped writable (see
-        // `map_refs`), so every mapping has an address.
-        Backing::Mapped(m) => m.rw().map_or(0, |w| w.addr()),
+        Backing::Mapped(m) => m.rw().map_or_else(|| m.ro().addr(), |w| w.addr()),
     };
     registry().regions.insert(
         addr,
@@ -547,14 +543,14 @@ fn map_refs(
     if prot & PROT_WRITE == 0 && notify.byte.is_some() {
         return fail_null(EINVAL);
     }
-    // `xen::SharedRo` has no address to hand to C, so a `PROT_READ` request
-    // is mapped writable: the grant must then be writable (Windsor's
-    // server grants its ring pages writable, as libxenvchan's does), and C,
-    // trusted test code, does not write through it.
-    match d.dom.map(from, refs, false) {
+    // A `PROT_READ` request maps read-only, so a read-only grant is enough
+    // (as with Linux's gntdev); C, trusted test code, gets the address and
+    // does not write through it.
+    let readonly = prot & PROT_WRITE == 0;
+    match d.dom.map(from, refs, readonly) {
         Ok(m) => {
             let len = refs.len() * PAGE_SIZE;
-            if m.ro().len() != len || m.rw().is_none() {
+            if m.ro().len() != len || m.rw().is_none() != readonly {
                 return fail_null(EFAULT);
             }
             ptr::with_exposed_provenance_mut(add_region(&d, Backing::Mapped(m), len, notify))
