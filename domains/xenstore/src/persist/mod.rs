@@ -728,6 +728,37 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_gets_consecutive_lsns_and_keeps_its_order() {
+        let dir = tempdir("batch");
+        {
+            let (log, _) = open(&dir);
+            let mut batch = Batch::default();
+            assert_eq!(
+                log.append_batch(&mut batch),
+                0,
+                "an empty batch appends nothing"
+            );
+            assert_eq!(log.append(b"single"), 1);
+            batch.push(b"b1");
+            batch.push(b"b2");
+            batch.push(b"b3");
+            assert_eq!(batch.len(), 3);
+            assert_eq!(log.append_batch(&mut batch), 4);
+            assert!(batch.is_empty(), "the batch is handed over");
+            assert_eq!(log.append(b"after"), 5);
+            log.wait_durable(5).expect("durable");
+            assert_eq!(log.durable(), 5);
+            assert!(log.failure().is_none());
+        }
+        let (_log, rec) = open(&dir);
+        assert_eq!(
+            payloads(&rec),
+            [&b"single"[..], b"b1", b"b2", b"b3", b"after"]
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn records_round_trip_and_reopen() {
         let dir = tempdir("roundtrip");
         {
