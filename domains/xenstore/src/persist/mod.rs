@@ -56,6 +56,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::string::String;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::vec::Vec;
@@ -145,6 +146,33 @@ pub fn decode_records(bytes: &[u8]) -> (Vec<&[u8]>, usize) {
     (records, at)
 }
 
+/// Records framed for the log but not yet handed to it: a producer that
+/// appends many records in a burst collects them here and hands them over
+/// with one [`Log::append_batch`].
+#[derive(Debug, Default)]
+pub struct Batch {
+    bytes: Vec<u8>,
+    count: u64,
+}
+
+impl Batch {
+    /// Frames `payload` as the batch's next record.
+    pub fn push(&mut self, payload: &[u8]) {
+        encode_record(&mut self.bytes, payload);
+        self.count += 1;
+    }
+
+    /// How many records the batch holds.
+    pub fn len(&self) -> u64 {
+        self.count
+    }
+
+    /// Whether the batch holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+}
+
 /// What [`Log::open`] found on disk.
 #[derive(Debug, Default)]
 pub struct Recovered {
@@ -181,6 +209,8 @@ struct State {
     inflight: VecDeque<(Lsn, bool)>,
     /// Snapshots queued or being written.
     snapshots: usize,
+    /// Threads blocked on `done` (it is signalled only if there are any).
+    waiting: usize,
 }
 
 struct Shared {
@@ -189,6 +219,13 @@ struct Shared {
     work: Condvar,
     /// Wakes callers of [`Log::wait_durable`].
     done: Condvar,
+    /// `State::durable`, readable without the lock (the event loop asks
+    /// every round). Stored and loaded `SeqCst`: a caller that announces
+    /// it is about to sleep and then reads it pairs with the `notify`
+    /// callback that checks the announcement after the store.
+    durable: AtomicU64,
+    /// `State::failed.is_some()`, readable without the lock.
+    failed: AtomicBool,
     notify: Box<dyn Fn(Lsn) + Send + Sync>,
     dir: PathBuf,
 }
@@ -313,9 +350,12 @@ impl Log {
                 rotating: false,
                 inflight: VecDeque::new(),
                 snapshots: 0,
+                waiting: 0,
             }),
             work: Condvar::new(),
             done: Condvar::new(),
+            durable: AtomicU64::new(0),
+            failed: AtomicBool::new(false),
             notify,
             dir: dir.to_path_buf(),
         });
@@ -329,6 +369,24 @@ impl Log {
             threads.push(t);
         }
         Ok((Log { shared, threads }, recovered))
+    }
+
+    /// Queues every record of `batch` at once (one lock, one wake-up of a
+    /// commit thread) and empties it; returns the LSN of its last record
+    /// (its records get consecutive LSNs in the order pushed), or
+    /// [`Log::appended`] if it was empty.
+    pub fn append_batch(&self, batch: &mut Batch) -> Lsn {
+        if batch.count == 0 {
+            return self.appended();
+        }
+        let bytes = core::mem::take(&mut batch.bytes);
+        let mut st = self.shared.lock();
+        st.appended += core::mem::take(&mut batch.count);
+        let lsn = st.appended;
+        st.queue.push_back(Item::Records { bytes, last: lsn });
+        drop(st);
+        self.shared.work.notify_one();
+        lsn
     }
 
     /// Queues one record; returns its LSN. It is durable once
@@ -373,11 +431,14 @@ impl Log {
 
     /// Every record up to this LSN is on stable storage.
     pub fn durable(&self) -> Lsn {
-        self.shared.lock().durable
+        self.shared.durable.load(Ordering::SeqCst)
     }
 
     /// The writer's failure, if it has failed (nothing is durable after it).
     pub fn failure(&self) -> Option<PersistError> {
+        if !self.shared.failed.load(Ordering::Acquire) {
+            return None;
+        }
         self.shared
             .lock()
             .failed
@@ -395,7 +456,9 @@ impl Log {
             if let Some(e) = &st.failed {
                 return Err(PersistError::WriterFailed(e.clone()));
             }
+            st.waiting += 1;
             st = self.shared.done.wait(st).unwrap_or_else(|e| e.into_inner());
+            st.waiting -= 1;
         }
     }
 
@@ -409,7 +472,9 @@ impl Log {
             if st.queue.is_empty() && st.durable >= st.appended && st.snapshots == 0 {
                 return Ok(());
             }
+            st.waiting += 1;
             st = self.shared.done.wait(st).unwrap_or_else(|e| e.into_inner());
+            st.waiting -= 1;
         }
     }
 }
@@ -471,6 +536,7 @@ fn headroom(allocated: u64) -> u64 {
 fn fail(shared: &Shared, mut st: MutexGuard<'_, State>, e: &PersistError) {
     tracing::error!(error = %e, "log writer failed; no further write is acknowledged");
     st.failed = Some(std::format!("{e}"));
+    shared.failed.store(true, Ordering::Release);
     st.shutdown = true;
     drop(st);
     shared.done.notify_all();
@@ -568,8 +634,12 @@ fn writer(shared: &Shared) {
                 }
                 if st.durable != before {
                     let durable = st.durable;
+                    shared.durable.store(durable, Ordering::SeqCst);
+                    let waiting = st.waiting > 0;
                     drop(st);
-                    shared.done.notify_all();
+                    if waiting {
+                        shared.done.notify_all();
+                    }
                     (shared.notify)(durable);
                     st = shared.lock();
                 }
@@ -655,6 +725,37 @@ mod tests {
 
     fn payloads(r: &Recovered) -> Vec<&[u8]> {
         r.records.iter().map(Vec::as_slice).collect()
+    }
+
+    #[test]
+    fn a_batch_gets_consecutive_lsns_and_keeps_its_order() {
+        let dir = tempdir("batch");
+        {
+            let (log, _) = open(&dir);
+            let mut batch = Batch::default();
+            assert_eq!(
+                log.append_batch(&mut batch),
+                0,
+                "an empty batch appends nothing"
+            );
+            assert_eq!(log.append(b"single"), 1);
+            batch.push(b"b1");
+            batch.push(b"b2");
+            batch.push(b"b3");
+            assert_eq!(batch.len(), 3);
+            assert_eq!(log.append_batch(&mut batch), 4);
+            assert!(batch.is_empty(), "the batch is handed over");
+            assert_eq!(log.append(b"after"), 5);
+            log.wait_durable(5).expect("durable");
+            assert_eq!(log.durable(), 5);
+            assert!(log.failure().is_none());
+        }
+        let (_log, rec) = open(&dir);
+        assert_eq!(
+            payloads(&rec),
+            [&b"single"[..], b"b1", b"b2", b"b3", b"after"]
+        );
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]
