@@ -194,6 +194,11 @@ enum XsOp {
         /// The value.
         value: String,
     },
+    /// Remove a node and everything under it.
+    Rm {
+        /// The path.
+        path: String,
+    },
     /// List a node's children.
     Ls {
         /// The path.
@@ -502,6 +507,14 @@ impl XsConn {
         Ok(())
     }
 
+    fn rm(&mut self, path: &str) -> Result<()> {
+        match self {
+            XsConn::Api(c) => c.xs_rm(path)?,
+            XsConn::Socket(s) => s.rm(TxId::NONE, path)?,
+        }
+        Ok(())
+    }
+
     fn directory(&mut self, path: &str) -> Result<Vec<String>> {
         Ok(match self {
             XsConn::Api(c) => c.xs_directory(path)?,
@@ -566,6 +579,12 @@ fn xs(conn: &ApiArgs, socket: Option<PathBuf>, op: XsOp) -> Result<()> {
             x.write(&path, &value)?;
             if json {
                 println!("{}", serde_json::json!({ "ok": "written", "path": path }));
+            }
+        }
+        XsOp::Rm { path } => {
+            x.rm(&path)?;
+            if json {
+                println!("{}", serde_json::json!({ "ok": "removed", "path": path }));
             }
         }
         XsOp::Ls { path } => {

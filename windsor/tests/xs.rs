@@ -152,6 +152,15 @@ fn xs_commands_go_through_the_api() {
     up.ok(&["xs", "--socket", s, "write", "/windsor/xs/d", "via socket"]);
     assert_eq!(up.ok(&["xs", "read", "/windsor/xs/d"]), "via socket\n");
 
+    // rm, through the API and through the socket.
+    up.ok(&["xs", "rm", "/windsor/xs/d"]);
+    assert!(!up.run(&["xs", "read", "/windsor/xs/d"]).status.success());
+    up.ok(&["xs", "--socket", s, "rm", "/windsor/xs/c"]);
+    assert_eq!(
+        up.ok(&["xs", "ls", "/windsor/xs"]),
+        "a = \"again\"\nb = \"2\"\n"
+    );
+
     drop(up);
     let _ = std::fs::remove_dir_all(&dir);
 }
