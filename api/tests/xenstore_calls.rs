@@ -522,7 +522,7 @@ fn expired_and_evicted_sessions_lose_their_watchers() {
         let a = api_with(
             c.backend,
             Config {
-                session_idle_timeout: Duration::from_millis(300),
+                session_idle_timeout: Duration::from_secs(1),
                 session_limit: 3,
                 ..Config::default()
             },
@@ -535,7 +535,7 @@ fn expired_and_evicted_sessions_lose_their_watchers() {
         // `s` idles past its timeout while `o` keeps calling: the sweep
         // that `o`'s calls run reaps `s` and closes its watchers.
         let t = std::time::Instant::now();
-        while t.elapsed() < Duration::from_millis(1600) {
+        while t.elapsed() < Duration::from_millis(2600) {
             ok(&a, &o, "xenstore.read", &[Value::str("/")]);
             std::thread::sleep(Duration::from_millis(100));
         }
