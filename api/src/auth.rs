@@ -10,6 +10,12 @@
 //! the session limit the least recently used session is dropped (XAPI also
 //! destroys the oldest sessions rather than refusing a login). Time is passed
 //! in, so the table is tested without sleeping.
+//!
+//! Expiry is lazy: an idle session is removed when it is next used, at the
+//! next login, or by the sweep that any call runs at most once per
+//! [`SWEEP_EVERY`]. Every session removed — logged out, expired or evicted —
+//! is remembered until [`Sessions::take_ended`] hands it out, so the server
+//! can release what the session held (its `xenstore.watch` watchers).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -215,12 +221,18 @@ pub struct Session {
     pub last_used: Instant,
 }
 
+/// How often a call sweeps the whole table for expired sessions.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
 /// The session table.
 #[derive(Debug)]
 pub struct Sessions {
     limit: usize,
     idle_timeout: Duration,
     table: Mutex<HashMap<String, Session>>,
+    /// Sessions removed and not yet handed out by `take_ended`, and when
+    /// the table was last swept.
+    ended: Mutex<(Vec<String>, Option<Instant>)>,
 }
 
 impl Sessions {
@@ -231,7 +243,52 @@ impl Sessions {
             limit: limit.max(1),
             idle_timeout,
             table: Mutex::new(HashMap::new()),
+            ended: Mutex::new((Vec::new(), None)),
         }
+    }
+
+    fn ended(&self) -> std::sync::MutexGuard<'_, (Vec<String>, Option<Instant>)> {
+        self.ended.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn record_ended(&self, refs: impl IntoIterator<Item = String>) {
+        self.ended().0.extend(refs);
+    }
+
+    /// The sessions removed (logged out, expired, evicted) since the last
+    /// call, each once.
+    pub fn take_ended(&self) -> Vec<String> {
+        std::mem::take(&mut self.ended().0)
+    }
+
+    /// Removes every expired session, at most once per [`SWEEP_EVERY`]
+    /// (the removed ones go to [`take_ended`](Self::take_ended)).
+    pub fn sweep(&self, now: Instant) {
+        {
+            let mut e = self.ended();
+            if e.1
+                .is_some_and(|t| now.saturating_duration_since(t) < SWEEP_EVERY)
+            {
+                return;
+            }
+            e.1 = Some(now);
+        }
+        let gone = self.remove_expired(&mut self.lock(), now);
+        self.record_ended(gone);
+    }
+
+    fn remove_expired(&self, t: &mut HashMap<String, Session>, now: Instant) -> Vec<String> {
+        let idle = self.idle_timeout;
+        let gone: Vec<String> = t
+            .iter()
+            .filter(|(_, s)| now.saturating_duration_since(s.last_used) >= idle)
+            .map(|(r, _)| r.clone())
+            .collect();
+        for r in &gone {
+            t.remove(r);
+            tracing::debug!(session = %r, "session expired");
+        }
+        gone
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
@@ -241,8 +298,7 @@ impl Sessions {
     /// Opens a session and returns its reference.
     pub fn open(&self, user: &str, originator: &str, now: Instant) -> String {
         let mut t = self.lock();
-        let idle = self.idle_timeout;
-        t.retain(|_, s| now.saturating_duration_since(s.last_used) < idle);
+        let mut gone = self.remove_expired(&mut t, now);
         while t.len() >= self.limit {
             let oldest = t
                 .iter()
@@ -252,6 +308,7 @@ impl Sessions {
                 Some(r) => {
                     tracing::info!(session = %r, "session limit reached: dropping the least recently used session");
                     t.remove(&r);
+                    gone.push(r);
                 }
                 None => break,
             }
@@ -265,6 +322,8 @@ impl Sessions {
                 last_used: now,
             },
         );
+        drop(t);
+        self.record_ended(gone);
         r
     }
 
@@ -278,6 +337,8 @@ impl Sessions {
             }
             Some(_) => {
                 t.remove(session);
+                drop(t);
+                self.record_ended([session.to_owned()]);
                 Err(ApiError::session_invalid(session))
             }
             None => Err(ApiError::session_invalid(session)),
@@ -286,8 +347,12 @@ impl Sessions {
 
     /// Closes a session.
     pub fn close(&self, session: &str) -> Result<(), ApiError> {
-        match self.lock().remove(session) {
-            Some(_) => Ok(()),
+        let removed = self.lock().remove(session);
+        match removed {
+            Some(_) => {
+                self.record_ended([session.to_owned()]);
+                Ok(())
+            }
             None => Err(ApiError::session_invalid(session)),
         }
     }
@@ -374,9 +439,12 @@ mod tests {
         s.check(&a, t0 + Duration::from_secs(9)).unwrap();
         // The check refreshed the timer.
         s.check(&a, t0 + Duration::from_secs(18)).unwrap();
+        assert!(s.take_ended().is_empty());
         let e = s.check(&a, t0 + Duration::from_secs(29)).unwrap_err();
         assert_eq!(e, ApiError::session_invalid(&a));
         assert!(s.is_empty());
+        assert_eq!(s.take_ended(), vec![a.clone()], "expired on use");
+        assert!(s.take_ended().is_empty(), "handed out once");
 
         let b = s.open("root", "x", t0);
         let c = s.open("root", "y", t0 + Duration::from_secs(1));
@@ -389,8 +457,31 @@ mod tests {
         );
         s.check(&b, t0 + Duration::from_secs(3)).unwrap();
         s.check(&d, t0 + Duration::from_secs(3)).unwrap();
+        assert_eq!(s.take_ended(), [c], "evicted");
         s.close(&d).unwrap();
         assert!(s.close(&d).is_err());
+        assert_eq!(s.take_ended(), [d], "logged out");
         assert!(s.check("bogus", t0).is_err());
+        assert!(s.take_ended().is_empty());
+    }
+
+    #[test]
+    fn sweep_reaps_expired_sessions_unused() {
+        let t0 = Instant::now();
+        let s = Sessions::new(10, Duration::from_secs(10));
+        let a = s.open("root", "", t0);
+        let b = s.open("root", "", t0 + Duration::from_secs(5));
+        s.sweep(t0 + Duration::from_secs(9));
+        assert!(s.take_ended().is_empty());
+        // Within SWEEP_EVERY of the last sweep: nothing is done.
+        s.sweep(t0 + Duration::from_millis(9500));
+        assert_eq!(s.len(), 2);
+        s.sweep(t0 + Duration::from_secs(11));
+        assert_eq!(s.take_ended(), vec![a.clone()]);
+        assert!(s.get(&a).is_none());
+        assert!(s.get(&b).is_some());
+        // A login reaps the expired ones too.
+        s.open("root", "", t0 + Duration::from_secs(16));
+        assert_eq!(s.take_ended(), [b]);
     }
 }

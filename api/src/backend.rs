@@ -129,6 +129,11 @@ impl MemoryBackend {
         &self.xs
     }
 
+    /// Open `xenstore.watch` watchers (0 when watches are not served).
+    pub fn xs_watchers(&self) -> usize {
+        self.hub.as_ref().map_or(0, WatchHub::watchers)
+    }
+
     /// [`MemoryBackend::new`] with task and xenstore watch limits.
     pub fn with_limits(limits: TaskLimits, watch: WatchLimits) -> MemoryBackend {
         // The counter starts at 1: token 0 means "from the start".
@@ -930,6 +935,12 @@ impl Backend for MemoryBackend {
                 timeout,
             } => self.hub()?.watch(&owner, &path, &cursor, timeout),
             Action::XsUnwatch { owner, cursor } => self.hub()?.unwatch(&owner, &cursor),
+            Action::XsDropOwner { owner } => {
+                if let Some(h) = &self.hub {
+                    h.drop_owner(&owner);
+                }
+                Ok(Reply::Unit)
+            }
         }
     }
 }

@@ -51,7 +51,12 @@ pub struct Config {
     pub body_timeout: Duration,
     /// Most sessions open at once (the least recently used is dropped).
     pub session_limit: usize,
-    /// A session unused this long is gone.
+    /// A session unused this long is gone. Expiry is checked lazily: on
+    /// the session's next use, at a login, or by a sweep any call runs at
+    /// most once a second ([`crate::auth::SWEEP_EVERY`]); the watchers of a
+    /// session that ends (this way, by `session.logout` or by eviction at
+    /// `session_limit`) are closed then, at once. With no call at all, an
+    /// expired session's watchers go at their own idle expiry.
     pub session_idle_timeout: Duration,
     /// Most calls running at once; more wait their turn.
     pub max_concurrent_calls: usize,
@@ -132,7 +137,29 @@ impl Api {
             .first()
             .and_then(Value::as_str)
             .ok_or_else(|| ApiError::session_invalid(""))?;
-        self.sessions.check(s, Instant::now())
+        let now = Instant::now();
+        self.sessions.sweep(now);
+        let r = self.sessions.check(s, now);
+        self.release_ended();
+        r
+    }
+
+    /// The owner id of session `s`'s `xenstore.watch` watchers: a keyed
+    /// hash, so the backend never sees the session reference.
+    fn owner_of(&self, s: &str) -> String {
+        format!("{:016x}", self.owner_key.hash_one(s))
+    }
+
+    /// Releases what the sessions that ended (logged out, expired or
+    /// evicted; see [`Sessions::take_ended`]) held: their watchers are
+    /// closed at once rather than at their own idle expiry.
+    fn release_ended(&self) {
+        for s in self.sessions.take_ended() {
+            let owner = self.owner_of(&s);
+            if let Err(e) = self.backend.handle(Action::XsDropOwner { owner }) {
+                tracing::warn!(error = %e, "closing the watchers of an ended session");
+            }
+        }
     }
 
     /// Performs one call. May block (see [`Backend::handle`]).
@@ -154,6 +181,7 @@ impl Api {
                     return Err(authentication_failed(user));
                 }
                 let s = self.sessions.open(user, originator, Instant::now());
+                self.release_ended();
                 tracing::debug!(user, originator, "login");
                 Ok(Value::str(s))
             }
@@ -165,6 +193,7 @@ impl Api {
                     .as_str()
                     .ok_or_else(|| ApiError::session_invalid(""))?;
                 self.sessions.close(s)?;
+                self.release_ended();
                 Ok(Value::str(""))
             }
             "session.get_this_host" => {
@@ -313,16 +342,26 @@ impl Api {
         }
         self.check_session(params)?;
         let mut parsed = call::build(m, &params[1..])?;
+        let session = params[0].as_str().unwrap_or_default();
+        let watch = matches!(parsed.action, Action::XsWatch { .. });
         if let Action::XsWatch { owner, .. } | Action::XsUnwatch { owner, .. } = &mut parsed.action
         {
             // Watchers answer only the session that opened them; the
             // toolstack gets an id of the session, not the session itself.
-            let s = params[0].as_str().unwrap_or_default();
-            *owner = format!("{:016x}", self.owner_key.hash_one(s));
+            *owner = self.owner_of(session);
         }
         tracing::debug!(method, "call");
-        let reply = self.backend.handle(parsed.action).map_err(ApiError::from)?;
-        reply_to_value(&reply, &parsed.shape)
+        let reply = self.backend.handle(parsed.action);
+        if watch && self.sessions.get(session).is_none() {
+            // The session ended during the call (a logout racing a
+            // `xenstore.watch` that opens a watcher): close what it may
+            // have opened after the session's watchers were dropped.
+            let owner = self.owner_of(session);
+            if let Err(e) = self.backend.handle(Action::XsDropOwner { owner }) {
+                tracing::warn!(error = %e, "closing the watchers of an ended session");
+            }
+        }
+        reply_to_value(&reply.map_err(ApiError::from)?, &parsed.shape)
     }
 }
 

@@ -381,3 +381,193 @@ fn rust_client_over_both_wires() {
         c.logout().unwrap();
     }
 }
+
+/// A backend under test for the session-end cases, with the host-wide
+/// watcher count where the backend exposes it (the in-memory one).
+struct EndCase {
+    name: &'static str,
+    backend: Arc<dyn Backend>,
+    other: LocalStore,
+    watchers: Box<dyn Fn() -> Option<usize>>,
+    _host: Option<Host>,
+}
+
+fn end_cases(limits: WatchLimits) -> Vec<EndCase> {
+    let mem = Arc::new(MemoryBackend::with_limits(TaskLimits::default(), limits));
+    let mem_store = mem.store().connect(DomId::DOM0);
+    let m = mem.clone();
+    let h = host(limits);
+    let ts = Arc::new(h.toolstack.clone());
+    let ts_store = h.store.connect(DomId::DOM0);
+    vec![
+        EndCase {
+            name: "memory",
+            backend: mem,
+            other: mem_store,
+            watchers: Box::new(move || Some(m.xs_watchers())),
+            _host: None,
+        },
+        EndCase {
+            name: "toolstack",
+            backend: ts,
+            other: ts_store,
+            watchers: Box::new(|| None),
+            _host: Some(h),
+        },
+    ]
+}
+
+fn api_with(backend: Arc<dyn Backend>, config: Config) -> Api {
+    Api::new(
+        backend,
+        Credentials::single("root", "pw", HashStrength::TestOnlyWeak).unwrap(),
+        config,
+    )
+}
+
+/// `xenstore.watch` opening a watcher: its error, if any.
+fn open_err(a: &Api, s: &Value, path: &str) -> Option<Vec<String>> {
+    call(
+        a,
+        s,
+        "xenstore.watch",
+        &[Value::str(path), Value::Double(0.0), Value::str("")],
+    )
+    .err()
+}
+
+/// Watchers that would otherwise live a minute: only the session's end
+/// can free them within the tests.
+const END_LIMITS: WatchLimits = WatchLimits {
+    max_queued: 64,
+    idle: Duration::from_secs(60),
+    per_owner: 2,
+    total: 3,
+};
+
+#[test]
+fn logout_closes_the_sessions_watchers() {
+    for c in end_cases(END_LIMITS) {
+        let name = c.name;
+        let a = api_with(c.backend, Config::default());
+        let s = login(&a);
+        let o = login(&a);
+        let (_, c1) = watch(&a, &s, "/l1", 5.0, "");
+        watch(&a, &s, "/l2", 0.0, "");
+        let (_, c3) = watch(&a, &o, "/l3", 5.0, "");
+        let n = login(&a);
+        assert_eq!(
+            open_err(&a, &n, "/l4"),
+            Some(vec!["XENSTORE_TOO_MANY_WATCHES".into(), "3".into()]),
+            "{name}: the host is full"
+        );
+        assert_eq!((c.watchers)(), Some(3).filter(|_| name == "memory"));
+        std::thread::scope(|sc| {
+            // A long poll of the session in progress is answered at once.
+            let poll = sc.spawn(|| {
+                let t = std::time::Instant::now();
+                let r = call(
+                    &a,
+                    &s,
+                    "xenstore.watch",
+                    &[Value::str("/l1"), Value::Double(20.0), Value::str(&c1)],
+                );
+                (r, t.elapsed())
+            });
+            std::thread::sleep(Duration::from_millis(300));
+            ok(&a, &s, "session.logout", &[]);
+            let (r, took) = poll.join().unwrap();
+            assert_eq!(
+                r.unwrap_err(),
+                ["XENSTORE_WATCH_LOST", c1.as_str(), "unknown"],
+                "{name}"
+            );
+            assert!(took < Duration::from_secs(10), "{name}: {took:?}");
+        });
+        // Gone at once: the host-wide count drops and a new session gets
+        // the full per-session quota.
+        if let Some(count) = (c.watchers)() {
+            assert_eq!(count, 1, "{name}");
+        }
+        watch(&a, &n, "/l4", 0.0, "");
+        watch(&a, &n, "/l5", 0.0, "");
+        assert_eq!(
+            open_err(&a, &n, "/l6"),
+            Some(vec!["XENSTORE_TOO_MANY_WATCHES".into(), "2".into()]),
+            "{name}"
+        );
+        // The old cursor answers an error (its session is gone).
+        assert_eq!(
+            call(
+                &a,
+                &s,
+                "xenstore.watch",
+                &[Value::str("/l1"), Value::Double(0.0), Value::str(&c1)]
+            )
+            .unwrap_err()[0],
+            "SESSION_INVALID",
+            "{name}"
+        );
+        // Another session's watcher is untouched: it still sees changes.
+        c.other.write(TxId::NONE, "/l3/x", b"1").unwrap();
+        let (ev, _) = watch(&a, &o, "/l3", 5.0, &c3);
+        assert!(ev.contains(&"/l3/x".to_owned()), "{name}: {ev:?}");
+    }
+}
+
+#[test]
+fn expired_and_evicted_sessions_lose_their_watchers() {
+    for c in end_cases(END_LIMITS) {
+        let name = c.name;
+        let a = api_with(
+            c.backend,
+            Config {
+                session_idle_timeout: Duration::from_secs(1),
+                session_limit: 3,
+                ..Config::default()
+            },
+        );
+        let s = login(&a);
+        let o = login(&a);
+        watch(&a, &s, "/e1", 0.0, "");
+        watch(&a, &s, "/e2", 0.0, "");
+        let (_, co) = watch(&a, &o, "/e3", 5.0, "");
+        // `s` idles past its timeout while `o` keeps calling: the sweep
+        // that `o`'s calls run reaps `s` and closes its watchers.
+        let t = std::time::Instant::now();
+        while t.elapsed() < Duration::from_millis(2600) {
+            ok(&a, &o, "xenstore.read", &[Value::str("/")]);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if let Some(count) = (c.watchers)() {
+            assert_eq!(count, 1, "{name}: reaped without a login");
+        }
+        assert_eq!(
+            call(&a, &s, "xenstore.read", &[Value::str("/")]).unwrap_err()[0],
+            "SESSION_INVALID",
+            "{name}"
+        );
+        let n = login(&a);
+        watch(&a, &n, "/e4", 0.0, "");
+        watch(&a, &n, "/e5", 0.0, "");
+        // The host is full again; `o`'s watcher still works.
+        c.other.write(TxId::NONE, "/e3/x", b"1").unwrap();
+        let (ev, _) = watch(&a, &o, "/e3", 5.0, &co);
+        assert!(ev.contains(&"/e3/x".to_owned()), "{name}: {ev:?}");
+        assert_eq!(
+            open_err(&a, &o, "/e6"),
+            Some(vec!["XENSTORE_TOO_MANY_WATCHES".into(), "3".into()]),
+            "{name}"
+        );
+        // At the session limit (3) a login evicts the least recently used
+        // session (`n`): its watchers go with it.
+        ok(&a, &o, "xenstore.read", &[Value::str("/")]);
+        let _m = login(&a);
+        let m2 = login(&a);
+        if let Some(count) = (c.watchers)() {
+            assert_eq!(count, 1, "{name}: the evicted session's watchers");
+        }
+        watch(&a, &m2, "/e7", 0.0, "");
+        watch(&a, &m2, "/e8", 0.0, "");
+    }
+}

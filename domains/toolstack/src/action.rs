@@ -1400,6 +1400,15 @@ pub enum Action {
         /// A cursor of the watcher.
         cursor: String,
     },
+    /// Closes every `xenstore.watch` watcher of `owner` at once, freeing
+    /// their queues and their slots in the per-session and total bounds.
+    /// Not a XenAPI call: the API sends it when a session ends (logout,
+    /// idle expiry, eviction at the session limit). Answers
+    /// [`Reply::Unit`], also when watches are not served.
+    XsDropOwner {
+        /// The owner id, as in [`Action::XsWatch`].
+        owner: String,
+    },
 }
 
 impl Action {
@@ -1450,6 +1459,7 @@ impl Action {
             Action::XsRm { .. } => "xenstore.rm",
             Action::XsWatch { .. } => "xenstore.watch",
             Action::XsUnwatch { .. } => "xenstore.unwatch",
+            Action::XsDropOwner { .. } => "xenstore.drop_owner",
         }
     }
 }

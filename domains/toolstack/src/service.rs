@@ -832,6 +832,13 @@ where
                 timeout,
             } => self.xs_hub()?.watch(&owner, &path, &cursor, timeout),
             A::XsUnwatch { owner, cursor } => self.xs_hub()?.unwatch(&owner, &cursor),
+            A::XsDropOwner { owner } => {
+                // Nothing to drop when watches are not served.
+                if let Some(h) = self.xs_watch.get() {
+                    h.drop_owner(&owner);
+                }
+                Ok(Reply::Unit)
+            }
         }
     }
 

@@ -24,7 +24,10 @@
 //! [`ActionError::XsWatchLost`] (`overflow`), so a client never silently
 //! misses a change; a watcher no call has used for `idle` is closed (its
 //! next call: `expired`); an owner (an API session) has at most
-//! `per_owner` watchers and the hub at most `total`; one call at a time
+//! `per_owner` watchers and the hub at most `total`; when the owner's
+//! session ends the API closes all its watchers at once
+//! ([`WatchHub::drop_owner`], [`Action::XsDropOwner`](crate::action::Action::XsDropOwner));
+//! one call at a time
 //! waits on a watcher (a second concurrent call answers at once), so the
 //! long polls hold at most `total` of the API's call slots (fewer than its
 //! `max_concurrent_calls`, 256 by default). The pump thread only
@@ -271,8 +274,9 @@ impl WatchHub {
             let closed = st.closed;
             let w = st.watchers.get_mut(&id);
             let Some(w) = w else {
-                // Closed while waiting (the hub stopped).
-                return Err(lost(LOST_CLOSED));
+                // Closed while waiting: the hub stopped, or the watcher
+                // was unwatched or its owner dropped.
+                return Err(lost(if closed { LOST_CLOSED } else { LOST_UNKNOWN }));
             };
             if w.overflowed {
                 let path = w.path.clone();
@@ -319,6 +323,36 @@ impl WatchHub {
             }
             _ => Err(lost(LOST_UNKNOWN)),
         }
+    }
+
+    /// Closes every watcher of `owner` (its API session ended): their
+    /// queues and their slots in the per-owner and total bounds are freed
+    /// at once, their store watches removed, and a call waiting on one
+    /// answers [`ActionError::XsWatchLost`] (`unknown`), as any later call
+    /// with their cursors does. Returns how many were closed.
+    pub fn drop_owner(&self, owner: &str) -> usize {
+        let gone: Vec<(u64, String)> = {
+            let mut st = self.shared.lock();
+            let ids: Vec<u64> = st
+                .watchers
+                .iter()
+                .filter(|(_, w)| w.owner == owner)
+                .map(|(id, _)| *id)
+                .collect();
+            let gone: Vec<(u64, String)> = ids
+                .into_iter()
+                .filter_map(|id| st.watchers.remove(&id).map(|w| (id, w.path)))
+                .collect();
+            if !gone.is_empty() {
+                self.shared.cond.notify_all();
+            }
+            gone
+        };
+        for (id, path) in &gone {
+            tracing::debug!(id, %path, "xenstore API watch closed: its session ended");
+            let _ = self.shared.conn.unwatch(path, &token(*id));
+        }
+        gone.len()
     }
 
     fn open(&self, owner: &str, path: &str) -> Result<u64, ActionError> {
@@ -458,6 +492,49 @@ mod tests {
             Reply::XsWatch(b) => b,
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn drop_owner_frees_slots_and_wakes_waiters() {
+        let lim = WatchLimits {
+            max_queued: 8,
+            idle: Duration::from_secs(60),
+            per_owner: 2,
+            total: 3,
+        };
+        let (s, h) = hub(lim);
+        let z = Duration::ZERO;
+        let a = batch(h.watch("o", "/a", "", Duration::from_secs(5))).cursor;
+        batch(h.watch("o", "/b", "", z));
+        let p = batch(h.watch("p", "/p", "", Duration::from_secs(5))).cursor;
+        assert!(h.watch("q", "/q", "", z).is_err(), "full");
+        std::thread::scope(|sc| {
+            let waiter = sc.spawn(|| h.watch("o", "/a", &a, Duration::from_secs(20)));
+            std::thread::sleep(Duration::from_millis(200));
+            assert_eq!(h.drop_owner("o"), 2);
+            assert!(matches!(
+                waiter.join().unwrap(),
+                Err(ActionError::XsWatchLost {
+                    reason: LOST_UNKNOWN,
+                    ..
+                })
+            ));
+        });
+        assert_eq!(h.watchers(), 1);
+        assert_eq!(h.drop_owner("o"), 0);
+        assert!(matches!(
+            h.watch("o", "/a", &a, z),
+            Err(ActionError::XsWatchLost {
+                reason: LOST_UNKNOWN,
+                ..
+            })
+        ));
+        batch(h.watch("q", "/q1", "", z));
+        batch(h.watch("q", "/q2", "", z));
+        // The other owner's watcher still gets its events.
+        s.write(TxId::NONE, "/p/x", b"1").unwrap();
+        let ev = batch(h.watch("p", "/p", &p, Duration::from_secs(5))).events;
+        assert_eq!(ev, ["/p/x"]);
     }
 
     #[test]
