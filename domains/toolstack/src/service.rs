@@ -454,6 +454,9 @@ where
     /// Stops the watcher thread (the toolstack still answers `handle`).
     pub fn stop(&self) {
         self.inner.stop.store(true, Ordering::Release);
+        if let Some(hub) = self.inner.xs_watch.get() {
+            hub.shutdown();
+        }
         let _ = self.inner.p.notify(self.inner.exc);
         let h = self
             .watcher

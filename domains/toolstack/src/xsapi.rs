@@ -401,10 +401,18 @@ impl WatchHub {
     }
 }
 
-impl Drop for WatchHub {
-    fn drop(&mut self) {
+impl WatchHub {
+    /// Asks the pump to stop (it ends within its tick; `drop` joins it).
+    /// After this, losing the store connection is expected, not an error.
+    pub fn shutdown(&self) {
         self.shared.stop.store(true, Ordering::Release);
         self.shared.cond.notify_all();
+    }
+}
+
+impl Drop for WatchHub {
+    fn drop(&mut self) {
+        self.shutdown();
         if let Some(h) = self.pump.take() {
             let _ = h.join();
         }
@@ -439,7 +447,11 @@ fn pump(sh: &Shared) {
             }
             Err(ClientError::Timeout) => {}
             Err(e) => {
-                tracing::warn!(error = %e, "xenstore API watches: connection lost");
+                if sh.stop.load(Ordering::Acquire) {
+                    tracing::debug!(error = %e, "xenstore API watches: connection closed at stop");
+                } else {
+                    tracing::warn!(error = %e, "xenstore API watches: connection lost");
+                }
                 break;
             }
         }
