@@ -1001,3 +1001,32 @@ fn reintroduce_resets_the_domain_connection() {
     assert_eq!(t.s.stats().watches, 0);
     assert_eq!(t.end(g, tx, true), Err(Errno::ENOENT));
 }
+
+#[test]
+fn drained_connection_holds_no_queue_memory() {
+    let mut t = T::new();
+    let c0 = t.dom0();
+    let w = t.dom0();
+    t.two(w, XsOp::Watch, "/burst", "tok").unwrap();
+    assert_eq!(t.events(w).len(), 1);
+    {
+        let c = &t.s.conns[&w];
+        assert_eq!(c.watches.capacity(), 1, "one watch, room for one");
+    }
+    // A burst of distinct events piles up in the watcher's queue...
+    for i in 0..200 {
+        t.write(c0, 0, &format!("/burst/{i}"), b"x").unwrap();
+    }
+    {
+        let c = &t.s.conns[&w];
+        assert_eq!(c.out.len(), 200);
+        assert!(c.out.capacity() >= 200);
+        assert_eq!(c.pending_events.len(), 200);
+    }
+    // ... and once it is read, the queue's memory is given back.
+    assert_eq!(t.events(w).len(), 200);
+    let c = &t.s.conns[&w];
+    assert_eq!(c.out.capacity(), 0);
+    assert!(c.pending_events.is_empty());
+    assert_eq!(c.out_bytes, 0);
+}
