@@ -1072,7 +1072,7 @@ impl Store {
             if raw.len() > crate::wire::REL_PATH_MAX {
                 return Err(Errno::EINVAL);
             }
-            (Arc::from(raw), 0)
+            (self.watches.intern(raw), 0)
         } else {
             let c = path::canonical(domid, raw, self.cfg.quotas.path_len)?;
             let rel = if raw.first() == Some(&b'/') {
@@ -1080,7 +1080,7 @@ impl Store {
             } else {
                 path::domain_path(domid).len()
             };
-            (Arc::from(c.as_bytes()), rel)
+            (self.watches.intern(c.as_bytes()), rel)
         };
         let privileged = self.is_priv(domid);
         let c = self.conns.get(&conn).ok_or(Errno::EIO)?;

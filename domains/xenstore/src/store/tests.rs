@@ -1006,7 +1006,7 @@ fn reintroduce_resets_the_domain_connection() {
 fn drained_connection_holds_no_queue_memory() {
     let mut t = T::new();
     let c0 = t.dom0();
-    let w = t.dom0();
+    let w = t.s.connect(DomId::DOM0);
     t.two(w, XsOp::Watch, "/burst", "tok").unwrap();
     assert_eq!(t.events(w).len(), 1);
     {
@@ -1029,4 +1029,23 @@ fn drained_connection_holds_no_queue_memory() {
     assert_eq!(c.out.capacity(), 0);
     assert!(c.pending_events.is_empty());
     assert_eq!(c.out_bytes, 0);
+}
+
+#[test]
+fn watchers_of_one_path_share_its_bytes() {
+    let mut t = T::new();
+    let a = t.dom0();
+    let b = t.s.connect(DomId::DOM0);
+    t.two(a, XsOp::Watch, "/shared/p", "x").unwrap();
+    t.two(b, XsOp::Watch, "/shared/p", "y").unwrap();
+    let pa = t.s.conns[&a].watches[0].path.clone();
+    let pb = t.s.conns[&b].watches[0].path.clone();
+    assert!(Arc::ptr_eq(&pa, &pb));
+    assert_eq!(&*pa, b"/shared/p");
+    // Both still fire, each with its own token.
+    t.events(a);
+    t.events(b);
+    t.write(a, 0, "/shared/p", b"1").unwrap();
+    assert_eq!(t.events(a), [("/shared/p".to_string(), "x".to_string())]);
+    assert_eq!(t.events(b), [("/shared/p".to_string(), "y".to_string())]);
 }
