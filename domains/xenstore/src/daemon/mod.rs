@@ -71,6 +71,21 @@
 //! throughput), a 100 us EEVDF slice, pinning the daemon to one CPU
 //! (worse). A second I/O thread is not indicated: the loop has idle
 //! time, and more loops would add cross-CPU wake-ups, the dominant cost.
+//!
+//! # Memory
+//!
+//! Measured with 1,000 socket clients each holding one watch: about
+//! 0.64 KB resident per connection (was 1.37 KB), as C xenstored. An idle
+//! connection holds no read buffer (whole messages are parsed in place
+//! from the loop's scratch) and no output queue (drained queues are
+//! freed, in the daemon and in the store); the store's connections are
+//! boxed so the map's spare slots are small; watchers of one path share
+//! its bytes. At start the resident set is ~3.7 MB, of which ~0.4 MB is
+//! anonymous: the rest is file-backed (the binary's code, ~1.7 MB, and
+//! libc), shared and clean. The helper threads share one malloc arena
+//! (`M_ARENA_MAX` = 2, about 0.1 MB less). What the store holds after a
+//! load (the nodes written, the heap grown meanwhile) stays: the
+//! benchmark's fan-out RSS (6.3 MB) is measured after its `xs-load` runs.
 
 extern crate std;
 
