@@ -229,7 +229,9 @@ const RELEASE: &str = "@releaseDomain";
 pub struct Store {
     cfg: Config,
     tree: Tree,
-    conns: tree::Map<ConnId, Conn>,
+    /// Boxed: the map keeps spare slots (load factor, doubling), and a
+    /// spare slot costs a pointer rather than a whole `Conn`.
+    conns: tree::Map<ConnId, Box<Conn>>,
     next_conn: u32,
     domains: BTreeMap<DomId, Domain>,
     watches: WatchIndex,
@@ -605,11 +607,11 @@ impl Store {
         self.next_conn = id.0.wrapping_add(1);
         self.conns.insert(
             id,
-            Conn {
+            Box::new(Conn {
                 domid,
                 next_txid: 1,
                 ..Conn::default()
-            },
+            }),
         );
         self.domains.entry(domid).or_default().conns.push(id);
         id
@@ -660,6 +662,9 @@ impl Store {
         let p = c.out.pop_front()?;
         if c.out.is_empty() {
             self.output.remove(&conn);
+            // An idle connection holds no queue memory: a drained queue
+            // (whatever its peak) is freed, not kept at its capacity.
+            c.out = VecDeque::new();
         }
         c.out_bytes = c.out_bytes.saturating_sub(p.buffer_len());
         if p.header.ty != XsOp::WatchEvent as u32 {
@@ -670,6 +675,10 @@ impl Store {
                 *n -= 1;
                 if *n == 0 {
                     c.pending_events.remove(&k);
+                    if c.pending_events.is_empty() {
+                        // `remove` keeps an emptied map's root node.
+                        c.pending_events = BTreeMap::new();
+                    }
                 }
             }
         }
@@ -1063,7 +1072,7 @@ impl Store {
             if raw.len() > crate::wire::REL_PATH_MAX {
                 return Err(Errno::EINVAL);
             }
-            (Arc::from(raw), 0)
+            (self.watches.intern(raw), 0)
         } else {
             let c = path::canonical(domid, raw, self.cfg.quotas.path_len)?;
             let rel = if raw.first() == Some(&b'/') {
@@ -1071,7 +1080,7 @@ impl Store {
             } else {
                 path::domain_path(domid).len()
             };
-            (Arc::from(c.as_bytes()), rel)
+            (self.watches.intern(c.as_bytes()), rel)
         };
         let privileged = self.is_priv(domid);
         let c = self.conns.get(&conn).ok_or(Errno::EIO)?;
@@ -1093,6 +1102,11 @@ impl Store {
         };
         self.watches.add(conn, &w);
         if let Some(c) = self.conns.get_mut(&conn) {
+            // Most connections hold one watch: room for exactly one first
+            // (`push` would make room for four).
+            if c.watches.is_empty() {
+                c.watches.reserve_exact(1);
+            }
             c.watches.push(w);
         }
         self.domains.entry(domid).or_default().watches += 1;

@@ -1001,3 +1001,51 @@ fn reintroduce_resets_the_domain_connection() {
     assert_eq!(t.s.stats().watches, 0);
     assert_eq!(t.end(g, tx, true), Err(Errno::ENOENT));
 }
+
+#[test]
+fn drained_connection_holds_no_queue_memory() {
+    let mut t = T::new();
+    let c0 = t.dom0();
+    let w = t.s.connect(DomId::DOM0);
+    t.two(w, XsOp::Watch, "/burst", "tok").unwrap();
+    assert_eq!(t.events(w).len(), 1);
+    {
+        let c = &t.s.conns[&w];
+        assert_eq!(c.watches.capacity(), 1, "one watch, room for one");
+    }
+    // A burst of distinct events piles up in the watcher's queue...
+    for i in 0..200 {
+        t.write(c0, 0, &format!("/burst/{i}"), b"x").unwrap();
+    }
+    {
+        let c = &t.s.conns[&w];
+        assert_eq!(c.out.len(), 200);
+        assert!(c.out.capacity() >= 200);
+        assert_eq!(c.pending_events.len(), 200);
+    }
+    // ... and once it is read, the queue's memory is given back.
+    assert_eq!(t.events(w).len(), 200);
+    let c = &t.s.conns[&w];
+    assert_eq!(c.out.capacity(), 0);
+    assert!(c.pending_events.is_empty());
+    assert_eq!(c.out_bytes, 0);
+}
+
+#[test]
+fn watchers_of_one_path_share_its_bytes() {
+    let mut t = T::new();
+    let a = t.dom0();
+    let b = t.s.connect(DomId::DOM0);
+    t.two(a, XsOp::Watch, "/shared/p", "x").unwrap();
+    t.two(b, XsOp::Watch, "/shared/p", "y").unwrap();
+    let pa = t.s.conns[&a].watches[0].path.clone();
+    let pb = t.s.conns[&b].watches[0].path.clone();
+    assert!(Arc::ptr_eq(&pa, &pb));
+    assert_eq!(&*pa, b"/shared/p");
+    // Both still fire, each with its own token.
+    t.events(a);
+    t.events(b);
+    t.write(a, 0, "/shared/p", b"1").unwrap();
+    assert_eq!(t.events(a), [("/shared/p".to_string(), "x".to_string())]);
+    assert_eq!(t.events(b), [("/shared/p".to_string(), "y".to_string())]);
+}

@@ -53,6 +53,15 @@ impl WatchIndex {
         self.total == 0
     }
 
+    /// `path` as an `Arc`, shared with the index's key if the path is
+    /// watched already (many connections watching one path hold one copy).
+    pub fn intern(&self, path: &[u8]) -> Arc<[u8]> {
+        match self.by_path.get_key_value(path) {
+            Some((k, _)) => k.clone(),
+            None => Arc::from(path),
+        }
+    }
+
     pub fn add(&mut self, conn: ConnId, w: &Watch) {
         self.by_path
             .entry(w.path.clone())
