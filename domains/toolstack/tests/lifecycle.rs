@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{ok, vm, wait_until};
+use common::{destroy_vm, ok, vm, wait_until};
 use std::time::Duration;
 
 use windsor_toolstack::action::{
@@ -123,20 +123,7 @@ fn full_lifecycle_and_cleanup() {
     ok(&h, Action::VmHardShutdown { vm: r.clone() });
     assert_eq!(vm(&h, &r).power_state, PowerState::Halted);
     assert_gone(&h, d3);
-    ok(
-        &h,
-        Action::Destroy {
-            class: Class::Vm,
-            r: r.clone(),
-        },
-    );
-    assert!(matches!(
-        h.toolstack.handle(Action::GetRecord {
-            class: Class::Vm,
-            r: r.clone()
-        }),
-        Err(ActionError::HandleInvalid { .. })
-    ));
+    destroy_vm(&h, &r);
     assert_eq!(h.hv.domains(), h.service_domains());
     assert_eq!(h.hv.frames_in_use(), frames, "every page returned");
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{ok, vm, wait_until};
+use common::{destroy_vm, ok, vm, wait_until};
 use std::time::Duration;
 
 use windsor_toolstack::action::{
@@ -194,20 +194,7 @@ fn destroying_a_suspended_vm_frees_it() {
     let r = create(&h, "gone");
     let d = start(&h, &r);
     suspend(&h, &r, d);
-    ok(
-        &h,
-        Action::Destroy {
-            class: Class::Vm,
-            r: r.clone(),
-        },
-    );
-    assert!(matches!(
-        h.toolstack.handle(Action::GetRecord {
-            class: Class::Vm,
-            r: r.clone()
-        }),
-        Err(ActionError::HandleInvalid { .. })
-    ));
+    destroy_vm(&h, &r);
     assert_eq!(h.hv.domains(), h.service_domains());
     assert_eq!(h.hv.frames_in_use(), frames);
 }

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use windsor_toolstack::action::{Action, Class, Record, Reply, VmRecord};
+use windsor_toolstack::action::{Action, ActionError, Class, Record, Reply, VmRecord};
 use windsor_toolstack::host::Host;
 
 /// How long a test waits for something before it fails.
@@ -36,4 +36,22 @@ pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(1));
     }
     panic!("timed out waiting for {what}");
+}
+
+/// Destroys VM `r`; its record must be gone afterwards.
+pub fn destroy_vm(h: &Host, r: &str) {
+    ok(
+        h,
+        Action::Destroy {
+            class: Class::Vm,
+            r: r.into(),
+        },
+    );
+    assert!(matches!(
+        h.toolstack.handle(Action::GetRecord {
+            class: Class::Vm,
+            r: r.into()
+        }),
+        Err(ActionError::HandleInvalid { .. })
+    ));
 }
