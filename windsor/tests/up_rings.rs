@@ -19,17 +19,7 @@ const LONG: Duration = Duration::from_secs(20);
 
 /// `XS_CONTROL connections`: `(domid, kind)` for every connection.
 fn connections(xs: &StreamStore) -> Vec<(u16, String)> {
-    let r = xs
-        .call(XsOp::Control, T, b"connections\0")
-        .expect("XS_CONTROL connections");
-    String::from_utf8_lossy(&r)
-        .trim_end_matches('\0')
-        .lines()
-        .filter_map(|l| {
-            let (d, k) = l.split_once(' ')?;
-            Some((d.parse().ok()?, k.to_string()))
-        })
-        .collect()
+    windsor_xenstore::client::ops::connections(xs).expect("XS_CONTROL connections")
 }
 
 /// Reads `path` from the xenstore data of `windsor up`'s data directory,

@@ -526,6 +526,20 @@ pub mod ops {
         c.call(XsOp::GetDomainPath, TxId::NONE, arg.as_bytes())
             .map(|r| text(&r))
     }
+
+    /// `XS_CONTROL connections` (a Windsor extension, dom0 only): every
+    /// connection of the daemon as `(domid, kind)`, kind being `socket`,
+    /// `ring` or `ring-ignored`. Lines that do not parse are skipped.
+    pub fn connections<C: Call + ?Sized>(c: &C) -> Result<Vec<(u16, String)>> {
+        let r = c.call(XsOp::Control, TxId::NONE, b"connections\0")?;
+        Ok(text(&r)
+            .lines()
+            .filter_map(|l| {
+                let (d, k) = l.split_once(' ')?;
+                Some((d.parse().ok()?, String::from(k)))
+            })
+            .collect())
+    }
 }
 
 #[doc(hidden)]

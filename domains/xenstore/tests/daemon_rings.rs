@@ -113,17 +113,7 @@ impl Drop for Running {
 
 /// `XS_CONTROL connections` of the daemon, as `(domid, kind)`.
 fn connections(xs: &StreamStore) -> Vec<(u16, String)> {
-    let r = xs
-        .call(XsOp::Control, T, b"connections\0")
-        .expect("connections");
-    String::from_utf8_lossy(&r)
-        .trim_end_matches('\0')
-        .lines()
-        .filter_map(|l| {
-            let (d, k) = l.split_once(' ')?;
-            Some((d.parse().ok()?, k.to_string()))
-        })
-        .collect()
+    windsor_xenstore::client::ops::connections(xs).expect("connections")
 }
 
 /// A simulated host: dom0 (the test), the xenstore domain, parked guests.
