@@ -27,27 +27,7 @@ struct Args {
     commit_threads: usize,
 }
 
-/// glibc gives a thread that allocates while another holds the lock an
-/// arena of its own, whose touched pages stay resident. The loop thread
-/// does nearly all the allocating; the commit and signal threads share
-/// one other arena (about 130 KiB less resident, no measured slowdown of
-/// `xs-load`). `MALLOC_ARENA_MAX` in the environment still wins.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn limit_malloc_arenas() {
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: `mallopt` only sets a malloc tunable; it is called
-        // before any other thread exists.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 2);
-        }
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn limit_malloc_arenas() {}
-
 fn main() -> anyhow::Result<()> {
-    limit_malloc_arenas();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -82,8 +82,9 @@
 //! boxed so the map's spare slots are small; watchers of one path share
 //! its bytes. At start the resident set is ~3.7 MB, of which ~0.4 MB is
 //! anonymous: the rest is file-backed (the binary's code, ~1.7 MB, and
-//! libc), shared and clean. The helper threads share one malloc arena
-//! (`M_ARENA_MAX` = 2, about 0.1 MB less). What the store holds after a
+//! libc), shared and clean. The helper threads get malloc arenas of their
+//! own; an operator who wants them shared sets `MALLOC_ARENA_MAX=2` in the
+//! daemon's environment (about 0.1 MB less). What the store holds after a
 //! load (the nodes written, the heap grown meanwhile) stays: the
 //! benchmark's fan-out RSS (6.3 MB) is measured after its `xs-load` runs.
 
