@@ -16,8 +16,8 @@
 use alloc::format;
 use alloc::string::String;
 
-use windsor_xenstore::client::{Access, ClientError, Perm, TxId, XenStore};
-use xen::{DomId, Errno, EvtchnPort, GrantRef};
+use windsor_xenstore::client::{in_transaction, Access, ClientError, Perm, TxId, XenStore};
+use xen::{DomId, EvtchnPort, GrantRef};
 
 use crate::Error;
 
@@ -36,7 +36,8 @@ pub struct Entry {
 }
 
 /// Writes `entry` under `base`, readable by `client` only, in one
-/// transaction (retried on `EAGAIN`).
+/// transaction ([`in_transaction`]: retried on `EAGAIN`, a bounded number
+/// of times).
 pub fn publish<X: XenStore + ?Sized>(
     xs: &X,
     server: DomId,
@@ -61,21 +62,12 @@ pub fn publish<X: XenStore + ?Sized>(
             format!("{}", entry.evtchn.0),
         ),
     ];
-    loop {
-        let tx = xs.transaction_start()?;
-        let res = nodes.iter().try_for_each(|(k, v)| {
+    in_transaction(xs, |tx| {
+        nodes.iter().try_for_each(|(k, v)| {
             xs.write(tx, k, v.as_bytes())?;
             xs.set_perms(tx, k, &perms)
-        });
-        if let Err(e) = res {
-            let _ = xs.transaction_end(tx, false);
-            return Err(e);
-        }
-        match xs.transaction_end(tx, true) {
-            Err(ClientError::Store(Errno::EAGAIN)) => continue,
-            r => return r,
-        }
-    }
+        })
+    })
 }
 
 /// Reads and validates the entry under `base`.

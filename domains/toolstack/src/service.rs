@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use std::vec;
 use std::vec::Vec;
 
-use windsor_xenstore::client::{Access, ClientError, Perm, TxId, XenStore};
+use windsor_xenstore::client::{in_transaction, Access, ClientError, Perm, TxId, XenStore};
 use xen::platform::{
     BuiltDomain, CreateConfig, DomainBuilder, DomainControl, DomainImage, DomainInfo, DomainSave,
     EventChannel, RestoreTarget, RunState, ShutdownReason, Virq,
@@ -485,9 +485,6 @@ impl<P: DomainSave, S, I> Drop for Toolstack<P, S, I> {
 /// The longest the watcher sleeps between checks of its stop flag.
 const WATCH_TICK: Duration = Duration::from_millis(200);
 
-/// Commits tried by [`Inner::in_tx`] before it gives up with `EAGAIN`.
-const TX_ATTEMPTS: usize = 8;
-
 fn watch_dom_exc<P, S, I>(weak: Weak<Inner<P, S, I>>)
 where
     P: DomainControl + DomainBuilder + DomainSave + EventChannel,
@@ -661,7 +658,7 @@ where
             if let Err(e) = self.intro.release(d) {
                 tracing::debug!(dom = d.0, ?e, "release of a dead domain");
             }
-            if let Err(e) = self.in_tx(|t| self.remove_domain_nodes(t, d)) {
+            if let Err(e) = in_transaction(&self.xs, |t| self.remove_domain_nodes(t, d)) {
                 tracing::warn!(dom = d.0, ?e, "cannot remove a dead domain's nodes");
             }
         }
@@ -1258,7 +1255,7 @@ where
     /// log once per start instead of once per node, and no client ever sees
     /// a half-written domain.
     fn write_domain_nodes(&self, st: &State, v: &VmRecord, d: DomId) -> Result<(), ClientError> {
-        self.in_tx(|t| self.domain_nodes(t, st, v, d))
+        in_transaction(&self.xs, |t| self.domain_nodes(t, st, v, d))
     }
 
     fn domain_nodes(
@@ -1402,7 +1399,7 @@ where
         if let Err(e) = self.intro.release(d) {
             tracing::warn!(dom = d.0, ?e, "xenstore release failed");
         }
-        if let Err(e) = self.in_tx(|t| self.remove_domain_nodes(t, d)) {
+        if let Err(e) = in_transaction(&self.xs, |t| self.remove_domain_nodes(t, d)) {
             tracing::warn!(dom = d.0, ?e, "cannot remove the domain's nodes");
         }
         st.by_dom.remove(&d.0);
@@ -1427,30 +1424,6 @@ where
             }
         }
         Ok(())
-    }
-
-    /// Runs `f` in a xenstore transaction and commits it, starting over
-    /// when the commit conflicts (`EAGAIN`), at most [`TX_ATTEMPTS`] times.
-    /// An error from `f` aborts the transaction.
-    fn in_tx<T>(
-        &self,
-        mut f: impl FnMut(TxId) -> Result<T, ClientError>,
-    ) -> Result<T, ClientError> {
-        for _ in 0..TX_ATTEMPTS {
-            let t = self.xs.transaction_start()?;
-            match f(t) {
-                Ok(out) => match self.xs.transaction_end(t, true) {
-                    Ok(()) => return Ok(out),
-                    Err(ClientError::Store(Errno::EAGAIN)) => continue,
-                    Err(e) => return Err(e),
-                },
-                Err(e) => {
-                    let _ = self.xs.transaction_end(t, false);
-                    return Err(e);
-                }
-            }
-        }
-        Err(ClientError::Store(Errno::EAGAIN))
     }
 
     fn halt(

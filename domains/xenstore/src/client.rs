@@ -125,6 +125,34 @@ pub trait XenStore {
     fn next_event(&self, timeout: Option<core::time::Duration>) -> Result<WatchEvent>;
 }
 
+/// Commits [`in_transaction`] tries before it gives up with `EAGAIN`.
+pub const TRANSACTION_ATTEMPTS: usize = 8;
+
+/// Runs `f` in a transaction and commits it, starting over when the commit
+/// conflicts (`EAGAIN`), at most [`TRANSACTION_ATTEMPTS`] times, so a peer
+/// that keeps conflicting cannot hold the caller forever. An error from `f`
+/// aborts the transaction and is returned.
+pub fn in_transaction<X: XenStore + ?Sized, T>(
+    xs: &X,
+    mut f: impl FnMut(TxId) -> Result<T>,
+) -> Result<T> {
+    for _ in 0..TRANSACTION_ATTEMPTS {
+        let tx = xs.transaction_start()?;
+        match f(tx) {
+            Ok(out) => match xs.transaction_end(tx, true) {
+                Ok(()) => return Ok(out),
+                Err(ClientError::Store(Errno::EAGAIN)) => continue,
+                Err(e) => return Err(e),
+            },
+            Err(e) => {
+                let _ = xs.transaction_end(tx, false);
+                return Err(e);
+            }
+        }
+    }
+    Err(ClientError::Store(Errno::EAGAIN))
+}
+
 #[cfg(feature = "test-utils")]
 pub use mem::MemStore;
 
@@ -349,6 +377,55 @@ mod mem {
             assert_eq!(s.read(t, "/a/c").unwrap(), b"2");
             s.mkdir(t, "/m").unwrap();
             s.rm(t, "/m").unwrap();
+        }
+
+        #[test]
+        fn in_transaction_commits_retries_and_gives_up() {
+            use crate::client::{in_transaction, TRANSACTION_ATTEMPTS};
+            let s = MemStore::new();
+            let other = s.connect(DomId(0));
+            // No conflict: one attempt, committed.
+            let mut tries = 0;
+            in_transaction(&s, |tx| {
+                tries += 1;
+                s.write(tx, "/t/a", b"1")
+            })
+            .unwrap();
+            assert_eq!(
+                (tries, s.read(TxId::NONE, "/t/a").unwrap()),
+                (1, b"1".to_vec())
+            );
+            // A conflict on the first attempt only: the second commits.
+            let mut tries = 0;
+            in_transaction(&s, |tx| {
+                tries += 1;
+                s.read(tx, "/t/a")?;
+                if tries == 1 {
+                    other.write(TxId::NONE, "/t/a", b"2")?;
+                }
+                s.write(tx, "/t/b", b"3")
+            })
+            .unwrap();
+            assert_eq!(tries, 2);
+            assert_eq!(s.read(TxId::NONE, "/t/b").unwrap(), b"3");
+            // A conflict every time: bounded, then EAGAIN.
+            let mut tries = 0;
+            let r = in_transaction(&s, |tx| {
+                tries += 1;
+                s.read(tx, "/t/a")?;
+                other.write(TxId::NONE, "/t/a", b"x")?;
+                s.write(tx, "/t/c", b"4")
+            });
+            assert_eq!(r, Err(ClientError::Store(Errno::EAGAIN)));
+            assert_eq!(tries, TRANSACTION_ATTEMPTS);
+            assert!(s.read(TxId::NONE, "/t/c").is_err(), "nothing committed");
+            // An error inside aborts: nothing of it is kept.
+            let r = in_transaction(&s, |tx| {
+                s.write(tx, "/t/d", b"5")?;
+                s.read(tx, "/t/missing").map(|_| ())
+            });
+            assert_eq!(r, Err(ClientError::Store(Errno::ENOENT)));
+            assert!(s.read(TxId::NONE, "/t/d").is_err());
         }
 
         #[test]
