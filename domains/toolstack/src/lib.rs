@@ -5,14 +5,23 @@
 //! * [`action`] — the interface: one [`Action`](action::Action) per XenAPI
 //!   call, typed replies and XAPI errors. The API (`api/`) only parses into
 //!   it.
-//! * core (no_std + alloc, sans-IO): [`lifecycle`] (power states and legal
-//!   transitions), [`db`] (records under `/pool/<class>/<uuid>` in
-//!   xenstore), [`layout`] (the standard xenstore paths of a domain and its
-//!   devices), [`task`] (the bookkeeping of `Async.*` tasks).
-//! * service (`std` feature): `service::Toolstack`, generic over the
-//!   platform traits, a [`XenStore`](windsor_xenstore::client::XenStore)
-//!   client and an `Introducer`, which builds, starts and stops domains,
-//!   watches `VIRQ_DOM_EXC`, and publishes changes for `event.from`.
+//! * the core (no_std + alloc, sans-IO; no thread, lock, clock or loop):
+//!   [`engine::Engine`] takes actions, platform observations and the time
+//!   and answers with replies and [`effect`]s (pool-database writes, one
+//!   xenstore transaction per domain). Its concerns, one module each:
+//!   [`records`] (the record table, uuids), [`events`] (the log behind
+//!   `event.from`), [`lifecycle`] (power states and legal transitions),
+//!   [`power`] (power operations and domain exits as executor steps),
+//!   [`storage`] (SR/PBD/VDI rules), [`devices`] (VIF/VBD records and a
+//!   domain's xenstore tree), [`bootstrap`] (first-start records,
+//!   re-attaching after a restart), [`task`] (`Async.*` bookkeeping), with
+//!   [`db`] (record encoding under `/pool/<class>/<uuid>`) and [`layout`]
+//!   (the standard xenstore paths).
+//! * the executor (`std` feature): `service::Toolstack` runs the engine
+//!   over the platform traits, a
+//!   [`XenStore`](windsor_xenstore::client::XenStore) client and an
+//!   `Introducer`; `watcher` is its `VIRQ_DOM_EXC` thread; `xsapi` serves
+//!   the `xenstore.*` calls.
 //! * host mode (`std` feature): `host` wires the toolstack to the
 //!   simulated hypervisor, the in-process store (`localstore`) and a
 //!   xenstore domain serving the guests' xenbus rings, and registers the
@@ -30,9 +39,17 @@ extern crate alloc;
 extern crate std;
 
 pub mod action;
+pub mod bootstrap;
 pub mod db;
+pub mod devices;
+pub mod effect;
+pub mod engine;
+pub mod events;
 pub mod layout;
 pub mod lifecycle;
+pub mod power;
+pub mod records;
+pub mod storage;
 pub mod task;
 
 #[cfg(feature = "std")]
@@ -42,7 +59,11 @@ pub mod localstore;
 #[cfg(feature = "std")]
 pub mod service;
 #[cfg(feature = "std")]
+pub mod watcher;
+#[cfg(feature = "std")]
 pub mod xsapi;
+
+pub use engine::{Engine, Handled, Settings};
 
 #[cfg(feature = "std")]
 pub use service::{Config, Introducer, Toolstack};

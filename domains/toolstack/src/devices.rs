@@ -1,0 +1,299 @@
+//! Devices: VIF and VBD records (linked to their VM and network or VDI),
+//! and a domain's xenstore tree — its runtime nodes and every device in
+//! Xen's frontend/backend layout ([`crate::layout`]) — as one
+//! [`XsTransaction`].
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
+
+use windsor_xenstore::client::{Access, Perm};
+use xen::DomId;
+
+use crate::action::{
+    ActionError, Class, EventOp, Record, Ref, VbdRecord, VifRecord, VmRecord, NULL_REF,
+};
+use crate::effect::XsTransaction;
+use crate::engine::Engine;
+use crate::layout::{self, DeviceKind};
+use crate::lifecycle::Op;
+
+fn perm(dom: DomId, access: Access) -> Perm {
+    Perm { dom, access }
+}
+
+/// The VM a VIF or VBD belongs to.
+fn device_vm(rec: &Record) -> Option<Ref> {
+    match rec {
+        Record::Vif(f) => Some(f.vm.clone()),
+        Record::Vbd(b) => Some(b.vm.clone()),
+        _ => None,
+    }
+}
+
+impl Engine {
+    /// The record of a new VIF `uuid`, linked into its VM and network. The
+    /// VM must be halted; a missing MAC is generated.
+    pub(crate) fn vif_create(
+        &mut self,
+        mut f: VifRecord,
+        uuid: &str,
+    ) -> Result<Record, ActionError> {
+        let r = crate::action::ref_of(uuid);
+        f.uuid = uuid.to_string();
+        f.currently_attached = false;
+        let mut vm = self.recs.vm(&f.vm)?.clone();
+        self.check(&vm, &f.vm, Op::SetStatic)?;
+        let net = self.recs.get(Class::Network, &f.network)?.clone();
+        if f.device.parse::<u32>().is_err() {
+            return Err(ActionError::ValueNotSupported {
+                field: "device".into(),
+                value: f.device,
+                reason: "must be a number".into(),
+            });
+        }
+        if f.MAC.is_empty() {
+            f.MAC = self.ids.mac();
+        }
+        vm.VIFs.push(r.clone());
+        self.put_vm(vm);
+        if let Record::Network(mut n) = net {
+            n.VIFs.push(r);
+            self.put(Record::Network(n), EventOp::Mod);
+        }
+        Ok(Record::Vif(f))
+    }
+
+    /// The record of a new VBD `uuid`, linked into its VM and VDI (none:
+    /// an empty drive). The VM must be halted.
+    pub(crate) fn vbd_create(
+        &mut self,
+        mut b: VbdRecord,
+        uuid: &str,
+    ) -> Result<Record, ActionError> {
+        let r = crate::action::ref_of(uuid);
+        b.uuid = uuid.to_string();
+        b.currently_attached = false;
+        let mut vm = self.recs.vm(&b.vm)?.clone();
+        self.check(&vm, &b.vm, Op::SetStatic)?;
+        if b.userdevice.parse::<u32>().is_err() {
+            return Err(ActionError::ValueNotSupported {
+                field: "userdevice".into(),
+                value: b.userdevice,
+                reason: "must be a number".into(),
+            });
+        }
+        if b.VDI != NULL_REF {
+            if let Record::Vdi(mut d) = self.recs.get(Class::Vdi, &b.VDI)?.clone() {
+                d.VBDs.push(r.clone());
+                self.put(Record::Vdi(d), EventOp::Mod);
+            }
+        } else {
+            b.empty = true;
+        }
+        vm.VBDs.push(r);
+        self.put_vm(vm);
+        Ok(Record::Vbd(b))
+    }
+
+    /// `VIF.destroy` / `VBD.destroy`: the VM (if any) must be halted.
+    pub(crate) fn device_destroy(&mut self, rec: &Record, r: &str) -> Result<(), ActionError> {
+        if let Some(vm) = device_vm(rec) {
+            if let Ok(v) = self.recs.vm(&vm) {
+                self.check(v, &vm, Op::SetStatic)?;
+            }
+        }
+        self.unlink_device(rec.class(), r)?;
+        self.remove(rec.class(), rec.uuid());
+        Ok(())
+    }
+
+    /// Drops a VIF/VBD ref from its VM and network/VDI.
+    pub(crate) fn unlink_device(&mut self, class: Class, r: &str) -> Result<(), ActionError> {
+        let rec = self.recs.get(class, r)?.clone();
+        if let Some(vm) = device_vm(&rec) {
+            if let Ok(v) = self.recs.vm(&vm) {
+                let mut v = v.clone();
+                v.VIFs.retain(|x| x != r);
+                v.VBDs.retain(|x| x != r);
+                self.put_vm(v);
+            }
+        }
+        match rec {
+            Record::Vif(f) => {
+                if let Ok(Record::Network(mut n)) =
+                    self.recs.get(Class::Network, &f.network).cloned()
+                {
+                    n.VIFs.retain(|x| x != r);
+                    self.put(Record::Network(n), EventOp::Mod);
+                }
+            }
+            Record::Vbd(b) => {
+                if let Ok(Record::Vdi(mut d)) = self.recs.get(Class::Vdi, &b.VDI).cloned() {
+                    d.VBDs.retain(|x| x != r);
+                    self.put(Record::Vdi(d), EventOp::Mod);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// `/local/domain/<d>` of VM `v`: runtime nodes with the guest's
+    /// permissions, and every device in the standard frontend/backend
+    /// layout. One transaction: one commit, so a persistent store syncs its
+    /// log once per start, and no client ever sees a half-written domain.
+    pub fn domain_tree(&self, v: &VmRecord, d: DomId) -> XsTransaction {
+        let mut tx = XsTransaction::default();
+        let base = layout::domain(d);
+        tx.write(base.as_str(), "");
+        tx.set_perms(
+            base.as_str(),
+            &[perm(DomId::DOM0, Access::None), perm(d, Access::Read)],
+        );
+        let owned = [perm(d, Access::None)];
+        tx.write(format!("{base}/domid"), d.0.to_string());
+        tx.write(format!("{base}/name"), v.name_label.as_bytes());
+        tx.write(format!("{base}/vm"), layout::record(Class::Vm, &v.uuid));
+        let sd = format!("{base}/control/shutdown");
+        tx.write(sd.as_str(), "");
+        tx.set_perms(sd, &owned);
+        let data = format!("{base}/data");
+        tx.write(data.as_str(), "");
+        tx.set_perms(data, &owned);
+        if let Some(m) = v.other_config.get("misbehave") {
+            tx.write(format!("{base}/control/misbehave"), m.as_bytes());
+        }
+        for (k, val) in &v.xenstore_data {
+            if k.starts_with("vm-data") || k.starts_with("FIST") {
+                tx.write(format!("{base}/{k}"), val.as_bytes());
+            }
+        }
+        for r in &v.VIFs {
+            let Ok(Record::Vif(f)) = self.recs.get(Class::Vif, r) else {
+                continue;
+            };
+            let n: u32 = f.device.parse().unwrap_or(0);
+            let bridge = match self.recs.get(Class::Network, &f.network) {
+                Ok(Record::Network(net)) => net.bridge.clone(),
+                _ => String::new(),
+            };
+            self.plumb(
+                &mut tx,
+                d,
+                DeviceKind::Vif,
+                n,
+                &[("handle", n.to_string()), ("mac", f.MAC.clone())],
+                &[
+                    ("handle", n.to_string()),
+                    ("mac", f.MAC.clone()),
+                    ("bridge", bridge),
+                    ("mtu", f.MTU.to_string()),
+                ],
+            );
+        }
+        for r in &v.VBDs {
+            let Ok(Record::Vbd(b)) = self.recs.get(Class::Vbd, r) else {
+                continue;
+            };
+            let n = layout::xvd_number(b.userdevice.parse().unwrap_or(0));
+            let params = match self.recs.get(Class::Vdi, &b.VDI) {
+                Ok(Record::Vdi(vdi)) => vdi.sm_config.get("path").cloned().unwrap_or_default(),
+                _ => String::new(),
+            };
+            let dtype = if b.ty == "CD" { "cdrom" } else { "disk" };
+            let mode = if b.mode == "RO" { "r" } else { "w" };
+            self.plumb(
+                &mut tx,
+                d,
+                DeviceKind::Vbd,
+                n,
+                &[
+                    ("virtual-device", n.to_string()),
+                    ("device-type", dtype.into()),
+                ],
+                &[
+                    ("params", params),
+                    ("mode", mode.into()),
+                    ("type", "file".into()),
+                    ("device-type", dtype.into()),
+                ],
+            );
+        }
+        tx
+    }
+
+    /// One device's frontend and backend directories, each end owned by
+    /// its domain and readable by the other, both `Initialising`.
+    fn plumb(
+        &self,
+        tx: &mut XsTransaction,
+        d: DomId,
+        kind: DeviceKind,
+        n: u32,
+        fe_extra: &[(&str, String)],
+        be_extra: &[(&str, String)],
+    ) {
+        let bd = self.settings.backend_domid;
+        let fe = layout::frontend(d, kind, n);
+        let be = layout::backend(bd, kind, d, n);
+        tx.write(fe.as_str(), "");
+        tx.set_perms(
+            fe.as_str(),
+            &[perm(d, Access::None), perm(bd, Access::Read)],
+        );
+        tx.write(be.as_str(), "");
+        tx.set_perms(
+            be.as_str(),
+            &[perm(bd, Access::None), perm(d, Access::Read)],
+        );
+        let init = layout::initial_state();
+        let mut fe_nodes = vec![
+            ("backend", be.clone()),
+            ("backend-id", bd.0.to_string()),
+            ("state", init.into()),
+        ];
+        fe_nodes.extend(fe_extra.iter().map(|(k, v)| (*k, v.clone())));
+        let mut be_nodes = vec![
+            ("frontend", fe.clone()),
+            ("frontend-id", d.0.to_string()),
+            ("online", "1".into()),
+            ("state", init.into()),
+        ];
+        be_nodes.extend(be_extra.iter().map(|(k, v)| (*k, v.clone())));
+        for (k, v) in fe_nodes {
+            tx.write(format!("{fe}/{k}"), v);
+        }
+        for (k, v) in be_nodes {
+            tx.write(format!("{be}/{k}"), v);
+        }
+    }
+
+    /// The removal of `/local/domain/<d>` and `d`'s backend directories
+    /// (each may be missing), in one transaction.
+    pub fn domain_removal(&self, d: DomId) -> XsTransaction {
+        let mut tx = XsTransaction::default();
+        tx.rm(layout::domain(d));
+        for kind in [DeviceKind::Vif, DeviceKind::Vbd] {
+            tx.rm(layout::backend_guest_dir(
+                self.settings.backend_domid,
+                kind,
+                d,
+            ));
+        }
+        tx
+    }
+}
+
+/// The domains listed under `/local/domain` that no longer exist (`live`
+/// holds every domain the platform knows, sorted): their nodes and
+/// introduction are to be removed. dom0 is never one.
+pub fn dead_domains(listed: &[String], live: &[u16]) -> Vec<DomId> {
+    listed
+        .iter()
+        .filter_map(|n| n.parse::<u16>().ok())
+        .filter(|d| *d != 0 && live.binary_search(d).is_err())
+        .map(DomId)
+        .collect()
+}
