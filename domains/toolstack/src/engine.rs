@@ -4,7 +4,7 @@
 //!
 //! no_std + alloc and sans-IO: the engine owns no thread, lock, clock or
 //! loop. It never calls the platform or xenstore; it says what to write
-//! ([`Effect`], [`XsTransaction`]) and is told what happened (a domain
+//! ([`Effect`], [`XsTransaction`](crate::effect::XsTransaction)) and is told what happened (a domain
 //! built, a domain list). The host-mode service (`service`) and Xen
 //! mode's dom0 are its executors.
 //!
