@@ -8,7 +8,8 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use windsor_xenstore::client::Perm;
+use windsor_xenstore::client::{in_transaction, ClientError, Perm, XenStore};
+use xen::Errno;
 
 use crate::action::Class;
 
@@ -67,4 +68,23 @@ impl XsTransaction {
             _ => None,
         })
     }
+}
+
+/// Commits `tx` through any xenstore client in one transaction (retried
+/// on `EAGAIN`, see [`in_transaction`]): what every executor does with an
+/// engine's [`XsTransaction`].
+pub fn commit<X: XenStore + ?Sized>(xs: &X, tx: &XsTransaction) -> Result<(), ClientError> {
+    in_transaction(xs, |t| {
+        for op in &tx.ops {
+            match op {
+                XsOp::Write(p, v) => xs.write(t, p, v)?,
+                XsOp::SetPerms(p, perms) => xs.set_perms(t, p, perms)?,
+                XsOp::Rm(p) => match xs.rm(t, p) {
+                    Ok(()) | Err(ClientError::Store(Errno::ENOENT)) => {}
+                    Err(e) => return Err(e),
+                },
+            }
+        }
+        Ok(())
+    })
 }

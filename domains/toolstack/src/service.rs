@@ -29,7 +29,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use std::vec::Vec;
 
-use windsor_xenstore::client::{in_transaction, ClientError, TxId, XenStore};
+use windsor_xenstore::client::{ClientError, TxId, XenStore};
 use xen::platform::{
     BuiltDomain, DomainBuilder, DomainControl, DomainSave, EventChannel, RestoreTarget, RunState,
     Virq,
@@ -38,7 +38,7 @@ use xen::{DomId, Errno, EvtchnPort, Gfn};
 
 use crate::action::{Action, ActionError, ActionResult, PowerState, Ref, Reply, VmRecord};
 use crate::db;
-use crate::effect::{Effect, XsOp, XsTransaction};
+use crate::effect::{Effect, XsTransaction};
 use crate::engine::{Engine, Handled, Settings};
 use crate::lifecycle::{self, AfterExit, Op};
 use crate::power::{build_error, create_error, Scan};
@@ -384,19 +384,7 @@ where
 
     /// Commits one transaction of the engine's.
     fn commit(&self, tx: &XsTransaction) -> Result<(), ClientError> {
-        in_transaction(&self.xs, |t| {
-            for op in &tx.ops {
-                match op {
-                    XsOp::Write(p, v) => self.xs.write(t, p, v)?,
-                    XsOp::SetPerms(p, perms) => self.xs.set_perms(t, p, perms)?,
-                    XsOp::Rm(p) => match self.xs.rm(t, p) {
-                        Ok(()) | Err(ClientError::Store(Errno::ENOENT)) => {}
-                        Err(e) => return Err(e),
-                    },
-                }
-            }
-            Ok(())
-        })
+        crate::effect::commit(&self.xs, tx)
     }
 
     fn bootstrap(&self) -> Result<(), StartError> {

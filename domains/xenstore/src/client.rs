@@ -380,6 +380,41 @@ mod mem {
         }
 
         #[test]
+        fn directory_pages_past_the_payload_limit() {
+            let s = MemStore::new();
+            let t = TxId::NONE;
+            for i in 0..600 {
+                s.write(t, &alloc::format!("/d/child-number-{i:04}"), b"")
+                    .unwrap();
+            }
+            // More than 4 KiB of names: XS_DIRECTORY alone says E2BIG.
+            assert_eq!(
+                crate::client::ops::directory_part(&s, t, "/d")
+                    .unwrap()
+                    .len(),
+                600,
+                "paged"
+            );
+            let names = s.directory(t, "/d").unwrap();
+            assert_eq!(names.len(), 600);
+            assert_eq!(names[599], "child-number-0599");
+            // In a transaction too.
+            let tx = s.transaction_start().unwrap();
+            assert_eq!(s.directory(tx, "/d").unwrap().len(), 600);
+            s.transaction_end(tx, false).unwrap();
+            // Small and empty directories.
+            s.write(t, "/e", b"").unwrap();
+            assert!(s.directory(t, "/e").unwrap().is_empty());
+            assert!(crate::client::ops::directory_part(&s, t, "/e")
+                .unwrap()
+                .is_empty());
+            assert_eq!(
+                crate::client::ops::directory_part(&s, t, "/a").map(|v| v.len()),
+                Err(ClientError::Store(Errno::ENOENT))
+            );
+        }
+
+        #[test]
         fn in_transaction_commits_retries_and_gives_up() {
             use crate::client::{in_transaction, TRANSACTION_ATTEMPTS};
             let s = MemStore::new();
@@ -527,13 +562,67 @@ pub mod ops {
         c.call(XsOp::Rm, tx, &cstr(path)).map(|_| ())
     }
 
-    /// `XS_DIRECTORY`.
-    pub fn directory<C: Call + ?Sized>(c: &C, tx: TxId, path: &str) -> Result<Vec<String>> {
-        let r = c.call(XsOp::Directory, tx, &cstr(path))?;
-        Ok(r.split(|&b| b == 0)
+    fn names(r: &[u8]) -> impl Iterator<Item = String> + '_ {
+        r.split(|&b| b == 0)
             .filter(|s| !s.is_empty())
             .map(|s| String::from_utf8_lossy(s).into())
-            .collect())
+    }
+
+    /// `XS_DIRECTORY`; when the list does not fit in one reply (`E2BIG`:
+    /// more than `XENSTORE_PAYLOAD_MAX` bytes of names, e.g. `/pool/VM`
+    /// of a host with a hundred VMs), [`directory_part`] pages through it.
+    pub fn directory<C: Call + ?Sized>(c: &C, tx: TxId, path: &str) -> Result<Vec<String>> {
+        match c.call(XsOp::Directory, tx, &cstr(path)) {
+            Ok(r) => Ok(names(&r).collect()),
+            Err(ClientError::Store(Errno::E2BIG)) => directory_part(c, tx, path),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// How many times [`directory_part`] starts over when the directory
+    /// changes while it pages through it.
+    pub const DIRECTORY_PART_ATTEMPTS: usize = 8;
+
+    /// The children of `path` through `XS_DIRECTORY_PART` (Xen 4.9+):
+    /// each reply is `<generation>\0` and the names from a byte offset,
+    /// the last one ending in an extra `\0`. If the node's generation
+    /// changes between parts the list starts over (at most
+    /// [`DIRECTORY_PART_ATTEMPTS`] times, then `EAGAIN`); a reply that
+    /// makes no progress is a protocol error, so a broken server cannot
+    /// hold the caller in a loop.
+    pub fn directory_part<C: Call + ?Sized>(c: &C, tx: TxId, path: &str) -> Result<Vec<String>> {
+        'again: for _ in 0..DIRECTORY_PART_ATTEMPTS {
+            let mut out = Vec::new();
+            let mut off = 0usize;
+            let mut generation: Option<Vec<u8>> = None;
+            loop {
+                let r = c.call(XsOp::DirectoryPart, tx, &two(path, &format!("{off}")))?;
+                let Some(g) = r.iter().position(|&b| b == 0) else {
+                    return Err(ClientError::Protocol);
+                };
+                let (gen, rest) = (&r[..g], &r[g + 1..]);
+                match &generation {
+                    Some(prev) if prev.as_slice() != gen => continue 'again,
+                    Some(_) => {}
+                    None => generation = Some(gen.to_vec()),
+                }
+                let last = rest == b"\0" || rest.ends_with(b"\0\0");
+                let body = if last {
+                    rest.strip_suffix(b"\0").unwrap_or(rest)
+                } else {
+                    rest
+                };
+                if !last && body.is_empty() {
+                    return Err(ClientError::Protocol);
+                }
+                off += body.len();
+                out.extend(names(body));
+                if last {
+                    return Ok(out);
+                }
+            }
+        }
+        Err(ClientError::Store(Errno::EAGAIN))
     }
 
     /// `XS_GET_PERMS`.
@@ -620,6 +709,75 @@ pub mod ops {
 }
 
 #[doc(hidden)]
+#[cfg(test)]
+mod directory_part_tests {
+    use alloc::vec::Vec;
+    use core::cell::RefCell;
+
+    use super::*;
+    use crate::wire::XsOp;
+
+    /// A server that answers every XS_DIRECTORY with E2BIG and pages from
+    /// a script of `(generation, part)` replies.
+    struct Script(RefCell<Vec<&'static [u8]>>);
+
+    impl Call for Script {
+        fn call(&self, op: XsOp, _: TxId, _: &[u8]) -> Result<Vec<u8>> {
+            match op {
+                XsOp::Directory => Err(ClientError::Store(Errno::E2BIG)),
+                XsOp::DirectoryPart => {
+                    let mut s = self.0.borrow_mut();
+                    if s.is_empty() {
+                        return Err(ClientError::Protocol);
+                    }
+                    Ok(s.remove(0).to_vec())
+                }
+                _ => Err(ClientError::Store(Errno::ENOSYS)),
+            }
+        }
+    }
+
+    fn script(parts: &[&'static [u8]]) -> Script {
+        Script(RefCell::new(parts.to_vec()))
+    }
+
+    #[test]
+    fn parts_join_and_a_generation_change_starts_over() {
+        let s = script(&[b"7\0a\0b\0", b"7\0c\0\0"]);
+        assert_eq!(
+            ops::directory(&s, TxId::NONE, "/d").unwrap(),
+            ["a", "b", "c"]
+        );
+        // The node changed between parts: start over, keep the new list.
+        let s = script(&[b"7\0a\0", b"8\0x\0\0", b"8\0a\0", b"8\0z\0\0"]);
+        assert_eq!(ops::directory(&s, TxId::NONE, "/d").unwrap(), ["a", "z"]);
+    }
+
+    #[test]
+    fn a_server_that_makes_no_progress_or_keeps_changing_is_refused() {
+        let s = script(&[b"7\0", b"7\0"]);
+        assert_eq!(
+            ops::directory(&s, TxId::NONE, "/d"),
+            Err(ClientError::Protocol)
+        );
+        let s = script(&[b"no-nul"]);
+        assert_eq!(
+            ops::directory(&s, TxId::NONE, "/d"),
+            Err(ClientError::Protocol)
+        );
+        let mut flapping: Vec<&'static [u8]> = Vec::new();
+        for _ in 0..ops::DIRECTORY_PART_ATTEMPTS {
+            flapping.push(b"1\0a\0");
+            flapping.push(b"2\0b\0\0");
+        }
+        let s = Script(RefCell::new(flapping));
+        assert_eq!(
+            ops::directory(&s, TxId::NONE, "/d"),
+            Err(ClientError::Store(Errno::EAGAIN))
+        );
+    }
+}
+
 /// Paths the [`xenstore_via_call`](crate::xenstore_via_call) macro names, so
 /// it works in `std` and `no_std` crates alike.
 pub mod __rt {
