@@ -53,7 +53,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::Ordering::{Acquire, Release};
 use core::time::Duration;
 
-use windsor_xenstore::client::XenStore;
+use windsor_xenstore_client::XenStore;
 use xen::platform::{Clock, EventChannel, ForeignMapping, GrantTable, LocalPages, PortStatus};
 use xen::shmem::{SharedMem, SharedRo};
 use xen::{DomId, Errno, EvtchnPort, GrantRef, PAGE_SIZE};

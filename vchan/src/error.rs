@@ -1,6 +1,6 @@
 //! Errors of a vchan end.
 
-use windsor_xenstore::client::ClientError;
+use windsor_xenstore_client::ClientError;
 
 use crate::layout::LayoutError;
 use crate::ring::RingError;

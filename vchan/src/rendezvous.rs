@@ -16,7 +16,7 @@
 use alloc::format;
 use alloc::string::String;
 
-use windsor_xenstore::client::{in_transaction, Access, ClientError, Perm, TxId, XenStore};
+use windsor_xenstore_client::{in_transaction, Access, ClientError, Perm, TxId, XenStore};
 use xen::{DomId, EvtchnPort, GrantRef};
 
 use crate::Error;

@@ -71,6 +71,7 @@ const NO_STD_CRATES: &[&str] = &[
     "xen",
     "vchan",
     "windsor-xenstore",
+    "windsor-xenstore-client",
     "windsor-netback",
     "windsor-blkback",
     "windsor-toolstack",

@@ -9,7 +9,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use windsor_xenstore::client::{ClientError, TxId, XenStore};
+use windsor_xenstore_client::{ClientError, TxId, XenStore};
 use xen::Errno;
 
 use crate::action::{Class, Record};

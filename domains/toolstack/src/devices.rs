@@ -8,7 +8,7 @@ use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
 
-use windsor_xenstore::client::{Access, Perm};
+use windsor_xenstore_client::{Access, Perm};
 use xen::DomId;
 
 use crate::action::{

@@ -8,7 +8,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use windsor_xenstore::client::{in_transaction, ClientError, Perm, XenStore};
+use windsor_xenstore_client::{in_transaction, ClientError, Perm, XenStore};
 use xen::Errno;
 
 use crate::action::Class;

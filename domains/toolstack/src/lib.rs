@@ -19,7 +19,7 @@
 //!   (the standard xenstore paths).
 //! * the executor (`std` feature): `service::Toolstack` runs the engine
 //!   over the platform traits, a
-//!   [`XenStore`](windsor_xenstore::client::XenStore) client and an
+//!   [`XenStore`](windsor_xenstore_client::XenStore) client and an
 //!   `Introducer`; `watcher` is its `VIRQ_DOM_EXC` thread; `xsapi` serves
 //!   the `xenstore.*` calls.
 //! * host mode (`std` feature): `host` wires the toolstack to the

@@ -29,7 +29,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use std::vec::Vec;
 
-use windsor_xenstore::client::{ClientError, TxId, XenStore};
+use windsor_xenstore_client::{ClientError, TxId, XenStore};
 use xen::platform::{
     BuiltDomain, DomainBuilder, DomainControl, DomainSave, EventChannel, RestoreTarget, RunState,
     Virq,

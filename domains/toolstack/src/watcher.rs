@@ -12,7 +12,7 @@ use std::sync::Weak;
 use std::time::Duration;
 use std::vec::Vec;
 
-use windsor_xenstore::client::XenStore;
+use windsor_xenstore_client::XenStore;
 use xen::platform::{DomainBuilder, DomainControl, DomainInfo, DomainSave, EventChannel, RunState};
 use xen::DomId;
 

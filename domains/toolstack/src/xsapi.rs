@@ -45,8 +45,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use std::vec::Vec;
 
-use windsor_xenstore::client::{ClientError, TxId, XenStore};
-use windsor_xenstore::wire::error_name;
+use windsor_xenstore_client::wire::error_name;
+use windsor_xenstore_client::{ClientError, TxId, XenStore};
 
 use crate::action::{ActionError, ActionResult, Reply, XsWatchBatch};
 

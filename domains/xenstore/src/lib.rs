@@ -11,10 +11,11 @@
 //! * with `std`: persistence and the `windsor-xenstored` daemon (transports:
 //!   the xenbus ring over the platform traits, a Unix socket).
 //!
-//! It also provides [`client::XenStore`], the trait through which every
-//! other domain (toolstack, netback, blkback, vchan rendezvous) talks to a
-//! xenstore, and, behind the `test-utils` feature, [`client::MemStore`], an
-//! in-memory store for their tests.
+//! It re-exports the client API of `windsor-xenstore-client` as
+//! [`client`] ([`client::XenStore`], the trait through which every other
+//! domain talks to a xenstore; other crates should depend on the client
+//! crate alone) and adds, behind the `test-utils` feature,
+//! [`client::MemStore`], an in-memory store for their tests.
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -23,10 +24,12 @@ extern crate alloc;
 
 pub mod client;
 pub mod path;
-pub mod perms;
 pub mod store;
-pub mod wire;
 pub mod xenbus;
+
+// The wire format and permissions are the client crate's; re-exported so
+// `crate::wire`, `crate::perms` and the macro keep their paths.
+pub use windsor_xenstore_client::{perms, wire, xenstore_via_call};
 
 #[cfg(any(feature = "std", feature = "test-utils"))]
 extern crate std;

@@ -12,7 +12,7 @@
 //! new connection, for the new domid, after each resume; [`entry`] has a
 //! single connection and so cannot go on after a resume.
 
-use windsor_xenstore::client::XenStore;
+use windsor_xenstore_client::XenStore;
 use xen::platform::Platform;
 use xen::DomId;
 use xen_sim::SimDomain;

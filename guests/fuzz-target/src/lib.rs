@@ -49,7 +49,7 @@ use alloc::format;
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use windsor_xenstore::client::{ClientError, TxId, XenStore};
+use windsor_xenstore_client::{ClientError, TxId, XenStore};
 use xen::platform::{Platform, ShutdownReason, SuspendOutcome};
 
 #[cfg(feature = "host")]

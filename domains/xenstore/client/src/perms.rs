@@ -13,7 +13,7 @@ use core::fmt::Write as _;
 
 use xen::{DomId, Errno};
 
-use crate::client::{Access, Perm};
+use crate::{Access, Perm};
 
 /// What a connection may do with a node.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
