@@ -12,8 +12,11 @@
 //!    command line (`dom0-ring=<gfn>:<port>`), so the xenstore domain maps
 //!    dom0's ring exactly as it maps a guest's (see the xenstore-domain
 //!    image's doc);
-//! 3. builds every **guest** in plan order: creates it, writes
-//!    `/local/domain/<id>` (owned by the guest: `name`, `domid`), sends
+//! 3. builds every **guest** in plan order as a VM of the toolstack core
+//!    (`windsor_toolstack::Engine`, the same core host mode runs): the
+//!    engine makes the VM record and the domain's configuration; dom0
+//!    creates and builds the domain, commits the engine's
+//!    `/local/domain/<id>` tree in one transaction, sends
 //!    `XS_INTRODUCE(id, store gfn, store port)`, unpauses it and waits (the
 //!    plan's `domain_ready_ms`) for `data/state = running`. A refused image
 //!    or a guest that crashes or does not come up is reported and cleaned
@@ -34,9 +37,10 @@
 //!    of its own command line (writes the fuzz-target guest's
 //!    `control/misbehave`: `crash`, `ignore-shutdown`, `spin`); reports
 //!    and cleans up guests that already shut down (a crash); then asks
-//!    each remaining guest to shut down through
-//!    `control/shutdown` (`poweroff`), waits (`shutdown_ms`), releases it
-//!    from xenstore (`XS_RELEASE`), checks its nodes are gone, destroys
+//!    each remaining guest to shut down cleanly (the engine's request
+//!    through `control/shutdown`, `poweroff`), waits (`shutdown_ms`),
+//!    releases it from xenstore (`XS_RELEASE`), commits the engine's
+//!    removal of its nodes and checks they are gone, destroys
 //!    it and waits until Xen no longer lists it (only then are its memory,
 //!    grants and event channels released); finally destroys the xenstore
 //!    domain and powers off.
@@ -60,13 +64,19 @@ mod image {
     use core::sync::atomic::{AtomicU32, Ordering};
     use core::time::Duration;
     use windsor_boot_config::{BootPlan, Bundle, DomainKind, PlanDomain};
+    use windsor_toolstack::action::{Action, NewRecord, PowerState, Ref, Reply, VmRecord};
+    use windsor_toolstack::effect::commit;
+    use windsor_toolstack::layout;
+    use windsor_toolstack::lifecycle::{self, Op};
+    use windsor_toolstack::power::{Exit, Scan};
+    use windsor_toolstack::{Engine, Handled, Settings};
     use windsor_unikernel::xen::platform::{
         BuiltDomain, Clock, CreateConfig, DomainBuilder, DomainControl, DomainImage, EventChannel,
         GrantTable, LocalPages, Platform, RunState, ShutdownReason, Virq,
     };
     use windsor_unikernel::xen::{DomId, Errno, EvtchnPort};
     use windsor_unikernel::{boot_time, println, Xen};
-    use windsor_xenstore::client::{Access, ClientError, Perm, TxId, XenStore};
+    use windsor_xenstore::client::{ClientError, TxId, XenStore};
     use windsor_xenstore::xenbus::XenbusClient;
 
     windsor_unikernel::main!(main);
@@ -91,6 +101,8 @@ mod image {
     /// A guest that came up.
     struct Guest<'p> {
         plan: &'p PlanDomain,
+        /// Its VM record in the toolstack engine.
+        vm: Ref,
         dom: DomId,
         vchan: Option<usize>,
     }
@@ -142,15 +154,24 @@ mod image {
         let t0 = xen.now();
         let ring = xen.alloc_pages(1).expect("a page for dom0's xenstore ring");
         let mut port = None;
-        let made = create_and_build(xen, &bundle, xs_plan, &xs_cmdline, DomId::DOM0, |xsdom| {
-            xen.grant_xenstore_ring(&ring, 0, xsdom)
-                .map_err(|e| format!("grant dom0's ring: {e}"))?;
-            let p = xen
-                .alloc_unbound(xsdom)
-                .map_err(|e| format!("dom0's xenstore port: {e}"))?;
-            port = Some(p);
-            Ok(format!("dom0-ring={}:{}", ring.gfn(0).0, p.0))
-        });
+        let xs_cfg = plan_config(xs_plan);
+        let made = create_and_build(
+            xen,
+            &bundle,
+            xs_plan,
+            &xs_cfg,
+            &xs_cmdline,
+            DomId::DOM0,
+            |xsdom| {
+                xen.grant_xenstore_ring(&ring, 0, xsdom)
+                    .map_err(|e| format!("grant dom0's ring: {e}"))?;
+                let p = xen
+                    .alloc_unbound(xsdom)
+                    .map_err(|e| format!("dom0's xenstore port: {e}"))?;
+                port = Some(p);
+                Ok(format!("dom0-ring={}:{}", ring.gfn(0).0, p.0))
+            },
+        );
         let (xsdom, _) = match made {
             Ok(x) => x,
             Err(e) => panic!("xenstore domain {:?}: {e}", xs_plan.name),
@@ -171,21 +192,35 @@ mod image {
             let _ = xen.wait(&[port], Some(Duration::from_millis(5)));
         }
         let xs = XenbusClient::with_ring(xen, page, port).expect("ring page");
-        if let Err(e) = xs.write(T, "/local/domain/0/name", b"Domain-0") {
+        if let Err(e) = xs.write(T, &node(DomId::DOM0, "name"), b"Domain-0") {
             panic!("xenstore domain d{xsdom} does not answer: {e}");
         }
-        let _ = xs.write(T, "/local/domain/0/domid", b"0");
-        let _ = xs.write(
-            T,
-            &format!("/local/domain/{}/name", xsdom.0),
-            xs_plan.name.as_bytes(),
-        );
+        let _ = xs.write(T, &node(DomId::DOM0, "domid"), b"0");
+        let _ = xs.write(T, &node(xsdom, "name"), xs_plan.name.as_bytes());
         println!(
             "windsor dom0: xenstore domain {:?} is d{} and answers (built and first reply in {} ms)",
             xs_plan.name,
             xsdom,
             ms(xen.now() - t0)
         );
+
+        // The toolstack core keeps the guests' VM records and decides their
+        // xenstore nodes, introduction and shutdown handshake. The pool
+        // database is not written: the xenstore domain has no persistence
+        // in Xen mode yet, so its effects are dropped.
+        let mut eng = Engine::new(
+            Settings {
+                host_name: plan.host.clone(),
+                xenstore_domid: xsdom,
+                backend_domid: DomId::DOM0,
+                fuzz_template: false,
+                ..Settings::default()
+            },
+            xen.now().as_nanos() as u64 | 1,
+            Vec::new(),
+        );
+        eng.bootstrap(&[]);
+        eng.take_effects();
 
         // 2. The other domains, in plan order.
         let mut guests = Vec::new();
@@ -198,7 +233,7 @@ mod image {
                 );
                 continue;
             }
-            if let Some(g) = start_guest(xen, &xs, &bundle, &plan, d, xsdom, dom_exc) {
+            if let Some(g) = start_guest(xen, &xs, &mut eng, &bundle, &plan, d, dom_exc) {
                 guests.push(g);
             }
         }
@@ -242,10 +277,12 @@ mod image {
                         ""
                     }
                 );
-                cleanup(xen, &xs, g.plan, g.dom, dom_exc);
+                let exits = exits_of(&eng, g.dom, r);
+                cleanup(xen, &xs, &mut eng, g.plan, &g.vm, g.dom, dom_exc);
+                settled(&mut eng, &exits);
                 continue;
             }
-            shutdown_guest(xen, &xs, &plan, g, dom_exc);
+            shutdown_guest(xen, &xs, &mut eng, &plan, g, dom_exc);
         }
         drop(xs);
         let _ = xen.close(port);
@@ -263,7 +300,61 @@ mod image {
         ShutdownReason::Poweroff
     }
 
-    /// Creates a domain for `d` and builds it from its bundle entry.
+    /// `/local/domain/<dom>/<rel>`.
+    fn node(dom: DomId, rel: &str) -> String {
+        format!("{}/{rel}", layout::domain(dom))
+    }
+
+    /// The domain of a plan entry that is not a VM (the xenstore domain).
+    fn plan_config(d: &PlanDomain) -> CreateConfig {
+        CreateConfig {
+            max_mem_kib: u64::from(d.memory_mib) * 1024,
+            max_vcpus: d.vcpus.max(1),
+            ..CreateConfig::default()
+        }
+    }
+
+    /// The VM record of a planned guest.
+    fn vm_record(d: &PlanDomain, cmdline: &str) -> VmRecord {
+        let mem = i64::from(d.memory_mib) << 20;
+        let vcpus = i64::from(d.vcpus.max(1));
+        VmRecord {
+            name_label: d.name.clone(),
+            PV_kernel: d.image.clone(),
+            PV_args: cmdline.into(),
+            memory_static_max: mem,
+            memory_dynamic_max: mem,
+            memory_dynamic_min: mem,
+            memory_target: mem,
+            VCPUs_max: vcpus,
+            VCPUs_at_startup: vcpus,
+            ..VmRecord::default()
+        }
+    }
+
+    /// What the engine makes of `dom` shutting down for `r` (asked before
+    /// the domain is cleaned up, while the engine still knows it).
+    fn exits_of(eng: &Engine, dom: DomId, r: ShutdownReason) -> Vec<Exit> {
+        let scan = Scan {
+            ids: alloc::vec![dom.0],
+            down: alloc::vec![(dom.0, r)],
+        };
+        eng.exits(&scan, &[])
+    }
+
+    /// Records exits whose domains were cleaned up. Xen mode restarts
+    /// nothing yet: a VM whose policy is to restart is halted too.
+    fn settled(eng: &mut Engine, exits: &[Exit]) {
+        for x in exits {
+            if let Some(v) = eng.exited(x) {
+                eng.halted(v, PowerState::Halted, lifecycle::reason_word(x.why));
+            }
+        }
+        eng.take_effects();
+    }
+
+    /// Creates a domain for `d` with `cfg` and builds it from its bundle
+    /// entry.
     ///
     /// `prepare` runs between creation and build and returns more command
     /// line words for the domain.
@@ -271,6 +362,7 @@ mod image {
         xen: &'static Xen,
         bundle: &Bundle<'_>,
         d: &PlanDomain,
+        cfg: &CreateConfig,
         cmdline: &str,
         xenstore: DomId,
         prepare: impl FnOnce(DomId) -> Result<String, String>,
@@ -278,12 +370,7 @@ mod image {
         let kernel = bundle
             .entry(d.module as usize)
             .ok_or_else(|| format!("bundle has no entry {}", d.module))?;
-        let cfg = CreateConfig {
-            max_mem_kib: u64::from(d.memory_mib) * 1024,
-            max_vcpus: d.vcpus.max(1),
-            ..CreateConfig::default()
-        };
-        let dom = xen.create(&cfg).map_err(|e| xen.describe(e))?;
+        let dom = xen.create(cfg).map_err(|e| xen.describe(e))?;
         let extra = match prepare(dom) {
             Ok(x) => x,
             Err(e) => {
@@ -326,57 +413,71 @@ mod image {
         }
     }
 
-    /// Builds, introduces and starts guest `d`; waits for it to be running.
+    /// Builds, introduces and starts guest `d` as a VM of the engine;
+    /// waits for it to be running.
     fn start_guest<'p>(
         xen: &'static Xen,
         xs: &Xs<'_>,
+        eng: &mut Engine,
         bundle: &Bundle<'_>,
         plan: &BootPlan,
         d: &'p PlanDomain,
-        xsdom: DomId,
         dom_exc: EvtchnPort,
     ) -> Option<Guest<'p>> {
         let t0 = xen.now();
         let cmdline = format!("{} xenbus", d.cmdline);
+        let created = eng.handle(
+            Action::Create(NewRecord::Vm(vm_record(d, &cmdline))),
+            xen.now().as_secs(),
+        );
+        let vm = match created {
+            Handled::Reply(Ok(Reply::Ref(r))) => r,
+            other => {
+                fail!(
+                    "windsor dom0: guest {:?} not started: no VM record: {other:?}",
+                    d.name
+                );
+                return None;
+            }
+        };
+        let v = match eng.begin(&vm, Op::Start) {
+            Ok(v) => v,
+            Err(e) => {
+                fail!("windsor dom0: guest {:?} not started: {e}", d.name);
+                return None;
+            }
+        };
+        let cfg = eng.create_config(&v);
+        let xsdom = eng.settings().xenstore_domid;
         let (dom, built) =
-            match create_and_build(xen, bundle, d, &cmdline, xsdom, |_| Ok(String::new())) {
+            match create_and_build(xen, bundle, d, &cfg, &cmdline, xsdom, |_| Ok(String::new())) {
                 Ok(x) => x,
                 Err(e) => {
                     fail!("windsor dom0: guest {:?} not started: {e}", d.name);
                     return None;
                 }
             };
-        let path = format!("/local/domain/{}", dom.0);
-        let prep = (|| -> Result<(), ClientError> {
-            xs.mkdir(T, &path)?;
-            xs.set_perms(
-                T,
-                &path,
-                &[Perm {
-                    dom,
-                    access: Access::None,
-                }],
-            )?;
-            xs.write(T, &format!("{path}/name"), d.name.as_bytes())?;
-            xs.write(T, &format!("{path}/domid"), format!("{}", dom.0).as_bytes())?;
-            xs.mkdir(T, &format!("{path}/control"))?;
-            xs.mkdir(T, &format!("{path}/data"))?;
-            xs.introduce(dom, built.store_gfn.0, built.store_port)?;
-            xs.watch(&format!("{path}/data/state"), "state")
-        })();
+        // The domain's tree and devices, in one transaction, then its
+        // introduction.
+        let tree = eng.attach(&v, dom);
+        let state_path = node(dom, "data/state");
+        let prep = commit(xs, &tree)
+            .and_then(|()| xs.introduce(dom, built.store_gfn.0, built.store_port))
+            .and_then(|()| xs.watch(&state_path, "state"));
         if let Err(e) = prep {
             fail!(
                 "windsor dom0: guest {:?} d{dom}: xenstore set-up failed: {e}",
                 d.name
             );
-            cleanup(xen, xs, d, dom, dom_exc);
+            cleanup(xen, xs, eng, d, &vm, dom, dom_exc);
             return None;
         }
         if let Err(e) = xen.unpause(dom) {
             panic!("unpause d{dom}: {}", xen.describe(e));
         }
+        eng.started(v, Op::Start, dom, false);
+        eng.take_effects();
         let deadline = xen.now() + Duration::from_millis(plan.dom0.timeouts.domain_ready_ms.into());
-        let state_path = format!("{path}/data/state");
         let outcome = loop {
             if let Ok(i) = xen.info(dom) {
                 if let RunState::Shutdown(r) = i.state {
@@ -397,9 +498,7 @@ mod image {
         let _ = xs.unwatch(&state_path, "state");
         match outcome {
             Ok(()) => {
-                let booted = xs
-                    .read(T, &format!("{path}/data/booted"))
-                    .unwrap_or_default();
+                let booted = xs.read(T, &node(dom, "data/booted")).unwrap_or_default();
                 println!(
                     "windsor dom0: guest {:?} d{dom} running (data/booted={}, data/state=running) \
                      {} ms after build start",
@@ -413,6 +512,7 @@ mod image {
                     .find_map(|w| w.strip_prefix("vchan=")?.parse().ok());
                 Some(Guest {
                     plan: d,
+                    vm,
                     dom,
                     vchan,
                 })
@@ -422,7 +522,9 @@ mod image {
                     "windsor dom0: guest {:?} d{dom} crashed while starting",
                     d.name
                 );
-                cleanup(xen, xs, d, dom, dom_exc);
+                let exits = exits_of(eng, dom, ShutdownReason::Crash);
+                cleanup(xen, xs, eng, d, &vm, dom, dom_exc);
+                settled(eng, &exits);
                 None
             }
             Err(why) => {
@@ -430,7 +532,7 @@ mod image {
                     "windsor dom0: guest {:?} d{dom} did not come up ({why}); destroying it",
                     d.name
                 );
-                cleanup(xen, xs, d, dom, dom_exc);
+                hard_stop(xen, xs, eng, d, &vm, dom, dom_exc);
                 None
             }
         }
@@ -486,7 +588,7 @@ mod image {
             }
         }
         let dt = xen.now() - t0;
-        let key = format!("/local/domain/{}/data/vchan-checksum", g.dom.0);
+        let key = node(g.dom, "data/vchan-checksum");
         let deadline = xen.now() + Duration::from_secs(5);
         let theirs = loop {
             match xs.read(T, &key) {
@@ -519,7 +621,7 @@ mod image {
     /// guest's knob: `crash`, `ignore-shutdown`, `spin`) and, for `crash`,
     /// waits (1 s at most) until Xen reports it shut down.
     fn misbehave(xen: &'static Xen, xs: &Xs<'_>, g: &Guest<'_>, what: &str, dom_exc: EvtchnPort) {
-        let key = format!("/local/domain/{}/control/misbehave", g.dom.0);
+        let key = node(g.dom, "control/misbehave");
         if let Err(e) = xs.write(T, &key, what.as_bytes()) {
             fail!("windsor dom0: misbehave d{}: {e}", g.dom);
             return;
@@ -544,20 +646,30 @@ mod image {
         }
     }
 
-    /// Asks a guest to shut down through `control/shutdown`, then cleans up.
+    /// Asks a guest to shut down cleanly (the engine's request through
+    /// `control/shutdown`), then cleans up.
     fn shutdown_guest(
         xen: &'static Xen,
         xs: &Xs<'_>,
+        eng: &mut Engine,
         plan: &BootPlan,
         g: &Guest<'_>,
         dom_exc: EvtchnPort,
     ) {
         let dom = g.dom;
-        let path = format!("/local/domain/{}", dom.0);
         let t0 = xen.now();
-        if let Err(e) = xs.write(T, &format!("{path}/control/shutdown"), b"poweroff") {
+        let req = match eng.clean_request(&g.vm, Op::CleanShutdown) {
+            Ok(c) => c,
+            Err(e) => {
+                fail!("windsor dom0: guest d{dom}: no clean shutdown: {e}");
+                hard_stop(xen, xs, eng, g.plan, &g.vm, dom, dom_exc);
+                return;
+            }
+        };
+        if let Err(e) = xs.write(T, &req.node, req.word.as_bytes()) {
             fail!("windsor dom0: guest d{dom}: cannot write control/shutdown: {e}");
         }
+        eng.clean_started(&g.vm, &req, Op::CleanShutdown);
         let deadline = t0 + Duration::from_millis(plan.dom0.timeouts.shutdown_ms.into());
         let reason = loop {
             match xen.info(dom).map(|i| i.state) {
@@ -572,44 +684,87 @@ mod image {
             let _ = xen.wait(&[dom_exc], Some(Duration::from_millis(10)));
         };
         let state = xs
-            .read(T, &format!("{path}/data/state"))
+            .read(T, &node(dom, "data/state"))
             .map(|v| String::from_utf8_lossy(&v).into_owned())
             .unwrap_or_default();
         // The guest acknowledges by clearing the request (as Linux does).
-        let acked = xs
-            .read(T, &format!("{path}/control/shutdown"))
-            .is_ok_and(|v| v.is_empty());
+        let acked = xs.read(T, &req.node).is_ok_and(|v| v.is_empty());
         match reason {
-            Some(r) => println!(
-                "windsor dom0: guest {:?} d{dom} shut down on request: {r:?} after {} ms \
-                 (control/shutdown {}, data/state={state})",
-                g.plan.name,
-                ms(xen.now() - t0),
-                if acked {
-                    "acknowledged"
-                } else {
-                    "NOT acknowledged"
+            Some(r) => {
+                println!(
+                    "windsor dom0: guest {:?} d{dom} shut down on request: {r:?} after {} ms \
+                     (control/shutdown {}, data/state={state})",
+                    g.plan.name,
+                    ms(xen.now() - t0),
+                    if acked {
+                        "acknowledged"
+                    } else {
+                        "NOT acknowledged"
+                    }
+                );
+                let exits = exits_of(eng, dom, r);
+                cleanup(xen, xs, eng, g.plan, &g.vm, dom, dom_exc);
+                settled(eng, &exits);
+                if let Err(e) = eng.clean_outcome(&g.vm, &req, Op::CleanShutdown) {
+                    fail!(
+                        "windsor dom0: guest {:?} d{dom}: clean shutdown: {e}",
+                        g.plan.name
+                    );
                 }
-            ),
-            None => fail!(
-                "windsor dom0: guest {:?} d{dom} did not shut down within {} ms; destroying it",
-                g.plan.name,
-                plan.dom0.timeouts.shutdown_ms
-            ),
+            }
+            None => {
+                let timeout = Duration::from_millis(plan.dom0.timeouts.shutdown_ms.into());
+                let e = eng.clean_timed_out(&g.vm, &req, acked, timeout);
+                fail!(
+                    "windsor dom0: guest {:?} d{dom} did not shut down within {} ms; destroying it",
+                    g.plan.name,
+                    plan.dom0.timeouts.shutdown_ms
+                );
+                println!("windsor dom0: guest {:?} d{dom}: {e}", g.plan.name);
+                hard_stop(xen, xs, eng, g.plan, &g.vm, dom, dom_exc);
+            }
         }
-        cleanup(xen, xs, g.plan, dom, dom_exc);
     }
 
-    /// Releases `dom` from xenstore, checks its nodes are gone, destroys it
-    /// and waits until Xen no longer lists it.
-    fn cleanup(xen: &'static Xen, xs: &Xs<'_>, d: &PlanDomain, dom: DomId, dom_exc: EvtchnPort) {
-        let path = format!("/local/domain/{}", dom.0);
+    /// `VM.hard_shutdown`: cleans up a guest that is still running and
+    /// halts its VM.
+    fn hard_stop(
+        xen: &'static Xen,
+        xs: &Xs<'_>,
+        eng: &mut Engine,
+        d: &PlanDomain,
+        vm: &str,
+        dom: DomId,
+        dom_exc: EvtchnPort,
+    ) {
+        cleanup(xen, xs, eng, d, vm, dom, dom_exc);
+        if let Ok(v) = eng.begin(vm, Op::HardShutdown) {
+            eng.hard_halted(v);
+        }
+        eng.take_effects();
+    }
+
+    /// Releases `dom` from xenstore, removes its nodes (the engine's
+    /// removal transaction) and checks they are gone, destroys it and
+    /// waits until Xen no longer lists it.
+    fn cleanup(
+        xen: &'static Xen,
+        xs: &Xs<'_>,
+        eng: &mut Engine,
+        d: &PlanDomain,
+        vm: &str,
+        dom: DomId,
+        dom_exc: EvtchnPort,
+    ) {
+        let path = layout::domain(dom);
         if let Err(e) = xs.release(dom) {
             fail!("windsor dom0: release d{dom} from xenstore: {e}");
         }
-        // The guest owned its subtree, so release removed it; whatever dom0
-        // wrote elsewhere for it goes too.
-        let _ = xs.rm(T, &path);
+        let uuid = windsor_toolstack::action::uuid_of(vm).unwrap_or_default();
+        let removal = eng.detach(uuid, dom);
+        if let Err(e) = commit(xs, &removal) {
+            println!("windsor dom0: removing d{dom}'s nodes: {e}");
+        }
         let gone = matches!(xs.read(T, &path), Err(ClientError::Store(Errno::ENOENT)));
         let state = xen.info(dom).map(|i| i.state);
         if let Err(e) = xen.destroy(dom) {
