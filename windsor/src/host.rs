@@ -186,7 +186,7 @@ impl Host {
         toolstack
             .attach_xs_watch(
                 StreamStore::from_stream(adopter.connect(DomId::DOM0)?)?,
-                windsor_toolstack::xsapi::WatchLimits::default(),
+                windsor_toolstack::xs_calls::WatchLimits::default(),
             )
             .context("starting the API's xenstore watches")?;
 

@@ -47,7 +47,7 @@
 //!
 //! The `xenstore` class is Windsor's: XAPI has no xenstore calls. The
 //! calls act with dom0's rights on the host's store (see the toolstack's
-//! `xsapi` module for watches, their cursor and their bounds).
+//! `xs_calls` module for watches, their cursor and their bounds).
 //!
 //! Errors are typed: one [`ActionError`] variant per cause, carrying its
 //! data (the VM, the expected and actual power states, ...). The toolstack

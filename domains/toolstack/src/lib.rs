@@ -20,7 +20,7 @@
 //! * the executor (`std` feature): `service::Toolstack` runs the engine
 //!   over the platform traits, a
 //!   [`XenStore`](windsor_xenstore_client::XenStore) client and an
-//!   `Introducer`; `watcher` is its `VIRQ_DOM_EXC` thread; `xsapi` serves
+//!   `Introducer`; `watcher` is its `VIRQ_DOM_EXC` thread; `xs_calls` serves
 //!   the `xenstore.*` calls.
 //! * host mode (`std` feature): `host` wires the toolstack to the
 //!   simulated hypervisor, the in-process store (`localstore`) and a
@@ -61,7 +61,11 @@ pub mod service;
 #[cfg(feature = "std")]
 pub mod watcher;
 #[cfg(feature = "std")]
-pub mod xsapi;
+pub mod xs_calls;
+/// The old name of [`xs_calls`], kept until the API crate moves over.
+#[cfg(feature = "std")]
+#[doc(hidden)]
+pub use xs_calls as xsapi;
 
 pub use engine::{Engine, Handled, Settings};
 

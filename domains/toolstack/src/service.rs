@@ -147,7 +147,7 @@ pub(crate) struct Inner<P: DomainSave, S, I> {
     pub(crate) stop: AtomicBool,
     /// Watches of the `xenstore.*` API calls, on a connection of their own
     /// ([`Toolstack::attach_xs_watch`]).
-    xs_watch: std::sync::OnceLock<crate::xsapi::WatchHub>,
+    xs_watch: std::sync::OnceLock<crate::xs_calls::WatchHub>,
     /// Saved images of Suspended VMs, by VM uuid (memory only). Locked
     /// after `engine`, never the other way round.
     saved: Mutex<HashMap<String, P::Saved>>,
@@ -261,10 +261,10 @@ where
     pub fn attach_xs_watch(
         &self,
         conn: impl XenStore + Send + Sync + 'static,
-        limits: crate::xsapi::WatchLimits,
+        limits: crate::xs_calls::WatchLimits,
     ) -> std::io::Result<()> {
         if self.inner.xs_watch.get().is_none() {
-            let hub = crate::xsapi::WatchHub::new(conn, limits)?;
+            let hub = crate::xs_calls::WatchHub::new(conn, limits)?;
             let _ = self.inner.xs_watch.set(hub);
         }
         Ok(())
@@ -477,10 +477,10 @@ where
                 token,
                 timeout,
             } => self.event_from(&classes, token, timeout),
-            A::XsRead { path } => crate::xsapi::read(&self.xs, &path),
-            A::XsWrite { path, value } => crate::xsapi::write(&self.xs, &path, &value),
-            A::XsDirectory { path } => crate::xsapi::directory(&self.xs, &path),
-            A::XsRm { path } => crate::xsapi::rm(&self.xs, &path),
+            A::XsRead { path } => crate::xs_calls::read(&self.xs, &path),
+            A::XsWrite { path, value } => crate::xs_calls::write(&self.xs, &path, &value),
+            A::XsDirectory { path } => crate::xs_calls::directory(&self.xs, &path),
+            A::XsRm { path } => crate::xs_calls::rm(&self.xs, &path),
             A::XsWatch {
                 owner,
                 path,
@@ -499,7 +499,7 @@ where
         }
     }
 
-    fn xs_hub(&self) -> Result<&crate::xsapi::WatchHub, ActionError> {
+    fn xs_hub(&self) -> Result<&crate::xs_calls::WatchHub, ActionError> {
         self.xs_watch
             .get()
             .ok_or_else(|| ActionError::internal("xenstore watches are not served on this host"))
