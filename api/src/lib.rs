@@ -10,8 +10,7 @@
 //! * [`call`] — the call table: method + params → the toolstack's
 //!   [`Action`](windsor_toolstack::action::Action), typed reply → value.
 //! * [`auth`] — hashed credentials and the session table.
-//! * [`backend`] — the seam to the toolstack ([`backend::Backend`]) and an
-//!   in-memory stand-in for tests.
+//! * [`toolstack`] — the seam to the toolstack ([`toolstack::Toolstack`]).
 //! * [`server`] — the dispatcher ([`server::Api`]) and the HTTP server
 //!   ([`server::Server`]) on TCP and a Unix socket.
 //! * [`client`] — the Rust client the `windsor` command line uses.
@@ -59,13 +58,13 @@
 #![warn(missing_docs)]
 
 pub mod auth;
-pub mod backend;
 pub mod call;
 pub mod client;
 pub mod error;
 pub mod jsonrpc;
 pub mod model;
 pub mod server;
+pub mod toolstack;
 pub mod value;
 pub mod xmlrpc;
 

@@ -5,9 +5,9 @@
 //! Two layers:
 //! * [`Api`] — synchronous dispatch of one call: sessions and `system.*`
 //!   here, everything else parsed by [`crate::call`] into an `Action` and
-//!   handed to the [`Backend`]. Toolstack errors become XenAPI errors here.
+//!   handed to the [`Toolstack`]. Toolstack errors become XenAPI errors here.
 //!   `Async.<Class>.<call>` is checked the same way, then runs on a thread
-//!   of its own behind a task record the backend keeps (see
+//!   of its own behind a task record the toolstack keeps (see
 //!   [`windsor_toolstack::task`]); the call answers with the task at once.
 //! * [`Server`] — hyper (HTTP/1.1) on a tokio runtime of its own thread.
 //!   Bodies are bounded in size ([`Config::max_body_bytes`]) and in time
@@ -33,7 +33,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::{oneshot, Semaphore};
 
 use crate::auth::{authentication_failed, Credentials, Sessions};
-use crate::backend::Backend;
+use crate::toolstack::Toolstack;
 use windsor_toolstack::action::{uuid_of, Action, Reply, TaskOutcome};
 
 use crate::call::{self, all_methods, lookup, lookup_async, reply_to_value, ASYNC};
@@ -81,9 +81,9 @@ impl Default for Config {
     }
 }
 
-/// The XenAPI dispatcher: sessions, the call table, the backend.
+/// The XenAPI dispatcher: sessions, the call table, the toolstack.
 pub struct Api {
-    backend: Arc<dyn Backend>,
+    toolstack: Arc<dyn Toolstack>,
     credentials: Credentials,
     sessions: Sessions,
     config: Config,
@@ -110,11 +110,11 @@ fn count_mismatch(method: &str, expected: usize, got: usize) -> ApiError {
 }
 
 impl Api {
-    /// A dispatcher over `backend`, checking logins against `credentials`.
-    pub fn new(backend: Arc<dyn Backend>, credentials: Credentials, config: Config) -> Api {
+    /// A dispatcher over `toolstack`, checking logins against `credentials`.
+    pub fn new(toolstack: Arc<dyn Toolstack>, credentials: Credentials, config: Config) -> Api {
         let sessions = Sessions::new(config.session_limit, config.session_idle_timeout);
         Api {
-            backend,
+            toolstack,
             credentials,
             sessions,
             config,
@@ -145,7 +145,7 @@ impl Api {
     }
 
     /// The owner id of session `s`'s `xenstore.watch` watchers: a keyed
-    /// hash, so the backend never sees the session reference.
+    /// hash, so the toolstack never sees the session reference.
     fn owner_of(&self, s: &str) -> String {
         format!("{:016x}", self.owner_key.hash_one(s))
     }
@@ -156,13 +156,13 @@ impl Api {
     fn release_ended(&self) {
         for s in self.sessions.take_ended() {
             let owner = self.owner_of(&s);
-            if let Err(e) = self.backend.handle(Action::XsDropOwner { owner }) {
+            if let Err(e) = self.toolstack.handle(Action::XsDropOwner { owner }) {
                 tracing::warn!(error = %e, "closing the watchers of an ended session");
             }
         }
     }
 
-    /// Performs one call. May block (see [`Backend::handle`]).
+    /// Performs one call. May block (see [`Toolstack::handle`]).
     pub fn call(&self, method: &str, params: &[Value]) -> Result<Value, ApiError> {
         match method {
             "session.login_with_password" => {
@@ -284,11 +284,10 @@ impl Api {
     /// result as XAPI stores it (the XML-RPC `<value>`, `""` for void) or
     /// its `ErrorDescription`.
     ///
-    /// The tasks live with the backend's other records (the toolstack's,
-    /// in Windsor) so that `event.from` reports them like any object and
-    /// one lock orders them with the changes they cause; the API owns only
+    /// The tasks live with the toolstack's other records so that
+    /// `event.from` reports them like any object and one lock orders them with the changes they cause; the API owns only
     /// what XenAPI spells (the result encoding and the error codes). The
-    /// backend bounds how many are pending, so the threads are bounded too.
+    /// toolstack bounds how many are pending, so the threads are bounded too.
     fn dispatch_async(&self, method: &str, params: &[Value]) -> Result<Value, ApiError> {
         let m = lookup_async(method)
             .ok_or_else(|| ApiError::new(codes::MESSAGE_METHOD_UNKNOWN, [method]))?;
@@ -298,24 +297,24 @@ impl Api {
         }
         self.check_session(params)?;
         let parsed = call::build(m, &params[1..])?;
-        let task = match self.backend.handle(Action::TaskCreate {
+        let task = match self.toolstack.handle(Action::TaskCreate {
             label: method.to_owned(),
             description: String::new(),
         })? {
             Reply::Ref(r) => r,
             _ => return Err(ApiError::internal("task.create answered without a ref")),
         };
-        let backend = self.backend.clone();
+        let toolstack = self.toolstack.clone();
         let t = task.clone();
         let run = move || {
-            let outcome = match backend.handle(parsed.action) {
+            let outcome = match toolstack.handle(parsed.action) {
                 Ok(reply) => match reply_to_value(&reply, &parsed.shape) {
                     Ok(v) => task_success(&reply, &v),
                     Err(e) => task_failure(&e),
                 },
                 Err(e) => task_failure(&ApiError::from(e)),
             };
-            if let Err(e) = backend.handle(Action::TaskFinish { task: t, outcome }) {
+            if let Err(e) = toolstack.handle(Action::TaskFinish { task: t, outcome }) {
                 tracing::warn!(error = %e, "finishing a task");
             }
         };
@@ -324,7 +323,7 @@ impl Api {
             .spawn(run);
         if let Err(e) = spawned {
             let outcome = task_failure(&ApiError::internal(format!("cannot start the call: {e}")));
-            self.backend.handle(Action::TaskFinish {
+            self.toolstack.handle(Action::TaskFinish {
                 task: task.clone(),
                 outcome,
             })?;
@@ -351,13 +350,13 @@ impl Api {
             *owner = self.owner_of(session);
         }
         tracing::debug!(method, "call");
-        let reply = self.backend.handle(parsed.action);
+        let reply = self.toolstack.handle(parsed.action);
         if watch && self.sessions.get(session).is_none() {
             // The session ended during the call (a logout racing a
             // `xenstore.watch` that opens a watcher): close what it may
             // have opened after the session's watchers were dropped.
             let owner = self.owner_of(session);
-            if let Err(e) = self.backend.handle(Action::XsDropOwner { owner }) {
+            if let Err(e) = self.toolstack.handle(Action::XsDropOwner { owner }) {
                 tracing::warn!(error = %e, "closing the watchers of an ended session");
             }
         }
@@ -740,19 +739,25 @@ async fn run_call(
 mod tests {
     use super::*;
     use crate::auth::HashStrength;
-    use crate::backend::MemoryBackend;
+    use windsor_toolstack::host::Host;
 
-    fn api() -> Api {
-        Api::new(
-            Arc::new(MemoryBackend::new()),
+    fn api() -> (Api, Host) {
+        let host = Host::start(windsor_toolstack::Config {
+            seed: 1,
+            ..windsor_toolstack::Config::default()
+        })
+        .unwrap();
+        let api = Api::new(
+            Arc::new(host.toolstack.clone()),
             Credentials::single("root", "pw", HashStrength::TestOnlyWeak).unwrap(),
             Config::default(),
-        )
+        );
+        (api, host)
     }
 
     #[test]
     fn sessions_guard_calls() {
-        let a = api();
+        let (a, _host) = api();
         let e = a
             .call(
                 "session.login_with_password",
