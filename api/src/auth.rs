@@ -17,6 +17,11 @@
 //! is remembered until [`Sessions::take_ended`] hands it out, so the server
 //! can release what the session held (its `xenstore.watch` watchers).
 
+#[allow(unused_imports)]
+use std::prelude::v1::*;
+#[allow(unused_imports)]
+use std::{eprintln, format, println, vec};
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;

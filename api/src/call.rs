@@ -11,8 +11,10 @@
 //!
 //! Sessions and `system.*` are not here: the server answers them itself.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+#[allow(unused_imports)]
+use crate::prelude::*;
+
+use core::time::Duration;
 
 use windsor_toolstack::action::{
     Action, EventBatch, Map, NetworkRecord, NewRecord, Record, Reply, SrSpec, VbdRecord, VdiRecord,

@@ -7,6 +7,9 @@
 //! [`action_error`] maps each variant to XAPI's code and parameters, in
 //! XAPI's order.
 
+#[allow(unused_imports)]
+use crate::prelude::*;
+
 use windsor_toolstack::action::{ActionError, Class, PowerState};
 
 use crate::value::Value;
@@ -337,7 +340,7 @@ mod tests {
     /// always been sent for it.
     #[test]
     fn action_errors_map_to_xapi_codes() {
-        use std::time::Duration;
+        use core::time::Duration;
         use windsor_toolstack::lifecycle::Op;
         let vm = || "OpaqueRef:v".to_owned();
         let cases: Vec<(ActionError, Vec<&str>)> = vec![

@@ -17,7 +17,8 @@
 //! The version is chosen by the presence of `"jsonrpc":"2.0"`. XenAPI `int`s
 //! are JSON numbers here (not strings as in XML-RPC).
 
-use std::collections::BTreeMap;
+#[allow(unused_imports)]
+use crate::prelude::*;
 
 use serde_json::{json, Map, Number};
 

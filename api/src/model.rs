@@ -7,7 +7,8 @@
 //! The records themselves belong to the toolstack (the pool database lives
 //! in xenstore); this module only knows their XenAPI shape.
 
-use std::collections::BTreeMap;
+#[allow(unused_imports)]
+use crate::prelude::*;
 
 use crate::value::Value;
 
@@ -554,7 +555,7 @@ pub fn complete_record(class: Class, record: Value) -> Value {
             for f in fields(class).iter().filter(|f| f.ty == Ty::DateTime) {
                 if let Some(v) = m.get_mut(f.name) {
                     if let Value::String(s) = v {
-                        *v = Value::DateTime(std::mem::take(s));
+                        *v = Value::DateTime(core::mem::take(s));
                     }
                 }
             }

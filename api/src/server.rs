@@ -16,6 +16,11 @@
 //!   at once. Every bad request gets a XenAPI error in the request's own
 //!   format, never a dropped connection.
 
+#[allow(unused_imports)]
+use std::prelude::v1::*;
+#[allow(unused_imports)]
+use std::{eprintln, format, println, vec};
+
 use std::convert::Infallible;
 use std::hash::BuildHasher;
 use std::net::SocketAddr;

@@ -8,6 +8,11 @@
 //! mode, so the rules (power states, storage, events, tasks) live in one
 //! place.
 
+#[allow(unused_imports)]
+use std::prelude::v1::*;
+#[allow(unused_imports)]
+use std::{eprintln, format, println, vec};
+
 use windsor_toolstack::action::{Action, ActionResult};
 
 /// What the API needs from the toolstack: one action in, one reply out.

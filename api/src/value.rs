@@ -12,7 +12,8 @@
 //! [`Value::as_int`] accepts a decimal string, [`Value::as_bool`] accepts
 //! `"true"`/`"false"`.
 
-use std::collections::BTreeMap;
+#[allow(unused_imports)]
+use crate::prelude::*;
 
 /// One XenAPI value.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,7 +70,9 @@ impl Value {
         match self {
             Value::Int(i) => Some(*i),
             Value::String(s) => s.trim().parse().ok(),
-            Value::Double(d) if d.fract() == 0.0 && d.abs() < 9.0e18 => Some(*d as i64),
+            Value::Double(d) if (*d as i64) as f64 == *d && *d > -9.0e18 && *d < 9.0e18 => {
+                Some(*d as i64)
+            }
             _ => None,
         }
     }
