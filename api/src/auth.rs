@@ -5,6 +5,18 @@
 //! start the `root` password comes from `WINDSOR_ROOT_PASSWORD` when set,
 //! otherwise it is generated and handed back once so the caller can print it.
 //!
+//! Password checks are bounded: a [`Verifier`] owns the Argon2 memory (a
+//! few preallocated buffers, reused), so at most that many checks run at
+//! once and a flood of logins cannot grow the heap; a [`LoginLimiter`]
+//! spends a token per failed login from a client address and refuses
+//! further attempts, without hashing, until tokens come back. A login as an
+//! unknown user is checked against a real hash too, so it takes as long as
+//! a wrong password for `root`.
+//!
+//! The data directory is the host's own (`0700`) and the credential file
+//! is readable by its owner only (`0600`): [`secure_data_dir`] checks both
+//! at start and tightens what is looser, saying so.
+//!
 //! [`Sessions`] is XAPI's session table: `session.login_with_password`
 //! creates an `OpaqueRef:<uuid>`; every call refreshes its idle timer; at
 //! the session limit the least recently used session is dropped (XAPI also
@@ -27,8 +39,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use std::sync::Condvar;
+
+use argon2::password_hash::{Output, PasswordHash, PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 
 use crate::error::{codes, ApiError};
 
@@ -177,12 +191,25 @@ impl Credentials {
                 };
                 let credentials = Credentials::single(ROOT_USER, &password, strength)?;
                 std::fs::create_dir_all(data_dir).map_err(io)?;
+                secure_data_dir(data_dir)?;
                 let mut text = String::new();
                 for (u, h) in &credentials.users {
                     text.push_str(&format!("{u}:{h}\n"));
                 }
                 let tmp = path.with_extension("tmp");
-                std::fs::write(&tmp, text).map_err(io)?;
+                {
+                    use std::io::Write;
+                    use std::os::unix::fs::OpenOptionsExt;
+                    let mut f = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(true)
+                        .mode(0o600)
+                        .open(&tmp)
+                        .map_err(io)?;
+                    f.write_all(text.as_bytes()).map_err(io)?;
+                    f.sync_all().map_err(io)?;
+                }
                 std::fs::rename(&tmp, &path).map_err(io)?;
                 Ok(Loaded {
                     credentials,
@@ -201,18 +228,230 @@ impl Credentials {
         Self::load_or_init(data_dir, env.as_deref(), HashStrength::Default)
     }
 
-    /// Whether `password` is `user`'s.
+    /// Whether `password` is `user`'s (with a verifier of its own; a
+    /// server shares one [`Verifier`] through [`verify_with`](Self::verify_with)).
     pub fn verify(&self, user: &str, password: &str) -> bool {
-        let Some(hash) = self.users.get(user) else {
-            return false;
+        self.verify_with(&Verifier::new(1), user, password)
+    }
+
+    /// Whether `password` is `user`'s, hashing in `verifier`'s memory. An
+    /// unknown user is checked against another user's hash (and refused),
+    /// so that both take the same time.
+    pub fn verify_with(&self, verifier: &Verifier, user: &str, password: &str) -> bool {
+        let (hash, known) = match self.users.get(user) {
+            Some(h) => (h, true),
+            None => match self.users.values().next() {
+                Some(h) => (h, false),
+                None => return false,
+            },
         };
         let Ok(parsed) = PasswordHash::new(hash) else {
             return false;
         };
-        Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok()
+        let ok = verifier.with_memory(|blocks| check(&parsed, password.as_bytes(), blocks));
+        ok && known
     }
+
+    /// Whether `user` exists.
+    pub fn has_user(&self, user: &str) -> bool {
+        self.users.contains_key(user)
+    }
+}
+
+/// Argon2 memory above this many 1 KiB blocks (1 GiB) is refused.
+const MAX_BLOCKS: usize = 1 << 20;
+
+/// Recomputes `hash` for `password` in `blocks` (resized as the hash's
+/// parameters need); compares in constant time.
+fn check(hash: &PasswordHash<'_>, password: &[u8], blocks: &mut Vec<Block>) -> bool {
+    let (Ok(params), Ok(alg)) = (Params::try_from(hash), Algorithm::try_from(hash.algorithm))
+    else {
+        return false;
+    };
+    let version = match hash.version.map(Version::try_from) {
+        None => Version::default(),
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let (Some(salt), Some(expected)) = (hash.salt, hash.hash) else {
+        return false;
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let n = params.block_count();
+    if n > MAX_BLOCKS {
+        return false;
+    }
+    blocks.resize(n, Block::new());
+    let mut out = vec![0u8; expected.len()];
+    let argon = Argon2::new(alg, version, params);
+    if argon
+        .hash_password_into_with_memory(password, salt, &mut out, &mut blocks[..n])
+        .is_err()
+    {
+        return false;
+    }
+    Output::new(&out).is_ok_and(|o| o == expected)
+}
+
+/// The memory of Argon2 checks: at most `max` buffers, made on first use
+/// and reused, so at most `max` checks run at once (others wait) and the
+/// heap does not grow with the number of logins.
+#[derive(Debug)]
+pub struct Verifier {
+    max: usize,
+    /// Free buffers and how many exist.
+    state: Mutex<(Vec<Vec<Block>>, usize)>,
+    freed: Condvar,
+}
+
+impl Verifier {
+    /// A verifier running at most `max` checks at once.
+    pub fn new(max: usize) -> Verifier {
+        Verifier {
+            max: max.max(1),
+            state: Mutex::new((Vec::new(), 0)),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// Most checks at once.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    fn with_memory<R>(&self, f: impl FnOnce(&mut Vec<Block>) -> R) -> R {
+        let mut buf = {
+            let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                if let Some(b) = st.0.pop() {
+                    break b;
+                }
+                if st.1 < self.max {
+                    st.1 += 1;
+                    break Vec::new();
+                }
+                st = self.freed.wait(st).unwrap_or_else(|p| p.into_inner());
+            }
+        };
+        let r = f(&mut buf);
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .push(buf);
+        self.freed.notify_one();
+        r
+    }
+}
+
+/// Who a failed login is charged to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClientKey {
+    /// A TCP client's address.
+    Addr(std::net::IpAddr),
+    /// A local-socket client's user id.
+    Uid(u32),
+}
+
+/// Failed logins per client: a bucket of `burst` tokens refilled at
+/// `per_sec`; a failed login spends one, and a client with none left is
+/// refused without a password check. Time is passed in.
+#[derive(Debug)]
+pub struct LoginLimiter {
+    burst: f64,
+    per_sec: f64,
+    buckets: Mutex<HashMap<ClientKey, (f64, Instant)>>,
+}
+
+/// Clients remembered by a [`LoginLimiter`] (full buckets go first).
+const MAX_LIMITED_CLIENTS: usize = 4096;
+
+impl LoginLimiter {
+    /// `burst` failures at once, then `per_sec` a second.
+    pub fn new(burst: u32, per_sec: f64) -> LoginLimiter {
+        LoginLimiter {
+            burst: f64::from(burst.max(1)),
+            per_sec: per_sec.max(0.001),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn tokens(&self, b: &mut (f64, Instant), now: Instant) -> f64 {
+        let dt = now.saturating_duration_since(b.1).as_secs_f64();
+        b.0 = (b.0 + dt * self.per_sec).min(self.burst);
+        b.1 = now;
+        b.0
+    }
+
+    /// Whether `client` may try a password now.
+    pub fn allow(&self, client: ClientKey, now: Instant) -> bool {
+        let mut m = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        match m.get_mut(&client) {
+            Some(b) => self.tokens(b, now) >= 1.0,
+            None => true,
+        }
+    }
+
+    /// Charges a failed login to `client`.
+    pub fn failed(&self, client: ClientKey, now: Instant) {
+        let mut m = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() >= MAX_LIMITED_CLIENTS && !m.contains_key(&client) {
+            let burst = self.burst;
+            let per_sec = self.per_sec;
+            m.retain(|_, b| {
+                b.0 + now.saturating_duration_since(b.1).as_secs_f64() * per_sec < burst
+            });
+            if m.len() >= MAX_LIMITED_CLIENTS {
+                return;
+            }
+        }
+        let b = m.entry(client).or_insert((self.burst, now));
+        self.tokens(b, now);
+        b.0 = (b.0 - 1.0).max(0.0);
+    }
+}
+
+/// Makes `data_dir` `0700` and the credential file in it `0600` when they
+/// are looser (created if missing); returns what it had to tighten, for the
+/// caller to log.
+pub fn secure_data_dir(data_dir: &Path) -> Result<Vec<String>, AuthError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut fixed = Vec::new();
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| AuthError::Io { path, source }
+    };
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data_dir)
+            .map_err(io(data_dir))?;
+    }
+    for (path, want) in [
+        (data_dir.to_path_buf(), 0o700),
+        (data_dir.join(CREDENTIALS_FILE), 0o600),
+    ] {
+        let meta = match std::fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io(&path)(e)),
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & !want != 0 {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(want))
+                .map_err(io(&path))?;
+            fixed.push(format!(
+                "{}: mode {mode:o} was looser than {want:o}; set to {want:o}",
+                path.display()
+            ));
+        }
+    }
+    Ok(fixed)
 }
 
 /// One logged-in session.

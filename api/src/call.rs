@@ -754,8 +754,7 @@ mod tests {
     use windsor_toolstack::action::PowerState;
 
     fn parse(method: &str, args: &[Value]) -> Result<Parsed, ApiError> {
-        let m =
-            lookup(method).ok_or_else(|| ApiError::new(codes::MESSAGE_METHOD_UNKNOWN, [method]))?;
+        let m = lookup(method).ok_or_else(|| ApiError::method_unknown(method))?;
         build(m, args)
     }
 

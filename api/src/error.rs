@@ -120,6 +120,11 @@ impl ApiError {
         }
     }
 
+    /// `MESSAGE_METHOD_UNKNOWN(method)`, the name [`clip`]ped.
+    pub fn method_unknown(method: &str) -> ApiError {
+        ApiError::new(codes::MESSAGE_METHOD_UNKNOWN, [clip(method)])
+    }
+
     /// `SESSION_INVALID(session)`.
     pub fn session_invalid(session: &str) -> ApiError {
         ApiError::new(codes::SESSION_INVALID, [session])
@@ -301,6 +306,22 @@ fn value_to_string(v: &Value) -> String {
         Value::Double(d) => d.to_string(),
         other => format!("{other:?}"),
     }
+}
+
+/// Longest piece of a client's input echoed in an error.
+pub const MAX_ECHO: usize = 128;
+
+/// `s` as echoed in an error: at most [`MAX_ECHO`] bytes (cut at a
+/// character boundary), `…` marking a cut.
+pub fn clip(s: &str) -> String {
+    if s.len() <= MAX_ECHO {
+        return s.to_owned();
+    }
+    let mut end = MAX_ECHO;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
 }
 
 /// A request or response that is not valid on the wire.

@@ -125,7 +125,10 @@ pub fn parse_request(body: &[u8]) -> Result<Request, BadRequest> {
             return Err(fail(
                 Version::V2,
                 serde_json::Value::Null,
-                format!("unsupported jsonrpc version {other}"),
+                format!(
+                    "unsupported jsonrpc version {}",
+                    crate::error::clip(&other.to_string())
+                ),
             ))
         }
     };

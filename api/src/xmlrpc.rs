@@ -31,7 +31,7 @@ use xmlparser::{ElementEnd, Token, Tokenizer};
 #[allow(unused_imports)]
 use crate::prelude::*;
 
-use crate::error::{ApiError, WireError};
+use crate::error::{clip, ApiError, WireError};
 use crate::value::Value;
 
 /// Deepest element nesting accepted in a document.
@@ -118,7 +118,11 @@ impl<'a> Reader<'a> {
                     ElementEnd::Close(_, local) => {
                         let name = self.open.pop().ok_or_else(|| bad("unbalanced end tag"))?;
                         if name != local.as_str() {
-                            return Err(bad(format!("</{}> closes <{name}>", local.as_str())));
+                            return Err(bad(format!(
+                                "</{}> closes <{}>",
+                                clip(local.as_str()),
+                                clip(name)
+                            )));
                         }
                         return Ok(Ev::End(name));
                     }
@@ -209,7 +213,7 @@ impl<'a> Reader<'a> {
                 Value::Int(
                     text.trim()
                         .parse()
-                        .map_err(|_| bad(format!("bad int {text:?}")))?,
+                        .map_err(|_| bad(format!("bad int {:?}", clip(&text))))?,
                 )
             }
             "boolean" => {
@@ -217,7 +221,7 @@ impl<'a> Reader<'a> {
                 match text.trim() {
                     "1" | "true" => Value::Bool(true),
                     "0" | "false" => Value::Bool(false),
-                    _ => return Err(bad(format!("bad boolean {text:?}"))),
+                    _ => return Err(bad(format!("bad boolean {:?}", clip(&text)))),
                 }
             }
             "double" => {
@@ -225,7 +229,7 @@ impl<'a> Reader<'a> {
                 Value::Double(
                     text.trim()
                         .parse()
-                        .map_err(|_| bad(format!("bad double {text:?}")))?,
+                        .map_err(|_| bad(format!("bad double {:?}", clip(&text))))?,
                 )
             }
             "dateTime.iso8601" => Value::DateTime(self.text_until_end(ty)?.trim().to_owned()),
@@ -265,7 +269,7 @@ impl<'a> Reader<'a> {
                 }
                 Value::Struct(m)
             }
-            other => return Err(bad(format!("unknown value type <{other}>"))),
+            other => return Err(bad(format!("unknown value type <{}>", clip(other)))),
         })
     }
 
@@ -297,8 +301,8 @@ impl<'a> Reader<'a> {
 
 fn describe(ev: &Ev<'_>) -> String {
     match ev {
-        Ev::Start(n) => format!("<{n}>"),
-        Ev::End(n) => format!("</{n}>"),
+        Ev::Start(n) => format!("<{}>", clip(n)),
+        Ev::End(n) => format!("</{}>", clip(n)),
         Ev::Text(_) => "text".into(),
         Ev::Eof => "the end of the document".into(),
     }
@@ -334,7 +338,7 @@ fn unescape(raw: &str) -> Result<Cow<'_, str>, WireError> {
                     None
                 };
                 code.and_then(char::from_u32)
-                    .ok_or_else(|| bad(format!("unknown entity &{name};")))?
+                    .ok_or_else(|| bad(format!("unknown entity &{};", clip(name))))?
             }
         };
         out.push(c);
@@ -342,6 +346,17 @@ fn unescape(raw: &str) -> Result<Cow<'_, str>, WireError> {
     }
     out.push_str(rest);
     Ok(Cow::Owned(out))
+}
+
+/// What [`CallReader::next_param_bounded`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Head {
+    /// A parameter within the budget.
+    Param(Value),
+    /// No more parameters.
+    End,
+    /// The parameter is larger than the budget.
+    TooLarge,
 }
 
 /// A `methodCall` read step by step: the method name first, then one
@@ -361,7 +376,9 @@ impl<'a> CallReader<'a> {
         let mut r = Reader::new(input)?;
         match r.next_tag()? {
             Ev::Start("methodCall") => {}
-            Ev::Start(other) => return Err(bad(format!("expected <methodCall>, got <{other}>"))),
+            Ev::Start(other) => {
+                return Err(bad(format!("expected <methodCall>, got <{}>", clip(other))))
+            }
             _ => return Err(bad("empty document")),
         }
         let method = match r.next_tag()? {
@@ -412,13 +429,20 @@ impl<'a> CallReader<'a> {
     }
 
     /// The next parameter if it fits in `elements` elements (a session
-    /// reference needs 3: `<param><value><string>`); larger is an error.
-    /// Lets a server check a session before it parses a big body.
-    pub fn next_param_bounded(&mut self, elements: usize) -> Result<Option<Value>, WireError> {
+    /// reference needs 3: `<param><value><string>`), else
+    /// [`Head::TooLarge`] — then the reader is spent. Lets a server check a
+    /// session before it parses a big body.
+    pub fn next_param_bounded(&mut self, elements: usize) -> Result<Head, WireError> {
         self.r.budget = elements;
         let v = self.next_param();
+        let spent = self.r.budget == 0;
         self.r.budget = usize::MAX;
-        v
+        match v {
+            Ok(Some(v)) => Ok(Head::Param(v)),
+            Ok(None) => Ok(Head::End),
+            Err(_) if spent => Ok(Head::TooLarge),
+            Err(e) => Err(e),
+        }
     }
 
     /// The remaining parameters, through the end of the document.
@@ -444,7 +468,12 @@ fn parse_response_value(input: &[u8]) -> Result<Result<Value, String>, WireError
     let mut r = Reader::new(input)?;
     match r.next_tag()? {
         Ev::Start("methodResponse") => {}
-        Ev::Start(other) => return Err(bad(format!("expected <methodResponse>, got <{other}>"))),
+        Ev::Start(other) => {
+            return Err(bad(format!(
+                "expected <methodResponse>, got <{}>",
+                clip(other)
+            )))
+        }
         _ => return Err(bad("empty document")),
     }
     let out = match r.next_tag()? {
@@ -744,7 +773,7 @@ mod tests {
         assert_eq!(r.method(), "VM.get_all");
         assert_eq!(
             r.next_param_bounded(4).unwrap(),
-            Some(Value::str("OpaqueRef:s"))
+            Head::Param(Value::str("OpaqueRef:s"))
         );
         let rest = r.rest().unwrap();
         assert_eq!(rest[0].as_array().unwrap().len(), 1000);
@@ -755,6 +784,6 @@ mod tests {
              </params></methodCall>"
         );
         let mut r = CallReader::new(doc.as_bytes()).unwrap();
-        assert!(r.next_param_bounded(4).is_err());
+        assert_eq!(r.next_param_bounded(4).unwrap(), Head::TooLarge);
     }
 }
