@@ -36,6 +36,39 @@ pub enum Value {
     Nil,
 }
 
+/// The value as a person reads it (tables of the command line): scalars
+/// bare (`true`, `42`, `Running`), sets as `a, b`, maps as `k: v; k2: v2`,
+/// nil empty. Scripts want the typed form (`--json`).
+impl core::fmt::Display for Value {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Value::String(s) | Value::DateTime(s) => f.write_str(s),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Double(d) => write!(f, "{d}"),
+            Value::Array(a) => {
+                for (i, v) in a.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{v}")?;
+                }
+                Ok(())
+            }
+            Value::Struct(m) => {
+                for (i, (k, v)) in m.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str("; ")?;
+                    }
+                    write!(f, "{k}: {v}")?;
+                }
+                Ok(())
+            }
+            Value::Nil => Ok(()),
+        }
+    }
+}
+
 impl Value {
     /// Builds a string value.
     pub fn str(s: impl Into<String>) -> Value {
@@ -176,5 +209,18 @@ mod tests {
         let r = Value::record([("a", Value::Int(1))]);
         assert_eq!(r.get("a"), Some(&Value::Int(1)));
         assert_eq!(r.get("b"), None);
+    }
+
+    #[test]
+    fn plain_display_for_people() {
+        assert_eq!(Value::Bool(true).to_string(), "true");
+        assert_eq!(Value::Int(21).to_string(), "21");
+        assert_eq!(Value::str("Running").to_string(), "Running");
+        assert_eq!(Value::strings(["a", "b"]).to_string(), "a, b");
+        assert_eq!(
+            Value::record([("x", Value::Int(1)), ("y", Value::str("z"))]).to_string(),
+            "x: 1; y: z"
+        );
+        assert_eq!(Value::Nil.to_string(), "");
     }
 }

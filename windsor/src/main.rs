@@ -463,16 +463,8 @@ fn host_cmd(conn: &ApiArgs, op: HostOp) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&all)?);
             } else {
                 for (r, v) in &hosts {
-                    let field = |k: &str| {
-                        v.get(k)
-                            .map(|f| {
-                                f.as_str()
-                                    .map(str::to_owned)
-                                    .or_else(|| f.as_int().map(|i| i.to_string()))
-                                    .unwrap_or_else(|| format!("{f:?}"))
-                            })
-                            .unwrap_or_default()
-                    };
+                    // Plain values for people; `--json` has the typed ones.
+                    let field = |k: &str| v.get(k).map(ToString::to_string).unwrap_or_default();
                     println!("host {r}");
                     for k in [
                         "name_label",
@@ -481,6 +473,7 @@ fn host_cmd(conn: &ApiArgs, op: HostOp) -> Result<()> {
                         "API_version_major",
                         "API_version_minor",
                         "API_version_vendor",
+                        "software_version",
                     ] {
                         println!("  {k:<20} {}", field(k));
                     }
