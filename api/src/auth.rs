@@ -17,17 +17,8 @@
 //! is readable by its owner only (`0600`): [`secure_data_dir`] checks both
 //! at start and tightens what is looser, saying so.
 //!
-//! [`Sessions`] is XAPI's session table: `session.login_with_password`
-//! creates an `OpaqueRef:<uuid>`; every call refreshes its idle timer; at
-//! the session limit the least recently used session is dropped (XAPI also
-//! destroys the oldest sessions rather than refusing a login). Time is passed
-//! in, so the table is tested without sleeping.
-//!
-//! Expiry is lazy: an idle session is removed when it is next used, at the
-//! next login, or by the sweep that any call runs at most once per
-//! [`SWEEP_EVERY`]. Every session removed — logged out, expired or evicted —
-//! is remembered until [`Sessions::take_ended`] hands it out, so the server
-//! can release what the session held (its `xenstore.watch` watchers).
+//! [`Sessions`] is XAPI's session table ([`crate::session`], the no_std
+//! state machine) behind a lock, on the monotonic clock.
 
 #[allow(unused_imports)]
 use std::prelude::v1::*;
@@ -454,29 +445,14 @@ pub fn secure_data_dir(data_dir: &Path) -> Result<Vec<String>, AuthError> {
     Ok(fixed)
 }
 
-/// One logged-in session.
-#[derive(Debug, Clone)]
-pub struct Session {
-    /// Who logged in.
-    pub user: String,
-    /// The `originator` the client gave (may be empty).
-    pub originator: String,
-    /// When the session was last used.
-    pub last_used: Instant,
-}
+pub use crate::session::{Session, SWEEP_EVERY};
 
-/// How often a call sweeps the whole table for expired sessions.
-pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
-
-/// The session table.
+/// The session table of a server: [`SessionTable`](crate::session::SessionTable)
+/// behind a lock, on the monotonic clock, with fresh UUID references.
 #[derive(Debug)]
 pub struct Sessions {
-    limit: usize,
-    idle_timeout: Duration,
-    table: Mutex<HashMap<String, Session>>,
-    /// Sessions removed and not yet handed out by `take_ended`, and when
-    /// the table was last swept.
-    ended: Mutex<(Vec<String>, Option<Instant>)>,
+    origin: Instant,
+    table: Mutex<crate::session::SessionTable>,
 }
 
 impl Sessions {
@@ -484,121 +460,54 @@ impl Sessions {
     /// `idle_timeout` without a call.
     pub fn new(limit: usize, idle_timeout: Duration) -> Sessions {
         Sessions {
-            limit: limit.max(1),
-            idle_timeout,
-            table: Mutex::new(HashMap::new()),
-            ended: Mutex::new((Vec::new(), None)),
+            origin: Instant::now(),
+            table: Mutex::new(crate::session::SessionTable::new(limit, idle_timeout)),
         }
     }
 
-    fn ended(&self) -> std::sync::MutexGuard<'_, (Vec<String>, Option<Instant>)> {
-        self.ended.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, crate::session::SessionTable> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn record_ended(&self, refs: impl IntoIterator<Item = String>) {
-        self.ended().0.extend(refs);
+    fn at(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.origin)
+    }
+
+    /// How long `session` has been idle at `now`.
+    pub fn idle(&self, session: &Session, now: Instant) -> Duration {
+        self.at(now).saturating_sub(session.last_used)
     }
 
     /// The sessions removed (logged out, expired, evicted) since the last
     /// call, each once.
     pub fn take_ended(&self) -> Vec<String> {
-        std::mem::take(&mut self.ended().0)
+        self.lock().take_ended()
     }
 
     /// Removes every expired session, at most once per [`SWEEP_EVERY`]
     /// (the removed ones go to [`take_ended`](Self::take_ended)).
     pub fn sweep(&self, now: Instant) {
-        {
-            let mut e = self.ended();
-            if e.1
-                .is_some_and(|t| now.saturating_duration_since(t) < SWEEP_EVERY)
-            {
-                return;
-            }
-            e.1 = Some(now);
-        }
-        let gone = self.remove_expired(&mut self.lock(), now);
-        self.record_ended(gone);
-    }
-
-    fn remove_expired(&self, t: &mut HashMap<String, Session>, now: Instant) -> Vec<String> {
-        let idle = self.idle_timeout;
-        let gone: Vec<String> = t
-            .iter()
-            .filter(|(_, s)| now.saturating_duration_since(s.last_used) >= idle)
-            .map(|(r, _)| r.clone())
-            .collect();
-        for r in &gone {
-            t.remove(r);
-            tracing::debug!(session = %r, "session expired");
-        }
-        gone
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
-        self.table.lock().unwrap_or_else(|p| p.into_inner())
+        let at = self.at(now);
+        self.lock().sweep(at);
     }
 
     /// Opens a session and returns its reference.
     pub fn open(&self, user: &str, originator: &str, now: Instant) -> String {
-        let mut t = self.lock();
-        let mut gone = self.remove_expired(&mut t, now);
-        while t.len() >= self.limit {
-            let oldest = t
-                .iter()
-                .min_by_key(|(_, s)| s.last_used)
-                .map(|(r, _)| r.clone());
-            match oldest {
-                Some(r) => {
-                    tracing::info!(session = %r, "session limit reached: dropping the least recently used session");
-                    t.remove(&r);
-                    gone.push(r);
-                }
-                None => break,
-            }
-        }
         let r = format!("OpaqueRef:{}", uuid::Uuid::new_v4());
-        t.insert(
-            r.clone(),
-            Session {
-                user: user.to_owned(),
-                originator: originator.to_owned(),
-                last_used: now,
-            },
-        );
-        drop(t);
-        self.record_ended(gone);
+        let at = self.at(now);
+        self.lock().open(r.clone(), user, originator, at);
         r
     }
 
     /// Checks a session and refreshes its idle timer.
     pub fn check(&self, session: &str, now: Instant) -> Result<(), ApiError> {
-        let mut t = self.lock();
-        match t.get_mut(session) {
-            Some(s) if now.saturating_duration_since(s.last_used) < self.idle_timeout => {
-                s.last_used = now;
-                Ok(())
-            }
-            Some(_) => {
-                t.remove(session);
-                drop(t);
-                self.record_ended([session.to_owned()]);
-                Err(ApiError::session_invalid(session))
-            }
-            None => Err(ApiError::session_invalid(session)),
-        }
+        let at = self.at(now);
+        self.lock().check(session, at)
     }
 
     /// Closes a session.
     pub fn close(&self, session: &str) -> Result<(), ApiError> {
-        let removed = self.lock().remove(session);
-        match removed {
-            Some(_) => {
-                self.record_ended([session.to_owned()]);
-                Ok(())
-            }
-            None => Err(ApiError::session_invalid(session)),
-        }
+        self.lock().close(session)
     }
 
     /// The record of a session.
@@ -613,7 +522,7 @@ impl Sessions {
 
     /// Whether no session is open.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.lock().is_empty()
     }
 }
 
@@ -727,5 +636,50 @@ mod tests {
         // A login reaps the expired ones too.
         s.open("root", "", t0 + Duration::from_secs(16));
         assert_eq!(s.take_ended(), [b]);
+    }
+
+    #[test]
+    fn failed_logins_are_limited_per_client_with_time_passed_in() {
+        let l = LoginLimiter::new(3, 2.0);
+        let a = ClientKey::Addr([127, 0, 0, 1].into());
+        let b = ClientKey::Uid(1000);
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert!(l.allow(a, t0));
+            l.failed(a, t0);
+        }
+        assert!(!l.allow(a, t0), "the burst is spent");
+        assert!(l.allow(b, t0), "another client is not charged");
+        assert!(!l.allow(a, t0 + Duration::from_millis(400)));
+        assert!(
+            l.allow(a, t0 + Duration::from_millis(600)),
+            "2 a second come back"
+        );
+    }
+
+    #[test]
+    fn the_verifier_bounds_concurrent_checks() {
+        let c = Credentials::single("root", "pw", HashStrength::TestOnlyWeak).unwrap();
+        let v = std::sync::Arc::new(Verifier::new(1));
+        let busy = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let peak = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                let (v, busy, peak, c) = (v.clone(), busy.clone(), peak.clone(), &c);
+                s.spawn(move || {
+                    for _ in 0..5 {
+                        v.with_memory(|_| {
+                            let n = busy.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                            peak.fetch_max(n, std::sync::atomic::Ordering::SeqCst);
+                            std::thread::sleep(Duration::from_millis(1));
+                            busy.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                        });
+                        assert!(c.verify_with(&v, "root", "pw"));
+                        assert!(!c.verify_with(&v, "nobody", "pw"));
+                    }
+                });
+            }
+        });
+        assert_eq!(peak.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! The core is `no_std` + `alloc` and does no I/O (build with
 //! `--no-default-features`): [`value`], [`xmlrpc`], [`jsonrpc`], [`error`],
-//! [`model`] and [`call`]. The `std` feature (default) adds host mode's
+//! [`model`], [`call`] and [`session`] (the session table, time passed in). The `std` feature (default) adds host mode's
 //! shell: [`auth`], [`toolstack`], [`server`] (hyper on tokio) and
 //! [`client`].
 //!
@@ -83,6 +83,7 @@ pub mod call;
 pub mod error;
 pub mod jsonrpc;
 pub mod model;
+pub mod session;
 pub mod value;
 pub mod xmlrpc;
 

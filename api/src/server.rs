@@ -398,7 +398,7 @@ impl Api {
             .ok()
             .and_then(|h| h.as_array().and_then(|a| a.first().cloned()))
             .unwrap_or_else(|| Value::str("OpaqueRef:NULL"));
-        let idle = Instant::now().saturating_duration_since(sess.last_used);
+        let idle = self.sessions.idle(&sess, Instant::now());
         let last = std::time::SystemTime::now()
             .checked_sub(idle)
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
