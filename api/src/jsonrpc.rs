@@ -20,6 +20,7 @@
 #[allow(unused_imports)]
 use crate::prelude::*;
 
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Number};
 
 use crate::error::{codes, ApiError, WireError};
@@ -102,52 +103,137 @@ pub fn to_json(v: &Value) -> serde_json::Value {
     }
 }
 
-/// Parses a request body.
-pub fn parse_request(body: &[u8]) -> Result<Request, BadRequest> {
+/// Longest `id` echoed back (longer ones are refused).
+pub const MAX_ID_BYTES: usize = 1024;
+
+/// A request whose parameters are still raw JSON: the server parses the
+/// first (the session) and checks it before it builds the others' trees.
+#[derive(Debug)]
+pub struct LazyRequest<'a> {
+    /// The version, from the `jsonrpc` member.
+    pub version: Version,
+    /// The id, echoed in the reply.
+    pub id: serde_json::Value,
+    /// The method name.
+    pub method: String,
+    /// The positional parameters, unparsed.
+    pub params: Vec<&'a RawValue>,
+}
+
+impl LazyRequest<'_> {
+    /// Parameter `i` as a value (`None` past the end).
+    pub fn param(&self, i: usize) -> Option<Result<Value, WireError>> {
+        self.params.get(i).map(|raw| {
+            serde_json::from_str::<serde_json::Value>(raw.get())
+                .map(|j| from_json(&j))
+                .map_err(|e| WireError::Malformed(format!("JSON: {e}")))
+        })
+    }
+
+    /// Whether parameter `i` is a JSON string (cheap: looks at one byte).
+    pub fn param_is_string(&self, i: usize) -> bool {
+        self.params
+            .get(i)
+            .is_some_and(|raw| raw.get().trim_start().starts_with('"'))
+    }
+
+    /// Every parameter as a value.
+    pub fn into_request(self) -> Result<Request, BadRequest> {
+        let mut params = Vec::with_capacity(self.params.len());
+        for i in 0..self.params.len() {
+            match self.param(i) {
+                Some(Ok(v)) => params.push(v),
+                Some(Err(error)) => {
+                    return Err(BadRequest {
+                        version: self.version,
+                        id: self.id,
+                        error,
+                    })
+                }
+                None => break,
+            }
+        }
+        Ok(Request {
+            version: self.version,
+            id: self.id,
+            method: self.method,
+            params,
+        })
+    }
+}
+
+/// Parses a request body down to its members; the parameters stay raw
+/// (their syntax is checked, no tree is built).
+pub fn parse_request_lazy(body: &[u8]) -> Result<LazyRequest<'_>, BadRequest> {
     let fail = |version, id, msg: String| BadRequest {
         version,
         id,
         error: WireError::Malformed(msg),
     };
-    let j: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| fail(Version::V2, serde_json::Value::Null, format!("JSON: {e}")))?;
-    let serde_json::Value::Object(o) = j else {
+    let null = || serde_json::Value::Null;
+    let raw: &RawValue = serde_json::from_slice(body)
+        .map_err(|e| fail(Version::V2, null(), format!("JSON: {e}")))?;
+    if !raw.get().trim_start().starts_with('{') {
         return Err(fail(
             Version::V2,
-            serde_json::Value::Null,
+            null(),
             "request is not a JSON object".into(),
         ));
+    }
+    let o: BTreeMap<String, &RawValue> = serde_json::from_str(raw.get())
+        .map_err(|e| fail(Version::V2, null(), format!("JSON: {e}")))?;
+    let small = |r: &RawValue| -> Option<serde_json::Value> {
+        (r.get().len() <= MAX_ID_BYTES)
+            .then(|| serde_json::from_str(r.get()).ok())
+            .flatten()
     };
     let version = match o.get("jsonrpc") {
         None => Version::V1,
-        Some(serde_json::Value::String(s)) if s == "2.0" => Version::V2,
+        Some(r) if r.get().trim() == "\"2.0\"" => Version::V2,
         Some(other) => {
             return Err(fail(
                 Version::V2,
-                serde_json::Value::Null,
+                null(),
                 format!(
                     "unsupported jsonrpc version {}",
-                    crate::error::clip(&other.to_string())
+                    crate::error::clip(other.get())
                 ),
             ))
         }
     };
-    let id = o.get("id").cloned().unwrap_or(serde_json::Value::Null);
-    let method = match o.get("method") {
-        Some(serde_json::Value::String(m)) => m.clone(),
+    let id = match o.get("id") {
+        None => null(),
+        Some(r) => match small(r) {
+            Some(id) => id,
+            None => return Err(fail(version, null(), "id too large".into())),
+        },
+    };
+    let method = match o
+        .get("method")
+        .map(|r| serde_json::from_str::<String>(r.get()))
+    {
+        Some(Ok(m)) => m,
         _ => return Err(fail(version, id, "missing method".into())),
     };
     let params = match o.get("params") {
-        None | Some(serde_json::Value::Null) => Vec::new(),
-        Some(serde_json::Value::Array(a)) => a.iter().map(from_json).collect(),
-        Some(_) => return Err(fail(version, id, "params must be an array".into())),
+        None => Vec::new(),
+        Some(r) if r.get().trim() == "null" => Vec::new(),
+        Some(r) => match serde_json::from_str::<Vec<&RawValue>>(r.get()) {
+            Ok(p) => p,
+            Err(_) => return Err(fail(version, id, "params must be an array".into())),
+        },
     };
-    Ok(Request {
+    Ok(LazyRequest {
         version,
         id,
         method,
         params,
     })
+}
+
+/// Parses a request body.
+pub fn parse_request(body: &[u8]) -> Result<Request, BadRequest> {
+    parse_request_lazy(body)?.into_request()
 }
 
 /// Emits the reply to a request.

@@ -664,8 +664,12 @@ struct Shared {
     uid: Option<u32>,
 }
 
-/// Bodies parsed at once, off the runtime thread.
-const MAX_PARSES: usize = 8;
+/// Big bodies parsed at once, off the runtime thread.
+const MAX_PARSES: usize = 2;
+
+/// Bodies up to this size are parsed on the runtime thread (a few
+/// milliseconds at most); larger ones by the bounded parse pool.
+const INLINE_PARSE_BYTES: usize = 64 << 10;
 
 /// Elements the first parameter (the session) may take before the rest of
 /// a request is parsed.
@@ -936,21 +940,26 @@ async fn handle(
             ))
         }
     };
-    // Parsing happens off the runtime thread, a few bodies at a time; the
-    // session is checked before the rest of an XML-RPC body is parsed.
-    let Ok(parse_slot) = shared.parses.clone().acquire_owned().await else {
-        return Ok(failure(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format,
-            ApiError::internal("server shutting down"),
-        ));
+    // Small bodies (every ordinary call) are parsed here at once; big ones
+    // off the runtime thread, a few at a time, so they never hold up the
+    // small. The session is checked before the rest of a body is parsed.
+    let prepared = if body.len() <= INLINE_PARSE_BYTES {
+        Ok(prepare(api, format, &body))
+    } else {
+        let Ok(parse_slot) = shared.parses.clone().acquire_owned().await else {
+            return Ok(failure(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format,
+                ApiError::internal("server shutting down"),
+            ));
+        };
+        let a = api.clone();
+        tokio::task::spawn_blocking(move || {
+            let _slot = parse_slot;
+            prepare(&a, format, &body)
+        })
+        .await
     };
-    let a = api.clone();
-    let prepared = tokio::task::spawn_blocking(move || {
-        let _slot = parse_slot;
-        prepare(&a, format, &body)
-    })
-    .await;
     let (reply_to, method, params) = match prepared {
         Ok(Ok(p)) => p,
         Ok(Err(done)) => return Ok(*done),
@@ -1032,14 +1041,30 @@ fn prepare(
             }
             Ok((ReplyTo::Xml, method, params))
         }
-        Format::Json => match jsonrpc::parse_request(body) {
-            Ok(r) => Ok((ReplyTo::Json(r.version, r.id), r.method, r.params)),
-            Err(bad) => Err(Box::new(respond(
-                StatusCode::OK,
-                Format::Json,
-                jsonrpc::emit_bad_request(&bad),
-            ))),
-        },
+        Format::Json => {
+            let bad = |bad: jsonrpc::BadRequest| {
+                Box::new(respond(
+                    StatusCode::OK,
+                    Format::Json,
+                    jsonrpc::emit_bad_request(&bad),
+                ))
+            };
+            let r = jsonrpc::parse_request_lazy(body).map_err(bad)?;
+            if !sessionless(&r.method) && !r.params.is_empty() {
+                // The session first: no tree is built for a client
+                // without one.
+                let session = match r.param_is_string(0).then(|| r.param(0)).flatten() {
+                    Some(Ok(Value::String(s))) => s,
+                    _ => String::new(),
+                };
+                if let Err(e) = api.check_session_ref(&session) {
+                    let body = jsonrpc::emit_response(r.version, &r.id, &Err(e));
+                    return Err(Box::new(respond(StatusCode::OK, Format::Json, body)));
+                }
+            }
+            let r = r.into_request().map_err(bad)?;
+            Ok((ReplyTo::Json(r.version, r.id), r.method, r.params))
+        }
     }
 }
 

@@ -106,7 +106,7 @@ fn long_polls_leave_room_for_calls() {
     let took = t.elapsed();
     assert!(!vms.is_empty());
     assert!(
-        took < Duration::from_secs(2),
+        took < Duration::from_secs(5),
         "a call took {took:?} behind long polls"
     );
     // Wake them all: a VM event and a xenstore change.
@@ -162,11 +162,11 @@ fn a_header_trickle_does_not_lock_out_the_local_cli() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     dripper.join().unwrap();
     assert!(
-        local_took < Duration::from_secs(2),
+        local_took < Duration::from_secs(5),
         "local CLI took {local_took:?}"
     );
     assert!(
-        other_took < Duration::from_secs(2),
+        other_took < Duration::from_secs(5),
         "another address took {other_took:?}"
     );
     // Over TCP a password is still needed.
@@ -227,8 +227,9 @@ fn oversized_method_names_are_not_echoed() {
     assert!(e.to_string().len() < 1000);
 }
 
-/// Eight unauthenticated clients posting 4 MB XML arrays: each is refused
-/// (`SESSION_INVALID`) and a trivial call stays fast.
+/// Eight unauthenticated clients posting 4 MB arrays (four in XML-RPC,
+/// four in JSON-RPC): each is refused (`SESSION_INVALID`) and a trivial
+/// call stays fast.
 #[test]
 fn unauthenticated_bodies_are_refused_before_parsing() {
     let srv = common::start();
@@ -241,6 +242,13 @@ fn unauthenticated_bodies_are_refused_before_parsing() {
          </params></methodCall>"
     );
     assert!(body.len() < 4 << 20);
+    let ints = "1,".repeat((4 << 20) / 2 - 100);
+    let json = format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"VM.get_all_records\",\
+         \"params\":[\"OpaqueRef:bogus\",[{ints}1]]}}"
+    );
+    assert!(json.len() < 4 << 20);
+    let json = Arc::new(json);
     let mut c = common::RawConn::connect_from(&srv.addr, Ipv4Addr::new(127, 0, 0, 4)).unwrap();
     let s = login(&mut c);
     let trivial = |c: &mut common::RawConn| {
@@ -255,13 +263,19 @@ fn unauthenticated_bodies_are_refused_before_parsing() {
     let body = Arc::new(body);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let posters: Vec<_> = (0..8)
-        .map(|_| {
-            let (addr, body, stop) = (srv.addr.clone(), body.clone(), stop.clone());
+        .map(|i| {
+            let (addr, body, json, stop) =
+                (srv.addr.clone(), body.clone(), json.clone(), stop.clone());
             std::thread::spawn(move || {
                 let mut c = common::RawConn::connect(&addr).unwrap();
                 let mut n = 0;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let r = c.post(body.as_bytes()).unwrap();
+                    let r = if i % 2 == 0 {
+                        c.post(body.as_bytes()).unwrap()
+                    } else {
+                        c.post_to("/jsonrpc", "application/json", json.as_bytes())
+                            .unwrap()
+                    };
                     assert!(r.contains("SESSION_INVALID"), "{}", &r[..r.len().min(300)]);
                     n += 1;
                 }

@@ -142,9 +142,19 @@ impl RawConn {
 
     /// Posts `body` to `/`, returns the response body.
     pub fn post(&mut self, body: &[u8]) -> std::io::Result<String> {
+        self.post_to("/", "text/xml", body)
+    }
+
+    /// Posts `body` to `path` as `content_type`, returns the response body.
+    pub fn post_to(
+        &mut self,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> std::io::Result<String> {
         use std::io::Write;
         let mut req = format!(
-            "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n",
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
             body.len()
         )
         .into_bytes();
