@@ -206,7 +206,15 @@ const SESSION_METHODS: &[&str] = &[
     "session.get_uuid",
     "session.get_all_subject_identifiers",
     "system.listMethods",
+    "VM.get_allowed_VBD_devices",
+    "VM.get_allowed_VIF_devices",
 ];
+
+/// The device numbers XAPI offers a PV/PVH VM: `userdevice` of a VBD
+/// (`xvda`…`xvdp`) and `device` of a VIF.
+const VBD_DEVICES: u32 = 16;
+/// See [`VBD_DEVICES`].
+const VIF_DEVICES: u32 = 7;
 
 fn count_mismatch(method: &str, expected: usize, got: usize) -> ApiError {
     ApiError::new(
@@ -374,6 +382,9 @@ impl Api {
                 // No external authentication: no subjects.
                 Ok(Value::Array(Vec::new()))
             }
+            "VM.get_allowed_VBD_devices" | "VM.get_allowed_VIF_devices" => {
+                self.allowed_devices(method, params)
+            }
             "system.listMethods" => {
                 let mut all: Vec<String> = SESSION_METHODS.iter().map(|s| s.to_string()).collect();
                 all.extend(all_methods());
@@ -382,6 +393,37 @@ impl Api {
             _ if method.starts_with(ASYNC) => self.dispatch_async(method, params),
             _ => self.dispatch(method, params),
         }
+    }
+
+    /// `VM.get_allowed_VBD_devices` / `get_allowed_VIF_devices`: the
+    /// device numbers its VBDs (`userdevice`) or VIFs (`device`) do not
+    /// use yet, as XAPI answers for a PV/PVH VM. Composed from the VM's
+    /// record and its devices' records.
+    fn allowed_devices(&self, method: &str, params: &[Value]) -> Result<Value, ApiError> {
+        if params.len() != 2 {
+            return Err(count_mismatch(method, 2, params.len()));
+        }
+        self.check_session(params)?;
+        let (list, class, field, count) = match method {
+            "VM.get_allowed_VBD_devices" => ("VBDs", "VBD", "userdevice", VBD_DEVICES),
+            _ => ("VIFs", "VIF", "device", VIF_DEVICES),
+        };
+        let vm = self.dispatch("VM.get_record", params)?;
+        let mut used = Vec::new();
+        for r in vm.get(list).and_then(Value::as_array).unwrap_or_default() {
+            let rec = self.dispatch(
+                &format!("{class}.get_record"),
+                &[params[0].clone(), r.clone()],
+            )?;
+            if let Some(d) = rec.get(field).and_then(Value::as_str) {
+                used.push(d.to_owned());
+            }
+        }
+        Ok(Value::strings(
+            (0..count)
+                .map(|n| n.to_string())
+                .filter(|n| !used.contains(n)),
+        ))
     }
 
     /// The record of session `s` (`HANDLE_INVALID` if it is not open).

@@ -516,3 +516,53 @@ fn storage_and_session_over_the_toolstack() {
     storage(&a, &s);
     session_getters(&a, &s);
 }
+
+/// `VM.get_allowed_VBD_devices` / `get_allowed_VIF_devices`, which
+/// Ansible's `xenserver_guest` reads: every number its devices do not use.
+#[test]
+fn allowed_devices_skip_the_used_ones() {
+    let host = toolstack(TaskLimits::default());
+    let (a, s) = api(Arc::new(host.toolstack.clone()));
+    let vm = startable_vm(&a, &s, "devices");
+    let all: Vec<String> = (0..16).map(|n| n.to_string()).collect();
+    assert_eq!(
+        ok(&a, &s, "VM.get_allowed_VBD_devices", &[vm.clone()]),
+        Value::strings(all)
+    );
+    let net = ok(&a, &s, "network.get_all", &[]).as_array().unwrap()[0].clone();
+    ok(
+        &a,
+        &s,
+        "VIF.create",
+        &[Value::record([
+            ("device", Value::str("0")),
+            ("network", net),
+            ("VM", vm.clone()),
+            ("MAC", Value::str("00:16:3e:00:00:02")),
+            ("MTU", Value::str("1500")),
+        ])],
+    );
+    assert_eq!(
+        ok(&a, &s, "VM.get_allowed_VIF_devices", &[vm.clone()]),
+        Value::strings(["1", "2", "3", "4", "5", "6"])
+    );
+    assert_eq!(
+        call(
+            &a,
+            &s,
+            "VM.get_allowed_VIF_devices",
+            &[Value::str("OpaqueRef:nope")]
+        )
+        .unwrap_err(),
+        vec!["HANDLE_INVALID", "VM", "OpaqueRef:nope"]
+    );
+    assert_eq!(
+        a.call(
+            "VM.get_allowed_VIF_devices",
+            &[Value::str("OpaqueRef:bad"), vm]
+        )
+        .unwrap_err()
+        .code,
+        "SESSION_INVALID"
+    );
+}

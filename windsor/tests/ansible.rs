@@ -1,8 +1,10 @@
 //! Ansible's XenServer modules (`community.general`, bundled with the PyPI
 //! `ansible` package) against `windsor up`, as an automation user would run
-//! them: `xenserver_guest_info` reads a VM's facts and
-//! `xenserver_guest_powerstate` starts it and shuts it down through the
-//! guest. Both read `host.software_version['product_version']` first.
+//! them: `xenserver_guest` deploys a VM from the built-in template,
+//! `xenserver_guest_info` reads its facts, `xenserver_guest_powerstate`
+//! starts it and shuts it down through the guest, and `xenserver_guest`
+//! removes it. Each reads `host.software_version['product_version']`
+//! first.
 //!
 //! Fails, with the install command, when Ansible is missing
 //! (`cargo xtask setup` installs it: `python3 -m pip install ansible`).
@@ -76,8 +78,13 @@ fn ansible_xenserver_modules_drive_a_vm() {
         .and_then(|l| l.split_whitespace().next())
         .expect("the API address")
         .to_owned();
-    windsor(&dir, &["vm", "create", "ansible1"]);
     let login = format!("hostname={url} username=root password={PASSWORD} name=ansible1");
+    let deployed = module(
+        "xenserver_guest",
+        &format!("{login} template='Windsor fuzz-target' state=present"),
+    );
+    assert_eq!(deployed["changed"], true, "{deployed}");
+    assert_eq!(power_state(&dir, "ansible1").as_deref(), Some("Halted"));
 
     let info = module("xenserver_guest_info", &login);
     let vm = &info["instance"];
@@ -87,7 +94,13 @@ fn ansible_xenserver_modules_drive_a_vm() {
     assert_eq!(vm["hardware"]["num_cpus"], 1, "{info}");
     let list: serde_json::Value =
         serde_json::from_str(&windsor(&dir, &["vm", "list", "--json"])).unwrap();
-    assert_eq!(vm["uuid"], list[0]["uuid"], "{info}");
+    let mine = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name_label"] == "ansible1")
+        .unwrap();
+    assert_eq!(vm["uuid"], mine["uuid"], "{info}");
 
     let on = module(
         "xenserver_guest_powerstate",
@@ -104,6 +117,10 @@ fn ansible_xenserver_modules_drive_a_vm() {
     assert_eq!(off["changed"], true, "{off}");
     assert_eq!(off["instance"]["state"], "poweredoff", "{off}");
     assert_eq!(power_state(&dir, "ansible1").as_deref(), Some("Halted"));
+
+    let gone = module("xenserver_guest", &format!("{login} state=absent"));
+    assert_eq!(gone["changed"], true, "{gone}");
+    assert_eq!(power_state(&dir, "ansible1"), None);
     drop(up);
     let _ = std::fs::remove_dir_all(&dir);
 }
