@@ -231,9 +231,53 @@ pub fn parse_request_lazy(body: &[u8]) -> Result<LazyRequest<'_>, BadRequest> {
     })
 }
 
-/// Parses a request body.
+/// Parses a request body in one pass (what the server does for small
+/// bodies; see [`parse_request_lazy`] for big ones).
 pub fn parse_request(body: &[u8]) -> Result<Request, BadRequest> {
-    parse_request_lazy(body)?.into_request()
+    let fail = |version, id, msg: String| BadRequest {
+        version,
+        id,
+        error: WireError::Malformed(msg),
+    };
+    let j: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| fail(Version::V2, serde_json::Value::Null, format!("JSON: {e}")))?;
+    let serde_json::Value::Object(o) = j else {
+        return Err(fail(
+            Version::V2,
+            serde_json::Value::Null,
+            "request is not a JSON object".into(),
+        ));
+    };
+    let version = match o.get("jsonrpc") {
+        None => Version::V1,
+        Some(serde_json::Value::String(s)) if s == "2.0" => Version::V2,
+        Some(other) => {
+            return Err(fail(
+                Version::V2,
+                serde_json::Value::Null,
+                format!(
+                    "unsupported jsonrpc version {}",
+                    crate::error::clip(&other.to_string())
+                ),
+            ))
+        }
+    };
+    let id = o.get("id").cloned().unwrap_or(serde_json::Value::Null);
+    let method = match o.get("method") {
+        Some(serde_json::Value::String(m)) => m.clone(),
+        _ => return Err(fail(version, id, "missing method".into())),
+    };
+    let params = match o.get("params") {
+        None | Some(serde_json::Value::Null) => Vec::new(),
+        Some(serde_json::Value::Array(a)) => a.iter().map(from_json).collect(),
+        Some(_) => return Err(fail(version, id, "params must be an array".into())),
+    };
+    Ok(Request {
+        version,
+        id,
+        method,
+        params,
+    })
 }
 
 /// Emits the reply to a request.
@@ -416,5 +460,38 @@ mod tests {
             .unwrap();
         assert_eq!(r.version, Version::V2);
         assert_eq!(r.params, vec![Value::Int(1), Value::str("x")]);
+    }
+
+    #[test]
+    fn lazy_and_eager_parsing_agree() {
+        for body in [
+            &br#"{"jsonrpc":"2.0","id":7,"method":"VM.get_all","params":["OpaqueRef:s"]}"#[..],
+            br#"{"id":"x","method":"VM.start","params":["s","v",false,true]}"#,
+            br#"{"method":"system.listMethods"}"#,
+            br#"{"jsonrpc":"2.0","method":"m","params":null,"id":null}"#,
+            br#"{"jsonrpc":"2.0","method":"m","params":[{"a":[1,2.5,"\u00e9"]}],"id":1}"#,
+        ] {
+            let eager = parse_request(body).unwrap();
+            let lazy = parse_request_lazy(body).unwrap().into_request().unwrap();
+            assert_eq!(eager, lazy, "{}", String::from_utf8_lossy(body));
+        }
+        for body in [
+            &b"[1]"[..],
+            b"{",
+            br#"{"jsonrpc":"1.5","method":"m"}"#,
+            br#"{"params":[]}"#,
+            br#"{"method":"m","params":{}}"#,
+        ] {
+            let eager = parse_request(body).unwrap_err();
+            let lazy = parse_request_lazy(body).unwrap_err();
+            assert_eq!(eager.version, lazy.version);
+            assert_eq!(eager.id, lazy.id);
+        }
+        let big_id = format!(r#"{{"method":"m","id":"{}"}}"#, "x".repeat(2000));
+        assert!(parse_request_lazy(big_id.as_bytes()).is_err());
+        let r = parse_request_lazy(br#"{"method":"m","params":["s",[1,2]]}"#).unwrap();
+        assert!(r.param_is_string(0) && !r.param_is_string(1));
+        assert_eq!(r.param(0).unwrap().unwrap(), Value::str("s"));
+        assert!(r.param(2).is_none());
     }
 }

@@ -1062,7 +1062,8 @@ fn prepare(
             let mut params = Vec::new();
             match r.next_param_bounded(SESSION_ELEMENTS) {
                 Ok(xmlrpc::Head::Param(first)) => {
-                    if !sessionless(&method) {
+                    // Small bodies are checked by the call itself.
+                    if body.len() > INLINE_PARSE_BYTES && !sessionless(&method) {
                         let s = first.as_str().unwrap_or_default();
                         api.check_session_ref(s).map_err(xml_fail)?;
                     }
@@ -1092,7 +1093,7 @@ fn prepare(
                 ))
             };
             let r = jsonrpc::parse_request_lazy(body).map_err(bad)?;
-            if !sessionless(&r.method) && !r.params.is_empty() {
+            if body.len() > INLINE_PARSE_BYTES && !sessionless(&r.method) && !r.params.is_empty() {
                 // The session first: no tree is built for a client
                 // without one.
                 let session = match r.param_is_string(0).then(|| r.param(0)).flatten() {
