@@ -12,9 +12,24 @@
 //! * [`Server`] — hyper (HTTP/1.1) on a tokio runtime of its own thread.
 //!   Bodies are bounded in size ([`Config::max_body_bytes`]) and in time
 //!   ([`Config::body_timeout`]); calls run on the blocking pool (they may
-//!   wait: clean shutdown, `event.from`), at most [`Config::max_concurrent_calls`]
-//!   at once. Every bad request gets a XenAPI error in the request's own
-//!   format, never a dropped connection.
+//!   wait: clean shutdown, `event.from`). Every bad request gets a XenAPI
+//!   error in the request's own format, never a dropped connection.
+//!
+//! # Admission
+//!
+//! Hostile and busy clients must not starve the others (`docs/api.md`):
+//! * calls wait for slots by [`admission`]: ordinary calls
+//!   ([`Config::max_concurrent_calls`]), long polls
+//!   ([`Config::max_long_polls`]) and logins ([`Config::max_password_checks`],
+//!   whose Argon2 memory the [`Verifier`] owns) each have their own; a
+//!   client out of failed logins ([`LoginLimiter`]) is refused before it
+//!   queues;
+//! * TCP connections are bounded in total and per address
+//!   ([`Config::max_connections_per_client`]); the local socket has its own
+//!   capacity ([`Config::max_local_connections`]) and its peers' credentials
+//!   decide [`Client::Local`]`{ owner }`;
+//! * bodies over 64 KiB are parsed off the runtime thread, two at a time,
+//!   the session (the first parameter) checked before the rest is parsed.
 
 #[allow(unused_imports)]
 use std::prelude::v1::*;
