@@ -188,27 +188,28 @@ fn unknown_users_take_as_long_as_root() {
         Credentials::single("root", "right", HashStrength::Default).unwrap(),
         Config::default(),
     );
-    let time = |user: &str| {
-        let mut v: Vec<Duration> = (0..5)
-            .map(|_| {
-                let t = Instant::now();
-                let e = api
-                    .call(
-                        "session.login_with_password",
-                        &[Value::str(user), Value::str("wrong")],
-                    )
-                    .unwrap_err();
-                assert_eq!(e.code, "SESSION_AUTHENTICATION_FAILED");
-                t.elapsed()
-            })
-            .collect();
-        common::median(&mut v)
+    let once = |user: &str| {
+        let t = Instant::now();
+        let e = api
+            .call(
+                "session.login_with_password",
+                &[Value::str(user), Value::str("wrong")],
+            )
+            .unwrap_err();
+        assert_eq!(e.code, "SESSION_AUTHENTICATION_FAILED");
+        t.elapsed()
     };
-    let root = time("root");
-    let nobody = time("nobody");
+    // Interleaved, so that a burst of load on the machine hits both.
+    let (mut root, mut nobody) = (Vec::new(), Vec::new());
+    for _ in 0..7 {
+        root.push(once("root"));
+        nobody.push(once("nobody"));
+    }
+    let (root, nobody) = (common::median(&mut root), common::median(&mut nobody));
+    // Without the dummy check an unknown user fails ~100 times faster.
     let ratio = nobody.as_secs_f64() / root.as_secs_f64();
     assert!(
-        (0.5..2.0).contains(&ratio),
+        (0.33..3.0).contains(&ratio),
         "root {root:?}, unknown user {nobody:?}"
     );
 }
