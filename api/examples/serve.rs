@@ -1,8 +1,7 @@
 //! Serves the API for manual testing with real clients.
 //!
-//! `cargo run -p windsor-api --example serve -- [--toolstack] [ADDR] [SOCKET]`
-//! serves the in-memory backend (or, with `--toolstack`, the real toolstack
-//! in host mode) on ADDR (default 127.0.0.1:8080) and, if given, a Unix
+//! `cargo run -p windsor-api --example serve -- [ADDR] [SOCKET]` serves
+//! the real toolstack in host mode on ADDR (default 127.0.0.1:8080) and, if given, a Unix
 //! socket. User `root`, password from `WINDSOR_ROOT_PASSWORD` (default
 //! `root`). Runs until killed.
 
@@ -10,13 +9,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use windsor_api::auth::{Credentials, HashStrength, ROOT_PASSWORD_ENV, ROOT_USER};
-use windsor_api::backend::{Backend, MemoryBackend};
 use windsor_api::server::{Api, Config, Listen, Server};
 
 fn main() {
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let toolstack = args.iter().any(|a| a == "--toolstack");
-    args.retain(|a| a != "--toolstack");
+    let args: Vec<String> = std::env::args().skip(1).collect();
     let addr = args.first().map(String::as_str).unwrap_or("127.0.0.1:8080");
     let password = std::env::var(ROOT_PASSWORD_ENV).unwrap_or_else(|_| "root".into());
     let t = Instant::now();
@@ -25,17 +21,13 @@ fn main() {
     let t = Instant::now();
     assert!(creds.verify(ROOT_USER, &password));
     eprintln!("argon2id: hash {hashed:?}, verify {:?}", t.elapsed());
-    let mut _host = None;
-    let backend: Arc<dyn Backend> = if toolstack {
-        let host = windsor_toolstack::host::Host::start(windsor_toolstack::Config::default())
-            .expect("host mode starts");
-        let b = Arc::new(host.toolstack.clone());
-        _host = Some(host);
-        b
-    } else {
-        Arc::new(MemoryBackend::new())
-    };
-    let api = Arc::new(Api::new(backend, creds, Config::default()));
+    let host = windsor_toolstack::host::Host::start(windsor_toolstack::Config::default())
+        .expect("host mode starts");
+    let api = Arc::new(Api::new(
+        Arc::new(host.toolstack.clone()),
+        creds,
+        Config::default(),
+    ));
     let server = Server::start(
         api,
         &Listen {

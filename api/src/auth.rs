@@ -5,25 +5,35 @@
 //! start the `root` password comes from `WINDSOR_ROOT_PASSWORD` when set,
 //! otherwise it is generated and handed back once so the caller can print it.
 //!
-//! [`Sessions`] is XAPI's session table: `session.login_with_password`
-//! creates an `OpaqueRef:<uuid>`; every call refreshes its idle timer; at
-//! the session limit the least recently used session is dropped (XAPI also
-//! destroys the oldest sessions rather than refusing a login). Time is passed
-//! in, so the table is tested without sleeping.
+//! Password checks are bounded: a [`Verifier`] owns the Argon2 memory (a
+//! few preallocated buffers, reused), so at most that many checks run at
+//! once and a flood of logins cannot grow the heap; a [`LoginLimiter`]
+//! spends a token per failed login from a client address and refuses
+//! further attempts, without hashing, until tokens come back. A login as an
+//! unknown user is checked against a real hash too, so it takes as long as
+//! a wrong password for `root`.
 //!
-//! Expiry is lazy: an idle session is removed when it is next used, at the
-//! next login, or by the sweep that any call runs at most once per
-//! [`SWEEP_EVERY`]. Every session removed — logged out, expired or evicted —
-//! is remembered until [`Sessions::take_ended`] hands it out, so the server
-//! can release what the session held (its `xenstore.watch` watchers).
+//! The data directory is the host's own (`0700`) and the credential file
+//! is readable by its owner only (`0600`): [`secure_data_dir`] checks both
+//! at start and tightens what is looser, saying so.
+//!
+//! [`Sessions`] is XAPI's session table ([`crate::session`], the no_std
+//! state machine) behind a lock, on the monotonic clock.
+
+#[allow(unused_imports)]
+use std::prelude::v1::*;
+#[allow(unused_imports)]
+use std::{eprintln, format, println, vec};
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use std::sync::Condvar;
+
+use argon2::password_hash::{Output, PasswordHash, PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 
 use crate::error::{codes, ApiError};
 
@@ -172,12 +182,25 @@ impl Credentials {
                 };
                 let credentials = Credentials::single(ROOT_USER, &password, strength)?;
                 std::fs::create_dir_all(data_dir).map_err(io)?;
+                secure_data_dir(data_dir)?;
                 let mut text = String::new();
                 for (u, h) in &credentials.users {
                     text.push_str(&format!("{u}:{h}\n"));
                 }
                 let tmp = path.with_extension("tmp");
-                std::fs::write(&tmp, text).map_err(io)?;
+                {
+                    use std::io::Write;
+                    use std::os::unix::fs::OpenOptionsExt;
+                    let mut f = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(true)
+                        .mode(0o600)
+                        .open(&tmp)
+                        .map_err(io)?;
+                    f.write_all(text.as_bytes()).map_err(io)?;
+                    f.sync_all().map_err(io)?;
+                }
                 std::fs::rename(&tmp, &path).map_err(io)?;
                 Ok(Loaded {
                     credentials,
@@ -196,43 +219,240 @@ impl Credentials {
         Self::load_or_init(data_dir, env.as_deref(), HashStrength::Default)
     }
 
-    /// Whether `password` is `user`'s.
+    /// Whether `password` is `user`'s (with a verifier of its own; a
+    /// server shares one [`Verifier`] through [`verify_with`](Self::verify_with)).
     pub fn verify(&self, user: &str, password: &str) -> bool {
-        let Some(hash) = self.users.get(user) else {
-            return false;
+        self.verify_with(&Verifier::new(1), user, password)
+    }
+
+    /// Whether `password` is `user`'s, hashing in `verifier`'s memory. An
+    /// unknown user is checked against another user's hash (and refused),
+    /// so that both take the same time.
+    pub fn verify_with(&self, verifier: &Verifier, user: &str, password: &str) -> bool {
+        let (hash, known) = match self.users.get(user) {
+            Some(h) => (h, true),
+            None => match self.users.values().next() {
+                Some(h) => (h, false),
+                None => return false,
+            },
         };
         let Ok(parsed) = PasswordHash::new(hash) else {
             return false;
         };
-        Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok()
+        let ok = verifier.with_memory(|blocks| check(&parsed, password.as_bytes(), blocks));
+        ok && known
+    }
+
+    /// Whether `user` exists.
+    pub fn has_user(&self, user: &str) -> bool {
+        self.users.contains_key(user)
     }
 }
 
-/// One logged-in session.
-#[derive(Debug, Clone)]
-pub struct Session {
-    /// Who logged in.
-    pub user: String,
-    /// The `originator` the client gave (may be empty).
-    pub originator: String,
-    /// When the session was last used.
-    pub last_used: Instant,
+/// Argon2 memory above this many 1 KiB blocks (1 GiB) is refused.
+const MAX_BLOCKS: usize = 1 << 20;
+
+/// Recomputes `hash` for `password` in `blocks` (resized as the hash's
+/// parameters need); compares in constant time.
+fn check(hash: &PasswordHash<'_>, password: &[u8], blocks: &mut Vec<Block>) -> bool {
+    let (Ok(params), Ok(alg)) = (Params::try_from(hash), Algorithm::try_from(hash.algorithm))
+    else {
+        return false;
+    };
+    let version = match hash.version.map(Version::try_from) {
+        None => Version::default(),
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let (Some(salt), Some(expected)) = (hash.salt, hash.hash) else {
+        return false;
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let n = params.block_count();
+    if n > MAX_BLOCKS {
+        return false;
+    }
+    blocks.resize(n, Block::new());
+    let mut out = vec![0u8; expected.len()];
+    let argon = Argon2::new(alg, version, params);
+    if argon
+        .hash_password_into_with_memory(password, salt, &mut out, &mut blocks[..n])
+        .is_err()
+    {
+        return false;
+    }
+    Output::new(&out).is_ok_and(|o| o == expected)
 }
 
-/// How often a call sweeps the whole table for expired sessions.
-pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// The memory of Argon2 checks: at most `max` buffers, made on first use
+/// and reused, so at most `max` checks run at once (others wait) and the
+/// heap does not grow with the number of logins.
+#[derive(Debug)]
+pub struct Verifier {
+    max: usize,
+    /// Free buffers and how many exist.
+    state: Mutex<(Vec<Vec<Block>>, usize)>,
+    freed: Condvar,
+}
 
-/// The session table.
+impl Verifier {
+    /// A verifier running at most `max` checks at once.
+    pub fn new(max: usize) -> Verifier {
+        Verifier {
+            max: max.max(1),
+            state: Mutex::new((Vec::new(), 0)),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// Most checks at once.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    fn with_memory<R>(&self, f: impl FnOnce(&mut Vec<Block>) -> R) -> R {
+        let mut buf = {
+            let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                if let Some(b) = st.0.pop() {
+                    break b;
+                }
+                if st.1 < self.max {
+                    st.1 += 1;
+                    break Vec::new();
+                }
+                st = self.freed.wait(st).unwrap_or_else(|p| p.into_inner());
+            }
+        };
+        let r = f(&mut buf);
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .push(buf);
+        self.freed.notify_one();
+        r
+    }
+}
+
+/// Who a failed login is charged to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClientKey {
+    /// A TCP client's address.
+    Addr(std::net::IpAddr),
+    /// A local-socket client's user id.
+    Uid(u32),
+}
+
+/// Failed logins per client: a bucket of `burst` tokens refilled at
+/// `per_sec`; a failed login spends one, and a client with none left is
+/// refused without a password check. Time is passed in.
+#[derive(Debug)]
+pub struct LoginLimiter {
+    burst: f64,
+    per_sec: f64,
+    buckets: Mutex<HashMap<ClientKey, (f64, Instant)>>,
+}
+
+/// Clients remembered by a [`LoginLimiter`] (full buckets go first).
+const MAX_LIMITED_CLIENTS: usize = 4096;
+
+impl LoginLimiter {
+    /// `burst` failures at once, then `per_sec` a second.
+    pub fn new(burst: u32, per_sec: f64) -> LoginLimiter {
+        LoginLimiter {
+            burst: f64::from(burst.max(1)),
+            per_sec: per_sec.max(0.001),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn tokens(&self, b: &mut (f64, Instant), now: Instant) -> f64 {
+        let dt = now.saturating_duration_since(b.1).as_secs_f64();
+        b.0 = (b.0 + dt * self.per_sec).min(self.burst);
+        b.1 = now;
+        b.0
+    }
+
+    /// Whether `client` may try a password now.
+    pub fn allow(&self, client: ClientKey, now: Instant) -> bool {
+        let mut m = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        match m.get_mut(&client) {
+            Some(b) => self.tokens(b, now) >= 1.0,
+            None => true,
+        }
+    }
+
+    /// Charges a failed login to `client`.
+    pub fn failed(&self, client: ClientKey, now: Instant) {
+        let mut m = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() >= MAX_LIMITED_CLIENTS && !m.contains_key(&client) {
+            let burst = self.burst;
+            let per_sec = self.per_sec;
+            m.retain(|_, b| {
+                b.0 + now.saturating_duration_since(b.1).as_secs_f64() * per_sec < burst
+            });
+            if m.len() >= MAX_LIMITED_CLIENTS {
+                return;
+            }
+        }
+        let b = m.entry(client).or_insert((self.burst, now));
+        self.tokens(b, now);
+        b.0 = (b.0 - 1.0).max(0.0);
+    }
+}
+
+/// Makes `data_dir` `0700` and the credential file in it `0600` when they
+/// are looser (created if missing); returns what it had to tighten, for the
+/// caller to log.
+pub fn secure_data_dir(data_dir: &Path) -> Result<Vec<String>, AuthError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut fixed = Vec::new();
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| AuthError::Io { path, source }
+    };
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data_dir)
+            .map_err(io(data_dir))?;
+    }
+    for (path, want) in [
+        (data_dir.to_path_buf(), 0o700),
+        (data_dir.join(CREDENTIALS_FILE), 0o600),
+    ] {
+        let meta = match std::fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io(&path)(e)),
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & !want != 0 {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(want))
+                .map_err(io(&path))?;
+            fixed.push(format!(
+                "{}: mode {mode:o} was looser than {want:o}; set to {want:o}",
+                path.display()
+            ));
+        }
+    }
+    Ok(fixed)
+}
+
+pub use crate::session::{Session, SWEEP_EVERY};
+
+/// The session table of a server: [`SessionTable`](crate::session::SessionTable)
+/// behind a lock, on the monotonic clock, with fresh UUID references.
 #[derive(Debug)]
 pub struct Sessions {
-    limit: usize,
-    idle_timeout: Duration,
-    table: Mutex<HashMap<String, Session>>,
-    /// Sessions removed and not yet handed out by `take_ended`, and when
-    /// the table was last swept.
-    ended: Mutex<(Vec<String>, Option<Instant>)>,
+    origin: Instant,
+    table: Mutex<crate::session::SessionTable>,
 }
 
 impl Sessions {
@@ -240,121 +460,54 @@ impl Sessions {
     /// `idle_timeout` without a call.
     pub fn new(limit: usize, idle_timeout: Duration) -> Sessions {
         Sessions {
-            limit: limit.max(1),
-            idle_timeout,
-            table: Mutex::new(HashMap::new()),
-            ended: Mutex::new((Vec::new(), None)),
+            origin: Instant::now(),
+            table: Mutex::new(crate::session::SessionTable::new(limit, idle_timeout)),
         }
     }
 
-    fn ended(&self) -> std::sync::MutexGuard<'_, (Vec<String>, Option<Instant>)> {
-        self.ended.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, crate::session::SessionTable> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn record_ended(&self, refs: impl IntoIterator<Item = String>) {
-        self.ended().0.extend(refs);
+    fn at(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.origin)
+    }
+
+    /// How long `session` has been idle at `now`.
+    pub fn idle(&self, session: &Session, now: Instant) -> Duration {
+        self.at(now).saturating_sub(session.last_used)
     }
 
     /// The sessions removed (logged out, expired, evicted) since the last
     /// call, each once.
     pub fn take_ended(&self) -> Vec<String> {
-        std::mem::take(&mut self.ended().0)
+        self.lock().take_ended()
     }
 
     /// Removes every expired session, at most once per [`SWEEP_EVERY`]
     /// (the removed ones go to [`take_ended`](Self::take_ended)).
     pub fn sweep(&self, now: Instant) {
-        {
-            let mut e = self.ended();
-            if e.1
-                .is_some_and(|t| now.saturating_duration_since(t) < SWEEP_EVERY)
-            {
-                return;
-            }
-            e.1 = Some(now);
-        }
-        let gone = self.remove_expired(&mut self.lock(), now);
-        self.record_ended(gone);
-    }
-
-    fn remove_expired(&self, t: &mut HashMap<String, Session>, now: Instant) -> Vec<String> {
-        let idle = self.idle_timeout;
-        let gone: Vec<String> = t
-            .iter()
-            .filter(|(_, s)| now.saturating_duration_since(s.last_used) >= idle)
-            .map(|(r, _)| r.clone())
-            .collect();
-        for r in &gone {
-            t.remove(r);
-            tracing::debug!(session = %r, "session expired");
-        }
-        gone
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
-        self.table.lock().unwrap_or_else(|p| p.into_inner())
+        let at = self.at(now);
+        self.lock().sweep(at);
     }
 
     /// Opens a session and returns its reference.
     pub fn open(&self, user: &str, originator: &str, now: Instant) -> String {
-        let mut t = self.lock();
-        let mut gone = self.remove_expired(&mut t, now);
-        while t.len() >= self.limit {
-            let oldest = t
-                .iter()
-                .min_by_key(|(_, s)| s.last_used)
-                .map(|(r, _)| r.clone());
-            match oldest {
-                Some(r) => {
-                    tracing::info!(session = %r, "session limit reached: dropping the least recently used session");
-                    t.remove(&r);
-                    gone.push(r);
-                }
-                None => break,
-            }
-        }
         let r = format!("OpaqueRef:{}", uuid::Uuid::new_v4());
-        t.insert(
-            r.clone(),
-            Session {
-                user: user.to_owned(),
-                originator: originator.to_owned(),
-                last_used: now,
-            },
-        );
-        drop(t);
-        self.record_ended(gone);
+        let at = self.at(now);
+        self.lock().open(r.clone(), user, originator, at);
         r
     }
 
     /// Checks a session and refreshes its idle timer.
     pub fn check(&self, session: &str, now: Instant) -> Result<(), ApiError> {
-        let mut t = self.lock();
-        match t.get_mut(session) {
-            Some(s) if now.saturating_duration_since(s.last_used) < self.idle_timeout => {
-                s.last_used = now;
-                Ok(())
-            }
-            Some(_) => {
-                t.remove(session);
-                drop(t);
-                self.record_ended([session.to_owned()]);
-                Err(ApiError::session_invalid(session))
-            }
-            None => Err(ApiError::session_invalid(session)),
-        }
+        let at = self.at(now);
+        self.lock().check(session, at)
     }
 
     /// Closes a session.
     pub fn close(&self, session: &str) -> Result<(), ApiError> {
-        let removed = self.lock().remove(session);
-        match removed {
-            Some(_) => {
-                self.record_ended([session.to_owned()]);
-                Ok(())
-            }
-            None => Err(ApiError::session_invalid(session)),
-        }
+        self.lock().close(session)
     }
 
     /// The record of a session.
@@ -369,7 +522,7 @@ impl Sessions {
 
     /// Whether no session is open.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.lock().is_empty()
     }
 }
 
@@ -483,5 +636,50 @@ mod tests {
         // A login reaps the expired ones too.
         s.open("root", "", t0 + Duration::from_secs(16));
         assert_eq!(s.take_ended(), [b]);
+    }
+
+    #[test]
+    fn failed_logins_are_limited_per_client_with_time_passed_in() {
+        let l = LoginLimiter::new(3, 2.0);
+        let a = ClientKey::Addr([127, 0, 0, 1].into());
+        let b = ClientKey::Uid(1000);
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert!(l.allow(a, t0));
+            l.failed(a, t0);
+        }
+        assert!(!l.allow(a, t0), "the burst is spent");
+        assert!(l.allow(b, t0), "another client is not charged");
+        assert!(!l.allow(a, t0 + Duration::from_millis(400)));
+        assert!(
+            l.allow(a, t0 + Duration::from_millis(600)),
+            "2 a second come back"
+        );
+    }
+
+    #[test]
+    fn the_verifier_bounds_concurrent_checks() {
+        let c = Credentials::single("root", "pw", HashStrength::TestOnlyWeak).unwrap();
+        let v = std::sync::Arc::new(Verifier::new(1));
+        let busy = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let peak = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                let (v, busy, peak, c) = (v.clone(), busy.clone(), peak.clone(), &c);
+                s.spawn(move || {
+                    for _ in 0..5 {
+                        v.with_memory(|_| {
+                            let n = busy.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                            peak.fetch_max(n, std::sync::atomic::Ordering::SeqCst);
+                            std::thread::sleep(Duration::from_millis(1));
+                            busy.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                        });
+                        assert!(c.verify_with(&v, "root", "pw"));
+                        assert!(!c.verify_with(&v, "nobody", "pw"));
+                    }
+                });
+            }
+        });
+        assert_eq!(peak.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }

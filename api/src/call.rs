@@ -11,8 +11,10 @@
 //!
 //! Sessions and `system.*` are not here: the server answers them itself.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+#[allow(unused_imports)]
+use crate::prelude::*;
+
+use core::time::Duration;
 
 use windsor_toolstack::action::{
     Action, EventBatch, Map, NetworkRecord, NewRecord, Record, Reply, SrSpec, VbdRecord, VdiRecord,
@@ -752,8 +754,7 @@ mod tests {
     use windsor_toolstack::action::PowerState;
 
     fn parse(method: &str, args: &[Value]) -> Result<Parsed, ApiError> {
-        let m =
-            lookup(method).ok_or_else(|| ApiError::new(codes::MESSAGE_METHOD_UNKNOWN, [method]))?;
+        let m = lookup(method).ok_or_else(|| ApiError::method_unknown(method))?;
         build(m, args)
     }
 

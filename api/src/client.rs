@@ -17,6 +17,11 @@
 //! # Ok::<(), windsor_api::client::ClientError>(())
 //! ```
 
+#[allow(unused_imports)]
+use std::prelude::v1::*;
+#[allow(unused_imports)]
+use std::{eprintln, format, println, vec};
+
 use std::path::PathBuf;
 
 use bytes::Bytes;

@@ -7,6 +7,9 @@
 //! [`action_error`] maps each variant to XAPI's code and parameters, in
 //! XAPI's order.
 
+#[allow(unused_imports)]
+use crate::prelude::*;
+
 use windsor_toolstack::action::{ActionError, Class, PowerState};
 
 use crate::value::Value;
@@ -115,6 +118,11 @@ impl ApiError {
             code: code.to_owned(),
             params: params.into_iter().map(Into::into).collect(),
         }
+    }
+
+    /// `MESSAGE_METHOD_UNKNOWN(method)`, the name [`clip`]ped.
+    pub fn method_unknown(method: &str) -> ApiError {
+        ApiError::new(codes::MESSAGE_METHOD_UNKNOWN, [clip(method)])
     }
 
     /// `SESSION_INVALID(session)`.
@@ -300,6 +308,22 @@ fn value_to_string(v: &Value) -> String {
     }
 }
 
+/// Longest piece of a client's input echoed in an error.
+pub const MAX_ECHO: usize = 128;
+
+/// `s` as echoed in an error: at most [`MAX_ECHO`] bytes (cut at a
+/// character boundary), `…` marking a cut.
+pub fn clip(s: &str) -> String {
+    if s.len() <= MAX_ECHO {
+        return s.to_owned();
+    }
+    let mut end = MAX_ECHO;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
 /// A request or response that is not valid on the wire.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum WireError {
@@ -337,7 +361,7 @@ mod tests {
     /// always been sent for it.
     #[test]
     fn action_errors_map_to_xapi_codes() {
-        use std::time::Duration;
+        use core::time::Duration;
         use windsor_toolstack::lifecycle::Op;
         let vm = || "OpaqueRef:v".to_owned();
         let cases: Vec<(ActionError, Vec<&str>)> = vec![

@@ -17,8 +17,10 @@
 //! The version is chosen by the presence of `"jsonrpc":"2.0"`. XenAPI `int`s
 //! are JSON numbers here (not strings as in XML-RPC).
 
-use std::collections::BTreeMap;
+#[allow(unused_imports)]
+use crate::prelude::*;
 
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Number};
 
 use crate::error::{codes, ApiError, WireError};
@@ -101,7 +103,136 @@ pub fn to_json(v: &Value) -> serde_json::Value {
     }
 }
 
-/// Parses a request body.
+/// Longest `id` echoed back (longer ones are refused).
+pub const MAX_ID_BYTES: usize = 1024;
+
+/// A request whose parameters are still raw JSON: the server parses the
+/// first (the session) and checks it before it builds the others' trees.
+#[derive(Debug)]
+pub struct LazyRequest<'a> {
+    /// The version, from the `jsonrpc` member.
+    pub version: Version,
+    /// The id, echoed in the reply.
+    pub id: serde_json::Value,
+    /// The method name.
+    pub method: String,
+    /// The positional parameters, unparsed.
+    pub params: Vec<&'a RawValue>,
+}
+
+impl LazyRequest<'_> {
+    /// Parameter `i` as a value (`None` past the end).
+    pub fn param(&self, i: usize) -> Option<Result<Value, WireError>> {
+        self.params.get(i).map(|raw| {
+            serde_json::from_str::<serde_json::Value>(raw.get())
+                .map(|j| from_json(&j))
+                .map_err(|e| WireError::Malformed(format!("JSON: {e}")))
+        })
+    }
+
+    /// Whether parameter `i` is a JSON string (cheap: looks at one byte).
+    pub fn param_is_string(&self, i: usize) -> bool {
+        self.params
+            .get(i)
+            .is_some_and(|raw| raw.get().trim_start().starts_with('"'))
+    }
+
+    /// Every parameter as a value.
+    pub fn into_request(self) -> Result<Request, BadRequest> {
+        let mut params = Vec::with_capacity(self.params.len());
+        for i in 0..self.params.len() {
+            match self.param(i) {
+                Some(Ok(v)) => params.push(v),
+                Some(Err(error)) => {
+                    return Err(BadRequest {
+                        version: self.version,
+                        id: self.id,
+                        error,
+                    })
+                }
+                None => break,
+            }
+        }
+        Ok(Request {
+            version: self.version,
+            id: self.id,
+            method: self.method,
+            params,
+        })
+    }
+}
+
+/// Parses a request body down to its members; the parameters stay raw
+/// (their syntax is checked, no tree is built).
+pub fn parse_request_lazy(body: &[u8]) -> Result<LazyRequest<'_>, BadRequest> {
+    let fail = |version, id, msg: String| BadRequest {
+        version,
+        id,
+        error: WireError::Malformed(msg),
+    };
+    let null = || serde_json::Value::Null;
+    let raw: &RawValue = serde_json::from_slice(body)
+        .map_err(|e| fail(Version::V2, null(), format!("JSON: {e}")))?;
+    if !raw.get().trim_start().starts_with('{') {
+        return Err(fail(
+            Version::V2,
+            null(),
+            "request is not a JSON object".into(),
+        ));
+    }
+    let o: BTreeMap<String, &RawValue> = serde_json::from_str(raw.get())
+        .map_err(|e| fail(Version::V2, null(), format!("JSON: {e}")))?;
+    let small = |r: &RawValue| -> Option<serde_json::Value> {
+        (r.get().len() <= MAX_ID_BYTES)
+            .then(|| serde_json::from_str(r.get()).ok())
+            .flatten()
+    };
+    let version = match o.get("jsonrpc") {
+        None => Version::V1,
+        Some(r) if r.get().trim() == "\"2.0\"" => Version::V2,
+        Some(other) => {
+            return Err(fail(
+                Version::V2,
+                null(),
+                format!(
+                    "unsupported jsonrpc version {}",
+                    crate::error::clip(other.get())
+                ),
+            ))
+        }
+    };
+    let id = match o.get("id") {
+        None => null(),
+        Some(r) => match small(r) {
+            Some(id) => id,
+            None => return Err(fail(version, null(), "id too large".into())),
+        },
+    };
+    let method = match o
+        .get("method")
+        .map(|r| serde_json::from_str::<String>(r.get()))
+    {
+        Some(Ok(m)) => m,
+        _ => return Err(fail(version, id, "missing method".into())),
+    };
+    let params = match o.get("params") {
+        None => Vec::new(),
+        Some(r) if r.get().trim() == "null" => Vec::new(),
+        Some(r) => match serde_json::from_str::<Vec<&RawValue>>(r.get()) {
+            Ok(p) => p,
+            Err(_) => return Err(fail(version, id, "params must be an array".into())),
+        },
+    };
+    Ok(LazyRequest {
+        version,
+        id,
+        method,
+        params,
+    })
+}
+
+/// Parses a request body in one pass (what the server does for small
+/// bodies; see [`parse_request_lazy`] for big ones).
 pub fn parse_request(body: &[u8]) -> Result<Request, BadRequest> {
     let fail = |version, id, msg: String| BadRequest {
         version,
@@ -124,7 +255,10 @@ pub fn parse_request(body: &[u8]) -> Result<Request, BadRequest> {
             return Err(fail(
                 Version::V2,
                 serde_json::Value::Null,
-                format!("unsupported jsonrpc version {other}"),
+                format!(
+                    "unsupported jsonrpc version {}",
+                    crate::error::clip(&other.to_string())
+                ),
             ))
         }
     };
@@ -326,5 +460,38 @@ mod tests {
             .unwrap();
         assert_eq!(r.version, Version::V2);
         assert_eq!(r.params, vec![Value::Int(1), Value::str("x")]);
+    }
+
+    #[test]
+    fn lazy_and_eager_parsing_agree() {
+        for body in [
+            &br#"{"jsonrpc":"2.0","id":7,"method":"VM.get_all","params":["OpaqueRef:s"]}"#[..],
+            br#"{"id":"x","method":"VM.start","params":["s","v",false,true]}"#,
+            br#"{"method":"system.listMethods"}"#,
+            br#"{"jsonrpc":"2.0","method":"m","params":null,"id":null}"#,
+            br#"{"jsonrpc":"2.0","method":"m","params":[{"a":[1,2.5,"\u00e9"]}],"id":1}"#,
+        ] {
+            let eager = parse_request(body).unwrap();
+            let lazy = parse_request_lazy(body).unwrap().into_request().unwrap();
+            assert_eq!(eager, lazy, "{}", String::from_utf8_lossy(body));
+        }
+        for body in [
+            &b"[1]"[..],
+            b"{",
+            br#"{"jsonrpc":"1.5","method":"m"}"#,
+            br#"{"params":[]}"#,
+            br#"{"method":"m","params":{}}"#,
+        ] {
+            let eager = parse_request(body).unwrap_err();
+            let lazy = parse_request_lazy(body).unwrap_err();
+            assert_eq!(eager.version, lazy.version);
+            assert_eq!(eager.id, lazy.id);
+        }
+        let big_id = format!(r#"{{"method":"m","id":"{}"}}"#, "x".repeat(2000));
+        assert!(parse_request_lazy(big_id.as_bytes()).is_err());
+        let r = parse_request_lazy(br#"{"method":"m","params":["s",[1,2]]}"#).unwrap();
+        assert!(r.param_is_string(0) && !r.param_is_string(1));
+        assert_eq!(r.param(0).unwrap().unwrap(), Value::str("s"));
+        assert!(r.param(2).is_none());
     }
 }

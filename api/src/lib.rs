@@ -1,5 +1,11 @@
 //! The lifecycle API: XenAPI over XML-RPC and JSON-RPC, and a Rust client.
 //!
+//! The core is `no_std` + `alloc` and does no I/O (build with
+//! `--no-default-features`): [`value`], [`xmlrpc`], [`jsonrpc`], [`error`],
+//! [`model`], [`call`] and [`session`] (the session table, time passed in). The `std` feature (default) adds host mode's
+//! shell: [`auth`], [`toolstack`], [`server`] (hyper on tokio) and
+//! [`client`].
+//!
 //! Layers, bottom up:
 //! * [`value`] — the XenAPI value tree both wires share.
 //! * [`xmlrpc`], [`jsonrpc`] — the codecs (XML-RPC at `/`, JSON-RPC 1.0 and
@@ -10,8 +16,7 @@
 //! * [`call`] — the call table: method + params → the toolstack's
 //!   [`Action`](windsor_toolstack::action::Action), typed reply → value.
 //! * [`auth`] — hashed credentials and the session table.
-//! * [`backend`] — the seam to the toolstack ([`backend::Backend`]) and an
-//!   in-memory stand-in for tests.
+//! * [`toolstack`] — the seam to the toolstack ([`toolstack::Toolstack`]).
 //! * [`server`] — the dispatcher ([`server::Api`]) and the HTTP server
 //!   ([`server::Server`]) on TCP and a Unix socket.
 //! * [`client`] — the Rust client the `windsor` command line uses.
@@ -55,19 +60,41 @@
 //! println!("XenAPI on http://{}", server.tcp_addr().unwrap());
 //! # Ok(()) }
 //! ```
+#![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod auth;
-pub mod backend;
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+/// What the core modules take from `alloc` (they are written as if for
+/// `std`).
+mod prelude {
+    pub use alloc::borrow::ToOwned;
+    pub use alloc::collections::BTreeMap;
+    pub use alloc::format;
+    pub use alloc::string::{String, ToString};
+    pub use alloc::vec;
+    pub use alloc::vec::Vec;
+}
+
 pub mod call;
-pub mod client;
 pub mod error;
 pub mod jsonrpc;
 pub mod model;
-pub mod server;
+pub mod session;
 pub mod value;
 pub mod xmlrpc;
+
+#[cfg(feature = "std")]
+pub mod auth;
+#[cfg(feature = "std")]
+pub mod client;
+#[cfg(feature = "std")]
+pub mod server;
+#[cfg(feature = "std")]
+pub mod toolstack;
 
 pub use error::{ApiError, WireError};
 pub use value::Value;

@@ -7,7 +7,8 @@
 //! The records themselves belong to the toolstack (the pool database lives
 //! in xenstore); this module only knows their XenAPI shape.
 
-use std::collections::BTreeMap;
+#[allow(unused_imports)]
+use crate::prelude::*;
 
 use crate::value::Value;
 
@@ -542,6 +543,36 @@ pub fn coerce_for_create(
     Ok(r)
 }
 
+/// The host's `software_version` keys that clients read, with XAPI's
+/// names. Automation reads `product_version` as a dotted number to pick
+/// features (Ansible's `community.general.xenserver_*` modules need at least
+/// 7.0); Windsor answers as the XAPI generation whose API it speaks (2.21,
+/// XCP-ng / XenServer 8.x), and names itself in `product_brand`.
+pub const SOFTWARE_VERSION: &[(&str, &str)] = &[
+    ("product_brand", "Windsor"),
+    ("product_version", "8.2.1"),
+    ("product_version_text", "8.2"),
+    ("product_version_text_short", "8.2"),
+    ("platform_name", "XCP"),
+    ("platform_version", "3.2.1"),
+    ("build_number", "windsor"),
+    ("xapi", "2.21"),
+    ("xapi_build", "2.21"),
+    ("xen", "4.17.0"),
+    ("xencenter_min", "2.21"),
+    ("xencenter_max", "2.21"),
+    ("network_backend", "bridge"),
+];
+
+/// Keys a map field of `class` always has (XAPI's defaults); the
+/// toolstack's own entries win.
+fn map_defaults(class: Class, field: &str) -> &'static [(&'static str, &'static str)] {
+    match (class, field) {
+        (Class::Host, "software_version") => SOFTWARE_VERSION,
+        _ => &[],
+    }
+}
+
 /// Completes a record from the toolstack with XAPI's defaults for the
 /// fields it does not keep, so clients see every field they expect, and
 /// gives datetime fields their XML-RPC type.
@@ -551,10 +582,21 @@ pub fn complete_record(class: Class, record: Value) -> Value {
             for (k, v) in default_record(class) {
                 m.entry(k).or_insert(v);
             }
+            for f in fields(class).iter().filter(|f| f.ty == Ty::Map) {
+                let defaults = map_defaults(class, f.name);
+                if defaults.is_empty() {
+                    continue;
+                }
+                if let Some(Value::Struct(map)) = m.get_mut(f.name) {
+                    for (k, v) in defaults {
+                        map.entry((*k).to_owned()).or_insert_with(|| Value::str(*v));
+                    }
+                }
+            }
             for f in fields(class).iter().filter(|f| f.ty == Ty::DateTime) {
                 if let Some(v) = m.get_mut(f.name) {
                     if let Value::String(s) = v {
-                        *v = Value::DateTime(std::mem::take(s));
+                        *v = Value::DateTime(core::mem::take(s));
                     }
                 }
             }
@@ -602,5 +644,26 @@ mod tests {
         let done = complete_record(Class::Vm, Value::record([("domid", Value::Int(3))]));
         assert_eq!(done.get("domid"), Some(&Value::Int(3)));
         assert_eq!(done.get("snapshots"), Some(&Value::Array(vec![])));
+    }
+
+    #[test]
+    fn host_software_version_has_xapi_keys() {
+        let given = Value::record([(
+            "software_version",
+            Value::record([("xen", Value::str("4.17-sim"))]),
+        )]);
+        let done = complete_record(Class::Host, given);
+        let sv = done.get("software_version").unwrap();
+        assert_eq!(
+            sv.get("xen"),
+            Some(&Value::str("4.17-sim")),
+            "the toolstack's own wins"
+        );
+        let v = sv.get("product_version").and_then(Value::as_str).unwrap();
+        let parts: Vec<u32> = v.split('.').map(|p| p.parse().unwrap()).collect();
+        assert!(parts[0] >= 7, "{v}");
+        for k in ["product_brand", "platform_version", "xapi"] {
+            assert!(sv.get(k).is_some(), "{k}");
+        }
     }
 }

@@ -5,16 +5,36 @@
 //! Two layers:
 //! * [`Api`] — synchronous dispatch of one call: sessions and `system.*`
 //!   here, everything else parsed by [`crate::call`] into an `Action` and
-//!   handed to the [`Backend`]. Toolstack errors become XenAPI errors here.
+//!   handed to the [`Toolstack`]. Toolstack errors become XenAPI errors here.
 //!   `Async.<Class>.<call>` is checked the same way, then runs on a thread
-//!   of its own behind a task record the backend keeps (see
+//!   of its own behind a task record the toolstack keeps (see
 //!   [`windsor_toolstack::task`]); the call answers with the task at once.
 //! * [`Server`] — hyper (HTTP/1.1) on a tokio runtime of its own thread.
 //!   Bodies are bounded in size ([`Config::max_body_bytes`]) and in time
 //!   ([`Config::body_timeout`]); calls run on the blocking pool (they may
-//!   wait: clean shutdown, `event.from`), at most [`Config::max_concurrent_calls`]
-//!   at once. Every bad request gets a XenAPI error in the request's own
-//!   format, never a dropped connection.
+//!   wait: clean shutdown, `event.from`). Every bad request gets a XenAPI
+//!   error in the request's own format, never a dropped connection.
+//!
+//! # Admission
+//!
+//! Hostile and busy clients must not starve the others (`docs/api.md`):
+//! * calls wait for slots by [`admission`]: ordinary calls
+//!   ([`Config::max_concurrent_calls`]), long polls
+//!   ([`Config::max_long_polls`]) and logins ([`Config::max_password_checks`],
+//!   whose Argon2 memory the [`Verifier`] owns) each have their own; a
+//!   client out of failed logins ([`LoginLimiter`]) is refused before it
+//!   queues;
+//! * TCP connections are bounded in total and per address
+//!   ([`Config::max_connections_per_client`]); the local socket has its own
+//!   capacity ([`Config::max_local_connections`]) and its peers' credentials
+//!   decide [`Client::Local`]`{ owner }`;
+//! * bodies over 64 KiB are parsed off the runtime thread, two at a time,
+//!   the session (the first parameter) checked before the rest is parsed.
+
+#[allow(unused_imports)]
+use std::prelude::v1::*;
+#[allow(unused_imports)]
+use std::{eprintln, format, println, vec};
 
 use std::convert::Infallible;
 use std::hash::BuildHasher;
@@ -32,8 +52,10 @@ use hyper::{Method as HttpMethod, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::{oneshot, Semaphore};
 
-use crate::auth::{authentication_failed, Credentials, Sessions};
-use crate::backend::Backend;
+use crate::auth::{
+    authentication_failed, ClientKey, Credentials, LoginLimiter, Sessions, Verifier,
+};
+use crate::toolstack::Toolstack;
 use windsor_toolstack::action::{uuid_of, Action, Reply, TaskOutcome};
 
 use crate::call::{self, all_methods, lookup, lookup_async, reply_to_value, ASYNC};
@@ -60,11 +82,27 @@ pub struct Config {
     pub session_idle_timeout: Duration,
     /// Most calls running at once; more wait their turn.
     pub max_concurrent_calls: usize,
-    /// Most connections open at once; more wait in the listen backlog.
+    /// Most TCP connections open at once; more wait in the listen backlog.
     pub max_connections: usize,
     /// Longest time to receive a request's headers (also the idle limit of
     /// a kept-alive connection).
     pub header_timeout: Duration,
+    /// Most password checks at once (each holds Argon2's memory, 19 MiB
+    /// by default); logins beyond wait, without taking call slots.
+    pub max_password_checks: usize,
+    /// Failed logins a client (TCP address, local user) may make at once
+    /// before it must wait ...
+    pub login_failure_burst: u32,
+    /// ... and how many a second it gets back.
+    pub login_failures_per_sec: f64,
+    /// Most long polls (`event.from`, `xenstore.watch` with a timeout)
+    /// waiting at once, apart from [`Config::max_concurrent_calls`].
+    pub max_long_polls: usize,
+    /// Most TCP connections from one address; more are closed at once.
+    pub max_connections_per_client: usize,
+    /// Connections reserved for the local socket, apart from
+    /// [`Config::max_connections`] (which counts TCP).
+    pub max_local_connections: usize,
 }
 
 impl Default for Config {
@@ -77,18 +115,101 @@ impl Default for Config {
             max_concurrent_calls: 256,
             max_connections: 1024,
             header_timeout: Duration::from_secs(60),
+            max_password_checks: 2,
+            login_failure_burst: 8,
+            login_failures_per_sec: 2.0,
+            max_long_polls: 512,
+            max_connections_per_client: 64,
+            max_local_connections: 128,
         }
     }
 }
 
-/// The XenAPI dispatcher: sessions, the call table, the backend.
+/// The XenAPI dispatcher: sessions, the call table, the toolstack.
 pub struct Api {
-    backend: Arc<dyn Backend>,
+    toolstack: Arc<dyn Toolstack>,
     credentials: Credentials,
     sessions: Sessions,
     config: Config,
     /// Keys the owner ids of `xenstore.watch` watchers.
     owner_key: std::collections::hash_map::RandomState,
+    verifier: Verifier,
+    limiter: LoginLimiter,
+}
+
+/// Who is calling: where [`Api::call_as`] charges failed logins, and
+/// whether a login needs a password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Client {
+    /// A caller in this process (tests, embedding): no rate limit.
+    InProcess,
+    /// A TCP client.
+    Tcp(std::net::IpAddr),
+    /// A local-socket client, by the user id its peer credentials give;
+    /// `owner` when that is the server's own user (or root): such a client
+    /// logs in as any existing user without a password, as `xe` does in a
+    /// XAPI dom0.
+    Local {
+        /// The peer's user id, if the kernel told.
+        uid: Option<u32>,
+        /// Whether the peer runs as the server's user or as root.
+        owner: bool,
+    },
+}
+
+impl Client {
+    fn key(&self) -> Option<ClientKey> {
+        match *self {
+            Client::InProcess => None,
+            Client::Tcp(a) => Some(ClientKey::Addr(a)),
+            Client::Local { uid, .. } => uid.map(ClientKey::Uid),
+        }
+    }
+}
+
+/// Which slots a call waits for (see [`admission`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// `session.login_with_password`: a password check.
+    Login,
+    /// `event.from` or `xenstore.watch` with a timeout: may wait long.
+    LongPoll,
+    /// Everything else.
+    Call,
+}
+
+/// The slots `method` waits for: logins and long polls have their own, so
+/// that neither a login flood nor many waiting pollers hold the slots
+/// ordinary calls need.
+pub fn admission(method: &str, params: &[Value]) -> Admission {
+    let timeout_at = match method {
+        "session.login_with_password" => return Admission::Login,
+        "event.from" => 3,
+        "xenstore.watch" => 2,
+        _ => return Admission::Call,
+    };
+    match params.get(timeout_at).and_then(Value::as_double) {
+        Some(t) if t > 0.0 => Admission::LongPoll,
+        _ => Admission::Call,
+    }
+}
+
+/// A login refused because its client failed too often.
+fn rate_limited(user: &str) -> ApiError {
+    ApiError::new(
+        codes::SESSION_AUTHENTICATION_FAILED,
+        [
+            crate::error::clip(user),
+            "Too many failed logins from this client; try again later".into(),
+        ],
+    )
+}
+
+/// Methods that take no session.
+fn sessionless(method: &str) -> bool {
+    method == "session.login_with_password"
+        || method == "session.logout"
+        || method.starts_with("system.")
 }
 
 const SESSION_METHODS: &[&str] = &[
@@ -100,7 +221,15 @@ const SESSION_METHODS: &[&str] = &[
     "session.get_uuid",
     "session.get_all_subject_identifiers",
     "system.listMethods",
+    "VM.get_allowed_VBD_devices",
+    "VM.get_allowed_VIF_devices",
 ];
+
+/// The device numbers XAPI offers a PV/PVH VM: `userdevice` of a VBD
+/// (`xvda`…`xvdp`) and `device` of a VIF.
+const VBD_DEVICES: u32 = 16;
+/// See [`VBD_DEVICES`].
+const VIF_DEVICES: u32 = 7;
 
 fn count_mismatch(method: &str, expected: usize, got: usize) -> ApiError {
     ApiError::new(
@@ -110,13 +239,15 @@ fn count_mismatch(method: &str, expected: usize, got: usize) -> ApiError {
 }
 
 impl Api {
-    /// A dispatcher over `backend`, checking logins against `credentials`.
-    pub fn new(backend: Arc<dyn Backend>, credentials: Credentials, config: Config) -> Api {
+    /// A dispatcher over `toolstack`, checking logins against `credentials`.
+    pub fn new(toolstack: Arc<dyn Toolstack>, credentials: Credentials, config: Config) -> Api {
         let sessions = Sessions::new(config.session_limit, config.session_idle_timeout);
         Api {
-            backend,
+            toolstack,
             credentials,
             sessions,
+            verifier: Verifier::new(config.max_password_checks),
+            limiter: LoginLimiter::new(config.login_failure_burst, config.login_failures_per_sec),
             config,
             owner_key: std::collections::hash_map::RandomState::new(),
         }
@@ -145,7 +276,7 @@ impl Api {
     }
 
     /// The owner id of session `s`'s `xenstore.watch` watchers: a keyed
-    /// hash, so the backend never sees the session reference.
+    /// hash, so the toolstack never sees the session reference.
     fn owner_of(&self, s: &str) -> String {
         format!("{:016x}", self.owner_key.hash_one(s))
     }
@@ -156,14 +287,43 @@ impl Api {
     fn release_ended(&self) {
         for s in self.sessions.take_ended() {
             let owner = self.owner_of(&s);
-            if let Err(e) = self.backend.handle(Action::XsDropOwner { owner }) {
+            if let Err(e) = self.toolstack.handle(Action::XsDropOwner { owner }) {
                 tracing::warn!(error = %e, "closing the watchers of an ended session");
             }
         }
     }
 
-    /// Performs one call. May block (see [`Backend::handle`]).
+    /// Whether `client` may try a password now (it has not used up its
+    /// failed logins).
+    pub fn login_allowed(&self, client: &Client) -> bool {
+        client
+            .key()
+            .is_none_or(|k| self.limiter.allow(k, Instant::now()))
+    }
+
+    /// Whether `session` is open, before the rest of a request is parsed.
+    pub fn check_session_ref(&self, session: &str) -> Result<(), ApiError> {
+        let now = Instant::now();
+        self.sessions.sweep(now);
+        let r = self.sessions.check(session, now);
+        self.release_ended();
+        r
+    }
+
+    /// Performs one call from this process. May block (see
+    /// [`Toolstack::handle`]).
     pub fn call(&self, method: &str, params: &[Value]) -> Result<Value, ApiError> {
+        self.call_as(&Client::InProcess, method, params)
+    }
+
+    /// Performs one call from `client`. May block (see
+    /// [`Toolstack::handle`]).
+    pub fn call_as(
+        &self,
+        client: &Client,
+        method: &str,
+        params: &[Value],
+    ) -> Result<Value, ApiError> {
         match method {
             "session.login_with_password" => {
                 if !(2..=4).contains(&params.len()) {
@@ -176,9 +336,19 @@ impl Api {
                     .as_str()
                     .ok_or_else(|| ApiError::field_type("pwd"))?;
                 let originator = params.get(3).and_then(Value::as_str).unwrap_or("");
-                if !self.credentials.verify(user, pass) {
-                    tracing::info!(user, "login refused");
-                    return Err(authentication_failed(user));
+                let key = client.key();
+                if !self.login_allowed(client) {
+                    tracing::info!(?client, "login refused: too many failures");
+                    return Err(rate_limited(user));
+                }
+                let trusted = matches!(client, Client::Local { owner: true, .. })
+                    && self.credentials.has_user(user);
+                if !trusted && !self.credentials.verify_with(&self.verifier, user, pass) {
+                    if let Some(k) = key {
+                        self.limiter.failed(k, Instant::now());
+                    }
+                    tracing::info!(user = %crate::error::clip(user), "login refused");
+                    return Err(authentication_failed(&crate::error::clip(user)));
                 }
                 let s = self.sessions.open(user, originator, Instant::now());
                 self.release_ended();
@@ -227,6 +397,9 @@ impl Api {
                 // No external authentication: no subjects.
                 Ok(Value::Array(Vec::new()))
             }
+            "VM.get_allowed_VBD_devices" | "VM.get_allowed_VIF_devices" => {
+                self.allowed_devices(method, params)
+            }
             "system.listMethods" => {
                 let mut all: Vec<String> = SESSION_METHODS.iter().map(|s| s.to_string()).collect();
                 all.extend(all_methods());
@@ -235,6 +408,37 @@ impl Api {
             _ if method.starts_with(ASYNC) => self.dispatch_async(method, params),
             _ => self.dispatch(method, params),
         }
+    }
+
+    /// `VM.get_allowed_VBD_devices` / `get_allowed_VIF_devices`: the
+    /// device numbers its VBDs (`userdevice`) or VIFs (`device`) do not
+    /// use yet, as XAPI answers for a PV/PVH VM. Composed from the VM's
+    /// record and its devices' records.
+    fn allowed_devices(&self, method: &str, params: &[Value]) -> Result<Value, ApiError> {
+        if params.len() != 2 {
+            return Err(count_mismatch(method, 2, params.len()));
+        }
+        self.check_session(params)?;
+        let (list, class, field, count) = match method {
+            "VM.get_allowed_VBD_devices" => ("VBDs", "VBD", "userdevice", VBD_DEVICES),
+            _ => ("VIFs", "VIF", "device", VIF_DEVICES),
+        };
+        let vm = self.dispatch("VM.get_record", params)?;
+        let mut used = Vec::new();
+        for r in vm.get(list).and_then(Value::as_array).unwrap_or_default() {
+            let rec = self.dispatch(
+                &format!("{class}.get_record"),
+                &[params[0].clone(), r.clone()],
+            )?;
+            if let Some(d) = rec.get(field).and_then(Value::as_str) {
+                used.push(d.to_owned());
+            }
+        }
+        Ok(Value::strings(
+            (0..count)
+                .map(|n| n.to_string())
+                .filter(|n| !used.contains(n)),
+        ))
     }
 
     /// The record of session `s` (`HANDLE_INVALID` if it is not open).
@@ -251,7 +455,7 @@ impl Api {
             .ok()
             .and_then(|h| h.as_array().and_then(|a| a.first().cloned()))
             .unwrap_or_else(|| Value::str("OpaqueRef:NULL"));
-        let idle = Instant::now().saturating_duration_since(sess.last_used);
+        let idle = self.sessions.idle(&sess, Instant::now());
         let last = std::time::SystemTime::now()
             .checked_sub(idle)
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
@@ -284,38 +488,36 @@ impl Api {
     /// result as XAPI stores it (the XML-RPC `<value>`, `""` for void) or
     /// its `ErrorDescription`.
     ///
-    /// The tasks live with the backend's other records (the toolstack's,
-    /// in Windsor) so that `event.from` reports them like any object and
-    /// one lock orders them with the changes they cause; the API owns only
+    /// The tasks live with the toolstack's other records so that
+    /// `event.from` reports them like any object and one lock orders them with the changes they cause; the API owns only
     /// what XenAPI spells (the result encoding and the error codes). The
-    /// backend bounds how many are pending, so the threads are bounded too.
+    /// toolstack bounds how many are pending, so the threads are bounded too.
     fn dispatch_async(&self, method: &str, params: &[Value]) -> Result<Value, ApiError> {
-        let m = lookup_async(method)
-            .ok_or_else(|| ApiError::new(codes::MESSAGE_METHOD_UNKNOWN, [method]))?;
+        let m = lookup_async(method).ok_or_else(|| ApiError::method_unknown(method))?;
         let expected = m.kind.arity() + 1;
         if params.len() != expected {
             return Err(count_mismatch(method, expected, params.len()));
         }
         self.check_session(params)?;
         let parsed = call::build(m, &params[1..])?;
-        let task = match self.backend.handle(Action::TaskCreate {
+        let task = match self.toolstack.handle(Action::TaskCreate {
             label: method.to_owned(),
             description: String::new(),
         })? {
             Reply::Ref(r) => r,
             _ => return Err(ApiError::internal("task.create answered without a ref")),
         };
-        let backend = self.backend.clone();
+        let toolstack = self.toolstack.clone();
         let t = task.clone();
         let run = move || {
-            let outcome = match backend.handle(parsed.action) {
+            let outcome = match toolstack.handle(parsed.action) {
                 Ok(reply) => match reply_to_value(&reply, &parsed.shape) {
                     Ok(v) => task_success(&reply, &v),
                     Err(e) => task_failure(&e),
                 },
                 Err(e) => task_failure(&ApiError::from(e)),
             };
-            if let Err(e) = backend.handle(Action::TaskFinish { task: t, outcome }) {
+            if let Err(e) = toolstack.handle(Action::TaskFinish { task: t, outcome }) {
                 tracing::warn!(error = %e, "finishing a task");
             }
         };
@@ -324,7 +526,7 @@ impl Api {
             .spawn(run);
         if let Err(e) = spawned {
             let outcome = task_failure(&ApiError::internal(format!("cannot start the call: {e}")));
-            self.backend.handle(Action::TaskFinish {
+            self.toolstack.handle(Action::TaskFinish {
                 task: task.clone(),
                 outcome,
             })?;
@@ -334,8 +536,7 @@ impl Api {
     }
 
     fn dispatch(&self, method: &str, params: &[Value]) -> Result<Value, ApiError> {
-        let m =
-            lookup(method).ok_or_else(|| ApiError::new(codes::MESSAGE_METHOD_UNKNOWN, [method]))?;
+        let m = lookup(method).ok_or_else(|| ApiError::method_unknown(method))?;
         let expected = m.kind.arity() + 1;
         if params.len() != expected {
             return Err(count_mismatch(method, expected, params.len()));
@@ -351,13 +552,13 @@ impl Api {
             *owner = self.owner_of(session);
         }
         tracing::debug!(method, "call");
-        let reply = self.backend.handle(parsed.action);
+        let reply = self.toolstack.handle(parsed.action);
         if watch && self.sessions.get(session).is_none() {
             // The session ended during the call (a logout racing a
             // `xenstore.watch` that opens a watcher): close what it may
             // have opened after the session's watchers were dropped.
             let owner = self.owner_of(session);
-            if let Err(e) = self.backend.handle(Action::XsDropOwner { owner }) {
+            if let Err(e) = self.toolstack.handle(Action::XsDropOwner { owner }) {
                 tracing::warn!(error = %e, "closing the watchers of an ended session");
             }
         }
@@ -434,10 +635,15 @@ impl Server {
             Some(path) => Some(bind_unix(path)?),
             None => None,
         };
+        // The server's user: the owner of the socket it just made.
+        let uid = listen.unix.as_ref().and_then(|p| {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(p).ok().map(|m| m.uid())
+        });
         let (stop, stopped) = oneshot::channel();
         let thread = std::thread::Builder::new()
             .name("windsor-api".into())
-            .spawn(move || run(api, tcp, unix, stopped))
+            .spawn(move || run(api, tcp, unix, uid, stopped))
             .map_err(ServerError::Thread)?;
         if let Some(a) = tcp_addr {
             tracing::info!(addr = %a, "XenAPI listening on TCP");
@@ -497,15 +703,92 @@ fn bind_unix(path: &Path) -> Result<std::os::unix::net::UnixListener, ServerErro
     Ok(l)
 }
 
+/// What the connections and calls of one server share: the dispatcher and
+/// the admission bounds.
+struct Shared {
+    api: Arc<Api>,
+    /// Ordinary calls.
+    calls: Arc<Semaphore>,
+    /// Long polls.
+    polls: Arc<Semaphore>,
+    /// Logins (their password checks are bounded again by the verifier).
+    logins: Arc<Semaphore>,
+    /// Request bodies being parsed.
+    parses: Arc<Semaphore>,
+    /// Open TCP connections per address.
+    per_client: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+    /// The server's user id (the local socket's owner).
+    uid: Option<u32>,
+}
+
+/// Big bodies parsed at once, off the runtime thread.
+const MAX_PARSES: usize = 2;
+
+/// Bodies up to this size are parsed on the runtime thread (a few
+/// milliseconds at most); larger ones by the bounded parse pool.
+const INLINE_PARSE_BYTES: usize = 64 << 10;
+
+/// Elements the first parameter (the session) may take before the rest of
+/// a request is parsed.
+const SESSION_ELEMENTS: usize = 8;
+
+/// A TCP connection's place in its address's budget.
+struct ClientSlot {
+    shared: Arc<Shared>,
+    addr: std::net::IpAddr,
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut m = self
+            .shared
+            .per_client
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.addr) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.addr);
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// Takes a connection slot of `addr`, if it has one left.
+    fn client_slot(self: &Arc<Self>, addr: std::net::IpAddr) -> Option<ClientSlot> {
+        let mut m = self.per_client.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(addr).or_insert(0);
+        if *n >= self.api.config.max_connections_per_client.max(1) {
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot {
+            shared: self.clone(),
+            addr,
+        })
+    }
+}
+
 fn run(
     api: Arc<Api>,
     tcp: Option<std::net::TcpListener>,
     unix: Option<std::os::unix::net::UnixListener>,
+    uid: Option<u32>,
     stopped: oneshot::Receiver<()>,
 ) {
+    let c = &api.config;
+    let (calls, polls, logins) = (
+        c.max_concurrent_calls.max(1),
+        c.max_long_polls.max(1),
+        c.max_password_checks.max(1),
+    );
+    // Every blocking task holds one of the permits below, so the pool
+    // never queues a call behind waiting long polls.
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
+        .max_blocking_threads(calls + polls + logins + MAX_PARSES)
         .build()
     {
         Ok(rt) => rt,
@@ -514,22 +797,40 @@ fn run(
             return;
         }
     };
-    let calls = Arc::new(Semaphore::new(api.config.max_concurrent_calls.max(1)));
-    let conns = Arc::new(Semaphore::new(api.config.max_connections.max(1)));
+    let shared = Arc::new(Shared {
+        calls: Arc::new(Semaphore::new(calls)),
+        polls: Arc::new(Semaphore::new(polls)),
+        logins: Arc::new(Semaphore::new(logins)),
+        parses: Arc::new(Semaphore::new(MAX_PARSES)),
+        per_client: std::sync::Mutex::new(std::collections::HashMap::new()),
+        uid,
+        api,
+    });
+    let conns = Arc::new(Semaphore::new(shared.api.config.max_connections.max(1)));
+    let local_conns = Arc::new(Semaphore::new(
+        shared.api.config.max_local_connections.max(1),
+    ));
     rt.block_on(async move {
         if let Some(l) = tcp {
             match tokio::net::TcpListener::from_std(l) {
                 Ok(l) => {
-                    let (api, calls, conns) = (api.clone(), calls.clone(), conns.clone());
+                    let shared = shared.clone();
                     tokio::spawn(async move {
                         loop {
                             let Ok(slot) = conns.clone().acquire_owned().await else {
                                 return;
                             };
                             match l.accept().await {
-                                Ok((s, _)) => {
+                                Ok((s, peer)) => {
+                                    // Over its budget, a client's new
+                                    // connection is closed at once.
+                                    let Some(mine) = shared.client_slot(peer.ip()) else {
+                                        tracing::debug!(%peer, "too many connections");
+                                        continue;
+                                    };
                                     let _ = s.set_nodelay(true);
-                                    serve_conn(api.clone(), calls.clone(), s, slot);
+                                    let client = Client::Tcp(peer.ip());
+                                    serve_conn(shared.clone(), client, s, (slot, Some(mine)));
                                 }
                                 Err(e) => {
                                     tracing::warn!(error = %e, "accept (TCP)");
@@ -545,14 +846,20 @@ fn run(
         if let Some(l) = unix {
             match tokio::net::UnixListener::from_std(l) {
                 Ok(l) => {
-                    let (api, calls, conns) = (api.clone(), calls.clone(), conns.clone());
+                    let shared = shared.clone();
                     tokio::spawn(async move {
                         loop {
-                            let Ok(slot) = conns.clone().acquire_owned().await else {
+                            let Ok(slot) = local_conns.clone().acquire_owned().await else {
                                 return;
                             };
                             match l.accept().await {
-                                Ok((s, _)) => serve_conn(api.clone(), calls.clone(), s, slot),
+                                Ok((s, _)) => {
+                                    let uid = s.peer_cred().ok().map(|c| c.uid());
+                                    let owner =
+                                        uid.is_some_and(|u| u == 0 || Some(u) == shared.uid);
+                                    let client = Client::Local { uid, owner };
+                                    serve_conn(shared.clone(), client, s, (slot, None));
+                                }
                                 Err(e) => {
                                     tracing::warn!(error = %e, "accept (Unix)");
                                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -570,17 +877,17 @@ fn run(
 }
 
 fn serve_conn<S>(
-    api: Arc<Api>,
-    calls: Arc<Semaphore>,
+    shared: Arc<Shared>,
+    client: Client,
     stream: S,
-    slot: tokio::sync::OwnedSemaphorePermit,
+    slots: (tokio::sync::OwnedSemaphorePermit, Option<ClientSlot>),
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     tokio::spawn(async move {
-        let _slot = slot;
-        let header_timeout = api.config.header_timeout;
-        let svc = service_fn(move |req| handle(api.clone(), calls.clone(), req));
+        let _slots = slots;
+        let header_timeout = shared.api.config.header_timeout;
+        let svc = service_fn(move |req| handle(shared.clone(), client, req));
         if let Err(e) = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(header_timeout)
@@ -619,10 +926,11 @@ fn failure(status: StatusCode, format: Format, e: ApiError) -> Response<Full<Byt
 }
 
 async fn handle(
-    api: Arc<Api>,
-    calls: Arc<Semaphore>,
+    shared: Arc<Shared>,
+    client: Client,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    let api = &shared.api;
     let is_json_ct = req
         .headers()
         .get(CONTENT_TYPE)
@@ -636,7 +944,7 @@ async fn handle(
             return Ok(failure(
                 StatusCode::NOT_FOUND,
                 Format::Xml,
-                ApiError::new(codes::MESSAGE_METHOD_UNKNOWN, [format!("HTTP {other}")]),
+                ApiError::method_unknown(&format!("HTTP {other}")),
             ))
         }
     };
@@ -689,45 +997,156 @@ async fn handle(
             ))
         }
     };
-    Ok(match format {
-        Format::Xml => {
-            let result = match xmlrpc::parse_call(&body) {
-                Ok(c) => run_call(&api, &calls, c.method, c.params).await,
-                Err(WireError::Malformed(m) | WireError::Fault(m)) => {
-                    Err(ApiError::new(codes::XMLRPC_UNMARSHAL_FAILURE, [m]))
-                }
-            };
-            respond(StatusCode::OK, Format::Xml, xmlrpc::emit_response(&result))
+    // Small bodies (every ordinary call) are parsed here at once; big ones
+    // off the runtime thread, a few at a time, so they never hold up the
+    // small. The session is checked before the rest of a body is parsed.
+    let prepared = if body.len() <= INLINE_PARSE_BYTES {
+        Ok(prepare(api, format, &body))
+    } else {
+        let Ok(parse_slot) = shared.parses.clone().acquire_owned().await else {
+            return Ok(failure(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format,
+                ApiError::internal("server shutting down"),
+            ));
+        };
+        let a = api.clone();
+        tokio::task::spawn_blocking(move || {
+            let _slot = parse_slot;
+            prepare(&a, format, &body)
+        })
+        .await
+    };
+    let (reply_to, method, params) = match prepared {
+        Ok(Ok(p)) => p,
+        Ok(Err(done)) => return Ok(*done),
+        Err(e) => {
+            tracing::error!(error = %e, "parsing panicked");
+            return Ok(failure(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format,
+                ApiError::internal("the request failed inside the server"),
+            ));
         }
-        Format::Json => match jsonrpc::parse_request(&body) {
-            Ok(r) => {
-                let result = run_call(&api, &calls, r.method, r.params).await;
-                respond(
-                    StatusCode::OK,
-                    Format::Json,
-                    jsonrpc::emit_response(r.version, &r.id, &result),
-                )
-            }
-            Err(bad) => respond(
-                StatusCode::OK,
-                Format::Json,
-                jsonrpc::emit_bad_request(&bad),
-            ),
-        },
+    };
+    let result = run_call(&shared, client, method, params).await;
+    Ok(match reply_to {
+        ReplyTo::Xml => respond(StatusCode::OK, Format::Xml, xmlrpc::emit_response(&result)),
+        ReplyTo::Json(version, id) => respond(
+            StatusCode::OK,
+            Format::Json,
+            jsonrpc::emit_response(version, &id, &result),
+        ),
     })
 }
 
+/// A response of the server.
+type HttpResponse = Response<Full<Bytes>>;
+
+/// How to answer a parsed request.
+enum ReplyTo {
+    Xml,
+    Json(Version, serde_json::Value),
+}
+
+/// Parses a body into (how to answer, method, params), or answers it at
+/// once: a malformed body, or a call whose session is not open (checked
+/// before the rest of an XML-RPC body is parsed, so an unauthenticated
+/// client cannot make the server build its big trees).
+fn prepare(
+    api: &Api,
+    format: Format,
+    body: &[u8],
+) -> Result<(ReplyTo, String, Vec<Value>), Box<HttpResponse>> {
+    let xml_fail = |e: ApiError| {
+        Box::new(respond(
+            StatusCode::OK,
+            Format::Xml,
+            xmlrpc::emit_response(&Err(e)),
+        ))
+    };
+    let unmarshal = |e: WireError| match e {
+        WireError::Malformed(m) | WireError::Fault(m) => {
+            ApiError::new(codes::XMLRPC_UNMARSHAL_FAILURE, [m])
+        }
+    };
+    match format {
+        Format::Xml => {
+            let mut r = xmlrpc::CallReader::new(body).map_err(|e| xml_fail(unmarshal(e)))?;
+            let method = r.method().to_owned();
+            let mut params = Vec::new();
+            match r.next_param_bounded(SESSION_ELEMENTS) {
+                Ok(xmlrpc::Head::Param(first)) => {
+                    // Small bodies are checked by the call itself.
+                    if body.len() > INLINE_PARSE_BYTES && !sessionless(&method) {
+                        let s = first.as_str().unwrap_or_default();
+                        api.check_session_ref(s).map_err(xml_fail)?;
+                    }
+                    params.push(first);
+                    params.extend(r.rest().map_err(|e| xml_fail(unmarshal(e)))?);
+                }
+                Ok(xmlrpc::Head::End) => {}
+                Ok(xmlrpc::Head::TooLarge) if !sessionless(&method) => {
+                    return Err(xml_fail(ApiError::session_invalid("")));
+                }
+                Ok(xmlrpc::Head::TooLarge) => {
+                    return Err(xml_fail(ApiError::new(
+                        codes::XMLRPC_UNMARSHAL_FAILURE,
+                        ["the first parameter is too large"],
+                    )))
+                }
+                Err(e) => return Err(xml_fail(unmarshal(e))),
+            }
+            Ok((ReplyTo::Xml, method, params))
+        }
+        Format::Json => {
+            let bad = |bad: jsonrpc::BadRequest| {
+                Box::new(respond(
+                    StatusCode::OK,
+                    Format::Json,
+                    jsonrpc::emit_bad_request(&bad),
+                ))
+            };
+            let r = jsonrpc::parse_request_lazy(body).map_err(bad)?;
+            if body.len() > INLINE_PARSE_BYTES && !sessionless(&r.method) && !r.params.is_empty() {
+                // The session first: no tree is built for a client
+                // without one.
+                let session = match r.param_is_string(0).then(|| r.param(0)).flatten() {
+                    Some(Ok(Value::String(s))) => s,
+                    _ => String::new(),
+                };
+                if let Err(e) = api.check_session_ref(&session) {
+                    let body = jsonrpc::emit_response(r.version, &r.id, &Err(e));
+                    return Err(Box::new(respond(StatusCode::OK, Format::Json, body)));
+                }
+            }
+            let r = r.into_request().map_err(bad)?;
+            Ok((ReplyTo::Json(r.version, r.id), r.method, r.params))
+        }
+    }
+}
+
 async fn run_call(
-    api: &Arc<Api>,
-    calls: &Arc<Semaphore>,
+    shared: &Arc<Shared>,
+    client: Client,
     method: String,
     params: Vec<Value>,
 ) -> Result<Value, ApiError> {
-    let Ok(_permit) = calls.clone().acquire_owned().await else {
+    let sem = match admission(&method, &params) {
+        // A client out of failed logins is refused before it queues.
+        Admission::Login if !shared.api.login_allowed(&client) => {
+            let user = params.first().and_then(Value::as_str).unwrap_or_default();
+            return Err(rate_limited(user));
+        }
+        Admission::Login => &shared.logins,
+        Admission::LongPoll => &shared.polls,
+        Admission::Call => &shared.calls,
+    };
+    let Ok(_permit) = sem.clone().acquire_owned().await else {
         return Err(ApiError::internal("server shutting down"));
     };
-    let api = api.clone();
-    match tokio::task::spawn_blocking(move || api.call(&method, &params)).await {
+    let api = shared.api.clone();
+    match tokio::task::spawn_blocking(move || api.call_as(&client, &method, &params)).await {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "call panicked");
@@ -740,19 +1159,25 @@ async fn run_call(
 mod tests {
     use super::*;
     use crate::auth::HashStrength;
-    use crate::backend::MemoryBackend;
+    use windsor_toolstack::host::Host;
 
-    fn api() -> Api {
-        Api::new(
-            Arc::new(MemoryBackend::new()),
+    fn api() -> (Api, Host) {
+        let host = Host::start(windsor_toolstack::Config {
+            seed: 1,
+            ..windsor_toolstack::Config::default()
+        })
+        .unwrap();
+        let api = Api::new(
+            Arc::new(host.toolstack.clone()),
             Credentials::single("root", "pw", HashStrength::TestOnlyWeak).unwrap(),
             Config::default(),
-        )
+        );
+        (api, host)
     }
 
     #[test]
     fn sessions_guard_calls() {
-        let a = api();
+        let (a, _host) = api();
         let e = a
             .call(
                 "session.login_with_password",

@@ -12,7 +12,8 @@
 //! [`Value::as_int`] accepts a decimal string, [`Value::as_bool`] accepts
 //! `"true"`/`"false"`.
 
-use std::collections::BTreeMap;
+#[allow(unused_imports)]
+use crate::prelude::*;
 
 /// One XenAPI value.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +34,39 @@ pub enum Value {
     Struct(BTreeMap<String, Value>),
     /// XML-RPC `<nil/>`, JSON `null`.
     Nil,
+}
+
+/// The value as a person reads it (tables of the command line): scalars
+/// bare (`true`, `42`, `Running`), sets as `a, b`, maps as `k: v; k2: v2`,
+/// nil empty. Scripts want the typed form (`--json`).
+impl core::fmt::Display for Value {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Value::String(s) | Value::DateTime(s) => f.write_str(s),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Double(d) => write!(f, "{d}"),
+            Value::Array(a) => {
+                for (i, v) in a.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{v}")?;
+                }
+                Ok(())
+            }
+            Value::Struct(m) => {
+                for (i, (k, v)) in m.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str("; ")?;
+                    }
+                    write!(f, "{k}: {v}")?;
+                }
+                Ok(())
+            }
+            Value::Nil => Ok(()),
+        }
+    }
 }
 
 impl Value {
@@ -69,7 +103,9 @@ impl Value {
         match self {
             Value::Int(i) => Some(*i),
             Value::String(s) => s.trim().parse().ok(),
-            Value::Double(d) if d.fract() == 0.0 && d.abs() < 9.0e18 => Some(*d as i64),
+            Value::Double(d) if (*d as i64) as f64 == *d && *d > -9.0e18 && *d < 9.0e18 => {
+                Some(*d as i64)
+            }
             _ => None,
         }
     }
@@ -173,5 +209,18 @@ mod tests {
         let r = Value::record([("a", Value::Int(1))]);
         assert_eq!(r.get("a"), Some(&Value::Int(1)));
         assert_eq!(r.get("b"), None);
+    }
+
+    #[test]
+    fn plain_display_for_people() {
+        assert_eq!(Value::Bool(true).to_string(), "true");
+        assert_eq!(Value::Int(21).to_string(), "21");
+        assert_eq!(Value::str("Running").to_string(), "Running");
+        assert_eq!(Value::strings(["a", "b"]).to_string(), "a, b");
+        assert_eq!(
+            Value::record([("x", Value::Int(1)), ("y", Value::str("z"))]).to_string(),
+            "x: 1; y: z"
+        );
+        assert_eq!(Value::Nil.to_string(), "");
     }
 }

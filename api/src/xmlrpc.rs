@@ -17,15 +17,21 @@
 //! `<nil/>` is accepted. Output is compact: no whitespace between tags, since
 //! some clients choke on it.
 //!
-//! Parsing uses `quick-xml` into a small element tree first (bounded depth
-//! and size, so hostile input cannot exhaust the stack), then interprets it.
+//! Parsing streams the tokens of `xmlparser` (a no_std tokenizer) straight
+//! into [`Value`]s: no intermediate element tree, nesting bounded by
+//! [`MAX_DEPTH`] so hostile input cannot exhaust the stack. A
+//! [`CallReader`] reads the method name and then one parameter at a time,
+//! so that a server can check the session (the first parameter, read with a
+//! small element budget) before it parses the rest of a body.
 
-use std::collections::BTreeMap;
+use alloc::borrow::Cow;
 
-use quick_xml::events::Event;
-use quick_xml::Reader;
+use xmlparser::{ElementEnd, Token, Tokenizer};
 
-use crate::error::{ApiError, WireError};
+#[allow(unused_imports)]
+use crate::prelude::*;
+
+use crate::error::{clip, ApiError, WireError};
 use crate::value::Value;
 
 /// Deepest element nesting accepted in a document.
@@ -40,226 +46,473 @@ pub struct MethodCall {
     pub params: Vec<Value>,
 }
 
-#[derive(Debug)]
-enum Node {
-    Elem(Elem),
-    Text(String),
-}
-
-#[derive(Debug)]
-struct Elem {
-    name: String,
-    children: Vec<Node>,
-}
-
-impl Elem {
-    fn elems(&self) -> impl Iterator<Item = &Elem> {
-        self.children.iter().filter_map(|n| match n {
-            Node::Elem(e) => Some(e),
-            Node::Text(_) => None,
-        })
-    }
-
-    fn child(&self, name: &str) -> Option<&Elem> {
-        self.elems().find(|e| e.name == name)
-    }
-
-    fn text(&self) -> String {
-        let mut s = String::new();
-        for n in &self.children {
-            if let Node::Text(t) = n {
-                s.push_str(t);
-            }
-        }
-        s
-    }
-}
-
 fn bad(msg: impl Into<String>) -> WireError {
     WireError::Malformed(msg.into())
 }
 
-fn parse_tree(input: &[u8]) -> Result<Elem, WireError> {
-    let mut reader = Reader::from_reader(input);
-    reader.config_mut().trim_text(false);
-    let mut stack: Vec<Elem> = Vec::new();
-    let mut root: Option<Elem> = None;
-    loop {
-        let ev = reader.read_event().map_err(|e| bad(format!("XML: {e}")))?;
-        match ev {
-            Event::Start(s) => {
-                if root.is_some() {
-                    return Err(bad("content after the root element"));
+/// One step of the document, with entities resolved.
+#[derive(Debug)]
+enum Ev<'a> {
+    Start(&'a str),
+    End(&'a str),
+    Text(Cow<'a, str>),
+    Eof,
+}
+
+/// The event reader over `xmlparser`'s tokens: balanced tags, bounded
+/// depth, an optional budget of elements.
+struct Reader<'a> {
+    tokens: Tokenizer<'a>,
+    /// Names of the open elements (at most [`MAX_DEPTH`]).
+    open: Vec<&'a str>,
+    /// The element whose start tag is being read.
+    starting: Option<&'a str>,
+    /// The end of an empty element (`<nil/>`), delivered next.
+    pending_end: bool,
+    /// Elements still allowed before [`Reader::next`] refuses.
+    budget: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn new(input: &'a [u8]) -> Result<Reader<'a>, WireError> {
+        let text = core::str::from_utf8(input).map_err(|_| bad("XML is not UTF-8"))?;
+        Ok(Reader {
+            tokens: Tokenizer::from(text),
+            open: Vec::new(),
+            starting: None,
+            pending_end: false,
+            budget: usize::MAX,
+        })
+    }
+
+    fn next(&mut self) -> Result<Ev<'a>, WireError> {
+        if self.pending_end {
+            self.pending_end = false;
+            let name = self.open.pop().ok_or_else(|| bad("unbalanced end tag"))?;
+            return Ok(Ev::End(name));
+        }
+        loop {
+            let Some(tok) = self.tokens.next() else {
+                if !self.open.is_empty() || self.starting.is_some() {
+                    return Err(bad("unexpected end of document"));
                 }
-                if stack.len() >= MAX_DEPTH {
-                    return Err(bad("XML nested too deeply"));
+                return Ok(Ev::Eof);
+            };
+            match tok.map_err(|e| bad(format!("XML: {e}")))? {
+                Token::ElementStart { local, .. } => self.starting = Some(local.as_str()),
+                Token::Attribute { .. } => {}
+                Token::ElementEnd { end, .. } => match end {
+                    ElementEnd::Open | ElementEnd::Empty => {
+                        let name = self.starting.take().ok_or_else(|| bad("stray '>'"))?;
+                        if self.open.len() >= MAX_DEPTH {
+                            return Err(bad("XML nested too deeply"));
+                        }
+                        if self.budget == 0 {
+                            return Err(bad("too many elements"));
+                        }
+                        self.budget -= 1;
+                        self.open.push(name);
+                        self.pending_end = matches!(end, ElementEnd::Empty);
+                        return Ok(Ev::Start(name));
+                    }
+                    ElementEnd::Close(_, local) => {
+                        let name = self.open.pop().ok_or_else(|| bad("unbalanced end tag"))?;
+                        if name != local.as_str() {
+                            return Err(bad(format!(
+                                "</{}> closes <{}>",
+                                clip(local.as_str()),
+                                clip(name)
+                            )));
+                        }
+                        return Ok(Ev::End(name));
+                    }
+                },
+                Token::Text { text } => {
+                    let t = unescape(text.as_str())?;
+                    if self.open.is_empty() {
+                        if t.trim().is_empty() {
+                            continue;
+                        }
+                        return Err(bad("text outside the root element"));
+                    }
+                    return Ok(Ev::Text(t));
                 }
-                let name = String::from_utf8_lossy(s.local_name().as_ref()).into_owned();
-                stack.push(Elem {
-                    name,
-                    children: Vec::new(),
-                });
+                Token::Cdata { text, .. } => {
+                    if self.open.is_empty() {
+                        return Err(bad("CDATA outside the root element"));
+                    }
+                    return Ok(Ev::Text(Cow::Borrowed(text.as_str())));
+                }
+                // Declarations, comments, processing instructions and DTDs
+                // carry nothing XML-RPC uses (entities are never expanded).
+                _ => {}
             }
-            Event::Empty(s) => {
-                let name = String::from_utf8_lossy(s.local_name().as_ref()).into_owned();
-                let e = Elem {
-                    name,
-                    children: Vec::new(),
+        }
+    }
+
+    /// The next event that is not whitespace between elements.
+    fn next_tag(&mut self) -> Result<Ev<'a>, WireError> {
+        loop {
+            match self.next()? {
+                Ev::Text(t) if t.trim().is_empty() => {}
+                Ev::Text(_) => return Err(bad("unexpected text")),
+                ev => return Ok(ev),
+            }
+        }
+    }
+
+    fn expect_start(&mut self, name: &str) -> Result<(), WireError> {
+        match self.next_tag()? {
+            Ev::Start(n) if n == name => Ok(()),
+            other => Err(bad(format!("expected <{name}>, got {}", describe(&other)))),
+        }
+    }
+
+    fn expect_end(&mut self, name: &str) -> Result<(), WireError> {
+        match self.next_tag()? {
+            Ev::End(n) if n == name => Ok(()),
+            other => Err(bad(format!("expected </{name}>, got {}", describe(&other)))),
+        }
+    }
+
+    /// The text of the element just opened, up to its end tag.
+    fn text_until_end(&mut self, name: &str) -> Result<String, WireError> {
+        let mut s = String::new();
+        loop {
+            match self.next()? {
+                Ev::Text(t) => s.push_str(&t),
+                Ev::End(_) => return Ok(s),
+                other => return Err(bad(format!("unexpected {} in <{name}>", describe(&other)))),
+            }
+        }
+    }
+
+    /// A value whose `<value>` start tag was just read, through its end.
+    fn value(&mut self) -> Result<Value, WireError> {
+        let mut text = String::new();
+        let ty = loop {
+            match self.next()? {
+                Ev::Text(t) => text.push_str(&t),
+                // No type element: a string (the XML-RPC default).
+                Ev::End(_) => return Ok(Value::String(text)),
+                Ev::Start(ty) => break ty,
+                Ev::Eof => return Err(bad("unexpected end of document")),
+            }
+        };
+        let v = self.typed(ty)?;
+        self.expect_end("value")?;
+        Ok(v)
+    }
+
+    /// The value inside `<ty>`, through `</ty>`.
+    fn typed(&mut self, ty: &str) -> Result<Value, WireError> {
+        Ok(match ty {
+            "string" => Value::String(self.text_until_end(ty)?),
+            "int" | "i4" | "i8" => {
+                let text = self.text_until_end(ty)?;
+                Value::Int(
+                    text.trim()
+                        .parse()
+                        .map_err(|_| bad(format!("bad int {:?}", clip(&text))))?,
+                )
+            }
+            "boolean" => {
+                let text = self.text_until_end(ty)?;
+                match text.trim() {
+                    "1" | "true" => Value::Bool(true),
+                    "0" | "false" => Value::Bool(false),
+                    _ => return Err(bad(format!("bad boolean {:?}", clip(&text)))),
+                }
+            }
+            "double" => {
+                let text = self.text_until_end(ty)?;
+                Value::Double(
+                    text.trim()
+                        .parse()
+                        .map_err(|_| bad(format!("bad double {:?}", clip(&text))))?,
+                )
+            }
+            "dateTime.iso8601" => Value::DateTime(self.text_until_end(ty)?.trim().to_owned()),
+            "base64" => Value::String(self.text_until_end(ty)?.trim().to_owned()),
+            "nil" => {
+                self.expect_end("nil")?;
+                Value::Nil
+            }
+            "array" => {
+                self.expect_start("data")?;
+                let mut items = Vec::new();
+                loop {
+                    match self.next_tag()? {
+                        Ev::Start("value") => items.push(self.value()?),
+                        Ev::End(_) => break,
+                        other => {
+                            return Err(bad(format!("unexpected {} in array", describe(&other))))
+                        }
+                    }
+                }
+                self.expect_end("array")?;
+                Value::Array(items)
+            }
+            "struct" => {
+                let mut m = BTreeMap::new();
+                loop {
+                    match self.next_tag()? {
+                        Ev::Start("member") => {
+                            let (name, value) = self.member()?;
+                            m.insert(name, value);
+                        }
+                        Ev::End(_) => break,
+                        other => {
+                            return Err(bad(format!("unexpected {} in struct", describe(&other))))
+                        }
+                    }
+                }
+                Value::Struct(m)
+            }
+            other => return Err(bad(format!("unknown value type <{}>", clip(other)))),
+        })
+    }
+
+    /// A struct member after `<member>`, through `</member>`.
+    fn member(&mut self) -> Result<(String, Value), WireError> {
+        let (mut name, mut value) = (None, None);
+        loop {
+            match self.next_tag()? {
+                Ev::Start("name") => name = Some(self.text_until_end("name")?),
+                Ev::Start("value") => value = Some(self.value()?),
+                Ev::End(_) => break,
+                other => return Err(bad(format!("unexpected {} in member", describe(&other)))),
+            }
+        }
+        Ok((
+            name.ok_or_else(|| bad("member without name"))?,
+            value.ok_or_else(|| bad("member without value"))?,
+        ))
+    }
+
+    /// The document is over: nothing but whitespace and comments left.
+    fn expect_eof(&mut self) -> Result<(), WireError> {
+        match self.next_tag()? {
+            Ev::Eof => Ok(()),
+            _ => Err(bad("content after the root element")),
+        }
+    }
+}
+
+fn describe(ev: &Ev<'_>) -> String {
+    match ev {
+        Ev::Start(n) => format!("<{}>", clip(n)),
+        Ev::End(n) => format!("</{}>", clip(n)),
+        Ev::Text(_) => "text".into(),
+        Ev::Eof => "the end of the document".into(),
+    }
+}
+
+/// Resolves XML's five entities and character references.
+fn unescape(raw: &str) -> Result<Cow<'_, str>, WireError> {
+    if !raw.contains('&') {
+        return Ok(Cow::Borrowed(raw));
+    }
+    let mut out = String::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let end = after
+            .find(';')
+            .filter(|&e| e <= 10)
+            .ok_or_else(|| bad("unterminated entity"))?;
+        let name = &after[..end];
+        let c = match name {
+            "lt" => '<',
+            "gt" => '>',
+            "amp" => '&',
+            "quot" => '"',
+            "apos" => '\'',
+            _ => {
+                let code = if let Some(hex) = name.strip_prefix("#x") {
+                    u32::from_str_radix(hex, 16).ok()
+                } else if let Some(dec) = name.strip_prefix('#') {
+                    dec.parse().ok()
+                } else {
+                    None
                 };
-                match stack.last_mut() {
-                    Some(parent) => parent.children.push(Node::Elem(e)),
-                    None if root.is_none() => root = Some(e),
-                    None => return Err(bad("content after the root element")),
-                }
+                code.and_then(char::from_u32)
+                    .ok_or_else(|| bad(format!("unknown entity &{};", clip(name))))?
             }
-            Event::End(_) => {
-                let e = stack.pop().ok_or_else(|| bad("unbalanced end tag"))?;
-                match stack.last_mut() {
-                    Some(parent) => parent.children.push(Node::Elem(e)),
-                    None => root = Some(e),
-                }
-            }
-            Event::Text(t) => {
-                let s = t.unescape().map_err(|e| bad(format!("XML text: {e}")))?;
-                if let Some(parent) = stack.last_mut() {
-                    parent.children.push(Node::Text(s.into_owned()));
-                } else if !s.trim().is_empty() {
-                    return Err(bad("text outside the root element"));
-                }
-            }
-            Event::CData(c) => {
-                let s = String::from_utf8(c.into_inner().into_owned())
-                    .map_err(|_| bad("CDATA is not UTF-8"))?;
-                if let Some(parent) = stack.last_mut() {
-                    parent.children.push(Node::Text(s));
-                }
-            }
-            Event::Eof => break,
-            Event::Decl(_) | Event::PI(_) | Event::Comment(_) | Event::DocType(_) => {}
-        }
+        };
+        out.push(c);
+        rest = &after[end + 1..];
     }
-    if !stack.is_empty() {
-        return Err(bad("unexpected end of document"));
-    }
-    root.ok_or_else(|| bad("empty document"))
+    out.push_str(rest);
+    Ok(Cow::Owned(out))
 }
 
-fn parse_value(v: &Elem) -> Result<Value, WireError> {
-    let Some(ty) = v.elems().next() else {
-        // No type element: a string (the XML-RPC default).
-        return Ok(Value::String(v.text()));
-    };
-    let text = ty.text();
-    Ok(match ty.name.as_str() {
-        "string" => Value::String(text),
-        "int" | "i4" | "i8" => Value::Int(
-            text.trim()
-                .parse()
-                .map_err(|_| bad(format!("bad int {text:?}")))?,
-        ),
-        "boolean" => match text.trim() {
-            "1" | "true" => Value::Bool(true),
-            "0" | "false" => Value::Bool(false),
-            _ => return Err(bad(format!("bad boolean {text:?}"))),
-        },
-        "double" => Value::Double(
-            text.trim()
-                .parse()
-                .map_err(|_| bad(format!("bad double {text:?}")))?,
-        ),
-        "dateTime.iso8601" => Value::DateTime(text.trim().to_owned()),
-        "base64" => Value::String(text.trim().to_owned()),
-        "nil" => Value::Nil,
-        "array" => {
-            let data = ty.child("data").ok_or_else(|| bad("array without data"))?;
-            let mut items = Vec::new();
-            for e in data.elems() {
-                if e.name != "value" {
-                    return Err(bad(format!("unexpected <{}> in array", e.name)));
-                }
-                items.push(parse_value(e)?);
-            }
-            Value::Array(items)
-        }
-        "struct" => {
-            let mut m = BTreeMap::new();
-            for member in ty.elems() {
-                if member.name != "member" {
-                    return Err(bad(format!("unexpected <{}> in struct", member.name)));
-                }
-                let name = member
-                    .child("name")
-                    .ok_or_else(|| bad("member without name"))?
-                    .text();
-                let value = member
-                    .child("value")
-                    .ok_or_else(|| bad("member without value"))?;
-                m.insert(name, parse_value(value)?);
-            }
-            Value::Struct(m)
-        }
-        other => return Err(bad(format!("unknown value type <{other}>"))),
-    })
+/// What [`CallReader::next_param_bounded`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Head {
+    /// A parameter within the budget.
+    Param(Value),
+    /// No more parameters.
+    End,
+    /// The parameter is larger than the budget.
+    TooLarge,
 }
 
-fn parse_params(params: Option<&Elem>) -> Result<Vec<Value>, WireError> {
-    let mut out = Vec::new();
-    if let Some(params) = params {
-        for p in params.elems() {
-            if p.name != "param" {
-                return Err(bad(format!("unexpected <{}> in params", p.name)));
+/// A `methodCall` read step by step: the method name first, then one
+/// parameter at a time.
+pub struct CallReader<'a> {
+    r: Reader<'a>,
+    method: String,
+    /// Inside `<params>` (false before it and after `</params>`).
+    in_params: bool,
+    done: bool,
+}
+
+impl<'a> CallReader<'a> {
+    /// Reads up to and including the `methodName` (which XML-RPC puts
+    /// first).
+    pub fn new(input: &'a [u8]) -> Result<CallReader<'a>, WireError> {
+        let mut r = Reader::new(input)?;
+        match r.next_tag()? {
+            Ev::Start("methodCall") => {}
+            Ev::Start(other) => {
+                return Err(bad(format!("expected <methodCall>, got <{}>", clip(other))))
             }
-            let v = p.child("value").ok_or_else(|| bad("param without value"))?;
-            out.push(parse_value(v)?);
+            _ => return Err(bad("empty document")),
+        }
+        let method = match r.next_tag()? {
+            Ev::Start("methodName") => r.text_until_end("methodName")?.trim().to_owned(),
+            _ => return Err(bad("methodCall without methodName")),
+        };
+        Ok(CallReader {
+            r,
+            method,
+            in_params: false,
+            done: false,
+        })
+    }
+
+    /// The method name.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// The next parameter, or `None` after the last.
+    pub fn next_param(&mut self) -> Result<Option<Value>, WireError> {
+        if self.done {
+            return Ok(None);
+        }
+        loop {
+            match self.r.next_tag()? {
+                Ev::Start("params") if !self.in_params => self.in_params = true,
+                Ev::Start("param") if self.in_params => {
+                    self.r.expect_start("value")?;
+                    let v = self.r.value()?;
+                    self.r.expect_end("param")?;
+                    return Ok(Some(v));
+                }
+                Ev::End("params") => self.in_params = false,
+                Ev::End("methodCall") => {
+                    self.r.expect_eof()?;
+                    self.done = true;
+                    return Ok(None);
+                }
+                other => {
+                    return Err(bad(format!(
+                        "unexpected {} in methodCall",
+                        describe(&other)
+                    )))
+                }
+            }
         }
     }
-    Ok(out)
+
+    /// The next parameter if it fits in `elements` elements (a session
+    /// reference needs 3: `<param><value><string>`), else
+    /// [`Head::TooLarge`] — then the reader is spent. Lets a server check a
+    /// session before it parses a big body.
+    pub fn next_param_bounded(&mut self, elements: usize) -> Result<Head, WireError> {
+        self.r.budget = elements;
+        let v = self.next_param();
+        let spent = self.r.budget == 0;
+        self.r.budget = usize::MAX;
+        match v {
+            Ok(Some(v)) => Ok(Head::Param(v)),
+            Ok(None) => Ok(Head::End),
+            Err(_) if spent => Ok(Head::TooLarge),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The remaining parameters, through the end of the document.
+    pub fn rest(mut self) -> Result<Vec<Value>, WireError> {
+        let mut out = Vec::new();
+        while let Some(v) = self.next_param()? {
+            out.push(v);
+        }
+        Ok(out)
+    }
 }
 
 /// Parses a `methodCall` document.
 pub fn parse_call(input: &[u8]) -> Result<MethodCall, WireError> {
-    let root = parse_tree(input)?;
-    if root.name != "methodCall" {
-        return Err(bad(format!("expected <methodCall>, got <{}>", root.name)));
-    }
-    let method = root
-        .child("methodName")
-        .ok_or_else(|| bad("methodCall without methodName"))?
-        .text()
-        .trim()
-        .to_owned();
-    let params = parse_params(root.child("params"))?;
+    let reader = CallReader::new(input)?;
+    let method = reader.method().to_owned();
+    let params = reader.rest()?;
     Ok(MethodCall { method, params })
+}
+
+/// Parses a `methodResponse` whose `<params>` or `<fault>` holds one value.
+fn parse_response_value(input: &[u8]) -> Result<Result<Value, String>, WireError> {
+    let mut r = Reader::new(input)?;
+    match r.next_tag()? {
+        Ev::Start("methodResponse") => {}
+        Ev::Start(other) => {
+            return Err(bad(format!(
+                "expected <methodResponse>, got <{}>",
+                clip(other)
+            )))
+        }
+        _ => return Err(bad("empty document")),
+    }
+    let out = match r.next_tag()? {
+        Ev::Start("fault") => {
+            r.expect_start("value")?;
+            let v = r.value()?;
+            r.expect_end("fault")?;
+            let msg = v
+                .get("faultString")
+                .and_then(Value::as_str)
+                .unwrap_or("XML-RPC fault")
+                .to_owned();
+            Err(msg)
+        }
+        Ev::Start("params") => {
+            r.expect_start("param")
+                .map_err(|_| bad("methodResponse must carry exactly one param"))?;
+            r.expect_start("value")?;
+            let v = r.value()?;
+            r.expect_end("param")?;
+            r.expect_end("params")
+                .map_err(|_| bad("methodResponse must carry exactly one param"))?;
+            Ok(v)
+        }
+        _ => return Err(bad("methodResponse must carry exactly one param")),
+    };
+    r.expect_end("methodResponse")?;
+    r.expect_eof()?;
+    Ok(out)
 }
 
 /// Parses a `methodResponse` and unwraps XAPI's `{Status, Value}` envelope.
 ///
 /// The outer `Err` is a wire problem; the inner one a XenAPI failure.
 pub fn parse_response(input: &[u8]) -> Result<Result<Value, ApiError>, WireError> {
-    let root = parse_tree(input)?;
-    if root.name != "methodResponse" {
-        return Err(bad(format!(
-            "expected <methodResponse>, got <{}>",
-            root.name
-        )));
+    match parse_response_value(input)? {
+        Ok(v) => unwrap_envelope(v),
+        Err(fault) => Err(WireError::Fault(fault)),
     }
-    if let Some(fault) = root.child("fault") {
-        let v = fault
-            .child("value")
-            .ok_or_else(|| bad("fault without value"))?;
-        let v = parse_value(v)?;
-        let msg = v
-            .get("faultString")
-            .and_then(Value::as_str)
-            .unwrap_or("XML-RPC fault")
-            .to_owned();
-        return Err(WireError::Fault(msg));
-    }
-    let mut params = parse_params(root.child("params"))?;
-    if params.len() != 1 {
-        return Err(bad("methodResponse must carry exactly one param"));
-    }
-    unwrap_envelope(params.remove(0))
 }
 
 /// Unwraps XAPI's `{Status, Value}` / `{Status, ErrorDescription}` struct.
@@ -477,5 +730,60 @@ mod tests {
         let deep = "<value><array><data>".repeat(200);
         let doc = format!("<methodCall><methodName>x</methodName><params><param>{deep}");
         assert!(parse_call(doc.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn entities_cdata_and_tag_balance() {
+        let c = parse_call(
+            b"<?xml version='1.0'?><!-- hi --><methodCall><methodName>a&amp;b</methodName>\
+              <params><param><value>&lt;&#65;&#x42;&quot;&apos;&gt;</value></param>\
+              <param><value><string><![CDATA[<raw&>]]></string></value></param>\
+              <param><value><nil/></value></param></params></methodCall>",
+        )
+        .unwrap();
+        assert_eq!(c.method, "a&b");
+        assert_eq!(
+            c.params,
+            vec![Value::str("<AB\"'>"), Value::str("<raw&>"), Value::Nil]
+        );
+        for bad in [
+            &b"<methodCall><methodName>x</methodCall></methodName>"[..],
+            b"<methodCall><methodName>&bogus;</methodName></methodCall>",
+            b"<methodCall><methodName>x</methodName></methodCall><extra/>",
+            b"<methodCall><params/><methodName>x</methodName></methodCall>",
+        ] {
+            assert!(
+                parse_call(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn the_session_is_read_before_the_rest() {
+        let big = "<value><i4>1</i4></value>".repeat(1000);
+        let doc = format!(
+            "<methodCall><methodName>VM.get_all</methodName><params>\
+             <param><value>OpaqueRef:s</value></param>\
+             <param><value><array><data>{big}</data></array></value></param>\
+             </params></methodCall>"
+        );
+        let mut r = CallReader::new(doc.as_bytes()).unwrap();
+        assert_eq!(r.method(), "VM.get_all");
+        assert_eq!(
+            r.next_param_bounded(4).unwrap(),
+            Head::Param(Value::str("OpaqueRef:s"))
+        );
+        let rest = r.rest().unwrap();
+        assert_eq!(rest[0].as_array().unwrap().len(), 1000);
+        // A big first parameter is refused within the budget.
+        let doc = format!(
+            "<methodCall><methodName>VM.get_all</methodName><params>\
+             <param><value><array><data>{big}</data></array></value></param>\
+             </params></methodCall>"
+        );
+        let mut r = CallReader::new(doc.as_bytes()).unwrap();
+        assert_eq!(r.next_param_bounded(4).unwrap(), Head::TooLarge);
     }
 }

@@ -262,17 +262,8 @@ fn a_slow_body_times_out() {
 }
 
 #[test]
-fn rust_client_against_the_toolstack() {
-    let host = windsor_toolstack::host::Host::start(windsor_toolstack::Config {
-        shutdown_timeout: Duration::from_secs(60),
-        seed: 5,
-        ..windsor_toolstack::Config::default()
-    })
-    .unwrap();
-    let srv = common::serve(
-        std::sync::Arc::new(host.toolstack.clone()),
-        Config::default(),
-    );
+fn rust_client_jsonrpc_over_tcp() {
+    let srv = common::start();
     let mut c = Client::connect(Endpoint::parse(&srv.url).unwrap(), Protocol::JsonRpc).unwrap();
     lifecycle(&mut c);
 }

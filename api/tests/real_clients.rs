@@ -14,12 +14,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use windsor_api::server::Config;
-use windsor_toolstack::host::Host;
-use windsor_toolstack::Config as ToolstackConfig;
 
 /// Runs a command with a deadline; returns (success, stdout+stderr).
 fn run_bounded(cmd: &mut Command, limit: Duration) -> (bool, String) {
@@ -58,11 +53,15 @@ fn run_bounded(cmd: &mut Command, limit: Duration) -> (bool, String) {
     )
 }
 
+/// The clients against the real toolstack: host mode on the simulated
+/// hypervisor, fuzz-target guests that really boot, answer
+/// `control/shutdown` and suspend.
 #[test]
 fn python_xenapi_full_lifecycle() {
     python_lifecycle(&common::start());
 }
 
+/// See [`python_xenapi_full_lifecycle`].
 #[test]
 fn npm_xen_api_full_lifecycle() {
     npm_lifecycle(&common::start());
@@ -72,38 +71,6 @@ fn npm_xen_api_full_lifecycle() {
 #[test]
 fn npm_xen_api_over_xmlrpc() {
     npm_lifecycle_over(&common::start(), "xml-rpc");
-}
-
-/// The same clients against the real toolstack: host mode on the simulated
-/// hypervisor, fuzz-target guests that really boot, answer
-/// `control/shutdown` and suspend.
-#[test]
-fn python_xenapi_against_the_toolstack() {
-    let host = toolstack_host();
-    python_lifecycle(&common::serve(
-        Arc::new(host.toolstack.clone()),
-        Config::default(),
-    ));
-}
-
-/// See [`python_xenapi_against_the_toolstack`].
-#[test]
-fn npm_xen_api_against_the_toolstack() {
-    let host = toolstack_host();
-    npm_lifecycle(&common::serve(
-        Arc::new(host.toolstack.clone()),
-        Config::default(),
-    ));
-}
-
-fn toolstack_host() -> Host {
-    Host::start(ToolstackConfig {
-        // Generous: the machine is shared and loaded.
-        shutdown_timeout: Duration::from_secs(60),
-        seed: 11,
-        ..ToolstackConfig::default()
-    })
-    .expect("host mode starts")
 }
 
 fn here() -> PathBuf {

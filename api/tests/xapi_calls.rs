@@ -1,5 +1,5 @@
-//! XenAPI calls beyond the VM lifecycle, through the dispatcher, over both
-//! backends (the in-memory double and the real toolstack in host mode):
+//! XenAPI calls beyond the VM lifecycle, through the dispatcher, over the
+//! real toolstack in host mode:
 //! `Async.*` and the task class, the SR calls and their errors, the default
 //! SR, and the session getters.
 // Argument lists are written inline, `&[a.clone()]` like `&[a.clone(), b]`.
@@ -9,15 +9,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use windsor_api::auth::{Credentials, HashStrength};
-use windsor_api::backend::{Backend, MemoryBackend};
 use windsor_api::server::{Api, Config};
+use windsor_api::toolstack::Toolstack;
 use windsor_api::Value;
 use windsor_toolstack::host::Host;
 use windsor_toolstack::task::TaskLimits;
 
-fn api(backend: Arc<dyn Backend>) -> (Api, Value) {
+fn api(toolstack: Arc<dyn Toolstack>) -> (Api, Value) {
     let api = Api::new(
-        backend,
+        toolstack,
         Credentials::single("root", "pw", HashStrength::TestOnlyWeak).unwrap(),
         Config::default(),
     );
@@ -88,12 +88,6 @@ fn startable_vm(a: &Api, s: &Value, name: &str) -> Value {
     let vm = ok(a, s, "VM.clone", &[t, Value::str(name)]);
     ok(a, s, "VM.provision", &[vm.clone()]);
     vm
-}
-
-#[test]
-fn async_and_tasks_over_the_memory_backend() {
-    let (a, s) = api(Arc::new(MemoryBackend::new()));
-    async_and_tasks(&a, &s);
 }
 
 #[test]
@@ -297,53 +291,42 @@ fn async_and_tasks(a: &Api, s: &Value) {
 
 #[test]
 fn tasks_are_bounded() {
-    for backend in [
-        Arc::new(MemoryBackend::with_task_limits(TaskLimits {
-            max_pending: 2,
-            max_finished: 1,
-        })) as Arc<dyn Backend>,
-        Arc::new(
-            toolstack(TaskLimits {
-                max_pending: 2,
-                max_finished: 1,
-            })
-            .toolstack
-            .clone(),
-        ),
-    ] {
-        let (a, s) = api(backend);
-        let vm = startable_vm(&a, &s, "bounded");
-        let first = ok(
-            &a,
-            &s,
-            "Async.VM.set_VCPUs_max",
-            &[vm.clone(), Value::Int(2)],
-        );
-        assert_eq!(wait_task(&a, &s, &first), "success");
-        let second = ok(
-            &a,
-            &s,
-            "Async.VM.set_VCPUs_max",
-            &[vm.clone(), Value::Int(1)],
-        );
-        assert_eq!(wait_task(&a, &s, &second), "success");
-        // One finished task is kept: the first is gone.
-        assert_eq!(
-            call(&a, &s, "task.get_status", &[first.clone()]).unwrap_err()[0],
-            "HANDLE_INVALID"
-        );
-        assert_eq!(
-            ok(&a, &s, "task.get_all", &[]).as_array().unwrap(),
-            &[second]
-        );
-        // Two pending tasks at most.
-        ok(&a, &s, "task.create", &[Value::str("a"), Value::str("")]);
-        ok(&a, &s, "task.create", &[Value::str("b"), Value::str("")]);
-        assert_eq!(
-            call(&a, &s, "Async.VM.provision", &[vm.clone()]).unwrap_err(),
-            vec!["TOO_MANY_PENDING_TASKS"]
-        );
-    }
+    let host = toolstack(TaskLimits {
+        max_pending: 2,
+        max_finished: 1,
+    });
+    let (a, s) = api(Arc::new(host.toolstack.clone()));
+    let vm = startable_vm(&a, &s, "bounded");
+    let first = ok(
+        &a,
+        &s,
+        "Async.VM.set_VCPUs_max",
+        &[vm.clone(), Value::Int(2)],
+    );
+    assert_eq!(wait_task(&a, &s, &first), "success");
+    let second = ok(
+        &a,
+        &s,
+        "Async.VM.set_VCPUs_max",
+        &[vm.clone(), Value::Int(1)],
+    );
+    assert_eq!(wait_task(&a, &s, &second), "success");
+    // One finished task is kept: the first is gone.
+    assert_eq!(
+        call(&a, &s, "task.get_status", &[first.clone()]).unwrap_err()[0],
+        "HANDLE_INVALID"
+    );
+    assert_eq!(
+        ok(&a, &s, "task.get_all", &[]).as_array().unwrap(),
+        &[second]
+    );
+    // Two pending tasks at most.
+    ok(&a, &s, "task.create", &[Value::str("a"), Value::str("")]);
+    ok(&a, &s, "task.create", &[Value::str("b"), Value::str("")]);
+    assert_eq!(
+        call(&a, &s, "Async.VM.provision", &[vm.clone()]).unwrap_err(),
+        vec!["TOO_MANY_PENDING_TASKS"]
+    );
 }
 
 fn storage(a: &Api, s: &Value) {
@@ -527,16 +510,59 @@ fn session_getters(a: &Api, s: &Value) {
 }
 
 #[test]
-fn storage_and_session_over_the_memory_backend() {
-    let (a, s) = api(Arc::new(MemoryBackend::new()));
-    storage(&a, &s);
-    session_getters(&a, &s);
-}
-
-#[test]
 fn storage_and_session_over_the_toolstack() {
     let host = toolstack(TaskLimits::default());
     let (a, s) = api(Arc::new(host.toolstack.clone()));
     storage(&a, &s);
     session_getters(&a, &s);
+}
+
+/// `VM.get_allowed_VBD_devices` / `get_allowed_VIF_devices`, which
+/// Ansible's `xenserver_guest` reads: every number its devices do not use.
+#[test]
+fn allowed_devices_skip_the_used_ones() {
+    let host = toolstack(TaskLimits::default());
+    let (a, s) = api(Arc::new(host.toolstack.clone()));
+    let vm = startable_vm(&a, &s, "devices");
+    let all: Vec<String> = (0..16).map(|n| n.to_string()).collect();
+    assert_eq!(
+        ok(&a, &s, "VM.get_allowed_VBD_devices", &[vm.clone()]),
+        Value::strings(all)
+    );
+    let net = ok(&a, &s, "network.get_all", &[]).as_array().unwrap()[0].clone();
+    ok(
+        &a,
+        &s,
+        "VIF.create",
+        &[Value::record([
+            ("device", Value::str("0")),
+            ("network", net),
+            ("VM", vm.clone()),
+            ("MAC", Value::str("00:16:3e:00:00:02")),
+            ("MTU", Value::str("1500")),
+        ])],
+    );
+    assert_eq!(
+        ok(&a, &s, "VM.get_allowed_VIF_devices", &[vm.clone()]),
+        Value::strings(["1", "2", "3", "4", "5", "6"])
+    );
+    assert_eq!(
+        call(
+            &a,
+            &s,
+            "VM.get_allowed_VIF_devices",
+            &[Value::str("OpaqueRef:nope")]
+        )
+        .unwrap_err(),
+        vec!["HANDLE_INVALID", "VM", "OpaqueRef:nope"]
+    );
+    assert_eq!(
+        a.call(
+            "VM.get_allowed_VIF_devices",
+            &[Value::str("OpaqueRef:bad"), vm]
+        )
+        .unwrap_err()
+        .code,
+        "SESSION_INVALID"
+    );
 }

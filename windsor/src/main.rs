@@ -257,6 +257,14 @@ fn up(args: UpArgs) -> Result<()> {
     })
     .context("installing the Ctrl-C handler")?;
 
+    // The data directory holds the credential hash and the pool database:
+    // private to this user, checked at every start.
+    for fixed in windsor_api::auth::secure_data_dir(&opts.data_dir)
+        .with_context(|| format!("securing data directory {}", opts.data_dir.display()))?
+    {
+        tracing::warn!("{fixed}");
+        eprintln!("windsor: {fixed}");
+    }
     let host = host::Host::start(&opts)?;
     println!(
         "windsor: simulated Xen host up in {:.1} ms (data dir {})",
@@ -318,13 +326,18 @@ fn login(conn: &ApiArgs) -> Result<Client> {
                 host::default_data_dir().join("api.sock").display()
             )
         });
+    let endpoint_parsed = Endpoint::parse(&endpoint)?;
+    // On the local socket, the server's own user needs no password (the
+    // server checks the peer's credentials), as `xe` in a XAPI dom0.
+    let local = matches!(endpoint_parsed, Endpoint::Unix(_));
     let password = conn
         .password
         .clone()
         .or_else(|| std::env::var("WINDSOR_PASSWORD").ok())
         .or_else(|| std::env::var("WINDSOR_ROOT_PASSWORD").ok())
+        .or_else(|| local.then(String::new))
         .context("no password: use --password or set WINDSOR_PASSWORD")?;
-    let mut c = Client::connect(Endpoint::parse(&endpoint)?, Protocol::XmlRpc)
+    let mut c = Client::connect(endpoint_parsed, Protocol::XmlRpc)
         .with_context(|| format!("connecting to the API at {endpoint}"))?;
     c.login(&conn.user, &password)?;
     Ok(c)
@@ -450,16 +463,8 @@ fn host_cmd(conn: &ApiArgs, op: HostOp) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&all)?);
             } else {
                 for (r, v) in &hosts {
-                    let field = |k: &str| {
-                        v.get(k)
-                            .map(|f| {
-                                f.as_str()
-                                    .map(str::to_owned)
-                                    .or_else(|| f.as_int().map(|i| i.to_string()))
-                                    .unwrap_or_else(|| format!("{f:?}"))
-                            })
-                            .unwrap_or_default()
-                    };
+                    // Plain values for people; `--json` has the typed ones.
+                    let field = |k: &str| v.get(k).map(ToString::to_string).unwrap_or_default();
                     println!("host {r}");
                     for k in [
                         "name_label",
@@ -468,6 +473,7 @@ fn host_cmd(conn: &ApiArgs, op: HostOp) -> Result<()> {
                         "API_version_major",
                         "API_version_minor",
                         "API_version_vendor",
+                        "software_version",
                     ] {
                         println!("  {k:<20} {}", field(k));
                     }

@@ -43,6 +43,17 @@ fn up_serves_xenstore_stops_on_ctrl_c_and_keeps_writes() {
     assert_eq!(power_state(&dir, "fuzz1").as_deref(), Some("Halted"));
     let status = windsor(&dir, &["host", "status"]);
     assert!(status.contains("API_version_major"), "{status}");
+    // Plain values for people, not Rust's debug form.
+    assert!(
+        status
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["enabled", "true"]),
+        "{status}"
+    );
+    assert!(
+        !status.contains("Bool(") && !status.contains("String("),
+        "{status}"
+    );
     // The records are in the same store the host's clients see.
     let list: serde_json::Value =
         serde_json::from_str(&windsor(&dir, &["vm", "list", "--json"])).unwrap();

@@ -15,6 +15,8 @@ const PASSWORD: &str = "xs-test-password";
 struct Up {
     child: Child,
     dir: PathBuf,
+    /// The API's TCP address (`http://…`).
+    tcp: String,
 }
 
 impl Up {
@@ -28,16 +30,22 @@ impl Up {
             .spawn()
             .expect("spawn windsor up");
         let lines = lines_of(child.stdout.take().unwrap());
+        let mut tcp = String::new();
         loop {
             match lines.recv_timeout(Duration::from_secs(30)) {
                 Ok(l) if l.contains("press Ctrl-C") => break,
-                Ok(_) => {}
+                Ok(l) => {
+                    if let Some(rest) = l.strip_prefix("windsor: API ") {
+                        tcp = rest.split_whitespace().next().unwrap_or("").to_owned();
+                    }
+                }
                 Err(_) => panic!("windsor up did not come up"),
             }
         }
         Up {
             child,
             dir: dir.to_owned(),
+            tcp,
         }
     }
 
@@ -112,12 +120,35 @@ fn xs_commands_go_through_the_api() {
         err.contains("XENSTORE_ERROR") && err.contains("ENOENT"),
         "{err}"
     );
-    let out = up
-        .command(&["xs", "read", "/windsor/xs/a"])
+    // Over TCP a wrong password is refused ...
+    let out = Command::new(WINDSOR)
+        .args(["xs", "read", "/windsor/xs/a", "--api", &up.tcp])
         .env("WINDSOR_PASSWORD", "wrong")
+        .env_remove("XENSTORED_PATH")
         .output()
         .unwrap();
     assert!(!out.status.success(), "a wrong password is refused");
+    // ... while on the local socket the server's own user needs none (peer
+    // credentials, as `xe` in a XAPI dom0).
+    let out = up
+        .command(&["xs", "read", "/windsor/xs/a"])
+        .env_remove("WINDSOR_PASSWORD")
+        .env_remove("WINDSOR_ROOT_PASSWORD")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello world\n");
+    // The data directory and the credentials are private.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&up.dir), 0o700);
+        assert_eq!(mode(&up.dir.join("api-credentials")), 0o600);
+    }
 
     // A watch sees writes made by other clients, in order.
     let mut w = up

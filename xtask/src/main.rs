@@ -76,6 +76,7 @@ const NO_STD_CRATES: &[&str] = &[
     "windsor-blkback",
     "windsor-toolstack",
     "windsor-boot-config",
+    "windsor-api",
 ];
 
 /// Benchmarks: (package, bench target). Each prints JSON lines.

@@ -8,6 +8,7 @@
 //! | `xenstore-utils`, `xen-utils-4.17` | real xenstore clients and Xen's `test-xenstore` |
 //! | `qemu-system-x86`, `xen-hypervisor-4.17-amd64` | Xen-mode boots (see `xen_boot::ensure_xen_tools`) |
 //! | PyPI `pyxs`, `XenAPI` | real Python clients of the xenstore and the lifecycle API |
+//! | PyPI `ansible` | Ansible's `community.general.xenserver_*` modules against `windsor up` |
 //! | npm `xen-api` (`api/tests/node/package.json`) | the real JavaScript client of the lifecycle API |
 
 use std::process::Command;
@@ -19,7 +20,13 @@ use crate::xen_boot;
 /// Debian packages the tests use (QEMU and Xen come from `ensure_xen_tools`).
 const DEBIAN: &[&str] = &["libxen-dev", "xenstore-utils", "xen-utils-4.17"];
 /// Python modules: (import name, pip name).
-const PYTHON: &[(&str, &str)] = &[("pyxs", "pyxs"), ("XenAPI", "XenAPI")];
+const PYTHON: &[(&str, &str)] = &[
+    ("pyxs", "pyxs"),
+    ("XenAPI", "XenAPI"),
+    // Bundles community.general (its xenserver_* modules); Ansible's galaxy
+    // server is not reachable here, PyPI is.
+    ("ansible_collections.community.general", "ansible"),
+];
 /// npm projects of the tests, installed with `npm install --prefix DIR`.
 const NPM_PROJECTS: &[&str] = &["api/tests/node"];
 
