@@ -29,3 +29,6 @@ pub mod ring;
 pub mod vbd;
 pub mod wire;
 pub mod xenbus;
+
+#[cfg(feature = "std")]
+pub mod storage;
