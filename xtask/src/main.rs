@@ -73,6 +73,7 @@ const NO_STD_CRATES: &[&str] = &[
     "windsor-xenstore",
     "windsor-netback",
     "windsor-blkback",
+    "windsor-blkfront",
     "windsor-toolstack",
     "windsor-boot-config",
 ];

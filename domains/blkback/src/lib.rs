@@ -31,4 +31,6 @@ pub mod wire;
 pub mod xenbus;
 
 #[cfg(feature = "std")]
+pub mod service;
+#[cfg(feature = "std")]
 pub mod storage;

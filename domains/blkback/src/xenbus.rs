@@ -461,7 +461,36 @@ pub fn plumb<X: XenStore + ?Sized>(
             },
         ]
     };
+    let parents = [
+        (format!("/local/domain/{}/backend", p.backend.0), p.backend),
+        (
+            format!("/local/domain/{}/backend/vbd", p.backend.0),
+            p.backend,
+        ),
+        (
+            format!("/local/domain/{}/backend/vbd/{}", p.backend.0, p.frontend.0),
+            p.backend,
+        ),
+        (format!("/local/domain/{}/device", p.frontend.0), p.frontend),
+        (
+            format!("/local/domain/{}/device/vbd", p.frontend.0),
+            p.frontend,
+        ),
+    ];
     windsor_xenstore::client::in_transaction(xs, |tx| {
+        for (dir, owner) in &parents {
+            if xs.read(tx, dir).is_err() {
+                xs.write(tx, dir, b"")?;
+            }
+            xs.set_perms(
+                tx,
+                dir,
+                &[Perm {
+                    dom: *owner,
+                    access: Access::None,
+                }],
+            )?;
+        }
         for (dir, nodes, owner, reader) in [
             (&back, &back_nodes[..], p.backend, p.frontend),
             (&front, &front_nodes[..], p.frontend, p.backend),
