@@ -292,6 +292,32 @@ impl<'p, P: Platform> BlkFront<'p, P> {
         self.one(Op::Flush, 0, 0)
     }
 
+    /// Fault injection, for hostile-frontend tests: pushes `req` (at most
+    /// one ring slot of arbitrary bytes) and tells the backend.
+    pub fn push_raw(&mut self, req: &[u8]) -> Result<(), Error> {
+        let mem = self.ring_pages.mem();
+        if !self.ring.push(&mem, req) {
+            return Err(Error::BadRequest);
+        }
+        if self.ring.publish(&mem) {
+            self.plat.notify(self.port)?;
+        }
+        Ok(())
+    }
+
+    /// Fault injection: advances the shared `req_prod` by `by` without
+    /// writing requests (a frontend lying about its ring), and tells the
+    /// backend.
+    pub fn corrupt_req_prod(&mut self, by: u32) -> Result<(), Error> {
+        let a = self
+            .ring_pages
+            .mem()
+            .atomic_u32(xen::abi::ring::SRING_REQ_PROD_OFFSET);
+        a.fetch_add(by, std::sync::atomic::Ordering::Release);
+        self.plat.notify(self.port)?;
+        Ok(())
+    }
+
     /// Closes the device (Closing, Closed) and ends the grants it can.
     pub fn close<X: XenStore + ?Sized>(self, xs: &X) -> Result<(), Error> {
         self.fe.switch(xs, XenbusState::Closing)?;

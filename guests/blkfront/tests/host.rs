@@ -289,3 +289,90 @@ fn flushed_blocks_survive_backend_kills() {
     );
     let _ = xs.read(TxId::NONE, "/");
 }
+
+#[test]
+fn hostile_frontend_is_refused_or_disconnected_and_others_go_on() {
+    use xen::abi::blkif::{
+        BlkifRequest, BlkifRequestIndirect, BLKIF_OP_INDIRECT, BLKIF_OP_READ, BLKIF_OP_WRITE,
+        BLKIF_RSP_EOPNOTSUPP, BLKIF_RSP_ERROR,
+    };
+    use zerocopy::IntoBytes;
+
+    let dir = tmpdir("hostile");
+    let (img_a, img_b) = (dir.join("a.raw"), dir.join("b.raw"));
+    for i in [&img_a, &img_b] {
+        windsor_blkback::storage::RawFile::create(i, 4 * MIB).unwrap();
+    }
+    let hv = Hypervisor::new();
+    let xs = MemStore::new();
+    let back = start_backend(&hv, &xs);
+    let (evil, good) = (guest(&hv), guest(&hv));
+    attach(&xs, back.id, evil.domid(), 51712, &img_a);
+    attach(&xs, back.id, good.domid(), 51712, &img_b);
+    let (ex, gx) = (xs.connect(evil.domid()), xs.connect(good.domid()));
+    let mut e = BlkFront::connect(&evil, &ex, 51712, Geometry::default()).unwrap();
+    let mut g = BlkFront::connect(&good, &gx, 51712, Geometry::default()).unwrap();
+    g.write(0, &[1u8; 4096]).unwrap();
+
+    // Garbage requests are answered with errors, and the device goes on.
+    let mut bad = Vec::new();
+    let r = |op, n, sector, gref| {
+        let mut r = BlkifRequest {
+            operation: op,
+            nr_segments: n,
+            id: 0,
+            sector_number: sector,
+            ..Default::default()
+        };
+        r.seg[0].gref = gref;
+        r.seg[0].last_sect = 7;
+        r.as_bytes().to_vec()
+    };
+    bad.push((r(BLKIF_OP_READ, 12, 0, 8), BLKIF_RSP_ERROR)); // too many segments
+    bad.push((r(BLKIF_OP_WRITE, 0, 0, 8), BLKIF_RSP_ERROR)); // none
+    bad.push((r(BLKIF_OP_READ, 1, 4 * MIB / 512, 8), BLKIF_RSP_ERROR)); // past the end
+    bad.push((r(BLKIF_OP_READ, 1, 0, 999_999), BLKIF_RSP_ERROR)); // bad grant
+    bad.push((r(0x77, 1, 0, 8), BLKIF_RSP_EOPNOTSUPP)); // unknown op
+    let mut ind = BlkifRequestIndirect {
+        operation: BLKIF_OP_INDIRECT,
+        indirect_op: BLKIF_OP_READ,
+        nr_segments: 3,
+        ..Default::default()
+    };
+    ind.indirect_grefs[0] = 123_456; // not a grant
+    bad.push((ind.as_bytes().to_vec(), BLKIF_RSP_ERROR));
+    for (req, want) in bad {
+        e.push_raw(&req).unwrap();
+        let got = e.complete(Duration::from_secs(10)).unwrap();
+        assert_eq!(got, [(0, want)]);
+    }
+    e.write(8, &[2u8; 4096]).unwrap();
+
+    // A ring producer index that overflows the ring: disconnected.
+    e.corrupt_req_prod(1000).unwrap();
+    let front_a = e.frontend().backend.clone();
+    let mut closed = false;
+    for _ in 0..200 {
+        if xs.read(TxId::NONE, &format!("{front_a}/state")).unwrap() == b"5" {
+            closed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(closed, "the hostile VBD was not closed");
+    assert!(!xs
+        .read(TxId::NONE, &format!("{front_a}/error"))
+        .unwrap()
+        .is_empty());
+
+    // The other guest's VBD still works.
+    let mut buf = vec![0u8; 4096];
+    g.read(0, &mut buf).unwrap();
+    assert_eq!(buf, [1u8; 4096]);
+    g.write(8, &[3u8; 4096]).unwrap();
+    g.flush().unwrap();
+    g.read(8, &mut buf).unwrap();
+    assert_eq!(buf, [3u8; 4096]);
+    g.close(&gx).unwrap();
+    kill_backend(&hv, back);
+}
