@@ -232,27 +232,27 @@ impl<'p, P: Platform> BlkFront<'p, P> {
             if self.ring.final_check(&mem) {
                 continue;
             }
+            // The backend closed its end (died or disconnected): what it
+            // answered is all there will be.
+            if matches!(
+                self.plat.status(self.port)?,
+                xen::platform::PortStatus::Unbound { .. }
+            ) {
+                while let Some(r) = self.ring.next_response(&mem)? {
+                    out.push((r.id as usize, r.status));
+                }
+                return if out.is_empty() {
+                    Err(Error::BackendGone)
+                } else {
+                    Ok(out)
+                };
+            }
             let now = self.plat.now();
             if now >= deadline {
                 return Err(Error::Timeout);
             }
             if self.plat.wait(&[self.port], Some(deadline - now))? {
                 self.plat.clear_pending(self.port)?;
-                if matches!(
-                    self.plat.status(self.port)?,
-                    xen::platform::PortStatus::Unbound { .. }
-                ) {
-                    // The backend closed its end (it died or disconnected):
-                    // what it answered is all there will be.
-                    while let Some(r) = self.ring.next_response(&mem)? {
-                        out.push((r.id as usize, r.status));
-                    }
-                    return if out.is_empty() {
-                        Err(Error::BackendGone)
-                    } else {
-                        Ok(out)
-                    };
-                }
             }
         }
     }

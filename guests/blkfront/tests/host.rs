@@ -193,6 +193,7 @@ fn flushed_blocks_survive_backend_kills() {
         let gx = xs.connect(g.domid());
         let stop = Arc::new(AtomicBool::new(false));
         let (st, mut vs) = (stop.clone(), versions.clone());
+        let (ready_tx, ready) = std::sync::mpsc::channel();
         let writer = std::thread::spawn(move || {
             let mut f = BlkFront::connect(&g, &gx, devid, Geometry::default()).unwrap();
             // Verify what earlier rounds flushed, then write more.
@@ -219,6 +220,8 @@ fn flushed_blocks_survive_backend_kills() {
                     (now, now)
                 };
             }
+            ready_tx.send(()).unwrap();
+            let t0 = std::time::Instant::now();
             let mut x = seed ^ round;
             let mut pending = Vec::new();
             while !st.load(Ordering::Relaxed) {
@@ -228,12 +231,14 @@ fn flushed_blocks_survive_backend_kills() {
                 let b = x % BLOCKS;
                 let v = vs[b as usize].1 + 1;
                 vs[b as usize].1 = v;
-                if f.write(b * 8, &pattern(seed, b, v)).is_err() {
+                if let Err(e) = f.write(b * 8, &pattern(seed, b, v)) {
+                    eprintln!("round {round}: write failed after {:?}: {e}", t0.elapsed());
                     break;
                 }
                 pending.push((b, v));
                 if pending.len() == 4 {
-                    if f.flush().is_err() {
+                    if let Err(e) = f.flush() {
+                        eprintln!("round {round}: flush failed after {:?}: {e}", t0.elapsed());
                         break;
                     }
                     for (b, v) in pending.drain(..) {
@@ -244,7 +249,9 @@ fn flushed_blocks_survive_backend_kills() {
             }
             vs
         });
-        std::thread::sleep(Duration::from_millis(150 + 37 * round));
+        // Kill during the writes, not during the verification.
+        ready.recv().unwrap();
+        std::thread::sleep(Duration::from_millis(50 + 37 * round));
         kill_backend(&hv, back);
         stop.store(true, Ordering::Relaxed);
         versions = writer.join().unwrap();
