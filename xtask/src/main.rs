@@ -85,6 +85,7 @@ const BENCHES: &[(&str, &str)] = &[
     ("windsor-toolstack", "lifecycle"),
     ("windsor-api", "api_lifecycle"),
     ("windsor", "up_vm_start"),
+    ("windsor-blkback", "blkback"),
 ];
 
 fn main() -> Result<()> {

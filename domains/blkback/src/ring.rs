@@ -108,15 +108,21 @@ impl<'a> Requests<'a> {
     }
 
     /// Copies the next request into `out` and consumes it; `Ok(false)` if
-    /// there is none. `rsp_published` is the response producer index the
-    /// backend last published (its own copy, never read back from the
+    /// there is none. `rsp_published` gives the response producer index
+    /// the backend has published (its own copy, never read back from the
     /// page): the frontend cannot have more than the ring size of requests
-    /// outstanding beyond it.
-    pub fn next(&mut self, rsp_published: RingIdx, out: &mut Slot) -> Result<bool, RingError> {
+    /// outstanding beyond it. It is asked *after* `req_prod` is read, so
+    /// that responses published meanwhile (by other threads) are counted.
+    pub fn next(
+        &mut self,
+        rsp_published: impl FnOnce() -> RingIdx,
+        out: &mut Slot,
+    ) -> Result<bool, RingError> {
         let prod = self
             .mem
             .ro()
             .load_u32(SRING_REQ_PROD_OFFSET, Ordering::Acquire);
+        let rsp_published = rsp_published();
         if prod.wrapping_sub(rsp_published) > self.size
             || self.cons.wrapping_sub(rsp_published) > self.size
         {
@@ -203,7 +209,7 @@ mod tests {
         let (mut rq, mut rs) = attach(mem).unwrap();
         assert_eq!(rq.size(), 32);
         let mut slot = [0u8; BLKIF_ENTRY_SIZE];
-        assert!(!rq.next(0, &mut slot).unwrap());
+        assert!(!rq.next(|| 0, &mut slot).unwrap());
         // The frontend writes two requests.
         for i in 0..2u32 {
             let r = BlkifRequest {
@@ -214,10 +220,10 @@ mod tests {
         }
         mem.atomic_u32(SRING_REQ_PROD_OFFSET)
             .store(2, Ordering::Release);
-        assert!(rq.next(0, &mut slot).unwrap());
+        assert!(rq.next(|| 0, &mut slot).unwrap());
         assert_eq!(slot[8], 100);
-        assert!(rq.next(0, &mut slot).unwrap());
-        assert!(!rq.next(0, &mut slot).unwrap());
+        assert!(rq.next(|| 0, &mut slot).unwrap());
+        assert!(!rq.next(|| 0, &mut slot).unwrap());
         assert!(!rq.final_check());
         assert_eq!(
             mem.ro().load_u32(SRING_REQ_EVENT_OFFSET, Ordering::Relaxed),
@@ -238,7 +244,10 @@ mod tests {
         // A producer index claiming 40 outstanding requests is refused.
         mem.atomic_u32(SRING_REQ_PROD_OFFSET)
             .store(2 + 40, Ordering::Release);
-        assert_eq!(rq.next(rs.published(), &mut slot), Err(RingError::Overflow));
+        assert_eq!(
+            rq.next(|| rs.published(), &mut slot),
+            Err(RingError::Overflow)
+        );
         assert_eq!(
             attach(mem.slice(0, 64).unwrap()).err(),
             Some(RingError::TooSmall)

@@ -412,7 +412,7 @@ where
         if answer.dead.load(Ordering::Relaxed) {
             return Err(Error::DomainGone);
         }
-        match reqs.next(answer.published(), &mut slot) {
+        match reqs.next(|| answer.published(), &mut slot) {
             Ok(true) => {}
             Ok(false) => {
                 if reqs.final_check() {
