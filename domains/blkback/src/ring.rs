@@ -137,6 +137,15 @@ impl<'a> Requests<'a> {
         Ok(true)
     }
 
+    /// True if the frontend has produced requests not consumed yet (a
+    /// hint: the next [`next`](Self::next) validates).
+    pub fn has_unconsumed(&self) -> bool {
+        self.mem
+            .ro()
+            .load_u32(SRING_REQ_PROD_OFFSET, Ordering::Acquire)
+            != self.cons
+    }
+
     /// `RING_FINAL_CHECK_FOR_REQUESTS`: asks for an event at the next
     /// request and says whether one arrived meanwhile (then keep going
     /// instead of sleeping).

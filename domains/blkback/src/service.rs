@@ -19,11 +19,15 @@
 //!   ring overflow -> `error`, Closing
 //! ```
 //!
-//! Data moves by grant copy (`GNTTABOP_copy`), one call per segment, into
-//! a private 4 KiB-aligned buffer per worker, then one `pread`/`pwrite` per
-//! request. Memory is bounded: `workers` buffers of the largest request,
-//! a job queue no longer than the ring. Persistent grants are not used
-//! (the backend never maps data pages), so `feature-persistent` is 0.
+//! Data moves between the guest's pages and a private 4 KiB-aligned buffer
+//! per worker, then one `pread`/`pwrite` per request. With persistent
+//! grants (`feature-persistent`, when the frontend says it reuses its
+//! grants) each data grant is mapped once, read-write, and kept mapped for
+//! the connection ([`Config::max_persistent`] of them at most; beyond that,
+//! and without the feature, a segment is moved by grant copy,
+//! `GNTTABOP_copy`, one call per segment). Memory is bounded: `workers`
+//! buffers of the largest request, a job queue no longer than the ring,
+//! at most `max_persistent` mapped pages.
 //!
 //! A flush or barrier waits until every earlier request of the ring has
 //! been answered, writes its data, then calls [`Storage::flush`]
@@ -66,6 +70,9 @@ pub struct Config {
     pub max_ring_page_order: u32,
     /// Open images with `O_DIRECT`.
     pub direct: bool,
+    /// Offer `feature-persistent` and keep up to this many data grants
+    /// mapped per connection (0: never map, always grant-copy).
+    pub max_persistent: usize,
 }
 
 impl Default for Config {
@@ -75,6 +82,7 @@ impl Default for Config {
             max_indirect_segments: 256,
             max_ring_page_order: MAX_RING_PAGE_ORDER,
             direct: false,
+            max_persistent: 32 * 256,
         }
     }
 }
@@ -119,6 +127,7 @@ pub struct Stats {
 pub fn run<P, X, C>(plat: &P, connect: C, cfg: &Config) -> Error
 where
     P: Platform + Clone + Send + Sync + 'static,
+    P::Mapping: Send + Sync,
     X: XenStore + Send + 'static,
     C: Fn() -> X + Send + Sync + 'static,
 {
@@ -184,6 +193,7 @@ pub fn serve_vbd<P, X>(
 ) -> Result<(), Error>
 where
     P: Platform + Sync,
+    P::Mapping: Send + Sync,
     X: XenStore,
 {
     let read = |k: &str| -> Result<String, Error> {
@@ -209,7 +219,7 @@ where
         flush: true,
         barrier: true,
         discard: writable,
-        persistent: false,
+        persistent: cfg.max_persistent > 0,
         max_indirect_segments: cfg.max_indirect_segments,
         max_ring_page_order: cfg.max_ring_page_order.min(MAX_RING_PAGE_ORDER),
     };
@@ -299,11 +309,68 @@ impl<P: Platform> Answer<'_, P> {
             .published()
     }
 
+    fn idle(&self) -> bool {
+        *self.inflight.lock().unwrap_or_else(PoisonError::into_inner) == 0
+    }
+
     fn drain(&self) {
         let mut n = self.inflight.lock().unwrap_or_else(PoisonError::into_inner);
         while *n > 0 {
             n = self.drained.wait(n).unwrap_or_else(PoisonError::into_inner);
         }
+    }
+}
+
+/// How a connection reaches the frontend's data pages: grant copy, or
+/// persistent mappings (one page each, kept until the connection ends).
+struct Grants<'a, P: GrantTable> {
+    plat: &'a P,
+    front: DomId,
+    persistent: Option<Mutex<std::collections::HashMap<u32, Arc<P::Mapping>>>>,
+    max: usize,
+}
+
+impl<P: GrantTable> Grants<'_, P>
+where
+    P::Mapping: Send + Sync,
+{
+    /// The mapping of `gref`, mapping it if there is room.
+    fn mapped(&self, gref: xen::GrantRef) -> Option<Arc<P::Mapping>> {
+        let cache = self.persistent.as_ref()?;
+        let mut c = cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(m) = c.get(&gref.0) {
+            return Some(m.clone());
+        }
+        if c.len() >= self.max {
+            return None;
+        }
+        let m = Arc::new(self.plat.map(self.front, &[gref], false).ok()?);
+        c.insert(gref.0, m.clone());
+        Some(m)
+    }
+
+    fn read(&self, s: &crate::wire::Segment, out: &mut [u8]) -> Result<(), Reason> {
+        if let Some(m) = self.mapped(s.gref) {
+            if let Some(rw) = m.rw() {
+                rw.read_bytes(usize::from(s.offset()), out);
+                return Ok(());
+            }
+        }
+        self.plat
+            .copy_from_grant(self.front, s.gref, s.offset(), out)
+            .map_err(|_| Reason::BadGrant)
+    }
+
+    fn write(&self, s: &crate::wire::Segment, data: &[u8]) -> Result<(), Reason> {
+        if let Some(m) = self.mapped(s.gref) {
+            if let Some(rw) = m.rw() {
+                rw.write_bytes(usize::from(s.offset()), data);
+                return Ok(());
+            }
+        }
+        self.plat
+            .copy_to_grant(self.front, s.gref, s.offset(), data)
+            .map_err(|_| Reason::BadGrant)
     }
 }
 
@@ -327,6 +394,7 @@ fn connect_ring<P, X>(
 ) -> Result<(), Error>
 where
     P: Platform + Sync,
+    P::Mapping: Send + Sync,
     X: XenStore,
 {
     let front = be.frontend_id();
@@ -355,12 +423,19 @@ where
         refused: &stats.refused,
         dead: AtomicBool::new(false),
     };
+    let grants = Grants {
+        plat,
+        front,
+        persistent: (fr.persistent && cfg.max_persistent > 0)
+            .then(|| Mutex::new(std::collections::HashMap::new())),
+        max: cfg.max_persistent,
+    };
     let max_bytes = usize::from(limits.max_indirect_segments.max(11)) * PAGE_SIZE;
     let (tx, rx) = mpsc::sync_channel::<Job>(reqs.size() as usize);
     let rx = Mutex::new(rx);
     let result = thread::scope(|s| {
         for _ in 0..cfg.workers.max(1) {
-            let (rx, answer) = (&rx, &answer);
+            let (rx, answer, grants) = (&rx, &answer, &grants);
             s.spawn(move || {
                 let mut buf = AlignedBuf::new(max_bytes);
                 loop {
@@ -368,7 +443,7 @@ where
                         Ok(j) => j,
                         Err(_) => return,
                     };
-                    let status = match perform(plat, front, storage, &job.io, &mut buf) {
+                    let status = match perform(grants, storage, &job.io, &mut buf) {
                         Ok(()) => BLKIF_RSP_OKAY,
                         Err(r) => r.status(),
                     };
@@ -378,7 +453,7 @@ where
             });
         }
         let r = dispatch(
-            plat, xs, be, front, &mut reqs, &answer, disk, &limits, storage, &tx,
+            plat, xs, be, &grants, &mut reqs, &answer, disk, &limits, storage, &tx,
         );
         drop(tx);
         r
@@ -394,7 +469,7 @@ fn dispatch<P, X>(
     plat: &P,
     xs: &X,
     be: &mut Backend,
-    front: DomId,
+    grants: &Grants<'_, P>,
     reqs: &mut ring::Requests<'_>,
     answer: &Answer<'_, P>,
     disk: &Disk,
@@ -404,10 +479,13 @@ fn dispatch<P, X>(
 ) -> Result<(), Error>
 where
     P: Platform,
+    P::Mapping: Send + Sync,
     X: XenStore,
 {
+    let front = grants.front;
     let mut slot: Slot = [0; xen::abi::blkif::BLKIF_ENTRY_SIZE];
     let mut indirect = Vec::new();
+    let mut inline = AlignedBuf::new(PAGE_SIZE);
     loop {
         if answer.dead.load(Ordering::Relaxed) {
             return Err(Error::DomainGone);
@@ -486,8 +564,16 @@ where
             Ok(job) if job.io.is_ordered() => {
                 // Everything before it completes; it runs alone.
                 answer.drain();
-                let mut buf = AlignedBuf::new(job.io.data_len().max(1));
-                let status = match perform(plat, front, storage, &job.io, &mut buf) {
+                let status = match perform(grants, storage, &job.io, &mut inline) {
+                    Ok(()) => BLKIF_RSP_OKAY,
+                    Err(r) => r.status(),
+                };
+                answer.send(job.id, job.operation, status);
+            }
+            Ok(job) if answer.idle() && !reqs.has_unconsumed() => {
+                // A lone request (queue depth 1): serve it here rather
+                // than wake a worker, one thread hop less.
+                let status = match perform(grants, storage, &job.io, &mut inline) {
                     Ok(()) => BLKIF_RSP_OKAY,
                     Err(r) => r.status(),
                 };
@@ -509,12 +595,14 @@ where
 /// Moves the data of one request between the guest's grants and the
 /// storage.
 fn perform<P: GrantTable>(
-    plat: &P,
-    front: DomId,
+    grants: &Grants<'_, P>,
     storage: &dyn Storage,
     io: &Io,
     buf: &mut AlignedBuf,
-) -> Result<(), Reason> {
+) -> Result<(), Reason>
+where
+    P::Mapping: Send + Sync,
+{
     let len = io.data_len();
     if buf.capacity() < len {
         *buf = AlignedBuf::new(len);
@@ -522,8 +610,7 @@ fn perform<P: GrantTable>(
     let gather = |segs: &[crate::wire::Segment], bytes: &mut [u8]| -> Result<(), Reason> {
         let mut at = 0;
         for s in segs {
-            plat.copy_from_grant(front, s.gref, s.offset(), &mut bytes[at..at + s.len()])
-                .map_err(|_| Reason::BadGrant)?;
+            grants.read(s, &mut bytes[at..at + s.len()])?;
             at += s.len();
         }
         Ok(())
@@ -534,8 +621,7 @@ fn perform<P: GrantTable>(
             storage.read_at(bytes, *offset).map_err(|_| Reason::Io)?;
             let mut at = 0;
             for s in segs {
-                plat.copy_to_grant(front, s.gref, s.offset(), &bytes[at..at + s.len()])
-                    .map_err(|_| Reason::BadGrant)?;
+                grants.write(s, &bytes[at..at + s.len()])?;
                 at += s.len();
             }
             Ok(())

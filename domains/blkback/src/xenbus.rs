@@ -264,7 +264,9 @@ impl Backend {
         use XenbusState::*;
         Ok(match fs {
             Initialising => {
-                if self.state == Closed {
+                // A frontend starting over after a close (it may have gone
+                // through Closed faster than we looked): reconnect.
+                if matches!(self.state, Closing | Closed) {
                     self.switch(xs, InitWait)?;
                 }
                 Action::None

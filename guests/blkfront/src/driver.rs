@@ -99,7 +99,9 @@ impl<'p, P: Platform> BlkFront<'p, P> {
     ) -> Result<Self, Error> {
         let fe = Frontend::new(xs, plat.domid(), devid)?;
         fe.switch(xs, XenbusState::Initialising)?;
-        fe.wait_backend(xs, ANSWER_TIMEOUT, |s| {
+        // A backend still Closing/Closed from an earlier connection comes
+        // back to InitWait when it sees us Initialising.
+        fe.wait_backend(xs, ANSWER_TIMEOUT, false, |s| {
             matches!(s, XenbusState::InitWait | XenbusState::Connected)
         })?;
         let features = fe.features(xs)?;
@@ -136,7 +138,7 @@ impl<'p, P: Platform> BlkFront<'p, P> {
         };
         let port = plat.alloc_unbound(back)?;
         fe.publish(xs, &ring_grefs, port)?;
-        fe.wait_backend(xs, ANSWER_TIMEOUT, |s| s == XenbusState::Connected)?;
+        fe.wait_backend(xs, ANSWER_TIMEOUT, true, |s| s == XenbusState::Connected)?;
         let disk = fe.connected(xs)?;
         Ok(BlkFront {
             plat,
@@ -321,9 +323,11 @@ impl<'p, P: Platform> BlkFront<'p, P> {
     /// Closes the device (Closing, Closed) and ends the grants it can.
     pub fn close<X: XenStore + ?Sized>(self, xs: &X) -> Result<(), Error> {
         self.fe.switch(xs, XenbusState::Closing)?;
-        let _ = self.fe.wait_backend(xs, Duration::from_secs(2), |s| {
-            matches!(s, XenbusState::Closing | XenbusState::Closed)
-        });
+        let _ = self
+            .fe
+            .wait_backend(xs, Duration::from_secs(2), false, |s| {
+                matches!(s, XenbusState::Closing | XenbusState::Closed)
+            });
         self.fe.switch(xs, XenbusState::Closed)?;
         let _ = self.plat.close(self.port);
         self.fe.clear_ring(xs)?;

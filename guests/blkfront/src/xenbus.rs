@@ -120,11 +120,13 @@ impl Frontend {
     }
 
     /// Waits (watching the backend's state) until `pred` holds, up to
-    /// `timeout` in total. `now` is the caller's clock.
+    /// `timeout` in total; with `fail_on_close`, a backend in Closing or
+    /// Closed (where `pred` does not hold) is an error at once.
     pub fn wait_backend<X: XenStore + ?Sized>(
         &self,
         xs: &X,
         timeout: Duration,
+        fail_on_close: bool,
         pred: impl Fn(XenbusState) -> bool,
     ) -> Result<XenbusState, Error> {
         let path = format!("{}/state", self.backend);
@@ -137,7 +139,7 @@ impl Frontend {
             if pred(s) {
                 break Ok(s);
             }
-            if matches!(s, XenbusState::Closing | XenbusState::Closed) && !pred(s) {
+            if fail_on_close && matches!(s, XenbusState::Closing | XenbusState::Closed) {
                 break Err(Error::BackendState(s));
             }
             if waited >= timeout {

@@ -140,6 +140,42 @@ fn read_write_flush_indirect_and_multipage_ring() {
     f.read(8, &mut back_small).unwrap();
     assert_eq!(back_small, small);
     f.close(&gx).unwrap();
+
+    // The same guest reconnects (the backend walks Closed -> InitWait ->
+    // Connected again), with a full ring: 32 reads in flight at a time
+    // (a response published while the backend reads req_prod must not
+    // look like an overflowing ring).
+    let geo = Geometry {
+        queue_depth: 32,
+        pages_per_request: 1,
+        ring_page_order: 0,
+    };
+    let mut f = BlkFront::connect(&g, &gx, 51712, geo).unwrap();
+    assert_eq!(f.geometry().queue_depth, 32);
+    for s in 0..32 {
+        f.submit(s, Op::Read, 1024 + (s as u64 % 64) * 8, 4096)
+            .unwrap();
+    }
+    let mut answered = 0;
+    while answered < 2000 {
+        for (s, st) in f.complete(Duration::from_secs(10)).unwrap() {
+            assert_eq!(st, BLKIF_RSP_OKAY);
+            let mut b = vec![0u8; 4096];
+            f.slot_mem(s).read_bytes(0, &mut b);
+            let block = (s + answered) % 64;
+            answered += 1;
+            assert!(b.iter().any(|&x| x != 0));
+            f.submit(s, Op::Read, 1024 + block as u64 * 8, 4096)
+                .unwrap();
+        }
+    }
+    let mut left = 32;
+    while left > 0 {
+        left -= f.complete(Duration::from_secs(10)).unwrap().len();
+    }
+    f.read(1024, &mut back_big[..4096]).unwrap();
+    assert_eq!(back_big[..4096], big[..4096]);
+    f.close(&gx).unwrap();
     kill_backend(&hv, back);
     let out = Command::new("qemu-img")
         .arg("check")
