@@ -3,7 +3,8 @@
 //! `{"name","value","unit","baseline","ratio"}` (baseline = fio).
 //!
 //! `cargo bench -p windsor-blkback --bench blkback` (or `cargo xtask bench
-//! blkback`). `BLKBACK_BENCH_SECS` sets the seconds per measurement (3),
+//! blkback`). `BLKBACK_BENCH_SECS` sets the seconds per run (2; each measurement
+//! alternates fio and the rings 3 times and reports medians),
 //! `BLKBACK_BENCH_DIR` the directory of the test file (the target dir).
 
 use std::path::{Path, PathBuf};
@@ -14,12 +15,54 @@ use windsor_blkback::service::{self, Config};
 use windsor_blkback::xenbus::{plumb, Plumbing};
 use windsor_blkfront::driver::{BlkFront, Geometry};
 use windsor_blkfront::request::Op;
-use windsor_xenstore::client::{MemStore, XenStore};
+use windsor_xenstore::client::MemStore;
 use xen::abi::blkif::BLKIF_RSP_OKAY;
 use xen::platform::{CreateConfig, DomainControl, Platform};
 use xen_sim::Hypervisor;
 
 const FILE_MIB: u64 = 512;
+/// fio and the rings alternate this many times per measurement.
+const ROUNDS: usize = 3;
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Keeps every slot of `f` busy with `len`-byte requests for `run_for`;
+/// request `i` goes to chunk `at(i)` (modulo the disk). Returns how many
+/// completed in time.
+fn keep_busy<P: Platform>(
+    f: &mut BlkFront<'_, P>,
+    run_for: Duration,
+    len: usize,
+    op: Op,
+    mut at: impl FnMut(u64) -> u64,
+) -> u64 {
+    let chunks = f.disk().sectors * 512 / len as u64;
+    let per = len as u64 / 512;
+    let depth = f.geometry().queue_depth;
+    let mut i = 0u64;
+    for s in 0..depth {
+        f.submit(s, op, (at(i) % chunks) * per, len).unwrap();
+        i += 1;
+    }
+    let start = Instant::now();
+    let mut done = 0;
+    while start.elapsed() < run_for {
+        for (s, st) in f.complete(Duration::from_secs(10)).unwrap() {
+            assert_eq!(st, BLKIF_RSP_OKAY);
+            done += 1;
+            f.submit(s, op, (at(i) % chunks) * per, len).unwrap();
+            i += 1;
+        }
+    }
+    let mut left = depth;
+    while left > 0 {
+        left -= f.complete(Duration::from_secs(10)).unwrap().len();
+    }
+    done
+}
 
 fn line(name: &str, value: f64, unit: &str, baseline: f64) {
     println!(
@@ -32,7 +75,7 @@ fn secs() -> u64 {
     std::env::var("BLKBACK_BENCH_SECS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(3)
+        .unwrap_or(2)
 }
 
 /// Runs fio on `file`; returns its JSON job report.
@@ -112,121 +155,91 @@ fn main() {
     };
     let run_for = Duration::from_secs(secs());
 
-    // 1 MiB sequential write, 8 in flight (indirect requests of 256 segments).
-    let f_seq = fio(
-        &file,
-        "seqwrite",
-        &["--rw=write", "--bs=1M", "--ioengine=libaio", "--iodepth=8"],
-    );
-    let fio_bw = f_seq["write"]["bw_bytes"].as_f64().unwrap();
-    let mut f = connect(Geometry {
-        queue_depth: 8,
-        pages_per_request: 256,
-        ring_page_order: 0,
-    });
-    let sectors = f.disk().sectors;
-    let per = 1u64 << 20;
-    let mut next = 0u64;
-    let start = Instant::now();
-    let mut bytes = 0u64;
-    for s in 0..8 {
-        f.submit(s, Op::Write, next / 512, per as usize).unwrap();
-        next = (next + per) % (sectors * 512);
-    }
-    while start.elapsed() < run_for {
-        for (s, st) in f.complete(Duration::from_secs(10)).unwrap() {
-            assert_eq!(st, BLKIF_RSP_OKAY);
-            bytes += per;
-            f.submit(s, Op::Write, next / 512, per as usize).unwrap();
-            next = (next + per) % (sectors * 512);
-        }
-    }
-    let ours_bw = bytes as f64 / start.elapsed().as_secs_f64();
-    let mut left = 8;
-    while left > 0 {
-        left -= f.complete(Duration::from_secs(10)).unwrap().len();
-    }
-    f.close(&gx).unwrap();
-    line(
-        "blkback_seqwrite_1m_qd8",
-        ours_bw / 1e6,
-        "MB/s",
-        fio_bw / 1e6,
-    );
-
-    // 4 KiB random reads, 32 in flight.
-    let f_rr = fio(
-        &file,
-        "randread",
-        &[
-            "--rw=randread",
-            "--bs=4k",
-            "--ioengine=libaio",
-            "--iodepth=32",
-        ],
-    );
-    let fio_iops = f_rr["read"]["iops"].as_f64().unwrap();
-    let mut f = connect(Geometry {
-        queue_depth: 32,
-        pages_per_request: 1,
-        ring_page_order: 0,
-    });
-    let blocks = sectors / 8;
-    let mut x = 0x9E37_79B9_7F4A_7C15u64;
-    let mut rnd = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x % blocks
-    };
-    let start = Instant::now();
-    let mut ios = 0u64;
-    for s in 0..32 {
-        f.submit(s, Op::Read, rnd() * 8, 4096).unwrap();
-    }
-    while start.elapsed() < run_for {
-        let done = f.complete(Duration::from_secs(10)).unwrap_or_else(|e| {
-            let be = f.frontend().backend.clone();
-            let err = xs.read(windsor_xenstore::client::TxId::NONE, &format!("{be}/error"));
-            panic!("{e}: backend error node {err:?}");
+    // The disk is shared with everything else on the machine, so each
+    // measurement alternates fio and the rings ROUNDS times and reports
+    // the medians.
+    let mut res: [(Vec<f64>, Vec<f64>); 3] = Default::default();
+    for _ in 0..ROUNDS {
+        // 1 MiB sequential write, 8 in flight (indirect, 256 segments).
+        let j = fio(
+            &file,
+            "seqwrite",
+            &["--rw=write", "--bs=1M", "--ioengine=libaio", "--iodepth=8"],
+        );
+        res[0]
+            .0
+            .push(j["write"]["bw_bytes"].as_f64().unwrap() / 1e6);
+        let mut f = connect(Geometry {
+            queue_depth: 8,
+            pages_per_request: 256,
+            ring_page_order: 0,
         });
-        for (s, st) in done {
-            assert_eq!(st, BLKIF_RSP_OKAY);
-            ios += 1;
-            f.submit(s, Op::Read, rnd() * 8, 4096).unwrap();
-        }
-    }
-    let ours_iops = ios as f64 / start.elapsed().as_secs_f64();
-    let mut left = 32;
-    while left > 0 {
-        left -= f.complete(Duration::from_secs(10)).unwrap().len();
-    }
-    f.close(&gx).unwrap();
-    line("blkback_randread_4k_qd32", ours_iops, "IOPS", fio_iops);
+        let n = keep_busy(&mut f, run_for, 1 << 20, Op::Write, |i| i);
+        res[0].1.push(n as f64 * 1.048576 / run_for.as_secs_f64());
+        f.close(&gx).unwrap();
 
-    // 4 KiB sequential writes, each followed by a flush (fio: fdatasync=1; a flush is fdatasync).
-    let f_sync = fio(
-        &file,
-        "fsync",
-        &["--rw=write", "--bs=4k", "--ioengine=psync", "--fdatasync=1"],
-    );
-    let fio_sync = f_sync["write"]["iops"].as_f64().unwrap();
-    let mut f = connect(Geometry {
-        queue_depth: 1,
-        pages_per_request: 1,
-        ring_page_order: 0,
-    });
-    let block = vec![0x5au8; 4096];
-    let start = Instant::now();
-    let mut ios = 0u64;
-    while start.elapsed() < run_for {
-        f.write((ios % blocks) * 8, &block).unwrap();
-        f.flush().unwrap();
-        ios += 1;
+        // 4 KiB random reads, 32 in flight.
+        let j = fio(
+            &file,
+            "randread",
+            &[
+                "--rw=randread",
+                "--bs=4k",
+                "--ioengine=libaio",
+                "--iodepth=32",
+            ],
+        );
+        res[1].0.push(j["read"]["iops"].as_f64().unwrap());
+        let mut f = connect(Geometry {
+            queue_depth: 32,
+            pages_per_request: 1,
+            ring_page_order: 0,
+        });
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let n = keep_busy(&mut f, run_for, 4096, Op::Read, |_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        });
+        res[1].1.push(n as f64 / run_for.as_secs_f64());
+        f.close(&gx).unwrap();
+
+        // 4 KiB sequential writes, each followed by a flush (fio:
+        // fdatasync=1; a flush is fdatasync).
+        let j = fio(
+            &file,
+            "fsync",
+            &["--rw=write", "--bs=4k", "--ioengine=psync", "--fdatasync=1"],
+        );
+        res[2].0.push(j["write"]["iops"].as_f64().unwrap());
+        let mut f = connect(Geometry {
+            queue_depth: 1,
+            pages_per_request: 1,
+            ring_page_order: 0,
+        });
+        let blocks = f.disk().sectors / 8;
+        let block = vec![0x5au8; 4096];
+        let start = Instant::now();
+        let mut ios = 0u64;
+        while start.elapsed() < run_for {
+            f.write((ios % blocks) * 8, &block).unwrap();
+            f.flush().unwrap();
+            ios += 1;
+        }
+        res[2].1.push(ios as f64 / start.elapsed().as_secs_f64());
+        f.close(&gx).unwrap();
     }
-    let ours_sync = ios as f64 / start.elapsed().as_secs_f64();
-    f.close(&gx).unwrap();
-    line("blkback_write_4k_fsync", ours_sync, "IOPS", fio_sync);
+    for ((name, unit), (fio, ours)) in [
+        ("blkback_seqwrite_1m_qd8", "MB/s"),
+        ("blkback_randread_4k_qd32", "IOPS"),
+        ("blkback_write_4k_fdatasync", "IOPS"),
+    ]
+    .into_iter()
+    .zip(res.iter_mut())
+    {
+        line(name, median(ours), unit, median(fio));
+    }
 
     hv.kill(bid).unwrap();
     let _ = svc.join();
