@@ -181,6 +181,12 @@ impl<'p, P: Platform> BlkFront<'p, P> {
         self.geo.pages_per_request * PAGE_SIZE
     }
 
+    /// The grants of the data pages of `slot`.
+    pub fn slot_grefs(&self, slot: usize) -> &[GrantRef] {
+        let n = self.geo.pages_per_request;
+        &self.data_grefs[slot * n..(slot + 1) * n]
+    }
+
     /// The data pages of `slot`.
     pub fn slot_mem(&self, slot: usize) -> SharedMem<'_> {
         let n = self.slot_bytes();
