@@ -41,6 +41,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
+use std::vec;
 use std::vec::Vec;
 
 use windsor_xenstore::client::{ClientError, TxId, XenStore};
@@ -334,39 +335,55 @@ impl<P: GrantTable> Grants<'_, P>
 where
     P::Mapping: Send + Sync,
 {
-    /// The mapping of `gref`, mapping it if there is room.
-    fn mapped(&self, gref: xen::GrantRef) -> Option<Arc<P::Mapping>> {
-        let cache = self.persistent.as_ref()?;
+    /// The mappings of the segments' grants (one lock for the request),
+    /// mapping those not yet mapped while there is room; `None` where the
+    /// segment must be grant-copied.
+    fn mapped(&self, segs: &[crate::wire::Segment]) -> Vec<Option<Arc<P::Mapping>>> {
+        let Some(cache) = self.persistent.as_ref() else {
+            return vec![None; segs.len()];
+        };
         let mut c = cache.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(m) = c.get(&gref.0) {
-            return Some(m.clone());
-        }
-        if c.len() >= self.max {
-            return None;
-        }
-        let m = Arc::new(self.plat.map(self.front, &[gref], false).ok()?);
-        c.insert(gref.0, m.clone());
-        Some(m)
+        segs.iter()
+            .map(|s| {
+                if let Some(m) = c.get(&s.gref.0) {
+                    return Some(m.clone());
+                }
+                if c.len() >= self.max {
+                    return None;
+                }
+                let m = Arc::new(self.plat.map(self.front, &[s.gref], false).ok()?);
+                c.insert(s.gref.0, m.clone());
+                Some(m)
+            })
+            .collect()
     }
 
-    fn read(&self, s: &crate::wire::Segment, out: &mut [u8]) -> Result<(), Reason> {
-        if let Some(m) = self.mapped(s.gref) {
-            if let Some(rw) = m.rw() {
-                rw.read_bytes(usize::from(s.offset()), out);
-                return Ok(());
-            }
+    /// Copies segment `s` of the guest into `out`.
+    fn read(
+        &self,
+        s: &crate::wire::Segment,
+        m: Option<&Arc<P::Mapping>>,
+        out: &mut [u8],
+    ) -> Result<(), Reason> {
+        if let Some(rw) = m.and_then(|m| m.rw()) {
+            rw.read_bytes(usize::from(s.offset()), out);
+            return Ok(());
         }
         self.plat
             .copy_from_grant(self.front, s.gref, s.offset(), out)
             .map_err(|_| Reason::BadGrant)
     }
 
-    fn write(&self, s: &crate::wire::Segment, data: &[u8]) -> Result<(), Reason> {
-        if let Some(m) = self.mapped(s.gref) {
-            if let Some(rw) = m.rw() {
-                rw.write_bytes(usize::from(s.offset()), data);
-                return Ok(());
-            }
+    /// Copies `data` into segment `s` of the guest.
+    fn write(
+        &self,
+        s: &crate::wire::Segment,
+        m: Option<&Arc<P::Mapping>>,
+        data: &[u8],
+    ) -> Result<(), Reason> {
+        if let Some(rw) = m.and_then(|m| m.rw()) {
+            rw.write_bytes(usize::from(s.offset()), data);
+            return Ok(());
         }
         self.plat
             .copy_to_grant(self.front, s.gref, s.offset(), data)
@@ -609,8 +626,8 @@ where
     }
     let gather = |segs: &[crate::wire::Segment], bytes: &mut [u8]| -> Result<(), Reason> {
         let mut at = 0;
-        for s in segs {
-            grants.read(s, &mut bytes[at..at + s.len()])?;
+        for (s, m) in segs.iter().zip(grants.mapped(segs)) {
+            grants.read(s, m.as_ref(), &mut bytes[at..at + s.len()])?;
             at += s.len();
         }
         Ok(())
@@ -620,8 +637,8 @@ where
             let bytes = buf.bytes_mut(len);
             storage.read_at(bytes, *offset).map_err(|_| Reason::Io)?;
             let mut at = 0;
-            for s in segs {
-                grants.write(s, &bytes[at..at + s.len()])?;
+            for (s, m) in segs.iter().zip(grants.mapped(segs)) {
+                grants.write(s, m.as_ref(), &bytes[at..at + s.len()])?;
                 at += s.len();
             }
             Ok(())
