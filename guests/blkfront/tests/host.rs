@@ -425,6 +425,15 @@ fn hostile_frontend_is_refused_or_disconnected_and_others_go_on() {
     };
     ind.indirect_grefs[0] = 123_456; // not a grant
     bad.push((ind.as_bytes().to_vec(), BLKIF_RSP_ERROR));
+    // An indirect page that is a real grant full of garbage.
+    let junk: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    e.slot_mem(1).write_bytes(0, &junk);
+    let mut ind2 = ind;
+    ind2.nr_segments = 200;
+    ind2.indirect_grefs[0] = e.slot_grefs(1)[0].0;
+    bad.push((ind2.as_bytes().to_vec(), BLKIF_RSP_ERROR));
     for (req, want) in bad {
         e.push_raw(&req).unwrap();
         let got = e.complete(Duration::from_secs(10)).unwrap();
