@@ -254,6 +254,14 @@ impl Backend {
 
     /// Reads the frontend's state and says what to do.
     pub fn frontend_changed<X: XenStore + ?Sized>(&mut self, xs: &X) -> Result<Action, Error> {
+        // The toolstack unplugged the device: its backend directory is gone.
+        match xs.read(T, &format!("{}/frontend", self.dir)) {
+            Ok(_) => {}
+            Err(ClientError::Store(xen::Errno::ENOENT | xen::Errno::EACCES)) => {
+                return Ok(Action::Remove)
+            }
+            Err(e) => return Err(e.into()),
+        }
         let fs = match xs.read(T, &format!("{}/state", self.front_dir)) {
             Ok(v) => XenbusState::parse(&v).unwrap_or(XenbusState::Unknown),
             Err(ClientError::Store(xen::Errno::ENOENT | xen::Errno::EACCES)) => {
@@ -641,6 +649,20 @@ mod tests {
         let mut be = Backend::probe(&bx, &b, offer()).unwrap();
         d0.write(T, &format!("{b}/online"), b"0").unwrap();
         fx.write(T, &format!("{f}/state"), b"6").unwrap();
+        assert_eq!(be.frontend_changed(&bx).unwrap(), Action::Remove);
+    }
+
+    #[test]
+    fn unplugged_device_is_removed() {
+        let (d0, bx, _fx, b, _f) = setup();
+        let mut be = Backend::probe(&bx, &b, offer()).unwrap();
+        assert_eq!(be.frontend_changed(&bx).unwrap(), Action::None);
+        bx.watch(&format!("{b}/online"), "t").unwrap();
+        bx.next_event(Some(core::time::Duration::ZERO)).unwrap();
+        d0.rm(T, &b).unwrap();
+        // Removing the directory fires the watch on its `online` node.
+        bx.next_event(Some(core::time::Duration::from_secs(1)))
+            .unwrap();
         assert_eq!(be.frontend_changed(&bx).unwrap(), Action::Remove);
     }
 
