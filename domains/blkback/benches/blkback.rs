@@ -18,6 +18,7 @@ use windsor_blkfront::request::Op;
 use windsor_xenstore::client::MemStore;
 use xen::abi::blkif::BLKIF_RSP_OKAY;
 use xen::platform::{CreateConfig, DomainControl, Platform};
+use xen::DomId;
 use xen_sim::Hypervisor;
 
 const FILE_MIB: u64 = 512;
@@ -124,26 +125,33 @@ fn main() {
         max_mem_kib: 256 * 1024,
         ..CreateConfig::default()
     };
-    let back = hv.test_domain(&mem).unwrap();
-    let bid = back.domid();
-    let (b, x) = (back.clone(), xs.clone());
-    let cfg = Config {
-        workers: 32,
-        direct: true,
-        ..Config::default()
-    };
-    let svc = std::thread::spawn(move || {
-        let _ = service::run(&b, move || x.connect(bid), &cfg);
-    });
+    // Two blkback domains: persistent grants (the default), and grant
+    // copy only (`max_persistent: 0`, so `feature-persistent` is 0).
+    let mut backs = Vec::new();
+    for max_persistent in [Config::default().max_persistent, 0] {
+        let back = hv.test_domain(&mem).unwrap();
+        let bid = back.domid();
+        let x = xs.clone();
+        let cfg = Config {
+            workers: 32,
+            direct: true,
+            max_persistent,
+            ..Config::default()
+        };
+        let svc = std::thread::spawn(move || {
+            let _ = service::run(&back, move || x.connect(bid), &cfg);
+        });
+        backs.push((bid, svc));
+    }
     let g = hv.test_domain(&mem).unwrap();
     let gx = xs.connect(g.domid());
     let mut devid = 51712;
-    let mut connect = |geo: Geometry| {
+    let mut connect_to = |backend: DomId, geo: Geometry| {
         devid += 1;
         plumb(
             &xs,
             &Plumbing {
-                backend: bid,
+                backend,
                 frontend: g.domid(),
                 devid,
                 params: file.to_str().unwrap(),
@@ -153,12 +161,13 @@ fn main() {
         .unwrap();
         BlkFront::connect(&g, &gx, devid, geo).unwrap()
     };
+    let (persistent, copy) = (backs[0].0, backs[1].0);
     let run_for = Duration::from_secs(secs());
 
     // The disk is shared with everything else on the machine, so each
     // measurement alternates fio and the rings ROUNDS times and reports
     // the medians.
-    let mut res: [(Vec<f64>, Vec<f64>); 3] = Default::default();
+    let mut res: [(Vec<f64>, Vec<f64>); 5] = Default::default();
     for _ in 0..ROUNDS {
         // 1 MiB sequential write, 8 in flight (indirect, 256 segments).
         let j = fio(
@@ -169,14 +178,20 @@ fn main() {
         res[0]
             .0
             .push(j["write"]["bw_bytes"].as_f64().unwrap() / 1e6);
-        let mut f = connect(Geometry {
-            queue_depth: 8,
-            pages_per_request: 256,
-            ring_page_order: 0,
-        });
-        let n = keep_busy(&mut f, run_for, 1 << 20, Op::Write, |i| i);
-        res[0].1.push(n as f64 * 1.048576 / run_for.as_secs_f64());
-        f.close(&gx).unwrap();
+        for (k, back) in [(0, persistent), (3, copy)] {
+            let mut f = connect_to(
+                back,
+                Geometry {
+                    queue_depth: 8,
+                    pages_per_request: 256,
+                    ring_page_order: 0,
+                },
+            );
+            let n = keep_busy(&mut f, run_for, 1 << 20, Op::Write, |i| i);
+            res[k].1.push(n as f64 * 1.048576 / run_for.as_secs_f64());
+            f.close(&gx).unwrap();
+        }
+        res[3].0.push(res[0].0[res[0].0.len() - 1]);
 
         // 4 KiB random reads, 32 in flight.
         let j = fio(
@@ -190,20 +205,26 @@ fn main() {
             ],
         );
         res[1].0.push(j["read"]["iops"].as_f64().unwrap());
-        let mut f = connect(Geometry {
-            queue_depth: 32,
-            pages_per_request: 1,
-            ring_page_order: 0,
-        });
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        let n = keep_busy(&mut f, run_for, 4096, Op::Read, |_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        });
-        res[1].1.push(n as f64 / run_for.as_secs_f64());
-        f.close(&gx).unwrap();
+        for (k, back) in [(1, persistent), (4, copy)] {
+            let mut f = connect_to(
+                back,
+                Geometry {
+                    queue_depth: 32,
+                    pages_per_request: 1,
+                    ring_page_order: 0,
+                },
+            );
+            let mut x = 0x9E37_79B9_7F4A_7C15u64;
+            let n = keep_busy(&mut f, run_for, 4096, Op::Read, |_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x
+            });
+            res[k].1.push(n as f64 / run_for.as_secs_f64());
+            f.close(&gx).unwrap();
+        }
+        res[4].0.push(res[1].0[res[1].0.len() - 1]);
 
         // 4 KiB sequential writes, each followed by a flush (fio:
         // fdatasync=1; a flush is fdatasync).
@@ -213,11 +234,14 @@ fn main() {
             &["--rw=write", "--bs=4k", "--ioengine=psync", "--fdatasync=1"],
         );
         res[2].0.push(j["write"]["iops"].as_f64().unwrap());
-        let mut f = connect(Geometry {
-            queue_depth: 1,
-            pages_per_request: 1,
-            ring_page_order: 0,
-        });
+        let mut f = connect_to(
+            persistent,
+            Geometry {
+                queue_depth: 1,
+                pages_per_request: 1,
+                ring_page_order: 0,
+            },
+        );
         let blocks = f.disk().sectors / 8;
         let block = vec![0x5au8; 4096];
         let start = Instant::now();
@@ -234,6 +258,8 @@ fn main() {
         ("blkback_seqwrite_1m_qd8", "MB/s"),
         ("blkback_randread_4k_qd32", "IOPS"),
         ("blkback_write_4k_fdatasync", "IOPS"),
+        ("blkback_seqwrite_1m_qd8_grant_copy", "MB/s"),
+        ("blkback_randread_4k_qd32_grant_copy", "IOPS"),
     ]
     .into_iter()
     .zip(res.iter_mut())
@@ -241,8 +267,10 @@ fn main() {
         line(name, median(ours), unit, median(fio));
     }
 
-    hv.kill(bid).unwrap();
-    let _ = svc.join();
-    let _ = hv.dom0().destroy(bid);
+    for (bid, svc) in backs {
+        hv.kill(bid).unwrap();
+        let _ = svc.join();
+        let _ = hv.dom0().destroy(bid);
+    }
     let _ = std::fs::remove_file(&file);
 }
