@@ -41,7 +41,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
-use std::vec;
 use std::vec::Vec;
 
 use windsor_xenstore::client::{ClientError, TxId, XenStore};
@@ -335,27 +334,35 @@ impl<P: GrantTable> Grants<'_, P>
 where
     P::Mapping: Send + Sync,
 {
-    /// The mappings of the segments' grants (one lock for the request),
-    /// mapping those not yet mapped while there is room; `None` where the
-    /// segment must be grant-copied.
-    fn mapped(&self, segs: &[crate::wire::Segment]) -> Vec<Option<Arc<P::Mapping>>> {
+    /// Makes sure `local` (a thread's view of the persistent mappings)
+    /// holds the segments' grants: taken from the connection's cache (one
+    /// lock per request, only for grants this thread has not seen) or
+    /// mapped while there is room. A grant left out is grant-copied.
+    fn fill(&self, local: &mut Local<P>, segs: &[crate::wire::Segment]) {
         let Some(cache) = self.persistent.as_ref() else {
-            return vec![None; segs.len()];
+            return;
         };
-        let mut c = cache.lock().unwrap_or_else(PoisonError::into_inner);
-        segs.iter()
-            .map(|s| {
-                if let Some(m) = c.get(&s.gref.0) {
-                    return Some(m.clone());
+        let mut shared = None;
+        for s in segs {
+            if local.contains_key(&s.gref.0) {
+                continue;
+            }
+            let c =
+                shared.get_or_insert_with(|| cache.lock().unwrap_or_else(PoisonError::into_inner));
+            let m = match c.get(&s.gref.0) {
+                Some(m) => m.clone(),
+                None if c.len() < self.max => {
+                    let Ok(m) = self.plat.map(self.front, &[s.gref], false) else {
+                        continue;
+                    };
+                    let m = Arc::new(m);
+                    c.insert(s.gref.0, m.clone());
+                    m
                 }
-                if c.len() >= self.max {
-                    return None;
-                }
-                let m = Arc::new(self.plat.map(self.front, &[s.gref], false).ok()?);
-                c.insert(s.gref.0, m.clone());
-                Some(m)
-            })
-            .collect()
+                None => continue,
+            };
+            local.insert(s.gref.0, m);
+        }
     }
 
     /// Copies segment `s` of the guest into `out`.
@@ -390,6 +397,10 @@ where
             .map_err(|_| Reason::BadGrant)
     }
 }
+
+/// A thread's own handles on the persistent mappings it has used (so the
+/// data path touches no shared reference count).
+type Local<P> = std::collections::HashMap<u32, Arc<<P as GrantTable>::Mapping>>;
 
 /// A request ready for a worker.
 struct Job {
@@ -455,12 +466,13 @@ where
             let (rx, answer, grants) = (&rx, &answer, &grants);
             s.spawn(move || {
                 let mut buf = AlignedBuf::new(max_bytes);
+                let mut local = Local::<P>::new();
                 loop {
                     let job = match rx.lock().unwrap_or_else(PoisonError::into_inner).recv() {
                         Ok(j) => j,
                         Err(_) => return,
                     };
-                    let status = match perform(grants, storage, &job.io, &mut buf) {
+                    let status = match perform(grants, &mut local, storage, &job.io, &mut buf) {
                         Ok(()) => BLKIF_RSP_OKAY,
                         Err(r) => r.status(),
                     };
@@ -503,6 +515,7 @@ where
     let mut slot: Slot = [0; xen::abi::blkif::BLKIF_ENTRY_SIZE];
     let mut indirect = Vec::new();
     let mut inline = AlignedBuf::new(PAGE_SIZE);
+    let mut local = Local::<P>::new();
     loop {
         if answer.dead.load(Ordering::Relaxed) {
             return Err(Error::DomainGone);
@@ -581,7 +594,7 @@ where
             Ok(job) if job.io.is_ordered() => {
                 // Everything before it completes; it runs alone.
                 answer.drain();
-                let status = match perform(grants, storage, &job.io, &mut inline) {
+                let status = match perform(grants, &mut local, storage, &job.io, &mut inline) {
                     Ok(()) => BLKIF_RSP_OKAY,
                     Err(r) => r.status(),
                 };
@@ -590,7 +603,7 @@ where
             Ok(job) if answer.idle() && !reqs.has_unconsumed() => {
                 // A lone request (queue depth 1): serve it here rather
                 // than wake a worker, one thread hop less.
-                let status = match perform(grants, storage, &job.io, &mut inline) {
+                let status = match perform(grants, &mut local, storage, &job.io, &mut inline) {
                     Ok(()) => BLKIF_RSP_OKAY,
                     Err(r) => r.status(),
                 };
@@ -613,6 +626,7 @@ where
 /// storage.
 fn perform<P: GrantTable>(
     grants: &Grants<'_, P>,
+    local: &mut Local<P>,
     storage: &dyn Storage,
     io: &Io,
     buf: &mut AlignedBuf,
@@ -624,34 +638,44 @@ where
     if buf.capacity() < len {
         *buf = AlignedBuf::new(len);
     }
-    let gather = |segs: &[crate::wire::Segment], bytes: &mut [u8]| -> Result<(), Reason> {
+    fn gather<P: GrantTable>(
+        grants: &Grants<'_, P>,
+        local: &mut Local<P>,
+        segs: &[crate::wire::Segment],
+        bytes: &mut [u8],
+    ) -> Result<(), Reason>
+    where
+        P::Mapping: Send + Sync,
+    {
+        grants.fill(local, segs);
         let mut at = 0;
-        for (s, m) in segs.iter().zip(grants.mapped(segs)) {
-            grants.read(s, m.as_ref(), &mut bytes[at..at + s.len()])?;
+        for s in segs {
+            grants.read(s, local.get(&s.gref.0), &mut bytes[at..at + s.len()])?;
             at += s.len();
         }
         Ok(())
-    };
+    }
     match io {
         Io::Read { offset, segs } => {
             let bytes = buf.bytes_mut(len);
             storage.read_at(bytes, *offset).map_err(|_| Reason::Io)?;
+            grants.fill(local, segs);
             let mut at = 0;
-            for (s, m) in segs.iter().zip(grants.mapped(segs)) {
-                grants.write(s, m.as_ref(), &bytes[at..at + s.len()])?;
+            for s in segs {
+                grants.write(s, local.get(&s.gref.0), &bytes[at..at + s.len()])?;
                 at += s.len();
             }
             Ok(())
         }
         Io::Write { offset, segs } => {
             let bytes = buf.bytes_mut(len);
-            gather(segs, bytes)?;
+            gather(grants, local, segs, bytes)?;
             storage.write_at(bytes, *offset).map_err(|_| Reason::Io)
         }
         Io::Flush { offset, segs } => {
             if !segs.is_empty() {
                 let bytes = buf.bytes_mut(len);
-                gather(segs, bytes)?;
+                gather(grants, local, segs, bytes)?;
                 storage.write_at(bytes, *offset).map_err(|_| Reason::Io)?;
             }
             storage.flush().map_err(|_| Reason::Io)
