@@ -468,6 +468,40 @@ fn hostile_frontend_is_refused_or_disconnected_and_others_go_on() {
         .unwrap()
         .is_empty());
 
+    // A third guest publishes a ring grant it does not own: that VBD is
+    // closed with an error, the others go on.
+    let liar = guest(&hv);
+    let img_c = dir.join("c.raw");
+    windsor_blkback::storage::RawFile::create(&img_c, MIB).unwrap();
+    attach(&xs, back.id, liar.domid(), 51712, &img_c);
+    let lx = xs.connect(liar.domid());
+    let fdir = format!("/local/domain/{}/device/vbd/51712", liar.domid().0);
+    let bdir = String::from_utf8(xs.read(TxId::NONE, &format!("{fdir}/backend")).unwrap()).unwrap();
+    for (k, v) in [
+        ("ring-ref", "999999"),
+        ("event-channel", "1"),
+        ("state", "3"),
+    ] {
+        lx.write(TxId::NONE, &format!("{fdir}/{k}"), v.as_bytes())
+            .unwrap();
+    }
+    let mut failed = false;
+    for _ in 0..200 {
+        if xs.read(TxId::NONE, &format!("{bdir}/state")).unwrap() == b"5" {
+            failed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        failed,
+        "a ring grant the guest does not own must close its VBD"
+    );
+    assert!(!xs
+        .read(TxId::NONE, &format!("{bdir}/error"))
+        .unwrap()
+        .is_empty());
+
     // The other guest's VBD still works.
     let mut buf = vec![0u8; 4096];
     g.read(0, &mut buf).unwrap();
