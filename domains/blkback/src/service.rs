@@ -147,8 +147,11 @@ where
             Ok(_) | Err(ClientError::Timeout) => {}
             Err(e) => break e.into(),
         }
-        served.retain(|(_, h)| !h.is_finished());
-        for dir in list_devices(&xs, &root) {
+        // A device whose thread ended stays known (not retried) until the
+        // toolstack removes its directory.
+        let present = list_devices(&xs, &root);
+        served.retain(|(d, h)| !h.is_finished() || present.contains(d));
+        for dir in present {
             if served.iter().any(|(d, _)| *d == dir) {
                 continue;
             }
@@ -201,13 +204,29 @@ where
     };
     let params = read("params")?;
     let writable = read("mode").map(|m| m.starts_with('w')).unwrap_or(false);
-    let storage: Arc<dyn Storage> = Arc::from(storage::open(
+    let storage: Arc<dyn Storage> = match storage::open(
         std::path::Path::new(&params),
         storage::Options {
             writable,
             direct: cfg.direct,
         },
-    )?);
+    ) {
+        Ok(s) => Arc::from(s),
+        Err(e) => {
+            // As Linux's blkback: say why, and close.
+            let _ = xs.write(
+                T,
+                &format!("{dir}/error"),
+                format!("opening {params}: {e}").as_bytes(),
+            );
+            let _ = xs.write(
+                T,
+                &format!("{dir}/state"),
+                xen::abi::xenbus::XenbusState::Closing.as_text().as_bytes(),
+            );
+            return Err(e.into());
+        }
+    };
     let disk = Disk {
         sectors: storage.len() / 512,
         readonly: !writable,

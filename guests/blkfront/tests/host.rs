@@ -522,3 +522,46 @@ fn hostile_frontend_is_refused_or_disconnected_and_others_go_on() {
     g.close(&gx).unwrap();
     kill_backend(&hv, back);
 }
+
+#[test]
+fn missing_image_closes_that_device_only() {
+    let dir = tmpdir("missing");
+    let img = dir.join("ok.raw");
+    windsor_blkback::storage::RawFile::create(&img, MIB).unwrap();
+    let hv = Hypervisor::new();
+    let xs = MemStore::new();
+    let back = start_backend(&hv, &xs);
+    let g = guest(&hv);
+    attach(&xs, back.id, g.domid(), 51712, &dir.join("absent.raw"));
+    attach(&xs, back.id, g.domid(), 51728, &img);
+    let bdir = format!(
+        "/local/domain/{}/backend/vbd/{}/51712",
+        back.id.0,
+        g.domid().0
+    );
+    let mut closed = false;
+    for _ in 0..200 {
+        if xs.read(TxId::NONE, &format!("{bdir}/state")).unwrap() == b"5" {
+            closed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(closed, "a device whose image cannot be opened is closed");
+    let err = xs.read(TxId::NONE, &format!("{bdir}/error")).unwrap();
+    assert!(String::from_utf8_lossy(&err).contains("absent.raw"));
+    // Not retried in a loop: even once the image exists, the device stays
+    // closed until the toolstack plugs it again.
+    windsor_blkback::storage::RawFile::create(&dir.join("absent.raw"), MIB).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(xs.read(TxId::NONE, &format!("{bdir}/state")).unwrap(), b"5");
+    // The other device of the same guest works.
+    let gx = xs.connect(g.domid());
+    let mut f = BlkFront::connect(&g, &gx, 51728, Geometry::default()).unwrap();
+    f.write(0, &[9u8; 512]).unwrap();
+    let mut b = [0u8; 512];
+    f.read(0, &mut b).unwrap();
+    assert_eq!(b, [9u8; 512]);
+    f.close(&gx).unwrap();
+    kill_backend(&hv, back);
+}
