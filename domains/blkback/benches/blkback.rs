@@ -125,10 +125,15 @@ fn main() {
         max_mem_kib: 256 * 1024,
         ..CreateConfig::default()
     };
-    // Two blkback domains: persistent grants (the default), and grant
-    // copy only (`max_persistent: 0`, so `feature-persistent` is 0).
+    // Three blkback domains: persistent grants (the default), grant copy
+    // only (`max_persistent: 0`, so `feature-persistent` is 0), and a map
+    // of each request's grants for the request.
     let mut backs = Vec::new();
-    for max_persistent in [Config::default().max_persistent, 0] {
+    for (max_persistent, map_per_request) in [
+        (Config::default().max_persistent, false),
+        (0, false),
+        (0, true),
+    ] {
         let back = hv.test_domain(&mem).unwrap();
         let bid = back.domid();
         let x = xs.clone();
@@ -136,6 +141,7 @@ fn main() {
             workers: 32,
             direct: true,
             max_persistent,
+            map_per_request,
             ..Config::default()
         };
         let svc = std::thread::spawn(move || {
@@ -161,13 +167,13 @@ fn main() {
         .unwrap();
         BlkFront::connect(&g, &gx, devid, geo).unwrap()
     };
-    let (persistent, copy) = (backs[0].0, backs[1].0);
+    let (persistent, copy, map) = (backs[0].0, backs[1].0, backs[2].0);
     let run_for = Duration::from_secs(secs());
 
     // The disk is shared with everything else on the machine, so each
     // measurement alternates fio and the rings ROUNDS times and reports
     // the medians.
-    let mut res: [(Vec<f64>, Vec<f64>); 5] = Default::default();
+    let mut res: [(Vec<f64>, Vec<f64>); 7] = Default::default();
     for _ in 0..ROUNDS {
         // 1 MiB sequential write, 8 in flight (indirect, 256 segments).
         let j = fio(
@@ -178,7 +184,7 @@ fn main() {
         res[0]
             .0
             .push(j["write"]["bw_bytes"].as_f64().unwrap() / 1e6);
-        for (k, back) in [(0, persistent), (3, copy)] {
+        for (k, back) in [(0, persistent), (3, copy), (5, map)] {
             let mut f = connect_to(
                 back,
                 Geometry {
@@ -192,6 +198,7 @@ fn main() {
             f.close(&gx).unwrap();
         }
         res[3].0.push(res[0].0[res[0].0.len() - 1]);
+        res[5].0.push(res[0].0[res[0].0.len() - 1]);
 
         // 4 KiB random reads, 32 in flight.
         let j = fio(
@@ -205,7 +212,7 @@ fn main() {
             ],
         );
         res[1].0.push(j["read"]["iops"].as_f64().unwrap());
-        for (k, back) in [(1, persistent), (4, copy)] {
+        for (k, back) in [(1, persistent), (4, copy), (6, map)] {
             let mut f = connect_to(
                 back,
                 Geometry {
@@ -225,6 +232,7 @@ fn main() {
             f.close(&gx).unwrap();
         }
         res[4].0.push(res[1].0[res[1].0.len() - 1]);
+        res[6].0.push(res[1].0[res[1].0.len() - 1]);
 
         // 4 KiB sequential writes, each followed by a flush (fio:
         // fdatasync=1; a flush is fdatasync).
@@ -260,6 +268,8 @@ fn main() {
         ("blkback_write_4k_fdatasync", "IOPS"),
         ("blkback_seqwrite_1m_qd8_grant_copy", "MB/s"),
         ("blkback_randread_4k_qd32_grant_copy", "IOPS"),
+        ("blkback_seqwrite_1m_qd8_map_per_request", "MB/s"),
+        ("blkback_randread_4k_qd32_map_per_request", "IOPS"),
     ]
     .into_iter()
     .zip(res.iter_mut())

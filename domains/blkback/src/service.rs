@@ -71,8 +71,11 @@ pub struct Config {
     /// Open images with `O_DIRECT`.
     pub direct: bool,
     /// Offer `feature-persistent` and keep up to this many data grants
-    /// mapped per connection (0: never map, always grant-copy).
+    /// mapped per connection (0: not offered).
     pub max_persistent: usize,
+    /// Without persistent grants, map each request's grants for the
+    /// request instead of grant-copying segment by segment.
+    pub map_per_request: bool,
 }
 
 impl Default for Config {
@@ -83,6 +86,7 @@ impl Default for Config {
             max_ring_page_order: MAX_RING_PAGE_ORDER,
             direct: false,
             max_persistent: 32 * 256,
+            map_per_request: false,
         }
     }
 }
@@ -347,6 +351,21 @@ struct Grants<'a, P: GrantTable> {
     front: DomId,
     persistent: Option<Mutex<std::collections::HashMap<u32, Arc<P::Mapping>>>>,
     max: usize,
+    /// Without persistent grants: map a request's pages for the request
+    /// (one `map` of all its grants) instead of grant-copying each segment.
+    map_per_request: bool,
+}
+
+impl<P: GrantTable> Grants<'_, P> {
+    /// Maps all the segments' grants at once, if this connection maps per
+    /// request; `None` otherwise (or if the map fails: then copy).
+    fn map_request(&self, segs: &[crate::wire::Segment]) -> Option<P::Mapping> {
+        if !self.map_per_request || self.persistent.is_some() {
+            return None;
+        }
+        let refs: Vec<xen::GrantRef> = segs.iter().map(|s| s.gref).collect();
+        self.plat.map(self.front, &refs, false).ok()
+    }
 }
 
 impl<P: GrantTable> Grants<'_, P>
@@ -476,6 +495,7 @@ where
         persistent: (fr.persistent && cfg.max_persistent > 0)
             .then(|| Mutex::new(std::collections::HashMap::new())),
         max: cfg.max_persistent,
+        map_per_request: cfg.map_per_request,
     };
     let max_bytes = usize::from(limits.max_indirect_segments.max(11)) * PAGE_SIZE;
     let (tx, rx) = mpsc::sync_channel::<Job>(reqs.size() as usize);
@@ -666,6 +686,18 @@ where
     where
         P::Mapping: Send + Sync,
     {
+        if let Some(m) = grants.map_request(segs) {
+            let mem = m.ro();
+            let mut at = 0;
+            for (i, s) in segs.iter().enumerate() {
+                mem.read_bytes(
+                    i * PAGE_SIZE + usize::from(s.offset()),
+                    &mut bytes[at..at + s.len()],
+                );
+                at += s.len();
+            }
+            return Ok(());
+        }
         grants.fill(local, segs);
         let mut at = 0;
         for s in segs {
@@ -678,6 +710,17 @@ where
         Io::Read { offset, segs } => {
             let bytes = buf.bytes_mut(len);
             storage.read_at(bytes, *offset).map_err(|_| Reason::Io)?;
+            if let Some(rw) = grants.map_request(segs).as_ref().and_then(|m| m.rw()) {
+                let mut at = 0;
+                for (i, s) in segs.iter().enumerate() {
+                    rw.write_bytes(
+                        i * PAGE_SIZE + usize::from(s.offset()),
+                        &bytes[at..at + s.len()],
+                    );
+                    at += s.len();
+                }
+                return Ok(());
+            }
             grants.fill(local, segs);
             let mut at = 0;
             for s in segs {

@@ -52,11 +52,15 @@ struct Back {
 }
 
 fn start_backend(hv: &Hypervisor, xs: &MemStore) -> Back {
+    start_backend_with(hv, xs, Config::default())
+}
+
+fn start_backend_with(hv: &Hypervisor, xs: &MemStore, config: Config) -> Back {
     let dom = hv.test_domain(&cfg()).unwrap();
     let id = dom.domid();
     let (d, x) = (dom.clone(), xs.clone());
     let thread = std::thread::spawn(move || {
-        let e = service::run(&d, move || x.connect(id), &Config::default());
+        let e = service::run(&d, move || x.connect(id), &config);
         eprintln!("blkback {id:?} stopped: {e}");
     });
     Back { dom, id, thread }
@@ -564,4 +568,51 @@ fn missing_image_closes_that_device_only() {
     assert_eq!(b, [9u8; 512]);
     f.close(&gx).unwrap();
     kill_backend(&hv, back);
+}
+
+#[test]
+fn every_data_path_moves_the_same_bytes() {
+    let dir = tmpdir("paths");
+    let hv = Hypervisor::new();
+    let xs = MemStore::new();
+    for (i, (max_persistent, map_per_request)) in [(8192, false), (0, false), (0, true)]
+        .into_iter()
+        .enumerate()
+    {
+        let img = dir.join(format!("{i}.raw"));
+        windsor_blkback::storage::RawFile::create(&img, 4 * MIB).unwrap();
+        let back = start_backend_with(
+            &hv,
+            &xs,
+            Config {
+                max_persistent,
+                map_per_request,
+                ..Config::default()
+            },
+        );
+        let g = guest(&hv);
+        attach(&xs, back.id, g.domid(), 51712, &img);
+        let gx = xs.connect(g.domid());
+        let geo = Geometry {
+            queue_depth: 2,
+            pages_per_request: 64,
+            ring_page_order: 0,
+        };
+        let mut f = BlkFront::connect(&g, &gx, 51712, geo).unwrap();
+        let data: Vec<u8> = (0..64 * 4096 - 1536)
+            .map(|j| (j * 13 % 241) as u8)
+            .collect();
+        f.write(3, &data).unwrap();
+        let mut back_data = vec![0u8; data.len()];
+        f.read(3, &mut back_data).unwrap();
+        assert_eq!(back_data, data, "path {i}");
+        f.close(&gx).unwrap();
+        kill_backend(&hv, back);
+        let on_disk = std::fs::read(&img).unwrap();
+        assert_eq!(
+            &on_disk[3 * 512..3 * 512 + data.len()],
+            &data[..],
+            "path {i}"
+        );
+    }
 }
