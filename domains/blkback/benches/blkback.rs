@@ -54,9 +54,10 @@ fn keep_busy<P: Platform>(
         for (s, st) in f.complete(Duration::from_secs(10)).unwrap() {
             assert_eq!(st, BLKIF_RSP_OKAY);
             done += 1;
-            f.submit(s, op, (at(i) % chunks) * per, len).unwrap();
+            f.queue(s, op, (at(i) % chunks) * per, len).unwrap();
             i += 1;
         }
+        f.kick().unwrap();
     }
     let mut left = depth;
     while left > 0 {

@@ -199,6 +199,13 @@ impl<'p, P: Platform> BlkFront<'p, P> {
     /// Queues a request on `slot` (its pages hold the data to write, or
     /// receive what is read) and tells the backend.
     pub fn submit(&mut self, slot: usize, op: Op, sector: u64, len: usize) -> Result<(), Error> {
+        self.queue(slot, op, sector, len)?;
+        self.kick()
+    }
+
+    /// Like [`submit`](Self::submit) but does not tell the backend yet:
+    /// queue several, then [`kick`](Self::kick) once.
+    pub fn queue(&mut self, slot: usize, op: Op, sector: u64, len: usize) -> Result<(), Error> {
         if slot >= self.geo.queue_depth || len > self.slot_bytes() || len % 512 != 0 {
             return Err(Error::BadRequest);
         }
@@ -218,7 +225,12 @@ impl<'p, P: Platform> BlkFront<'p, P> {
         if !self.ring.push(&mem, &slot_bytes) {
             return Err(Error::BadRequest);
         }
-        if self.ring.publish(&mem) {
+        Ok(())
+    }
+
+    /// Publishes queued requests and tells the backend if it asked.
+    pub fn kick(&mut self) -> Result<(), Error> {
+        if self.ring.publish(&self.ring_pages.mem()) {
             self.plat.notify(self.port)?;
         }
         Ok(())
