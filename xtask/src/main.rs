@@ -74,6 +74,7 @@ const NO_STD_CRATES: &[&str] = &[
     "windsor-xenstore-client",
     "windsor-netback",
     "windsor-blkback",
+    "windsor-blkfront",
     "windsor-toolstack",
     "windsor-boot-config",
     "windsor-api",
@@ -86,6 +87,7 @@ const BENCHES: &[(&str, &str)] = &[
     ("windsor-toolstack", "lifecycle"),
     ("windsor-api", "api_lifecycle"),
     ("windsor", "up_vm_start"),
+    ("windsor-blkback", "blkback"),
 ];
 
 fn main() -> Result<()> {

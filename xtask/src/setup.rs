@@ -4,6 +4,7 @@
 //! | what | why |
 //! |---|---|
 //! | rustup target `x86_64-unknown-none` | the `no_std` cores and unikernel images |
+//! | `fio`, `qemu-utils` | blkback: the reference of its benchmarks; `qemu-img` creates and checks qcow2 images in its tests |
 //! | `libxen-dev` | the C layout test of `xen::abi`; `vchan-interop` links the real `libxenvchan.a`; `xs-load` links libxenstore |
 //! | `xenstore-utils`, `xen-utils-4.17` | real xenstore clients and Xen's `test-xenstore` |
 //! | `qemu-system-x86`, `xen-hypervisor-4.17-amd64` | Xen-mode boots (see `xen_boot::ensure_xen_tools`) |
@@ -18,7 +19,13 @@ use anyhow::{bail, Context, Result};
 use crate::xen_boot;
 
 /// Debian packages the tests use (QEMU and Xen come from `ensure_xen_tools`).
-const DEBIAN: &[&str] = &["libxen-dev", "xenstore-utils", "xen-utils-4.17"];
+const DEBIAN: &[&str] = &[
+    "libxen-dev",
+    "xenstore-utils",
+    "xen-utils-4.17",
+    "fio",
+    "qemu-utils",
+];
 /// Python modules: (import name, pip name).
 const PYTHON: &[(&str, &str)] = &[
     ("pyxs", "pyxs"),

@@ -1,7 +1,36 @@
-//! The block driver domain.
+//! The block driver domain: a blkif backend (`io/blkif.h`, Xen 4.17).
 //!
-//! This crate will own the blkif backend (`io/blkif.h`, Xen 4.17): the
-//! xenbus handshake with blkfront, the request/response ring over grants,
-//! and the storage back-ends (raw image files first).
+//! Layers, bottom up:
+//!
+//! * [`wire`]: ring slots parsed into typed, validated requests (read,
+//!   write, flush, barrier, discard, indirect), each failure keeping the
+//!   `id` needed to answer it;
+//! * [`ring`]: the backend's halves of the shared ring over `xen::shmem`
+//!   views (peer indices read once, overflow refused, slots copied out);
+//! * [`vbd`]: a request resolved against the disk (bounds, read-only,
+//!   ordering of flushes and barriers);
+//! * [`xenbus`]: the handshake with the frontend as a state machine over a
+//!   [`XenStore`](windsor_xenstore::client::XenStore) client;
+//! * with `std`: [`storage`] (raw sparse files and qcow2 behind one trait)
+//!   and [`service`], which runs the backend on the platform traits:
+//!   grants, event channels and a pool of I/O threads.
+//!
+//! The core (everything but `storage` and `service`) is `no_std` + alloc
+//! and sans-IO; nothing in the crate is `unsafe`.
 #![no_std]
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+extern crate alloc;
+#[cfg(any(feature = "std", test))]
+extern crate std;
+
+pub mod ring;
+pub mod vbd;
+pub mod wire;
+pub mod xenbus;
+
+#[cfg(feature = "std")]
+pub mod service;
+#[cfg(feature = "std")]
+pub mod storage;

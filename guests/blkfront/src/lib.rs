@@ -1,0 +1,29 @@
+//! A blkif frontend (`io/blkif.h`, Xen 4.17) for Windsor's own guests.
+//!
+//! Layers:
+//!
+//! * [`ring`]: the frontend's indices over the shared ring pages it owns;
+//! * [`request`]: read/write/flush requests built from granted pages,
+//!   direct (up to 11 segments) or indirect (segments in an indirect page);
+//! * [`xenbus`]: the frontend's side of the handshake (backend features in,
+//!   ring references and event channel out, states) over a
+//!   [`XenStore`](windsor_xenstore::client::XenStore) client;
+//! * with `std`: [`driver`], a blocking driver on the platform traits that
+//!   grants its data pages once and reuses them (as a frontend using
+//!   persistent grants does).
+//!
+//! The core is `no_std` + alloc and sans-IO; nothing here is `unsafe`.
+#![no_std]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod request;
+pub mod ring;
+pub mod xenbus;
+
+#[cfg(feature = "std")]
+pub mod driver;
