@@ -140,3 +140,39 @@ fn down_member_catches_up_by_snapshot_and_membership_changes() {
     let v = c.rt.block_on(cl.read("/pool/s/k59")).unwrap();
     assert_eq!(v.map(|x| x.0), Some(b"v".to_vec()));
 }
+
+#[test]
+fn slow_follower_does_not_slow_the_pool_and_catches_up() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let c = Cluster::new(3);
+    let leader = c.wait_leader(Duration::from_secs(10));
+    let slow = if leader == 1 { 2 } else { 1 };
+    let pid = Pid::from_raw(c.pid(slow).unwrap() as i32);
+    let mut cl = c.client();
+    // The follower runs 100 ms in every 400 (SIGSTOP/SIGCONT): a starved
+    // host. The two others are a majority and keep the pace.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s2 = stop.clone();
+    let starver = std::thread::spawn(move || {
+        while !s2.load(std::sync::atomic::Ordering::Relaxed) {
+            kill(pid, Signal::SIGSTOP).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            kill(pid, Signal::SIGCONT).unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let t = Instant::now();
+    let mut last = 0;
+    for i in 0..100 {
+        last = put(&c, &mut cl, &format!("/pool/slow/k{i}"), "v");
+    }
+    let took = t.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    starver.join().unwrap();
+    kill(pid, Signal::SIGCONT).unwrap();
+    assert!(took < Duration::from_secs(10), "100 writes took {took:?}");
+    c.wait_applied(slow, last, Duration::from_secs(10));
+    // The slow follower never took over: no leader change was needed.
+    assert_eq!(c.wait_leader(Duration::from_secs(5)), leader);
+}
