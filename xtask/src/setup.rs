@@ -7,6 +7,8 @@
 //! | `libxen-dev` | the C layout test of `xen::abi`; `vchan-interop` links the real `libxenvchan.a`; `xs-load` links libxenstore |
 //! | `xenstore-utils`, `xen-utils-4.17` | real xenstore clients and Xen's `test-xenstore` |
 //! | `qemu-system-x86`, `xen-hypervisor-4.17-amd64` | Xen-mode boots (see `xen_boot::ensure_xen_tools`) |
+//! | `etcd-server` | the reference of the `/pool` replication benchmark (`pool_vs_etcd`) |
+//! | `iproute2` | network namespaces of the `/pool` partition test |
 //! | PyPI `pyxs`, `XenAPI` | real Python clients of the xenstore and the lifecycle API |
 //! | npm `xen-api` (`api/tests/node/package.json`) | the real JavaScript client of the lifecycle API |
 
@@ -17,7 +19,13 @@ use anyhow::{bail, Context, Result};
 use crate::xen_boot;
 
 /// Debian packages the tests use (QEMU and Xen come from `ensure_xen_tools`).
-const DEBIAN: &[&str] = &["libxen-dev", "xenstore-utils", "xen-utils-4.17"];
+const DEBIAN: &[&str] = &[
+    "libxen-dev",
+    "xenstore-utils",
+    "xen-utils-4.17",
+    "etcd-server",
+    "iproute2",
+];
 /// Python modules: (import name, pip name).
 const PYTHON: &[(&str, &str)] = &[("pyxs", "pyxs"), ("XenAPI", "XenAPI")];
 /// npm projects of the tests, installed with `npm install --prefix DIR`.
