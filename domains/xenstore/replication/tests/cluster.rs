@@ -176,3 +176,44 @@ fn slow_follower_does_not_slow_the_pool_and_catches_up() {
     // The slow follower never took over: no leader change was needed.
     assert_eq!(c.wait_leader(Duration::from_secs(5)), leader);
 }
+
+#[test]
+fn five_members_survive_two_kills() {
+    let mut c = Cluster::new(5);
+    let leader = c.wait_leader(Duration::from_secs(10));
+    let mut cl = c.client();
+    let mut acked = Vec::new();
+    for i in 0..20 {
+        let p = format!("/pool/five/a{i}");
+        put(&c, &mut cl, &p, "v");
+        acked.push(p);
+    }
+    // The leader and one follower die: three of five are a majority.
+    let follower = (1..=5).find(|i| *i != leader).unwrap();
+    c.kill(leader);
+    c.kill(follower);
+    let l2 = c.wait_leader(Duration::from_secs(10));
+    assert!(l2 != leader && l2 != follower);
+    let mut last = 0;
+    for i in 0..20 {
+        let p = format!("/pool/five/b{i}");
+        last = put(&c, &mut cl, &p, "v");
+        acked.push(p);
+    }
+    // A third death leaves no majority: a write cannot commit.
+    let third = c.live().into_iter().find(|i| *i != l2).unwrap();
+    c.kill(third);
+    let mut short = c.client();
+    short.deadline = Duration::from_secs(1);
+    let r =
+        c.rt.block_on(short.submit(write("/pool/five/no-majority", "x")));
+    assert!(r.is_err(), "a write committed without a majority: {r:?}");
+    // Back to four: everything acknowledged is there, on the restarted too.
+    c.start(third);
+    c.start(leader);
+    c.wait_applied(leader, last, Duration::from_secs(15));
+    for p in &acked {
+        let v = c.rt.block_on(cl.read(p)).unwrap();
+        assert!(v.is_some(), "{p} lost");
+    }
+}
