@@ -48,6 +48,7 @@
 //! changes into its tree and fires the watches.
 
 pub mod client;
+pub mod mirror;
 pub mod net;
 pub mod node;
 pub mod proto;

@@ -210,6 +210,11 @@ impl PoolTree {
         self.nodes.get(path).map(|n| n.rev)
     }
 
+    /// Every node, parents before their children.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Node)> {
+        self.nodes.iter().map(|(k, n)| (k.as_str(), n))
+    }
+
     /// Number of nodes (the root included).
     pub fn len(&self) -> usize {
         self.nodes.len()
