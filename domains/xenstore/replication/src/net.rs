@@ -23,6 +23,11 @@ use crate::TypeConfig;
 
 /// How long a connection attempt to a peer may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// The least time an RPC is given once sent. openraft's own TTL is the
+/// heartbeat interval; a member that takes a few times that (a loaded
+/// host, a slow disk) should answer late rather than have its connection
+/// torn down and rebuilt with a new TLS handshake.
+pub const MIN_RPC_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Opens a TLS connection to `addr` as a pool member.
 pub async fn connect(tls: &Tls, addr: &str) -> io::Result<TlsStream<TcpStream>> {
@@ -84,13 +89,15 @@ enum CallError {
 
 impl PeerConn {
     async fn call(&mut self, req: &Request, ttl: Duration) -> Result<Response, CallError> {
+        if self.stream.is_none() {
+            // Bounded by CONNECT_TIMEOUT itself.
+            let s = connect(&self.tls, &self.addr)
+                .await
+                .map_err(|e| CallError::Connect(self.addr.clone(), e))?;
+            self.stream = Some(s);
+        }
+        let ttl = ttl.max(MIN_RPC_TIMEOUT);
         let r = tokio::time::timeout(ttl, async {
-            if self.stream.is_none() {
-                let s = connect(&self.tls, &self.addr)
-                    .await
-                    .map_err(|e| CallError::Connect(self.addr.clone(), e))?;
-                self.stream = Some(s);
-            }
             let Some(s) = self.stream.as_mut() else {
                 return Err(CallError::Mismatch);
             };

@@ -36,16 +36,18 @@ pub struct NodeConfig {
     pub bootstrap: Option<BTreeMap<u64, String>>,
 }
 
-/// Raft timing: a heartbeat every 50 ms, an election after 150–300 ms
-/// without one. Failover then takes one election timeout plus a round of
-/// votes, within the 0.5 s goal, while tolerating a loaded host's delays
-/// of a few heartbeats.
+/// Raft timing: a heartbeat every 30 ms, an election after 100–200 ms
+/// without one. openraft's voters refuse to vote for `election_timeout_max`
+/// after the last heartbeat they saw (its leader lease, which also keeps a
+/// member back from a pause from deposing a live leader), so failover takes
+/// 200–400 ms plus a round of votes: within the 0.5 s goal, while a loaded
+/// host may still miss a few heartbeats without an election.
 pub fn raft_config() -> openraft::Config {
     openraft::Config {
         cluster_name: "windsor-pool".into(),
-        heartbeat_interval: 50,
-        election_timeout_min: 150,
-        election_timeout_max: 300,
+        heartbeat_interval: 30,
+        election_timeout_min: 100,
+        election_timeout_max: 200,
         install_snapshot_timeout: 2000,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY),
         max_in_snapshot_log_to_keep: 500,

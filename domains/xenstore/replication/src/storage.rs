@@ -77,7 +77,17 @@ fn get_meta(db: &Database, key: &str) -> Result<Option<Vec<u8>>, SErr> {
 }
 
 fn put_meta(db: &Database, key: &str, val: &[u8]) -> Result<(), SErr> {
-    let tx = db.begin_write().map_err(w_err)?;
+    put_meta_with(db, key, val, redb::Durability::Immediate)
+}
+
+fn put_meta_with(
+    db: &Database,
+    key: &str,
+    val: &[u8],
+    durability: redb::Durability,
+) -> Result<(), SErr> {
+    let mut tx = db.begin_write().map_err(w_err)?;
+    tx.set_durability(durability);
     {
         let mut t = tx.open_table(META).map_err(w_err)?;
         t.insert(key, val).map_err(w_err)?;
@@ -147,7 +157,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> Result<(), SErr> {
-        put_meta(&self.db, "committed", &enc(&committed)?)
+        // A hint for the restart (re-apply up to here at once): losing the
+        // latest value costs nothing but waiting for the leader, so no
+        // sync of its own; the next synced commit carries it.
+        put_meta_with(
+            &self.db,
+            "committed",
+            &enc(&committed)?,
+            redb::Durability::None,
+        )
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, SErr> {
