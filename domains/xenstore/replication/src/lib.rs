@@ -40,12 +40,13 @@
 //! # The seam with the xenstore daemon
 //!
 //! The daemon keeps handling `/local/...` alone. For a request under
-//! `/pool` it checks permissions on its local copy, then submits a
-//! [`sm::Command`] (a transaction as one [`sm::Command::Txn`] with the
-//! revisions it read) through [`client::PoolClient`] or an in-process
+//! `/pool` it submits a [`sm::Command`] on behalf of the caller
+//! ([`sm::Command::As`]: permissions are checked at apply time; a
+//! transaction as one [`sm::Command::Txn`] with the revisions it read)
+//! through [`client::PoolClient`] or an in-process
 //! [`node::PoolNode`], and replies with the replicated outcome. Every
 //! host's daemon subscribes to the applied-entry stream, mirrors the
-//! changes into its tree and fires the watches.
+//! changes into its tree and fires the watches ([`mirror`]).
 
 pub mod client;
 pub mod mirror;

@@ -13,8 +13,9 @@
 //!
 //! The rest of the integration (not done here: the daemon's files belong
 //! to another change in flight) is in the daemon's request path: a request
-//! naming a path under `/pool` ([`is_pool_path`]) is checked against the
-//! local copy's permissions, turned into a [`crate::sm::Command`] — a
+//! naming a path under `/pool` ([`is_pool_path`]) is turned into a
+//! [`crate::sm::Command`] wrapped in `Command::As` with the caller's
+//! domain, so its permissions are checked at apply time on every replica — a
 //! transaction that touched `/pool` into one `Command::Txn` carrying the
 //! [`crate::sm::PoolTree::rev`] of every path it touched — and submitted;
 //! the reply waits for the replicated outcome. Linearizable reads of

@@ -17,13 +17,20 @@
 //! whose touched nodes changed. Since the comparison uses only replicated
 //! state, every replica reaches the same verdict.
 //!
-//! Permissions are stored as xenstore's wire form (`"n0\0r1\0"`), opaque
-//! here: checking them against the caller stays with the daemon, which
-//! knows the caller's domain (see the crate doc).
+//! Permissions are stored in xenstore's wire form (`"n0\0r1\0"`). A
+//! command wrapped in [`Command::As`] names its caller, and its operations
+//! are checked against the permissions *at apply time*, on every replica
+//! (write on the node, or on its nearest existing ancestor to create it;
+//! ownership to set permissions), so a permission change ordered before
+//! an operation is honoured everywhere; nodes an unprivileged caller
+//! creates are owned by it, as in xenstored. A bare command is the
+//! privileged toolstack's.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use windsor_xenstore::perms::{Perms, Who};
+use xen::DomId;
 
 /// Longest path accepted (`XENSTORE_ABS_PATH_MAX`).
 pub const MAX_PATH: usize = 3072;
@@ -53,8 +60,9 @@ pub enum PoolError {
     /// `E2BIG`: a value or a transaction over its bound.
     #[error("E2BIG: value or transaction too large")]
     TooBig,
-    /// `EACCES`: the root `/pool` itself cannot be removed.
-    #[error("EACCES: the pool root cannot be removed")]
+    /// `EACCES`: the caller lacks the permission, or tried to remove the
+    /// root `/pool`.
+    #[error("EACCES: permission denied")]
     Access,
 }
 
@@ -112,9 +120,38 @@ impl Op {
     }
 }
 
+/// Who issued a command, for the permission checks at apply time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Caller {
+    /// The caller's domain.
+    pub dom: u16,
+    /// dom0 or the privileged domain: bypasses permissions.
+    pub privileged: bool,
+    /// Set by `XS_SET_TARGET`: the caller acts for this domain too.
+    pub target: Option<u16>,
+}
+
+impl Caller {
+    fn who(&self) -> Who {
+        Who {
+            dom: DomId(self.dom),
+            privileged: self.privileged,
+            target: self.target.map(DomId),
+        }
+    }
+}
+
 /// One log entry's worth of work.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
+    /// `cmd` on behalf of `caller`, checked against the permissions of
+    /// the nodes at apply time (`EACCES`).
+    As {
+        /// Who asks.
+        caller: Caller,
+        /// What (an `As` inside is refused with `EINVAL`).
+        cmd: Box<Command>,
+    },
     /// A single operation outside a transaction.
     Op(Op),
     /// A whole xenstore transaction, validated against its read set.
@@ -246,16 +283,22 @@ impl PoolTree {
     pub fn apply(&mut self, index: u64, cmd: &Command) -> Outcome {
         let mut undo = Vec::new();
         let mut changed = Vec::new();
+        let (who, cmd) = match cmd {
+            Command::As { caller, cmd } => (Some(caller.who()), &**cmd),
+            c => (None, c),
+        };
         let result = match cmd {
-            Command::Op(op) => self.apply_op(index, op, &mut undo, &mut changed),
+            Command::As { .. } => Err(PoolError::Inval),
+            Command::Op(op) => self.apply_op(index, op, who.as_ref(), &mut undo, &mut changed),
             Command::Txn { reads, ops } => {
                 if ops.len() > MAX_TXN_OPS || reads.len() > MAX_TXN_OPS {
                     Err(PoolError::TooBig)
                 } else if reads.iter().any(|(p, r)| self.rev(p) != *r) {
                     Err(PoolError::Again)
                 } else {
-                    ops.iter()
-                        .try_for_each(|op| self.apply_op(index, op, &mut undo, &mut changed))
+                    ops.iter().try_for_each(|op| {
+                        self.apply_op(index, op, who.as_ref(), &mut undo, &mut changed)
+                    })
                 }
             }
         };
@@ -289,6 +332,7 @@ impl PoolTree {
         &mut self,
         index: u64,
         path: &str,
+        who: Option<&Who>,
         undo: &mut Vec<(String, Option<Node>)>,
         changed: &mut Vec<String>,
     ) {
@@ -296,11 +340,18 @@ impl PoolTree {
             return;
         }
         let Some(p) = parent(path) else { return };
-        self.create(index, p, undo, changed);
-        let perms = self
+        self.create(index, p, who, undo, changed);
+        let mut perms = self
             .nodes
             .get(p)
             .map_or_else(|| DEFAULT_PERMS.to_vec(), |n| n.perms.clone());
+        if let Some(w) = who.filter(|w| !w.privileged) {
+            // An unprivileged creator owns what it creates.
+            if let Ok(pp) = Perms::parse(&perms) {
+                perms.clear();
+                pp.with_owner(w.dom).emit(&mut perms);
+            }
+        }
         self.touch(index, p, undo);
         self.save(undo, path);
         self.nodes.insert(
@@ -314,20 +365,56 @@ impl PoolTree {
         changed.push(path.to_string());
     }
 
+    /// The caller's rights on `path`, or on its nearest existing ancestor
+    /// if it does not exist (what creating it needs).
+    fn rights(&self, who: &Who, path: &str) -> windsor_xenstore::perms::Rights {
+        let mut p = path;
+        loop {
+            if let Some(n) = self.nodes.get(p) {
+                return Perms::parse(&n.perms)
+                    .map(|pp| pp.rights(who))
+                    .unwrap_or_default();
+            }
+            match parent(p) {
+                Some(q) => p = q,
+                None => return Default::default(),
+            }
+        }
+    }
+
+    fn check(&self, who: Option<&Who>, op: &Op) -> Result<(), PoolError> {
+        let Some(who) = who else { return Ok(()) };
+        let r = self.rights(who, op.path());
+        let exists = self.nodes.contains_key(op.path());
+        let ok = match op {
+            Op::Write { .. } | Op::Rm { .. } => r.write,
+            Op::Mkdir { .. } => exists || r.write,
+            // Absent: `ENOENT` from the operation itself.
+            Op::SetPerms { .. } => !exists || r.owner,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(PoolError::Access)
+        }
+    }
+
     fn apply_op(
         &mut self,
         index: u64,
         op: &Op,
+        who: Option<&Who>,
         undo: &mut Vec<(String, Option<Node>)>,
         changed: &mut Vec<String>,
     ) -> Result<(), PoolError> {
         check_path(op.path())?;
+        self.check(who, op)?;
         match op {
             Op::Write { path, value } => {
                 if value.len() > MAX_VALUE {
                     return Err(PoolError::TooBig);
                 }
-                self.create(index, path, undo, changed);
+                self.create(index, path, who, undo, changed);
                 self.save(undo, path);
                 if let Some(n) = self.nodes.get_mut(path.as_str()) {
                     n.value.clone_from(value);
@@ -337,7 +424,7 @@ impl PoolTree {
                     changed.push(path.clone());
                 }
             }
-            Op::Mkdir { path } => self.create(index, path, undo, changed),
+            Op::Mkdir { path } => self.create(index, path, who, undo, changed),
             Op::Rm { path } => {
                 if path == ROOT {
                     return Err(PoolError::Access);
@@ -366,6 +453,9 @@ impl PoolTree {
             Op::SetPerms { path, perms } => {
                 if perms.len() > MAX_VALUE {
                     return Err(PoolError::TooBig);
+                }
+                if Perms::parse(perms).is_err() {
+                    return Err(PoolError::Inval);
                 }
                 self.save(undo, path);
                 let n = self.nodes.get_mut(path.as_str()).ok_or(PoolError::NoEnt)?;
@@ -499,6 +589,59 @@ mod tests {
         };
         assert_eq!(t.apply(1, &txn).result, Err(PoolError::NoEnt));
         assert_eq!(t, before);
+    }
+
+    #[test]
+    fn callers_are_checked_at_apply_time() {
+        let as_dom = |dom: u16, cmd: Command| Command::As {
+            caller: Caller {
+                dom,
+                privileged: false,
+                target: None,
+            },
+            cmd: Box::new(cmd),
+        };
+        let mut t = PoolTree::default();
+        // The toolstack makes /pool/guest writable by domain 5.
+        t.apply(1, &Command::Op(w("/pool/guest", "")));
+        let give = Command::Op(Op::SetPerms {
+            path: "/pool/guest".into(),
+            perms: b"n0\0b5\0".to_vec(),
+        });
+        // Before the grant is applied, domain 5 is refused everywhere.
+        let deny = t.apply(2, &as_dom(5, Command::Op(w("/pool/guest/x", "1"))));
+        assert_eq!(deny.result, Err(PoolError::Access));
+        assert_eq!(t.apply(3, &give).result, Ok(()));
+        let ok = t.apply(4, &as_dom(5, Command::Op(w("/pool/guest/x", "1"))));
+        assert_eq!(ok.result, Ok(()));
+        // It owns what it created; domain 6 may not touch it.
+        assert_eq!(t.get("/pool/guest/x").unwrap().perms, b"n5\0b5\0");
+        assert_eq!(
+            t.apply(5, &as_dom(6, Command::Op(w("/pool/guest/x", "2"))))
+                .result,
+            Err(PoolError::Access)
+        );
+        // Only the owner sets permissions; bad permission strings are refused.
+        let setp = |p: &[u8]| {
+            Command::Op(Op::SetPerms {
+                path: "/pool/guest".into(),
+                perms: p.to_vec(),
+            })
+        };
+        assert_eq!(
+            t.apply(6, &as_dom(5, setp(b"n5\0"))).result,
+            Err(PoolError::Access)
+        );
+        assert_eq!(t.apply(7, &setp(b"zz")).result, Err(PoolError::Inval));
+        // Nor may it remove the root.
+        assert_eq!(
+            t.apply(8, &as_dom(5, Command::Op(Op::Rm { path: ROOT.into() })))
+                .result,
+            Err(PoolError::Access)
+        );
+        // Nested callers are refused.
+        let nested = as_dom(0, as_dom(5, Command::Op(w("/pool/guest/y", "1"))));
+        assert_eq!(t.apply(9, &nested).result, Err(PoolError::Inval));
     }
 
     #[test]
