@@ -177,3 +177,78 @@ impl Tls {
         ServerName::try_from(SERVER_NAME).unwrap_or_else(|_| unreachable!("a valid DNS name"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn mode(p: &Path) -> u32 {
+        fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    fn member(dir: &Path, ca: &str, id: u64) -> Tls {
+        let ca = dir.join(ca);
+        if !ca.join("ca.pem").exists() {
+            create_ca(&ca).unwrap();
+        }
+        let out = dir.join(format!(
+            "{}-{id}",
+            ca.display().to_string().replace('/', "_")
+        ));
+        issue_member(&ca, id, &out).unwrap();
+        assert_eq!(mode(&out.join("node.key")), 0o600);
+        Tls::load(&out).unwrap()
+    }
+
+    /// Serves one connection: echo one byte.
+    async fn serve(tls: Tls) -> std::net::SocketAddr {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let a = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (s, _) = l.accept().await.unwrap();
+                let acc = tokio_rustls::TlsAcceptor::from(tls.server.clone());
+                tokio::spawn(async move {
+                    if let Ok(mut s) = acc.accept(s).await {
+                        let mut b = [0u8; 1];
+                        if s.read_exact(&mut b).await.is_ok() {
+                            let _ = s.write_all(&b).await;
+                        }
+                    }
+                });
+            }
+        });
+        a
+    }
+
+    async fn echo(tls: &Tls, a: std::net::SocketAddr) -> bool {
+        let Ok(s) = tokio::net::TcpStream::connect(a).await else {
+            return false;
+        };
+        let c = tokio_rustls::TlsConnector::from(tls.client.clone());
+        let Ok(mut s) = c.connect(Tls::server_name(), s).await else {
+            return false;
+        };
+        let mut b = [0u8; 1];
+        s.write_all(b"x").await.is_ok() && s.read_exact(&mut b).await.is_ok() && b == *b"x"
+    }
+
+    #[tokio::test]
+    async fn only_members_of_the_same_pool_talk() {
+        let d = tempfile::tempdir().unwrap();
+        let a1 = member(d.path(), "poolA", 1);
+        let a2 = member(d.path(), "poolA", 2);
+        let b1 = member(d.path(), "poolB", 1);
+        assert_eq!(mode(&d.path().join("poolA/ca.key")), 0o600);
+        let srv = serve(a1.clone()).await;
+        assert!(echo(&a2, srv).await, "a member of the pool is refused");
+        // A stranger with a certificate from another CA: the server refuses
+        // its client certificate.
+        assert!(!echo(&b1, srv).await, "a stranger was let in");
+        // And a member refuses a server of another pool.
+        let other = serve(b1).await;
+        assert!(!echo(&a2, other).await, "a member trusted a stranger");
+    }
+}
