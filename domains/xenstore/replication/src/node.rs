@@ -83,7 +83,9 @@ fn write_err(e: RaftError<u64, ClientWriteError<u64, BasicNode>>) -> ClientError
 }
 
 impl PoolNode {
-    /// Opens the storage, starts the engine and binds the port.
+    /// Opens the storage, starts the engine and binds the port. Needs
+    /// tokio's multi-threaded runtime: log commits sync inside
+    /// `block_in_place`.
     pub async fn start(cfg: &NodeConfig) -> anyhow::Result<(Arc<PoolNode>, TcpListener)> {
         std::fs::create_dir_all(&cfg.data_dir)
             .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
