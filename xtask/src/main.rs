@@ -84,6 +84,7 @@ const NO_STD_CRATES: &[&str] = &[
 const BENCHES: &[(&str, &str)] = &[
     ("vchan", "vchan"),
     ("windsor-xenstore", "xenstored"),
+    ("windsor-xenstore-replication", "pool_vs_etcd"),
     ("windsor-toolstack", "lifecycle"),
     ("windsor-api", "api_lifecycle"),
     ("windsor", "up_vm_start"),

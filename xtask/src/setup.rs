@@ -8,6 +8,8 @@
 //! | `libxen-dev` | the C layout test of `xen::abi`; `vchan-interop` links the real `libxenvchan.a`; `xs-load` links libxenstore |
 //! | `xenstore-utils`, `xen-utils-4.17` | real xenstore clients and Xen's `test-xenstore` |
 //! | `qemu-system-x86`, `xen-hypervisor-4.17-amd64` | Xen-mode boots (see `xen_boot::ensure_xen_tools`) |
+//! | `etcd-server` | the reference of the `/pool` replication benchmark (`pool_vs_etcd`) |
+//! | `iproute2` | network namespaces of the `/pool` partition test |
 //! | PyPI `pyxs`, `XenAPI` | real Python clients of the xenstore and the lifecycle API |
 //! | PyPI `ansible` | Ansible's `community.general.xenserver_*` modules against `windsor up` |
 //! | npm `xen-api` (`api/tests/node/package.json`) | the real JavaScript client of the lifecycle API |
@@ -25,6 +27,8 @@ const DEBIAN: &[&str] = &[
     "xen-utils-4.17",
     "fio",
     "qemu-utils",
+    "etcd-server",
+    "iproute2",
 ];
 /// Python modules: (import name, pip name).
 const PYTHON: &[(&str, &str)] = &[
