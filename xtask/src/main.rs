@@ -72,6 +72,7 @@ const NO_STD_CRATES: &[&str] = &[
     "vchan",
     "windsor-xenstore",
     "windsor-netback",
+    "windsor-control",
     "windsor-blkback",
     "windsor-toolstack",
     "windsor-boot-config",

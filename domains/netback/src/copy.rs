@@ -1,0 +1,78 @@
+//! Grant copy, the only way packet bytes cross between a frontend and us.
+//!
+//! Linux netback moves data with `GNTTABOP_copy` rather than mapping guest
+//! pages; so do we (a mapping costs a map and an unmap hypercall per page and
+//! lets a guest change bytes under our feet). The core asks for copies
+//! through [`GrantCopy`], implemented for every [`GrantTable`] of the
+//! platform and, in tests and fuzz targets, by [`MemGrants`].
+
+use xen::platform::GrantTable;
+use xen::{DomId, GrantRef};
+
+/// A grant copy failed: the frontend named a grant it did not give us, or
+/// one that is read-only where we must write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("grant copy of ref {gref} failed")]
+pub struct CopyError {
+    /// The grant reference.
+    pub gref: GrantRef,
+}
+
+/// Copies between our private memory and a peer's granted pages
+/// (`GNTTABOP_copy`). Offsets and lengths stay inside one page: the core
+/// checks that before calling.
+pub trait GrantCopy {
+    /// Copies from `dom`'s grant `gref` at `offset` into `buf`.
+    fn copy_in(&self, dom: DomId, gref: GrantRef, offset: u16, buf: &mut [u8]) -> Result<(), CopyError>;
+    /// Copies `buf` into `dom`'s writable grant `gref` at `offset`.
+    fn copy_out(&self, dom: DomId, gref: GrantRef, offset: u16, buf: &[u8]) -> Result<(), CopyError>;
+}
+
+impl<G: GrantTable> GrantCopy for G {
+    fn copy_in(&self, dom: DomId, gref: GrantRef, offset: u16, buf: &mut [u8]) -> Result<(), CopyError> {
+        self.copy_from_grant(dom, gref, offset, buf)
+            .map_err(|_| CopyError { gref })
+    }
+    fn copy_out(&self, dom: DomId, gref: GrantRef, offset: u16, buf: &[u8]) -> Result<(), CopyError> {
+        self.copy_to_grant(dom, gref, offset, buf)
+            .map_err(|_| CopyError { gref })
+    }
+}
+
+/// Grants in private memory: `pages[gref]` is the page of grant `gref`
+/// (any domain); refs past the end are bad. For tests and fuzz targets.
+#[derive(Debug, Default)]
+pub struct MemGrants {
+    /// The pages, indexed by grant reference.
+    pub pages: core::cell::RefCell<alloc::vec::Vec<[u8; xen::PAGE_SIZE]>>,
+}
+
+impl MemGrants {
+    /// `n` zeroed pages, grant refs `0..n`.
+    pub fn new(n: usize) -> Self {
+        MemGrants {
+            pages: core::cell::RefCell::new(alloc::vec![[0; xen::PAGE_SIZE]; n]),
+        }
+    }
+}
+
+impl GrantCopy for MemGrants {
+    fn copy_in(&self, _: DomId, gref: GrantRef, offset: u16, buf: &mut [u8]) -> Result<(), CopyError> {
+        let pages = self.pages.borrow();
+        let page = pages.get(gref.0 as usize).ok_or(CopyError { gref })?;
+        let src = page
+            .get(offset as usize..offset as usize + buf.len())
+            .ok_or(CopyError { gref })?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+    fn copy_out(&self, _: DomId, gref: GrantRef, offset: u16, buf: &[u8]) -> Result<(), CopyError> {
+        let mut pages = self.pages.borrow_mut();
+        let page = pages.get_mut(gref.0 as usize).ok_or(CopyError { gref })?;
+        let dst = page
+            .get_mut(offset as usize..offset as usize + buf.len())
+            .ok_or(CopyError { gref })?;
+        dst.copy_from_slice(buf);
+        Ok(())
+    }
+}
