@@ -23,17 +23,41 @@ pub struct CopyError {
 /// checks that before calling.
 pub trait GrantCopy {
     /// Copies from `dom`'s grant `gref` at `offset` into `buf`.
-    fn copy_in(&self, dom: DomId, gref: GrantRef, offset: u16, buf: &mut [u8]) -> Result<(), CopyError>;
+    fn copy_in(
+        &self,
+        dom: DomId,
+        gref: GrantRef,
+        offset: u16,
+        buf: &mut [u8],
+    ) -> Result<(), CopyError>;
     /// Copies `buf` into `dom`'s writable grant `gref` at `offset`.
-    fn copy_out(&self, dom: DomId, gref: GrantRef, offset: u16, buf: &[u8]) -> Result<(), CopyError>;
+    fn copy_out(
+        &self,
+        dom: DomId,
+        gref: GrantRef,
+        offset: u16,
+        buf: &[u8],
+    ) -> Result<(), CopyError>;
 }
 
 impl<G: GrantTable> GrantCopy for G {
-    fn copy_in(&self, dom: DomId, gref: GrantRef, offset: u16, buf: &mut [u8]) -> Result<(), CopyError> {
+    fn copy_in(
+        &self,
+        dom: DomId,
+        gref: GrantRef,
+        offset: u16,
+        buf: &mut [u8],
+    ) -> Result<(), CopyError> {
         self.copy_from_grant(dom, gref, offset, buf)
             .map_err(|_| CopyError { gref })
     }
-    fn copy_out(&self, dom: DomId, gref: GrantRef, offset: u16, buf: &[u8]) -> Result<(), CopyError> {
+    fn copy_out(
+        &self,
+        dom: DomId,
+        gref: GrantRef,
+        offset: u16,
+        buf: &[u8],
+    ) -> Result<(), CopyError> {
         self.copy_to_grant(dom, gref, offset, buf)
             .map_err(|_| CopyError { gref })
     }
@@ -57,7 +81,13 @@ impl MemGrants {
 }
 
 impl GrantCopy for MemGrants {
-    fn copy_in(&self, _: DomId, gref: GrantRef, offset: u16, buf: &mut [u8]) -> Result<(), CopyError> {
+    fn copy_in(
+        &self,
+        _: DomId,
+        gref: GrantRef,
+        offset: u16,
+        buf: &mut [u8],
+    ) -> Result<(), CopyError> {
         let pages = self.pages.borrow();
         let page = pages.get(gref.0 as usize).ok_or(CopyError { gref })?;
         let src = page

@@ -102,7 +102,9 @@ impl RingMem for LocalRing {
 pub enum RingError {
     /// `req_prod` claims more outstanding requests than the ring holds
     /// (index games): `req_prod - rsp_prod_pvt > size`.
-    #[error("frontend req_prod {req_prod:#x} overflows the ring (rsp_prod {rsp_prod:#x}, {size} slots)")]
+    #[error(
+        "frontend req_prod {req_prod:#x} overflows the ring (rsp_prod {rsp_prod:#x}, {size} slots)"
+    )]
     ReqProdOverflow {
         /// What the frontend published.
         req_prod: RingIdx,

@@ -147,10 +147,14 @@ pub enum Parsed {
 /// Takes the next packet off the ring (the caller saw `unconsumed() > 0`),
 /// consuming its slots. On `Err` the ring is left as it was; the VIF is
 /// to be disconnected.
-pub fn parse<M: RingMem + ?Sized>(ring: &mut BackRing, mem: &M, mtu: u16) -> Result<Parsed, TxError> {
+pub fn parse<M: RingMem + ?Sized>(
+    ring: &mut BackRing,
+    mem: &M,
+    mtu: u16,
+) -> Result<Parsed, TxError> {
     let avail = ring.unconsumed(mem)?;
     let mut ahead = 0u32;
-    let mut next = |ahead: &mut u32| -> Result<NetifTxRequest, TxError> {
+    let next = |ahead: &mut u32| -> Result<NetifTxRequest, TxError> {
         if *ahead >= avail {
             return Err(TxError::MissingSlots(avail));
         }
@@ -172,7 +176,8 @@ pub fn parse<M: RingMem + ?Sized>(ring: &mut BackRing, mem: &M, mtu: u16) -> Res
             let raw = next(&mut ahead)?;
             let mut bytes = [0u8; 8];
             bytes.copy_from_slice(&raw.as_bytes()[..8]);
-            let extra = NetifExtraInfo::read_from_bytes(&bytes).map_err(|_| TxError::BadExtra(0))?;
+            let extra =
+                NetifExtraInfo::read_from_bytes(&bytes).map_err(|_| TxError::BadExtra(0))?;
             let _ = answers.slots.push((raw.id, true));
             let bit = 1u8.checked_shl(u32::from(extra.r#type)).unwrap_or(0);
             if seen & bit != 0 {
@@ -182,7 +187,8 @@ pub fn parse<M: RingMem + ?Sized>(ring: &mut BackRing, mem: &M, mtu: u16) -> Res
             match extra.decode() {
                 Some(NetifExtra::Gso { size, gso_type, .. }) => {
                     if size == 0
-                        || (gso_type != XEN_NETIF_GSO_TYPE_TCPV4 && gso_type != XEN_NETIF_GSO_TYPE_TCPV6)
+                        || (gso_type != XEN_NETIF_GSO_TYPE_TCPV4
+                            && gso_type != XEN_NETIF_GSO_TYPE_TCPV6)
                     {
                         return Err(TxError::BadGso { size, gso_type });
                     }
@@ -226,12 +232,18 @@ pub fn parse<M: RingMem + ?Sized>(ring: &mut BackRing, mem: &M, mtu: u16) -> Res
         });
     }
     if rest > u32::from(first.size) {
-        return Err(TxError::SlotsBiggerThanPacket { slots: rest, size: first.size });
+        return Err(TxError::SlotsBiggerThanPacket {
+            slots: rest,
+            size: first.size,
+        });
     }
     // The first slot carries what the others do not.
     let first_len = first.size - rest as u16;
     if usize::from(first.offset) + usize::from(first_len) > PAGE_SIZE {
-        return Err(TxError::CrossesPage { offset: first.offset, size: first_len });
+        return Err(TxError::CrossesPage {
+            offset: first.offset,
+            size: first_len,
+        });
     }
     slots[0].len = first_len;
     ring.consume(ahead);
