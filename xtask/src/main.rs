@@ -73,6 +73,7 @@ const NO_STD_CRATES: &[&str] = &[
     "windsor-xenstore",
     "windsor-netback",
     "windsor-control",
+    "windsor-netfront",
     "windsor-blkback",
     "windsor-toolstack",
     "windsor-boot-config",

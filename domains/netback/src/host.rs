@@ -36,17 +36,6 @@ impl Uplink for TapUplink {
     }
 }
 
-/// No uplink.
-#[derive(Debug)]
-pub struct NoUplink;
-
-impl Uplink for NoUplink {
-    fn send(&mut self, _: &[u8]) {}
-    fn recv(&mut self, _: &mut [u8]) -> Option<usize> {
-        None
-    }
-}
-
 /// Runs the netback service on `dom` until it is destroyed or asked to
 /// restart; control requests are taken from `toolstack`.
 pub fn entry<X: XenStore, U: Uplink>(dom: SimDomain, xs: X, toolstack: DomId, uplink: Option<U>) {

@@ -40,6 +40,17 @@ pub trait Uplink {
     fn recv(&mut self, buf: &mut [u8]) -> Option<usize>;
 }
 
+/// No uplink: a host whose guests only talk among themselves.
+#[derive(Debug)]
+pub struct NoUplink;
+
+impl Uplink for NoUplink {
+    fn send(&mut self, _: &[u8]) {}
+    fn recv(&mut self, _: &mut [u8]) -> Option<usize> {
+        None
+    }
+}
+
 /// The switch port of the uplink.
 pub const UPLINK_PORT: Port = 0;
 /// Most VIFs one service serves.

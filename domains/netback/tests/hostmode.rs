@@ -1,0 +1,117 @@
+//! Host mode end to end: guests with Windsor's netfront talk through the
+//! netback domain, on the simulated hypervisor.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use windsor_control::{DeviceCounters, DeviceState, Request, Response};
+use windsor_netback::service::NoUplink;
+use windsor_netfront::{parse_cidr, Ipv4Address, Misbehave, Netfront, Stack, ECHO_PORT};
+
+#[test]
+fn two_guests_ping_and_tcp_echo_through_netback() {
+    let h = Host::new::<NoUplink>(None);
+    let (dom0, cxs) = h.control();
+    let mut ctl = connect_control(&dom0, &cxs, h.nb);
+    let (da, xa) = h.guest(&mut ctl, "10.0.0.2");
+    let (db, xb) = h.guest(&mut ctl, "10.0.0.3");
+    let (ida, idb) = (
+        xen::platform::Platform::domid(&da),
+        xen::platform::Platform::domid(&db),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = serve(da, xa, "10.0.0.2/24", stop.clone());
+    let client = std::thread::spawn(move || {
+        let nf = Netfront::connect(&db, &xb, 0, T).expect("netfront connects");
+        let mut st = Stack::new(nf, parse_cidr("10.0.0.3/24").unwrap());
+        let dst = Ipv4Address::new(10, 0, 0, 2);
+        let rtt = st.ping(dst, T).expect("ping answered");
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i * 31 % 251) as u8).collect();
+        let back = st.tcp_exchange(dst, ECHO_PORT, &data, T).expect("echo");
+        assert_eq!(back.len(), data.len());
+        assert!(back == data, "echoed bytes differ");
+        rtt
+    });
+    let rtt = client.join().unwrap();
+    assert!(rtt < T);
+    stop.store(true, Ordering::Relaxed);
+    server.join().unwrap();
+    match ctl.call(Request::Counters { device: None }, T).unwrap() {
+        Response::Counters(c) => {
+            assert_eq!(c.len(), 2);
+            for (d, c) in c {
+                let DeviceCounters::Vif(v) = c else {
+                    panic!("not a vif")
+                };
+                assert!(d.frontend == ida.0 || d.frontend == idb.0);
+                // 200 kB each way in ≤1460-byte segments.
+                assert!(v.tx_packets > 100 && v.rx_packets > 100, "{v:?}");
+                assert!(v.tx_bytes > 200_000 && v.rx_bytes > 200_000, "{v:?}");
+            }
+        }
+        r => panic!("{r:?}"),
+    }
+}
+
+#[test]
+fn hostile_frontends_are_cut_off_and_the_rest_goes_on() {
+    let h = Host::new::<NoUplink>(None);
+    let (dom0, cxs) = h.control();
+    let mut ctl = connect_control(&dom0, &cxs, h.nb);
+    let (da, xa) = h.guest(&mut ctl, "10.0.0.2");
+    let (db, xb) = h.guest(&mut ctl, "10.0.0.3");
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = serve(da, xa, "10.0.0.2/24", stop.clone());
+    let client = std::thread::spawn(move || {
+        let nf = Netfront::connect(&db, &xb, 0, T).expect("netfront connects");
+        let mut st = Stack::new(nf, parse_cidr("10.0.0.3/24").unwrap());
+        st.ping(Ipv4Address::new(10, 0, 0, 2), T).expect("ping");
+    });
+    // Each misbehaviour in its own guest; each is disconnected.
+    for how in [
+        Misbehave::BadGref,
+        Misbehave::Oversize,
+        Misbehave::IndexGames,
+    ] {
+        let (dc, xc) = h.guest(&mut ctl, "10.0.0.9");
+        let idc = xen::platform::Platform::domid(&dc);
+        let t = std::thread::spawn(move || {
+            let mut nf = Netfront::connect(&dc, &xc, 0, T).expect("netfront connects");
+            nf.misbehave(how);
+            // Keep the domain (and its grants) alive until checked.
+            std::thread::sleep(Duration::from_millis(300));
+        });
+        let end = std::time::Instant::now() + T;
+        loop {
+            let Response::Health(hl) = ctl.call(Request::Health, T).unwrap() else {
+                panic!("health")
+            };
+            let st = hl.devices.iter().find(|(d, _)| *d == vif(idc)).map(|x| x.1);
+            if st == Some(DeviceState::Failed) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < end,
+                "{how:?} not cut off: {st:?}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        t.join().unwrap();
+    }
+    client.join().unwrap();
+    // The well-behaved pair still talks after all that.
+    let (db2, xb2) = h.guest(&mut ctl, "10.0.0.4");
+    let t = std::thread::spawn(move || {
+        let nf = Netfront::connect(&db2, &xb2, 0, T).expect("netfront connects");
+        let mut st = Stack::new(nf, parse_cidr("10.0.0.4/24").unwrap());
+        st.ping(Ipv4Address::new(10, 0, 0, 2), T)
+            .expect("ping after hostile guests");
+    });
+    t.join().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    server.join().unwrap();
+}
