@@ -7,6 +7,7 @@
 //! | `libxen-dev` | the C layout test of `xen::abi`; `vchan-interop` links the real `libxenvchan.a`; `xs-load` links libxenstore |
 //! | `xenstore-utils`, `xen-utils-4.17` | real xenstore clients and Xen's `test-xenstore` |
 //! | `qemu-system-x86`, `xen-hypervisor-4.17-amd64` | Xen-mode boots (see `xen_boot::ensure_xen_tools`) |
+//! | `iproute2`, `iputils-ping` | netback's TAP-uplink test: a network namespace (`ip netns`) pings and connects to a guest |
 //! | PyPI `pyxs`, `XenAPI` | real Python clients of the xenstore and the lifecycle API |
 //! | npm `xen-api` (`api/tests/node/package.json`) | the real JavaScript client of the lifecycle API |
 
@@ -17,7 +18,13 @@ use anyhow::{bail, Context, Result};
 use crate::xen_boot;
 
 /// Debian packages the tests use (QEMU and Xen come from `ensure_xen_tools`).
-const DEBIAN: &[&str] = &["libxen-dev", "xenstore-utils", "xen-utils-4.17"];
+const DEBIAN: &[&str] = &[
+    "libxen-dev",
+    "xenstore-utils",
+    "xen-utils-4.17",
+    "iproute2",
+    "iputils-ping",
+];
 /// Python modules: (import name, pip name).
 const PYTHON: &[(&str, &str)] = &[("pyxs", "pyxs"), ("XenAPI", "XenAPI")];
 /// npm projects of the tests, installed with `npm install --prefix DIR`.
