@@ -82,6 +82,7 @@ const NO_STD_CRATES: &[&str] = &[
 /// Benchmarks: (package, bench target). Each prints JSON lines.
 const BENCHES: &[(&str, &str)] = &[
     ("vchan", "vchan"),
+    ("windsor-netback", "netback"),
     ("windsor-xenstore", "xenstored"),
     ("windsor-toolstack", "lifecycle"),
     ("windsor-api", "api_lifecycle"),

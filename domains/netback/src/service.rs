@@ -321,12 +321,27 @@ impl<'p, P: GrantTable + EventChannel + Clock, X: XenStore, U: Uplink> Netback<'
     }
 
     fn fail(&mut self, key: (u16, u32), e: VifError) {
+        let xs = self.xs;
         if let Some(s) = self.slots.get_mut(&key) {
-            tracing::warn!(
-                fe = key.0,
-                devid = key.1,
-                "netback: vif disconnected, frontend broke the protocol: {e}"
+            // A frontend that is closing (or whose domain is gone) takes
+            // its grants away: that is not an attack.
+            let leaving = matches!(
+                xenbus::state(xs, &s.fe_path),
+                Ok(XenbusState::Closing | XenbusState::Closed | XenbusState::Unknown) | Err(_)
             );
+            if leaving {
+                tracing::info!(
+                    fe = key.0,
+                    devid = key.1,
+                    "netback: vif frontend went away: {e}"
+                );
+            } else {
+                tracing::warn!(
+                    fe = key.0,
+                    devid = key.1,
+                    "netback: vif disconnected, frontend broke the protocol: {e}"
+                );
+            }
             let c = s.conn.take();
             s.state = DeviceState::Failed;
             if let Some(c) = c {

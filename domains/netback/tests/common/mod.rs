@@ -155,5 +155,6 @@ pub fn serve(
         while !stop.load(Ordering::Relaxed) {
             st.poll_wait(Duration::from_millis(5));
         }
+        st.into_netfront().close(&xs);
     })
 }
