@@ -12,10 +12,28 @@ use xen::{DomId, GrantRef};
 /// A grant copy failed: the frontend named a grant it did not give us, or
 /// one that is read-only where we must write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("grant copy of ref {gref} failed")]
+#[error("grant copy of ref {gref} failed ({cause})")]
 pub struct CopyError {
     /// The grant reference.
     pub gref: GrantRef,
+    /// What the platform said (`ESRCH`: *we* are being destroyed).
+    pub cause: xen::platform::Error,
+}
+
+impl CopyError {
+    /// A bad reference (`GNTST_bad_gntref`).
+    pub fn bad_ref(gref: GrantRef) -> Self {
+        CopyError {
+            gref,
+            cause: xen::platform::Error::Grant(xen::platform::GrantStatus::BadGntref),
+        }
+    }
+
+    /// The copy failed because our own domain is going away, not because
+    /// of the frontend.
+    pub fn is_own_death(&self) -> bool {
+        self.cause == xen::platform::Error::Errno(xen::Errno::ESRCH)
+    }
 }
 
 /// Copies between our private memory and a peer's granted pages
@@ -49,7 +67,7 @@ impl<G: GrantTable> GrantCopy for G {
         buf: &mut [u8],
     ) -> Result<(), CopyError> {
         self.copy_from_grant(dom, gref, offset, buf)
-            .map_err(|_| CopyError { gref })
+            .map_err(|cause| CopyError { gref, cause })
     }
     fn copy_out(
         &self,
@@ -59,7 +77,7 @@ impl<G: GrantTable> GrantCopy for G {
         buf: &[u8],
     ) -> Result<(), CopyError> {
         self.copy_to_grant(dom, gref, offset, buf)
-            .map_err(|_| CopyError { gref })
+            .map_err(|cause| CopyError { gref, cause })
     }
 }
 
@@ -89,19 +107,21 @@ impl GrantCopy for MemGrants {
         buf: &mut [u8],
     ) -> Result<(), CopyError> {
         let pages = self.pages.borrow();
-        let page = pages.get(gref.0 as usize).ok_or(CopyError { gref })?;
+        let page = pages.get(gref.0 as usize).ok_or(CopyError::bad_ref(gref))?;
         let src = page
             .get(offset as usize..offset as usize + buf.len())
-            .ok_or(CopyError { gref })?;
+            .ok_or(CopyError::bad_ref(gref))?;
         buf.copy_from_slice(src);
         Ok(())
     }
     fn copy_out(&self, _: DomId, gref: GrantRef, offset: u16, buf: &[u8]) -> Result<(), CopyError> {
         let mut pages = self.pages.borrow_mut();
-        let page = pages.get_mut(gref.0 as usize).ok_or(CopyError { gref })?;
+        let page = pages
+            .get_mut(gref.0 as usize)
+            .ok_or(CopyError::bad_ref(gref))?;
         let dst = page
             .get_mut(offset as usize..offset as usize + buf.len())
-            .ok_or(CopyError { gref })?;
+            .ok_or(CopyError::bad_ref(gref))?;
         dst.copy_from_slice(buf);
         Ok(())
     }

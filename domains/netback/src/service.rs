@@ -91,6 +91,7 @@ pub struct Netback<'p, P: GrantTable + EventChannel + Clock, X: XenStore, U: Upl
     control: Option<Server<'p, P>>,
     started: Duration,
     buf: Vec<u8>,
+    dead: bool,
 }
 
 fn add(a: &mut VifCounters, b: VifCounters) {
@@ -126,6 +127,7 @@ impl<'p, P: GrantTable + EventChannel + Clock, X: XenStore, U: Uplink> Netback<'
             control,
             started: plat.now(),
             buf: alloc::vec![0; 65536],
+            dead: false,
         }
     }
 
@@ -321,6 +323,11 @@ impl<'p, P: GrantTable + EventChannel + Clock, X: XenStore, U: Uplink> Netback<'
     }
 
     fn fail(&mut self, key: (u16, u32), e: VifError) {
+        if matches!(e, VifError::Copy(c) if c.is_own_death()) {
+            // Our domain is being destroyed: nothing to blame, stop.
+            self.dead = true;
+            return;
+        }
         let xs = self.xs;
         if let Some(s) = self.slots.get_mut(&key) {
             // A frontend that is closing (or whose domain is gone) takes
@@ -343,7 +350,11 @@ impl<'p, P: GrantTable + EventChannel + Clock, X: XenStore, U: Uplink> Netback<'
                 );
             }
             let c = s.conn.take();
-            s.state = DeviceState::Failed;
+            s.state = if leaving {
+                DeviceState::Closed
+            } else {
+                DeviceState::Failed
+            };
             if let Some(c) = c {
                 add(&mut s.past, c.vif.counters());
                 let _ = self.plat.close(c.tx_port);
@@ -571,6 +582,9 @@ impl<'p, P: GrantTable + EventChannel + Clock, X: XenStore, U: Uplink> Netback<'
         let mut quiet = 0u32;
         loop {
             let (busy, restart) = self.step();
+            if self.dead {
+                return;
+            }
             if restart {
                 tracing::info!("netback: restart requested");
                 return;

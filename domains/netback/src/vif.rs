@@ -410,9 +410,7 @@ mod tests {
         let cases: [(&[_], VifError); 4] = [
             (
                 &[req(9999, 0, 0, 60)],
-                VifError::Copy(CopyError {
-                    gref: xen::GrantRef(9999),
-                }),
+                VifError::Copy(CopyError::bad_ref(xen::GrantRef(9999))),
             ),
             (
                 &[req(0, 4090, 0, 60)],

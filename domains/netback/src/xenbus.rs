@@ -217,6 +217,14 @@ pub fn announce<X: XenStore + ?Sized>(
             },
         ]
     };
+    // Start from clean directories: nodes left by an earlier connection
+    // (another backend) carry that connection's permissions.
+    for p in [&bp, &fp] {
+        match xs.rm(T, p) {
+            Ok(()) | Err(ClientError::Store(xen::Errno::ENOENT)) => {}
+            Err(e) => return Err(e),
+        }
+    }
     xs.write(T, &bp, b"")?;
     xs.set_perms(T, &bp, &perms(be, fe))?;
     for (k, v) in be_nodes {

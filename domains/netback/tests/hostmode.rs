@@ -29,9 +29,11 @@ fn two_guests_ping_and_tcp_echo_through_netback() {
         let nf = Netfront::connect(&db, &xb, 0, T).expect("netfront connects");
         let mut st = Stack::new(nf, parse_cidr("10.0.0.3/24").unwrap());
         let dst = Ipv4Address::new(10, 0, 0, 2);
-        let rtt = st.ping(dst, T).expect("ping answered");
+        let rtt = st.ping(&xb, dst, T).expect("ping answered");
         let data: Vec<u8> = (0..200_000u32).map(|i| (i * 31 % 251) as u8).collect();
-        let back = st.tcp_exchange(dst, ECHO_PORT, &data, T).expect("echo");
+        let back = st
+            .tcp_exchange(&xb, dst, ECHO_PORT, &data, T)
+            .expect("echo");
         assert_eq!(back.len(), data.len());
         assert!(back == data, "echoed bytes differ");
         rtt
@@ -69,7 +71,8 @@ fn hostile_frontends_are_cut_off_and_the_rest_goes_on() {
     let client = std::thread::spawn(move || {
         let nf = Netfront::connect(&db, &xb, 0, T).expect("netfront connects");
         let mut st = Stack::new(nf, parse_cidr("10.0.0.3/24").unwrap());
-        st.ping(Ipv4Address::new(10, 0, 0, 2), T).expect("ping");
+        st.ping(&xb, Ipv4Address::new(10, 0, 0, 2), T)
+            .expect("ping");
     });
     // Each misbehaviour in its own guest; each is disconnected.
     for how in [
@@ -108,7 +111,7 @@ fn hostile_frontends_are_cut_off_and_the_rest_goes_on() {
     let t = std::thread::spawn(move || {
         let nf = Netfront::connect(&db2, &xb2, 0, T).expect("netfront connects");
         let mut st = Stack::new(nf, parse_cidr("10.0.0.4/24").unwrap());
-        st.ping(Ipv4Address::new(10, 0, 0, 2), T)
+        st.ping(&xb2, Ipv4Address::new(10, 0, 0, 2), T)
             .expect("ping after hostile guests");
     });
     t.join().unwrap();

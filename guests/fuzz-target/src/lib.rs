@@ -197,6 +197,7 @@ fn serve<P: Platform, S: XenStore>(p: &P, xs: &S, mem: &Memory) -> Result<Step, 
             Some(st) => match xs.next_event(Some(Duration::ZERO)) {
                 Ok(ev) => ev,
                 Err(ClientError::Timeout) => {
+                    st.maintain(xs);
                     st.poll_wait(Duration::from_millis(5));
                     continue;
                 }

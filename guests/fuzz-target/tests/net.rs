@@ -132,10 +132,11 @@ fn guest_answers_ping_and_echo_then_misbehaves_when_told() {
         let nf = Netfront::connect(&c, &cx, 0, T).unwrap();
         let mut st = Stack::new(nf, parse_cidr("10.1.0.3/24").unwrap());
         let dst = Ipv4Address::new(10, 1, 0, 2);
-        st.ping(dst, T).expect("the guest answers ping");
+        st.ping(&cx, dst, T).expect("the guest answers ping");
         let data = b"hello fuzz-target, echo this".repeat(100);
         assert_eq!(
-            st.tcp_exchange(dst, ECHO_PORT, &data, T).expect("echo"),
+            st.tcp_exchange(&cx, dst, ECHO_PORT, &data, T)
+                .expect("echo"),
             data
         );
     });

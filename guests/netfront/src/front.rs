@@ -113,6 +113,7 @@ pub struct Netfront<'p, P: GrantTable + EventChannel + Clock> {
     tx_free: Vec<u16>,
     rx_prod: u32,
     rx_cons: u32,
+    devid: u32,
     fe_path: String,
     be_path: String,
     stats: FrontStats,
@@ -180,6 +181,7 @@ impl<'p, P: GrantTable + EventChannel + Clock> Netfront<'p, P> {
             tx_free: (0..NTX as u16).rev().collect(),
             rx_prod: 0,
             rx_cons: 0,
+            devid,
             fe_path,
             be_path,
             stats: FrontStats::default(),
@@ -239,6 +241,41 @@ impl<'p, P: GrantTable + EventChannel + Clock> Netfront<'p, P> {
         )?;
         self.wait_backend(xs, XenbusState::Connected, timeout)?;
         self.fill_rx();
+        Ok(())
+    }
+
+    /// Whether the backend is still there: our port is still bound to it
+    /// and its state is `Connected`.
+    pub fn healthy<X: XenStore + ?Sized>(&self, xs: &X) -> bool {
+        let bound = matches!(
+            self.plat.status(self.port),
+            Ok(xen::platform::PortStatus::Interdomain { dom, .. }) if dom == self.backend
+        );
+        let path = xs.read(T, &format!("{}/backend", self.fe_path)).ok();
+        bound
+            && path.as_deref() == Some(self.be_path.as_bytes())
+            && xs
+                .read(T, &format!("{}/state", self.be_path))
+                .ok()
+                .and_then(|v| XenbusState::parse(&v))
+                == Some(XenbusState::Connected)
+    }
+
+    /// Connects again from scratch, to whatever backend `device/vif/<id>`
+    /// names now (after a backend restart): fresh rings, buffers, grants
+    /// and port; the old ones are let go. Frames in flight are lost (TCP
+    /// retransmits them). On error the old, broken connection is kept and
+    /// the caller tries again later.
+    pub fn reconnect<X: XenStore + ?Sized>(
+        &mut self,
+        xs: &X,
+        timeout: Duration,
+    ) -> Result<(), FrontError> {
+        let stats = self.stats;
+        let fresh = Netfront::connect(self.plat, xs, self.devid, timeout)?;
+        *self = fresh;
+        self.stats = stats;
+        tracing::info!(backend = self.backend.0, "netfront reconnected");
         Ok(())
     }
 

@@ -15,6 +15,7 @@ use smoltcp::wire::{
     EthernetAddress, HardwareAddress, Icmpv4Packet, Icmpv4Repr, IpAddress, IpCidr, Ipv4Address,
     Ipv4Cidr,
 };
+use windsor_xenstore::client::XenStore;
 use xen::platform::{Clock, EventChannel, GrantTable};
 
 use crate::front::{Netfront, MAX_FRAME};
@@ -91,7 +92,13 @@ pub struct Stack<'p, P: GrantTable + EventChannel + Clock> {
     iface: Interface,
     sockets: SocketSet<'static>,
     echo: SocketHandle,
+    checked: Duration,
 }
+
+/// How often [`Stack::maintain`] looks at the backend.
+pub const CHECK_EVERY: Duration = Duration::from_millis(50);
+/// How long one reconnection attempt may wait for a backend.
+pub const RECONNECT_WAIT: Duration = Duration::from_millis(200);
 
 fn echo_socket() -> tcp::Socket<'static> {
     tcp::Socket::new(
@@ -117,6 +124,24 @@ impl<'p, P: GrantTable + EventChannel + Clock> Stack<'p, P> {
             iface,
             sockets,
             echo,
+            checked: now,
+        }
+    }
+
+    /// Every [`CHECK_EVERY`], checks that the backend is still there and,
+    /// if it is not (it died or was restarted), reconnects to the backend
+    /// xenstore names now. Sockets live on: TCP retransmits what was lost.
+    pub fn maintain<X: XenStore + ?Sized>(&mut self, xs: &X) {
+        let now = self.nf.platform().now();
+        if now.saturating_sub(self.checked) < CHECK_EVERY {
+            return;
+        }
+        self.checked = now;
+        if !self.nf.healthy(xs) {
+            if let Err(e) = self.nf.reconnect(xs, RECONNECT_WAIT) {
+                tracing::debug!(%e, "netfront: backend not back yet");
+            }
+            self.checked = self.nf.platform().now();
         }
     }
 
@@ -173,13 +198,15 @@ impl<'p, P: GrantTable + EventChannel + Clock> Stack<'p, P> {
         }
     }
 
-    fn run_until<T>(
+    fn run_until<T, X: XenStore + ?Sized>(
         &mut self,
+        xs: &X,
         timeout: Duration,
         mut done: impl FnMut(&mut Self) -> Option<T>,
     ) -> Result<T, StackError> {
         let end = self.nf.platform().now().saturating_add(timeout);
         loop {
+            self.maintain(xs);
             self.poll();
             if let Some(t) = done(self) {
                 return Ok(t);
@@ -193,7 +220,12 @@ impl<'p, P: GrantTable + EventChannel + Clock> Stack<'p, P> {
 
     /// Sends ICMP echo requests to `dst` (one a second) until one is
     /// answered; returns the round-trip time.
-    pub fn ping(&mut self, dst: Ipv4Address, timeout: Duration) -> Result<Duration, StackError> {
+    pub fn ping<X: XenStore + ?Sized>(
+        &mut self,
+        xs: &X,
+        dst: Ipv4Address,
+        timeout: Duration,
+    ) -> Result<Duration, StackError> {
         let h = self.sockets.add(icmp::Socket::new(
             icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 4], vec![0; 1024]),
             icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 4], vec![0; 1024]),
@@ -205,7 +237,7 @@ impl<'p, P: GrantTable + EventChannel + Clock> Stack<'p, P> {
             .bind(icmp::Endpoint::Ident(ident));
         let mut sent_at: Option<Duration> = None;
         let mut seq = 0u16;
-        let r = self.run_until(timeout, |st| {
+        let r = self.run_until(xs, timeout, |st| {
             let now = st.nf.platform().now();
             let caps = st.nf.capabilities().checksum;
             let s = st.sockets.get_mut::<icmp::Socket>(h);
@@ -242,8 +274,9 @@ impl<'p, P: GrantTable + EventChannel + Clock> Stack<'p, P> {
 
     /// Connects to `dst:port`, sends `data`, reads as many bytes back and
     /// closes; returns what came back.
-    pub fn tcp_exchange(
+    pub fn tcp_exchange<X: XenStore + ?Sized>(
         &mut self,
+        xs: &X,
         dst: Ipv4Address,
         port: u16,
         data: &[u8],
@@ -263,7 +296,7 @@ impl<'p, P: GrantTable + EventChannel + Clock> Stack<'p, P> {
         }
         let mut sent = 0usize;
         let mut got = Vec::with_capacity(data.len());
-        let r = self.run_until(timeout, |st| {
+        let r = self.run_until(xs, timeout, |st| {
             let s = st.sockets.get_mut::<tcp::Socket>(h);
             if !s.is_open() {
                 return Some(Err(StackError::Connection));

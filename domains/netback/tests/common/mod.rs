@@ -84,16 +84,29 @@ impl Host {
         }
     }
 
-    /// The toolstack's control client.
-    pub fn control(&self) -> (SimDomain, MemStore) {
-        (self.hv.dom0(), self.xs.clone())
+    /// Crashes and destroys the netback domain, then starts a new one
+    /// (a new domid), as a toolstack restarting its driver domain does.
+    pub fn restart_netback<U: Uplink + Send + 'static>(&mut self, u: Option<U>) {
+        use xen::platform::DomainControl;
+        self.hv.kill(self.nb).unwrap();
+        self.hv.dom0().destroy(self.nb).unwrap();
+        if let Some(t) = self.nb_thread.take() {
+            t.join().unwrap();
+        }
+        let dom = self.hv.test_domain(&cfg()).unwrap();
+        let nb = dom.domid();
+        home(&self.xs, nb);
+        let nxs = self.xs.connect(nb);
+        self.nb_thread = Some(std::thread::spawn(move || {
+            let mut n = Netback::new(&dom, &nxs, nb, DomId::DOM0, u);
+            n.run(Duration::from_millis(1));
+        }));
+        self.nb = nb;
     }
 
-    /// Creates a guest domain with a VIF plugged (through `ctl`).
-    pub fn guest(&self, ctl: &mut Client<'_, SimDomain>, ip: &str) -> (SimDomain, MemStore) {
-        let dom = self.hv.test_domain(&cfg()).unwrap();
-        let d = dom.domid();
-        home(&self.xs, d);
+    /// Gives guest `d` a VIF on the current netback (as the toolstack
+    /// does at VM start, and again after a netback restart).
+    pub fn plug(&self, ctl: &mut Client<'_, SimDomain>, d: DomId, ip: &str) {
         xenbus::announce(&self.xs, self.nb, d, 0, mac(d), 1500).unwrap();
         self.xs
             .write(
@@ -116,6 +129,19 @@ impl Host {
             )
             .unwrap();
         assert_eq!(r, Response::Ok);
+    }
+
+    /// The toolstack's control client.
+    pub fn control(&self) -> (SimDomain, MemStore) {
+        (self.hv.dom0(), self.xs.clone())
+    }
+
+    /// Creates a guest domain with a VIF plugged (through `ctl`).
+    pub fn guest(&self, ctl: &mut Client<'_, SimDomain>, ip: &str) -> (SimDomain, MemStore) {
+        let dom = self.hv.test_domain(&cfg()).unwrap();
+        let d = dom.domid();
+        home(&self.xs, d);
+        self.plug(ctl, d, ip);
         (dom, self.xs.connect(d))
     }
 }
@@ -153,6 +179,7 @@ pub fn serve(
         let nf = Netfront::connect(&dom, &xs, 0, T).expect("netfront connects");
         let mut st = Stack::new(nf, parse_cidr(ip).unwrap());
         while !stop.load(Ordering::Relaxed) {
+            st.maintain(&xs);
             st.poll_wait(Duration::from_millis(5));
         }
         st.into_netfront().close(&xs);
