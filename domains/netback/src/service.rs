@@ -92,7 +92,13 @@ pub struct Netback<'p, P: GrantTable + EventChannel + Clock, X: XenStore, U: Upl
     started: Duration,
     buf: Vec<u8>,
     dead: bool,
+    slow_at: Duration,
+    idle_rounds: u32,
 }
+
+/// How often xenstore and the control channel are looked at while packets
+/// flow (every round when idle).
+pub const SLOW_EVERY: Duration = Duration::from_millis(1);
 
 fn add(a: &mut VifCounters, b: VifCounters) {
     a.tx_packets += b.tx_packets;
@@ -128,6 +134,8 @@ impl<'p, P: GrantTable + EventChannel + Clock, X: XenStore, U: Uplink> Netback<'
             started: plat.now(),
             buf: alloc::vec![0; 65536],
             dead: false,
+            slow_at: Duration::ZERO,
+            idle_rounds: 0,
         }
     }
 
@@ -431,10 +439,8 @@ impl<'p, P: GrantTable + EventChannel + Clock, X: XenStore, U: Uplink> Netback<'
         (r, false)
     }
 
-    /// Does one round of bounded work; returns whether anything happened
-    /// and whether a restart was asked for.
-    pub fn step(&mut self) -> (bool, bool) {
-        let now = self.plat.now();
+    /// Watch events (frontend state changes) and control requests.
+    fn slow_step(&mut self) -> (bool, bool) {
         let mut busy = false;
         let mut restart = false;
         // xenstore: frontend state changes.
@@ -469,6 +475,23 @@ impl<'p, P: GrantTable + EventChannel + Clock, X: XenStore, U: Uplink> Netback<'
                         Server::offer(self.plat, self.xs, self.me, self.toolstack, "netback").ok();
                 }
             }
+        }
+        (busy, restart)
+    }
+
+    /// Does one round of bounded work; returns whether anything happened
+    /// and whether a restart was asked for.
+    pub fn step(&mut self) -> (bool, bool) {
+        let now = self.plat.now();
+        let mut busy = false;
+        let mut restart = false;
+        // xenstore and the control channel: at most every SLOW_EVERY while
+        // packets flow (they need no speed, and each look takes locks).
+        if self.idle_rounds > 0 || now.saturating_sub(self.slow_at) >= SLOW_EVERY {
+            self.slow_at = now;
+            let (b, r) = self.slow_step();
+            busy |= b;
+            restart |= r;
         }
         // Tx from every VIF into the switch.
         let mut frames: Vec<(Port, Frame)> = Vec::new();
@@ -591,8 +614,10 @@ impl<'p, P: GrantTable + EventChannel + Clock, X: XenStore, U: Uplink> Netback<'
             }
             if busy {
                 quiet = 0;
+                self.idle_rounds = 0;
                 continue;
             }
+            self.idle_rounds = self.idle_rounds.saturating_add(1);
             // Spin a little before sleeping: a busy peer refills quickly.
             quiet += 1;
             if quiet < 64 {

@@ -439,7 +439,12 @@ impl<'p, P: GrantTable + EventChannel + Clock> Netfront<'p, P> {
             let prod = ring
                 .atomic_u32(SRING_RSP_PROD_OFFSET)
                 .load(Ordering::Acquire);
-            if prod == self.rx_cons || prod.wrapping_sub(self.rx_cons) > NET_RX_RING_SIZE {
+            if prod.wrapping_sub(self.rx_cons) > NET_RX_RING_SIZE {
+                // A backend claiming more responses than the ring holds.
+                self.stats.errors += 1;
+                return None;
+            }
+            if prod == self.rx_cons {
                 ring.atomic_u32(SRING_RSP_EVENT_OFFSET)
                     .store(self.rx_cons.wrapping_add(1), Ordering::Release);
                 fence(Ordering::SeqCst);
@@ -448,6 +453,9 @@ impl<'p, P: GrantTable + EventChannel + Clock> Netfront<'p, P> {
                     .load(Ordering::Acquire)
                     == self.rx_cons
                 {
+                    if self.rx_prod.wrapping_sub(self.rx_cons) < NRX as u32 {
+                        self.fill_rx();
+                    }
                     return None;
                 }
                 continue;
@@ -471,7 +479,11 @@ impl<'p, P: GrantTable + EventChannel + Clock> Netfront<'p, P> {
                     .read_bytes((NTX + id) * PAGE_SIZE + usize::from(rsp.offset), &mut v);
                 v
             });
-            self.fill_rx();
+            // Repost buffers in batches: one publication (and at most one
+            // notification) per 16 frames.
+            if self.rx_prod.wrapping_sub(self.rx_cons) <= (NRX - 16) as u32 {
+                self.fill_rx();
+            }
             match frame {
                 Some(f) => {
                     self.stats.rx += 1;
