@@ -118,3 +118,71 @@ fn hostile_frontends_are_cut_off_and_the_rest_goes_on() {
     stop.store(true, Ordering::Relaxed);
     server.join().unwrap();
 }
+
+#[test]
+fn a_rate_limited_flood_does_not_stop_the_others() {
+    let h = Host::new::<NoUplink>(None);
+    let (dom0, cxs) = h.control();
+    let mut ctl = connect_control(&dom0, &cxs, h.nb);
+    let (da, xa) = h.guest(&mut ctl, "10.0.0.2");
+    let (db, xb) = h.guest(&mut ctl, "10.0.0.3");
+    let (df, xf) = h.domain();
+    let idf = xen::platform::Platform::domid(&df);
+    // 64 kB per 10 ms: about 6.4 MB/s.
+    h.plug_rate(&mut ctl, idf, "10.0.0.8", Some((64_000, 10_000)));
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = serve(da, xa, "10.0.0.2/24", stop.clone());
+    let flooding = Arc::new(AtomicBool::new(true));
+    let fl = flooding.clone();
+    let flood = std::thread::spawn(move || {
+        let mut nf = Netfront::connect(&df, &xf, 0, T).expect("netfront connects");
+        let t0 = std::time::Instant::now();
+        nf.misbehave(Misbehave::Flood);
+        fl.store(false, Ordering::Relaxed);
+        nf.close(&xf);
+        t0.elapsed()
+    });
+    let client = std::thread::spawn(move || {
+        let nf = Netfront::connect(&db, &xb, 0, T).expect("netfront connects");
+        let mut st = Stack::new(nf, parse_cidr("10.0.0.3/24").unwrap());
+        let mut pings = 0;
+        // Ping through the flood.
+        for _ in 0..3 {
+            st.ping(&xb, Ipv4Address::new(10, 0, 0, 2), T)
+                .expect("ping during the flood");
+            pings += 1;
+        }
+        pings
+    });
+    assert_eq!(client.join().unwrap(), 3);
+    let took = flood.join().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    server.join().unwrap();
+    let Response::Counters(c) = ctl
+        .call(
+            Request::Counters {
+                device: Some(vif(idf)),
+            },
+            T,
+        )
+        .unwrap()
+    else {
+        panic!("counters")
+    };
+    let DeviceCounters::Vif(v) = c[0].1 else {
+        panic!("not a vif")
+    };
+    // 100,000 frames of 60 bytes at 6.4 MB/s: the limit held it back.
+    assert!(v.rate_limited > 0, "{v:?}");
+    assert!(v.tx_packets >= 90_000, "{v:?}");
+    assert!(took >= Duration::from_millis(500), "flood took {took:?}");
+    let Response::Health(hl) = ctl.call(Request::Health, T).unwrap() else {
+        panic!("health")
+    };
+    let flooder = hl.devices.iter().find(|(d, _)| *d == vif(idf)).unwrap().1;
+    assert_ne!(
+        flooder,
+        DeviceState::Failed,
+        "a flood is not a protocol violation"
+    );
+}

@@ -107,6 +107,17 @@ impl Host {
     /// Gives guest `d` a VIF on the current netback (as the toolstack
     /// does at VM start, and again after a netback restart).
     pub fn plug(&self, ctl: &mut Client<'_, SimDomain>, d: DomId, ip: &str) {
+        self.plug_rate(ctl, d, ip, None)
+    }
+
+    /// [`plug`](Self::plug) with a rate limit.
+    pub fn plug_rate(
+        &self,
+        ctl: &mut Client<'_, SimDomain>,
+        d: DomId,
+        ip: &str,
+        rate: Option<(u64, u32)>,
+    ) {
         xenbus::announce(&self.xs, self.nb, d, 0, mac(d), 1500).unwrap();
         self.xs
             .write(
@@ -122,13 +133,22 @@ impl Host {
                     params: DeviceParams::Vif(VifParams {
                         mac: mac(d),
                         mtu: 1500,
-                        rate: None,
+                        rate,
                     }),
                 },
                 T,
             )
             .unwrap();
         assert_eq!(r, Response::Ok);
+    }
+
+    /// A new guest domain (no VIF yet).
+    pub fn domain(&self) -> (SimDomain, MemStore) {
+        let dom = self.hv.test_domain(&cfg()).unwrap();
+        let d = dom.domid();
+        home(&self.xs, d);
+        let x = self.xs.connect(d);
+        (dom, x)
     }
 
     /// The toolstack's control client.
