@@ -10,6 +10,8 @@
 //!   decisions as Linux netback makes them;
 //! * [`vif`]: one VIF: tx polling, rx delivery, counters, rate limit;
 //! * [`rate`], [`switch`]: the credit limiter and the learning switch;
+//! * [`csum`]: checksum completion for partial-checksum frames leaving by
+//!   the uplink;
 //! * [`xenbus`]: the xenstore handshake with netfront;
 //! * [`service`]: the event loop over the platform traits, the control
 //!   channel (`windsor-control`) and the uplink;
@@ -28,6 +30,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod copy;
+pub mod csum;
 pub mod rate;
 pub mod ring;
 pub mod service;

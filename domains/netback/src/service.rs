@@ -51,6 +51,16 @@ impl Uplink for NoUplink {
     }
 }
 
+/// A frame as the uplink takes it: no offload metadata, so a partial
+/// checksum is completed here.
+fn for_uplink(mut f: Frame) -> Frame {
+    if f.csum_blank {
+        crate::csum::complete(&mut f.data);
+        f.csum_blank = false;
+    }
+    f
+}
+
 /// The switch port of the uplink.
 pub const UPLINK_PORT: Port = 0;
 /// Most VIFs one service serves.
@@ -529,7 +539,7 @@ impl<'p, P: GrantTable + EventChannel + Clock, X: XenStore, U: Uplink> Netback<'
                 Forward::Drop => {}
                 Forward::Port(UPLINK_PORT) => {
                     if let Some(u) = self.uplink.as_mut() {
-                        u.send(&f.data);
+                        u.send(&for_uplink(f).data);
                     }
                 }
                 Forward::Port(p) => {
@@ -545,7 +555,7 @@ impl<'p, P: GrantTable + EventChannel + Clock, X: XenStore, U: Uplink> Netback<'
                 Forward::Flood => {
                     if src != UPLINK_PORT {
                         if let Some(u) = self.uplink.as_mut() {
-                            u.send(&f.data);
+                            u.send(&for_uplink(f.clone()).data);
                         }
                     }
                     for s in self.slots.values_mut().filter(|s| s.port != src) {
