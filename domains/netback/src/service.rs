@@ -508,7 +508,6 @@ impl<'p, P: GrantTable + EventChannel + Clock, X: XenStore, U: Uplink> Netback<'
         let mut failed = Vec::new();
         for (&key, s) in self.slots.iter_mut() {
             let Some(c) = s.conn.as_mut() else { continue };
-            let _ = self.plat.clear_pending(c.tx_port);
             let Some(mem) = c.tx_map.rw() else { continue };
             let port = s.port;
             let r = c.vif.poll_tx(now, &mem, self.plat, usize::MAX, &mut |f| {
@@ -569,9 +568,6 @@ impl<'p, P: GrantTable + EventChannel + Clock, X: XenStore, U: Uplink> Netback<'
         // Rx into every VIF with queued frames.
         for (&key, s) in self.slots.iter_mut() {
             let Some(c) = s.conn.as_mut() else { continue };
-            if c.rx_port != c.tx_port {
-                let _ = self.plat.clear_pending(c.rx_port);
-            }
             if c.vif.queued() == 0 {
                 continue;
             }
@@ -634,7 +630,26 @@ impl<'p, P: GrantTable + EventChannel + Clock, X: XenStore, U: Uplink> Netback<'
                 core::hint::spin_loop();
                 continue;
             }
+            // About to sleep: clear the ports' pending bits, then look
+            // once more, so an event that came in between is not slept
+            // through. (Rounds do not clear them: a bit left set only
+            // makes the next wait return at once.)
             let ports = self.ports();
+            for &p in &ports {
+                let _ = self.plat.clear_pending(p);
+            }
+            let (busy, restart) = self.step();
+            if self.dead {
+                return;
+            }
+            if restart {
+                tracing::info!("netback: restart requested");
+                return;
+            }
+            if busy {
+                quiet = 0;
+                continue;
+            }
             if self.plat.wait(&ports, Some(idle)).is_err() {
                 return;
             }
