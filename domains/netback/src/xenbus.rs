@@ -260,3 +260,100 @@ pub fn parse_mac(s: &[u8]) -> Option<[u8; 6]> {
     }
     it.next().is_none().then_some(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use windsor_xenstore::client::MemStore;
+
+    fn front(xs: &MemStore, keys: &[(&str, &str)]) -> String {
+        let p = frontend_path(DomId(7), 0);
+        let _ = xs.rm(T, &p);
+        for (k, v) in keys {
+            xs.write(T, &format!("{p}/{k}"), v.as_bytes()).unwrap();
+        }
+        p
+    }
+
+    const BASE: [(&str, &str); 4] = [
+        ("tx-ring-ref", "8"),
+        ("rx-ring-ref", "9"),
+        ("event-channel", "5"),
+        ("request-rx-copy", "1"),
+    ];
+
+    #[test]
+    fn reads_what_netfront_writes_and_refuses_the_rest() {
+        let xs = MemStore::new();
+        let p = front(&xs, &BASE);
+        let c = read_frontend(&xs, &p).unwrap();
+        assert_eq!(c.tx_ring_ref, GrantRef(8));
+        assert_eq!(c.rx_ring_ref, GrantRef(9));
+        assert_eq!(c.ports, FrontendPorts::Single(EvtchnPort(5)));
+        assert!(!c.sg && !c.gso_tcpv4);
+        // Split channels and features.
+        let p = front(
+            &xs,
+            &[
+                ("tx-ring-ref", "8"),
+                ("rx-ring-ref", "9"),
+                ("event-channel-tx", "5"),
+                ("event-channel-rx", "6"),
+                ("request-rx-copy", "1"),
+                ("feature-sg", "1"),
+                ("feature-gso-tcpv4", "1"),
+            ],
+        );
+        let c = read_frontend(&xs, &p).unwrap();
+        assert_eq!(
+            c.ports,
+            FrontendPorts::Split {
+                tx: EvtchnPort(5),
+                rx: EvtchnPort(6)
+            }
+        );
+        assert!(c.sg && c.gso_tcpv4);
+        // Refusals.
+        let p = front(&xs, &BASE[..3]);
+        assert_eq!(read_frontend(&xs, &p), Err(HandshakeError::NoRxCopy));
+        let p = front(&xs, &[BASE[1], BASE[2], BASE[3]]);
+        assert_eq!(
+            read_frontend(&xs, &p),
+            Err(HandshakeError::Key("tx-ring-ref"))
+        );
+        let p = front(&xs, &[BASE[0], BASE[1], ("event-channel", "x"), BASE[3]]);
+        assert_eq!(
+            read_frontend(&xs, &p),
+            Err(HandshakeError::Key("event-channel"))
+        );
+        let mut many = BASE.to_vec();
+        many.push(("multi-queue-num-queues", "4"));
+        let p = front(&xs, &many);
+        assert_eq!(read_frontend(&xs, &p), Err(HandshakeError::Queues(4)));
+    }
+
+    #[test]
+    fn offer_announce_and_macs() {
+        let xs = MemStore::new();
+        let mac = [0, 0x16, 0x3e, 0xaa, 0xbb, 0x0c];
+        announce(&xs, DomId(1), DomId(7), 0, mac, 1500).unwrap();
+        let bp = backend_path(DomId(1), DomId(7), 0);
+        assert_eq!(
+            xs.read(T, &format!("{bp}/mac")).unwrap(),
+            b"00:16:3e:aa:bb:0c"
+        );
+        assert_eq!(parse_mac(b"00:16:3e:aa:bb:0c"), Some(mac));
+        assert_eq!(parse_mac(b"00:16:3e:aa:bb"), None);
+        assert_eq!(parse_mac(b"00:16:3e:aa:bb:0c:01"), None);
+        assert_eq!(state(&xs, &bp).unwrap(), XenbusState::Initialising);
+        offer(&xs, &bp).unwrap();
+        assert_eq!(state(&xs, &bp).unwrap(), XenbusState::InitWait);
+        assert_eq!(xs.read(T, &format!("{bp}/feature-rx-copy")).unwrap(), b"1");
+        let fp = frontend_path(DomId(7), 0);
+        assert_eq!(xs.read(T, &format!("{fp}/backend")).unwrap(), bp.as_bytes());
+        // The frontend owns its directory; the backend may read it.
+        let perms = xs.get_perms(T, &fp).unwrap();
+        assert_eq!(perms[0].dom, DomId(7));
+        assert_eq!((perms[1].dom, perms[1].access), (DomId(1), Access::Read));
+    }
+}
