@@ -11,6 +11,7 @@ use common::*;
 use windsor_control::{DeviceCounters, DeviceState, Request, Response};
 use windsor_netback::service::NoUplink;
 use windsor_netfront::{parse_cidr, Ipv4Address, Misbehave, Netfront, Stack, ECHO_PORT};
+use windsor_xenstore::client::XenStore;
 
 #[test]
 fn two_guests_ping_and_tcp_echo_through_netback() {
@@ -26,7 +27,8 @@ fn two_guests_ping_and_tcp_echo_through_netback() {
     let stop = Arc::new(AtomicBool::new(false));
     let server = serve(da, xa, "10.0.0.2/24", stop.clone());
     let client = std::thread::spawn(move || {
-        let nf = Netfront::connect(&db, &xb, 0, T).expect("netfront connects");
+        // This one uses split event channels; the server one port.
+        let nf = Netfront::connect_with(&db, &xb, 0, T, true).expect("netfront connects");
         let mut st = Stack::new(nf, parse_cidr("10.0.0.3/24").unwrap());
         let dst = Ipv4Address::new(10, 0, 0, 2);
         let rtt = st.ping(&xb, dst, T).expect("ping answered");
@@ -40,6 +42,14 @@ fn two_guests_ping_and_tcp_echo_through_netback() {
     });
     let rtt = client.join().unwrap();
     assert!(rtt < T);
+    // The client really negotiated split event channels.
+    let fe = |k: &str| {
+        h.xs.read(
+            windsor_xenstore::client::TxId::NONE,
+            &format!("/local/domain/{}/device/vif/0/{k}", idb.0),
+        )
+    };
+    assert!(fe("event-channel-rx").is_ok() && fe("event-channel").is_err());
     stop.store(true, Ordering::Relaxed);
     server.join().unwrap();
     match ctl.call(Request::Counters { device: None }, T).unwrap() {

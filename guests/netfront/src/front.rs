@@ -108,6 +108,9 @@ pub struct Netfront<'p, P: GrantTable + EventChannel + Clock> {
     bufs: P::Pages,
     grants: Vec<GrantRef>,
     port: EvtchnPort,
+    /// The rx ring's port: `port` itself unless split event channels are
+    /// used.
+    rx_port: EvtchnPort,
     tx_prod: u32,
     tx_cons: u32,
     tx_free: Vec<u16>,
@@ -144,6 +147,18 @@ impl<'p, P: GrantTable + EventChannel + Clock> Netfront<'p, P> {
         devid: u32,
         timeout: Duration,
     ) -> Result<Self, FrontError> {
+        Self::connect_with(plat, xs, devid, timeout, false)
+    }
+
+    /// [`connect`](Self::connect), with split event channels
+    /// (`event-channel-tx`, `event-channel-rx`) if `split`.
+    pub fn connect_with<X: XenStore + ?Sized>(
+        plat: &'p P,
+        xs: &X,
+        devid: u32,
+        timeout: Duration,
+        split: bool,
+    ) -> Result<Self, FrontError> {
         let fe_path = format!("device/vif/{devid}");
         let be_path = read_str(xs, &format!("{fe_path}/backend"))?;
         let backend = read_str(xs, &format!("{fe_path}/backend-id"))?
@@ -168,6 +183,13 @@ impl<'p, P: GrantTable + EventChannel + Clock> Netfront<'p, P> {
         }
         let port = plat.alloc_unbound(backend)?;
         plat.unmask(port)?;
+        let rx_port = if split {
+            let p = plat.alloc_unbound(backend)?;
+            plat.unmask(p)?;
+            p
+        } else {
+            port
+        };
         let mut nf = Netfront {
             plat,
             backend,
@@ -176,6 +198,7 @@ impl<'p, P: GrantTable + EventChannel + Clock> Netfront<'p, P> {
             bufs,
             grants,
             port,
+            rx_port,
             tx_prod: 0,
             tx_cons: 0,
             tx_free: (0..NTX as u16).rev().collect(),
@@ -222,10 +245,27 @@ impl<'p, P: GrantTable + EventChannel + Clock> Netfront<'p, P> {
     ) -> Result<(), FrontError> {
         self.wait_backend(xs, XenbusState::InitWait, timeout)?;
         let f = &self.fe_path;
+        if self.rx_port == self.port {
+            xs.write(
+                T,
+                &format!("{f}/event-channel"),
+                format!("{}", self.port.0).as_bytes(),
+            )?;
+        } else {
+            xs.write(
+                T,
+                &format!("{f}/event-channel-tx"),
+                format!("{}", self.port.0).as_bytes(),
+            )?;
+            xs.write(
+                T,
+                &format!("{f}/event-channel-rx"),
+                format!("{}", self.rx_port.0).as_bytes(),
+            )?;
+        }
         for (k, v) in [
             ("tx-ring-ref", format!("{}", self.grants[0].0)),
             ("rx-ring-ref", format!("{}", self.grants[1].0)),
-            ("event-channel", format!("{}", self.port.0)),
             ("request-rx-copy", "1".into()),
             ("feature-rx-notify", "1".into()),
             ("feature-no-csum-offload", "1".into()),
@@ -272,7 +312,8 @@ impl<'p, P: GrantTable + EventChannel + Clock> Netfront<'p, P> {
         timeout: Duration,
     ) -> Result<(), FrontError> {
         let stats = self.stats;
-        let fresh = Netfront::connect(self.plat, xs, self.devid, timeout)?;
+        let split = self.rx_port != self.port;
+        let fresh = Netfront::connect_with(self.plat, xs, self.devid, timeout, split)?;
         *self = fresh;
         self.stats = stats;
         tracing::info!(backend = self.backend.0, "netfront reconnected");
@@ -358,7 +399,7 @@ impl<'p, P: GrantTable + EventChannel + Clock> Netfront<'p, P> {
             );
             self.rx_prod = self.rx_prod.wrapping_add(1);
         }
-        push::<P>(self.plat, self.port, ring, self.rx_prod);
+        push::<P>(self.plat, self.rx_port, ring, self.rx_prod);
     }
 
     /// Takes tx responses, freeing their buffers.
@@ -497,11 +538,17 @@ impl<'p, P: GrantTable + EventChannel + Clock> Netfront<'p, P> {
     /// Clears our port's pending bit (call after a wake-up).
     pub fn ack(&self) {
         let _ = self.plat.clear_pending(self.port);
+        if self.rx_port != self.port {
+            let _ = self.plat.clear_pending(self.rx_port);
+        }
     }
 
     /// Waits for an event from the backend, up to `timeout`.
     pub fn wait(&self, timeout: Duration) -> bool {
-        let hit = self.plat.wait(&[self.port], Some(timeout)).unwrap_or(false);
+        let hit = self
+            .plat
+            .wait(&[self.port, self.rx_port], Some(timeout))
+            .unwrap_or(false);
         if hit {
             self.ack();
         }
@@ -556,6 +603,9 @@ impl<'p, P: GrantTable + EventChannel + Clock> Netfront<'p, P> {
 impl<P: GrantTable + EventChannel + Clock> Drop for Netfront<'_, P> {
     fn drop(&mut self) {
         let _ = self.plat.close(self.port);
+        if self.rx_port != self.port {
+            let _ = self.plat.close(self.rx_port);
+        }
         for g in &self.grants {
             let _ = self.plat.end_access(*g);
         }
