@@ -6,6 +6,7 @@
 //! through [`GrantCopy`], implemented for every [`GrantTable`] of the
 //! platform and, in tests and fuzz targets, by [`MemGrants`].
 
+pub use xen::platform::CopySeg;
 use xen::platform::GrantTable;
 use xen::{DomId, GrantRef};
 
@@ -56,6 +57,34 @@ pub trait GrantCopy {
         offset: u16,
         buf: &[u8],
     ) -> Result<(), CopyError>;
+
+    /// Several copies at once, in order, stopping at the first failure
+    /// (one `GNTTABOP_copy` call for all of them where the platform can).
+    fn copy_batch(&self, segs: &mut [CopySeg<'_>]) -> Result<(), CopyError> {
+        for s in segs.iter_mut() {
+            match s {
+                CopySeg::FromGrant {
+                    dom,
+                    gref,
+                    offset,
+                    buf,
+                } => self.copy_in(*dom, *gref, *offset, buf)?,
+                CopySeg::ToGrant {
+                    dom,
+                    gref,
+                    offset,
+                    buf,
+                } => self.copy_out(*dom, *gref, *offset, buf)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+fn seg_gref(s: &CopySeg<'_>) -> GrantRef {
+    match s {
+        CopySeg::FromGrant { gref, .. } | CopySeg::ToGrant { gref, .. } => *gref,
+    }
 }
 
 impl<G: GrantTable> GrantCopy for G {
@@ -78,6 +107,12 @@ impl<G: GrantTable> GrantCopy for G {
     ) -> Result<(), CopyError> {
         self.copy_to_grant(dom, gref, offset, buf)
             .map_err(|cause| CopyError { gref, cause })
+    }
+    fn copy_batch(&self, segs: &mut [CopySeg<'_>]) -> Result<(), CopyError> {
+        GrantTable::copy_batch(self, segs).map_err(|(i, cause)| CopyError {
+            gref: segs.get(i).map(seg_gref).unwrap_or(GrantRef(u32::MAX)),
+            cause,
+        })
     }
 }
 

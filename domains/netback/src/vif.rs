@@ -23,7 +23,7 @@ use xen::abi::netif::{
 use xen::{DomId, PAGE_SIZE};
 use zerocopy::IntoBytes;
 
-use crate::copy::{CopyError, GrantCopy};
+use crate::copy::{CopyError, CopySeg, GrantCopy};
 use crate::rate::Credit;
 use crate::ring::{BackRing, RingError, RingMem};
 use crate::tx::{self, Answers, Gso, Parsed, TxError, ETH_HLEN};
@@ -148,6 +148,7 @@ impl Vif {
     ) -> Result<TxPoll, VifError> {
         let mut res = TxPoll::default();
         let budget = budget.min(TX_BUDGET);
+        let mut batch = Vec::new();
         loop {
             if res.packets >= budget {
                 res.more = self.tx.unconsumed(mem).map_err(TxError::from)? > 0;
@@ -168,34 +169,46 @@ impl Vif {
             }
             res.packets += 1;
             match tx::parse(&mut self.tx, mem, self.cfg.mtu)? {
-                Parsed::Packet(p, answers) => {
-                    let mut data = vec![0u8; usize::from(p.size)];
-                    let mut pos = 0usize;
-                    for s in &p.slots {
-                        let len = usize::from(s.len);
-                        gc.copy_in(
-                            self.cfg.frontend,
-                            s.gref,
-                            s.offset,
-                            &mut data[pos..pos + len],
-                        )?;
-                        pos += len;
-                    }
-                    self.answer(mem, &answers, NETIF_RSP_OKAY);
-                    self.counters.tx_packets += 1;
-                    self.counters.tx_bytes += u64::from(p.size);
-                    out(Frame {
-                        data,
-                        csum_blank: p.csum_blank,
-                        gso: p.gso,
-                    });
-                }
+                Parsed::Packet(p, answers) => batch.push((p, answers)),
                 Parsed::Drop(why, answers) => {
                     tracing::trace!(dom = self.cfg.frontend.0, ?why, "tx packet dropped");
                     self.answer(mem, &answers, NETIF_RSP_ERROR);
                     self.counters.tx_dropped += 1;
                 }
             }
+        }
+        // All the packets' bytes in one batch of grant copies.
+        let mut bufs: Vec<Vec<u8>> = batch
+            .iter()
+            .map(|(p, _)| vec![0u8; usize::from(p.size)])
+            .collect();
+        {
+            let mut segs = Vec::with_capacity(batch.len());
+            for ((p, _), buf) in batch.iter().zip(bufs.iter_mut()) {
+                let mut rest: &mut [u8] = buf;
+                for s in &p.slots {
+                    // parse() made the slot lengths add up to the size.
+                    let (head, tail) = rest.split_at_mut(usize::from(s.len).min(rest.len()));
+                    segs.push(CopySeg::FromGrant {
+                        dom: self.cfg.frontend,
+                        gref: s.gref,
+                        offset: s.offset,
+                        buf: head,
+                    });
+                    rest = tail;
+                }
+            }
+            gc.copy_batch(&mut segs)?;
+        }
+        for ((p, answers), data) in batch.into_iter().zip(bufs) {
+            self.answer(mem, &answers, NETIF_RSP_OKAY);
+            self.counters.tx_packets += 1;
+            self.counters.tx_bytes += u64::from(p.size);
+            out(Frame {
+                data,
+                csum_blank: p.csum_blank,
+                gso: p.gso,
+            });
         }
         res.notify = self.tx.push_responses(mem);
         Ok(res)
@@ -226,6 +239,10 @@ impl Vif {
         mem: &M,
         gc: &G,
     ) -> Result<bool, VifError> {
+        // Plan: which frames go, into which requests (each read once).
+        let mut avail = self.rx.unconsumed(mem)? as usize;
+        let mut reqs: Vec<NetifRxRequest> = Vec::new();
+        let mut planned: Vec<(Frame, Option<Gso>)> = Vec::new();
         while let Some(f) = self.rxq.front() {
             let len = f.data.len();
             let data_slots = len.div_ceil(PAGE_SIZE).max(1);
@@ -241,22 +258,57 @@ impl Vif {
                 continue;
             }
             let need = data_slots + usize::from(gso.is_some());
-            let avail = self.rx.unconsumed(mem)? as usize;
-            if avail < need {
+            if avail.saturating_sub(reqs.len()) < need {
                 // Ask to hear about the next buffer, and look once more.
-                if !self.rx.final_check(mem)? || (self.rx.unconsumed(mem)? as usize) < need {
+                if !self.rx.final_check(mem)? {
+                    break;
+                }
+                avail = self.rx.unconsumed(mem)? as usize;
+                if avail.saturating_sub(reqs.len()) < need {
                     break;
                 }
             }
+            for _ in 0..need {
+                reqs.push(self.rx.peek(mem, reqs.len() as u32));
+            }
             let Some(f) = self.rxq.pop_front() else { break };
+            planned.push((f, gso));
+        }
+        if planned.is_empty() {
+            return Ok(self.rx.push_responses(mem));
+        }
+        // Copy: every chunk of every frame in one batch. A frame's requests
+        // are [data 0, (extra), data 1, ...].
+        {
+            let mut segs = Vec::with_capacity(reqs.len());
+            let mut r = 0;
+            for (f, gso) in &planned {
+                for (i, chunk) in f.data.chunks(PAGE_SIZE).enumerate() {
+                    segs.push(CopySeg::ToGrant {
+                        dom: self.cfg.frontend,
+                        gref: xen::GrantRef(reqs[r].gref),
+                        offset: 0,
+                        buf: chunk,
+                    });
+                    r += 1;
+                    if i == 0 && gso.is_some() {
+                        r += 1;
+                    }
+                }
+            }
+            gc.copy_batch(&mut segs)?;
+        }
+        // Answer, in ring order.
+        self.rx.consume(reqs.len() as u32);
+        let mut r = 0;
+        for (f, gso) in planned {
+            let len = f.data.len();
+            let data_slots = len.div_ceil(PAGE_SIZE).max(1);
             let mut flags0 = 0u16;
             if f.csum_blank {
                 flags0 |= NETRXF_CSUM_BLANK | NETRXF_DATA_VALIDATED;
             }
             for (i, chunk) in f.data.chunks(PAGE_SIZE).enumerate() {
-                let req: NetifRxRequest = self.rx.peek(mem, 0);
-                self.rx.consume(1);
-                gc.copy_out(self.cfg.frontend, xen::GrantRef(req.gref), 0, chunk)?;
                 let mut flags = if i == 0 { flags0 } else { 0 };
                 if i + 1 < data_slots {
                     flags |= NETRXF_MORE_DATA;
@@ -267,16 +319,16 @@ impl Vif {
                 self.rx.respond(
                     mem,
                     &NetifRxResponse {
-                        id: req.id,
+                        id: reqs[r].id,
                         offset: 0,
                         flags,
                         status: chunk.len() as i16,
                     },
                 );
+                r += 1;
                 if let (0, Some(g)) = (i, gso) {
                     // The extra-info slot follows the first response.
-                    let _: NetifRxRequest = self.rx.peek(mem, 0);
-                    self.rx.consume(1);
+                    r += 1;
                     let extra = NetifExtraInfo::encode(
                         NetifExtra::Gso {
                             size: g.size,
@@ -377,6 +429,69 @@ mod tests {
         }
         assert_eq!(v.queued(), RXQ_MAX);
         assert_eq!(v.counters().rx_dropped, 4);
+    }
+
+    #[test]
+    fn gso_frames_go_to_gso_frontends_with_their_extra_slot() {
+        let mut v = Vif::new(
+            VifConfig {
+                rx_gso_tcpv4: true,
+                ..*vif().config()
+            },
+            NOW,
+        );
+        let mut f = TestFront::new();
+        f.post_rx(8);
+        let data = frame(6000, 9);
+        v.enqueue(Frame {
+            data: data.clone(),
+            csum_blank: true,
+            gso: Some(Gso {
+                size: 1448,
+                gso_type: XEN_NETIF_GSO_TYPE_TCPV4,
+            }),
+        });
+        assert!(v.flush_rx(&f.rx, &f.grants).unwrap());
+        let slot = |i: u32| {
+            let mut b = [0u8; 8];
+            f.rx.read(xen::abi::ring::slot_offset(i, 256, 8), &mut b);
+            b
+        };
+        let r0 = <NetifRxResponse as zerocopy::FromBytes>::read_from_bytes(&slot(0)).unwrap();
+        assert_eq!(r0.status, 4096);
+        assert_eq!(
+            r0.flags,
+            NETRXF_MORE_DATA | NETRXF_EXTRA_INFO | NETRXF_CSUM_BLANK | NETRXF_DATA_VALIDATED
+        );
+        let e = <NetifExtraInfo as zerocopy::FromBytes>::read_from_bytes(&slot(1)).unwrap();
+        assert_eq!(
+            e.decode(),
+            Some(NetifExtra::Gso {
+                size: 1448,
+                gso_type: XEN_NETIF_GSO_TYPE_TCPV4,
+                features: 0
+            })
+        );
+        let r2 = <NetifRxResponse as zerocopy::FromBytes>::read_from_bytes(&slot(2)).unwrap();
+        assert_eq!((r2.status, r2.flags), (6000 - 4096, 0));
+        // The bytes: request 0's page, then request 2's.
+        let pages = f.grants.pages.borrow();
+        let dp = crate::testing::DATA_PAGES;
+        assert_eq!(&pages[dp][..], &data[..4096]);
+        assert_eq!(&pages[dp + 2][..6000 - 4096], &data[4096..]);
+        drop(pages);
+        // A frontend without GSO does not get it (over its MTU: dropped).
+        let mut v = vif();
+        v.enqueue(Frame {
+            data,
+            csum_blank: false,
+            gso: Some(Gso {
+                size: 1448,
+                gso_type: XEN_NETIF_GSO_TYPE_TCPV4,
+            }),
+        });
+        v.flush_rx(&f.rx, &f.grants).unwrap();
+        assert_eq!(v.counters().rx_dropped, 1);
     }
 
     #[test]
