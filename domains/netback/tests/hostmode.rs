@@ -196,3 +196,60 @@ fn a_rate_limited_flood_does_not_stop_the_others() {
         "a flood is not a protocol violation"
     );
 }
+
+#[test]
+fn unplug_closes_the_backend_and_restart_ends_the_service() {
+    use windsor_control::ErrorCode;
+    let mut h = Host::new::<NoUplink>(None);
+    let (dom0, cxs) = h.control();
+    let mut ctl = connect_control(&dom0, &cxs, h.nb);
+    let (da, xa) = h.guest(&mut ctl, "10.0.0.2");
+    let ida = xen::platform::Platform::domid(&da);
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = serve(da, xa, "10.0.0.2/24", stop.clone());
+    let state = |xs: &windsor_xenstore::client::MemStore| {
+        xs.read(
+            windsor_xenstore::client::TxId::NONE,
+            &format!(
+                "{}/state",
+                windsor_netback::xenbus::backend_path(h.nb, ida, 0)
+            ),
+        )
+        .unwrap()
+    };
+    let end = std::time::Instant::now() + T;
+    while state(&h.xs) != b"4" {
+        assert!(std::time::Instant::now() < end, "never connected");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert_eq!(
+        ctl.call(Request::Unplug { device: vif(ida) }, T).unwrap(),
+        Response::Ok
+    );
+    assert_eq!(state(&h.xs), b"6", "backend Closed");
+    assert_eq!(
+        ctl.call(
+            Request::Counters {
+                device: Some(vif(ida))
+            },
+            T
+        )
+        .unwrap(),
+        Response::Error(ErrorCode::NoSuchDevice)
+    );
+    let Response::Health(hl) = ctl.call(Request::Health, T).unwrap() else {
+        panic!("health")
+    };
+    assert!(hl.devices.is_empty());
+    // Restart: answered, then the service ends.
+    assert_eq!(ctl.call(Request::Restart, T).unwrap(), Response::Ok);
+    let t = h.nb_thread.take().unwrap();
+    let end = std::time::Instant::now() + T;
+    while !t.is_finished() {
+        assert!(std::time::Instant::now() < end, "netback did not end");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    t.join().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    server.join().unwrap();
+}
