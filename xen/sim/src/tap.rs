@@ -112,9 +112,11 @@ mod tests {
     /// open fails with EPERM and there is nothing else to check.
     #[test]
     fn open_names_and_reads_nothing_while_down() {
-        match Tap::open("wsimtap0") {
+        // Unique per process: tests of other worktrees may run at once.
+        let name = format!("wsim{}", std::process::id() % 100_000);
+        match Tap::open(&name) {
             Ok(t) => {
-                assert_eq!(t.name(), "wsimtap0");
+                assert_eq!(t.name(), name);
                 let mut buf = [0u8; 2048];
                 // Down (never brought up): no frames, and no blocking.
                 assert!(t.recv(&mut buf).unwrap().is_none());
