@@ -186,8 +186,17 @@ fn test(args: TestArgs) -> Result<()> {
         loom.env("RUSTFLAGS", "--cfg loom")
             .env("LOOM_MAX_PREEMPTIONS", "3")
             .env("CARGO_TARGET_DIR", target)
-            .args(["test", "-p", "vchan", "--release", "--test", "loom"]);
-        step("loom models (vchan ring)", loom)?;
+            .args([
+                "test",
+                "-p",
+                "vchan",
+                "-p",
+                "windsor-netback",
+                "--release",
+                "--test",
+                "loom",
+            ]);
+        step("loom models (vchan ring, netback ring)", loom)?;
     }
     eprintln!("\nall checks passed in {:.0} s", t.elapsed().as_secs_f64());
     Ok(())

@@ -40,6 +40,10 @@ pub trait RingMem {
     fn read(&self, off: usize, dst: &mut [u8]);
     /// Copies `src` to `off`.
     fn write(&self, off: usize, src: &[u8]);
+    /// A full memory fence (`xen_mb()`); overridden by the loom models.
+    fn fence(&self) {
+        fence(Ordering::SeqCst)
+    }
 }
 
 impl RingMem for xen::SharedMem<'_> {
@@ -205,7 +209,7 @@ impl BackRing {
             return false;
         }
         mem.store_u32(SRING_RSP_PROD_OFFSET, new, Ordering::Release);
-        fence(Ordering::SeqCst);
+        mem.fence();
         let event = mem.load_u32(SRING_RSP_EVENT_OFFSET, Ordering::Relaxed);
         new.wrapping_sub(event) < new.wrapping_sub(old)
     }
@@ -222,7 +226,7 @@ impl BackRing {
             self.req_cons.wrapping_add(1),
             Ordering::Release,
         );
-        fence(Ordering::SeqCst);
+        mem.fence();
         Ok(self.unconsumed(mem)? > 0)
     }
 }
