@@ -166,6 +166,59 @@ pub trait GrantTable {
     /// Copies private memory into a peer's writable grant (`GNTTABOP_copy`,
     /// destination by grant). `offset + buf.len()` must stay inside the page.
     fn copy_to_grant(&self, to: DomId, gref: GrantRef, offset: u16, buf: &[u8]) -> Result<()>;
+
+    /// Several copies in one `GNTTABOP_copy` call, in order. Stops at the
+    /// first that fails and returns its index and error (the ones before
+    /// it were done). The default makes one call per segment; a platform
+    /// where a call has a fixed cost overrides it.
+    fn copy_batch(&self, segs: &mut [CopySeg<'_>]) -> core::result::Result<(), (usize, Error)> {
+        for (i, s) in segs.iter_mut().enumerate() {
+            let r = match s {
+                CopySeg::FromGrant {
+                    dom,
+                    gref,
+                    offset,
+                    buf,
+                } => self.copy_from_grant(*dom, *gref, *offset, buf),
+                CopySeg::ToGrant {
+                    dom,
+                    gref,
+                    offset,
+                    buf,
+                } => self.copy_to_grant(*dom, *gref, *offset, buf),
+            };
+            r.map_err(|e| (i, e))?;
+        }
+        Ok(())
+    }
+}
+
+/// One segment of a [`GrantTable::copy_batch`] (a `gnttab_copy` op with
+/// one side a grant and the other our private memory).
+#[derive(Debug)]
+pub enum CopySeg<'a> {
+    /// From `dom`'s grant `gref` at `offset` into `buf`.
+    FromGrant {
+        /// The granting domain.
+        dom: DomId,
+        /// Its grant.
+        gref: GrantRef,
+        /// Offset in the page.
+        offset: u16,
+        /// Where the bytes go.
+        buf: &'a mut [u8],
+    },
+    /// From `buf` into `dom`'s writable grant `gref` at `offset`.
+    ToGrant {
+        /// The granting domain.
+        dom: DomId,
+        /// Its grant.
+        gref: GrantRef,
+        /// Offset in the page.
+        offset: u16,
+        /// The bytes.
+        buf: &'a [u8],
+    },
 }
 
 /// Virtual interrupts a domain can bind (`VIRQ_*` of `xen.h`).

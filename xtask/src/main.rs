@@ -73,6 +73,8 @@ const NO_STD_CRATES: &[&str] = &[
     "windsor-xenstore",
     "windsor-xenstore-client",
     "windsor-netback",
+    "windsor-control",
+    "windsor-netfront",
     "windsor-blkback",
     "windsor-blkfront",
     "windsor-toolstack",
@@ -83,6 +85,7 @@ const NO_STD_CRATES: &[&str] = &[
 /// Benchmarks: (package, bench target). Each prints JSON lines.
 const BENCHES: &[(&str, &str)] = &[
     ("vchan", "vchan"),
+    ("windsor-netback", "netback"),
     ("windsor-xenstore", "xenstored"),
     ("windsor-xenstore-replication", "pool_vs_etcd"),
     ("windsor-toolstack", "lifecycle"),
@@ -188,8 +191,17 @@ fn test(args: TestArgs) -> Result<()> {
         loom.env("RUSTFLAGS", "--cfg loom")
             .env("LOOM_MAX_PREEMPTIONS", "3")
             .env("CARGO_TARGET_DIR", target)
-            .args(["test", "-p", "vchan", "--release", "--test", "loom"]);
-        step("loom models (vchan ring)", loom)?;
+            .args([
+                "test",
+                "-p",
+                "vchan",
+                "-p",
+                "windsor-netback",
+                "--release",
+                "--test",
+                "loom",
+            ]);
+        step("loom models (vchan ring, netback ring)", loom)?;
     }
     eprintln!("\nall checks passed in {:.0} s", t.elapsed().as_secs_f64());
     Ok(())

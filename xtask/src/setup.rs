@@ -9,7 +9,7 @@
 //! | `xenstore-utils`, `xen-utils-4.17` | real xenstore clients and Xen's `test-xenstore` |
 //! | `qemu-system-x86`, `xen-hypervisor-4.17-amd64` | Xen-mode boots (see `xen_boot::ensure_xen_tools`) |
 //! | `etcd-server` | the reference of the `/pool` replication benchmark (`pool_vs_etcd`) |
-//! | `iproute2` | network namespaces of the `/pool` partition test |
+//! | `iproute2`, `iputils-ping` | network namespaces: the `/pool` partition test; netback's TAP-uplink test (a namespace pings and connects to a guest) |
 //! | PyPI `pyxs`, `XenAPI` | real Python clients of the xenstore and the lifecycle API |
 //! | PyPI `ansible` | Ansible's `community.general.xenserver_*` modules against `windsor up` |
 //! | npm `xen-api` (`api/tests/node/package.json`) | the real JavaScript client of the lifecycle API |
@@ -29,6 +29,7 @@ const DEBIAN: &[&str] = &[
     "qemu-utils",
     "etcd-server",
     "iproute2",
+    "iputils-ping",
 ];
 /// Python modules: (import name, pip name).
 const PYTHON: &[(&str, &str)] = &[

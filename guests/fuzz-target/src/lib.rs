@@ -34,7 +34,15 @@
 //! again. If it returns [`Cancelled`](SuspendOutcome::Cancelled), it goes
 //! on in the same domain. A platform without save/restore (`ENOSYS`, the
 //! Xen-mode runtime so far) gets a plain `SHUTDOWN_suspend`, as before.
-//! | `control/misbehave` | toolstack (or a test) | `ignore-shutdown`: leave requests unacknowledged and keep running; `crash`: `SHUTDOWN_crash` at once; `spin`: stop serving xenstore and spin until destroyed |
+//! | `control/misbehave` | toolstack (or a test) | `ignore-shutdown`: leave requests unacknowledged and keep running; `crash`: `SHUTDOWN_crash` at once; `spin`: stop serving xenstore and spin until destroyed; `net-bad-gref`, `net-oversize`, `net-index-games`, `net-flood`: break the netif protocol on its tx ring (see `windsor_netfront::Misbehave`) |
+//! | `data/net` | guest | `up <ip>/<len>` once its network is connected, or `failed: <why>` |
+//!
+//! # Network
+//!
+//! If the toolstack gave it a VIF (`device/vif/0`, with `ip` in the
+//! backend's directory, as libxl writes it), the guest connects it with
+//! Windsor's netfront at boot, answers ping and serves TCP echo (port 7)
+//! while it waits for xenstore events.
 //!
 //! `spin` does not burn a host core: it polls the platform (a 10 ms
 //! `SCHEDOP_poll` on no port) so that it notices being destroyed, and never
@@ -49,6 +57,8 @@ use alloc::format;
 use alloc::vec::Vec;
 use core::time::Duration;
 
+use alloc::string::String;
+use windsor_netfront::{parse_cidr, Misbehave, Netfront, Stack};
 use windsor_xenstore_client::{ClientError, TxId, XenStore};
 use xen::platform::{Platform, ShutdownReason, SuspendOutcome};
 
@@ -57,6 +67,11 @@ pub mod host;
 
 /// The image name the toolstack uses in `PV_kernel`.
 pub const IMAGE: &str = "fuzz-target";
+
+/// Outside transactions.
+const T_NONE: TxId = TxId::NONE;
+/// How long the network handshake may take.
+const NET_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Watch token of `control/shutdown`.
 const TOK_SHUTDOWN: &str = "shutdown";
@@ -174,9 +189,21 @@ fn serve<P: Platform, S: XenStore>(p: &P, xs: &S, mem: &Memory) -> Result<Step, 
     let boot_id = format!("{:016x}", mem.boot_id);
     xs.write(T, "data/boot-id", boot_id.as_bytes())?;
     xs.write(T, "data/resumes", format!("{}", mem.resumes).as_bytes())?;
+    let mut net = connect_net(p, xs);
     let mut ignore_shutdown = false;
     loop {
-        let ev = xs.next_event(None)?;
+        let ev = match net.as_mut() {
+            None => xs.next_event(None)?,
+            Some(st) => match xs.next_event(Some(Duration::ZERO)) {
+                Ok(ev) => ev,
+                Err(ClientError::Timeout) => {
+                    st.maintain(xs);
+                    st.poll_wait(Duration::from_millis(5));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            },
+        };
         match ev.token.as_str() {
             TOK_MISBEHAVE => match read_opt(xs, "control/misbehave")?.as_deref() {
                 Some(b"ignore-shutdown") => ignore_shutdown = true,
@@ -187,6 +214,11 @@ fn serve<P: Platform, S: XenStore>(p: &P, xs: &S, mem: &Memory) -> Result<Step, 
                 Some(b"spin") => {
                     let _ = xs.write(T, "data/state", b"spinning");
                     return Ok(Step::End(spin(p)));
+                }
+                Some(v) if Misbehave::parse(v).is_some() => {
+                    if let (Some(st), Some(m)) = (net.as_mut(), Misbehave::parse(v)) {
+                        st.netfront().misbehave(m);
+                    }
                 }
                 _ => ignore_shutdown = false,
             },
@@ -202,14 +234,18 @@ fn serve<P: Platform, S: XenStore>(p: &P, xs: &S, mem: &Memory) -> Result<Step, 
                 }
                 // Acknowledge, as Linux's xenbus driver does.
                 xs.write(T, "control/shutdown", b"")?;
+                if let Some(st) = net.take() {
+                    st.into_netfront().close(xs);
+                }
                 if reason != ShutdownReason::Suspend {
                     p.shutdown_self(reason);
                     return Ok(Step::End(Outcome::Shutdown(reason)));
                 }
                 match p.suspend_self() {
                     Ok(SuspendOutcome::Resumed) => return Ok(Step::Resumed),
-                    // Same domain, same connection: go on.
-                    Ok(SuspendOutcome::Cancelled) => {}
+                    // Same domain, same connection: go on (the network
+                    // comes back).
+                    Ok(SuspendOutcome::Cancelled) => net = connect_net(p, xs),
                     Err(xen::platform::Error::Errno(xen::Errno::ENOSYS)) => {
                         p.shutdown_self(reason);
                         return Ok(Step::End(Outcome::Shutdown(reason)));
@@ -219,6 +255,29 @@ fn serve<P: Platform, S: XenStore>(p: &P, xs: &S, mem: &Memory) -> Result<Step, 
                 }
             }
             _ => {}
+        }
+    }
+}
+
+/// Connects the network if the toolstack gave us a VIF (`device/vif/0`)
+/// with an address (`ip` in its backend directory, as libxl writes it).
+/// `data/net` says how it went: `up <ip>` or `failed: <why>`.
+fn connect_net<'p, P: Platform, S: XenStore>(p: &'p P, xs: &S) -> Option<Stack<'p, P>> {
+    let backend = read_opt(xs, "device/vif/0/backend").ok()??;
+    let backend = String::from_utf8(backend).ok()?;
+    let ip = read_opt(xs, &format!("{backend}/ip")).ok()??;
+    let Some(cidr) = core::str::from_utf8(&ip).ok().and_then(parse_cidr) else {
+        let _ = xs.write(T_NONE, "data/net", b"failed: bad ip");
+        return None;
+    };
+    match Netfront::connect(p, xs, 0, NET_TIMEOUT) {
+        Ok(nf) => {
+            let _ = xs.write(T_NONE, "data/net", format!("up {cidr}").as_bytes());
+            Some(Stack::new(nf, cidr))
+        }
+        Err(e) => {
+            let _ = xs.write(T_NONE, "data/net", format!("failed: {e}").as_bytes());
+            None
         }
     }
 }

@@ -350,6 +350,50 @@ impl GrantTable for SimDomain {
         frame.mem().write_bytes(offset as usize, buf);
         Ok(())
     }
+
+    /// One lock of the hypervisor for the whole batch (checks and frame
+    /// look-ups), then the copies, as one `GNTTABOP_copy` hypercall does.
+    fn copy_batch(
+        &self,
+        segs: &mut [xen::platform::CopySeg<'_>],
+    ) -> std::result::Result<(), (usize, xen::platform::Error)> {
+        use xen::platform::CopySeg;
+        let mut frames = Vec::with_capacity(segs.len());
+        let mut failed = None;
+        {
+            let mut st = self.shared.lock();
+            for (i, s) in segs.iter().enumerate() {
+                let (peer, gref, offset, len, write) = match s {
+                    CopySeg::FromGrant {
+                        dom,
+                        gref,
+                        offset,
+                        buf,
+                    } => (*dom, *gref, *offset, buf.len(), false),
+                    CopySeg::ToGrant {
+                        dom,
+                        gref,
+                        offset,
+                        buf,
+                    } => (*dom, *gref, *offset, buf.len(), true),
+                };
+                match self.copy_frame_locked(&mut st, peer, gref, offset, len, write) {
+                    Ok(f) => frames.push(f),
+                    Err(e) => {
+                        failed = Some((i, e));
+                        break;
+                    }
+                }
+            }
+        }
+        for (s, f) in segs.iter_mut().zip(&frames) {
+            match s {
+                CopySeg::FromGrant { offset, buf, .. } => f.mem().read_bytes(*offset as usize, buf),
+                CopySeg::ToGrant { offset, buf, .. } => f.mem().write_bytes(*offset as usize, buf),
+            }
+        }
+        failed.map_or(Ok(()), Err)
+    }
 }
 
 impl SimDomain {
@@ -362,11 +406,24 @@ impl SimDomain {
         len: usize,
         write: bool,
     ) -> Result<Arc<Frame>> {
+        let mut st = self.shared.lock();
+        self.copy_frame_locked(&mut st, peer, gref, offset, len, write)
+    }
+
+    /// [`copy_frame`](Self::copy_frame) with the hypervisor locked.
+    fn copy_frame_locked(
+        &self,
+        st: &mut std::sync::MutexGuard<'_, State>,
+        peer: DomId,
+        gref: GrantRef,
+        offset: u16,
+        len: usize,
+        write: bool,
+    ) -> Result<Arc<Frame>> {
         if offset as usize + len > PAGE_SIZE {
             return Err(gnt(GrantStatus::BadCopyArg));
         }
-        let mut st = self.shared.lock();
-        self.me(&mut st)?;
+        self.me(st)?;
         let granter = st.dom(peer).map_err(|_| gnt(GrantStatus::BadDomain))?;
         let g = granter
             .grants

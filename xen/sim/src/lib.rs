@@ -13,6 +13,8 @@
 //!   destroy), image registry, fault injection.
 //! * `domain`: the per-domain handle and the trait implementations.
 //! * `save`: save/restore of a suspended domain ([`SavedDomain`]).
+//! * [`tap`]: a TAP device, the host network handed to the network driver
+//!   domain as its uplink (host mode's stand-in for a NIC).
 //!
 //! Semantics follow Xen 4.17, so protocol bugs show up here first: a domain
 //! can only map grants offered to it; a read-only grant cannot be mapped
@@ -41,6 +43,7 @@ mod domain;
 mod hypervisor;
 mod memory;
 mod save;
+pub mod tap;
 
 pub use domain::{SimDomain, SimMapping, SimPages};
 pub use hypervisor::{Hypervisor, ImageEntry};

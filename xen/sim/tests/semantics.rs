@@ -95,6 +95,68 @@ fn read_only_grants_are_honoured() {
 }
 
 #[test]
+fn batched_copies_run_in_order_and_stop_at_the_first_failure() {
+    use xen::platform::CopySeg;
+    let (_hv, a, b) = two_domains();
+    let pages = a.alloc_pages(2).unwrap();
+    let rw = a.grant_access(&pages, 0, b.domid(), false).unwrap();
+    let ro = a.grant_access(&pages, 1, b.domid(), true).unwrap();
+    pages.mem().write_bytes(4096 + 8, b"source");
+    let mut got = [0u8; 6];
+    let mut segs = [
+        CopySeg::FromGrant {
+            dom: a.domid(),
+            gref: ro,
+            offset: 8,
+            buf: &mut got,
+        },
+        CopySeg::ToGrant {
+            dom: a.domid(),
+            gref: rw,
+            offset: 100,
+            buf: b"dest",
+        },
+    ];
+    b.copy_batch(&mut segs).unwrap();
+    assert_eq!(&got, b"source");
+    let mut back = [0u8; 4];
+    pages.mem().read_bytes(100, &mut back);
+    assert_eq!(&back, b"dest");
+    // The second of three fails (read-only): the first is done, the
+    // third is not.
+    let mut segs = [
+        CopySeg::ToGrant {
+            dom: a.domid(),
+            gref: rw,
+            offset: 0,
+            buf: b"one",
+        },
+        CopySeg::ToGrant {
+            dom: a.domid(),
+            gref: ro,
+            offset: 0,
+            buf: b"two",
+        },
+        CopySeg::ToGrant {
+            dom: a.domid(),
+            gref: rw,
+            offset: 200,
+            buf: b"three",
+        },
+    ];
+    assert_eq!(
+        b.copy_batch(&mut segs),
+        Err((1, Error::Grant(GrantStatus::PermissionDenied)))
+    );
+    let mut one = [0u8; 3];
+    pages.mem().read_bytes(0, &mut one);
+    assert_eq!(&one, b"one");
+    let mut three = [0u8; 5];
+    pages.mem().read_bytes(200, &mut three);
+    assert_eq!(three, [0; 5]);
+}
+
+#[test]
 fn end_access_waits_for_unmap() {
     let (_hv, a, b) = two_domains();
     let pages = a.alloc_pages(1).unwrap();
