@@ -10,7 +10,7 @@
 //! * [`vbd`]: a request resolved against the disk (bounds, read-only,
 //!   ordering of flushes and barriers);
 //! * [`xenbus`]: the handshake with the frontend as a state machine over a
-//!   [`XenStore`](windsor_xenstore::client::XenStore) client;
+//!   [`XenStore`](windsor_xenstore_client::XenStore) client;
 //! * with `std`: [`storage`] (raw sparse files and qcow2 behind one trait)
 //!   and [`service`], which runs the backend on the platform traits:
 //!   grants, event channels and a pool of I/O threads.

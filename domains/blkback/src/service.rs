@@ -43,7 +43,7 @@ use std::thread;
 use std::time::Duration;
 use std::vec::Vec;
 
-use windsor_xenstore::client::{ClientError, TxId, XenStore};
+use windsor_xenstore_client::{ClientError, TxId, XenStore};
 use xen::abi::blkif::{BlkifResponse, BLKIF_RSP_OKAY, VDISK_READONLY};
 use xen::platform::{ForeignMapping, GrantTable, Platform};
 use xen::{DomId, Errno, EvtchnPort, PAGE_SIZE};

@@ -31,7 +31,7 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
-use windsor_xenstore::client::{Access, ClientError, Perm, TxId, XenStore};
+use windsor_xenstore_client::{Access, ClientError, Perm, TxId, XenStore};
 use xen::abi::xenbus::XenbusState;
 use xen::{DomId, EvtchnPort, GrantRef};
 
@@ -213,7 +213,7 @@ impl Backend {
                 o.max_indirect_segments.to_string(),
             ));
         }
-        windsor_xenstore::client::in_transaction(xs, |tx| {
+        windsor_xenstore_client::in_transaction(xs, |tx| {
             for (k, v) in &nodes {
                 xs.write(tx, &format!("{}/{k}", self.dir), v.as_bytes())?;
             }
@@ -386,7 +386,7 @@ impl Backend {
     /// properties and switches to Connected.
     pub fn connected<X: XenStore + ?Sized>(&mut self, xs: &X) -> Result<(), ClientError> {
         let o = self.offer.clone();
-        windsor_xenstore::client::in_transaction(xs, |tx| {
+        windsor_xenstore_client::in_transaction(xs, |tx| {
             for (k, v) in [
                 ("sectors", o.sectors.to_string()),
                 ("info", o.info.to_string()),
@@ -487,7 +487,7 @@ pub fn plumb<X: XenStore + ?Sized>(
             p.frontend,
         ),
     ];
-    windsor_xenstore::client::in_transaction(xs, |tx| {
+    windsor_xenstore_client::in_transaction(xs, |tx| {
         for (dir, owner) in &parents {
             if xs.read(tx, dir).is_err() {
                 xs.write(tx, dir, b"")?;

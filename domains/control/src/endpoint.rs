@@ -11,7 +11,7 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use vchan::{ServerConfig, Vchan};
-use windsor_xenstore::client::XenStore;
+use windsor_xenstore_client::XenStore;
 use xen::platform::{Clock, EventChannel, GrantTable};
 use xen::{DomId, EvtchnPort};
 

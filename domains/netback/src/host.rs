@@ -9,7 +9,7 @@
 
 use core::time::Duration;
 
-use windsor_xenstore::client::XenStore;
+use windsor_xenstore_client::XenStore;
 use xen::platform::Platform;
 use xen::DomId;
 use xen_sim::tap::Tap;

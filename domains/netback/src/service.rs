@@ -23,7 +23,7 @@ use windsor_control::{
     DeviceCounters, DeviceId, DeviceKind, DeviceParams, DeviceState, ErrorCode, Health, Request,
     Response, VifCounters, VifParams,
 };
-use windsor_xenstore::client::XenStore;
+use windsor_xenstore_client::XenStore;
 use xen::abi::xenbus::XenbusState;
 use xen::platform::{Clock, EventChannel, ForeignMapping, GrantTable};
 use xen::{DomId, EvtchnPort};

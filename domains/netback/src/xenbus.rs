@@ -23,7 +23,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use windsor_xenstore::client::{Access, ClientError, Perm, TxId, XenStore};
+use windsor_xenstore_client::{Access, ClientError, Perm, TxId, XenStore};
 use xen::abi::xenbus::XenbusState;
 use xen::{DomId, EvtchnPort, GrantRef};
 

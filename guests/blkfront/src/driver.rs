@@ -13,7 +13,7 @@
 use std::time::Duration;
 use std::vec::Vec;
 
-use windsor_xenstore::client::XenStore;
+use windsor_xenstore_client::XenStore;
 use xen::abi::blkif::{BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_RSP_OKAY};
 use xen::abi::xenbus::XenbusState;
 use xen::platform::{LocalPages, Platform};

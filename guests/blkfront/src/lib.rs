@@ -7,7 +7,7 @@
 //!   direct (up to 11 segments) or indirect (segments in an indirect page);
 //! * [`xenbus`]: the frontend's side of the handshake (backend features in,
 //!   ring references and event channel out, states) over a
-//!   [`XenStore`](windsor_xenstore::client::XenStore) client;
+//!   [`XenStore`](windsor_xenstore_client::XenStore) client;
 //! * with `std`: [`driver`], a blocking driver on the platform traits that
 //!   grants its data pages once and reuses them (as a frontend using
 //!   persistent grants does).

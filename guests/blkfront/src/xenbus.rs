@@ -15,7 +15,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use windsor_xenstore::client::{in_transaction, ClientError, TxId, XenStore};
+use windsor_xenstore_client::{in_transaction, ClientError, TxId, XenStore};
 use xen::abi::xenbus::XenbusState;
 use xen::{DomId, EvtchnPort, GrantRef};
 
