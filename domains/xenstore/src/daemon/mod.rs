@@ -24,8 +24,28 @@
 //! mode, an [`Adopter`] hands the loop an already connected stream that acts
 //! for a given domain (its permissions and quotas apply): that is how the
 //! toolstack of `windsor up` reaches the store. A client that breaks framing
-//! (oversized length) or lets more than [`MAX_QUEUED`] bytes of output pile
-//! up is disconnected; the rest go on.
+//! (oversized length) is disconnected; the rest go on.
+//!
+//! # Bounds on what clients make the daemon hold ([`Limits`])
+//!
+//! As C xenstored bounds unread output and requests per connection, and
+//! for every client, dom0's included (memory is a host resource, not a
+//! permission): a connection whose unsent output reaches
+//! [`Limits::conn_output_soft`] is not read any more until it drains to
+//! half of it, so a client that sends requests without reading replies
+//! holds at most that much output and one read's worth of unparsed bytes
+//! (the rest waits in its socket buffer, then its `write` blocks); no
+//! connection is read while all of them together hold
+//! [`Limits::total_output`]. Output a connection does not cause itself
+//! (watch events) can still grow: a connection holding
+//! [`Limits::conn_output_hard`], or more than the soft bound while the
+//! total is over twice its bound, is disconnected. A partial request
+//! (a header or a payload not yet whole) that is not completed within
+//! [`Limits::partial_timeout`] disconnects its client. Open transactions'
+//! memory is bounded per connection and in total by the store
+//! ([`Config::txn_bytes_per_conn`](crate::store::Config::txn_bytes_per_conn),
+//! [`Config::txn_bytes_total`](crate::store::Config::txn_bytes_total)):
+//! a write beyond fails with `ENOSPC` and the transaction cannot commit.
 //!
 //! As the xenstore domain of host mode, the daemon also serves guests over
 //! their xenbus rings ([`Daemon::serve_rings`], [`Rings`]): the same loop
@@ -96,7 +116,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use std::vec::Vec;
 
 use mio::net::{UnixListener, UnixStream};
@@ -118,8 +138,33 @@ mod rings;
 pub const HEADER_LEN: usize = 16;
 /// `XENSTORE_PAYLOAD_MAX`.
 pub const PAYLOAD_MAX: usize = 4096;
-/// Output bytes a connection may leave unread before it is disconnected.
-pub const MAX_QUEUED: usize = 16 << 20;
+/// Output bytes a connection may leave unread before it is disconnected
+/// (the default of [`Limits::conn_output_hard`]).
+pub const MAX_QUEUED: usize = 4 << 20;
+
+/// Bounds on what clients can make the daemon hold (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Unsent output at which a connection is no longer read.
+    pub conn_output_soft: usize,
+    /// Unsent output at which a connection is disconnected.
+    pub conn_output_hard: usize,
+    /// Unsent output of all connections at which none is read.
+    pub total_output: usize,
+    /// How long a partial request may wait for its remaining bytes.
+    pub partial_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            conn_output_soft: 256 << 10,
+            conn_output_hard: MAX_QUEUED,
+            total_output: 64 << 20,
+            partial_timeout: Duration::from_secs(10),
+        }
+    }
+}
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -172,6 +217,10 @@ struct Conn {
     written: usize,
     queued: usize,
     want_write: bool,
+    /// Not read (output over its bound); `rbuf` may hold whole messages.
+    paused: bool,
+    /// When the partial message in `rbuf` started.
+    partial_since: Option<Instant>,
 }
 
 /// Hands connected streams to a running [`Daemon`], each acting for a
@@ -233,7 +282,20 @@ pub struct Daemon {
     /// Set while the loop may be blocked in `poll`: only then do the
     /// commit threads wake it.
     polling: Arc<AtomicBool>,
+    limits: Limits,
+    /// Unsent output of all connections.
+    total_queued: usize,
+    /// Connections not read because of output bounds.
+    paused: Vec<usize>,
+    /// When partial requests were last looked at.
+    last_sweep: Instant,
+    /// The most output and transaction memory held since the heap was
+    /// last trimmed.
+    held_peak: usize,
 }
+
+/// Freed output and transaction memory after which the heap is trimmed.
+const TRIM_AFTER: usize = 4 << 20;
 
 /// Unparsed bytes kept at most between reads: a partial message is
 /// shorter than a whole one.
@@ -320,7 +382,17 @@ impl Daemon {
             batch: Batch::default(),
             waker: loop_waker,
             polling: loop_polling,
+            limits: Limits::default(),
+            total_queued: 0,
+            paused: Vec::new(),
+            last_sweep: Instant::now(),
+            held_peak: 0,
         })
+    }
+
+    /// Replaces the bounds on what clients can make the daemon hold.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
     }
 
     /// Serves guests' xenbus rings too (the xenstore domain of host mode):
@@ -374,6 +446,8 @@ impl Daemon {
             written: 0,
             queued: 0,
             want_write: false,
+            paused: false,
+            partial_since: None,
         });
         Some(slot)
     }
@@ -385,8 +459,9 @@ impl Daemon {
             // Announce the sleep, then look once more: either the commit
             // thread sees `polling` and wakes us, or we see its LSN here.
             self.polling.store(true, Ordering::SeqCst);
-            let more =
-                self.rings.as_ref().is_some_and(|r| r.more) || self.log.durable() != self.durable;
+            let more = self.rings.as_ref().is_some_and(|r| r.more)
+                || self.log.durable() != self.durable
+                || self.resumable();
             let timeout = if more {
                 Duration::ZERO
             } else {
@@ -427,6 +502,10 @@ impl Daemon {
                 self.touched.extend(gated);
             }
             self.flush_touched();
+            self.resume();
+            let held = self.total_queued + self.engine.store().txn_bytes();
+            self.held_peak = self.held_peak.max(held);
+            self.sweep_partial();
             self.transmit_rings();
             if self.since_snapshot >= self.config.snapshot_every {
                 self.since_snapshot = 0;
@@ -493,6 +572,7 @@ impl Daemon {
                 continue;
             };
             c.queued += bytes.len();
+            self.total_queued += bytes.len();
             c.out.push_back(Out { lsn, bytes });
             self.touched.push(to);
         }
@@ -625,6 +705,10 @@ impl Daemon {
     /// Reads and handles what `slot` sent; true if it is to be closed.
     fn read_into(&mut self, slot: usize, scratch: &mut [u8]) -> bool {
         loop {
+            if self.over_output(slot) {
+                self.pause(slot);
+                return false;
+            }
             let Some(Some(conn)) = self.conns.get_mut(slot) else {
                 return false;
             };
@@ -636,7 +720,7 @@ impl Daemon {
                         tracing::info!(slot, why, "disconnecting misbehaving client");
                         return true;
                     }
-                    if short {
+                    if short && !self.is_paused(slot) {
                         return false;
                     }
                 }
@@ -667,6 +751,12 @@ impl Daemon {
         rbuf.drain(..at);
         release_spare(&mut rbuf);
         if let Some(Some(conn)) = self.conns.get_mut(slot) {
+            if rbuf.is_empty() || conn.paused {
+                conn.partial_since = None;
+            } else if at > 0 || conn.partial_since.is_none() {
+                // A new partial message: its clock starts now.
+                conn.partial_since = Some(Instant::now());
+            }
             conn.rbuf = rbuf;
         }
         result
@@ -677,6 +767,11 @@ impl Daemon {
     fn handle_messages(&mut self, slot: usize, buf: &[u8]) -> (usize, Result<(), &'static str>) {
         let mut at = 0;
         while buf.len() - at >= HEADER_LEN {
+            if self.over_output(slot) {
+                // The rest waits in the read buffer until the output drains.
+                self.pause(slot);
+                break;
+            }
             let len = u32::from_le_bytes([buf[at + 12], buf[at + 13], buf[at + 14], buf[at + 15]])
                 as usize;
             if len > PAYLOAD_MAX {
@@ -733,7 +828,9 @@ impl Daemon {
             match conn.stream.write_vectored(&iov) {
                 Ok(mut n) => {
                     drop(iov);
-                    conn.queued -= n.min(conn.queued);
+                    let n_done = n.min(conn.queued);
+                    conn.queued -= n_done;
+                    self.total_queued -= n_done;
                     while n > 0 {
                         let Some(front) = conn.out.front() else { break };
                         let left = front.bytes.len() - conn.written;
@@ -757,9 +854,12 @@ impl Daemon {
             // connection holds no output memory.
             conn.out = VecDeque::new();
         }
-        if failed || conn.queued > MAX_QUEUED {
+        let hard = conn.queued > self.limits.conn_output_hard
+            || (conn.queued > self.limits.conn_output_soft
+                && self.total_queued > 2 * self.limits.total_output);
+        if failed || hard {
             if !failed {
-                tracing::info!(slot, "disconnecting client that does not read its replies");
+                tracing::info!(slot, "disconnecting client that does not read its output");
             }
             self.close(slot);
             return;
@@ -784,11 +884,121 @@ impl Daemon {
         }
     }
 
+    /// Whether `slot` (or the daemon) holds too much output to read more.
+    fn over_output(&self, slot: usize) -> bool {
+        self.total_queued >= self.limits.total_output
+            || self
+                .conns
+                .get(slot)
+                .and_then(Option::as_ref)
+                .is_some_and(|c| c.queued >= self.limits.conn_output_soft)
+    }
+
+    fn is_paused(&self, slot: usize) -> bool {
+        self.conns
+            .get(slot)
+            .and_then(Option::as_ref)
+            .is_some_and(|c| c.paused)
+    }
+
+    /// Stops reading `slot` until its output drains (see [`Self::resume`]).
+    fn pause(&mut self, slot: usize) {
+        if let Some(Some(c)) = self.conns.get_mut(slot) {
+            if !c.paused {
+                c.paused = true;
+                c.partial_since = None;
+                self.paused.push(slot);
+            }
+        }
+    }
+
+    /// Whether a paused connection may be read again: its output and the
+    /// total are back under half their bounds.
+    fn may_resume(&self, slot: usize) -> bool {
+        self.total_queued < self.limits.total_output / 2
+            && self
+                .conns
+                .get(slot)
+                .and_then(Option::as_ref)
+                .is_some_and(|c| c.queued < self.limits.conn_output_soft / 2)
+    }
+
+    fn resumable(&self) -> bool {
+        self.paused.iter().any(|&s| self.may_resume(s))
+    }
+
+    /// Reads again the paused connections whose output drained: first the
+    /// whole messages left in their buffers, then their sockets (readiness
+    /// is edge-triggered: what arrived meanwhile gives no new event).
+    fn resume(&mut self) {
+        if self.paused.is_empty() {
+            return;
+        }
+        let paused = std::mem::take(&mut self.paused);
+        for slot in paused {
+            let Some(Some(c)) = self.conns.get_mut(slot) else {
+                continue;
+            };
+            if !c.paused {
+                continue;
+            }
+            if !self.may_resume(slot) {
+                self.paused.push(slot);
+                continue;
+            }
+            if let Some(Some(c)) = self.conns.get_mut(slot) {
+                c.paused = false;
+            }
+            if let Err(why) = self.process(slot, &[]) {
+                tracing::info!(slot, why, "disconnecting misbehaving client");
+                self.close(slot);
+                continue;
+            }
+            if !self.is_paused(slot) {
+                self.read(slot);
+            }
+        }
+        self.flush_touched();
+    }
+
+    /// Disconnects clients whose partial request has waited too long for
+    /// its remaining bytes (looked at about once a second).
+    fn sweep_partial(&mut self) {
+        let now = Instant::now();
+        if now.duration_since(self.last_sweep) < Duration::from_secs(1) {
+            return;
+        }
+        self.last_sweep = now;
+        let limit = self.limits.partial_timeout;
+        let stale: Vec<usize> = (0..self.conns.len())
+            .filter(|&s| {
+                self.conns[s]
+                    .as_ref()
+                    .and_then(|c| c.partial_since)
+                    .is_some_and(|t| now.duration_since(t) >= limit)
+            })
+            .collect();
+        for slot in stale {
+            tracing::info!(slot, "disconnecting client whose partial request timed out");
+            self.close(slot);
+        }
+        // After a burst of output or transactions was freed, give the
+        // heap's free pages back (the allocator keeps those below live
+        // memory otherwise).
+        let held = self.total_queued + self.engine.store().txn_bytes();
+        if self.held_peak >= held + TRIM_AFTER {
+            let released = xen::host::release_free_heap();
+            tracing::debug!(freed = self.held_peak - held, released, "heap trimmed");
+        }
+        self.held_peak = held;
+    }
+
     fn close(&mut self, slot: usize) {
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
         if let Some(mut c) = conn.take() {
+            self.total_queued -= c.queued;
             let _ = self.poll.registry().deregister(&mut c.stream);
             self.engine.disconnect(slot);
             self.free.push(slot);

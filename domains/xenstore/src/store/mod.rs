@@ -176,6 +176,8 @@ struct Conn {
     domid: DomId,
     watches: Vec<Watch>,
     txns: BTreeMap<u32, Txn>,
+    /// Bytes held by `txns` (the sum of their `bytes`).
+    txn_bytes: usize,
     next_txid: u32,
     out: VecDeque<Packet>,
     out_bytes: usize,
@@ -242,12 +244,16 @@ pub struct Store {
     /// Connections whose output queue is not empty.
     output: BTreeSet<ConnId>,
     fires: Vec<Fire>,
+    /// Bytes held by every connection's open transactions.
+    txn_bytes: usize,
 }
 
 /// Operations inside or outside a transaction.
 struct Ctx<'a> {
     tree: &'a mut Tree,
     txn: Option<&'a mut Txn>,
+    /// Bytes the transaction may hold in all (see [`Txn::touch`]).
+    txn_budget: usize,
     who: Who,
     q: &'a Quotas,
     fires: &'a mut Vec<Fire>,
@@ -270,7 +276,7 @@ impl Ctx<'_> {
     fn get(&mut self, p: &str) -> Result<Option<&Node>, Errno> {
         if let Some(t) = self.txn.as_deref_mut() {
             let unl = self.who.privileged;
-            let e = t.touch(self.tree, p, unl, self.q.txn_nodes, self.q.txn_bytes)?;
+            let e = t.touch(self.tree, p, unl, self.q.txn_nodes, self.txn_budget)?;
             return Ok(match &e.state {
                 Some(st) => st.as_ref(),
                 None => e.orig.as_ref(),
@@ -286,12 +292,12 @@ impl Ctx<'_> {
                 t.bytes = t
                     .bytes
                     .saturating_add(node.value.len() + node.children.len() + p.len());
-                if !unl && t.bytes > self.q.txn_bytes {
+                if t.bytes > self.txn_budget {
                     t.failed = true;
                     return Err(Errno::ENOSPC);
                 }
                 node.gen = self.tree.next_gen();
-                let e = t.touch(self.tree, p, unl, self.q.txn_nodes, self.q.txn_bytes)?;
+                let e = t.touch(self.tree, p, unl, self.q.txn_nodes, self.txn_budget)?;
                 e.state = Some(Some(node));
             }
             None => self.tree.put(p, node),
@@ -303,7 +309,7 @@ impl Ctx<'_> {
         match self.txn.as_deref_mut() {
             Some(t) => {
                 let unl = self.who.privileged;
-                let e = t.touch(self.tree, p, unl, self.q.txn_nodes, self.q.txn_bytes)?;
+                let e = t.touch(self.tree, p, unl, self.q.txn_nodes, self.txn_budget)?;
                 e.state = Some(None);
             }
             None => {
@@ -317,7 +323,7 @@ impl Ctx<'_> {
         match self.txn.as_deref_mut() {
             Some(t) => {
                 let unl = self.who.privileged;
-                let e = t.touch(self.tree, &f.path, unl, self.q.txn_nodes, self.q.txn_bytes)?;
+                let e = t.touch(self.tree, &f.path, unl, self.q.txn_nodes, self.txn_budget)?;
                 e.fire = Some(match e.fire {
                     None => f.exact,
                     Some(x) => x && f.exact,
@@ -572,6 +578,7 @@ impl Store {
             ready: Vec::new(),
             output: BTreeSet::new(),
             fires: Vec::new(),
+            txn_bytes: 0,
         }
     }
 
@@ -620,6 +627,7 @@ impl Store {
     /// Forgets a connection: its watches, transactions and queued output.
     pub fn disconnect(&mut self, conn: ConnId) {
         if let Some(c) = self.conns.remove(&conn) {
+            self.txn_bytes -= c.txn_bytes;
             for w in &c.watches {
                 self.watches.remove(conn, w);
             }
@@ -718,6 +726,12 @@ impl Store {
     /// [`Config::record_mutations`]).
     pub fn take_mutations(&mut self) -> Vec<Mutation> {
         self.tree.take_log()
+    }
+
+    /// Bytes the open transactions of every connection hold (bounded by
+    /// [`Config::txn_bytes_total`]).
+    pub fn txn_bytes(&self) -> usize {
+        self.txn_bytes
     }
 
     /// Counters.
@@ -876,15 +890,35 @@ impl Store {
             _ => {}
         }
         // Tree operations, inside or outside a transaction.
-        let mut txn = if h.tx_id != 0 {
+        let (mut txn, budget) = if h.tx_id != 0 {
             let c = self.conns.get_mut(&conn).ok_or(Errno::EIO)?;
-            Some(c.txns.remove(&h.tx_id).ok_or(Errno::ENOENT)?)
+            let t = c.txns.remove(&h.tx_id).ok_or(Errno::ENOENT)?;
+            // What this transaction may grow to: the others of the
+            // connection and of the store keep what they hold.
+            let conn_room = self
+                .cfg
+                .txn_bytes_per_conn
+                .saturating_sub(c.txn_bytes - t.bytes);
+            let total_room = self
+                .cfg
+                .txn_bytes_total
+                .saturating_sub(self.txn_bytes - t.bytes);
+            let mut budget = conn_room.min(total_room);
+            if !privileged {
+                budget = budget.min(self.cfg.quotas.txn_bytes);
+            }
+            (Some(t), budget)
         } else {
-            None
+            (None, 0)
         };
-        let r = self.tree_op(domid, op, p, txn.as_mut());
+        let before = txn.as_ref().map_or(0, |t| t.bytes);
+        let r = self.tree_op(domid, op, p, txn.as_mut(), budget);
         if let Some(t) = txn {
             if let Some(c) = self.conns.get_mut(&conn) {
+                // Bytes only grow inside a transaction.
+                let grown = t.bytes - before;
+                c.txn_bytes += grown;
+                self.txn_bytes += grown;
                 c.txns.insert(h.tx_id, t);
             }
         }
@@ -897,6 +931,7 @@ impl Store {
         op: XsOp,
         p: &[u8],
         txn: Option<&mut Txn>,
+        txn_budget: usize,
     ) -> Result<Vec<u8>, Errno> {
         let who = self.who(domid);
         let maxrel = self.cfg.quotas.path_len;
@@ -933,6 +968,7 @@ impl Store {
         let mut cx = Ctx {
             tree: &mut self.tree,
             txn,
+            txn_budget,
             who,
             q,
             fires: &mut self.fires,
@@ -1145,6 +1181,7 @@ impl Store {
         };
         let ws = core::mem::take(&mut c.watches);
         c.txns.clear();
+        self.txn_bytes -= core::mem::take(&mut c.txn_bytes);
         let domid = c.domid;
         for w in &ws {
             self.watches.remove(conn, w);
@@ -1191,6 +1228,8 @@ impl Store {
         }
         let c = self.conns.get_mut(&conn).ok_or(Errno::EIO)?;
         let t = c.txns.remove(&tx).ok_or(Errno::ENOENT)?;
+        c.txn_bytes -= t.bytes;
+        self.txn_bytes -= t.bytes;
         if !commit {
             return Ok(OK.to_vec());
         }
@@ -1329,6 +1368,7 @@ impl Store {
                 let mut cx = Ctx {
                     tree: &mut self.tree,
                     txn: None,
+                    txn_budget: 0,
                     who: Who {
                         dom: DomId::DOM0,
                         privileged: true,
@@ -1532,6 +1572,7 @@ impl Store {
                     let mut cx = Ctx {
                         tree: &mut self.tree,
                         txn: None,
+                        txn_budget: 0,
                         who: Who {
                             dom: DomId::DOM0,
                             privileged: true,
@@ -1682,7 +1723,15 @@ impl Store {
                 .domains
                 .values()
                 .all(|d| d.conns.iter().all(|id| self.conns.contains_key(id)));
-        counts.iter().all(|(d, c)| self.tree.count(*d) == *c) && self.tree.check_index() && conns_ok
+        let txns_ok = self
+            .conns
+            .values()
+            .all(|c| c.txns.values().map(|t| t.bytes).sum::<usize>() == c.txn_bytes)
+            && self.conns.values().map(|c| c.txn_bytes).sum::<usize>() == self.txn_bytes;
+        txns_ok
+            && counts.iter().all(|(d, c)| self.tree.count(*d) == *c)
+            && self.tree.check_index()
+            && conns_ok
     }
 }
 
