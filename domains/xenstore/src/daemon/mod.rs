@@ -52,8 +52,12 @@
 //! takes ring requests into the same store (one tree, one accounting of
 //! permissions and quotas per domain), logs their mutations with the
 //! socket clients' in the same group commits, and puts a reply on a ring
-//! only once its record is durable. `XS_INTRODUCE` maps the guest's ring
-//! and binds its port before its reply is sent; `XS_RELEASE` and the
+//! only once its record is durable. A socket client's `XS_INTRODUCE` maps
+//! the guest's ring and binds its port before the store hears of it: a
+//! ring that cannot be served gets an error reply and the domain is not
+//! introduced; a domain served already is introduced again only with its
+//! own ring and port (`EINVAL` otherwise, nothing changes, so a stray
+//! `XS_INTRODUCE` cannot take a running guest's ring); `XS_RELEASE` and the
 //! guest's death (its port closes) undo it, and a death releases the
 //! domain in the store as C xenstored does (`@releaseDomain` fires). A
 //! guest that breaks the ring protocol loses its own connection only.
@@ -310,6 +314,16 @@ fn release_spare(rbuf: &mut Vec<u8>) {
     } else if rbuf.capacity() > RBUF_KEEP {
         rbuf.shrink_to(RBUF_KEEP);
     }
+}
+
+/// The `XS_ERROR` reply to request `h`, as bytes on the wire.
+fn error_reply(h: &Header, e: xen::Errno) -> Vec<u8> {
+    let mut body = crate::wire::error_name(e).as_bytes().to_vec();
+    body.push(0);
+    let p = Packet::new(XsOp::Error, h.req_id, h.tx_id, body);
+    let mut bytes = p.header.to_bytes().to_vec();
+    bytes.extend_from_slice(&p.payload);
+    bytes
 }
 
 fn socket_err(path: &Path) -> impl FnOnce(io::Error) -> DaemonError + '_ {
@@ -589,6 +603,35 @@ impl Daemon {
                 r.apply(self.engine.store_mut(), e);
             }
         }
+        r.settle(self.engine.store_mut());
+    }
+
+    /// A socket client's `XS_INTRODUCE` while rings are served: the ring
+    /// is readied first ([`rings::RingSide::prepare`]); `Some(error
+    /// reply)` if it cannot be, and the store is not asked. `None` for
+    /// every other message, and for what the store refuses anyway
+    /// (unprivileged caller, malformed arguments, a transaction).
+    fn introduce_first(&mut self, slot: usize, msg: &[u8]) -> Option<Vec<u8>> {
+        self.rings.as_ref()?;
+        let mut hdr = [0u8; HEADER_LEN];
+        hdr.copy_from_slice(msg.get(..HEADER_LEN)?);
+        let h = Header::parse(&hdr);
+        if h.ty != XsOp::Introduce as u32 || h.tx_id != 0 {
+            return None;
+        }
+        let caller = self
+            .engine
+            .conn(slot)
+            .and_then(|c| self.engine.store().domid(c))?;
+        if !self.engine.store().is_privileged(caller) {
+            return None;
+        }
+        let (domid, gfn, port) = crate::store::introduce_args(&msg[HEADER_LEN..]).ok()?;
+        let rings = self.rings.as_mut()?;
+        match rings.prepare(self.engine.store_mut(), domid, gfn, port) {
+            Ok(()) => None,
+            Err(e) => Some(error_reply(&h, e)),
+        }
     }
 
     /// Gates what the round queued for rings, and moves into the rings
@@ -664,17 +707,15 @@ impl Daemon {
                 .ok_or(xen::Errno::EINVAL),
             _ => Err(xen::Errno::EINVAL),
         };
-        let p = match only.and_then(|o| self.connections(o).ok_or(xen::Errno::E2BIG)) {
-            Ok(body) => Packet::new(XsOp::Control, h.req_id, h.tx_id, body),
-            Err(e) => {
-                let mut body = crate::wire::error_name(e).as_bytes().to_vec();
-                body.push(0);
-                Packet::new(XsOp::Error, h.req_id, h.tx_id, body)
+        match only.and_then(|o| self.connections(o).ok_or(xen::Errno::E2BIG)) {
+            Ok(body) => {
+                let p = Packet::new(XsOp::Control, h.req_id, h.tx_id, body);
+                let mut bytes = p.header.to_bytes().to_vec();
+                bytes.extend_from_slice(&p.payload);
+                Some(bytes)
             }
-        };
-        let mut bytes = p.header.to_bytes().to_vec();
-        bytes.extend_from_slice(&p.payload);
-        Some(bytes)
+            Err(e) => Some(error_reply(&h, e)),
+        }
     }
 
     fn accept(&mut self) {
@@ -782,7 +823,10 @@ impl Daemon {
             }
             let msg = &buf[at..at + HEADER_LEN + len];
             at += HEADER_LEN + len;
-            if let Some(reply) = self.control(slot, msg) {
+            if let Some(reply) = self
+                .control(slot, msg)
+                .or_else(|| self.introduce_first(slot, msg))
+            {
                 self.outputs.push((slot, reply));
                 self.log_and_queue(None);
                 continue;

@@ -546,6 +546,23 @@ fn domid_arg(s: &[u8]) -> Result<DomId, Errno> {
         .ok_or(Errno::EINVAL)
 }
 
+/// The arguments of an `XS_INTRODUCE` payload (`<domid>\0<gfn>\0<port>\0`),
+/// parsed as the store parses them: for a daemon that must map the ring
+/// before the store hears of the domain.
+pub fn introduce_args(p: &[u8]) -> Result<(DomId, u64, u32), Errno> {
+    let a = strings(p, 3);
+    if a.len() < 3 {
+        return Err(Errno::EINVAL);
+    }
+    let domid = domid_arg(a[0])?;
+    let gfn = atoi(a[1]);
+    let port = c_atoi(a[2]);
+    if port == 0 {
+        return Err(Errno::EINVAL);
+    }
+    Ok((domid, gfn, port))
+}
+
 fn cstr(s: &str) -> Vec<u8> {
     let mut v = Vec::with_capacity(s.len() + 1);
     v.extend_from_slice(s.as_bytes());
@@ -648,6 +665,16 @@ impl Store {
             .get(&domid)
             .map(|d| d.conns.clone())
             .unwrap_or_default()
+    }
+
+    /// Whether `domid` is introduced (what `XS_IS_DOMAIN_INTRODUCED` says).
+    pub fn is_introduced(&self, domid: DomId) -> bool {
+        self.domains.get(&domid).is_some_and(|d| d.introduced)
+    }
+
+    /// Whether `domid` is privileged (dom0 or [`Config::priv_domid`]).
+    pub fn is_privileged(&self, domid: DomId) -> bool {
+        self.is_priv(domid)
     }
 
     /// The domain of a connection.
@@ -1282,16 +1309,7 @@ impl Store {
     }
 
     fn do_introduce(&mut self, p: &[u8]) -> Result<Vec<u8>, Errno> {
-        let a = strings(p, 3);
-        if a.len() < 3 {
-            return Err(Errno::EINVAL);
-        }
-        let domid = domid_arg(a[0])?;
-        let gfn = atoi(a[1]);
-        let port = c_atoi(a[2]);
-        if port == 0 {
-            return Err(Errno::EINVAL);
-        }
+        let (domid, gfn, port) = introduce_args(p)?;
         if domid != DomId::DOM0 {
             // `domain_conn_reset`: a (re-)introduced domain starts clean.
             for c in self.conns_of(domid) {
