@@ -3,22 +3,29 @@
 //! ```text
 //!  clients ──Unix socket──▶ event loop (mio, one thread) ──▶ Engine (the core)
 //!  guests ──xenbus rings──▶     │  ▲                            │ replies, events
-//!   (bridge thread wakes loop)  │  │ durable LSN (Waker)        ▼
-//!                     append    │  │                    per-connection output
+//!   (bridge thread wakes loop)  │  │ synced LSN (Waker)         ▼
+//!            pwrite per round   │  │                    per-connection output
 //!                               ▼  │                    queues, gated by LSN
-//!                        persist::Log commit thread
-//!                        (group commit, O_DSYNC)
+//!                        persist::Log ── sync thread (fdatasync, group commit)
 //! ```
 //!
-//! One thread owns the store and every connection; it never blocks on disk.
-//! A request that changed the store appends a log record
-//! ([`records`](crate::persist::records)) and every message it produced (the reply,
-//! watch events to other connections) waits in its connection's queue until
-//! the commit thread reports that record durable. One commit covers every
-//! mutation queued meanwhile, from all connections (group commit). Messages
-//! behind a held one on the same connection wait too, so each connection
-//! sees its messages in order. Reads are answered at once; a read may see a
-//! write whose reply is still waiting for the disk.
+//! One thread owns the store and every connection. A request that changed
+//! the store appends a log record ([`records`](crate::persist::records)),
+//! with the durability class of the paths it changed
+//! ([`Durability`](crate::persist::Durability), by default
+//! [`PoolSynced`](crate::persist::PoolSynced): `/pool` synced, the rest
+//! logged). At the end of each round the loop writes the round's records
+//! into the log file with one `pwrite` (the page cache: they now survive a
+//! crash of the daemon); if one of them is `Synced`, the sync thread
+//! `fdatasync`s the segment, one sync covering every record written
+//! before it (group commit). Every message a request produced (the reply,
+//! watch events to other connections) waits in its connection's queue
+//! until its record is as far as its class requires, and so does every
+//! message behind it on the same connection (each connection sees its
+//! messages in order), and every record after a `Synced` one not yet
+//! synced (a reply never overtakes the sync of an earlier write). Reads
+//! are answered at once; a read may see a write whose reply is still
+//! waiting for the disk.
 //!
 //! Clients on the socket are dom0 (privileged), as with C xenstored. In host
 //! mode, an [`Adopter`] hands the loop an already connected stream that acts
@@ -128,11 +135,11 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use xen::DomId;
 
-use crate::persist::{Batch, Log, Lsn, PersistError};
+use crate::persist::{Batch, Durability, Log, Lsn, PersistError, SyncProbe};
 use crate::store::Effect;
 use crate::wire::{Header, Packet, XsOp};
 
-pub use engine::{Engine, RecoverError};
+pub use engine::{Engine, Record, RecoverError};
 pub use rings::Rings;
 
 mod engine;
@@ -267,6 +274,8 @@ pub struct Daemon {
     free: Vec<usize>,
     /// Connections with messages waiting for durability.
     gated: Vec<usize>,
+    /// LSNs of `Synced` records not yet durable, oldest first.
+    pending_sync: VecDeque<Lsn>,
     /// Connections that got output during this round.
     touched: Vec<usize>,
     durable: Lsn,
@@ -355,7 +364,7 @@ impl Daemon {
                 let _ = waker.wake();
             }
         });
-        let (log, recovered) = Log::open(&config.data_dir, config.commit_threads, notify)?;
+        let (mut log, recovered) = Log::open(&config.data_dir, config.commit_threads, notify)?;
         let mut engine = Engine::new();
         let replayed = recovered.records.len();
         engine.recover(&recovered)?;
@@ -384,6 +393,7 @@ impl Daemon {
             conns: Vec::new(),
             free: Vec::new(),
             gated: Vec::new(),
+            pending_sync: VecDeque::new(),
             touched: Vec::new(),
             durable: 0,
             since_snapshot: 0,
@@ -474,7 +484,7 @@ impl Daemon {
             // thread sees `polling` and wakes us, or we see its LSN here.
             self.polling.store(true, Ordering::SeqCst);
             let more = self.rings.as_ref().is_some_and(|r| r.more)
-                || self.log.durable() != self.durable
+                || self.ready() != self.durable
                 || self.resumable();
             let timeout = if more {
                 Duration::ZERO
@@ -509,7 +519,7 @@ impl Daemon {
             if let Some(e) = self.log.failure() {
                 return Err(e.into());
             }
-            let durable = self.log.durable();
+            let durable = self.ready();
             if durable != self.durable {
                 self.durable = durable;
                 let gated = std::mem::take(&mut self.gated);
@@ -532,8 +542,31 @@ impl Daemon {
         Ok(())
     }
 
-    /// Hands the round's records to the log: one lock and one commit
-    /// thread wake-up per round instead of per record.
+    /// The newest LSN whose messages may go out: every record up to it is
+    /// as far as its class requires (written, or synced for
+    /// [`Durability::Synced`] ones). `durable` here and in the fields
+    /// below means this.
+    fn ready(&mut self) -> Lsn {
+        let synced = self.log.durable();
+        while self.pending_sync.front().is_some_and(|&l| l <= synced) {
+            self.pending_sync.pop_front();
+        }
+        let written = self.log.written();
+        match self.pending_sync.front() {
+            Some(&first) => written.min(first - 1),
+            None => written,
+        }
+    }
+
+    /// A handle on the log's sync counters (for tests: a `/pool` write's
+    /// reply comes after its sync).
+    pub fn sync_probe(&self) -> SyncProbe {
+        self.log.probe()
+    }
+
+    /// Hands the round's records to the log: written at once (one
+    /// `pwrite` per round), synced by the sync thread if a record's class
+    /// asks for it.
     fn hand_over(&mut self) {
         if !self.batch.is_empty() {
             let last = self.log.append_batch(&mut self.batch);
@@ -569,14 +602,17 @@ impl Daemon {
 
     /// Appends a record (if any), queues the socket output collected with
     /// it, and hands the store's effects to the ring server.
-    fn log_and_queue(&mut self, record: Option<Vec<u8>>) {
+    fn log_and_queue(&mut self, record: Option<engine::Record>) {
         let lsn = match record {
-            Some(bytes) => {
+            Some((bytes, class)) => {
                 self.since_snapshot += 1;
-                self.batch.push(&bytes);
+                self.batch.push(&bytes, class);
                 let l = self.newest_lsn + 1;
                 self.round_lsn = l;
                 self.newest_lsn = l;
+                if class == Durability::Synced {
+                    self.pending_sync.push_back(l);
+                }
                 l
             }
             None => 0,
