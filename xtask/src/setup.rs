@@ -6,6 +6,7 @@
 //! | rustup target `x86_64-unknown-none` | the `no_std` cores and unikernel images |
 //! | `libxen-dev` | the C layout test of `xen::abi`; `vchan-interop` links the real `libxenvchan.a`; `xs-load` links libxenstore |
 //! | `xenstore-utils`, `xen-utils-4.17` | real xenstore clients and Xen's `test-xenstore` |
+//! | `g++` | libFuzzer, built by `libfuzzer-sys` for the fuzz step (no cargo-fuzz, no nightly: see `fuzz.rs`) |
 //! | `qemu-system-x86`, `xen-hypervisor-4.17-amd64` | Xen-mode boots (see `xen_boot::ensure_xen_tools`) |
 //! | PyPI `pyxs`, `XenAPI` | real Python clients of the xenstore and the lifecycle API |
 //! | npm `xen-api` (`api/tests/node/package.json`) | the real JavaScript client of the lifecycle API |
@@ -17,7 +18,7 @@ use anyhow::{bail, Context, Result};
 use crate::xen_boot;
 
 /// Debian packages the tests use (QEMU and Xen come from `ensure_xen_tools`).
-const DEBIAN: &[&str] = &["libxen-dev", "xenstore-utils", "xen-utils-4.17"];
+const DEBIAN: &[&str] = &["libxen-dev", "xenstore-utils", "xen-utils-4.17", "g++"];
 /// Python modules: (import name, pip name).
 const PYTHON: &[(&str, &str)] = &[("pyxs", "pyxs"), ("XenAPI", "XenAPI")];
 /// npm projects of the tests, installed with `npm install --prefix DIR`.
