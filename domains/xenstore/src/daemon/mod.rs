@@ -419,6 +419,13 @@ impl Daemon {
         self.limits = limits;
     }
 
+    /// Replaces the durability classifier (by default
+    /// [`PoolSynced`](crate::persist::PoolSynced)): the seam where a
+    /// replicated `/pool` will route its records.
+    pub fn set_classifier(&mut self, c: Box<dyn crate::persist::Classify>) {
+        self.engine.set_classifier(c);
+    }
+
     /// Serves guests' xenbus rings too (the xenstore domain of host mode):
     /// from now on `XS_INTRODUCE` maps the guest's ring and binds its port,
     /// `XS_RELEASE` and the guest's death undo it, and the guest's requests
