@@ -237,3 +237,74 @@ fn a_partial_request_times_out() {
     c.send_raw(&m[10..]).expect("send");
     assert_eq!(c.recv().expect("reply").ty, XS_WRITE);
 }
+
+/// Watch events to connections that do not read: over the total bound,
+/// the connections holding more than their own bound are dropped, and the
+/// daemon goes on serving the others.
+#[test]
+fn watchers_that_do_not_read_are_dropped_over_the_total_bound() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use windsor_xenstore::daemon::{Config, Daemon, Limits};
+
+    let dir = TempDir::new("mem-watchers");
+    let mut d = Daemon::bind(Config {
+        socket: dir.0.join("socket"),
+        data_dir: dir.0.join("data"),
+        snapshot_every: 1_000_000,
+        commit_threads: 1,
+    })
+    .expect("daemon binds");
+    d.set_limits(Limits {
+        conn_output_soft: 64 << 10,
+        conn_output_hard: 8 << 20,
+        total_output: 1 << 20,
+        partial_timeout: Duration::from_secs(10),
+    });
+    let socket = dir.0.join("socket");
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let t = std::thread::spawn(move || d.run(&flag).expect("daemon runs"));
+
+    let mut watchers = Vec::new();
+    for i in 0..20 {
+        let mut w = Conn::open(&socket);
+        let m = w.call(XS_WATCH, 0, format!("/flood\0w{i}\0").as_bytes());
+        assert_eq!(m.ty, XS_WATCH);
+        assert_eq!(w.recv().expect("initial event").ty, XS_WATCH_EVENT);
+        watchers.push(w);
+    }
+    let mut writer = Conn::open(&socket);
+    let long = "x".repeat(1800);
+    let t0 = Instant::now();
+    for i in 0..600 {
+        let m = writer.write(&format!("/flood/{long}{i}"), b"v");
+        assert_eq!(m.ty, XS_WRITE, "write {i}");
+    }
+    assert!(t0.elapsed() < Duration::from_secs(60));
+    // Each watcher had about 1 MB of events for it, 20 MB in all against
+    // a 1 MB bound: the biggest unread queues were dropped (their
+    // streams end early); the others got everything, in time.
+    let mut dropped = 0;
+    for w in &mut watchers {
+        let _ = w.s.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match w.s.read(&mut buf) {
+                Ok(0) => {
+                    dropped += 1;
+                    break;
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    }
+    assert!(dropped >= 5, "only {dropped} of 20 watchers were dropped");
+    // Everyone else is served.
+    let mut c = Conn::open(&socket);
+    assert_eq!(c.write("/after", b"ok").ty, XS_WRITE);
+    assert_eq!(c.read("/after").payload, b"ok");
+    stop.store(true, Ordering::Relaxed);
+    t.join().expect("daemon thread");
+}

@@ -46,7 +46,9 @@
 //! [`Limits::total_output`]. Output a connection does not cause itself
 //! (watch events) can still grow: a connection holding
 //! [`Limits::conn_output_hard`], or more than the soft bound while the
-//! total is over twice its bound, is disconnected. A partial request
+//! total is over its bound, is disconnected, and while the total stays
+//! over its bound the biggest queues are dropped (once a second) until it
+//! is under half of it: the daemon never stops reading everyone for long. A partial request
 //! (a header or a payload not yet whole) that is not completed within
 //! [`Limits::partial_timeout`] disconnects its client. Open transactions'
 //! memory is bounded per connection and in total by the store
@@ -943,7 +945,7 @@ impl Daemon {
         }
         let hard = conn.queued > self.limits.conn_output_hard
             || (conn.queued > self.limits.conn_output_soft
-                && self.total_queued > 2 * self.limits.total_output);
+                && self.total_queued >= self.limits.total_output);
         if failed || hard {
             if !failed {
                 tracing::info!(slot, "disconnecting client that does not read its output");
@@ -1068,6 +1070,22 @@ impl Daemon {
         for slot in stale {
             tracing::info!(slot, "disconnecting client whose partial request timed out");
             self.close(slot);
+        }
+        // Over the total bound no connection is read: the biggest unread
+        // queues go, until the total is back under half its bound.
+        if self.total_queued >= self.limits.total_output {
+            let mut heavy: Vec<(usize, usize)> = (0..self.conns.len())
+                .filter_map(|s| Some((self.conns[s].as_ref()?.queued, s)))
+                .filter(|&(q, _)| q > 0)
+                .collect();
+            heavy.sort_unstable_by(|a, b| b.cmp(a));
+            for (_, slot) in heavy {
+                if self.total_queued < self.limits.total_output / 2 {
+                    break;
+                }
+                tracing::info!(slot, "disconnecting client that does not read its output");
+                self.close(slot);
+            }
         }
         // After a burst of output or transactions was freed, give the
         // heap's free pages back (the allocator keeps those below live
