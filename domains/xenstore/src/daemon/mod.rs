@@ -48,9 +48,9 @@
 //! [`Limits::conn_output_hard`], or more than the soft bound while the
 //! total is over its bound, is disconnected, and while the total stays
 //! over its bound the biggest queues are dropped (once a second) until it
-//! is under half of it: the daemon never stops reading everyone for long. A partial request
-//! (a header or a payload not yet whole) that is not completed within
-//! [`Limits::partial_timeout`] disconnects its client. Open transactions'
+//! is under half of it: the daemon never stops reading everyone for long.
+//! A partial request (a header or a payload not yet whole) that is not
+//! completed within [`Limits::partial_timeout`] disconnects its client. Open transactions'
 //! memory is bounded per connection and in total by the store
 //! ([`Config::txn_bytes_per_conn`](crate::store::Config::txn_bytes_per_conn),
 //! [`Config::txn_bytes_total`](crate::store::Config::txn_bytes_total)):
@@ -94,6 +94,9 @@
 //! daemon and the clients pinned to one CPU, Windsor does 56-58k ops/s,
 //! 0.58 of the null server on that CPU, more than on two CPUs. The disk
 //! adds one `O_DSYNC` `pwrite` (~200 us, a virtio kick) per commit group.
+//! (These measurements predate the durability classes: now only `/pool`
+//! writes wait for a sync, and the others cost one page-cache `pwrite`
+//! per loop round; see BENCHMARKS.md.)
 //! Handing each round's records to the log at once, reading the durable
 //! LSN without the lock and waking the loop only while it polls cut the
 //! daemon's system calls from 3.0 to 2.5 per request (futex 0.4 -> 0.16,
@@ -118,8 +121,10 @@
 //! libc), shared and clean. The helper threads get malloc arenas of their
 //! own; an operator who wants them shared sets `MALLOC_ARENA_MAX=2` in the
 //! daemon's environment (about 0.1 MB less). What the store holds after a
-//! load (the nodes written, the heap grown meanwhile) stays: the
-//! benchmark's fan-out RSS (6.3 MB) is measured after its `xs-load` runs.
+//! load (the nodes written) stays: the benchmark's fan-out RSS (6.3 MB)
+//! is measured after its `xs-load` runs. Output and transaction memory
+//! freed after a burst (4 MiB or more) goes back to the host: the loop
+//! then trims the heap (`xen::host::release_free_heap`).
 
 extern crate std;
 
