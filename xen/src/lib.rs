@@ -13,11 +13,15 @@
 //! * [`platform`]: the traits every domain is written against (grant table,
 //!   event channels, domain control, builder, console, clock). The simulated
 //!   hypervisor (`xen/sim`, crate `xen-sim`) and the unikernel runtime
-//!   implement them.
+//!   implement them;
+//! * [`host`] (feature `std`): the few calls into the host's C library
+//!   that host-mode daemons need.
 #![no_std]
 #![warn(missing_docs)]
 
 pub mod abi;
+#[cfg(feature = "std")]
+pub mod host;
 pub mod ids;
 pub mod platform;
 pub mod shmem;

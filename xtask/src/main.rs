@@ -5,13 +5,16 @@
 //!   headers, QEMU and the Xen hypervisor, the Python and npm clients), then
 //!   runs `cargo fmt --check`, clippy with warnings denied, the `no_std`
 //!   builds for `x86_64-unknown-none`, every test of the workspace (host
-//!   mode, real-client interop, Xen-mode boots under QEMU) and the loom
-//!   models. CI (`.ci/run`) calls exactly this.
+//!   mode, real-client interop, Xen-mode boots under QEMU), the loom
+//!   models and every cargo-fuzz target for a fixed time (see [`fuzz`]).
+//!   CI (`.ci/run`) calls exactly this.
+//! * `fuzz`: only the fuzz step (`--secs N`: run time of all targets).
 //! * `bench`: runs the benchmark binaries and prints their JSON lines
 //!   (`{"name","value","unit","baseline","ratio"}`), one per line.
 //! * `xen-boot`: boots Windsor images on Xen 4.17 under QEMU.
 //! * `setup`: only the installation part of `test`.
 
+mod fuzz;
 mod setup;
 // Shared with `tests/tests/xen_mode.rs` (included there by path), which
 // reads the parts of the boot report this binary does not print.
@@ -44,6 +47,15 @@ enum Task {
     Bench(BenchArgs),
     /// Boot Windsor images on Xen 4.17 under QEMU.
     XenBoot(xen_boot::XenBootArgs),
+    /// Build and run every cargo-fuzz target for a fixed time (stable).
+    Fuzz(FuzzArgs),
+}
+
+#[derive(clap::Args)]
+struct FuzzArgs {
+    /// Run time of all targets together, in seconds (split evenly).
+    #[arg(long, default_value_t = fuzz::DEFAULT_TOTAL.as_secs())]
+    secs: u64,
 }
 
 #[derive(clap::Args)]
@@ -57,6 +69,9 @@ struct TestArgs {
     /// Skip the loom models.
     #[arg(long)]
     no_loom: bool,
+    /// Skip the fuzz targets.
+    #[arg(long)]
+    no_fuzz: bool,
 }
 
 #[derive(clap::Args)]
@@ -101,6 +116,7 @@ fn main() -> Result<()> {
         Task::Setup => setup::all(),
         Task::Bench(args) => bench(args),
         Task::XenBoot(args) => xen_boot::run(args),
+        Task::Fuzz(args) => fuzz::run(std::time::Duration::from_secs(args.secs)),
     }
 }
 
@@ -202,6 +218,13 @@ fn test(args: TestArgs) -> Result<()> {
                 "loom",
             ]);
         step("loom models (vchan ring, netback ring)", loom)?;
+    }
+    if !args.no_fuzz {
+        let secs = std::env::var("WINDSOR_FUZZ_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .map_or(fuzz::DEFAULT_TOTAL, std::time::Duration::from_secs);
+        fuzz::run(secs)?;
     }
     eprintln!("\nall checks passed in {:.0} s", t.elapsed().as_secs_f64());
     Ok(())

@@ -7,6 +7,7 @@
 //! | `fio`, `qemu-utils` | blkback: the reference of its benchmarks; `qemu-img` creates and checks qcow2 images in its tests |
 //! | `libxen-dev` | the C layout test of `xen::abi`; `vchan-interop` links the real `libxenvchan.a`; `xs-load` links libxenstore |
 //! | `xenstore-utils`, `xen-utils-4.17` | real xenstore clients and Xen's `test-xenstore` |
+//! | `g++` | libFuzzer, built by `libfuzzer-sys` for the fuzz step (no cargo-fuzz, no nightly: see `fuzz.rs`) |
 //! | `qemu-system-x86`, `xen-hypervisor-4.17-amd64` | Xen-mode boots (see `xen_boot::ensure_xen_tools`) |
 //! | `etcd-server` | the reference of the `/pool` replication benchmark (`pool_vs_etcd`) |
 //! | `iproute2`, `iputils-ping` | network namespaces: the `/pool` partition test; netback's TAP-uplink test (a namespace pings and connects to a guest) |
@@ -30,6 +31,7 @@ const DEBIAN: &[&str] = &[
     "etcd-server",
     "iproute2",
     "iputils-ping",
+    "g++",
 ];
 /// Python modules: (import name, pip name).
 const PYTHON: &[(&str, &str)] = &[

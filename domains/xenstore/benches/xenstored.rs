@@ -9,6 +9,11 @@
 //! oriented so that **ratio > 1 means Windsor is better** (ours/baseline for
 //! throughput, baseline/ours for latencies and times). Reference figures are
 //! printed too, with `baseline` and `ratio` null.
+//!
+//! `test-xenstore` lines: each server runs `test-xenstore -i 200`
+//! `XSD_BENCH_TX_ROUNDS` times (default 5), the servers' rounds
+//! alternated, and each line keeps the server's best average (on a
+//! shared machine one preemption moves an average by tens of us).
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -395,21 +400,46 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
+    let kinds = ["windsor", "cx", "ox"];
+    let servers: Vec<Server> = kinds
+        .iter()
+        .map(|&kind| {
+            let dir = tmp.join(kind);
+            std::fs::create_dir_all(&dir).expect("dir");
+            if kind == "windsor" {
+                start_windsor(&dir)
+            } else {
+                start_ref(kind, &dir)
+            }
+        })
+        .collect();
+    // test-xenstore's averages are at the mercy of the scheduler on a
+    // shared machine (one preemption of a few ms moves an average of 200
+    // iterations by tens of us): each server gets rounds, alternated
+    // with the others', and keeps its best average per line.
+    let rounds: usize = std::env::var("XSD_BENCH_TX_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let mut tx_best: Vec<Vec<(String, f64)>> = vec![Vec::new(); servers.len()];
+    for _ in 0..rounds {
+        for (s, best) in servers.iter().zip(&mut tx_best) {
+            for (name, ns) in test_xenstore(s, 200) {
+                match best.iter_mut().find(|(n, _)| *n == name) {
+                    Some((_, b)) => *b = b.min(ns),
+                    None => best.push((name, ns)),
+                }
+            }
+        }
+    }
     let mut results: Vec<Outcome> = Vec::new();
-    for kind in ["windsor", "cx", "ox"] {
-        let dir = tmp.join(kind);
-        std::fs::create_dir_all(&dir).expect("dir");
-        let s = if kind == "windsor" {
-            start_windsor(&dir)
-        } else {
-            start_ref(kind, &dir)
-        };
+    for ((kind, s), tx) in kinds.iter().zip(&servers).zip(tx_best) {
         let t16 = xs_load(&xs_load_bin, s.name, &s.socket, 16, secs);
         let t1 = xs_load(&xs_load_bin, s.name, &s.socket, 1, secs);
-        let tx = test_xenstore(&s, 200);
-        let fan = fan_out(&s, 1000);
+        let fan = fan_out(s, 1000);
         results.push((kind, t16, t1, tx, fan));
     }
+    drop(servers);
     // The ceiling: the same client against a server that does nothing.
     let ceiling = {
         let null = NullServer::start(tmp.join("null.sock"));

@@ -1,5 +1,8 @@
 //! Crash test: `kill -9` during concurrent writes, 100 times; every write
-//! whose reply a client saw must be there after the restart.
+//! whose reply a client saw must be there after the restart. The writes
+//! are outside `/pool`, so of class `Logged`: written to the log before
+//! their replies, never synced on their own (`tests/durability.rs` counts
+//! the syncs); the page cache keeps them when the daemon dies.
 
 mod common;
 

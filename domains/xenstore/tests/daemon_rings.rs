@@ -518,3 +518,70 @@ fn a_domain_has_one_quota_whatever_the_transport() {
     // dom0 is exempt.
     dom0.watch("/any", "t").expect("dom0 watch");
 }
+
+/// Issue 16 item 6: `XS_INTRODUCE` says `OK` only for a ring the daemon
+/// serves, and a stray one cannot take a running guest's ring away.
+#[test]
+fn introduce_fails_for_an_unmappable_ring_and_spares_a_running_guest() {
+    let dir = TempDir::new("rings-introduce");
+    let sim = Sim::new();
+    let daemon = Running::start(&dir.0, Some(&sim.xsd));
+    let dom0 = daemon.dom0();
+    let a = sim.guest(&dom0);
+    let xa = client(&a);
+    let ad = a.domid();
+    let introduced = |d: u16| {
+        dom0.call(XsOp::IsDomainIntroduced, T, format!("{d}\0").as_bytes())
+            .expect("XS_IS_DOMAIN_INTRODUCED")
+    };
+    let introduce = |d: u16, gfn: u64, port: u32| {
+        dom0.call(
+            XsOp::Introduce,
+            T,
+            format!("{d}\0{gfn}\0{port}\0").as_bytes(),
+        )
+    };
+
+    // A domain that does not exist, and one that exists with no ring
+    // granted (created, never built): no ring to map, so no OK, and the
+    // store does not call them introduced.
+    assert!(introduce(900, 1, 1).is_err(), "no such domain");
+    assert_eq!(introduced(900), b"F\0");
+    let bare = sim.d0.create(&CreateConfig::default()).expect("create");
+    let r = introduce(bare.0, 1, 1);
+    assert!(
+        matches!(r, Err(ClientError::Store(_))),
+        "unmappable ring: {r:?}"
+    );
+    assert_eq!(introduced(bare.0), b"F\0");
+    assert!(!connections(&dom0).iter().any(|(d, _)| *d == bare.0));
+
+    // The guest watches; `XS_INTRODUCE <running domid> 1 1` is refused and
+    // changes nothing: its ring, its watch and its port still work.
+    xa.watch("control/x", "g").expect("guest watch");
+    assert_eq!(xa.next_event(Some(LONG)).expect("initial").token, "g");
+    assert_eq!(
+        introduce(ad.0, 1, 1),
+        Err(ClientError::Store(Errno::EINVAL))
+    );
+    assert_eq!(introduced(ad.0), b"T\0");
+    assert!(connections(&dom0).contains(&(ad.0, "ring".to_string())));
+    let pc = format!("/local/domain/{}/control/x", ad.0);
+    dom0.write(T, &pc, b"still").expect("dom0 writes control");
+    assert_eq!(xa.next_event(Some(LONG)).expect("event").token, "g");
+    xa.write(T, "data/alive", b"1")
+        .expect("the guest's ring works");
+
+    // Removing its home does not take its ring either: it gets errors for
+    // what is gone, and the connection stays.
+    dom0.rm(T, &format!("/local/domain/{}", ad.0))
+        .expect("rm home");
+    assert_eq!(xa.next_event(Some(LONG)).expect("rm fires").token, "g");
+    assert!(matches!(
+        xa.read(T, "control/x"),
+        Err(ClientError::Store(Errno::ENOENT | Errno::EACCES))
+    ));
+    assert!(connections(&dom0).contains(&(ad.0, "ring".to_string())));
+    assert_eq!(introduced(ad.0), b"T\0");
+    let _ = sim.d0.destroy(bare);
+}

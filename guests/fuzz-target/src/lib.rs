@@ -282,11 +282,14 @@ fn connect_net<'p, P: Platform, S: XenStore>(p: &'p P, xs: &S) -> Option<Stack<'
     }
 }
 
-/// Reads a node; `None` if it does not exist.
+/// Reads a node; `None` if the store refuses (it does not exist, or its
+/// directory was removed and the parent is not readable: `EACCES`). As
+/// Linux's shutdown watch, a node that cannot be read is no request; only
+/// a lost connection ends the guest.
 fn read_opt<S: XenStore>(xs: &S, path: &str) -> Result<Option<Vec<u8>>, ClientError> {
     match xs.read(TxId::NONE, path) {
         Ok(v) => Ok(Some(v)),
-        Err(ClientError::Store(xen::Errno::ENOENT)) => Ok(None),
+        Err(ClientError::Store(_)) => Ok(None),
         Err(e) => Err(e),
     }
 }

@@ -112,6 +112,26 @@ fn ignores_shutdown_when_told_then_crashes_when_told() {
     );
 }
 
+/// Issue 16 item 6: dom0 removing the guest's directory (its watches
+/// fire, the reads fail with `EACCES`) does not end the guest.
+#[test]
+fn keeps_running_when_its_directory_is_removed() {
+    let hv = Hypervisor::new();
+    let xs = MemStore::new();
+    let (d, base, t) = boot(&hv, &xs);
+    xs.rm(T, &base).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!t.is_finished(), "the guest ended when its directory went");
+    // Still listening: give its nodes back, then ask it to power off.
+    prepare(&xs, d);
+    xs.write(T, &format!("{base}/control/shutdown"), b"poweroff")
+        .unwrap();
+    assert_eq!(
+        t.join().unwrap(),
+        Outcome::Shutdown(ShutdownReason::Poweroff)
+    );
+}
+
 #[test]
 fn spins_until_destroyed() {
     let hv = Hypervisor::new();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use windsor_xenstore::daemon::{Config, Daemon};
+use windsor_xenstore::daemon::{Config, Daemon, Limits};
 
 /// Serve xenstore on a Unix socket, persisting every acknowledged write.
 #[derive(Parser, Debug)]
@@ -25,6 +25,10 @@ struct Args {
     /// Threads flushing the log concurrently (group commit pipelining).
     #[arg(long, default_value_t = windsor_xenstore::persist::DEFAULT_WRITERS)]
     commit_threads: usize,
+    /// Seconds a partial request may wait for its remaining bytes before
+    /// its client is disconnected.
+    #[arg(long, default_value_t = 10.0)]
+    partial_timeout: f64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -51,6 +55,11 @@ fn main() -> anyhow::Result<()> {
     };
     let mut daemon =
         Daemon::bind(config).with_context(|| format!("starting on {}", args.socket.display()))?;
+    daemon.set_limits(Limits {
+        partial_timeout: std::time::Duration::try_from_secs_f64(args.partial_timeout)
+            .context("--partial-timeout")?,
+        ..Limits::default()
+    });
     tracing::info!(socket = %args.socket.display(), data_dir = %args.data_dir.display(), "windsor-xenstored ready");
     daemon.run(&stop).context("serving")?;
     tracing::info!("stopped");

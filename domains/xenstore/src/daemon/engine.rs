@@ -9,8 +9,8 @@ use std::vec::Vec;
 use xen::DomId;
 
 use crate::persist::records::{self, DecodeError};
-use crate::persist::Recovered;
-use crate::store::{Config, ConnId, Effect, Store};
+use crate::persist::{Classify, Durability, PoolSynced, Recovered};
+use crate::store::{Config, ConnId, Effect, Mutation, Store};
 use crate::wire::{Header, XsOp, HEADER_LEN};
 
 /// The store plus the mapping between socket slots and store connections.
@@ -22,7 +22,12 @@ pub struct Engine {
     effects: Vec<Effect>,
     /// The daemon's own (dom0) connection, for releasing dead domains.
     internal: Option<ConnId>,
+    /// The durability class of each change.
+    classify: std::boxed::Box<dyn Classify>,
 }
+
+/// A log record and how far it must go before the replies it gates.
+pub type Record = (Vec<u8>, Durability);
 
 /// Why the recovered state could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +72,13 @@ impl Engine {
             slot_of: HashMap::new(),
             effects: Vec::new(),
             internal: None,
+            classify: std::boxed::Box::new(PoolSynced),
         }
+    }
+
+    /// Replaces the durability classifier ([`PoolSynced`] by default).
+    pub fn set_classifier(&mut self, c: std::boxed::Box<dyn Classify>) {
+        self.classify = c;
     }
 
     /// The store, for a transport that serves it directly (the rings).
@@ -124,7 +135,7 @@ impl Engine {
         slot: usize,
         msg: &[u8],
         out: &mut Vec<(usize, Vec<u8>)>,
-    ) -> Option<Vec<u8>> {
+    ) -> Option<Record> {
         let conn = *self.conn_of.get(&slot)?;
         let mut hdr = [0u8; HEADER_LEN];
         hdr.copy_from_slice(msg.get(..HEADER_LEN)?);
@@ -144,7 +155,7 @@ impl Engine {
         &mut self,
         from: Option<(ConnId, u32)>,
         out: &mut Vec<(usize, Vec<u8>)>,
-    ) -> Option<Vec<u8>> {
+    ) -> Option<Record> {
         for c in self.store.take_ready() {
             let Some(to) = self.slot_of.get(&c).copied() else {
                 if Some(c) == self.internal {
@@ -184,7 +195,20 @@ impl Engine {
             self.effects.push(e);
         }
         let ms = self.store.take_mutations();
-        (!ms.is_empty()).then(|| records::encode(&ms))
+        if ms.is_empty() {
+            return None;
+        }
+        let class = ms
+            .iter()
+            .map(|m| match m {
+                Mutation::Write { path, .. } | Mutation::Remove { path } => {
+                    self.classify.class(path)
+                }
+                _ => self.classify.domain_class(),
+            })
+            .max()
+            .unwrap_or(Durability::Logged);
+        Some((records::encode(&ms), class))
     }
 
     /// Releases a domain that died (its ring's port closed) as `XS_RELEASE`
@@ -195,7 +219,7 @@ impl Engine {
         &mut self,
         domid: DomId,
         out: &mut Vec<(usize, Vec<u8>)>,
-    ) -> Option<Vec<u8>> {
+    ) -> Option<Record> {
         let conn = *self
             .internal
             .get_or_insert_with(|| self.store.connect(DomId::DOM0));

@@ -3,37 +3,70 @@
 //! ```text
 //!  clients ──Unix socket──▶ event loop (mio, one thread) ──▶ Engine (the core)
 //!  guests ──xenbus rings──▶     │  ▲                            │ replies, events
-//!   (bridge thread wakes loop)  │  │ durable LSN (Waker)        ▼
-//!                     append    │  │                    per-connection output
+//!   (bridge thread wakes loop)  │  │ synced LSN (Waker)         ▼
+//!            pwrite per round   │  │                    per-connection output
 //!                               ▼  │                    queues, gated by LSN
-//!                        persist::Log commit thread
-//!                        (group commit, O_DSYNC)
+//!                        persist::Log ── sync thread (fdatasync, group commit)
 //! ```
 //!
-//! One thread owns the store and every connection; it never blocks on disk.
-//! A request that changed the store appends a log record
-//! ([`records`](crate::persist::records)) and every message it produced (the reply,
-//! watch events to other connections) waits in its connection's queue until
-//! the commit thread reports that record durable. One commit covers every
-//! mutation queued meanwhile, from all connections (group commit). Messages
-//! behind a held one on the same connection wait too, so each connection
-//! sees its messages in order. Reads are answered at once; a read may see a
-//! write whose reply is still waiting for the disk.
+//! One thread owns the store and every connection. A request that changed
+//! the store appends a log record ([`records`](crate::persist::records)),
+//! with the durability class of the paths it changed
+//! ([`Durability`](crate::persist::Durability), by default
+//! [`PoolSynced`](crate::persist::PoolSynced): `/pool` synced, the rest
+//! logged). At the end of each round the loop writes the round's records
+//! into the log file with one `pwrite` (the page cache: they now survive a
+//! crash of the daemon); if one of them is `Synced`, the sync thread
+//! `fdatasync`s the segment, one sync covering every record written
+//! before it (group commit). Every message a request produced (the reply,
+//! watch events to other connections) waits in its connection's queue
+//! until its record is as far as its class requires, and so does every
+//! message behind it on the same connection (each connection sees its
+//! messages in order), and every record after a `Synced` one not yet
+//! synced (a reply never overtakes the sync of an earlier write). Reads
+//! are answered at once; a read may see a write whose reply is still
+//! waiting for the disk.
 //!
 //! Clients on the socket are dom0 (privileged), as with C xenstored. In host
 //! mode, an [`Adopter`] hands the loop an already connected stream that acts
 //! for a given domain (its permissions and quotas apply): that is how the
 //! toolstack of `windsor up` reaches the store. A client that breaks framing
-//! (oversized length) or lets more than [`MAX_QUEUED`] bytes of output pile
-//! up is disconnected; the rest go on.
+//! (oversized length) is disconnected; the rest go on.
+//!
+//! # Bounds on what clients make the daemon hold ([`Limits`])
+//!
+//! As C xenstored bounds unread output and requests per connection, and
+//! for every client, dom0's included (memory is a host resource, not a
+//! permission): a connection whose unsent output reaches
+//! [`Limits::conn_output_soft`] is not read any more until it drains to
+//! half of it, so a client that sends requests without reading replies
+//! holds at most that much output and one read's worth of unparsed bytes
+//! (the rest waits in its socket buffer, then its `write` blocks); no
+//! connection is read while all of them together hold
+//! [`Limits::total_output`]. Output a connection does not cause itself
+//! (watch events) can still grow: a connection holding
+//! [`Limits::conn_output_hard`], or more than the soft bound while the
+//! total is over its bound, is disconnected, and while the total stays
+//! over its bound the biggest queues are dropped (once a second) until it
+//! is under half of it: the daemon never stops reading everyone for long.
+//! A partial request (a header or a payload not yet whole) that is not
+//! completed within [`Limits::partial_timeout`] disconnects its client. Open transactions'
+//! memory is bounded per connection and in total by the store
+//! ([`Config::txn_bytes_per_conn`](crate::store::Config::txn_bytes_per_conn),
+//! [`Config::txn_bytes_total`](crate::store::Config::txn_bytes_total)):
+//! a write beyond fails with `ENOSPC` and the transaction cannot commit.
 //!
 //! As the xenstore domain of host mode, the daemon also serves guests over
 //! their xenbus rings ([`Daemon::serve_rings`], [`Rings`]): the same loop
 //! takes ring requests into the same store (one tree, one accounting of
 //! permissions and quotas per domain), logs their mutations with the
 //! socket clients' in the same group commits, and puts a reply on a ring
-//! only once its record is durable. `XS_INTRODUCE` maps the guest's ring
-//! and binds its port before its reply is sent; `XS_RELEASE` and the
+//! only once its record is durable. A socket client's `XS_INTRODUCE` maps
+//! the guest's ring and binds its port before the store hears of it: a
+//! ring that cannot be served gets an error reply and the domain is not
+//! introduced; a domain served already is introduced again only with its
+//! own ring and port (`EINVAL` otherwise, nothing changes, so a stray
+//! `XS_INTRODUCE` cannot take a running guest's ring); `XS_RELEASE` and the
 //! guest's death (its port closes) undo it, and a death releases the
 //! domain in the store as C xenstored does (`@releaseDomain` fires). A
 //! guest that breaks the ring protocol loses its own connection only.
@@ -61,6 +94,9 @@
 //! daemon and the clients pinned to one CPU, Windsor does 56-58k ops/s,
 //! 0.58 of the null server on that CPU, more than on two CPUs. The disk
 //! adds one `O_DSYNC` `pwrite` (~200 us, a virtio kick) per commit group.
+//! (These measurements predate the durability classes: now only `/pool`
+//! writes wait for a sync, and the others cost one page-cache `pwrite`
+//! per loop round; see BENCHMARKS.md.)
 //! Handing each round's records to the log at once, reading the durable
 //! LSN without the lock and waking the loop only while it polls cut the
 //! daemon's system calls from 3.0 to 2.5 per request (futex 0.4 -> 0.16,
@@ -85,8 +121,10 @@
 //! libc), shared and clean. The helper threads get malloc arenas of their
 //! own; an operator who wants them shared sets `MALLOC_ARENA_MAX=2` in the
 //! daemon's environment (about 0.1 MB less). What the store holds after a
-//! load (the nodes written, the heap grown meanwhile) stays: the
-//! benchmark's fan-out RSS (6.3 MB) is measured after its `xs-load` runs.
+//! load (the nodes written) stays: the benchmark's fan-out RSS (6.3 MB)
+//! is measured after its `xs-load` runs. Output and transaction memory
+//! freed after a burst (4 MiB or more) goes back to the host: the loop
+//! then trims the heap (`xen::host::release_free_heap`).
 
 extern crate std;
 
@@ -96,7 +134,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use std::vec::Vec;
 
 use mio::net::{UnixListener, UnixStream};
@@ -104,11 +142,11 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use xen::DomId;
 
-use crate::persist::{Batch, Log, Lsn, PersistError};
+use crate::persist::{Batch, Durability, Log, Lsn, PersistError, SyncProbe};
 use crate::store::Effect;
 use crate::wire::{Header, Packet, XsOp};
 
-pub use engine::{Engine, RecoverError};
+pub use engine::{Engine, Record, RecoverError};
 pub use rings::Rings;
 
 mod engine;
@@ -118,8 +156,33 @@ mod rings;
 pub const HEADER_LEN: usize = 16;
 /// `XENSTORE_PAYLOAD_MAX`.
 pub const PAYLOAD_MAX: usize = 4096;
-/// Output bytes a connection may leave unread before it is disconnected.
-pub const MAX_QUEUED: usize = 16 << 20;
+/// Output bytes a connection may leave unread before it is disconnected
+/// (the default of [`Limits::conn_output_hard`]).
+pub const MAX_QUEUED: usize = 4 << 20;
+
+/// Bounds on what clients can make the daemon hold (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Unsent output at which a connection is no longer read.
+    pub conn_output_soft: usize,
+    /// Unsent output at which a connection is disconnected.
+    pub conn_output_hard: usize,
+    /// Unsent output of all connections at which none is read.
+    pub total_output: usize,
+    /// How long a partial request may wait for its remaining bytes.
+    pub partial_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            conn_output_soft: 256 << 10,
+            conn_output_hard: MAX_QUEUED,
+            total_output: 64 << 20,
+            partial_timeout: Duration::from_secs(10),
+        }
+    }
+}
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -172,6 +235,10 @@ struct Conn {
     written: usize,
     queued: usize,
     want_write: bool,
+    /// Not read (output over its bound); `rbuf` may hold whole messages.
+    paused: bool,
+    /// When the partial message in `rbuf` started.
+    partial_since: Option<Instant>,
 }
 
 /// Hands connected streams to a running [`Daemon`], each acting for a
@@ -214,6 +281,8 @@ pub struct Daemon {
     free: Vec<usize>,
     /// Connections with messages waiting for durability.
     gated: Vec<usize>,
+    /// LSNs of `Synced` records not yet durable, oldest first.
+    pending_sync: VecDeque<Lsn>,
     /// Connections that got output during this round.
     touched: Vec<usize>,
     durable: Lsn,
@@ -233,7 +302,20 @@ pub struct Daemon {
     /// Set while the loop may be blocked in `poll`: only then do the
     /// commit threads wake it.
     polling: Arc<AtomicBool>,
+    limits: Limits,
+    /// Unsent output of all connections.
+    total_queued: usize,
+    /// Connections not read because of output bounds.
+    paused: Vec<usize>,
+    /// When partial requests were last looked at.
+    last_sweep: Instant,
+    /// The most output and transaction memory held since the heap was
+    /// last trimmed.
+    held_peak: usize,
 }
+
+/// Freed output and transaction memory after which the heap is trimmed.
+const TRIM_AFTER: usize = 4 << 20;
 
 /// Unparsed bytes kept at most between reads: a partial message is
 /// shorter than a whole one.
@@ -248,6 +330,16 @@ fn release_spare(rbuf: &mut Vec<u8>) {
     } else if rbuf.capacity() > RBUF_KEEP {
         rbuf.shrink_to(RBUF_KEEP);
     }
+}
+
+/// The `XS_ERROR` reply to request `h`, as bytes on the wire.
+fn error_reply(h: &Header, e: xen::Errno) -> Vec<u8> {
+    let mut body = crate::wire::error_name(e).as_bytes().to_vec();
+    body.push(0);
+    let p = Packet::new(XsOp::Error, h.req_id, h.tx_id, body);
+    let mut bytes = p.header.to_bytes().to_vec();
+    bytes.extend_from_slice(&p.payload);
+    bytes
 }
 
 fn socket_err(path: &Path) -> impl FnOnce(io::Error) -> DaemonError + '_ {
@@ -279,7 +371,7 @@ impl Daemon {
                 let _ = waker.wake();
             }
         });
-        let (log, recovered) = Log::open(&config.data_dir, config.commit_threads, notify)?;
+        let (mut log, recovered) = Log::open(&config.data_dir, config.commit_threads, notify)?;
         let mut engine = Engine::new();
         let replayed = recovered.records.len();
         engine.recover(&recovered)?;
@@ -308,6 +400,7 @@ impl Daemon {
             conns: Vec::new(),
             free: Vec::new(),
             gated: Vec::new(),
+            pending_sync: VecDeque::new(),
             touched: Vec::new(),
             durable: 0,
             since_snapshot: 0,
@@ -320,7 +413,24 @@ impl Daemon {
             batch: Batch::default(),
             waker: loop_waker,
             polling: loop_polling,
+            limits: Limits::default(),
+            total_queued: 0,
+            paused: Vec::new(),
+            last_sweep: Instant::now(),
+            held_peak: 0,
         })
+    }
+
+    /// Replaces the bounds on what clients can make the daemon hold.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    /// Replaces the durability classifier (by default
+    /// [`PoolSynced`](crate::persist::PoolSynced)): the seam where a
+    /// replicated `/pool` will route its records.
+    pub fn set_classifier(&mut self, c: Box<dyn crate::persist::Classify>) {
+        self.engine.set_classifier(c);
     }
 
     /// Serves guests' xenbus rings too (the xenstore domain of host mode):
@@ -374,6 +484,8 @@ impl Daemon {
             written: 0,
             queued: 0,
             want_write: false,
+            paused: false,
+            partial_since: None,
         });
         Some(slot)
     }
@@ -385,8 +497,9 @@ impl Daemon {
             // Announce the sleep, then look once more: either the commit
             // thread sees `polling` and wakes us, or we see its LSN here.
             self.polling.store(true, Ordering::SeqCst);
-            let more =
-                self.rings.as_ref().is_some_and(|r| r.more) || self.log.durable() != self.durable;
+            let more = self.rings.as_ref().is_some_and(|r| r.more)
+                || self.ready() != self.durable
+                || self.resumable();
             let timeout = if more {
                 Duration::ZERO
             } else {
@@ -420,13 +533,17 @@ impl Daemon {
             if let Some(e) = self.log.failure() {
                 return Err(e.into());
             }
-            let durable = self.log.durable();
+            let durable = self.ready();
             if durable != self.durable {
                 self.durable = durable;
                 let gated = std::mem::take(&mut self.gated);
                 self.touched.extend(gated);
             }
             self.flush_touched();
+            self.resume();
+            let held = self.total_queued + self.engine.store().txn_bytes();
+            self.held_peak = self.held_peak.max(held);
+            self.sweep_partial();
             self.transmit_rings();
             if self.since_snapshot >= self.config.snapshot_every {
                 self.since_snapshot = 0;
@@ -439,8 +556,31 @@ impl Daemon {
         Ok(())
     }
 
-    /// Hands the round's records to the log: one lock and one commit
-    /// thread wake-up per round instead of per record.
+    /// The newest LSN whose messages may go out: every record up to it is
+    /// as far as its class requires (written, or synced for
+    /// [`Durability::Synced`] ones). `durable` here and in the fields
+    /// below means this.
+    fn ready(&mut self) -> Lsn {
+        let synced = self.log.durable();
+        while self.pending_sync.front().is_some_and(|&l| l <= synced) {
+            self.pending_sync.pop_front();
+        }
+        let written = self.log.written();
+        match self.pending_sync.front() {
+            Some(&first) => written.min(first - 1),
+            None => written,
+        }
+    }
+
+    /// A handle on the log's sync counters (for tests: a `/pool` write's
+    /// reply comes after its sync).
+    pub fn sync_probe(&self) -> SyncProbe {
+        self.log.probe()
+    }
+
+    /// Hands the round's records to the log: written at once (one
+    /// `pwrite` per round), synced by the sync thread if a record's class
+    /// asks for it.
     fn hand_over(&mut self) {
         if !self.batch.is_empty() {
             let last = self.log.append_batch(&mut self.batch);
@@ -476,14 +616,17 @@ impl Daemon {
 
     /// Appends a record (if any), queues the socket output collected with
     /// it, and hands the store's effects to the ring server.
-    fn log_and_queue(&mut self, record: Option<Vec<u8>>) {
+    fn log_and_queue(&mut self, record: Option<engine::Record>) {
         let lsn = match record {
-            Some(bytes) => {
+            Some((bytes, class)) => {
                 self.since_snapshot += 1;
-                self.batch.push(&bytes);
+                self.batch.push(&bytes, class);
                 let l = self.newest_lsn + 1;
                 self.round_lsn = l;
                 self.newest_lsn = l;
+                if class == Durability::Synced {
+                    self.pending_sync.push_back(l);
+                }
                 l
             }
             None => 0,
@@ -493,6 +636,7 @@ impl Daemon {
                 continue;
             };
             c.queued += bytes.len();
+            self.total_queued += bytes.len();
             c.out.push_back(Out { lsn, bytes });
             self.touched.push(to);
         }
@@ -508,6 +652,35 @@ impl Daemon {
             if matches!(e, Effect::Introduce { .. } | Effect::Release { .. }) {
                 r.apply(self.engine.store_mut(), e);
             }
+        }
+        r.settle(self.engine.store_mut());
+    }
+
+    /// A socket client's `XS_INTRODUCE` while rings are served: the ring
+    /// is readied first ([`rings::RingSide::prepare`]); `Some(error
+    /// reply)` if it cannot be, and the store is not asked. `None` for
+    /// every other message, and for what the store refuses anyway
+    /// (unprivileged caller, malformed arguments, a transaction).
+    fn introduce_first(&mut self, slot: usize, msg: &[u8]) -> Option<Vec<u8>> {
+        self.rings.as_ref()?;
+        let mut hdr = [0u8; HEADER_LEN];
+        hdr.copy_from_slice(msg.get(..HEADER_LEN)?);
+        let h = Header::parse(&hdr);
+        if h.ty != XsOp::Introduce as u32 || h.tx_id != 0 {
+            return None;
+        }
+        let caller = self
+            .engine
+            .conn(slot)
+            .and_then(|c| self.engine.store().domid(c))?;
+        if !self.engine.store().is_privileged(caller) {
+            return None;
+        }
+        let (domid, gfn, port) = crate::store::introduce_args(&msg[HEADER_LEN..]).ok()?;
+        let rings = self.rings.as_mut()?;
+        match rings.prepare(self.engine.store_mut(), domid, gfn, port) {
+            Ok(()) => None,
+            Err(e) => Some(error_reply(&h, e)),
         }
     }
 
@@ -584,17 +757,15 @@ impl Daemon {
                 .ok_or(xen::Errno::EINVAL),
             _ => Err(xen::Errno::EINVAL),
         };
-        let p = match only.and_then(|o| self.connections(o).ok_or(xen::Errno::E2BIG)) {
-            Ok(body) => Packet::new(XsOp::Control, h.req_id, h.tx_id, body),
-            Err(e) => {
-                let mut body = crate::wire::error_name(e).as_bytes().to_vec();
-                body.push(0);
-                Packet::new(XsOp::Error, h.req_id, h.tx_id, body)
+        match only.and_then(|o| self.connections(o).ok_or(xen::Errno::E2BIG)) {
+            Ok(body) => {
+                let p = Packet::new(XsOp::Control, h.req_id, h.tx_id, body);
+                let mut bytes = p.header.to_bytes().to_vec();
+                bytes.extend_from_slice(&p.payload);
+                Some(bytes)
             }
-        };
-        let mut bytes = p.header.to_bytes().to_vec();
-        bytes.extend_from_slice(&p.payload);
-        Some(bytes)
+            Err(e) => Some(error_reply(&h, e)),
+        }
     }
 
     fn accept(&mut self) {
@@ -625,6 +796,10 @@ impl Daemon {
     /// Reads and handles what `slot` sent; true if it is to be closed.
     fn read_into(&mut self, slot: usize, scratch: &mut [u8]) -> bool {
         loop {
+            if self.over_output(slot) {
+                self.pause(slot);
+                return false;
+            }
             let Some(Some(conn)) = self.conns.get_mut(slot) else {
                 return false;
             };
@@ -636,7 +811,7 @@ impl Daemon {
                         tracing::info!(slot, why, "disconnecting misbehaving client");
                         return true;
                     }
-                    if short {
+                    if short && !self.is_paused(slot) {
                         return false;
                     }
                 }
@@ -667,6 +842,12 @@ impl Daemon {
         rbuf.drain(..at);
         release_spare(&mut rbuf);
         if let Some(Some(conn)) = self.conns.get_mut(slot) {
+            if rbuf.is_empty() || conn.paused {
+                conn.partial_since = None;
+            } else if at > 0 || conn.partial_since.is_none() {
+                // A new partial message: its clock starts now.
+                conn.partial_since = Some(Instant::now());
+            }
             conn.rbuf = rbuf;
         }
         result
@@ -677,6 +858,11 @@ impl Daemon {
     fn handle_messages(&mut self, slot: usize, buf: &[u8]) -> (usize, Result<(), &'static str>) {
         let mut at = 0;
         while buf.len() - at >= HEADER_LEN {
+            if self.over_output(slot) {
+                // The rest waits in the read buffer until the output drains.
+                self.pause(slot);
+                break;
+            }
             let len = u32::from_le_bytes([buf[at + 12], buf[at + 13], buf[at + 14], buf[at + 15]])
                 as usize;
             if len > PAYLOAD_MAX {
@@ -687,7 +873,10 @@ impl Daemon {
             }
             let msg = &buf[at..at + HEADER_LEN + len];
             at += HEADER_LEN + len;
-            if let Some(reply) = self.control(slot, msg) {
+            if let Some(reply) = self
+                .control(slot, msg)
+                .or_else(|| self.introduce_first(slot, msg))
+            {
                 self.outputs.push((slot, reply));
                 self.log_and_queue(None);
                 continue;
@@ -733,7 +922,9 @@ impl Daemon {
             match conn.stream.write_vectored(&iov) {
                 Ok(mut n) => {
                     drop(iov);
-                    conn.queued -= n.min(conn.queued);
+                    let n_done = n.min(conn.queued);
+                    conn.queued -= n_done;
+                    self.total_queued -= n_done;
                     while n > 0 {
                         let Some(front) = conn.out.front() else { break };
                         let left = front.bytes.len() - conn.written;
@@ -757,9 +948,12 @@ impl Daemon {
             // connection holds no output memory.
             conn.out = VecDeque::new();
         }
-        if failed || conn.queued > MAX_QUEUED {
+        let hard = conn.queued > self.limits.conn_output_hard
+            || (conn.queued > self.limits.conn_output_soft
+                && self.total_queued >= self.limits.total_output);
+        if failed || hard {
             if !failed {
-                tracing::info!(slot, "disconnecting client that does not read its replies");
+                tracing::info!(slot, "disconnecting client that does not read its output");
             }
             self.close(slot);
             return;
@@ -784,11 +978,137 @@ impl Daemon {
         }
     }
 
+    /// Whether `slot` (or the daemon) holds too much output to read more.
+    fn over_output(&self, slot: usize) -> bool {
+        self.total_queued >= self.limits.total_output
+            || self
+                .conns
+                .get(slot)
+                .and_then(Option::as_ref)
+                .is_some_and(|c| c.queued >= self.limits.conn_output_soft)
+    }
+
+    fn is_paused(&self, slot: usize) -> bool {
+        self.conns
+            .get(slot)
+            .and_then(Option::as_ref)
+            .is_some_and(|c| c.paused)
+    }
+
+    /// Stops reading `slot` until its output drains (see [`Self::resume`]).
+    fn pause(&mut self, slot: usize) {
+        if let Some(Some(c)) = self.conns.get_mut(slot) {
+            if !c.paused {
+                c.paused = true;
+                c.partial_since = None;
+                self.paused.push(slot);
+            }
+        }
+    }
+
+    /// Whether a paused connection may be read again: its output and the
+    /// total are back under half their bounds.
+    fn may_resume(&self, slot: usize) -> bool {
+        self.total_queued < self.limits.total_output / 2
+            && self
+                .conns
+                .get(slot)
+                .and_then(Option::as_ref)
+                .is_some_and(|c| c.queued < self.limits.conn_output_soft / 2)
+    }
+
+    fn resumable(&self) -> bool {
+        self.paused.iter().any(|&s| self.may_resume(s))
+    }
+
+    /// Reads again the paused connections whose output drained: first the
+    /// whole messages left in their buffers, then their sockets (readiness
+    /// is edge-triggered: what arrived meanwhile gives no new event).
+    fn resume(&mut self) {
+        if self.paused.is_empty() {
+            return;
+        }
+        let paused = std::mem::take(&mut self.paused);
+        for slot in paused {
+            let Some(Some(c)) = self.conns.get_mut(slot) else {
+                continue;
+            };
+            if !c.paused {
+                continue;
+            }
+            if !self.may_resume(slot) {
+                self.paused.push(slot);
+                continue;
+            }
+            if let Some(Some(c)) = self.conns.get_mut(slot) {
+                c.paused = false;
+            }
+            if let Err(why) = self.process(slot, &[]) {
+                tracing::info!(slot, why, "disconnecting misbehaving client");
+                self.close(slot);
+                continue;
+            }
+            if !self.is_paused(slot) {
+                self.read(slot);
+            }
+        }
+        self.flush_touched();
+    }
+
+    /// Disconnects clients whose partial request has waited too long for
+    /// its remaining bytes (looked at about once a second).
+    fn sweep_partial(&mut self) {
+        let now = Instant::now();
+        if now.duration_since(self.last_sweep) < Duration::from_secs(1) {
+            return;
+        }
+        self.last_sweep = now;
+        let limit = self.limits.partial_timeout;
+        let stale: Vec<usize> = (0..self.conns.len())
+            .filter(|&s| {
+                self.conns[s]
+                    .as_ref()
+                    .and_then(|c| c.partial_since)
+                    .is_some_and(|t| now.duration_since(t) >= limit)
+            })
+            .collect();
+        for slot in stale {
+            tracing::info!(slot, "disconnecting client whose partial request timed out");
+            self.close(slot);
+        }
+        // Over the total bound no connection is read: the biggest unread
+        // queues go, until the total is back under half its bound.
+        if self.total_queued >= self.limits.total_output {
+            let mut heavy: Vec<(usize, usize)> = (0..self.conns.len())
+                .filter_map(|s| Some((self.conns[s].as_ref()?.queued, s)))
+                .filter(|&(q, _)| q > 0)
+                .collect();
+            heavy.sort_unstable_by(|a, b| b.cmp(a));
+            for (_, slot) in heavy {
+                if self.total_queued < self.limits.total_output / 2 {
+                    break;
+                }
+                tracing::info!(slot, "disconnecting client that does not read its output");
+                self.close(slot);
+            }
+        }
+        // After a burst of output or transactions was freed, give the
+        // heap's free pages back (the allocator keeps those below live
+        // memory otherwise).
+        let held = self.total_queued + self.engine.store().txn_bytes();
+        if self.held_peak >= held + TRIM_AFTER {
+            let released = xen::host::release_free_heap();
+            tracing::debug!(freed = self.held_peak - held, released, "heap trimmed");
+        }
+        self.held_peak = held;
+    }
+
     fn close(&mut self, slot: usize) {
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
         if let Some(mut c) = conn.take() {
+            self.total_queued -= c.queued;
             let _ = self.poll.registry().deregister(&mut c.stream);
             self.engine.disconnect(slot);
             self.free.push(slot);

@@ -59,6 +59,15 @@ trait RingHost: Send {
         allow: &mut dyn FnMut(ConnId) -> bool,
     ) -> Progress;
     fn apply(&mut self, store: &mut Store, e: &Effect) -> Result<(), ServerError>;
+    fn introduce(
+        &mut self,
+        store: &mut Store,
+        domid: DomId,
+        gfn: u64,
+        port: EvtchnPort,
+    ) -> Result<ConnId, ServerError>;
+    fn release(&mut self, store: &mut Store, domid: DomId) -> bool;
+    fn ring_of(&self, domid: DomId) -> Option<(u64, EvtchnPort)>;
     fn conn(&self, domid: DomId) -> Option<ConnId>;
     fn domains(&self) -> Vec<DomId>;
     fn ports(&self) -> Vec<EvtchnPort>;
@@ -89,6 +98,21 @@ where
     }
     fn apply(&mut self, store: &mut Store, e: &Effect) -> Result<(), ServerError> {
         self.srv.apply(store, e)
+    }
+    fn introduce(
+        &mut self,
+        store: &mut Store,
+        domid: DomId,
+        gfn: u64,
+        port: EvtchnPort,
+    ) -> Result<ConnId, ServerError> {
+        self.srv.introduce(store, domid, gfn, port)
+    }
+    fn release(&mut self, store: &mut Store, domid: DomId) -> bool {
+        self.srv.release(store, domid)
+    }
+    fn ring_of(&self, domid: DomId) -> Option<(u64, EvtchnPort)> {
+        self.srv.ring_of(domid)
     }
     fn conn(&self, domid: DomId) -> Option<ConnId> {
         self.srv.conn(domid)
@@ -164,6 +188,9 @@ pub(super) struct RingSide {
     bridge: Option<JoinHandle<()>>,
     /// Some guest has more input than one receive took.
     pub(super) more: bool,
+    /// A domain whose ring [`RingSide::prepare`] mapped for an
+    /// `XS_INTRODUCE` the store has not yet answered.
+    fresh: Option<DomId>,
 }
 
 impl RingSide {
@@ -205,6 +232,7 @@ impl RingSide {
             stop,
             bridge: Some(bridge),
             more: false,
+            fresh: None,
         })
     }
 
@@ -224,10 +252,87 @@ impl RingSide {
         p
     }
 
+    /// Readies the ring of an `XS_INTRODUCE` before the store hears of
+    /// it, so that the store says `OK` (and `XS_IS_DOMAIN_INTRODUCED` says
+    /// `T`) only for a ring that is served. A domain not served yet gets
+    /// its ring mapped and its port bound now: if that fails, the error is
+    /// the reply and the store is not asked. A domain served already may
+    /// only be introduced again with the ring and port it has (the
+    /// reconnection of C xenstored: the store resets its connection);
+    /// other values are refused with `EINVAL` and change nothing, so a
+    /// stray or hostile `XS_INTRODUCE` cannot take a running guest's ring
+    /// away. Call [`RingSide::settle`] once the store has answered.
+    pub(super) fn prepare(
+        &mut self,
+        store: &mut Store,
+        domid: DomId,
+        gfn: u64,
+        port: u32,
+    ) -> Result<(), xen::Errno> {
+        if let Some(ring) = self.host.ring_of(domid) {
+            return if ring == (gfn, EvtchnPort(port)) {
+                Ok(())
+            } else {
+                tracing::warn!(
+                    dom = domid.0,
+                    gfn,
+                    port,
+                    "XS_INTRODUCE of a served domain with another ring refused"
+                );
+                Err(xen::Errno::EINVAL)
+            };
+        }
+        match self.host.introduce(store, domid, gfn, EvtchnPort(port)) {
+            Ok(_) => {
+                self.fresh = Some(domid);
+                self.ports_changed();
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(dom = domid.0, error = %e, "XS_INTRODUCE: ring not served");
+                Err(match e {
+                    ServerError::TooManyDomains(_) => xen::Errno::ENOSPC,
+                    ServerError::Map {
+                        source: xen::platform::Error::Errno(errno),
+                        ..
+                    }
+                    | ServerError::Bind {
+                        source: xen::platform::Error::Errno(errno),
+                        ..
+                    } => errno,
+                    _ => xen::Errno::EINVAL,
+                })
+            }
+        }
+    }
+
+    /// After the store answered an `XS_INTRODUCE` readied by
+    /// [`RingSide::prepare`]: if it refused it (no `Introduce` effect came),
+    /// the ring mapped for it is released again.
+    pub(super) fn settle(&mut self, store: &mut Store) {
+        if let Some(d) = self.fresh.take() {
+            if store.is_introduced(d) {
+                return;
+            }
+            self.host.release(store, d);
+            self.ports_changed();
+        }
+    }
+
+    fn ports_changed(&mut self) {
+        *self.ports.lock().unwrap_or_else(PoisonError::into_inner) = self.host.ports();
+        self.host.kick();
+    }
+
     /// Carries out an `Introduce`/`Release` effect; refreshes the bridge's
     /// port list.
     pub(super) fn apply(&mut self, store: &mut Store, e: &Effect) {
         if let Effect::Introduce { domid, .. } = e {
+            if self.fresh == Some(*domid) {
+                // `prepare` served it already.
+                self.fresh = None;
+                return;
+            }
             // A re-introduction empties the domain's queues in the store.
             if let Some(c) = self.host.conn(*domid) {
                 self.gates.remove(&c);

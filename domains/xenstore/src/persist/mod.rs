@@ -1,4 +1,4 @@
-//! Persistence: an append-only record log with group commit, and snapshots.
+//! Persistence: an append-only record log, durability classes, snapshots.
 //!
 //! Producer: the daemon's event loop, which appends one record per
 //! acknowledged mutation (the encoding of a record is the caller's business;
@@ -13,8 +13,8 @@
 //! ```
 //!
 //! A segment is a sequence of records, then zeros (segments are
-//! pre-extended with zeros so that a synchronous overwrite needs no
-//! metadata update, which makes each commit about 1.6x cheaper here):
+//! pre-extended with zeros so that a sync of appended records needs no
+//! metadata update, which makes each sync about 1.6x cheaper here):
 //!
 //! ```text
 //! +--------+--------+--------+----------------+
@@ -24,17 +24,20 @@
 //!
 //! A snapshot file is one such record holding the whole dump.
 //!
-//! # Durability
+//! # Durability ([`Durability`])
 //!
-//! [`Log::append`] only queues a record and returns its log sequence number
-//! ([`Lsn`]). A commit thread takes everything queued and writes it with one
-//! `O_DSYNC` write (group commit: all connections' mutations since the last
-//! write share one flush). Several commit threads may run at once, so the
-//! next batch is being flushed while the previous one still is (see
-//! [`DEFAULT_WRITERS`]); batches get their
-//! place in the segment in queue order, and the durable LSN advances only
-//! when every batch before it is written. Each advance calls `notify`; the
-//! daemon holds each reply until its LSN is durable.
+//! [`Log::append_batch`] writes the records into the segment at once, on
+//! the caller's thread (a `pwrite` into the page cache, a few
+//! microseconds): from then on they survive a crash of the daemon (the
+//! kernel keeps them), and [`Log::written`] says so. A batch holding a
+//! record of class [`Durability::Synced`] also asks the sync thread for an
+//! `fdatasync` of the segment; [`Log::durable`] advances when it is done
+//! (one sync covers everything written before it: group commit) and
+//! `notify` is called. Records of class [`Durability::Logged`] are never
+//! synced on their own: the kernel writes them back in its own time, a
+//! later sync takes them along, and a power loss may lose the newest of
+//! them (recovery then drops a torn tail), never one written before a
+//! completed sync.
 //!
 //! # Recovery
 //!
@@ -53,7 +56,7 @@ use std::boxed::Box;
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::string::String;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -61,7 +64,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::vec::Vec;
 
+mod durability;
 pub mod records;
+
+pub use durability::{AllSynced, Classify, Durability, PoolSynced};
 
 /// A log sequence number: the n-th record appended since the log was opened
 /// (1-based; 0 means "nothing").
@@ -71,11 +77,12 @@ const MAGIC: u32 = u32::from_le_bytes(*b"XSL1");
 const HEADER: usize = 12;
 /// Largest record accepted, as a sanity bound when reading.
 const MAX_RECORD: usize = 256 << 20;
-/// Segments grow by this many zero bytes at a time.
-const EXTEND: u64 = 4 << 20;
 /// Zero bytes a new segment starts with (small: every start-up and every
 /// snapshot opens one).
 const INITIAL: u64 = 256 << 10;
+/// The zero-filled area is extended by this much, ahead of the writes
+/// (on the appending thread: a bounded pause every megabyte of log).
+const EXTEND_STEP: u64 = 1 << 20;
 
 /// Why persistence failed.
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +100,7 @@ pub enum PersistError {
     /// Every snapshot present is corrupt, and the log needed without it is gone.
     #[error("no valid snapshot in {}, and the log before the oldest snapshot is gone", .0.display())]
     NoValidSnapshot(PathBuf),
-    /// The commit thread stopped after a write error; nothing more can be made durable.
+    /// A write or sync failed earlier; nothing more can be made durable.
     #[error("the log writer failed earlier: {0}")]
     WriterFailed(String),
 }
@@ -153,13 +160,16 @@ pub fn decode_records(bytes: &[u8]) -> (Vec<&[u8]>, usize) {
 pub struct Batch {
     bytes: Vec<u8>,
     count: u64,
+    /// Some record must be synced before its reply.
+    sync: bool,
 }
 
 impl Batch {
-    /// Frames `payload` as the batch's next record.
-    pub fn push(&mut self, payload: &[u8]) {
+    /// Frames `payload` as the batch's next record, of class `class`.
+    pub fn push(&mut self, payload: &[u8], class: Durability) {
         encode_record(&mut self.bytes, payload);
         self.count += 1;
+        self.sync |= class == Durability::Synced;
     }
 
     /// How many records the batch holds.
@@ -184,29 +194,22 @@ pub struct Recovered {
     pub dropped_bytes: u64,
 }
 
+/// Work for the sync thread, in order.
 enum Item {
-    Records { bytes: Vec<u8>, last: Lsn },
+    /// `fdatasync` the segment: every record up to `upto` is in it (or in
+    /// an older segment synced before).
+    Sync { segment: Arc<Segment>, upto: Lsn },
+    /// Write `snapshot-<seq>` (it holds every record before segment `seq`).
     Snapshot { seq: u64, state: Vec<u8> },
 }
 
 struct State {
     queue: VecDeque<Item>,
-    appended: Lsn,
+    /// Highest LSN a `Sync` was queued for.
+    sync_asked: Lsn,
     durable: Lsn,
-    seq: u64,
     failed: Option<String>,
     shutdown: bool,
-    /// The segment new batches go to, its write position and its
-    /// zero-filled size.
-    segment: Arc<Segment>,
-    end: u64,
-    allocated: u64,
-    /// A writer is extending `segment` (outside the lock).
-    extending: bool,
-    /// A writer is switching to a new segment (outside the lock).
-    rotating: bool,
-    /// Batches being written, in LSN order: (last LSN, written).
-    inflight: VecDeque<(Lsn, bool)>,
     /// Snapshots queued or being written.
     snapshots: usize,
     /// Threads blocked on `done` (it is signalled only if there are any).
@@ -215,16 +218,18 @@ struct State {
 
 struct Shared {
     state: Mutex<State>,
-    /// Wakes the commit threads.
+    /// Wakes the sync thread.
     work: Condvar,
-    /// Wakes callers of [`Log::wait_durable`].
+    /// Wakes callers of [`Log::wait_durable`] and [`Log::flush`].
     done: Condvar,
     /// `State::durable`, readable without the lock (the event loop asks
     /// every round). Stored and loaded `SeqCst`: a caller that announces
     /// it is about to sleep and then reads it pairs with the `notify`
     /// callback that checks the announcement after the store.
     durable: AtomicU64,
-    /// `State::failed.is_some()`, readable without the lock.
+    /// `fdatasync`s of log segments done (for tests and statistics).
+    syncs: AtomicU64,
+    /// Whether the log failed, readable without the lock.
     failed: AtomicBool,
     notify: Box<dyn Fn(Lsn) + Send + Sync>,
     dir: PathBuf,
@@ -236,20 +241,47 @@ impl Shared {
         // in a way that matters more than stopping, so take the data anyway.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    fn fail(&self, e: &PersistError) {
+        let mut st = self.lock();
+        fail(self, &mut st, e);
+    }
 }
 
-/// The durable log of one data directory. See the module docs.
+/// The log of one data directory. See the module docs. Appends happen on
+/// the thread that owns the `Log` (the daemon's loop); one thread syncs.
 pub struct Log {
     shared: Arc<Shared>,
-    threads: Vec<JoinHandle<()>>,
+    thread: Option<JoinHandle<()>>,
+    /// The segment appends go to, its write position, its zero-filled size.
+    segment: Arc<Segment>,
+    end: u64,
+    allocated: u64,
+    seq: u64,
+    /// The LSN of the last record written.
+    appended: Lsn,
 }
 
-/// Default number of commit threads. With more than one, a new batch
-/// starts while earlier ones are still being flushed. Measured here
-/// (`xs-load -t 16 -m mixed`, 2 cores shared with other work): 1 thread
-/// 41-53k ops/s, 2 threads 48k, 4 threads 38-41k; the disk gains little
-/// from concurrent flushes under load, so the default is 2.
-pub const DEFAULT_WRITERS: usize = 2;
+/// Kept for callers that name a number of commit threads: one sync thread
+/// serves a log now (appends are written by the appending thread).
+pub const DEFAULT_WRITERS: usize = 1;
+
+/// How many syncs have been done, and how far: a handle that stays valid
+/// while the log runs on another thread (for tests and statistics).
+#[derive(Clone)]
+pub struct SyncProbe(Arc<Shared>);
+
+impl SyncProbe {
+    /// `fdatasync`s of log segments done so far.
+    pub fn syncs(&self) -> u64 {
+        self.0.syncs.load(Ordering::SeqCst)
+    }
+
+    /// Every record up to this LSN is on stable storage.
+    pub fn durable(&self) -> Lsn {
+        self.0.durable.load(Ordering::SeqCst)
+    }
+}
 
 fn seq_of(name: &str, prefix: &str) -> Option<u64> {
     name.strip_prefix(prefix)?.parse().ok()
@@ -271,11 +303,12 @@ fn sync_dir(dir: &Path) -> Result<(), PersistError> {
 
 impl Log {
     /// Opens (creating if needed) the data directory `dir`, recovers what it
-    /// holds and starts the commit thread on a fresh segment. `notify` is
-    /// called from the commit thread each time the durable LSN advances.
+    /// holds and starts on a fresh segment. `notify` is called from the sync
+    /// thread each time the durable LSN advances. `_writers` is ignored
+    /// (see [`DEFAULT_WRITERS`]).
     pub fn open(
         dir: &Path,
-        writers: usize,
+        _writers: usize,
         notify: Box<dyn Fn(Lsn) + Send + Sync>,
     ) -> Result<(Log, Recovered), PersistError> {
         fs::create_dir_all(dir).map_err(io_err("create", dir))?;
@@ -335,103 +368,172 @@ impl Log {
             .max()
             .map_or(0, |m| m + 1);
         let segment = Segment::create(dir, seq)?;
+        segment.sync_entry(dir)?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
-                appended: 0,
+                sync_asked: 0,
                 durable: 0,
-                seq,
                 failed: None,
                 shutdown: false,
-                end: 0,
-                allocated: segment.initial,
-                segment: Arc::new(segment),
-                extending: false,
-                rotating: false,
-                inflight: VecDeque::new(),
                 snapshots: 0,
                 waiting: 0,
             }),
             work: Condvar::new(),
             done: Condvar::new(),
             durable: AtomicU64::new(0),
+            syncs: AtomicU64::new(0),
             failed: AtomicBool::new(false),
             notify,
             dir: dir.to_path_buf(),
         });
-        let mut threads = Vec::new();
-        for i in 0..writers.max(1) {
-            let thread_shared = Arc::clone(&shared);
-            let t = std::thread::Builder::new()
-                .name(std::format!("xs-commit-{i}"))
-                .spawn(move || writer(&thread_shared))
-                .map_err(io_err("spawn commit thread for", dir))?;
-            threads.push(t);
-        }
-        Ok((Log { shared, threads }, recovered))
+        let thread_shared = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("xs-sync".into())
+            .spawn(move || syncer(&thread_shared))
+            .map_err(io_err("spawn sync thread for", dir))?;
+        let allocated = segment.initial;
+        Ok((
+            Log {
+                shared,
+                thread: Some(thread),
+                segment: Arc::new(segment),
+                end: 0,
+                allocated,
+                seq,
+                appended: 0,
+            },
+            recovered,
+        ))
     }
 
-    /// Queues every record of `batch` at once (one lock, one wake-up of a
-    /// commit thread) and empties it; returns the LSN of its last record
-    /// (its records get consecutive LSNs in the order pushed), or
-    /// [`Log::appended`] if it was empty.
-    pub fn append_batch(&self, batch: &mut Batch) -> Lsn {
+    /// Writes every record of `batch` into the log (they get consecutive
+    /// LSNs in the order pushed) and empties it; returns the LSN of its
+    /// last record, or [`Log::written`] if it was empty. If a record of the
+    /// batch is [`Durability::Synced`], a sync is queued: the batch is
+    /// durable once [`Log::durable`] reaches the LSN returned. On a write
+    /// error the log fails ([`Log::failure`]) and nothing more is written.
+    pub fn append_batch(&mut self, batch: &mut Batch) -> Lsn {
         if batch.count == 0 {
-            return self.appended();
+            return self.appended;
         }
         let bytes = core::mem::take(&mut batch.bytes);
-        let mut st = self.shared.lock();
-        st.appended += core::mem::take(&mut batch.count);
-        let lsn = st.appended;
-        st.queue.push_back(Item::Records { bytes, last: lsn });
-        drop(st);
-        self.shared.work.notify_one();
-        lsn
+        let count = core::mem::take(&mut batch.count);
+        let sync = core::mem::take(&mut batch.sync);
+        if self.shared.failed.load(Ordering::Acquire) {
+            return self.appended;
+        }
+        if let Err(e) = self.write(&bytes) {
+            self.shared.fail(&e);
+            return self.appended;
+        }
+        self.appended += count;
+        if sync {
+            self.request_sync(self.appended);
+        }
+        // Give the buffer back for the next batch (a burst's capacity is
+        // not kept).
+        if bytes.capacity() <= 64 << 10 {
+            let mut bytes = bytes;
+            bytes.clear();
+            batch.bytes = bytes;
+        }
+        self.appended
     }
 
-    /// Queues one record; returns its LSN. It is durable once
-    /// [`Log::durable`] reaches that LSN.
-    pub fn append(&self, payload: &[u8]) -> Lsn {
+    /// Writes one record of class [`Durability::Logged`]; returns its LSN.
+    pub fn append(&mut self, payload: &[u8]) -> Lsn {
+        let mut b = Batch::default();
+        b.push(payload, Durability::Logged);
+        self.append_batch(&mut b)
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), PersistError> {
+        let len = bytes.len() as u64;
+        if self.end + len + EXTEND_STEP / 2 > self.allocated {
+            // Keep zeros ahead of the writes (see the module docs).
+            let size = EXTEND_STEP.max(len);
+            self.segment.zero(self.allocated, size)?;
+            self.allocated += size;
+        }
+        self.segment
+            .file
+            .write_all_at(bytes, self.end)
+            .map_err(io_err("write", &self.segment.path))?;
+        self.end += len;
+        Ok(())
+    }
+
+    fn request_sync(&self, upto: Lsn) {
         let mut st = self.shared.lock();
-        st.appended += 1;
-        let lsn = st.appended;
-        match st.queue.back_mut() {
-            Some(Item::Records { bytes, last }) => {
-                encode_record(bytes, payload);
-                *last = lsn;
-            }
-            _ => {
-                let mut bytes = Vec::with_capacity(HEADER + payload.len() + 256);
-                encode_record(&mut bytes, payload);
-                st.queue.push_back(Item::Records { bytes, last: lsn });
+        if upto <= st.sync_asked {
+            return;
+        }
+        st.sync_asked = upto;
+        // Consecutive syncs of one segment merge: one fdatasync covers all.
+        if let Some(Item::Sync {
+            segment,
+            upto: last,
+        }) = st.queue.back_mut()
+        {
+            if Arc::ptr_eq(segment, &self.segment) {
+                *last = upto;
+                return;
             }
         }
+        st.queue.push_back(Item::Sync {
+            segment: Arc::clone(&self.segment),
+            upto,
+        });
         drop(st);
         self.shared.work.notify_one();
-        lsn
     }
 
-    /// Queues a snapshot: `state` must hold the effect of every record
-    /// appended so far. Records appended afterwards go to a new segment; old
-    /// files are removed once the snapshot is durable.
-    pub fn snapshot(&self, state: Vec<u8>) {
+    /// Starts a new segment and queues a snapshot: `state` must hold the
+    /// effect of every record appended so far. Old files are removed once
+    /// the snapshot is durable.
+    pub fn snapshot(&mut self, state: Vec<u8>) {
+        if self.shared.failed.load(Ordering::Acquire) {
+            return;
+        }
+        let seq = self.seq + 1;
+        let segment = match Segment::create(&self.shared.dir, seq) {
+            Ok(s) => s,
+            Err(e) => {
+                self.shared.fail(&e);
+                return;
+            }
+        };
+        self.seq = seq;
+        self.allocated = segment.initial;
+        self.end = 0;
+        self.segment = Arc::new(segment);
         let mut st = self.shared.lock();
-        st.seq += 1;
-        let seq = st.seq;
-        st.queue.push_back(Item::Snapshot { seq, state });
         st.snapshots += 1;
+        st.queue.push_back(Item::Snapshot { seq, state });
         drop(st);
         self.shared.work.notify_one();
     }
 
-    /// The LSN of the last record appended.
+    /// The LSN of the last record appended (and written: it survives a
+    /// crash of the process from now on).
+    pub fn written(&self) -> Lsn {
+        self.appended
+    }
+
+    /// The LSN of the last record appended (same as [`Log::written`]).
     pub fn appended(&self) -> Lsn {
-        self.shared.lock().appended
+        self.appended
     }
 
     /// Every record up to this LSN is on stable storage.
     pub fn durable(&self) -> Lsn {
         self.shared.durable.load(Ordering::SeqCst)
+    }
+
+    /// A handle on the sync counters, usable from other threads.
+    pub fn probe(&self) -> SyncProbe {
+        SyncProbe(Arc::clone(&self.shared))
     }
 
     /// The writer's failure, if it has failed (nothing is durable after it).
@@ -446,11 +548,13 @@ impl Log {
             .map(PersistError::WriterFailed)
     }
 
-    /// Blocks until `lsn` is durable.
+    /// Syncs up to `lsn` (whatever its records' class) and blocks until
+    /// it is durable.
     pub fn wait_durable(&self, lsn: Lsn) -> Result<(), PersistError> {
+        self.request_sync(lsn.min(self.appended));
         let mut st = self.shared.lock();
         loop {
-            if st.durable >= lsn {
+            if st.durable >= lsn.min(self.appended) {
                 return Ok(());
             }
             if let Some(e) = &st.failed {
@@ -462,14 +566,19 @@ impl Log {
         }
     }
 
-    /// Blocks until everything queued (records and snapshots) is written.
+    /// Syncs everything written and blocks until it and every queued
+    /// snapshot are on stable storage.
     pub fn flush(&self) -> Result<(), PersistError> {
+        if let Some(e) = self.failure() {
+            return Err(e);
+        }
+        self.request_sync(self.appended);
         let mut st = self.shared.lock();
         loop {
             if let Some(e) = &st.failed {
                 return Err(PersistError::WriterFailed(e.clone()));
             }
-            if st.queue.is_empty() && st.durable >= st.appended && st.snapshots == 0 {
+            if st.queue.is_empty() && st.durable >= self.appended && st.snapshots == 0 {
                 return Ok(());
             }
             st.waiting += 1;
@@ -483,18 +592,20 @@ impl Drop for Log {
     fn drop(&mut self) {
         self.shared.lock().shutdown = true;
         self.shared.work.notify_all();
-        for t in self.threads.drain(..) {
+        if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
 }
 
-/// One log segment file, opened for synchronous (`O_DSYNC`) writes.
+/// One log segment file.
 struct Segment {
     file: File,
     path: PathBuf,
     /// Zero-filled bytes at creation.
     initial: u64,
+    /// Its directory entry is on stable storage.
+    entry_synced: AtomicBool,
 }
 
 impl Segment {
@@ -505,17 +616,25 @@ impl Segment {
             .write(true)
             .create(true)
             .truncate(true)
-            .custom_flags(libc::O_DSYNC)
             .open(&path)
             .map_err(io_err("create", &path))?;
         let seg = Segment {
             file,
             path,
             initial: INITIAL,
+            entry_synced: AtomicBool::new(false),
         };
         seg.zero(0, INITIAL)?;
-        sync_dir(dir)?;
         Ok(seg)
+    }
+
+    /// Makes the file's directory entry durable (once).
+    fn sync_entry(&self, dir: &Path) -> Result<(), PersistError> {
+        if !self.entry_synced.load(Ordering::Acquire) {
+            sync_dir(dir)?;
+            self.entry_synced.store(true, Ordering::Release);
+        }
+        Ok(())
     }
 
     /// Writes `len` zero bytes at `at` (pre-extension; see the module docs).
@@ -527,151 +646,63 @@ impl Segment {
     }
 }
 
-/// How far ahead of the write position the zero-filled area is kept, and
-/// by how much it grows: doubling from [`INITIAL`] up to [`EXTEND`].
-fn headroom(allocated: u64) -> u64 {
-    EXTEND.min(allocated.max(INITIAL))
-}
-
-fn fail(shared: &Shared, mut st: MutexGuard<'_, State>, e: &PersistError) {
-    tracing::error!(error = %e, "log writer failed; no further write is acknowledged");
-    st.failed = Some(std::format!("{e}"));
+fn fail(shared: &Shared, st: &mut State, e: &PersistError) {
+    tracing::error!(error = %e, "log failed; no further write is acknowledged");
+    if st.failed.is_none() {
+        st.failed = Some(std::format!("{e}"));
+    }
     shared.failed.store(true, Ordering::Release);
     st.shutdown = true;
-    drop(st);
     shared.done.notify_all();
     shared.work.notify_all();
 }
 
-/// One commit thread: takes everything queued, writes it as one batch.
-fn writer(shared: &Shared) {
+/// The sync thread: syncs segments and writes snapshots, in queue order.
+fn syncer(shared: &Shared) {
     let mut st = shared.lock();
     loop {
-        while !st.shutdown
-            && (st.queue.is_empty()
-                || st.rotating
-                || (st.extending && st.allocated - st.end < headroom(st.allocated) / 2)
-                // A batch being extended for goes back to the queue's front
-                // and must land in the current segment: no rotation meanwhile.
-                || (st.extending && matches!(st.queue.front(), Some(Item::Snapshot { .. }))))
-        {
+        while !st.shutdown && st.queue.is_empty() {
             st = shared.work.wait(st).unwrap_or_else(|e| e.into_inner());
         }
         if st.failed.is_some() || (st.shutdown && st.queue.is_empty()) {
             return;
         }
-        if st.rotating {
-            // Shutting down while another writer rotates: let it finish.
-            st = shared.work.wait(st).unwrap_or_else(|e| e.into_inner());
+        let Some(item) = st.queue.pop_front() else {
             continue;
-        }
-        match st.queue.pop_front() {
-            Some(Item::Records {
-                mut bytes,
-                mut last,
-            }) => {
-                while let Some(Item::Records { .. }) = st.queue.front() {
-                    if let Some(Item::Records {
-                        bytes: more,
-                        last: l,
-                    }) = st.queue.pop_front()
-                    {
-                        bytes.extend_from_slice(&more);
-                        last = l;
-                    }
-                }
-                let len = bytes.len() as u64;
-                // Make room: extend the zero-filled area if needed.
-                if st.end + len > st.allocated
-                    || st.allocated - st.end - len < headroom(st.allocated)
-                {
-                    if st.extending {
-                        // Another writer is extending; requeue and wait.
-                        st.queue.push_front(Item::Records { bytes, last });
-                        st = shared.work.wait(st).unwrap_or_else(|e| e.into_inner());
-                        continue;
-                    }
-                    st.extending = true;
-                    let seg = Arc::clone(&st.segment);
-                    let from = st.allocated;
-                    let size = headroom(from).max(len);
-                    drop(st);
-                    let r = seg.zero(from, size);
-                    st = shared.lock();
-                    st.extending = false;
-                    if let Err(e) = r {
-                        fail(shared, st, &e);
-                        return;
-                    }
-                    if Arc::ptr_eq(&seg, &st.segment) {
-                        st.allocated = from + size;
-                    }
-                    shared.work.notify_all();
-                    st.queue.push_front(Item::Records { bytes, last });
-                    continue;
-                }
-                let at = st.end;
-                st.end += len;
-                let seg = Arc::clone(&st.segment);
-                st.inflight.push_back((last, false));
-                drop(st);
-                let r = seg
+        };
+        drop(st);
+        let r = match &item {
+            Item::Sync { segment, .. } => segment.sync_entry(&shared.dir).and_then(|()| {
+                segment
                     .file
-                    .write_all_at(&bytes, at)
-                    .map_err(io_err("write", &seg.path));
-                st = shared.lock();
-                if let Err(e) = r {
-                    fail(shared, st, &e);
-                    return;
-                }
-                if let Some(entry) = st.inflight.iter_mut().find(|(l, _)| *l == last) {
-                    entry.1 = true;
-                }
-                let before = st.durable;
-                while let Some(&(l, true)) = st.inflight.front() {
-                    st.durable = l;
-                    st.inflight.pop_front();
-                }
-                if st.durable != before {
-                    let durable = st.durable;
-                    shared.durable.store(durable, Ordering::SeqCst);
-                    let waiting = st.waiting > 0;
-                    drop(st);
-                    if waiting {
+                    .sync_data()
+                    .map_err(io_err("sync", &segment.path))
+            }),
+            Item::Snapshot { seq, state } => write_snapshot(&shared.dir, *seq, state),
+        };
+        st = shared.lock();
+        if let Err(e) = r {
+            fail(shared, &mut st, &e);
+            return;
+        }
+        match item {
+            Item::Sync { upto, .. } => {
+                shared.syncs.fetch_add(1, Ordering::SeqCst);
+                if upto > st.durable {
+                    st.durable = upto;
+                    shared.durable.store(upto, Ordering::SeqCst);
+                    if st.waiting > 0 {
                         shared.done.notify_all();
                     }
-                    (shared.notify)(durable);
+                    drop(st);
+                    (shared.notify)(upto);
                     st = shared.lock();
                 }
             }
-            Some(Item::Snapshot { seq, state }) => {
-                st.rotating = true;
-                drop(st);
-                let r = Segment::create(&shared.dir, seq);
-                st = shared.lock();
-                st.rotating = false;
-                let seg = match r {
-                    Ok(seg) => seg,
-                    Err(e) => {
-                        fail(shared, st, &e);
-                        return;
-                    }
-                };
-                st.end = 0;
-                st.allocated = seg.initial;
-                st.segment = Arc::new(seg);
-                shared.work.notify_all();
-                drop(st);
-                let r = write_snapshot(&shared.dir, seq, &state);
-                st = shared.lock();
+            Item::Snapshot { .. } => {
                 st.snapshots -= 1;
-                if let Err(e) = r {
-                    fail(shared, st, &e);
-                    return;
-                }
                 shared.done.notify_all();
             }
-            None => {}
         }
     }
 }
@@ -731,7 +762,7 @@ mod tests {
     fn a_batch_gets_consecutive_lsns_and_keeps_its_order() {
         let dir = tempdir("batch");
         {
-            let (log, _) = open(&dir);
+            let (mut log, _) = open(&dir);
             let mut batch = Batch::default();
             assert_eq!(
                 log.append_batch(&mut batch),
@@ -739,9 +770,9 @@ mod tests {
                 "an empty batch appends nothing"
             );
             assert_eq!(log.append(b"single"), 1);
-            batch.push(b"b1");
-            batch.push(b"b2");
-            batch.push(b"b3");
+            batch.push(b"b1", Durability::Logged);
+            batch.push(b"b2", Durability::Logged);
+            batch.push(b"b3", Durability::Logged);
             assert_eq!(batch.len(), 3);
             assert_eq!(log.append_batch(&mut batch), 4);
             assert!(batch.is_empty(), "the batch is handed over");
@@ -762,14 +793,14 @@ mod tests {
     fn records_round_trip_and_reopen() {
         let dir = tempdir("roundtrip");
         {
-            let (log, rec) = open(&dir);
+            let (mut log, rec) = open(&dir);
             assert!(rec.snapshot.is_none() && rec.records.is_empty());
             let a = log.append(b"one");
             let b = log.append(b"two");
             assert_eq!((a, b), (1, 2));
             log.wait_durable(b).expect("durable");
         }
-        let (log, rec) = open(&dir);
+        let (mut log, rec) = open(&dir);
         assert_eq!(payloads(&rec), [b"one".as_slice(), b"two"]);
         let c = log.append(b"three");
         log.wait_durable(c).expect("durable");
@@ -783,7 +814,7 @@ mod tests {
     fn snapshot_replaces_older_records() {
         let dir = tempdir("snapshot");
         {
-            let (log, _) = open(&dir);
+            let (mut log, _) = open(&dir);
             log.append(b"a");
             log.append(b"b");
             log.snapshot(b"STATE-ab".to_vec());
@@ -791,7 +822,7 @@ mod tests {
             log.wait_durable(c).expect("durable");
             log.flush().expect("flush");
         }
-        let (log, rec) = open(&dir);
+        let (mut log, rec) = open(&dir);
         assert_eq!(rec.snapshot.as_deref(), Some(b"STATE-ab".as_slice()));
         assert_eq!(payloads(&rec), [b"c".as_slice()]);
         log.snapshot(b"STATE-abc".to_vec());
@@ -836,7 +867,7 @@ mod tests {
     fn torn_tail_is_dropped() {
         let dir = tempdir("torn");
         {
-            let (log, _) = open(&dir);
+            let (mut log, _) = open(&dir);
             for i in 0..10u8 {
                 log.append(&[i; 40]);
             }
@@ -852,7 +883,7 @@ mod tests {
         }
         fs::write(&seg, &bytes).expect("write");
         {
-            let (log, rec) = open(&dir);
+            let (mut log, rec) = open(&dir);
             assert_eq!(rec.records.len(), 9);
             assert!(rec.dropped_bytes > 0);
             let lsn = log.append(b"after");
@@ -868,7 +899,7 @@ mod tests {
     fn bit_flip_drops_the_rest_of_the_segment() {
         let dir = tempdir("flip");
         {
-            let (log, _) = open(&dir);
+            let (mut log, _) = open(&dir);
             for i in 0..10u8 {
                 log.append(&[i; 40]);
             }
@@ -891,7 +922,7 @@ mod tests {
     fn corrupt_snapshot_falls_back_to_log() {
         let dir = tempdir("badsnap");
         {
-            let (log, _) = open(&dir);
+            let (mut log, _) = open(&dir);
             log.append(b"x");
             log.flush().expect("flush");
         }
@@ -929,11 +960,11 @@ mod tests {
     }
 
     #[test]
-    fn group_commit_notifies_and_batches() {
-        let dir = tempdir("group");
+    fn only_synced_batches_are_synced_and_notify() {
+        let dir = tempdir("classes");
         let seen = Arc::new(AtomicU64::new(0));
         let seen2 = Arc::clone(&seen);
-        let (log, _) = Log::open(
+        let (mut log, _) = Log::open(
             &dir,
             DEFAULT_WRITERS,
             Box::new(move |lsn| {
@@ -941,41 +972,62 @@ mod tests {
             }),
         )
         .expect("open");
-        let log = Arc::new(log);
-        let threads: Vec<_> = (0..8)
-            .map(|t| {
-                let log = Arc::clone(&log);
-                std::thread::spawn(move || {
-                    for i in 0..50u32 {
-                        let lsn = log.append(&(t * 1000 + i).to_le_bytes());
-                        log.wait_durable(lsn).expect("durable");
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().expect("join");
+        let probe = log.probe();
+        // Logged records: written at once, never synced on their own.
+        for i in 0..100u32 {
+            let lsn = log.append(&i.to_le_bytes());
+            assert_eq!(log.written(), lsn);
         }
-        assert_eq!(log.durable(), 400);
-        drop(log); // joins the commit thread, so the last notify has run
-        assert_eq!(seen.load(Ordering::SeqCst), 400);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(probe.syncs(), 0, "no sync for logged records");
+        assert_eq!(log.durable(), 0);
+        // A batch with one synced record: one sync covers it all.
+        let mut batch = Batch::default();
+        batch.push(b"l", Durability::Logged);
+        batch.push(b"s", Durability::Synced);
+        let last = log.append_batch(&mut batch);
+        assert_eq!(last, 102);
+        let t0 = std::time::Instant::now();
+        while log.durable() < last {
+            assert!(t0.elapsed() < std::time::Duration::from_secs(10));
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert!(probe.syncs() >= 1);
+        assert_eq!(probe.durable(), 102);
+        drop(log); // joins the sync thread, so the last notify has run
+        assert_eq!(seen.load(Ordering::SeqCst), 102);
         let (_log, rec) = open(&dir);
-        assert_eq!(rec.records.len(), 400);
+        assert_eq!(rec.records.len(), 102);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn logged_records_survive_the_process_without_a_sync() {
+        // What a crash of the daemon alone leaves: the file as written
+        // (the page cache), no sync, no clean shutdown.
+        let dir = tempdir("nosync");
+        let (mut log, _) = open(&dir);
+        for i in 0..50u8 {
+            log.append(&[i; 30]);
+        }
+        assert_eq!(log.probe().syncs(), 0);
+        std::mem::forget(log); // no Drop: no flush
+        let (_log, rec) = open(&dir);
+        assert_eq!(rec.records.len(), 50);
+        assert_eq!(rec.records[49], [49u8; 30]);
         let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn snapshots_interleaved_with_growing_segments() {
-        for writers in [1, 4] {
-            interleave(writers);
-        }
+        interleave(1);
     }
 
     fn interleave(writers: usize) {
         let dir = tempdir(&std::format!("interleave{writers}"));
         let total = 3000u64;
         {
-            let (log, _) = Log::open(&dir, writers, Box::new(|_| {})).expect("open");
+            let (mut log, _) = Log::open(&dir, writers, Box::new(|_| {})).expect("open");
             let record = [7u8; 600];
             for i in 1..=total {
                 log.append(&record);

@@ -176,6 +176,8 @@ struct Conn {
     domid: DomId,
     watches: Vec<Watch>,
     txns: BTreeMap<u32, Txn>,
+    /// Bytes held by `txns` (the sum of their `bytes`).
+    txn_bytes: usize,
     next_txid: u32,
     out: VecDeque<Packet>,
     out_bytes: usize,
@@ -242,12 +244,16 @@ pub struct Store {
     /// Connections whose output queue is not empty.
     output: BTreeSet<ConnId>,
     fires: Vec<Fire>,
+    /// Bytes held by every connection's open transactions.
+    txn_bytes: usize,
 }
 
 /// Operations inside or outside a transaction.
 struct Ctx<'a> {
     tree: &'a mut Tree,
     txn: Option<&'a mut Txn>,
+    /// Bytes the transaction may hold in all (see [`Txn::touch`]).
+    txn_budget: usize,
     who: Who,
     q: &'a Quotas,
     fires: &'a mut Vec<Fire>,
@@ -270,7 +276,7 @@ impl Ctx<'_> {
     fn get(&mut self, p: &str) -> Result<Option<&Node>, Errno> {
         if let Some(t) = self.txn.as_deref_mut() {
             let unl = self.who.privileged;
-            let e = t.touch(self.tree, p, unl, self.q.txn_nodes, self.q.txn_bytes)?;
+            let e = t.touch(self.tree, p, unl, self.q.txn_nodes, self.txn_budget)?;
             return Ok(match &e.state {
                 Some(st) => st.as_ref(),
                 None => e.orig.as_ref(),
@@ -286,12 +292,12 @@ impl Ctx<'_> {
                 t.bytes = t
                     .bytes
                     .saturating_add(node.value.len() + node.children.len() + p.len());
-                if !unl && t.bytes > self.q.txn_bytes {
+                if t.bytes > self.txn_budget {
                     t.failed = true;
                     return Err(Errno::ENOSPC);
                 }
                 node.gen = self.tree.next_gen();
-                let e = t.touch(self.tree, p, unl, self.q.txn_nodes, self.q.txn_bytes)?;
+                let e = t.touch(self.tree, p, unl, self.q.txn_nodes, self.txn_budget)?;
                 e.state = Some(Some(node));
             }
             None => self.tree.put(p, node),
@@ -303,7 +309,7 @@ impl Ctx<'_> {
         match self.txn.as_deref_mut() {
             Some(t) => {
                 let unl = self.who.privileged;
-                let e = t.touch(self.tree, p, unl, self.q.txn_nodes, self.q.txn_bytes)?;
+                let e = t.touch(self.tree, p, unl, self.q.txn_nodes, self.txn_budget)?;
                 e.state = Some(None);
             }
             None => {
@@ -317,7 +323,7 @@ impl Ctx<'_> {
         match self.txn.as_deref_mut() {
             Some(t) => {
                 let unl = self.who.privileged;
-                let e = t.touch(self.tree, &f.path, unl, self.q.txn_nodes, self.q.txn_bytes)?;
+                let e = t.touch(self.tree, &f.path, unl, self.q.txn_nodes, self.txn_budget)?;
                 e.fire = Some(match e.fire {
                     None => f.exact,
                     Some(x) => x && f.exact,
@@ -540,6 +546,23 @@ fn domid_arg(s: &[u8]) -> Result<DomId, Errno> {
         .ok_or(Errno::EINVAL)
 }
 
+/// The arguments of an `XS_INTRODUCE` payload (`<domid>\0<gfn>\0<port>\0`),
+/// parsed as the store parses them: for a daemon that must map the ring
+/// before the store hears of the domain.
+pub fn introduce_args(p: &[u8]) -> Result<(DomId, u64, u32), Errno> {
+    let a = strings(p, 3);
+    if a.len() < 3 {
+        return Err(Errno::EINVAL);
+    }
+    let domid = domid_arg(a[0])?;
+    let gfn = atoi(a[1]);
+    let port = c_atoi(a[2]);
+    if port == 0 {
+        return Err(Errno::EINVAL);
+    }
+    Ok((domid, gfn, port))
+}
+
 fn cstr(s: &str) -> Vec<u8> {
     let mut v = Vec::with_capacity(s.len() + 1);
     v.extend_from_slice(s.as_bytes());
@@ -572,6 +595,7 @@ impl Store {
             ready: Vec::new(),
             output: BTreeSet::new(),
             fires: Vec::new(),
+            txn_bytes: 0,
         }
     }
 
@@ -620,6 +644,7 @@ impl Store {
     /// Forgets a connection: its watches, transactions and queued output.
     pub fn disconnect(&mut self, conn: ConnId) {
         if let Some(c) = self.conns.remove(&conn) {
+            self.txn_bytes -= c.txn_bytes;
             for w in &c.watches {
                 self.watches.remove(conn, w);
             }
@@ -640,6 +665,16 @@ impl Store {
             .get(&domid)
             .map(|d| d.conns.clone())
             .unwrap_or_default()
+    }
+
+    /// Whether `domid` is introduced (what `XS_IS_DOMAIN_INTRODUCED` says).
+    pub fn is_introduced(&self, domid: DomId) -> bool {
+        self.domains.get(&domid).is_some_and(|d| d.introduced)
+    }
+
+    /// Whether `domid` is privileged (dom0 or [`Config::priv_domid`]).
+    pub fn is_privileged(&self, domid: DomId) -> bool {
+        self.is_priv(domid)
     }
 
     /// The domain of a connection.
@@ -718,6 +753,12 @@ impl Store {
     /// [`Config::record_mutations`]).
     pub fn take_mutations(&mut self) -> Vec<Mutation> {
         self.tree.take_log()
+    }
+
+    /// Bytes the open transactions of every connection hold (bounded by
+    /// [`Config::txn_bytes_total`]).
+    pub fn txn_bytes(&self) -> usize {
+        self.txn_bytes
     }
 
     /// Counters.
@@ -876,15 +917,35 @@ impl Store {
             _ => {}
         }
         // Tree operations, inside or outside a transaction.
-        let mut txn = if h.tx_id != 0 {
+        let (mut txn, budget) = if h.tx_id != 0 {
             let c = self.conns.get_mut(&conn).ok_or(Errno::EIO)?;
-            Some(c.txns.remove(&h.tx_id).ok_or(Errno::ENOENT)?)
+            let t = c.txns.remove(&h.tx_id).ok_or(Errno::ENOENT)?;
+            // What this transaction may grow to: the others of the
+            // connection and of the store keep what they hold.
+            let conn_room = self
+                .cfg
+                .txn_bytes_per_conn
+                .saturating_sub(c.txn_bytes - t.bytes);
+            let total_room = self
+                .cfg
+                .txn_bytes_total
+                .saturating_sub(self.txn_bytes - t.bytes);
+            let mut budget = conn_room.min(total_room);
+            if !privileged {
+                budget = budget.min(self.cfg.quotas.txn_bytes);
+            }
+            (Some(t), budget)
         } else {
-            None
+            (None, 0)
         };
-        let r = self.tree_op(domid, op, p, txn.as_mut());
+        let before = txn.as_ref().map_or(0, |t| t.bytes);
+        let r = self.tree_op(domid, op, p, txn.as_mut(), budget);
         if let Some(t) = txn {
             if let Some(c) = self.conns.get_mut(&conn) {
+                // Bytes only grow inside a transaction.
+                let grown = t.bytes - before;
+                c.txn_bytes += grown;
+                self.txn_bytes += grown;
                 c.txns.insert(h.tx_id, t);
             }
         }
@@ -897,6 +958,7 @@ impl Store {
         op: XsOp,
         p: &[u8],
         txn: Option<&mut Txn>,
+        txn_budget: usize,
     ) -> Result<Vec<u8>, Errno> {
         let who = self.who(domid);
         let maxrel = self.cfg.quotas.path_len;
@@ -933,6 +995,7 @@ impl Store {
         let mut cx = Ctx {
             tree: &mut self.tree,
             txn,
+            txn_budget,
             who,
             q,
             fires: &mut self.fires,
@@ -1145,6 +1208,7 @@ impl Store {
         };
         let ws = core::mem::take(&mut c.watches);
         c.txns.clear();
+        self.txn_bytes -= core::mem::take(&mut c.txn_bytes);
         let domid = c.domid;
         for w in &ws {
             self.watches.remove(conn, w);
@@ -1191,6 +1255,8 @@ impl Store {
         }
         let c = self.conns.get_mut(&conn).ok_or(Errno::EIO)?;
         let t = c.txns.remove(&tx).ok_or(Errno::ENOENT)?;
+        c.txn_bytes -= t.bytes;
+        self.txn_bytes -= t.bytes;
         if !commit {
             return Ok(OK.to_vec());
         }
@@ -1243,16 +1309,7 @@ impl Store {
     }
 
     fn do_introduce(&mut self, p: &[u8]) -> Result<Vec<u8>, Errno> {
-        let a = strings(p, 3);
-        if a.len() < 3 {
-            return Err(Errno::EINVAL);
-        }
-        let domid = domid_arg(a[0])?;
-        let gfn = atoi(a[1]);
-        let port = c_atoi(a[2]);
-        if port == 0 {
-            return Err(Errno::EINVAL);
-        }
+        let (domid, gfn, port) = introduce_args(p)?;
         if domid != DomId::DOM0 {
             // `domain_conn_reset`: a (re-)introduced domain starts clean.
             for c in self.conns_of(domid) {
@@ -1329,6 +1386,7 @@ impl Store {
                 let mut cx = Ctx {
                     tree: &mut self.tree,
                     txn: None,
+                    txn_budget: 0,
                     who: Who {
                         dom: DomId::DOM0,
                         privileged: true,
@@ -1532,6 +1590,7 @@ impl Store {
                     let mut cx = Ctx {
                         tree: &mut self.tree,
                         txn: None,
+                        txn_budget: 0,
                         who: Who {
                             dom: DomId::DOM0,
                             privileged: true,
@@ -1682,7 +1741,15 @@ impl Store {
                 .domains
                 .values()
                 .all(|d| d.conns.iter().all(|id| self.conns.contains_key(id)));
-        counts.iter().all(|(d, c)| self.tree.count(*d) == *c) && self.tree.check_index() && conns_ok
+        let txns_ok = self
+            .conns
+            .values()
+            .all(|c| c.txns.values().map(|t| t.bytes).sum::<usize>() == c.txn_bytes)
+            && self.conns.values().map(|c| c.txn_bytes).sum::<usize>() == self.txn_bytes;
+        txns_ok
+            && counts.iter().all(|(d, c)| self.tree.count(*d) == *c)
+            && self.tree.check_index()
+            && conns_ok
     }
 }
 

@@ -60,6 +60,11 @@ pub struct Config {
     /// before further watch events for it are dropped (replies are bounded
     /// by [`Quotas::outstanding`] instead).
     pub max_queued_bytes: usize,
+    /// Bytes the open transactions of one connection may hold together,
+    /// privileged or not (dom0 included: a bound on memory, not a quota).
+    pub txn_bytes_per_conn: usize,
+    /// Bytes the open transactions of all connections may hold together.
+    pub txn_bytes_total: usize,
 }
 
 impl Default for Config {
@@ -70,6 +75,8 @@ impl Default for Config {
             hash_seed: 0x5eed_0f57_04e5,
             record_mutations: false,
             max_queued_bytes: 512 * 1024,
+            txn_bytes_per_conn: 16 << 20,
+            txn_bytes_total: 64 << 20,
         }
     }
 }

@@ -1049,3 +1049,62 @@ fn watchers_of_one_path_share_its_bytes() {
     assert_eq!(t.events(a), [("/shared/p".to_string(), "x".to_string())]);
     assert_eq!(t.events(b), [("/shared/p".to_string(), "y".to_string())]);
 }
+
+/// Issue 16 item 5: open transactions hold bounded memory, per connection
+/// and in total, dom0's too; what they held is given back at their end.
+#[test]
+fn transaction_memory_is_bounded_per_connection_and_in_total() {
+    let mut t = T {
+        s: Store::new(Config {
+            record_mutations: true,
+            txn_bytes_per_conn: 40_000,
+            txn_bytes_total: 100_000,
+            ..Config::default()
+        }),
+        req: 0,
+    };
+    let value = [b'v'; 4000];
+    let a = t.dom0();
+    // One connection: its transactions together stop near 40 kB.
+    let (tx1, tx2) = (t.start(a), t.start(a));
+    let mut ok = 0;
+    for i in 0..20 {
+        let tx = if i % 2 == 0 { tx1 } else { tx2 };
+        if t.write(a, tx, &format!("/big/a{i}"), &value).is_ok() {
+            ok += 1;
+        } else {
+            assert_eq!(t.write(a, tx, "/big/more", &value), Err(Errno::ENOSPC));
+        }
+    }
+    assert!((8..=10).contains(&ok), "{ok} writes of 4 kB fit in 40 kB");
+    assert!(t.s.txn_bytes <= 40_000 + 4000, "{}", t.s.txn_bytes);
+    // The failed transaction cannot commit; ending both gives it all back.
+    assert_eq!(t.end(a, tx1, true), Err(Errno::ENOMEM));
+    t.end(a, tx2, false).unwrap();
+    assert_eq!(t.s.txn_bytes, 0);
+    // Many connections: the store's total bound holds.
+    let conns: Vec<ConnId> = (0..5).map(|_| t.s.connect(DomId::DOM0)).collect();
+    let mut ok = 0;
+    let mut txs = Vec::new();
+    for (k, &c) in conns.iter().enumerate() {
+        let tx = t.start(c);
+        txs.push((c, tx));
+        for i in 0..10 {
+            if t.write(c, tx, &format!("/big/c{k}/{i}"), &value).is_ok() {
+                ok += 1;
+            }
+        }
+    }
+    assert!(ok <= 26, "{ok} writes of 4 kB in a 100 kB total");
+    assert!(t.s.txn_bytes <= 100_000 + 4100, "{}", t.s.txn_bytes);
+    assert!(t.s.check_consistency());
+    // A disconnect frees its transactions' share for the others.
+    let (gone, _) = txs.remove(0);
+    t.s.disconnect(gone);
+    assert!(t.s.txn_bytes <= 100_000 - 30_000, "{}", t.s.txn_bytes);
+    for (c, tx) in txs {
+        let _ = t.end(c, tx, false);
+    }
+    assert_eq!(t.s.txn_bytes, 0);
+    assert!(t.s.check_consistency());
+}

@@ -50,8 +50,10 @@ impl Txn {
     /// Records the first access to `path`: its generation (or absence) and
     /// a copy of the node, so that later reads in the transaction see what
     /// the first one saw, as in xenstored. Unprivileged transactions may
-    /// touch at most `max_nodes` paths (`quota_trans_nodes`, XSA-326) and
-    /// hold at most `max_bytes` of copies and writes.
+    /// touch at most `max_nodes` paths (`quota_trans_nodes`, XSA-326);
+    /// every transaction holds at most `max_bytes` of copies and writes
+    /// (the caller's budget: the quota, the connection's and the store's
+    /// bounds on transaction memory).
     pub fn touch(
         &mut self,
         tree: &Tree,
@@ -70,7 +72,7 @@ impl Txn {
                 self.bytes = self
                     .bytes
                     .saturating_add(n.value.len() + n.children.len() + path.len());
-                if !unlimited && self.bytes > max_bytes {
+                if self.bytes > max_bytes {
                     self.failed = true;
                     return Err(Errno::ENOSPC);
                 }

@@ -166,6 +166,8 @@ struct Io {
     /// Where `port` is in the server's port list.
     slot: usize,
     gfn: u64,
+    /// The guest's port, as introduced.
+    remote: EvtchnPort,
     /// The store connection; `None` while the guest is ignored.
     conn: Option<ConnId>,
     ring: RingIo,
@@ -428,6 +430,7 @@ where
                 *p = port;
             }
             g.io.gfn = gfn;
+            g.io.remote = remote_port;
             g.io.clear_buffers();
             self.work.remove(&domid);
             self.recent.insert(domid);
@@ -478,6 +481,7 @@ where
                     port,
                     slot,
                     gfn,
+                    remote: remote_port,
                     conn: Some(conn),
                     ring,
                     dec: Decoder::new(),
@@ -492,6 +496,11 @@ where
         let _ = self.plat.notify(port);
         tracing::info!(dom = domid.0, ?port, ?conn, "xenbus: domain introduced");
         Ok(conn)
+    }
+
+    /// The ring frame and port `domid` was introduced with, if it is served.
+    pub fn ring_of(&self, domid: DomId) -> Option<(u64, EvtchnPort)> {
+        self.guests.get(&domid).map(|g| (g.io.gfn, g.io.remote))
     }
 
     /// Stops serving `domid`: drops its store connection, unbinds its port
