@@ -11,6 +11,7 @@
 //!   xenstore transaction per domain). Its concerns, one module each:
 //!   [`records`] (the record table, uuids), [`events`] (the log behind
 //!   `event.from`), [`lifecycle`] (power states and legal transitions),
+//!   [`limits`] (valid memory and vCPU values, field and record sizes),
 //!   [`power`] (power operations and domain exits as executor steps),
 //!   [`storage`] (SR/PBD/VDI rules), [`devices`] (VIF/VBD records and a
 //!   domain's xenstore tree), [`bootstrap`] (first-start records,
@@ -47,6 +48,7 @@ pub mod engine;
 pub mod events;
 pub mod layout;
 pub mod lifecycle;
+pub mod limits;
 pub mod power;
 pub mod records;
 pub mod storage;

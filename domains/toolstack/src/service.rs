@@ -93,6 +93,8 @@ pub struct Config {
     pub seed: u64,
     /// How many `Async.*` tasks are kept (see [`crate::task`]).
     pub task_limits: TaskLimits,
+    /// What the host offers one VM, checked at `VM.start`.
+    pub host_limits: crate::limits::HostLimits,
 }
 
 impl Default for Config {
@@ -107,6 +109,7 @@ impl Default for Config {
             fuzz_template: s.fuzz_template,
             seed: 0,
             task_limits: s.task_limits,
+            host_limits: s.host_limits,
         }
     }
 }
@@ -121,6 +124,7 @@ impl Config {
             event_history: self.event_history,
             fuzz_template: self.fuzz_template,
             task_limits: self.task_limits,
+            host_limits: self.host_limits,
         }
     }
 }

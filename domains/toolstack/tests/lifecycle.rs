@@ -329,7 +329,7 @@ fn illegal_transitions_give_xapi_errors() {
         .unwrap_err();
     assert_eq!(
         e,
-        ActionError::MemoryConstraintViolation {
+        ActionError::MemoryConstraintViolationOrder {
             static_min: 0,
             dynamic_min: 2,
             dynamic_max: 2,
