@@ -63,3 +63,98 @@ fn a_thousand_vm_records_survive_a_toolstack_restart() {
     let elapsed = t0.elapsed();
     assert!(elapsed < Duration::from_secs(90), "took {elapsed:?}");
 }
+
+/// Records larger than one xenstore node (a 3,500-character name, a full
+/// `other_config`) are stored in chunks and read back whole; a record
+/// over the field limits is refused with a clear error, not E2BIG.
+#[test]
+fn records_larger_than_a_node_survive_a_restart() {
+    use windsor_toolstack::action::ActionError;
+    use windsor_toolstack::limits::{MAX_MAP_ENTRIES, MAX_MAP_VALUE, MAX_STRING};
+
+    let mut h = Host::start(Config::default()).unwrap();
+    let label = "é".repeat(1750); // 3,500 bytes
+    let Reply::Ref(vm) = h
+        .toolstack
+        .handle(Action::Create(NewRecord::Vm(VmRecord {
+            name_label: label.clone(),
+            PV_kernel: "fuzz-target".into(),
+            memory_static_max: 16 << 20,
+            ..VmRecord::default()
+        })))
+        .unwrap()
+    else {
+        panic!()
+    };
+    for i in 0..MAX_MAP_ENTRIES {
+        h.toolstack
+            .handle(Action::AddToOtherConfig {
+                class: Class::Vm,
+                r: vm.clone(),
+                key: format!("key{i}"),
+                value: char::from(b'a' + (i % 26) as u8)
+                    .to_string()
+                    .repeat(MAX_MAP_VALUE),
+            })
+            .unwrap();
+    }
+    let e = h
+        .toolstack
+        .handle(Action::SetNameDescription {
+            class: Class::Vm,
+            r: vm.clone(),
+            value: "d".repeat(MAX_STRING + 1),
+        })
+        .unwrap_err();
+    assert!(
+        matches!(e, ActionError::ValueNotSupported { ref field, .. } if field == "name_description"),
+        "{e:?}"
+    );
+    // Shrink another record back to one node after it was chunked.
+    let Reply::Ref(small) = h
+        .toolstack
+        .handle(Action::Create(NewRecord::Vm(VmRecord {
+            name_label: "s".repeat(3000),
+            PV_kernel: "fuzz-target".into(),
+            memory_static_max: 16 << 20,
+            ..VmRecord::default()
+        })))
+        .unwrap()
+    else {
+        panic!()
+    };
+    h.toolstack
+        .handle(Action::SetNameLabel {
+            class: Class::Vm,
+            r: small.clone(),
+            value: "small".into(),
+        })
+        .unwrap();
+    let before = h
+        .toolstack
+        .handle(Action::GetRecord {
+            class: Class::Vm,
+            r: vm.clone(),
+        })
+        .unwrap();
+    h.restart_toolstack(Config::default()).unwrap();
+    let get = |h: &Host, r: &str| {
+        h.toolstack
+            .handle(Action::GetRecord {
+                class: Class::Vm,
+                r: r.into(),
+            })
+            .unwrap()
+    };
+    let after = get(&h, &vm);
+    assert_eq!(after, before, "the chunked record is read back whole");
+    let Reply::Record(Record::Vm(v)) = after else {
+        panic!()
+    };
+    assert_eq!(v.name_label, label);
+    assert_eq!(v.other_config.len(), MAX_MAP_ENTRIES);
+    let Reply::Record(Record::Vm(s)) = get(&h, &small) else {
+        panic!()
+    };
+    assert_eq!(s.name_label, "small");
+}
