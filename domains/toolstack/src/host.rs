@@ -1,5 +1,9 @@
-//! Host mode: the toolstack on the simulated hypervisor, with an
-//! in-process xenstore and the built-in guest images.
+//! The in-process host: the toolstack on the simulated hypervisor, with
+//! an in-process xenstore and the built-in guest images (feature `host`).
+//! Tests, benchmarks and embedders use it; `windsor up` (the `windsor`
+//! crate's `host` module) runs the persistent xenstore daemon and the API
+//! around the same toolstack and registers the same guest images
+//! ([`register_ring_images`]).
 //!
 //! [`Host::start`] makes a [`Hypervisor`], a [`LocalStore`] (unless one is
 //! given, e.g. to restart over the same store), registers the fuzz-target
@@ -25,7 +29,7 @@ use std::time::Duration;
 use std::vec::Vec;
 
 use windsor_xenstore::xenbus::{ServerConfig, XenbusClient, XenbusServer};
-use xen::platform::{CreateConfig, DomainControl, EventChannel, Platform};
+use xen::platform::{Console, CreateConfig, DomainControl, EventChannel, Platform, ShutdownReason};
 use xen::DomId;
 use xen_sim::{Hypervisor, SimDomain};
 
@@ -67,35 +71,50 @@ pub struct Host {
 /// Registers the built-in guest images with `hv`: their xenstore client is
 /// their ring ([`Transport::Ring`]) or a connection to `store`.
 pub fn register_images(hv: &Hypervisor, store: &LocalStore, transport: Transport) {
-    let s = store.clone();
-    hv.register_image(FUZZ_IMAGE, move |dom: SimDomain| match transport {
+    match transport {
+        Transport::Ring => register_ring_images(hv),
+        Transport::Direct => register_direct_images(hv, store),
+    }
+}
+
+/// Registers the built-in guest images with `hv`, each guest reaching
+/// xenstore over its own xenbus ring (the page and port its builder put in
+/// its start info). `windsor up` registers the same images.
+pub fn register_ring_images(hv: &Hypervisor) {
+    hv.register_image(FUZZ_IMAGE, move |dom: SimDomain| {
         // After a resume the guest reconnects on the same ring page, which
         // the restore gave a fresh frame and a new port.
-        Transport::Ring => {
-            let outcome = windsor_guest_fuzz_target::boot(&dom, || {
-                let xs = XenbusClient::new(&dom);
-                if xs.is_none() {
-                    tracing::warn!(dom = dom.domid().0, "fuzz-target: no xenstore ring");
-                }
-                xs
-            });
-            tracing::debug!(?outcome, "fuzz-target returned");
-        }
-        // A connection for the current domid, a new one after a resume.
-        Transport::Direct => {
-            let mut last: Option<LocalStore> = None;
-            let outcome = windsor_guest_fuzz_target::host::entry_with(dom, |d| {
-                if let Some(old) = last.take() {
-                    old.close();
-                }
-                let xs = s.connect(d);
-                last = Some(xs.clone());
-                Some(xs)
-            });
-            tracing::debug!(?outcome, "fuzz-target returned");
-            if let Some(xs) = last {
-                xs.close();
+        let outcome = windsor_guest_fuzz_target::boot(&dom, || {
+            let xs = XenbusClient::new(&dom);
+            if xs.is_none() {
+                tracing::warn!(dom = dom.domid().0, "fuzz-target: no xenstore ring");
+                dom.write(b"fuzz-target: no xenstore ring\n");
+                dom.shutdown_self(ShutdownReason::Crash);
             }
+            xs
+        });
+        tracing::debug!(?outcome, "fuzz-target returned");
+    });
+}
+
+/// Registers the built-in guest images with `hv`, each guest on an
+/// in-process connection to `store` acting for its domid.
+fn register_direct_images(hv: &Hypervisor, store: &LocalStore) {
+    let s = store.clone();
+    hv.register_image(FUZZ_IMAGE, move |dom: SimDomain| {
+        // A connection for the current domid, a new one after a resume.
+        let mut last: Option<LocalStore> = None;
+        let outcome = windsor_guest_fuzz_target::host::entry_with(dom, |d| {
+            if let Some(old) = last.take() {
+                old.close();
+            }
+            let xs = s.connect(d);
+            last = Some(xs.clone());
+            Some(xs)
+        });
+        tracing::debug!(?outcome, "fuzz-target returned");
+        if let Some(xs) = last {
+            xs.close();
         }
     });
 }

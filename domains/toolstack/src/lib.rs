@@ -23,10 +23,13 @@
 //!   [`XenStore`](windsor_xenstore_client::XenStore) client and an
 //!   `Introducer`; `watcher` is its `VIRQ_DOM_EXC` thread; `xs_calls` serves
 //!   the `xenstore.*` calls.
-//! * host mode (`std` feature): `host` wires the toolstack to the
-//!   simulated hypervisor, the in-process store (`localstore`) and a
-//!   xenstore domain serving the guests' xenbus rings, and registers the
-//!   built-in guest images.
+//! * the in-process host (`host` feature, off by default: it pulls in the
+//!   simulated hypervisor and the test guest): `host` wires the toolstack
+//!   to the simulated hypervisor, the in-process store (`localstore`) and
+//!   a xenstore domain serving the guests' xenbus rings, and registers the
+//!   built-in guest images. Tests and benchmarks run on it; `windsor up`
+//!   (the `windsor` crate) composes the real host: the persistent xenstore
+//!   daemon, this toolstack, the API, and the same guest images.
 //!
 //! Domain introduction is the `service::Introducer` trait: the `XenStore`
 //! client trait has no `XS_INTRODUCE`/`XS_RELEASE`, which only the
@@ -54,7 +57,7 @@ pub mod records;
 pub mod storage;
 pub mod task;
 
-#[cfg(feature = "std")]
+#[cfg(feature = "host")]
 pub mod host;
 #[cfg(feature = "std")]
 pub mod localstore;
