@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use windsor_api::auth::Credentials;
 use windsor_api::server::{Api, Config as ApiConfig, Listen, Server};
-use windsor_toolstack::service::{Config as TsConfig, Introducer, Toolstack};
+use windsor_toolstack::service::{Introducer, Toolstack, ToolstackConfig};
 use windsor_xenstore::client::ClientError;
 use windsor_xenstore::daemon::{Adopter, Config as XsConfig, Daemon, Rings};
 use windsor_xenstore::stream::StreamStore;
@@ -176,9 +176,9 @@ impl Host {
             hv.dom0(),
             dom0_store.clone(),
             Intro(dom0_store.clone()),
-            TsConfig {
+            ToolstackConfig {
                 xenstore_domid: xs,
-                ..TsConfig::default()
+                ..ToolstackConfig::default()
             },
         )
         .context("starting the toolstack")?;

@@ -34,7 +34,7 @@ use xen::DomId;
 use xen_sim::{Hypervisor, SimDomain};
 
 use crate::localstore::LocalStore;
-use crate::service::{Config, StartError, Toolstack, FUZZ_IMAGE};
+use crate::service::{StartError, Toolstack, ToolstackConfig, FUZZ_IMAGE};
 
 /// The toolstack type of host mode.
 pub type HostToolstack = Toolstack<SimDomain, LocalStore, LocalStore>;
@@ -169,12 +169,12 @@ fn start_ring_server(hv: &Hypervisor, store: &LocalStore) -> Result<RingServer, 
 
 impl Host {
     /// A new host with a fresh store, guests on their rings.
-    pub fn start(cfg: Config) -> Result<Host, StartError> {
+    pub fn start(cfg: ToolstackConfig) -> Result<Host, StartError> {
         Self::start_with(cfg, Transport::default())
     }
 
     /// A new host with a fresh store and the given guest transport.
-    pub fn start_with(cfg: Config, transport: Transport) -> Result<Host, StartError> {
+    pub fn start_with(cfg: ToolstackConfig, transport: Transport) -> Result<Host, StartError> {
         Self::with_store(LocalStore::new(), cfg, transport)
     }
 
@@ -182,7 +182,7 @@ impl Host {
     /// are kept, no domain survives).
     pub fn with_store(
         store: LocalStore,
-        mut cfg: Config,
+        mut cfg: ToolstackConfig,
         transport: Transport,
     ) -> Result<Host, StartError> {
         let hv = Hypervisor::new();
@@ -206,7 +206,7 @@ impl Host {
 
     /// Stops the toolstack and starts a new one over the same hypervisor,
     /// store and xenstore domain (running VMs are re-attached).
-    pub fn restart_toolstack(&mut self, mut cfg: Config) -> Result<(), StartError> {
+    pub fn restart_toolstack(&mut self, mut cfg: ToolstackConfig) -> Result<(), StartError> {
         self.toolstack.stop();
         if let Some(r) = &self.ring {
             cfg.xenstore_domid = r.dom;

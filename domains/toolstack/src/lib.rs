@@ -74,5 +74,10 @@ pub use xs_calls as xsapi;
 
 pub use engine::{Engine, Handled, Settings};
 
+/// The old name of [`ToolstackConfig`], kept until the API crate moves
+/// over.
 #[cfg(feature = "std")]
-pub use service::{Config, Introducer, Toolstack};
+#[doc(hidden)]
+pub use service::ToolstackConfig as Config;
+#[cfg(feature = "std")]
+pub use service::{Introducer, Toolstack, ToolstackConfig};

@@ -73,9 +73,10 @@ impl Introducer for () {
     }
 }
 
-/// How the toolstack runs.
+/// How the toolstack service runs: the engine's [`Settings`] plus the
+/// executor's own (shutdown timeout, uuid seed).
 #[derive(Clone, Debug)]
-pub struct Config {
+pub struct ToolstackConfig {
     /// `name_label` of the host record created at first start.
     pub host_name: String,
     /// The domain serving guests' xenstore rings.
@@ -97,10 +98,10 @@ pub struct Config {
     pub host_limits: crate::limits::HostLimits,
 }
 
-impl Default for Config {
+impl Default for ToolstackConfig {
     fn default() -> Self {
         let s = Settings::default();
-        Config {
+        ToolstackConfig {
             host_name: s.host_name,
             xenstore_domid: s.xenstore_domid,
             backend_domid: s.backend_domid,
@@ -114,7 +115,7 @@ impl Default for Config {
     }
 }
 
-impl Config {
+impl ToolstackConfig {
     /// What the engine needs of it.
     pub fn settings(&self) -> Settings {
         Settings {
@@ -144,7 +145,7 @@ pub(crate) struct Inner<P: DomainSave, S, I> {
     pub(crate) p: P,
     xs: S,
     intro: I,
-    cfg: Config,
+    cfg: ToolstackConfig,
     engine: Mutex<Engine>,
     changed: Condvar,
     pub(crate) exc: EvtchnPort,
@@ -196,7 +197,7 @@ where
     /// the host, pool and template records at first start), re-attaches
     /// VMs whose domains still run, halts the others, binds
     /// `VIRQ_DOM_EXC` and starts the watcher thread.
-    pub fn new(p: P, xs: S, intro: I, cfg: Config) -> Result<Self, StartError> {
+    pub fn new(p: P, xs: S, intro: I, cfg: ToolstackConfig) -> Result<Self, StartError> {
         let (records, bad) = db::load_all(&xs)?;
         for path in &bad {
             tracing::warn!(%path, "skipping a damaged record");

@@ -6,12 +6,12 @@ use std::time::{Duration, Instant};
 
 use windsor_toolstack::action::{Action, Class, NewRecord, PowerState, Record, Reply, VmRecord};
 use windsor_toolstack::host::Host;
-use windsor_toolstack::Config;
+use windsor_toolstack::ToolstackConfig;
 
 #[test]
 fn a_thousand_vm_records_survive_a_toolstack_restart() {
     let t0 = Instant::now();
-    let mut h = Host::start(Config::default()).unwrap();
+    let mut h = Host::start(ToolstackConfig::default()).unwrap();
     let mut made = BTreeSet::new();
     for i in 0..1000 {
         let r = h
@@ -37,7 +37,7 @@ fn a_thousand_vm_records_survive_a_toolstack_restart() {
         .unwrap();
     // /pool/VM lists 1,001 uuids (37 KiB of names): more than one
     // XS_DIRECTORY reply holds.
-    h.restart_toolstack(Config::default()).unwrap();
+    h.restart_toolstack(ToolstackConfig::default()).unwrap();
     let Reply::Records(all) = h
         .toolstack
         .handle(Action::GetAllRecords { class: Class::Vm })
@@ -72,7 +72,7 @@ fn records_larger_than_a_node_survive_a_restart() {
     use windsor_toolstack::action::ActionError;
     use windsor_toolstack::limits::{MAX_MAP_ENTRIES, MAX_MAP_VALUE, MAX_STRING};
 
-    let mut h = Host::start(Config::default()).unwrap();
+    let mut h = Host::start(ToolstackConfig::default()).unwrap();
     let label = "é".repeat(1750); // 3,500 bytes
     let Reply::Ref(vm) = h
         .toolstack
@@ -137,7 +137,7 @@ fn records_larger_than_a_node_survive_a_restart() {
             r: vm.clone(),
         })
         .unwrap();
-    h.restart_toolstack(Config::default()).unwrap();
+    h.restart_toolstack(ToolstackConfig::default()).unwrap();
     let get = |h: &Host, r: &str| {
         h.toolstack
             .handle(Action::GetRecord {
