@@ -70,6 +70,10 @@ pub mod codes {
     pub const OPERATION_NOT_ALLOWED: &str = "OPERATION_NOT_ALLOWED";
     /// The memory limits are not ordered. Params: the constraint.
     pub const MEMORY_CONSTRAINT_VIOLATION: &str = "MEMORY_CONSTRAINT_VIOLATION";
+    /// The memory limits given are not ordered. Params: none.
+    pub const MEMORY_CONSTRAINT_VIOLATION_ORDER: &str = "MEMORY_CONSTRAINT_VIOLATION_ORDER";
+    /// The host has fewer pCPUs than the VM has vCPUs. Params: vcpus, pcpus.
+    pub const HOST_NOT_ENOUGH_PCPUS: &str = "HOST_NOT_ENOUGH_PCPUS";
     /// A value is not supported here. Params: field, value, reason.
     pub const VALUE_NOT_SUPPORTED: &str = "VALUE_NOT_SUPPORTED";
     /// The map already has the key. Params: class, field, ref, key.
@@ -194,6 +198,9 @@ impl ApiError {
 /// | `BootloaderFailed` | `BOOTLOADER_FAILED` | vm, `no kernel image "<kernel>"` |
 /// | `HostNotEnoughFreeMemory` | `HOST_NOT_ENOUGH_FREE_MEMORY` | needed, available (bytes) |
 /// | `MemoryConstraintViolation` | `MEMORY_CONSTRAINT_VIOLATION` | the constraint |
+/// | `MemoryConstraintViolationOrder` | `MEMORY_CONSTRAINT_VIOLATION_ORDER` | none |
+/// | `HostNotEnoughPcpus` | `HOST_NOT_ENOUGH_PCPUS` | vcpus, pcpus |
+/// | `InvalidValue` | `INVALID_VALUE` | field, value |
 /// | `ValueNotSupported` | `VALUE_NOT_SUPPORTED` | field, value, reason |
 /// | `MapDuplicateKey` | `MAP_DUPLICATE_KEY` | class, field, ref, key |
 /// | `MethodUnknown` | `MESSAGE_METHOD_UNKNOWN` | `<class>.<method>` |
@@ -264,6 +271,14 @@ pub fn action_error(e: &ActionError) -> ApiError {
             MEMORY_CONSTRAINT_VIOLATION,
             ["memory_static_min <= memory_dynamic_min <= memory_dynamic_max <= memory_static_max"],
         ),
+        ActionError::MemoryConstraintViolationOrder { .. } => {
+            ApiError::new(MEMORY_CONSTRAINT_VIOLATION_ORDER, [""; 0])
+        }
+        ActionError::HostNotEnoughPcpus { vcpus, pcpus } => ApiError::new(
+            HOST_NOT_ENOUGH_PCPUS,
+            [vcpus.to_string(), pcpus.to_string()],
+        ),
+        ActionError::InvalidValue { field, value } => ApiError::new(INVALID_VALUE, [field, value]),
         ActionError::ValueNotSupported {
             field,
             value,
@@ -338,6 +353,31 @@ pub enum WireError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn size_errors_take_xapi_codes() {
+        let e = action_error(&ActionError::InvalidValue {
+            field: "VCPUs_max".into(),
+            value: "0".into(),
+        });
+        assert_eq!(e, ApiError::new(codes::INVALID_VALUE, ["VCPUs_max", "0"]));
+        let e = action_error(&ActionError::HostNotEnoughPcpus {
+            vcpus: 100_000,
+            pcpus: 128,
+        });
+        assert_eq!(
+            e,
+            ApiError::new(codes::HOST_NOT_ENOUGH_PCPUS, ["100000", "128"])
+        );
+        let e = action_error(&ActionError::MemoryConstraintViolationOrder {
+            static_min: 2,
+            dynamic_min: 1,
+            dynamic_max: 1,
+            static_max: 1,
+        });
+        assert_eq!(e.code, "MEMORY_CONSTRAINT_VIOLATION_ORDER");
+        assert!(e.params.is_empty());
+    }
 
     #[test]
     fn description_round_trip() {

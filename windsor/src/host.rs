@@ -31,11 +31,11 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use windsor_api::auth::Credentials;
 use windsor_api::server::{Api, Config as ApiConfig, Listen, Server};
-use windsor_toolstack::service::{Config as TsConfig, Introducer, Toolstack, FUZZ_IMAGE};
+use windsor_toolstack::service::{Introducer, Toolstack, ToolstackConfig};
 use windsor_xenstore::client::ClientError;
 use windsor_xenstore::daemon::{Adopter, Config as XsConfig, Daemon, Rings};
 use windsor_xenstore::stream::StreamStore;
-use windsor_xenstore::xenbus::{ServerConfig, XenbusClient};
+use windsor_xenstore::xenbus::ServerConfig;
 use xen::platform::{
     Console, CreateConfig, DomainBuilder, DomainControl, DomainImage, DomainInfo, Platform,
     RunState, ShutdownReason,
@@ -170,15 +170,15 @@ impl Host {
         };
 
         // 2. The toolstack, and the guest images it can start.
-        register_guest_images(&hv);
+        windsor_toolstack::host::register_ring_images(&hv);
         let dom0_store = StreamStore::from_stream(adopter.connect(DomId::DOM0)?)?;
         let toolstack = Toolstack::new(
             hv.dom0(),
             dom0_store.clone(),
             Intro(dom0_store.clone()),
-            TsConfig {
+            ToolstackConfig {
                 xenstore_domid: xs,
-                ..TsConfig::default()
+                ..ToolstackConfig::default()
             },
         )
         .context("starting the toolstack")?;
@@ -356,24 +356,6 @@ fn register_xenstore_image(
                 dom.shutdown_self(ShutdownReason::Crash);
             }
         }
-    });
-}
-
-/// The built-in guest images. Each guest reaches xenstore over its own
-/// xenbus ring (the page and port its builder put in its start info).
-fn register_guest_images(hv: &Hypervisor) {
-    hv.register_image(FUZZ_IMAGE, move |dom: SimDomain| {
-        // After a resume the guest reconnects on the same ring page, which
-        // the restore gave a fresh frame and a new port.
-        let outcome = windsor_guest_fuzz_target::boot(&dom, || {
-            let xs = XenbusClient::new(&dom);
-            if xs.is_none() {
-                dom.write(b"fuzz-target: no xenstore ring\n");
-                dom.shutdown_self(ShutdownReason::Crash);
-            }
-            xs
-        });
-        tracing::debug!(?outcome, "fuzz-target returned");
     });
 }
 

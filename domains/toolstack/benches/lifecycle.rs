@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use windsor_toolstack::action::{Action, Class, NewRecord, Reply, VmRecord};
 use windsor_toolstack::host::{Host, Transport};
 use windsor_toolstack::localstore::LocalStore;
-use windsor_toolstack::Config;
+use windsor_toolstack::ToolstackConfig;
 use windsor_xenstore::client::XenStore;
 use xen::DomId;
 
@@ -127,9 +127,9 @@ fn main() {
     let mut ops_at_1 = None;
     for &(running, samples) in levels {
         let h = Host::start_with(
-            Config {
+            ToolstackConfig {
                 shutdown_timeout: Duration::from_secs(5),
-                ..Config::default()
+                ..ToolstackConfig::default()
             },
             transport,
         )

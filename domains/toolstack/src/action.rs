@@ -270,13 +270,16 @@ pub struct VmRecord {
     pub affinity: Ref,
     /// Static maximum memory, bytes.
     pub memory_static_max: i64,
-    /// Dynamic maximum memory, bytes.
+    /// Dynamic maximum memory, bytes. 0 in `VM.create` (the default):
+    /// `memory_static_max`.
     pub memory_dynamic_max: i64,
-    /// Dynamic minimum memory, bytes.
+    /// Dynamic minimum memory, bytes. 0 in `VM.create` (the default):
+    /// `memory_dynamic_max`.
     pub memory_dynamic_min: i64,
     /// Static minimum memory, bytes.
     pub memory_static_min: i64,
-    /// Target memory, bytes.
+    /// Target memory, bytes. 0 in `VM.create` (the default):
+    /// `memory_dynamic_max`.
     pub memory_target: i64,
     /// Maximum vCPUs.
     pub VCPUs_max: i64,
@@ -359,10 +362,10 @@ impl Default for VmRecord {
             resident_on: NULL_REF.to_string(),
             affinity: NULL_REF.to_string(),
             memory_static_max: 256 << 20,
-            memory_dynamic_max: 256 << 20,
-            memory_dynamic_min: 256 << 20,
+            memory_dynamic_max: 0,
+            memory_dynamic_min: 0,
             memory_static_min: 0,
-            memory_target: 256 << 20,
+            memory_target: 0,
             VCPUs_max: 1,
             VCPUs_at_startup: 1,
             VCPUs_params: Map::new(),
@@ -1694,8 +1697,9 @@ pub enum ActionError {
         /// Bytes available.
         available: i64,
     },
-    /// The memory limits given are not ordered
-    /// `0 <= static_min <= dynamic_min <= dynamic_max <= static_max`.
+    /// The VM's memory limits (at `VM.create` or `VM.start`) are not
+    /// ordered `0 <= static_min <= dynamic_min <= dynamic_max <=
+    /// static_max`; XAPI's `MEMORY_CONSTRAINT_VIOLATION`.
     #[error(
         "memory limits out of order: static_min {static_min}, dynamic_min {dynamic_min}, \
          dynamic_max {dynamic_max}, static_max {static_max}"
@@ -1709,6 +1713,42 @@ pub enum ActionError {
         dynamic_max: i64,
         /// `memory_static_max` given, bytes.
         static_max: i64,
+    },
+    /// The memory limits given to `VM.set_memory_limits` (or
+    /// `set_memory`) are not ordered
+    /// `static_min <= dynamic_min <= dynamic_max <= static_max`; XAPI's
+    /// `MEMORY_CONSTRAINT_VIOLATION_ORDER` (a VM record that is out of
+    /// order at create or start is [`Self::MemoryConstraintViolation`]).
+    #[error(
+        "memory limits out of order: static_min {static_min}, dynamic_min {dynamic_min}, \
+         dynamic_max {dynamic_max}, static_max {static_max}"
+    )]
+    MemoryConstraintViolationOrder {
+        /// `memory_static_min` given, bytes.
+        static_min: i64,
+        /// `memory_dynamic_min` given, bytes.
+        dynamic_min: i64,
+        /// `memory_dynamic_max` given, bytes.
+        dynamic_max: i64,
+        /// `memory_static_max` given, bytes.
+        static_max: i64,
+    },
+    /// The VM has more vCPUs than the host offers one domain.
+    #[error("{vcpus} vCPUs needed, the host offers {pcpus}")]
+    HostNotEnoughPcpus {
+        /// The VM's `VCPUs_max`.
+        vcpus: i64,
+        /// The host's limit.
+        pcpus: i64,
+    },
+    /// A field was given a value that can never be valid (a vCPU count
+    /// below 1, a negative or zero memory size); XAPI's `INVALID_VALUE`.
+    #[error("invalid value {value} for {field}")]
+    InvalidValue {
+        /// The field (XAPI's spelling).
+        field: String,
+        /// The value given.
+        value: String,
     },
     /// A field was given a value this toolstack does not accept.
     #[error("{field}={value}: {reason}")]

@@ -1,15 +1,25 @@
 //! The pool database: records kept in xenstore under `/pool/<Class>/<uuid>`,
 //! one JSON document per record (field names are XAPI's).
 //!
-//! One node per record keeps a record change to one `XS_WRITE`; a record is
-//! well under the 4 KiB payload limit of `xs_wire.h`. The service keeps a
-//! cache and writes through; [`load_all`] reads everything back after a
-//! restart.
+//! A record that fits one node ([`CHUNK`] bytes, most of them) is that
+//! node's value: a record change is one `XS_WRITE`. A larger one (long
+//! names, big `other_config` maps: up to [`crate::limits::MAX_RECORD`]) is
+//! split into children `<uuid>/0`, `<uuid>/1`, ... of at most [`CHUNK`]
+//! bytes each, with `chunks:<n>` as the record node's value, all written in
+//! one transaction; so a record's size is bounded by its fields' limits
+//! ([`crate::limits`]), not by the 4 KiB payload of `xs_wire.h`. A record
+//! that shrinks back to one node leaves its old chunks until it is
+//! removed (they are never read: the node's value says what it is).
+//!
+//! The service keeps a cache and writes through; [`load_all`] reads
+//! everything back after a restart.
 
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use windsor_xenstore_client::{ClientError, TxId, XenStore};
+use alloc::format;
+
+use windsor_xenstore_client::{in_transaction, ClientError, TxId, XenStore};
 use xen::Errno;
 
 use crate::action::{Class, Record};
@@ -52,14 +62,63 @@ pub fn decode(class: Class, bytes: &[u8]) -> Option<Record> {
     })
 }
 
+/// The most bytes of a record in one node (a node's value quota in
+/// C xenstored is 2048 bytes, value and child names together).
+pub const CHUNK: usize = 2000;
+
+/// The value of a chunked record's node.
+const CHUNKED: &str = "chunks:";
+
 /// Writes (creates or replaces) a record. Records of classes that are not
 /// [persisted](Class::persisted) (tasks) are not written.
 pub fn save<S: XenStore>(xs: &S, r: &Record) -> Result<(), DbError> {
     if !r.class().persisted() {
         return Ok(());
     }
-    xs.write(TxId::NONE, &layout::record(r.class(), r.uuid()), &encode(r))?;
+    let path = layout::record(r.class(), r.uuid());
+    let bytes = encode(r);
+    if bytes.len() <= CHUNK {
+        xs.write(TxId::NONE, &path, &bytes)?;
+        return Ok(());
+    }
+    let n = bytes.len().div_ceil(CHUNK);
+    in_transaction(xs, |tx| {
+        match xs.rm(tx, &path) {
+            Ok(()) | Err(ClientError::Store(Errno::ENOENT)) => {}
+            Err(e) => return Err(e),
+        }
+        for (i, part) in bytes.chunks(CHUNK).enumerate() {
+            xs.write(tx, &format!("{path}/{i}"), part)?;
+        }
+        xs.write(tx, &path, format!("{CHUNKED}{n}").as_bytes())
+    })?;
     Ok(())
+}
+
+/// The bytes of the record at `path` (its node's value, or its chunks).
+fn read_record<S: XenStore>(xs: &S, path: &str) -> Result<Option<Vec<u8>>, DbError> {
+    let head = xs.read(TxId::NONE, path)?;
+    let Some(n) = head.strip_prefix(CHUNKED.as_bytes()) else {
+        return Ok(Some(head));
+    };
+    let Some(n) = core::str::from_utf8(n)
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+    else {
+        return Ok(None);
+    };
+    if n > crate::limits::MAX_RECORD.div_ceil(CHUNK) {
+        return Ok(None);
+    }
+    let mut out = Vec::with_capacity(n * CHUNK);
+    for i in 0..n {
+        match xs.read(TxId::NONE, &format!("{path}/{i}")) {
+            Ok(part) => out.extend_from_slice(&part),
+            Err(ClientError::Store(Errno::ENOENT)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(Some(out))
 }
 
 /// Removes a record.
@@ -86,8 +145,8 @@ pub fn load_all<S: XenStore>(xs: &S) -> Result<(Vec<Record>, Vec<String>), DbErr
         };
         for uuid in names {
             let path = layout::record(class, &uuid);
-            let bytes = xs.read(TxId::NONE, &path)?;
-            match decode(class, &bytes) {
+            let bytes = read_record(xs, &path)?;
+            match bytes.and_then(|b| decode(class, &b)) {
                 Some(r) if r.uuid() == uuid => out.push(r),
                 _ => bad.push(path),
             }

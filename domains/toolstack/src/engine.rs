@@ -32,6 +32,7 @@ use crate::action::{
 use crate::effect::Effect;
 use crate::events::{self, EventLog};
 use crate::lifecycle::{self, Op};
+use crate::limits::{self, HostLimits};
 use crate::records::{Ids, Records};
 use crate::task::{self, TaskBook, TaskLimits};
 
@@ -50,6 +51,8 @@ pub struct Settings {
     pub fuzz_template: bool,
     /// How many `Async.*` tasks are kept (see [`crate::task`]).
     pub task_limits: TaskLimits,
+    /// What the host offers one VM, checked at `VM.start`.
+    pub host_limits: HostLimits,
 }
 
 impl Default for Settings {
@@ -61,6 +64,7 @@ impl Default for Settings {
             event_history: 16384,
             fuzz_template: true,
             task_limits: TaskLimits::default(),
+            host_limits: HostLimits::default(),
         }
     }
 }
@@ -245,11 +249,7 @@ impl Engine {
             A::VmSetMemory { vm, value } => self.set_memory(&vm, 0, value, value, value),
             A::VmSetVcpusMax { vm, value } => {
                 if value < 1 {
-                    return Handled::Reply(Err(bad_value(
-                        "VCPUs_max",
-                        value,
-                        "must be at least 1",
-                    )));
+                    return Handled::Reply(limits::check_vcpus(value, 1).map(|()| Reply::Unit));
                 }
                 self.edit_vm(&vm, Some(Op::SetStatic), move |v| {
                     v.VCPUs_max = value;
@@ -258,13 +258,7 @@ impl Engine {
                 })
             }
             A::VmSetVcpusAtStartup { vm, value } => self.edit_vm(&vm, None, move |v| {
-                if value < 1 || value > v.VCPUs_max {
-                    return Err(bad_value(
-                        "VCPUs_at_startup",
-                        value,
-                        "must be between 1 and VCPUs_max",
-                    ));
-                }
+                limits::check_vcpus(v.VCPUs_max, value)?;
                 v.VCPUs_at_startup = value;
                 Ok(())
             }),
@@ -340,6 +334,7 @@ impl Engine {
     ) -> ActionResult {
         let mut rec = self.recs.get(class, r)?.clone();
         f(&mut rec)?;
+        limits::check_fields(&rec)?;
         self.put(rec, EventOp::Mod);
         Ok(Reply::Unit)
     }
@@ -355,7 +350,9 @@ impl Engine {
             self.check(&v, r, op)?;
         }
         f(&mut v)?;
-        self.put_vm(v);
+        let rec = Record::Vm(v);
+        limits::check_fields(&rec)?;
+        self.put(rec, EventOp::Mod);
         Ok(Reply::Unit)
     }
 
@@ -425,14 +422,7 @@ impl Engine {
     }
 
     fn set_memory(&mut self, r: &str, smin: i64, smax: i64, dmin: i64, dmax: i64) -> ActionResult {
-        if !(0 <= smin && smin <= dmin && dmin <= dmax && dmax <= smax) {
-            return Err(ActionError::MemoryConstraintViolation {
-                static_min: smin,
-                dynamic_min: dmin,
-                dynamic_max: dmax,
-                static_max: smax,
-            });
-        }
+        limits::check_memory_limits(smin, smax, dmin, dmax)?;
         self.edit_vm(r, Some(Op::SetStatic), move |v| {
             v.memory_static_min = smin;
             v.memory_static_max = smax;
@@ -444,10 +434,13 @@ impl Engine {
     }
 
     fn create(&mut self, new: NewRecord) -> ActionResult {
+        limits::check_new(&new)?;
         let uuid = self.ids.uuid();
         let r = ref_of(&uuid);
         let rec = match new {
             NewRecord::Vm(mut v) => {
+                limits::fill_memory_defaults(&mut v);
+                limits::check_vm(&v)?;
                 v.uuid = uuid.clone();
                 v.power_state = PowerState::Halted;
                 v.domid = -1;
@@ -545,8 +538,10 @@ impl Engine {
             last_shutdown_reason: String::new(),
             ..src
         };
+        let rec = Record::Vm(v);
+        limits::check_fields(&rec)?;
         self.rt.insert(uuid.clone(), Runtime::default());
-        self.put(Record::Vm(v), EventOp::Add);
+        self.put(rec, EventOp::Add);
         Ok(Reply::Ref(ref_of(&uuid)))
     }
 
@@ -622,15 +617,6 @@ impl Engine {
                 r: r.to_string(),
             }),
         }
-    }
-}
-
-/// `VALUE_NOT_SUPPORTED` for an integer field.
-pub(crate) fn bad_value(field: &str, value: i64, reason: &str) -> ActionError {
-    ActionError::ValueNotSupported {
-        field: field.into(),
-        value: value.to_string(),
-        reason: reason.into(),
     }
 }
 
@@ -814,11 +800,11 @@ mod tests {
         };
         assert!(matches!(
             call(&mut e, limits(2, 1, 1, 1)),
-            Err(ActionError::MemoryConstraintViolation { .. })
+            Err(ActionError::MemoryConstraintViolationOrder { .. })
         ));
         assert!(matches!(
             call(&mut e, limits(-1, 1, 1, 1)),
-            Err(ActionError::MemoryConstraintViolation { .. })
+            Err(ActionError::InvalidValue { ref field, .. }) if field == "memory_static_min"
         ));
         call(&mut e, limits(1 << 20, 64 << 20, 32 << 20, 64 << 20)).unwrap();
         assert_eq!(e.recs.vm(&vm).unwrap().memory_target, 64 << 20);
@@ -830,7 +816,8 @@ mod tests {
                     value: 0
                 }
             ),
-            Err(ActionError::ValueNotSupported { .. })
+            Err(ActionError::InvalidValue { ref field, ref value })
+                if field == "VCPUs_max" && value == "0"
         ));
         call(
             &mut e,
@@ -867,6 +854,120 @@ mod tests {
         )
         .unwrap();
         assert_eq!(e.recs.vm(&vm).unwrap().VCPUs_at_startup, 2);
+    }
+
+    #[test]
+    fn create_and_start_refuse_impossible_sizes() {
+        let mut e = engine();
+        let create = |e: &mut Engine, f: &dyn Fn(&mut VmRecord)| {
+            let mut v = VmRecord {
+                name_label: "sized".into(),
+                PV_kernel: "fuzz-target".into(),
+                memory_static_max: 32 << 20,
+                ..VmRecord::default()
+            };
+            f(&mut v);
+            call(e, Action::Create(NewRecord::Vm(v)))
+        };
+        // The dynamic range follows a static_max given alone.
+        let vm = made(create(&mut e, &|_| {}));
+        let v = e.recs.vm(&vm).unwrap();
+        assert_eq!(
+            (v.memory_dynamic_min, v.memory_dynamic_max, v.memory_target),
+            (32 << 20, 32 << 20, 32 << 20)
+        );
+        assert!(e.begin(&vm, Op::Start).is_ok());
+        let refused = [
+            create(&mut e, &|v| v.memory_static_max = -1),
+            create(&mut e, &|v| v.memory_static_max = 0),
+            create(&mut e, &|v| v.VCPUs_max = 0),
+            create(&mut e, &|v| v.VCPUs_at_startup = 0),
+            create(&mut e, &|v| v.VCPUs_at_startup = 2),
+            create(&mut e, &|v| v.memory_static_min = 64 << 20),
+            create(&mut e, &|v| v.memory_dynamic_max = 64 << 20),
+        ];
+        assert!(matches!(refused[0], Err(ActionError::InvalidValue { .. })));
+        assert!(matches!(refused[1], Err(ActionError::InvalidValue { .. })));
+        assert!(
+            matches!(refused[2], Err(ActionError::InvalidValue { ref field, .. }) if field == "VCPUs_max")
+        );
+        assert!(
+            matches!(refused[3], Err(ActionError::InvalidValue { ref field, .. }) if field == "VCPUs-at-startup")
+        );
+        assert!(matches!(
+            refused[4],
+            Err(ActionError::ValueNotSupported { .. })
+        ));
+        assert!(matches!(
+            refused[5],
+            Err(ActionError::MemoryConstraintViolation { .. })
+        ));
+        assert!(matches!(
+            refused[6],
+            Err(ActionError::MemoryConstraintViolation { .. })
+        ));
+        // Valid records the host cannot run: refused at start.
+        let huge = made(create(&mut e, &|v| {
+            v.memory_static_max = 1 << 50;
+        }));
+        assert!(matches!(
+            e.begin(&huge, Op::Start),
+            Err(ActionError::HostNotEnoughFreeMemory { needed, .. }) if needed == 1 << 50
+        ));
+        let wide = made(create(&mut e, &|v| v.VCPUs_max = 100_000));
+        assert!(matches!(
+            e.begin(&wide, Op::Start),
+            Err(ActionError::HostNotEnoughPcpus { vcpus: 100_000, .. })
+        ));
+    }
+
+    #[test]
+    fn field_limits_hold_on_create_and_set() {
+        let mut e = engine();
+        let vm = new_vm(&mut e, "a");
+        let label = |n| Action::SetNameLabel {
+            class: Class::Vm,
+            r: vm.clone(),
+            value: "x".repeat(n),
+        };
+        call(&mut e, label(3500)).unwrap();
+        assert_eq!(e.recs.vm(&vm).unwrap().name_label.len(), 3500);
+        assert!(matches!(
+            call(&mut e, label(limits::MAX_STRING + 1)),
+            Err(ActionError::ValueNotSupported { ref field, .. }) if field == "name_label"
+        ));
+        assert_eq!(e.recs.vm(&vm).unwrap().name_label.len(), 3500);
+        for i in 0..limits::MAX_MAP_ENTRIES {
+            call(
+                &mut e,
+                Action::AddToOtherConfig {
+                    class: Class::Vm,
+                    r: vm.clone(),
+                    key: alloc::format!("k{i}"),
+                    value: "v".repeat(100),
+                },
+            )
+            .unwrap();
+        }
+        assert!(matches!(
+            call(
+                &mut e,
+                Action::AddToOtherConfig {
+                    class: Class::Vm,
+                    r: vm.clone(),
+                    key: "last".into(),
+                    value: String::new(),
+                },
+            ),
+            Err(ActionError::ValueNotSupported { ref field, .. }) if field == "other_config"
+        ));
+        let long = VmRecord {
+            name_label: "y".repeat(limits::MAX_STRING + 1),
+            ..VmRecord::default()
+        };
+        let before = e.recs.refs(Class::Vm).len();
+        assert!(call(&mut e, Action::Create(NewRecord::Vm(long))).is_err());
+        assert_eq!(e.recs.refs(Class::Vm).len(), before);
     }
 
     #[test]

@@ -1,5 +1,9 @@
-//! Host mode: the toolstack on the simulated hypervisor, with an
-//! in-process xenstore and the built-in guest images.
+//! The in-process host: the toolstack on the simulated hypervisor, with
+//! an in-process xenstore and the built-in guest images (feature `host`).
+//! Tests, benchmarks and embedders use it; `windsor up` (the `windsor`
+//! crate's `host` module) runs the persistent xenstore daemon and the API
+//! around the same toolstack and registers the same guest images
+//! ([`register_ring_images`]).
 //!
 //! [`Host::start`] makes a [`Hypervisor`], a [`LocalStore`] (unless one is
 //! given, e.g. to restart over the same store), registers the fuzz-target
@@ -25,12 +29,12 @@ use std::time::Duration;
 use std::vec::Vec;
 
 use windsor_xenstore::xenbus::{ServerConfig, XenbusClient, XenbusServer};
-use xen::platform::{CreateConfig, DomainControl, EventChannel, Platform};
+use xen::platform::{Console, CreateConfig, DomainControl, EventChannel, Platform, ShutdownReason};
 use xen::DomId;
 use xen_sim::{Hypervisor, SimDomain};
 
 use crate::localstore::LocalStore;
-use crate::service::{Config, StartError, Toolstack, FUZZ_IMAGE};
+use crate::service::{StartError, Toolstack, ToolstackConfig, FUZZ_IMAGE};
 
 /// The toolstack type of host mode.
 pub type HostToolstack = Toolstack<SimDomain, LocalStore, LocalStore>;
@@ -67,35 +71,50 @@ pub struct Host {
 /// Registers the built-in guest images with `hv`: their xenstore client is
 /// their ring ([`Transport::Ring`]) or a connection to `store`.
 pub fn register_images(hv: &Hypervisor, store: &LocalStore, transport: Transport) {
-    let s = store.clone();
-    hv.register_image(FUZZ_IMAGE, move |dom: SimDomain| match transport {
+    match transport {
+        Transport::Ring => register_ring_images(hv),
+        Transport::Direct => register_direct_images(hv, store),
+    }
+}
+
+/// Registers the built-in guest images with `hv`, each guest reaching
+/// xenstore over its own xenbus ring (the page and port its builder put in
+/// its start info). `windsor up` registers the same images.
+pub fn register_ring_images(hv: &Hypervisor) {
+    hv.register_image(FUZZ_IMAGE, move |dom: SimDomain| {
         // After a resume the guest reconnects on the same ring page, which
         // the restore gave a fresh frame and a new port.
-        Transport::Ring => {
-            let outcome = windsor_guest_fuzz_target::boot(&dom, || {
-                let xs = XenbusClient::new(&dom);
-                if xs.is_none() {
-                    tracing::warn!(dom = dom.domid().0, "fuzz-target: no xenstore ring");
-                }
-                xs
-            });
-            tracing::debug!(?outcome, "fuzz-target returned");
-        }
-        // A connection for the current domid, a new one after a resume.
-        Transport::Direct => {
-            let mut last: Option<LocalStore> = None;
-            let outcome = windsor_guest_fuzz_target::host::entry_with(dom, |d| {
-                if let Some(old) = last.take() {
-                    old.close();
-                }
-                let xs = s.connect(d);
-                last = Some(xs.clone());
-                Some(xs)
-            });
-            tracing::debug!(?outcome, "fuzz-target returned");
-            if let Some(xs) = last {
-                xs.close();
+        let outcome = windsor_guest_fuzz_target::boot(&dom, || {
+            let xs = XenbusClient::new(&dom);
+            if xs.is_none() {
+                tracing::warn!(dom = dom.domid().0, "fuzz-target: no xenstore ring");
+                dom.write(b"fuzz-target: no xenstore ring\n");
+                dom.shutdown_self(ShutdownReason::Crash);
             }
+            xs
+        });
+        tracing::debug!(?outcome, "fuzz-target returned");
+    });
+}
+
+/// Registers the built-in guest images with `hv`, each guest on an
+/// in-process connection to `store` acting for its domid.
+fn register_direct_images(hv: &Hypervisor, store: &LocalStore) {
+    let s = store.clone();
+    hv.register_image(FUZZ_IMAGE, move |dom: SimDomain| {
+        // A connection for the current domid, a new one after a resume.
+        let mut last: Option<LocalStore> = None;
+        let outcome = windsor_guest_fuzz_target::host::entry_with(dom, |d| {
+            if let Some(old) = last.take() {
+                old.close();
+            }
+            let xs = s.connect(d);
+            last = Some(xs.clone());
+            Some(xs)
+        });
+        tracing::debug!(?outcome, "fuzz-target returned");
+        if let Some(xs) = last {
+            xs.close();
         }
     });
 }
@@ -150,12 +169,12 @@ fn start_ring_server(hv: &Hypervisor, store: &LocalStore) -> Result<RingServer, 
 
 impl Host {
     /// A new host with a fresh store, guests on their rings.
-    pub fn start(cfg: Config) -> Result<Host, StartError> {
+    pub fn start(cfg: ToolstackConfig) -> Result<Host, StartError> {
         Self::start_with(cfg, Transport::default())
     }
 
     /// A new host with a fresh store and the given guest transport.
-    pub fn start_with(cfg: Config, transport: Transport) -> Result<Host, StartError> {
+    pub fn start_with(cfg: ToolstackConfig, transport: Transport) -> Result<Host, StartError> {
         Self::with_store(LocalStore::new(), cfg, transport)
     }
 
@@ -163,7 +182,7 @@ impl Host {
     /// are kept, no domain survives).
     pub fn with_store(
         store: LocalStore,
-        mut cfg: Config,
+        mut cfg: ToolstackConfig,
         transport: Transport,
     ) -> Result<Host, StartError> {
         let hv = Hypervisor::new();
@@ -187,7 +206,7 @@ impl Host {
 
     /// Stops the toolstack and starts a new one over the same hypervisor,
     /// store and xenstore domain (running VMs are re-attached).
-    pub fn restart_toolstack(&mut self, mut cfg: Config) -> Result<(), StartError> {
+    pub fn restart_toolstack(&mut self, mut cfg: ToolstackConfig) -> Result<(), StartError> {
         self.toolstack.stop();
         if let Some(r) = &self.ring {
             cfg.xenstore_domid = r.dom;

@@ -11,6 +11,7 @@
 //!   xenstore transaction per domain). Its concerns, one module each:
 //!   [`records`] (the record table, uuids), [`events`] (the log behind
 //!   `event.from`), [`lifecycle`] (power states and legal transitions),
+//!   [`limits`] (valid memory and vCPU values, field and record sizes),
 //!   [`power`] (power operations and domain exits as executor steps),
 //!   [`storage`] (SR/PBD/VDI rules), [`devices`] (VIF/VBD records and a
 //!   domain's xenstore tree), [`bootstrap`] (first-start records,
@@ -22,10 +23,13 @@
 //!   [`XenStore`](windsor_xenstore_client::XenStore) client and an
 //!   `Introducer`; `watcher` is its `VIRQ_DOM_EXC` thread; `xs_calls` serves
 //!   the `xenstore.*` calls.
-//! * host mode (`std` feature): `host` wires the toolstack to the
-//!   simulated hypervisor, the in-process store (`localstore`) and a
-//!   xenstore domain serving the guests' xenbus rings, and registers the
-//!   built-in guest images.
+//! * the in-process host (`host` feature, off by default: it pulls in the
+//!   simulated hypervisor and the test guest): `host` wires the toolstack
+//!   to the simulated hypervisor, the in-process store (`localstore`) and
+//!   a xenstore domain serving the guests' xenbus rings, and registers the
+//!   built-in guest images. Tests and benchmarks run on it; `windsor up`
+//!   (the `windsor` crate) composes the real host: the persistent xenstore
+//!   daemon, this toolstack, the API, and the same guest images.
 //!
 //! Domain introduction is the `service::Introducer` trait: the `XenStore`
 //! client trait has no `XS_INTRODUCE`/`XS_RELEASE`, which only the
@@ -47,12 +51,13 @@ pub mod engine;
 pub mod events;
 pub mod layout;
 pub mod lifecycle;
+pub mod limits;
 pub mod power;
 pub mod records;
 pub mod storage;
 pub mod task;
 
-#[cfg(feature = "std")]
+#[cfg(feature = "host")]
 pub mod host;
 #[cfg(feature = "std")]
 pub mod localstore;
@@ -69,5 +74,10 @@ pub use xs_calls as xsapi;
 
 pub use engine::{Engine, Handled, Settings};
 
+/// The old name of [`ToolstackConfig`], kept until the API crate moves
+/// over.
 #[cfg(feature = "std")]
-pub use service::{Config, Introducer, Toolstack};
+#[doc(hidden)]
+pub use service::ToolstackConfig as Config;
+#[cfg(feature = "std")]
+pub use service::{Introducer, Toolstack, ToolstackConfig};

@@ -35,6 +35,7 @@ use crate::effect::{Effect, XsTransaction};
 use crate::engine::{Engine, Runtime};
 use crate::layout;
 use crate::lifecycle::{self, AfterExit, Op};
+use crate::limits;
 use crate::records::uuid_bytes;
 
 /// What a domain list found.
@@ -95,10 +96,15 @@ pub fn build_error(e: xen::platform::Error, v: &VmRecord) -> ActionError {
 }
 
 impl Engine {
-    /// The VM `r` if `op` is legal for it now.
+    /// The VM `r` if `op` is legal for it now (for a start: if its sizes
+    /// are valid and fit the host, see [`crate::limits`]).
     pub fn begin(&self, r: &str, op: Op) -> Result<VmRecord, ActionError> {
         let v = self.recs.vm(r)?.clone();
         self.check(&v, r, op)?;
+        if op == Op::Start {
+            limits::check_vm(&v)?;
+            limits::check_host(&v, &self.settings.host_limits)?;
+        }
         Ok(v)
     }
 

@@ -73,9 +73,10 @@ impl Introducer for () {
     }
 }
 
-/// How the toolstack runs.
+/// How the toolstack service runs: the engine's [`Settings`] plus the
+/// executor's own (shutdown timeout, uuid seed).
 #[derive(Clone, Debug)]
-pub struct Config {
+pub struct ToolstackConfig {
     /// `name_label` of the host record created at first start.
     pub host_name: String,
     /// The domain serving guests' xenstore rings.
@@ -93,12 +94,14 @@ pub struct Config {
     pub seed: u64,
     /// How many `Async.*` tasks are kept (see [`crate::task`]).
     pub task_limits: TaskLimits,
+    /// What the host offers one VM, checked at `VM.start`.
+    pub host_limits: crate::limits::HostLimits,
 }
 
-impl Default for Config {
+impl Default for ToolstackConfig {
     fn default() -> Self {
         let s = Settings::default();
-        Config {
+        ToolstackConfig {
             host_name: s.host_name,
             xenstore_domid: s.xenstore_domid,
             backend_domid: s.backend_domid,
@@ -107,11 +110,12 @@ impl Default for Config {
             fuzz_template: s.fuzz_template,
             seed: 0,
             task_limits: s.task_limits,
+            host_limits: s.host_limits,
         }
     }
 }
 
-impl Config {
+impl ToolstackConfig {
     /// What the engine needs of it.
     pub fn settings(&self) -> Settings {
         Settings {
@@ -121,6 +125,7 @@ impl Config {
             event_history: self.event_history,
             fuzz_template: self.fuzz_template,
             task_limits: self.task_limits,
+            host_limits: self.host_limits,
         }
     }
 }
@@ -140,7 +145,7 @@ pub(crate) struct Inner<P: DomainSave, S, I> {
     pub(crate) p: P,
     xs: S,
     intro: I,
-    cfg: Config,
+    cfg: ToolstackConfig,
     engine: Mutex<Engine>,
     changed: Condvar,
     pub(crate) exc: EvtchnPort,
@@ -192,7 +197,7 @@ where
     /// the host, pool and template records at first start), re-attaches
     /// VMs whose domains still run, halts the others, binds
     /// `VIRQ_DOM_EXC` and starts the watcher thread.
-    pub fn new(p: P, xs: S, intro: I, cfg: Config) -> Result<Self, StartError> {
+    pub fn new(p: P, xs: S, intro: I, cfg: ToolstackConfig) -> Result<Self, StartError> {
         let (records, bad) = db::load_all(&xs)?;
         for path in &bad {
             tracing::warn!(%path, "skipping a damaged record");

@@ -14,7 +14,7 @@ use windsor_toolstack::action::{
 use windsor_toolstack::host::{Host, Transport};
 use windsor_toolstack::lifecycle::Op;
 use windsor_toolstack::service::FUZZ_TEMPLATE;
-use windsor_toolstack::Config;
+use windsor_toolstack::ToolstackConfig;
 use windsor_xenstore::client::{TxId, XenStore};
 use xen::DomId;
 
@@ -23,10 +23,10 @@ const T: TxId = TxId::NONE;
 const LONG: Duration = Duration::from_secs(60);
 
 fn host_with(timeout: Duration) -> Host {
-    Host::start(Config {
+    Host::start(ToolstackConfig {
         shutdown_timeout: timeout,
         seed: 7,
-        ..Config::default()
+        ..ToolstackConfig::default()
     })
     .unwrap()
 }
@@ -329,7 +329,7 @@ fn illegal_transitions_give_xapi_errors() {
         .unwrap_err();
     assert_eq!(
         e,
-        ActionError::MemoryConstraintViolation {
+        ActionError::MemoryConstraintViolationOrder {
             static_min: 0,
             dynamic_min: 2,
             dynamic_max: 2,
@@ -588,7 +588,7 @@ fn records_survive_a_toolstack_restart() {
     let db = start(&h, &b);
     let host_ref = h.toolstack.host_ref();
     // Same hypervisor, same store: the running VM is re-attached.
-    h.restart_toolstack(Config::default()).unwrap();
+    h.restart_toolstack(ToolstackConfig::default()).unwrap();
     assert_eq!(h.toolstack.host_ref(), host_ref);
     assert_eq!(vm(&h, &a).name_label, "a");
     assert_eq!(vm(&h, &b).power_state, PowerState::Running);
@@ -617,7 +617,7 @@ fn records_survive_a_toolstack_restart() {
         .unwrap();
     drop(h);
     // A new hypervisor (host reboot): the VM is Halted, records are kept.
-    let h3 = Host::with_store(store, Config::default(), Transport::default()).unwrap();
+    let h3 = Host::with_store(store, ToolstackConfig::default(), Transport::default()).unwrap();
     let gone = |path: &str| {
         assert!(
             h3.store.read(TxId::NONE, path).is_err(),
@@ -783,9 +783,9 @@ fn many_vms_in_parallel() {
 #[test]
 fn direct_transport_lifecycle() {
     let h = Host::start_with(
-        Config {
+        ToolstackConfig {
             seed: 3,
-            ..Config::default()
+            ..ToolstackConfig::default()
         },
         Transport::Direct,
     )

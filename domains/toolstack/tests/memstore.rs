@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use windsor_toolstack::action::{Action, NewRecord, PowerState, Record, Reply, VmRecord};
-use windsor_toolstack::{Config, Toolstack};
+use windsor_toolstack::{Toolstack, ToolstackConfig};
 use windsor_xenstore::client::{MemStore, TxId, XenStore};
 use xen::platform::Platform;
 use xen_sim::{Hypervisor, SimDomain};
@@ -19,7 +19,7 @@ fn lifecycle_over_memstore() {
         windsor_guest_fuzz_target::host::entry(dom, xs.clone());
         xs.close();
     });
-    let ts = Toolstack::new(hv.dom0(), store.clone(), (), Config::default()).unwrap();
+    let ts = Toolstack::new(hv.dom0(), store.clone(), (), ToolstackConfig::default()).unwrap();
     let r = match ts
         .handle(Action::Create(NewRecord::Vm(VmRecord {
             name_label: "m".into(),

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use windsor_toolstack::action::{Action, ActionError, NewRecord, PowerState, Reply, VmRecord};
 use windsor_toolstack::host::Host;
-use windsor_toolstack::Config;
+use windsor_toolstack::ToolstackConfig;
 use windsor_xenstore::client::{TxId, XenStore};
 
 struct Rng(u64);
@@ -75,10 +75,10 @@ fn check_consistent(h: &Host, vms: &[String]) {
 
 #[test]
 fn random_walk_keeps_records_and_domains_in_step() {
-    let h = Host::start(Config {
+    let h = Host::start(ToolstackConfig {
         shutdown_timeout: Duration::from_millis(300),
         seed: 11,
-        ..Config::default()
+        ..ToolstackConfig::default()
     })
     .unwrap();
     let misbehaviour = ["", "", "ignore-shutdown", "crash-later"];

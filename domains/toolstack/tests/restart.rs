@@ -6,12 +6,12 @@ use std::time::{Duration, Instant};
 
 use windsor_toolstack::action::{Action, Class, NewRecord, PowerState, Record, Reply, VmRecord};
 use windsor_toolstack::host::Host;
-use windsor_toolstack::Config;
+use windsor_toolstack::ToolstackConfig;
 
 #[test]
 fn a_thousand_vm_records_survive_a_toolstack_restart() {
     let t0 = Instant::now();
-    let mut h = Host::start(Config::default()).unwrap();
+    let mut h = Host::start(ToolstackConfig::default()).unwrap();
     let mut made = BTreeSet::new();
     for i in 0..1000 {
         let r = h
@@ -37,7 +37,7 @@ fn a_thousand_vm_records_survive_a_toolstack_restart() {
         .unwrap();
     // /pool/VM lists 1,001 uuids (37 KiB of names): more than one
     // XS_DIRECTORY reply holds.
-    h.restart_toolstack(Config::default()).unwrap();
+    h.restart_toolstack(ToolstackConfig::default()).unwrap();
     let Reply::Records(all) = h
         .toolstack
         .handle(Action::GetAllRecords { class: Class::Vm })
@@ -62,4 +62,99 @@ fn a_thousand_vm_records_survive_a_toolstack_restart() {
     assert!(h.toolstack.domid(&running).is_some());
     let elapsed = t0.elapsed();
     assert!(elapsed < Duration::from_secs(90), "took {elapsed:?}");
+}
+
+/// Records larger than one xenstore node (a 3,500-character name, a full
+/// `other_config`) are stored in chunks and read back whole; a record
+/// over the field limits is refused with a clear error, not E2BIG.
+#[test]
+fn records_larger_than_a_node_survive_a_restart() {
+    use windsor_toolstack::action::ActionError;
+    use windsor_toolstack::limits::{MAX_MAP_ENTRIES, MAX_MAP_VALUE, MAX_STRING};
+
+    let mut h = Host::start(ToolstackConfig::default()).unwrap();
+    let label = "é".repeat(1750); // 3,500 bytes
+    let Reply::Ref(vm) = h
+        .toolstack
+        .handle(Action::Create(NewRecord::Vm(VmRecord {
+            name_label: label.clone(),
+            PV_kernel: "fuzz-target".into(),
+            memory_static_max: 16 << 20,
+            ..VmRecord::default()
+        })))
+        .unwrap()
+    else {
+        panic!()
+    };
+    for i in 0..MAX_MAP_ENTRIES {
+        h.toolstack
+            .handle(Action::AddToOtherConfig {
+                class: Class::Vm,
+                r: vm.clone(),
+                key: format!("key{i}"),
+                value: char::from(b'a' + (i % 26) as u8)
+                    .to_string()
+                    .repeat(MAX_MAP_VALUE),
+            })
+            .unwrap();
+    }
+    let e = h
+        .toolstack
+        .handle(Action::SetNameDescription {
+            class: Class::Vm,
+            r: vm.clone(),
+            value: "d".repeat(MAX_STRING + 1),
+        })
+        .unwrap_err();
+    assert!(
+        matches!(e, ActionError::ValueNotSupported { ref field, .. } if field == "name_description"),
+        "{e:?}"
+    );
+    // Shrink another record back to one node after it was chunked.
+    let Reply::Ref(small) = h
+        .toolstack
+        .handle(Action::Create(NewRecord::Vm(VmRecord {
+            name_label: "s".repeat(3000),
+            PV_kernel: "fuzz-target".into(),
+            memory_static_max: 16 << 20,
+            ..VmRecord::default()
+        })))
+        .unwrap()
+    else {
+        panic!()
+    };
+    h.toolstack
+        .handle(Action::SetNameLabel {
+            class: Class::Vm,
+            r: small.clone(),
+            value: "small".into(),
+        })
+        .unwrap();
+    let before = h
+        .toolstack
+        .handle(Action::GetRecord {
+            class: Class::Vm,
+            r: vm.clone(),
+        })
+        .unwrap();
+    h.restart_toolstack(ToolstackConfig::default()).unwrap();
+    let get = |h: &Host, r: &str| {
+        h.toolstack
+            .handle(Action::GetRecord {
+                class: Class::Vm,
+                r: r.into(),
+            })
+            .unwrap()
+    };
+    let after = get(&h, &vm);
+    assert_eq!(after, before, "the chunked record is read back whole");
+    let Reply::Record(Record::Vm(v)) = after else {
+        panic!()
+    };
+    assert_eq!(v.name_label, label);
+    assert_eq!(v.other_config.len(), MAX_MAP_ENTRIES);
+    let Reply::Record(Record::Vm(s)) = get(&h, &small) else {
+        panic!()
+    };
+    assert_eq!(s.name_label, "small");
 }

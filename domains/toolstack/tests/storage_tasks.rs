@@ -15,15 +15,15 @@ use windsor_toolstack::action::{
 use windsor_toolstack::host::Host;
 use windsor_toolstack::service::{DEFAULT_BRIDGE, DEFAULT_NETWORK, LOCAL_SR};
 use windsor_toolstack::task::TaskLimits;
-use windsor_toolstack::Config;
+use windsor_toolstack::ToolstackConfig;
 use windsor_xenstore::client::{TxId, XenStore};
 
 const T: TxId = TxId::NONE;
 
 fn host() -> Host {
-    Host::start(Config {
+    Host::start(ToolstackConfig {
         seed: 5,
-        ..Config::default()
+        ..ToolstackConfig::default()
     })
     .unwrap()
 }
@@ -156,8 +156,8 @@ fn first_start_has_local_storage_and_a_network() {
     assert_defaults(&h);
     assert_eq!(counts(&h), (1, 1, 1, 1));
     let before = pool(&h);
-    h.restart_toolstack(Config::default()).unwrap();
-    h.restart_toolstack(Config::default()).unwrap();
+    h.restart_toolstack(ToolstackConfig::default()).unwrap();
+    h.restart_toolstack(ToolstackConfig::default()).unwrap();
     assert_eq!(counts(&h), (1, 1, 1, 1), "a restart adds nothing");
     assert_eq!(pool(&h), before);
     assert_defaults(&h);
@@ -192,10 +192,10 @@ fn an_older_pool_database_gets_the_defaults() {
         .write(T, &hpath, &serde_json::to_vec(&oldh).unwrap())
         .unwrap();
 
-    h.restart_toolstack(Config::default()).unwrap();
+    h.restart_toolstack(ToolstackConfig::default()).unwrap();
     assert_defaults(&h);
     assert_eq!(counts(&h), (1, 1, 1, 1));
-    h.restart_toolstack(Config::default()).unwrap();
+    h.restart_toolstack(ToolstackConfig::default()).unwrap();
     assert_eq!(counts(&h), (1, 1, 1, 1), "the migration runs once");
     assert_defaults(&h);
 }
@@ -378,13 +378,13 @@ fn events(h: &Host, token: u64) -> (Vec<(String, EventOp, Option<TaskStatus>)>, 
 
 #[test]
 fn tasks_are_bounded_records_with_events() {
-    let mut h = Host::start(Config {
+    let mut h = Host::start(ToolstackConfig {
         seed: 9,
         task_limits: TaskLimits {
             max_pending: 2,
             max_finished: 2,
         },
-        ..Config::default()
+        ..ToolstackConfig::default()
     })
     .unwrap();
     let token = h.toolstack.token();
@@ -507,7 +507,7 @@ fn tasks_are_bounded_records_with_events() {
     );
     // Tasks do not survive a restart, and are not in the pool database.
     assert!(h.store.read(T, "/pool/task").is_err());
-    h.restart_toolstack(Config::default()).unwrap();
+    h.restart_toolstack(ToolstackConfig::default()).unwrap();
     assert!(refs(&h, Class::Task).is_empty());
     let _ = token;
 }

@@ -11,7 +11,7 @@ use windsor_toolstack::action::{
     Action, ActionError, Class, NewRecord, PowerState, Reply, VmRecord, NULL_REF,
 };
 use windsor_toolstack::host::{Host, Transport};
-use windsor_toolstack::Config;
+use windsor_toolstack::ToolstackConfig;
 use windsor_xenstore::client::{TxId, XenStore};
 use xen::DomId;
 
@@ -19,10 +19,10 @@ const T: TxId = TxId::NONE;
 const LONG: Duration = Duration::from_secs(60);
 
 fn host() -> Host {
-    Host::start(Config {
+    Host::start(ToolstackConfig {
         shutdown_timeout: LONG,
         seed: 11,
-        ..Config::default()
+        ..ToolstackConfig::default()
     })
     .unwrap()
 }
@@ -206,7 +206,7 @@ fn without_its_image_a_suspended_vm_cannot_resume_but_can_be_shut_down() {
     let d = start(&h, &r);
     suspend(&h, &r, d);
     // The image lives in the toolstack's memory: a new toolstack has none.
-    h.restart_toolstack(Config::default()).unwrap();
+    h.restart_toolstack(ToolstackConfig::default()).unwrap();
     assert_eq!(vm(&h, &r).power_state, PowerState::Suspended);
     match resume(&h, &r, false) {
         Err(ActionError::HandleInvalid { class, r }) => {
@@ -226,9 +226,9 @@ fn without_its_image_a_suspended_vm_cannot_resume_but_can_be_shut_down() {
 #[test]
 fn direct_transport_guest_reconnects_after_resume() {
     let h = Host::start_with(
-        Config {
+        ToolstackConfig {
             seed: 12,
-            ..Config::default()
+            ..ToolstackConfig::default()
         },
         Transport::Direct,
     )
