@@ -68,6 +68,8 @@ extern crate alloc;
 
 pub use xen;
 
+pub mod acpi;
+pub mod cpu_policy;
 pub mod elf;
 pub mod error;
 pub mod start_info;
