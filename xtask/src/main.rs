@@ -75,6 +75,7 @@ const NO_STD_CRATES: &[&str] = &[
     "windsor-blkback",
     "windsor-toolstack",
     "windsor-boot-config",
+    "windsor-console",
 ];
 
 /// Benchmarks: (package, bench target). Each prints JSON lines.
