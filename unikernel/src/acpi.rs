@@ -13,7 +13,8 @@
 //! build the same set with rust-vmm's `acpi_tables` crate, with two
 //! differences, both because a PVH domain has no emulated ACPI hardware:
 //! the FADT says `HW_REDUCED_ACPI` (no PM timer, no SCI, no PM1 blocks for
-//! the guest to poke) and the DSDT has no AML body.
+//! the guest to poke) and that there is no CMOS RTC, VGA, MSI or ASPM
+//! ([`IAPC_BOOT_ARCH`]), and the DSDT has no AML body.
 //!
 //! Layout of the one page the builder reserves for them (`base` is its
 //! guest-physical address):
@@ -40,6 +41,12 @@ pub const OEM_TABLE_ID: [u8; 8] = *b"WINDSOR ";
 pub const LAPIC_BASE: u32 = 0xfee0_0000;
 /// Most vCPUs the tables describe (APIC ids `2 * vcpu` must fit in a byte).
 pub const MAX_VCPUS: u32 = 128;
+/// FADT `IAPC_BOOT_ARCH`: no VGA (bit 2), no MSI (bit 3), no PCIe ASPM
+/// (bit 4), no CMOS RTC (bit 5); legacy devices (bit 0) and an 8042 (bit 1)
+/// absent. A PVH domain emulates none of them, and a guest that probes
+/// them anyway (Linux's `rtc_cmos`) spends seconds of TCG time on port
+/// accesses that go nowhere.
+pub const IAPC_BOOT_ARCH: u16 = (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5);
 /// Offset of the XSDT in the page.
 const XSDT_AT: usize = 64;
 
@@ -96,12 +103,13 @@ pub fn pvh_tables(base: u64, vcpus: u32) -> Result<Vec<u8>, AcpiError> {
     let dsdt_at = place(&mut page, dsdt.as_slice());
     let dsdt_paddr = base + dsdt_at as u64;
 
-    let fadt = FADTBuilder::new(OEM_ID, OEM_TABLE_ID, 1)
+    let mut fadt = FADTBuilder::new(OEM_ID, OEM_TABLE_ID, 1)
         .dsdt_64(dsdt_paddr)
         .flag(Flags::HwReducedAcpi)
         .flag(Flags::PwrButton)
-        .flag(Flags::SlpButton)
-        .finalize();
+        .flag(Flags::SlpButton);
+    fadt.iapc_boot_arch = IAPC_BOOT_ARCH.into();
+    let fadt = fadt.finalize();
     let fadt_at = place(&mut page, &bytes(&fadt));
 
     let mut madt = MADT::new(
@@ -175,6 +183,7 @@ mod tests {
             // FADT: revision >= 5 (HW-reduced needs it), the flag, X_DSDT.
             assert!(fadt[8] >= 5);
             assert_ne!(u32_at(&fadt, 112) & (1 << 20), 0, "HW_REDUCED_ACPI");
+            assert_eq!(u16::from_le_bytes([fadt[109], fadt[110]]), IAPC_BOOT_ARCH);
             let dsdt = table(&page, base, u64_at(&fadt, 140), b"DSDT");
             assert_eq!(dsdt.len(), 36);
             // MADT: LAPIC address, one enabled LAPIC per vCPU, ids 2n.

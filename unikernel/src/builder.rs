@@ -217,11 +217,21 @@ impl Xen {
         let gfns: Vec<Gfn> = (first..=si_gfn).map(Gfn).collect();
         let m = self.map_foreign(dom, &gfns)?;
         let mem = m.mem();
-        mem.fill(0, mem.len(), 0);
-        for s in &img.segments {
+        // Zero what the file does not cover (each segment's tail past
+        // `filesz`, the gaps, the start-info page), copy the rest: the
+        // copied bytes are not written twice.
+        let mut zeroed_to = 0;
+        let mut segments: Vec<_> = img.segments.iter().collect();
+        segments.sort_by_key(|s| s.paddr);
+        for s in segments {
             let at = (s.paddr - first * PAGE) as usize;
+            if at > zeroed_to {
+                mem.fill(zeroed_to, at - zeroed_to, 0);
+            }
             mem.write_bytes(at, &image.kernel[s.offset..s.offset + s.filesz]);
+            zeroed_to = zeroed_to.max(at + s.filesz);
         }
+        mem.fill(zeroed_to, mem.len() - zeroed_to, 0);
         let si_at = ((si_gfn - first) * PAGE) as usize;
         let si_paddr = si_gfn * PAGE;
         let si = HvmStartInfo {
