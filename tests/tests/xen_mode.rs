@@ -565,3 +565,96 @@ fn dom0_refuses_a_plan_from_another_version_with_the_plans_error() {
         "{msg}"
     );
 }
+
+/// The `unpause -> init <ms> ms` dom0 printed for `guest`, every boot.
+fn init_times(r: &xen_boot::BootReport, guest: &str) -> Vec<f64> {
+    let who = format!("guest \"{guest}\" d");
+    r.lines
+        .iter()
+        .filter(|l| l.starts_with("windsor dom0:") && l.contains(&who))
+        .filter_map(|l| {
+            let rest = &l[l.find("unpause -> init ")? + "unpause -> init ".len()..];
+            rest.split_whitespace().next()?.parse().ok()
+        })
+        .collect()
+}
+
+/// Debian's own Linux kernel (`linux-image-6.1.0-*-amd64`, the package's
+/// bzImage) as two PVH guests beside a Windsor fuzz-target guest, from
+/// `boot-config/examples/linux-multi.toml`: the builder's ACPI tables
+/// (two vCPUs come up), the initramfs as a start-info module, the console
+/// served by dom0 with the guest's name on each line, `control/sysrq`,
+/// a reboot through `control/shutdown` followed by a second boot, and
+/// poweroff through `control/shutdown`. The kernel and busybox-static are
+/// fetched once with `apt-get download` and cached under `target/`.
+#[test]
+fn debian_linux_guests_boot_report_on_their_console_reboot_and_power_off() {
+    let config = xen_boot::workspace_root().join("boot-config/examples/linux-multi.toml");
+    let r = {
+        let _one = ONE_BOOT_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        boot(&XenBootArgs {
+            config: Some(config),
+            cmdline: "reboot=linux1".into(),
+            quiet: true,
+            ..XenBootArgs::default()
+        })
+        .unwrap_or_else(|e| panic!("{e:#}"))
+    };
+    let has = |parts: &[&str]| has_line(&r, parts);
+    // Only dom0 prints unprefixed lines: `[name] ...` is what its console
+    // backend read from the guest's ring.
+    let console = |guest: &str, text: &str| {
+        let tag = format!("[{guest}] ");
+        r.lines
+            .iter()
+            .filter(|l| l.starts_with(&tag) && l.contains(text))
+            .count()
+    };
+    // linux0 booted with both vCPUs from the MADT; linux1 twice (before
+    // and after its reboot).
+    assert_eq!(console("linux0", "WINDSOR-LINUX-INIT up: kernel 6.1"), 1);
+    assert_eq!(console("linux0", "2 cpu(s)"), 1, "both vCPUs up");
+    assert_eq!(console("linux1", "WINDSOR-LINUX-INIT up: kernel 6.1"), 2);
+    assert!(console("linux0", "ACPI: APIC") >= 1, "MADT seen by Linux");
+    assert!(console("linux0", "modules: xen-blkfront xen-netfront") >= 1);
+    for g in ["linux0", "linux1"] {
+        assert!(has(&[
+            &format!("guest \"{g}\" d"),
+            "console shows \"WINDSOR-LINUX-INIT\""
+        ]));
+        assert!(has(&[
+            &format!("guest \"{g}\" d"),
+            "control/sysrq = h handled",
+            "node cleared"
+        ]));
+        assert!(console(g, "sysrq: HELP") >= 1);
+        assert!(has(&[
+            &format!("guest \"{g}\" d"),
+            "powered off on control/shutdown"
+        ]));
+        assert!(has(&[
+            &format!("guest \"{g}\" d"),
+            "cleaned up: xenstore nodes gone"
+        ]));
+    }
+    assert!(has(&[
+        "guest \"linux1\" d",
+        "rebooting on control/shutdown"
+    ]));
+    assert!(has(&["guest \"linux1\" booted again as d"]));
+    assert!(console("linux1", "reboot: Restarting system") >= 1);
+    // The Windsor guest beside them went through its usual lifecycle.
+    assert!(has(&["guest \"fuzz0\" d2 running (data/booted=1"]));
+    assert!(has(&["guest \"fuzz0\" d2 shut down on request: Poweroff"]));
+    assert!(r.ready_line.contains("guests=3"), "{}", r.ready_line);
+    assert!(!has(&["crashed"]) && !has(&["STILL PRESENT"]));
+    assert_eq!(r.failed_steps, Some(0), "every planned step succeeded");
+    let (l0, l1) = (init_times(&r, "linux0"), init_times(&r, "linux1"));
+    assert_eq!((l0.len(), l1.len()), (1, 2), "{l0:?} {l1:?}");
+    eprintln!(
+        "xen-mode linux: unpause -> init linux0 {l0:?} ms, linux1 {l1:?} ms; \
+         ready after {:.1} s, whole run {:.1} s of QEMU wall time",
+        r.wall_to_ready.as_secs_f64(),
+        r.wall_total.as_secs_f64()
+    );
+}

@@ -8,7 +8,8 @@
 //!    its ramdisk (`PV_ramdisk`, `hvm_start_info` module 0) and command line
 //!    exactly as written (`PV_args`: nothing appended, Linux would pass
 //!    unknown words to init), make `/local/domain/<id>` (owned by the guest:
-//!    `name`, `domid`, `control/`, `data/`), `XS_INTRODUCE`, attach dom0's
+//!    `name`, `domid`, `control/`, `data/`, `cpu/<n>/availability`),
+//!    `XS_INTRODUCE`, attach dom0's
 //!    console backend ([`crate::console`]), unpause; then serve every
 //!    console until each shows its `ready_console` text (bounded by the
 //!    plan's `domain_ready_ms`). The time from unpause to that line is
@@ -60,7 +61,8 @@ fn ms(d: Duration) -> String {
     format!("{}.{:03}", d.as_micros() / 1000, d.as_micros() % 1000)
 }
 
-/// Creates, builds, announces and unpauses `d`; attaches its console.
+/// Creates, builds and announces `d`, attaches its console; the caller
+/// unpauses it ([`unpause`]).
 fn launch<'p>(
     xen: &'static Xen,
     xs: &Xs<'_>,
@@ -127,6 +129,10 @@ fn launch<'p>(
         xs.write(T, &format!("{path}/domid"), format!("{}", dom.0).as_bytes())?;
         xs.mkdir(T, &format!("{path}/control"))?;
         xs.mkdir(T, &format!("{path}/data"))?;
+        // As libxl does: Linux's xen cpu-hotplug driver reads these.
+        for v in 0..d.vcpus.max(1) {
+            xs.write(T, &format!("{path}/cpu/{v}/availability"), b"online")?;
+        }
         xs.introduce(dom, built.store_gfn.0, built.store_port)
     })();
     if let Err(e) = prep {
@@ -141,9 +147,6 @@ fn launch<'p>(
             return Err(format!("d{dom}: console: {e}"));
         }
     };
-    if let Err(e) = xen.unpause(dom) {
-        return Err(format!("unpause d{dom}: {}", xen.describe(e)));
-    }
     Ok(ConsoleGuest {
         plan: d,
         dom,
@@ -151,6 +154,14 @@ fn launch<'p>(
         unpaused: xen.now(),
         ready: None,
     })
+}
+
+/// Unpauses a built guest and notes when.
+fn unpause(xen: &'static Xen, g: &mut ConsoleGuest<'_>) -> Result<(), String> {
+    xen.unpause(g.dom)
+        .map_err(|e| format!("unpause d{}: {}", g.dom, xen.describe(e)))?;
+    g.unpaused = xen.now();
+    Ok(())
 }
 
 /// Serves the consoles of `guests` until each not yet ready shows its
@@ -246,6 +257,8 @@ pub fn start_all<'p>(
 ) -> (Vec<ConsoleGuest<'p>>, u32) {
     let mut failed = 0;
     let mut guests = Vec::new();
+    // Build them all first, then start them together: a running guest
+    // would compete with the builder for the CPU.
     for d in list {
         match launch(xen, xs, bundle, d, xsdom) {
             Ok(g) => guests.push(g),
@@ -253,6 +266,13 @@ pub fn start_all<'p>(
                 failed += 1;
                 println!("windsor dom0: guest {:?} not started: {e}", d.name);
             }
+        }
+    }
+    for g in &mut guests {
+        if let Err(e) = unpause(xen, g) {
+            // Counted by `wait_ready` with the other guests that failed.
+            println!("windsor dom0: guest {:?}: {e}", g.plan.name);
+            g.ready = Some(Duration::MAX);
         }
     }
     let timeout = Duration::from_millis(plan.dom0.timeouts.domain_ready_ms.into());
@@ -398,7 +418,9 @@ pub fn stop_all(
             }
             let d = g.plan;
             teardown(xen, xs, g, dom_exc);
-            g = match launch(xen, xs, bundle, d, xsdom) {
+            g = match launch(xen, xs, bundle, d, xsdom)
+                .and_then(|mut g| unpause(xen, &mut g).map(|()| g))
+            {
                 Ok(g) => g,
                 Err(e) => {
                     failed += 1;
