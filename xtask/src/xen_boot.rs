@@ -539,21 +539,29 @@ pub fn linux_guest_files(images_dir: &Path) -> Result<()> {
                 .find(|w| w.starts_with("linux-image-6.") && w.ends_with("-amd64"))
                 .map(str::to_string))
         };
-        let pkg = match kernel_pkg().ok().flatten() {
-            Some(p) => p,
-            None => {
+        let download = |pkg: &str| -> Result<()> {
+            for p in [pkg, "busybox-static"] {
+                output(
+                    Command::new("apt-get")
+                        .current_dir(&cache)
+                        .args(["download", "-q", p]),
+                )
+                .with_context(|| format!("downloading Debian package {p}"))?;
+            }
+            Ok(())
+        };
+        let pkg = kernel_pkg().ok().flatten();
+        let pkg = match pkg.map(|p| download(&p).map(|()| p)) {
+            Some(Ok(p)) => p,
+            // No package lists yet, or stale ones naming a version the
+            // mirror no longer has: refresh them once.
+            _ => {
                 output(Command::new("apt-get").args(["update", "-q"]))?;
-                kernel_pkg()?.ok_or_else(|| anyhow!("apt knows no linux-image-amd64"))?
+                let p = kernel_pkg()?.ok_or_else(|| anyhow!("apt knows no linux-image-amd64"))?;
+                download(&p)?;
+                p
             }
         };
-        for p in [pkg.as_str(), "busybox-static"] {
-            output(
-                Command::new("apt-get")
-                    .current_dir(&cache)
-                    .args(["download", "-q", p]),
-            )
-            .with_context(|| format!("downloading Debian package {p}"))?;
-        }
         let _ = fs::remove_dir_all(&root);
         for deb in fs::read_dir(&cache)? {
             let deb = deb?.path();
