@@ -585,8 +585,10 @@ fn init_times(r: &xen_boot::BootReport, guest: &str) -> Vec<f64> {
 /// (two vCPUs come up), the initramfs as a start-info module, the console
 /// served by dom0 with the guest's name on each line, `control/sysrq`,
 /// a reboot through `control/shutdown` followed by a second boot, and
-/// poweroff through `control/shutdown`. The kernel and busybox-static are
-/// fetched once with `apt-get download` and cached under `target/`.
+/// poweroff through `control/shutdown`. One guest (`console-garbage=`)
+/// writes a garbage producer index into its console ring: dom0 disconnects
+/// that console alone and the others go on. The kernel and busybox-static
+/// are fetched once with `apt-get download` and cached under `target/`.
 #[test]
 fn debian_linux_guests_boot_report_on_their_console_reboot_and_power_off() {
     let config = xen_boot::workspace_root().join("boot-config/examples/linux-multi.toml");
@@ -594,13 +596,19 @@ fn debian_linux_guests_boot_report_on_their_console_reboot_and_power_off() {
         let _one = ONE_BOOT_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         boot(&XenBootArgs {
             config: Some(config),
-            cmdline: "reboot=linux1".into(),
+            cmdline: "reboot=linux1 console-garbage=linux0".into(),
             quiet: true,
             ..XenBootArgs::default()
         })
         .unwrap_or_else(|e| panic!("{e:#}"))
     };
     let has = |parts: &[&str]| has_line(&r, parts);
+    let count = |parts: &[&str]| {
+        r.lines
+            .iter()
+            .filter(|l| parts.iter().all(|p| l.contains(p)))
+            .count()
+    };
     // Only dom0 prints unprefixed lines: `[name] ...` is what its console
     // backend read from the guest's ring.
     let console = |guest: &str, text: &str| {
@@ -624,31 +632,67 @@ fn debian_linux_guests_boot_report_on_their_console_reboot_and_power_off() {
         ]));
         assert!(has(&[
             &format!("guest \"{g}\" d"),
-            "control/sysrq = h handled",
-            "node cleared"
-        ]));
-        assert!(console(g, "sysrq: HELP") >= 1);
-        assert!(has(&[
-            &format!("guest \"{g}\" d"),
-            "powered off on control/shutdown"
-        ]));
-        assert!(has(&[
-            &format!("guest \"{g}\" d"),
             "cleaned up: xenstore nodes gone"
         ]));
     }
+    // linux1: sysrq, reboot and a second boot, poweroff.
+    assert!(has(&[
+        "guest \"linux1\" d",
+        "control/sysrq = h handled",
+        "node cleared"
+    ]));
+    assert!(console("linux1", "sysrq: HELP") >= 1);
     assert!(has(&[
         "guest \"linux1\" d",
         "rebooting on control/shutdown"
     ]));
     assert!(has(&["guest \"linux1\" booted again as d"]));
     assert!(console("linux1", "reboot: Restarting system") >= 1);
+    assert!(has(&[
+        "guest \"linux1\" d",
+        "powered off on control/shutdown"
+    ]));
+    // linux0 wrote garbage into its console ring: disconnected, nothing
+    // read from it after that, and it still goes (on request or hard-stopped).
+    assert_eq!(console("linux0", "WINDSOR-LINUX-GARBAGE"), 1);
+    assert!(has(&[
+        "guest \"linux0\" d",
+        "console ring indices out of range",
+        "console disconnected"
+    ]));
+    assert!(has(&[
+        "guest \"linux0\" d",
+        "console disconnected, sysrq not checked"
+    ]));
+    let last = r
+        .lines
+        .iter()
+        .rposition(|l| l.starts_with("[linux0] "))
+        .unwrap();
+    assert!(
+        r.lines[last].contains("WINDSOR-LINUX-GARBAGE"),
+        "read after garbage: {}",
+        r.lines[last]
+    );
+    let hard_stopped = count(&[
+        "guest \"linux0\" d",
+        "ignored control/shutdown",
+        "hard-stopping",
+    ]);
+    assert_eq!(
+        hard_stopped + count(&["guest \"linux0\" d", "powered off on control/shutdown"]),
+        1
+    );
     // The Windsor guest beside them went through its usual lifecycle.
     assert!(has(&["guest \"fuzz0\" d2 running (data/booted=1"]));
     assert!(has(&["guest \"fuzz0\" d2 shut down on request: Poweroff"]));
     assert!(r.ready_line.contains("guests=3"), "{}", r.ready_line);
     assert!(!has(&["crashed"]) && !has(&["STILL PRESENT"]));
-    assert_eq!(r.failed_steps, Some(0), "every planned step succeeded");
+    assert_eq!(
+        r.failed_steps,
+        Some(hard_stopped as u32),
+        "every planned step succeeded but a hard stop of the garbage writer"
+    );
     let (l0, l1) = (init_times(&r, "linux0"), init_times(&r, "linux1"));
     assert_eq!((l0.len(), l1.len()), (1, 2), "{l0:?} {l1:?}");
     eprintln!(

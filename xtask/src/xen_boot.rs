@@ -438,6 +438,16 @@ echo 1 > /proc/sys/kernel/sysrq
 mods=""
 for m in /lib/modules/*.ko; do $b insmod "$m" && mods="$mods $($b basename "$m" .ko)"; done
 echo "WINDSOR-LINUX-INIT up: kernel $($b uname -r), $($b nproc) cpu(s), uptime $($b cut -d' ' -f1 /proc/uptime) s, modules:$mods"
+case " $($b cat /proc/cmdline) " in
+*" windsor.console=garbage "*)
+    # Misbehave for the tests: point our console ring's out_prod (offset
+    # 3084 of the page, the first reserved page at the end of RAM) far
+    # past out_cons; the backend must disconnect this console only.
+    page=$($b grep -i ' : Reserved' /proc/iomem | $b tail -1 | $b cut -d- -f1 | $b tr -d ' ')
+    echo "WINDSOR-LINUX-GARBAGE: out_prod of the console page at 0x$page := 0x7fff0000"
+    $b devmem $((0x$page + 3084)) 32 0x7fff0000
+    ;;
+esac
 while :; do $b sleep 3600; done
 "#;
 

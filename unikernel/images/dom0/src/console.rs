@@ -56,6 +56,11 @@ impl Console {
         self.port
     }
 
+    /// Whether the console was disconnected (garbage in the ring).
+    pub fn disconnected(&self) -> bool {
+        self.core.error().is_some()
+    }
+
     /// Bytes taken from the guest so far.
     pub fn total_bytes(&self) -> u64 {
         self.core.total_bytes()

@@ -27,6 +27,13 @@
 //!      (destroyed) and counted as failed;
 //!    * release from xenstore, destroy, wait until Xen no longer lists it.
 //!
+//! For the tests, dom0's `console-garbage=<name>,...` word appends
+//! `windsor.console=garbage` to those guests' command lines: the test
+//! initramfs then writes a garbage `out_prod` into its own console ring,
+//! and dom0's console backend must disconnect that console alone (the
+//! guest's later console writes may then wedge it, in which case it is
+//! hard-stopped at shutdown).
+//!
 //! Every step prints one `windsor dom0:` line; failures are counted and
 //! returned for `WINDSOR-DONE failed=`.
 
@@ -37,7 +44,7 @@ use alloc::vec::Vec;
 use core::time::Duration;
 use windsor_boot_config::{BootPlan, Bundle, PlanDomain};
 use windsor_unikernel::xen::platform::{
-    BuiltDomain, Clock, CreateConfig, DomainControl, DomainImage, EventChannel, RunState,
+    BuiltDomain, Clock, CreateConfig, DomainControl, DomainImage, EventChannel, Platform, RunState,
     ShutdownReason,
 };
 use windsor_unikernel::xen::{DomId, Errno, EvtchnPort};
@@ -59,6 +66,15 @@ pub struct ConsoleGuest<'p> {
 
 fn ms(d: Duration) -> String {
     format!("{}.{:03}", d.as_micros() / 1000, d.as_micros() % 1000)
+}
+
+/// Whether dom0's `console-garbage=` word names guest `name`.
+fn garbage_requested(xen: &'static Xen, name: &str) -> bool {
+    xen.cmdline()
+        .split_ascii_whitespace()
+        .filter_map(|w| w.strip_prefix("console-garbage="))
+        .flat_map(|l| l.split(','))
+        .any(|n| n == name)
 }
 
 /// Creates, builds and announces `d`, attaches its console; the caller
@@ -88,9 +104,16 @@ fn launch<'p>(
     };
     let t0 = xen.now();
     let dom = xen.create(&cfg).map_err(|e| xen.describe(e))?;
+    // Tests: dom0's `console-garbage=<name>,...` makes the test initramfs
+    // of those guests write garbage into their console ring.
+    let cmdline = if garbage_requested(xen, &d.name) {
+        format!("{} windsor.console=garbage", d.cmdline.trim())
+    } else {
+        d.cmdline.trim().into()
+    };
     let image = DomainImage {
         kernel,
-        cmdline: d.cmdline.trim(),
+        cmdline: &cmdline,
         xenstore_domid: xsdom,
         console_domid: DomId::DOM0,
     };
@@ -365,27 +388,53 @@ pub fn stop_all(
         // sysrq: acknowledged by clearing the node, help on the console.
         let node = format!("/local/domain/{}/control/sysrq", g.dom.0);
         let acked = |xs: &Xs<'_>| xs.read(T, &node).is_ok_and(|v| v.is_empty());
-        match request(
-            xen,
-            xs,
-            &mut g,
-            "sysrq",
-            "h",
-            Some("sysrq: HELP"),
-            stop,
-            dom_exc,
-            |_, seen| seen,
-        ) {
-            Ok(dt) => println!(
-                "windsor dom0: guest {name:?} d{}: control/sysrq = h handled in {} ms \
-                 (sysrq help on its console, node {})",
-                g.dom,
-                ms(dt),
-                if acked(xs) { "cleared" } else { "NOT cleared" }
-            ),
-            Err(e) => {
+        if garbage_requested(xen, &name) {
+            // Serve it until its garbage is seen (as for a fuzz target's
+            // `misbehave=` crash, dom0 waits for the misbehaviour).
+            let gone = pump_until(xen, &mut [&mut g.console], &[], stop, |c| {
+                c[0].pump(xen, None);
+                c[0].disconnected()
+            });
+            if !gone {
                 failed += 1;
-                println!("windsor dom0: guest {name:?} d{}: {e}", g.dom);
+                println!(
+                    "windsor dom0: guest {name:?} d{}: console still connected {} ms after \
+                     it was told to write garbage",
+                    g.dom,
+                    stop.as_millis()
+                );
+            }
+        }
+        g.console.pump(xen, None);
+        if g.console.disconnected() {
+            println!(
+                "windsor dom0: guest {name:?} d{}: console disconnected, sysrq not checked",
+                g.dom
+            );
+        } else {
+            let sysrq = request(
+                xen,
+                xs,
+                &mut g,
+                "sysrq",
+                "h",
+                Some("sysrq: HELP"),
+                stop,
+                dom_exc,
+                |_, seen| seen,
+            );
+            match sysrq {
+                Ok(dt) => println!(
+                    "windsor dom0: guest {name:?} d{}: control/sysrq = h handled in {} ms \
+                     (sysrq help on its console, node {})",
+                    g.dom,
+                    ms(dt),
+                    if acked(xs) { "cleared" } else { "NOT cleared" }
+                ),
+                Err(e) => {
+                    failed += 1;
+                    println!("windsor dom0: guest {name:?} d{}: {e}", g.dom);
+                }
             }
         }
         if reboot.contains(&name.as_str()) {
