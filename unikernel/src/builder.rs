@@ -282,7 +282,12 @@ impl Xen {
         m.mem().fill(0, PAGE_SIZE, 0);
         m.mem().write_bytes(0, &acpi);
         drop(m);
-        self.restrict_cpuid(dom)?;
+        if self.restrict_cpuid(dom)? > 0 {
+            crate::println!(
+                "windsor: builder: {dom:?}: CPUID: RDTSCP and RDPID hidden \
+                 (SVM without NRIP save: Xen cannot emulate them)"
+            );
+        }
 
         // 4. Rings, ports, HVM params.
         let rings = self.map_foreign(dom, &[Gfn(console_gfn), Gfn(store_gfn)])?;
