@@ -106,8 +106,8 @@ impl Xen {
     }
 
     /// Applies the guest's CPUID policy (see the module doc); returns how
-    /// many leaves were changed.
-    fn restrict_cpuid(&self, dom: DomId) -> core::result::Result<usize, OpError> {
+    /// many leaves were changed and why.
+    fn restrict_cpuid(&self, dom: DomId) -> core::result::Result<(usize, &'static str), OpError> {
         // The processor's own SVM leaf says whether Xen can emulate RDTSCP.
         let mut raw = XenSysctlCpuPolicy {
             index: XEN_SYSCTL_CPU_POLICY_RAW,
@@ -124,9 +124,12 @@ impl Xen {
             Some(leaves)
         });
         // Unknown (the query failed): hide, which is always safe.
-        if raw_leaves.as_deref().and_then(svm_without_nrips) == Some(false) {
-            return Ok(0);
-        }
+        let why = match raw_leaves.as_deref().map(svm_without_nrips) {
+            Some(Some(false)) => return Ok((0, "")),
+            Some(None) => return Ok((0, "")),
+            Some(Some(true)) => "the processor is SVM without NRIP save",
+            None => "the processor's CPUID could not be read",
+        };
         let failed = |cmd| move |errno| OpError::Domctl { cmd, dom, errno };
         let mut p = XenDomctlCpuPolicy::default();
         let mut op = XenDomctl::with_payload(XEN_DOMCTL_GET_CPU_POLICY, dom.0, &p);
@@ -140,7 +143,7 @@ impl Xen {
         leaves.truncate(op.payload::<XenDomctlCpuPolicy>().nr_leaves as usize);
         let changed = hide_tsc_aux_readers(&mut leaves);
         if changed.is_empty() {
-            return Ok(0);
+            return Ok((0, why));
         }
         let set = XenDomctlCpuPolicy {
             nr_leaves: changed.len() as u32,
@@ -149,7 +152,7 @@ impl Xen {
         };
         let mut op = XenDomctl::with_payload(XEN_DOMCTL_SET_CPU_POLICY, dom.0, &set);
         hypercall::domctl(&mut op).map_err(failed(XEN_DOMCTL_SET_CPU_POLICY))?;
-        Ok(changed.len())
+        Ok((changed.len(), why))
     }
 
     /// [`DomainBuilder::build`] with the typed error (see the module doc).
@@ -282,10 +285,11 @@ impl Xen {
         m.mem().fill(0, PAGE_SIZE, 0);
         m.mem().write_bytes(0, &acpi);
         drop(m);
-        if self.restrict_cpuid(dom)? > 0 {
+        let (hidden, why) = self.restrict_cpuid(dom)?;
+        if hidden > 0 {
             crate::println!(
-                "windsor: builder: {dom:?}: CPUID: RDTSCP and RDPID hidden \
-                 (SVM without NRIP save: Xen cannot emulate them)"
+                "windsor: builder: {dom:?}: CPUID: RDTSCP and RDPID hidden ({why}: \
+                 Xen could not emulate them)"
             );
         }
 

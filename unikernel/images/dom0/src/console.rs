@@ -1,10 +1,10 @@
 //! dom0 as console backend (xenconsoled's job) in Xen mode.
 //!
 //! For each guest whose console dom0 serves, a [`Console`] maps the
-//! guest's console page (the frame the builder set as
-//! `HVM_PARAM_CONSOLE_PFN`; dom0 is privileged, so a foreign mapping, as
-//! xenconsoled does when it does not use grant entry 0), binds the guest's
-//! console port, and runs the `windsor-console` core over it: lines come
+//! guest's console page through the guest's reserved grant entry 0
+//! (`GNTTAB_RESERVED_CONSOLE`, which the builder filled for dom0 with the
+//! frame of `HVM_PARAM_CONSOLE_PFN`: how xenconsoled maps it), binds the
+//! guest's console port, and runs the `windsor-console` core over it: lines come
 //! out on dom0's serial log as `[name] text`, bounded and rate-limited per
 //! guest, a garbage ring disconnects that guest's console only.
 
@@ -12,22 +12,24 @@ use alloc::format;
 use alloc::string::String;
 use core::time::Duration;
 use windsor_console::{GuestConsole, Limits};
-use windsor_unikernel::xen::platform::{BuiltDomain, Clock, EventChannel};
-use windsor_unikernel::xen::{DomId, EvtchnPort};
-use windsor_unikernel::{println, ForeignPages, Xen};
+use windsor_unikernel::xen::platform::{
+    BuiltDomain, Clock, EventChannel, ForeignMapping, GrantTable,
+};
+use windsor_unikernel::xen::{DomId, EvtchnPort, GrantRef};
+use windsor_unikernel::{println, Mapping, Xen};
 
 /// One guest's console, served by dom0.
 pub struct Console {
     /// The guest.
     pub dom: DomId,
-    page: ForeignPages,
+    page: Mapping,
     port: EvtchnPort,
     core: GuestConsole,
     reported: bool,
 }
 
 impl Console {
-    /// Maps `dom`'s console page and binds its console port.
+    /// Maps `dom`'s console page (grant entry 0) and binds its console port.
     pub fn attach(
         xen: &'static Xen,
         dom: DomId,
@@ -35,8 +37,8 @@ impl Console {
         built: &BuiltDomain,
     ) -> Result<Self, String> {
         let page = xen
-            .map_foreign(dom, &[built.console_gfn])
-            .map_err(|e| format!("map the console page: {e}"))?;
+            .map(dom, &[GrantRef::RESERVED_CONSOLE], false)
+            .map_err(|e| format!("map its console grant (entry 0): {}", xen.describe(e)))?;
         let port = xen
             .bind_interdomain(dom, built.console_port)
             .map_err(|e| format!("bind the console port: {}", xen.describe(e)))?;
@@ -71,7 +73,9 @@ impl Console {
     pub fn pump(&mut self, xen: &'static Xen, watch: Option<&str>) -> bool {
         let _ = xen.clear_pending(self.port);
         let mut seen = false;
-        let mem = self.page.mem();
+        let Some(mem) = self.page.rw() else {
+            return false;
+        };
         match self.core.poll(xen.now(), &mem, |name, line| {
             println!("[{name}] {line}");
             if watch.is_some_and(|w| line.contains(w)) {
