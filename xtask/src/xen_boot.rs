@@ -443,9 +443,9 @@ case " $($b cat /proc/cmdline) " in
     # Misbehave for the tests: point our console ring's out_prod (offset
     # 3084 of the page, the first reserved page at the end of RAM) far
     # past out_cons; the backend must disconnect this console only.
-    page=$($b grep -i ' : Reserved' /proc/iomem | $b tail -1 | $b cut -d- -f1 | $b tr -d ' ')
-    echo "WINDSOR-LINUX-GARBAGE: out_prod of the console page at 0x$page := 0x7fff0000"
-    $b devmem $((0x$page + 3084)) 32 0x7fff0000
+    page=$($b dmesg | $b grep 'BIOS-e820:' | $b grep reserved | $b tail -1 | $b sed 's/.*\[mem \(0x[0-9a-f]*\)-.*/\1/')
+    echo "WINDSOR-LINUX-GARBAGE: out_prod of the console page at $page := 0x7fff0000"
+    $b devmem $(($page + 3084)) 32 0x7fff0000
     ;;
 esac
 while :; do $b sleep 3600; done
