@@ -439,6 +439,15 @@ mods=""
 for m in /lib/modules/*.ko; do $b insmod "$m" && mods="$mods $($b basename "$m" .ko)"; done
 echo "WINDSOR-LINUX-INIT up: kernel $($b uname -r), $($b nproc) cpu(s), uptime $($b cut -d' ' -f1 /proc/uptime) s, rdtscp in cpuinfo: $($b grep -c -w rdtscp /proc/cpuinfo), modules:$mods"
 case " $($b cat /proc/cmdline) " in
+*" windsor.shutdown=ignore "*)
+    # Misbehave for the tests: ignore the toolstack's shutdown requests.
+    for c in poweroff reboot; do
+        printf '#!/bin/busybox sh\necho "WINDSOR-LINUX-IGNORED $0"\n' > /sbin/$c
+    done
+    echo "WINDSOR-LINUX-WILL-IGNORE-SHUTDOWN"
+    ;;
+esac
+case " $($b cat /proc/cmdline) " in
 *" windsor.console=garbage "*)
     # Misbehave for the tests: point our console ring's out_prod (offset
     # 3084 of the page, the first reserved page at the end of RAM) far

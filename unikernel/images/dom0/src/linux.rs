@@ -32,7 +32,9 @@
 //! initramfs then writes a garbage `out_prod` into its own console ring,
 //! and dom0's console backend must disconnect that console alone (the
 //! guest's later console writes may then wedge it, in which case it is
-//! hard-stopped at shutdown).
+//! hard-stopped at shutdown). `ignore-shutdown=<name>,...` appends
+//! `windsor.shutdown=ignore`: the initramfs's `/sbin/poweroff` and
+//! `/sbin/reboot` then do nothing, and dom0 must hard-stop the guest.
 //!
 //! Every step prints one `windsor dom0:` line; failures are counted and
 //! returned for `WINDSOR-DONE failed=`.
@@ -68,13 +70,18 @@ fn ms(d: Duration) -> String {
     format!("{}.{:03}", d.as_micros() / 1000, d.as_micros() % 1000)
 }
 
-/// Whether dom0's `console-garbage=` word names guest `name`.
-fn garbage_requested(xen: &'static Xen, name: &str) -> bool {
+/// Whether dom0's `<word>=<name>,...` command-line word names guest `name`.
+fn named_in(xen: &'static Xen, word: &str, name: &str) -> bool {
     xen.cmdline()
         .split_ascii_whitespace()
-        .filter_map(|w| w.strip_prefix("console-garbage="))
+        .filter_map(|w| w.strip_prefix(word)?.strip_prefix('='))
         .flat_map(|l| l.split(','))
         .any(|n| n == name)
+}
+
+/// Whether dom0's `console-garbage=` word names guest `name`.
+fn garbage_requested(xen: &'static Xen, name: &str) -> bool {
+    named_in(xen, "console-garbage", name)
 }
 
 /// Creates, builds and announces `d`, attaches its console; the caller
@@ -106,11 +113,13 @@ fn launch<'p>(
     let dom = xen.create(&cfg).map_err(|e| xen.describe(e))?;
     // Tests: dom0's `console-garbage=<name>,...` makes the test initramfs
     // of those guests write garbage into their console ring.
-    let cmdline = if garbage_requested(xen, &d.name) {
-        format!("{} windsor.console=garbage", d.cmdline.trim())
-    } else {
-        d.cmdline.trim().into()
-    };
+    let mut cmdline = String::from(d.cmdline.trim());
+    if garbage_requested(xen, &d.name) {
+        cmdline.push_str(" windsor.console=garbage");
+    }
+    if named_in(xen, "ignore-shutdown", &d.name) {
+        cmdline.push_str(" windsor.shutdown=ignore");
+    }
     let image = DomainImage {
         kernel,
         cmdline: &cmdline,
