@@ -982,6 +982,46 @@ mod tests {
     }
 
     #[test]
+    fn initramfs_is_a_newc_archive_with_init_console_and_modules() {
+        let a = linux_initramfs(b"BUSYBOX", &[("xen-netfront.ko", vec![1, 2, 3])]);
+        let field = |h: &[u8], i: usize| {
+            u32::from_str_radix(std::str::from_utf8(&h[6 + 8 * i..14 + 8 * i]).unwrap(), 16)
+                .unwrap()
+        };
+        let (mut at, mut names) = (0, Vec::new());
+        loop {
+            let h = &a[at..at + 110];
+            assert_eq!(&h[..6], b"070701", "header at {at}");
+            let (mode, size, namesize) = (field(h, 1), field(h, 6) as usize, field(h, 11) as usize);
+            let name = std::str::from_utf8(&a[at + 110..at + 110 + namesize - 1]).unwrap();
+            let data_at = (at + 110 + namesize).next_multiple_of(4);
+            let data = &a[data_at..data_at + size];
+            match name {
+                "dev/console" => assert_eq!((mode, field(h, 9), field(h, 10)), (0o020600, 5, 1)),
+                "init" => assert!(data.starts_with(b"#!/bin/busybox sh") && mode == 0o100755),
+                "bin/busybox" => assert_eq!(data, b"BUSYBOX"),
+                "lib/modules/xen-netfront.ko" => assert_eq!(data, [1, 2, 3]),
+                _ => {}
+            }
+            names.push(name.to_string());
+            at = (data_at + size).next_multiple_of(4);
+            if name == "TRAILER!!!" {
+                break;
+            }
+        }
+        assert_eq!(at, a.len());
+        for n in [
+            "init",
+            "dev/console",
+            "sbin/poweroff",
+            "sbin/reboot",
+            "lib/modules/xen-netfront.ko",
+        ] {
+            assert!(names.iter().any(|x| x == n), "{n} missing: {names:?}");
+        }
+    }
+
+    #[test]
     fn ready_line_fields_parse() {
         let l = "WINDSOR-READY dom0=55.702 ms xen=1030 ms";
         assert_eq!(parse_ms(l, "dom0="), Some(55.702));
