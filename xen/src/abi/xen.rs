@@ -160,15 +160,27 @@ pub struct VcpuTimeInfo {
 
 impl VcpuTimeInfo {
     /// System time in ns at TSC value `tsc`, from a consistent snapshot.
+    ///
+    /// `tsc` may be older than the snapshot (a TSC read before Xen last
+    /// updated the record): the time is then before `system_time`.
     pub const fn system_time_at(&self, tsc: u64) -> u64 {
-        let delta = tsc.wrapping_sub(self.tsc_timestamp);
+        let behind = tsc < self.tsc_timestamp;
+        let delta = if behind {
+            self.tsc_timestamp - tsc
+        } else {
+            tsc - self.tsc_timestamp
+        };
         let delta = if self.tsc_shift >= 0 {
             delta << self.tsc_shift
         } else {
             delta >> -self.tsc_shift
         };
         let ns = ((delta as u128 * self.tsc_to_system_mul as u128) >> 32) as u64;
-        self.system_time.wrapping_add(ns)
+        if behind {
+            self.system_time.saturating_sub(ns)
+        } else {
+            self.system_time.wrapping_add(ns)
+        }
     }
 }
 
