@@ -161,26 +161,23 @@ pub struct VcpuTimeInfo {
 impl VcpuTimeInfo {
     /// System time in ns at TSC value `tsc`, from a consistent snapshot.
     ///
-    /// `tsc` may be older than the snapshot (a TSC read before Xen last
-    /// updated the record): the time is then before `system_time`.
+    /// A `tsc` older than the snapshot's `tsc_timestamp` (seen under QEMU's
+    /// TCG, where a vCPU's TSC can lag the one Xen stamped the record with)
+    /// gives the snapshot's own `system_time`: never a time in the far
+    /// future from a wrapped difference, and never earlier than a time
+    /// already read from this record.
     pub const fn system_time_at(&self, tsc: u64) -> u64 {
-        let behind = tsc < self.tsc_timestamp;
-        let delta = if behind {
-            self.tsc_timestamp - tsc
-        } else {
-            tsc - self.tsc_timestamp
-        };
+        if tsc < self.tsc_timestamp {
+            return self.system_time;
+        }
+        let delta = tsc - self.tsc_timestamp;
         let delta = if self.tsc_shift >= 0 {
             delta << self.tsc_shift
         } else {
             delta >> -self.tsc_shift
         };
         let ns = ((delta as u128 * self.tsc_to_system_mul as u128) >> 32) as u64;
-        if behind {
-            self.system_time.saturating_sub(ns)
-        } else {
-            self.system_time.wrapping_add(ns)
-        }
+        self.system_time.wrapping_add(ns)
     }
 }
 
