@@ -160,17 +160,8 @@ pub struct VcpuTimeInfo {
 
 impl VcpuTimeInfo {
     /// System time in ns at TSC value `tsc`, from a consistent snapshot.
-    ///
-    /// A `tsc` older than the snapshot's `tsc_timestamp` (seen under QEMU's
-    /// TCG, where a vCPU's TSC can lag the one Xen stamped the record with)
-    /// gives the snapshot's own `system_time`: never a time in the far
-    /// future from a wrapped difference, and never earlier than a time
-    /// already read from this record.
     pub const fn system_time_at(&self, tsc: u64) -> u64 {
-        if tsc < self.tsc_timestamp {
-            return self.system_time;
-        }
-        let delta = tsc - self.tsc_timestamp;
+        let delta = tsc.wrapping_sub(self.tsc_timestamp);
         let delta = if self.tsc_shift >= 0 {
             delta << self.tsc_shift
         } else {
