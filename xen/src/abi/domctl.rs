@@ -469,10 +469,10 @@ pub struct XenDomctlCpuPolicy {
     pub nr_leaves: u32,
     /// IN/OUT: the same for `msr_policy`.
     pub nr_msrs: u32,
-    /// Guest address of an array of [`XenCpuidLeaf`] (0: none); `leaves`
-    /// in the headers since 4.17.2.
+    /// Guest address of an array of [`XenCpuidLeaf`] (0: none); named
+    /// `leaves` in Debian's 4.17.7 headers.
     pub cpuid_policy: u64,
-    /// Guest address of an array of [`XenMsrEntry`] (0: none); `msrs`.
+    /// Guest address of an array of [`XenMsrEntry`] (0: none); `msrs` there.
     pub msr_policy: u64,
     /// OUT (set only): the leaf Xen's audit objected to.
     pub err_leaf: u32,
