@@ -29,7 +29,7 @@ use toml::Spanned;
 
 use crate::error::{ConfigError, Location, PathProblem, XEN_RESERVE_MIB};
 use crate::plan::{
-    BootPlan, Dom0Settings, DomainKind, LogLevel, PlanDomain, Timeouts, XenstoreQuotas,
+    BootPlan, Dom0Settings, DomainKind, LogLevel, PlanDomain, PlanRamdisk, Timeouts, XenstoreQuotas,
 };
 
 /// Memory of any domain, dom0 included, in MiB.
@@ -126,10 +126,18 @@ mod raw {
     #[serde(deny_unknown_fields)]
     pub struct Guest {
         pub name: Spanned<String>,
+        /// XAPI's `PV_kernel`: an ELF or a bzImage.
+        #[serde(alias = "PV_kernel")]
         pub image: Spanned<String>,
+        /// XAPI's `PV_ramdisk`.
+        #[serde(rename = "PV_ramdisk", alias = "ramdisk")]
+        pub ramdisk: Option<Spanned<String>>,
         pub memory_mib: Spanned<i64>,
         pub vcpus: Option<Spanned<i64>>,
+        /// XAPI's `PV_args`.
+        #[serde(alias = "PV_args")]
         pub cmdline: Option<Spanned<String>>,
+        pub ready_console: Option<Spanned<String>>,
     }
 
     #[derive(Deserialize)]
@@ -164,10 +172,16 @@ pub struct DomainConfig {
     pub memory_mib: u32,
     /// vCPUs.
     pub vcpus: u32,
-    /// The ELF image.
+    /// The kernel image (`PV_kernel`): an ELF, or a bzImage that the bundle
+    /// renderer turns into one.
     pub image: Image,
-    /// Command line handed to the domain.
+    /// Command line handed to the domain (`PV_args`).
     pub cmdline: String,
+    /// The ramdisk (`PV_ramdisk`), guests only.
+    pub ramdisk: Option<Image>,
+    /// Console text that shows the guest is up (see
+    /// [`PlanDomain::ready_console`]), guests only.
+    pub ready_console: Option<String>,
 }
 
 /// Settings of the QEMU test machine.
@@ -238,13 +252,18 @@ impl HostConfig {
             .chain(others)
             .chain(&self.guests)
             .map(|d| {
-                let module = match entries.iter().position(|p| *p == d.image.path) {
+                let mut entry = |path| match entries.iter().position(|p| *p == path) {
                     Some(i) => i + 1,
                     None => {
-                        entries.push(&d.image.path);
+                        entries.push(path);
                         entries.len()
                     }
                 };
+                let module = entry(d.image.path.as_str());
+                let ramdisk = d.ramdisk.as_ref().map(|r| PlanRamdisk {
+                    module: entry(r.path.as_str()) as u32,
+                    path: r.path.clone(),
+                });
                 PlanDomain {
                     name: d.name.clone(),
                     kind: d.kind,
@@ -253,6 +272,8 @@ impl HostConfig {
                     module: module as u32,
                     image: d.image.path.clone(),
                     cmdline: d.cmdline.clone(),
+                    ramdisk,
+                    ready_console: d.ready_console.clone(),
                 }
             })
             .collect();
@@ -267,7 +288,11 @@ impl HostConfig {
     pub fn images(&self) -> impl Iterator<Item = &Image> {
         std::iter::once(&self.dom0_image)
             .chain(self.services.iter().map(|d| &d.image))
-            .chain(self.guests.iter().map(|d| &d.image))
+            .chain(
+                self.guests
+                    .iter()
+                    .flat_map(|d| std::iter::once(&d.image).chain(&d.ramdisk)),
+            )
     }
 
     /// Checks that every image exists as a file under `images_dir`.
@@ -531,6 +556,8 @@ fn validate(raw: raw::File, cx: &Ctx<'_>) -> Result<HostConfig, ConfigError> {
             vcpus: cx.ranged_or(&sr.vcpus, &field("vcpus"), &VCPUS, 1)?,
             image: cx.image(&sr.image, field("image"))?,
             cmdline: cx.cmdline(&sr.cmdline, &field("cmdline"))?,
+            ramdisk: None,
+            ready_console: None,
         });
     }
     if !kinds.contains_key(&DomainKind::Xenstore) {
@@ -557,6 +584,14 @@ fn validate(raw: raw::File, cx: &Ctx<'_>) -> Result<HostConfig, ConfigError> {
             vcpus: cx.ranged_or(&gr.vcpus, &field("vcpus"), &VCPUS, 1)?,
             image: cx.image(&gr.image, field("image"))?,
             cmdline: cx.cmdline(&gr.cmdline, &field("cmdline"))?,
+            ramdisk: match &gr.ramdisk {
+                Some(r) => Some(cx.image(r, field("PV_ramdisk"))?),
+                None => None,
+            },
+            ready_console: match &gr.ready_console {
+                Some(r) => Some(cx.cmdline(&Some(r.clone()), &field("ready_console"))?),
+                None => None,
+            },
         });
     }
 

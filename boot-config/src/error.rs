@@ -290,3 +290,46 @@ mod tests {
         assert_eq!(PathProblem::of("a\"b"), Some(PathProblem::Unprintable));
     }
 }
+
+/// Why a kernel image could not be turned into a PVH ELF
+/// ([`kernel::pvh_elf`](crate::kernel::pvh_elf)).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KernelError {
+    /// Neither an ELF nor an x86 bzImage.
+    #[error("not a kernel image: expected an ELF (vmlinux, a Windsor image) or an x86 bzImage")]
+    NotAKernel,
+    /// A bzImage older than boot protocol 2.08 (no payload fields).
+    #[error("bzImage boot protocol {version:#x} is older than 2.08: no payload to extract")]
+    OldBootProtocol {
+        /// The header's `version`.
+        version: u16,
+    },
+    /// The setup header points the payload outside the file.
+    #[error("bzImage payload at {start} ({len} bytes) lies outside the {file}-byte file")]
+    PayloadOutOfBounds {
+        /// Start of the payload.
+        start: usize,
+        /// Its length.
+        len: usize,
+        /// File length.
+        file: usize,
+    },
+    /// A payload compression this crate does not decode.
+    #[error("bzImage payload is {0}-compressed; only XZ (Debian's CONFIG_KERNEL_XZ) is supported")]
+    UnsupportedCompression(&'static str),
+    /// The XZ stream is corrupt.
+    #[error("bzImage XZ payload does not decompress: {0}")]
+    Decompress(String),
+    /// The decompressed kernel is larger than the decoder accepts.
+    #[error("decompressed kernel is larger than {max} bytes")]
+    TooLarge {
+        /// The limit.
+        max: u64,
+    },
+    /// The payload decompressed to something other than an ELF.
+    #[error("bzImage payload is not an ELF vmlinux")]
+    PayloadNotElf,
+    /// The ELF cannot be laid out for the bundle.
+    #[error("kernel ELF refused: {0}")]
+    BadElf(&'static str),
+}

@@ -112,11 +112,14 @@ mod config;
 #[cfg(feature = "std")]
 mod error;
 #[cfg(feature = "std")]
+pub mod kernel;
+#[cfg(feature = "std")]
 pub mod render;
 
 pub use bundle::{Bundle, BundleError};
 pub use plan::{
-    BootPlan, Dom0Settings, DomainKind, LogLevel, PlanDomain, PlanError, Timeouts, XenstoreQuotas,
+    BootPlan, Dom0Settings, DomainKind, LogLevel, PlanDomain, PlanError, PlanRamdisk, Timeouts,
+    XenstoreQuotas,
 };
 
 #[cfg(feature = "std")]
@@ -125,7 +128,7 @@ pub use config::{
     QEMU_MEMORY_MIB, QEMU_SMP, QEMU_TIMEOUT_SECS, RESERVED_NAMES, TIMEOUT_MS, VCPUS,
 };
 #[cfg(feature = "std")]
-pub use error::{ConfigError, Location, PathProblem, XEN_RESERVE_MIB};
+pub use error::{ConfigError, KernelError, Location, PathProblem, XEN_RESERVE_MIB};
 
 /// Reads and validates the host description at `path`.
 ///

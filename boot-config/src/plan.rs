@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 pub const PLAN_MAGIC: [u8; 4] = *b"WBPL";
 
 /// Version of the plan encoding; bump on any change to the plan types.
-pub const PLAN_VERSION: u16 = 1;
+pub const PLAN_VERSION: u16 = 2;
 
 /// Length of the header in front of the postcard body.
 pub const PLAN_HEADER_LEN: usize = 6;
@@ -200,6 +200,22 @@ pub struct PlanDomain {
     pub image: String,
     /// Command line handed to the domain in its `hvm_start_info`.
     pub cmdline: String,
+    /// The ramdisk (initrd, XAPI's `PV_ramdisk`), handed to the guest as
+    /// `hvm_start_info` module 0.
+    pub ramdisk: Option<PlanRamdisk>,
+    /// Text whose appearance on the guest's console shows it is up, for
+    /// guests that do not write `data/state = running` to xenstore (other
+    /// people's kernels): dom0 waits for it instead.
+    pub ready_console: Option<String>,
+}
+
+/// A domain's ramdisk in the bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanRamdisk {
+    /// Its bundle entry (≥ 1).
+    pub module: u32,
+    /// The path as written in the host description (informational).
+    pub path: String,
 }
 
 /// Why an encoded plan was rejected.
@@ -296,7 +312,7 @@ impl BootPlan {
                     "a service domain comes after a guest",
                 ));
             }
-            if d.module == 0 {
+            if d.module == 0 || d.ramdisk.as_ref().is_some_and(|r| r.module == 0) {
                 return Err(PlanError::Inconsistent(
                     "a domain uses bundle entry 0, which is the plan",
                 ));
@@ -324,16 +340,24 @@ impl BootPlan {
     /// Number of bundle entries the plan refers to (the plan itself plus the
     /// distinct images): one more than the largest `module`.
     pub fn bundle_entries(&self) -> u32 {
-        self.domains.iter().map(|d| d.module).max().unwrap_or(0) + 1
+        self.domains
+            .iter()
+            .flat_map(|d| core::iter::once(d.module).chain(d.ramdisk.as_ref().map(|r| r.module)))
+            .max()
+            .unwrap_or(0)
+            + 1
     }
 
     /// Image path of each bundle entry from 1 on, in entry order.
     pub fn images(&self) -> Vec<&str> {
         let mut out: Vec<&str> = Vec::new();
         for d in &self.domains {
-            let idx = d.module as usize;
-            if idx >= 1 && idx - 1 == out.len() {
-                out.push(&d.image);
+            let rd = d.ramdisk.as_ref().map(|r| (r.module, r.path.as_str()));
+            for (m, path) in core::iter::once((d.module, d.image.as_str())).chain(rd) {
+                let idx = m as usize;
+                if idx >= 1 && idx - 1 == out.len() {
+                    out.push(path);
+                }
             }
         }
         out
@@ -372,6 +396,8 @@ pub(crate) mod tests {
                     module: 1,
                     image: "xenstore.elf".to_string(),
                     cmdline: String::new(),
+                    ramdisk: None,
+                    ready_console: None,
                 },
                 PlanDomain {
                     name: "fuzz0".to_string(),
@@ -380,6 +406,8 @@ pub(crate) mod tests {
                     vcpus: 2,
                     module: 2,
                     image: "fuzz.elf".to_string(),
+                    ramdisk: None,
+                    ready_console: None,
                     cmdline: "seed=1".to_string(),
                 },
             ],
@@ -389,8 +417,8 @@ pub(crate) mod tests {
     /// `sample()` encoded. If this changes, the encoding changed: bump
     /// [`PLAN_VERSION`] and update the fixture.
     #[rustfmt::skip]
-    static SAMPLE_BLOB: [u8; 79] = [
-        b'W', b'B', b'P', b'L', 1, 0, // magic, version 1
+    static SAMPLE_BLOB: [u8; 83] = [
+        b'W', b'B', b'P', b'L', 2, 0, // magic, version 2
         4, b't', b'e', b's', b't', // host
         64, 1, 2, // dom0: memory 64, vcpus 1, log level Info
         0xe8, 0x07, 0x80, 0x10, 0x80, 0x01, 10, // quotas 1000, 2048, 128, 10 (varints)
@@ -401,10 +429,12 @@ pub(crate) mod tests {
         8, b'x', b'e', b'n', b's', b't', b'o', b'r', b'e', 0, 32, 1, 1,
         // image "xenstore.elf", cmdline ""
         12, b'x', b'e', b'n', b's', b't', b'o', b'r', b'e', b'.', b'e', b'l', b'f', 0,
+        0, 0, // no ramdisk, no ready_console
         // "fuzz0", Guest, 16 MiB, 2 vCPUs, module 2
         5, b'f', b'u', b'z', b'z', b'0', 3, 16, 2, 2,
         8, b'f', b'u', b'z', b'z', b'.', b'e', b'l', b'f', // image
         6, b's', b'e', b'e', b'd', b'=', b'1', // cmdline
+        0, 0, // no ramdisk, no ready_console
     ];
 
     #[test]
@@ -442,12 +472,12 @@ pub(crate) mod tests {
     #[test]
     fn rejects_other_version() {
         let mut blob = sample().to_postcard();
-        blob[4..6].copy_from_slice(&2u16.to_le_bytes());
+        blob[4..6].copy_from_slice(&3u16.to_le_bytes());
         let err = BootPlan::from_postcard(&blob).unwrap_err();
-        assert_eq!(err, PlanError::UnsupportedVersion { found: 2 });
+        assert_eq!(err, PlanError::UnsupportedVersion { found: 3 });
         assert_eq!(
             err.to_string(),
-            "boot plan: version 2 is not supported; this dom0 reads version 1 \
+            "boot plan: version 3 is not supported; this dom0 reads version 2 \
              (rebuild dom0 and the plan from the same tree)"
         );
     }

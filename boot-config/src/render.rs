@@ -68,6 +68,17 @@ pub enum RenderError {
         #[source]
         error: io::Error,
     },
+    /// A domain's kernel is not a loadable image.
+    #[error("{field}: {}: {error}", path.display())]
+    Kernel {
+        /// The field naming the kernel.
+        field: String,
+        /// The file, as written.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        error: crate::error::KernelError,
+    },
 }
 
 /// Memory, in MiB, dom0 must keep besides the bundle (its kernel, heap and
@@ -238,11 +249,22 @@ pub fn bundle_with(
             .find(|i| i.path == path)
             .map_or_else(|| "image".to_owned(), |i| i.field.clone());
         let bytes = read(Path::new(path)).map_err(|(path, error)| RenderError::ReadImage {
-            field,
+            field: field.clone(),
             path,
             error,
         })?;
-        images.push(bytes);
+        // Kernels (not ramdisks) become trimmed PVH ELFs: see `kernel`.
+        let is_kernel = plan.domains.iter().any(|d| d.image == path);
+        if is_kernel {
+            let elf = crate::kernel::bundle_image(bytes).map_err(|error| RenderError::Kernel {
+                field,
+                path: PathBuf::from(path),
+                error,
+            })?;
+            images.push(elf);
+        } else {
+            images.push(bytes);
+        }
     }
     let refs: Vec<&[u8]> = images.iter().map(Vec::as_slice).collect();
     let bytes = bundle::build(&plan.to_postcard(), &refs);

@@ -565,3 +565,144 @@ fn dom0_refuses_a_plan_from_another_version_with_the_plans_error() {
         "{msg}"
     );
 }
+
+/// The `unpause -> init <ms> ms` dom0 printed for `guest`, every boot.
+fn init_times(r: &xen_boot::BootReport, guest: &str) -> Vec<f64> {
+    let who = format!("guest \"{guest}\" d");
+    r.lines
+        .iter()
+        .filter(|l| l.starts_with("windsor dom0:") && l.contains(&who))
+        .filter_map(|l| {
+            let rest = &l[l.find("unpause -> init ")? + "unpause -> init ".len()..];
+            rest.split_whitespace().next()?.parse().ok()
+        })
+        .collect()
+}
+
+/// Debian's own Linux kernel (`linux-image-6.1.0-*-amd64`, the package's
+/// bzImage) as two PVH guests beside a Windsor fuzz-target guest, from
+/// `boot-config/examples/linux-multi.toml`: the builder's ACPI tables
+/// (two vCPUs come up), the initramfs as a start-info module, the console
+/// served by dom0 with the guest's name on each line, `control/sysrq`,
+/// a reboot through `control/shutdown` followed by a second boot, and
+/// poweroff through `control/shutdown`. One guest (`console-garbage=`)
+/// writes a garbage producer index into its console ring: dom0 disconnects
+/// that console alone and the others go on; the same guest
+/// (`ignore-shutdown=`) ignores the poweroff request and is hard-stopped
+/// after `shutdown_ms`. The kernel and busybox-static
+/// are fetched once with `apt-get download` and cached under `target/`.
+#[test]
+fn debian_linux_guests_boot_report_on_their_console_reboot_and_power_off() {
+    let config = xen_boot::workspace_root().join("boot-config/examples/linux-multi.toml");
+    let r = {
+        let _one = ONE_BOOT_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        boot(&XenBootArgs {
+            config: Some(config),
+            cmdline: "reboot=linux1 console-garbage=linux0 ignore-shutdown=linux0".into(),
+            quiet: true,
+            ..XenBootArgs::default()
+        })
+        .unwrap_or_else(|e| panic!("{e:#}"))
+    };
+    let has = |parts: &[&str]| has_line(&r, parts);
+    let count = |parts: &[&str]| {
+        r.lines
+            .iter()
+            .filter(|l| parts.iter().all(|p| l.contains(p)))
+            .count()
+    };
+    // Only dom0 prints unprefixed lines: `[name] ...` is what its console
+    // backend read from the guest's ring.
+    let console = |guest: &str, text: &str| {
+        let tag = format!("[{guest}] ");
+        r.lines
+            .iter()
+            .filter(|l| l.starts_with(&tag) && l.contains(text))
+            .count()
+    };
+    // linux0 booted with both vCPUs from the MADT; linux1 twice (before
+    // and after its reboot).
+    assert_eq!(console("linux0", "WINDSOR-LINUX-INIT up: kernel 6.1"), 1);
+    assert_eq!(console("linux0", "2 cpu(s)"), 1, "both vCPUs up");
+    assert_eq!(console("linux1", "WINDSOR-LINUX-INIT up: kernel 6.1"), 2);
+    assert!(console("linux0", "ACPI: APIC") >= 1, "MADT seen by Linux");
+    // The CPUID policy hid RDTSCP (QEMU's SVM has no NRIP save).
+    assert!(has(&["windsor: builder:", "RDTSCP and RDPID hidden"]));
+    assert_eq!(console("linux0", "rdtscp in cpuinfo: 0,"), 1);
+    assert!(console("linux0", "modules: xen-blkfront xen-netfront") >= 1);
+    for g in ["linux0", "linux1"] {
+        assert!(has(&[
+            &format!("guest \"{g}\" d"),
+            "console shows \"WINDSOR-LINUX-INIT\""
+        ]));
+        assert!(has(&[
+            &format!("guest \"{g}\" d"),
+            "cleaned up: xenstore nodes gone"
+        ]));
+    }
+    // linux1: sysrq, reboot and a second boot, poweroff.
+    assert!(has(&[
+        "guest \"linux1\" d",
+        "control/sysrq = h handled",
+        "node cleared"
+    ]));
+    assert!(console("linux1", "sysrq: HELP") >= 1);
+    assert!(has(&[
+        "guest \"linux1\" d",
+        "rebooting on control/shutdown"
+    ]));
+    assert!(has(&["guest \"linux1\" booted again as d"]));
+    assert!(console("linux1", "reboot: Restarting system") >= 1);
+    assert!(has(&[
+        "guest \"linux1\" d",
+        "powered off on control/shutdown"
+    ]));
+    // linux0 wrote garbage into its console ring: disconnected, nothing
+    // read from it after that; it ignored the poweroff request and was
+    // hard-stopped (the only failed step).
+    assert_eq!(console("linux0", "WINDSOR-LINUX-WILL-IGNORE-SHUTDOWN"), 1);
+    assert_eq!(console("linux0", "WINDSOR-LINUX-GARBAGE"), 1);
+    assert!(has(&[
+        "guest \"linux0\" d",
+        "console ring indices out of range",
+        "console disconnected"
+    ]));
+    assert!(has(&[
+        "guest \"linux0\" d",
+        "console disconnected, sysrq not checked"
+    ]));
+    let last = r
+        .lines
+        .iter()
+        .rposition(|l| l.starts_with("[linux0] "))
+        .unwrap();
+    assert!(
+        r.lines[last].contains("WINDSOR-LINUX-GARBAGE"),
+        "read after garbage: {}",
+        r.lines[last]
+    );
+    let hard_stopped = count(&[
+        "guest \"linux0\" d",
+        "ignored control/shutdown",
+        "hard-stopping",
+    ]);
+    assert_eq!(hard_stopped, 1);
+    // The Windsor guest beside them went through its usual lifecycle.
+    assert!(has(&["guest \"fuzz0\" d2 running (data/booted=1"]));
+    assert!(has(&["guest \"fuzz0\" d2 shut down on request: Poweroff"]));
+    assert!(r.ready_line.contains("guests=3"), "{}", r.ready_line);
+    assert!(!has(&["crashed"]) && !has(&["STILL PRESENT"]));
+    assert_eq!(
+        r.failed_steps,
+        Some(1),
+        "every planned step succeeded but the guest that ignored poweroff"
+    );
+    let (l0, l1) = (init_times(&r, "linux0"), init_times(&r, "linux1"));
+    assert_eq!((l0.len(), l1.len()), (1, 2), "{l0:?} {l1:?}");
+    eprintln!(
+        "xen-mode linux: unpause -> init linux0 {l0:?} ms, linux1 {l1:?} ms; \
+         ready after {:.1} s, whole run {:.1} s of QEMU wall time",
+        r.wall_to_ready.as_secs_f64(),
+        r.wall_total.as_secs_f64()
+    );
+}

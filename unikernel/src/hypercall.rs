@@ -23,7 +23,7 @@ use xen::abi::hvm::{XenHvmParam, HVMOP_GET_PARAM, HVMOP_SET_PARAM};
 use xen::abi::hypercall::{
     HYPERVISOR_CONSOLE_IO, HYPERVISOR_DOMCTL, HYPERVISOR_EVENT_CHANNEL_OP,
     HYPERVISOR_GRANT_TABLE_OP, HYPERVISOR_HVM_OP, HYPERVISOR_MEMORY_OP, HYPERVISOR_SCHED_OP,
-    HYPERVISOR_XEN_VERSION,
+    HYPERVISOR_SYSCTL, HYPERVISOR_XEN_VERSION,
 };
 use xen::abi::memory::{
     E820Entry, XenAddToPhysmap, XenAddToPhysmapBatch, XenForeignMemoryMap, XenMemoryMap,
@@ -110,6 +110,15 @@ pub fn domctl(op: &mut XenDomctl) -> Result<(), Errno> {
     // the payload matches `op.cmd` (built by the caller with
     // `XenDomctl::with_payload`).
     let r = unsafe { call(HYPERVISOR_DOMCTL, ptr(op), 0, 0, 0, 0) };
+    Errno::check(r).map(drop)
+}
+
+/// `__HYPERVISOR_sysctl` with `op`; Xen writes its results back into it.
+pub fn sysctl(op: &mut xen::abi::sysctl::XenSysctl) -> Result<(), Errno> {
+    // SAFETY: `op` is a live `xen_sysctl` carrying the interface version;
+    // the payload matches `op.cmd` (built with `XenSysctl::with_payload`),
+    // and any buffer it names is owned by the caller for the call.
+    let r = unsafe { call(HYPERVISOR_SYSCTL, ptr(op), 0, 0, 0, 0) };
     Errno::check(r).map(drop)
 }
 

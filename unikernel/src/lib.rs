@@ -13,6 +13,8 @@
 //!   [`error`] (portable): [`OpError`], which op of the builder or domain
 //!   control failed, on which domain, with which code;
 //!   [`vcpu`] (portable): a new guest's first vCPU context;
+//!   [`acpi`] (portable): the ACPI tables a PVH guest gets, as libxl's;
+//!   [`cpu_policy`] (portable): the CPUID bits hidden from guests;
 //!   [`start_info`] (portable): `hvm_start_info` parsing — command line,
 //!   modules, memory map — into owned values; [`time`] (portable): Xen system
 //!   time from `vcpu_time_info`.
@@ -40,8 +42,10 @@
 //!
 //! Known limits (Xen 4.17 under QEMU is what is tested):
 //!
-//! * one vCPU per domain; no timer interrupts (time comes from
-//!   `vcpu_time_info`, waits from `SCHEDOP_poll` deadlines);
+//! * Windsor's own images use one vCPU and no timer interrupts (time comes
+//!   from `vcpu_time_info`, waits from `SCHEDOP_poll` deadlines); guests
+//!   the builder makes may have several vCPUs (other kernels bring up
+//!   vCPUs 1.. themselves, from the MADT of [`acpi`]);
 //! * Xen gives a PVH dom0 a single boot module: several images travel in
 //!   one bundle (`boot-config`'s), which dom0 must unpack;
 //! * the guest-physical window for grant and foreign mappings (above the
@@ -68,6 +72,8 @@ extern crate alloc;
 
 pub use xen;
 
+pub mod acpi;
+pub mod cpu_policy;
 pub mod elf;
 pub mod error;
 pub mod start_info;

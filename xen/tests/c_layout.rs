@@ -53,6 +53,7 @@ const HEADERS: &[&str] = &[
     "xen/grant_table.h",
     "xen/memory.h",
     "xen/domctl.h",
+    "xen/sysctl.h",
     "errno.h",
     "xen/io/xenbus.h",
     "xen/io/xs_wire.h",
@@ -543,6 +544,14 @@ fn checks() -> Vec<Check> {
         abi::domctl::XenDomctlMaxVcpus = "struct xen_domctl_max_vcpus" { max };
         abi::domctl::XenDomctlHvmcontext = "struct xen_domctl_hvmcontext" { size, buffer };
         abi::domctl::XenDomctl = "struct xen_domctl" { cmd, interface_version, domain, _pad, u };
+        abi::domctl::XenCpuidLeaf = "xen_cpuid_leaf_t" { leaf, subleaf, a, b, c, d };
+        abi::domctl::XenMsrEntry = "xen_msr_entry_t" { idx, flags, val };
+        abi::domctl::XenDomctlCpuPolicy = "struct xen_domctl_cpu_policy" {
+            nr_leaves, nr_msrs, cpuid_policy = "leaves", msr_policy = "msrs", err_leaf, err_subleaf,
+            err_msr };
+        abi::sysctl::XenSysctlCpuPolicy = "struct xen_sysctl_cpu_policy" {
+            index, nr_leaves, nr_msrs, _rsvd, leaves, msrs };
+        abi::sysctl::XenSysctl = "struct xen_sysctl" { cmd, interface_version, u };
         abi::hvm_save::HvmSaveDescriptor = "struct hvm_save_descriptor" { typecode, instance, length };
         abi::hvm_save::HvmSaveHeader = "struct hvm_save_header" {
             magic, version, changeset, cpuid, gtsc_khz };
@@ -631,6 +640,11 @@ fn checks() -> Vec<Check> {
         abi::domctl::XEN_DOMCTL_VUART_OP => "XEN_DOMCTL_vuart_op";
         abi::domctl::XEN_DOMCTL_GET_CPU_POLICY => "XEN_DOMCTL_get_cpu_policy";
         abi::domctl::XEN_DOMCTL_SET_CPU_POLICY => "XEN_DOMCTL_set_cpu_policy";
+        abi::domctl::XEN_CPUID_NO_SUBLEAF => "XEN_CPUID_NO_SUBLEAF";
+        abi::sysctl::XEN_SYSCTL_INTERFACE_VERSION => "XEN_SYSCTL_INTERFACE_VERSION";
+        abi::sysctl::XEN_SYSCTL_GET_CPU_POLICY => "XEN_SYSCTL_get_cpu_policy";
+        abi::sysctl::XEN_SYSCTL_CPU_POLICY_RAW => "XEN_SYSCTL_cpu_policy_raw";
+        abi::sysctl::XEN_SYSCTL_CPU_POLICY_HOST => "XEN_SYSCTL_cpu_policy_host";
         abi::domctl::XEN_DOMCTL_VMTRACE_OP => "XEN_DOMCTL_vmtrace_op";
         abi::domctl::XEN_DOMCTL_GET_PAGING_MEMPOOL_SIZE => "XEN_DOMCTL_get_paging_mempool_size";
         abi::domctl::XEN_DOMCTL_SET_PAGING_MEMPOOL_SIZE => "XEN_DOMCTL_set_paging_mempool_size";

@@ -95,6 +95,7 @@ const NO_STD_CRATES: &[&str] = &[
     "windsor-toolstack",
     "windsor-boot-config",
     "windsor-api",
+    "windsor-console",
 ];
 
 /// Benchmarks: (package, bench target). Each prints JSON lines.

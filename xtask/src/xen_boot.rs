@@ -410,6 +410,224 @@ pub fn check_pvh_image(bytes: &[u8]) -> Result<u32> {
     }
 }
 
+/// File names, in the images directory, of the Linux guest files that
+/// [`linux_guest_files`] makes: Debian's kernel as packaged (a bzImage)
+/// and the test initramfs.
+pub const LINUX_KERNEL: &str = "debian-vmlinuz";
+/// See [`LINUX_KERNEL`].
+pub const LINUX_INITRAMFS: &str = "linux-test-initramfs.cpio";
+/// The line the test initramfs's init prints on its console once it runs
+/// (a host description's `ready_console` for its Linux guests).
+pub const LINUX_INIT_MARKER: &str = "WINDSOR-LINUX-INIT";
+/// The Xen modules of the kernel package that go into the initramfs and
+/// are loaded by its init (paths under `lib/modules/<version>/kernel/`).
+const LINUX_MODULES: &[&str] = &[
+    "drivers/net/xen-netfront.ko",
+    "drivers/block/xen-blkfront.ko",
+];
+
+/// The test initramfs's `/init` (busybox sh): reports on the console,
+/// then waits for the toolstack's shutdown request, which Linux's xenbus
+/// handler turns into `/sbin/poweroff` or `/sbin/reboot` (wrappers below).
+const LINUX_INIT: &str = r#"#!/bin/busybox sh
+b=/bin/busybox
+$b mount -t proc proc /proc
+$b mount -t sysfs sysfs /sys
+$b mount -t devtmpfs devtmpfs /dev 2>/dev/null
+echo 1 > /proc/sys/kernel/sysrq
+mods=""
+for m in /lib/modules/*.ko; do $b insmod "$m" && mods="$mods $($b basename "$m" .ko)"; done
+echo "WINDSOR-LINUX-INIT up: kernel $($b uname -r), $($b nproc) cpu(s), uptime $($b cut -d' ' -f1 /proc/uptime) s, rdtscp in cpuinfo: $($b grep -c -w rdtscp /proc/cpuinfo), modules:$mods"
+case " $($b cat /proc/cmdline) " in
+*" windsor.shutdown=ignore "*)
+    # Misbehave for the tests: ignore the toolstack's shutdown requests.
+    for c in poweroff reboot; do
+        printf '#!/bin/busybox sh\necho "WINDSOR-LINUX-IGNORED $0"\n' > /sbin/$c
+    done
+    echo "WINDSOR-LINUX-WILL-IGNORE-SHUTDOWN"
+    ;;
+esac
+case " $($b cat /proc/cmdline) " in
+*" windsor.console=garbage "*)
+    # Misbehave for the tests: point our console ring's out_prod (offset
+    # 3084 of the page, the first reserved page at the end of RAM) far
+    # past out_cons; the backend must disconnect this console only.
+    page=$($b dmesg | $b grep 'BIOS-e820:' | $b grep reserved | $b tail -1 | $b sed 's/.*\[mem \(0x[0-9a-f]*\)-.*/\1/')
+    echo "WINDSOR-LINUX-GARBAGE: out_prod of the console page at $page := 0x7fff0000"
+    $b devmem $(($page + 3084)) 32 0x7fff0000
+    ;;
+esac
+while :; do $b sleep 3600; done
+"#;
+
+/// `/sbin/poweroff` and `/sbin/reboot`: what the kernel runs on
+/// `control/shutdown`. `-f`: straight to the reboot system call (there is
+/// no init system to signal).
+const LINUX_POWEROFF: &str = "#!/bin/busybox sh\nexec /bin/busybox poweroff -f\n";
+const LINUX_REBOOT: &str = "#!/bin/busybox sh\nexec /bin/busybox reboot -f\n";
+
+/// Appends one `newc` cpio entry.
+fn cpio_entry(out: &mut Vec<u8>, ino: u32, name: &str, mode: u32, rdev: (u32, u32), data: &[u8]) {
+    let fields = [
+        ino,
+        mode,
+        0,
+        0,
+        1,
+        0,
+        data.len() as u32,
+        0,
+        0,
+        rdev.0,
+        rdev.1,
+        name.len() as u32 + 1,
+        0,
+    ];
+    out.extend_from_slice(b"070701");
+    for f in fields {
+        out.extend_from_slice(format!("{f:08x}").as_bytes());
+    }
+    out.extend_from_slice(name.as_bytes());
+    out.push(0);
+    out.resize(out.len().next_multiple_of(4), 0);
+    out.extend_from_slice(data);
+    out.resize(out.len().next_multiple_of(4), 0);
+}
+
+/// The test initramfs (uncompressed `newc` cpio): busybox-static, init and
+/// its shutdown wrappers, `/dev/console`, and the kernel's Xen modules.
+pub fn linux_initramfs(busybox: &[u8], modules: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut ino = 1;
+    let mut add = |out: &mut Vec<u8>, name: &str, mode: u32, rdev: (u32, u32), data: &[u8]| {
+        cpio_entry(out, ino, name, mode, rdev, data);
+        ino += 1;
+    };
+    for d in ["bin", "sbin", "dev", "proc", "sys", "lib", "lib/modules"] {
+        add(&mut out, d, 0o040755, (0, 0), b"");
+    }
+    add(&mut out, "dev/console", 0o020600, (5, 1), b"");
+    add(&mut out, "bin/busybox", 0o100755, (0, 0), busybox);
+    add(&mut out, "bin/sh", 0o120777, (0, 0), b"busybox");
+    add(&mut out, "init", 0o100755, (0, 0), LINUX_INIT.as_bytes());
+    add(
+        &mut out,
+        "sbin/poweroff",
+        0o100755,
+        (0, 0),
+        LINUX_POWEROFF.as_bytes(),
+    );
+    add(
+        &mut out,
+        "sbin/reboot",
+        0o100755,
+        (0, 0),
+        LINUX_REBOOT.as_bytes(),
+    );
+    for (name, data) in modules {
+        add(
+            &mut out,
+            &format!("lib/modules/{name}"),
+            0o100644,
+            (0, 0),
+            data,
+        );
+    }
+    cpio_entry(&mut out, 0, "TRAILER!!!", 0, (0, 0), b"");
+    out
+}
+
+/// Downloads (once, cached under `<target>/xen-boot/debian`) Debian's
+/// kernel package (`linux-image-amd64`'s dependency, `linux-image-6.1.0-*-amd64`)
+/// and `busybox-static` with `apt-get download`, unpacks them with
+/// `dpkg-deb -x` (nothing is installed), and writes [`LINUX_KERNEL`] (the
+/// package's `/boot/vmlinuz-*`, unchanged) and [`LINUX_INITRAMFS`] into
+/// `images_dir`.
+pub fn linux_guest_files(images_dir: &Path) -> Result<()> {
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    let cache = work_dir().join("debian");
+    let root = cache.join("root");
+    let done = cache.join(".unpacked");
+    if !done.is_file() {
+        fs::create_dir_all(&cache)?;
+        let kernel_pkg = || -> Result<Option<String>> {
+            let deps = output(Command::new("apt-cache").args(["depends", "linux-image-amd64"]))?;
+            Ok(deps
+                .split_whitespace()
+                .find(|w| w.starts_with("linux-image-6.") && w.ends_with("-amd64"))
+                .map(str::to_string))
+        };
+        let download = |pkg: &str| -> Result<()> {
+            for p in [pkg, "busybox-static"] {
+                output(
+                    Command::new("apt-get")
+                        .current_dir(&cache)
+                        .args(["download", "-q", p]),
+                )
+                .with_context(|| format!("downloading Debian package {p}"))?;
+            }
+            Ok(())
+        };
+        let pkg = kernel_pkg().ok().flatten();
+        let pkg = match pkg.map(|p| download(&p).map(|()| p)) {
+            Some(Ok(p)) => p,
+            // No package lists yet, or stale ones naming a version the
+            // mirror no longer has: refresh them once.
+            _ => {
+                output(Command::new("apt-get").args(["update", "-q"]))?;
+                let p = kernel_pkg()?.ok_or_else(|| anyhow!("apt knows no linux-image-amd64"))?;
+                download(&p)?;
+                p
+            }
+        };
+        let _ = fs::remove_dir_all(&root);
+        for deb in fs::read_dir(&cache)? {
+            let deb = deb?.path();
+            if deb.extension().is_some_and(|e| e == "deb") {
+                output(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root))?;
+                fs::remove_file(&deb)?;
+            }
+        }
+        fs::write(&done, pkg)?;
+    }
+    let vmlinuz = fs::read_dir(root.join("boot"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+        })
+        .ok_or_else(|| anyhow!("no /boot/vmlinuz-* in the kernel package"))?;
+    let version = vmlinuz
+        .file_name()
+        .map(|n| {
+            n.to_string_lossy()
+                .trim_start_matches("vmlinuz-")
+                .to_string()
+        })
+        .unwrap_or_default();
+    let kdir = root.join("lib/modules").join(&version).join("kernel");
+    let mut modules = Vec::new();
+    for m in LINUX_MODULES {
+        let data = fs::read(kdir.join(m)).with_context(|| format!("module {m}"))?;
+        let name = m.rsplit('/').next().unwrap_or(m);
+        modules.push((name, data));
+    }
+    let busybox = fs::read(root.join("bin/busybox")).context("busybox-static's /bin/busybox")?;
+    fs::create_dir_all(images_dir)?;
+    let write = |name: &str, bytes: &[u8]| -> Result<()> {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = images_dir.join(format!(".{name}-{}-{n}", std::process::id()));
+        fs::write(&tmp, bytes)?;
+        fs::rename(&tmp, images_dir.join(name))?;
+        Ok(())
+    };
+    write(LINUX_KERNEL, &fs::read(&vmlinuz)?)?;
+    write(LINUX_INITRAMFS, &linux_initramfs(&busybox, &modules))?;
+    Ok(())
+}
+
 /// Kills QEMU when dropped, whatever happened.
 struct Qemu(Child);
 
@@ -488,6 +706,12 @@ fn boot_host(args: &XenBootArgs, config: &Path) -> Result<BootReport> {
         }
     }
     let built = build_images(&bins)?;
+    if host
+        .images()
+        .any(|i| i.path == LINUX_KERNEL || i.path == LINUX_INITRAMFS)
+    {
+        linux_guest_files(&dir)?;
+    }
     static COPIES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     for i in host.images() {
         let Some(b) = image_binary(&i.path) else {
@@ -755,6 +979,46 @@ mod tests {
             parse_apt_versions(policy),
             ["1:10.0.2+ds-2+deb13u1~bpo12+1", "1:7.2+dfsg-7+deb12u18+b3"]
         );
+    }
+
+    #[test]
+    fn initramfs_is_a_newc_archive_with_init_console_and_modules() {
+        let a = linux_initramfs(b"BUSYBOX", &[("xen-netfront.ko", vec![1, 2, 3])]);
+        let field = |h: &[u8], i: usize| {
+            u32::from_str_radix(std::str::from_utf8(&h[6 + 8 * i..14 + 8 * i]).unwrap(), 16)
+                .unwrap()
+        };
+        let (mut at, mut names) = (0, Vec::new());
+        loop {
+            let h = &a[at..at + 110];
+            assert_eq!(&h[..6], b"070701", "header at {at}");
+            let (mode, size, namesize) = (field(h, 1), field(h, 6) as usize, field(h, 11) as usize);
+            let name = std::str::from_utf8(&a[at + 110..at + 110 + namesize - 1]).unwrap();
+            let data_at = (at + 110 + namesize).next_multiple_of(4);
+            let data = &a[data_at..data_at + size];
+            match name {
+                "dev/console" => assert_eq!((mode, field(h, 9), field(h, 10)), (0o020600, 5, 1)),
+                "init" => assert!(data.starts_with(b"#!/bin/busybox sh") && mode == 0o100755),
+                "bin/busybox" => assert_eq!(data, b"BUSYBOX"),
+                "lib/modules/xen-netfront.ko" => assert_eq!(data, [1, 2, 3]),
+                _ => {}
+            }
+            names.push(name.to_string());
+            at = (data_at + size).next_multiple_of(4);
+            if name == "TRAILER!!!" {
+                break;
+            }
+        }
+        assert_eq!(at, a.len());
+        for n in [
+            "init",
+            "dev/console",
+            "sbin/poweroff",
+            "sbin/reboot",
+            "lib/modules/xen-netfront.ko",
+        ] {
+            assert!(names.iter().any(|x| x == n), "{n} missing: {names:?}");
+        }
     }
 
     #[test]

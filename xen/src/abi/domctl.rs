@@ -415,6 +415,75 @@ pub struct XenDomctlHvmcontext {
     pub buffer: u64,
 }
 
+/// `XEN_CPUID_NO_SUBLEAF`: `subleaf` of a CPUID leaf that has none.
+pub const XEN_CPUID_NO_SUBLEAF: u32 = 0xffff_ffff;
+
+/// `xen_cpuid_leaf_t` (`arch-x86/xen.h`): one serialised CPUID leaf of a
+/// domain's policy.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
+)]
+#[repr(C)]
+pub struct XenCpuidLeaf {
+    /// The leaf (`eax` input).
+    pub leaf: u32,
+    /// The subleaf (`ecx` input), or [`XEN_CPUID_NO_SUBLEAF`].
+    pub subleaf: u32,
+    /// `eax` output.
+    pub a: u32,
+    /// `ebx` output.
+    pub b: u32,
+    /// `ecx` output.
+    pub c: u32,
+    /// `edx` output.
+    pub d: u32,
+}
+
+/// `xen_msr_entry_t` (`arch-x86/xen.h`): one serialised MSR of a policy.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
+)]
+#[repr(C)]
+pub struct XenMsrEntry {
+    /// The MSR index.
+    pub idx: u32,
+    /// Reserved, must be zero.
+    pub flags: u32,
+    /// The value.
+    pub val: u64,
+}
+
+/// `struct xen_domctl_cpu_policy`: payload of `XEN_DOMCTL_get_cpu_policy`
+/// and `XEN_DOMCTL_set_cpu_policy`.
+///
+/// `set` starts from the domain's current policy and overwrites only the
+/// leaves and MSRs given; it is refused (`EEXIST`) once the domain has
+/// run.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
+)]
+#[repr(C)]
+pub struct XenDomctlCpuPolicy {
+    /// IN: entries at `cpuid_policy`; OUT: entries written (or, with a
+    /// null buffer, the most Xen would write).
+    pub nr_leaves: u32,
+    /// IN/OUT: the same for `msr_policy`.
+    pub nr_msrs: u32,
+    /// Guest address of an array of [`XenCpuidLeaf`] (0: none); named
+    /// `leaves` in Debian's 4.17.7 headers.
+    pub cpuid_policy: u64,
+    /// Guest address of an array of [`XenMsrEntry`] (0: none); `msrs` there.
+    pub msr_policy: u64,
+    /// OUT (set only): the leaf Xen's audit objected to.
+    pub err_leaf: u32,
+    /// OUT (set only): its subleaf.
+    pub err_subleaf: u32,
+    /// OUT (set only): the MSR Xen's audit objected to.
+    pub err_msr: u32,
+    /// Implicit C padding.
+    pub _pad: u32,
+}
+
 /// Size of the `u` union of [`XenDomctl`] (its `pad[128]` member).
 pub const XEN_DOMCTL_PAYLOAD_SIZE: usize = 128;
 
@@ -492,6 +561,12 @@ mod tests {
         assert_layout!(XenDomctlMaxMem, size 8, align 8, max_memkb @ 0);
         assert_layout!(XenDomctlMaxVcpus, size 4, align 4, max @ 0);
         assert_layout!(XenDomctlHvmcontext, size 16, align 8, size @ 0, buffer @ 8);
+        assert_layout!(XenCpuidLeaf, size 24, align 4,
+            leaf @ 0, subleaf @ 4, a @ 8, b @ 12, c @ 16, d @ 20);
+        assert_layout!(XenMsrEntry, size 16, align 8, idx @ 0, flags @ 4, val @ 8);
+        assert_layout!(XenDomctlCpuPolicy, size 40, align 8,
+            nr_leaves @ 0, nr_msrs @ 4, cpuid_policy @ 8, msr_policy @ 16,
+            err_leaf @ 24, err_subleaf @ 28, err_msr @ 32);
         assert_layout!(XenDomctl, size 144, align 8,
             cmd @ 0, interface_version @ 4, domain @ 8, _pad @ 10, u @ 16);
     }

@@ -57,6 +57,7 @@ pub mod memory;
 pub mod netif;
 pub mod ring;
 pub mod sched;
+pub mod sysctl;
 pub mod vchan;
 pub mod xen;
 pub mod xenbus;

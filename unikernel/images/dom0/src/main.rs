@@ -57,6 +57,11 @@
 extern crate alloc;
 
 #[cfg(target_os = "none")]
+mod console;
+#[cfg(target_os = "none")]
+mod linux;
+
+#[cfg(target_os = "none")]
 mod image {
     use alloc::format;
     use alloc::string::String;
@@ -71,8 +76,8 @@ mod image {
     use windsor_toolstack::power::{Exit, Scan};
     use windsor_toolstack::{Engine, Handled, Settings};
     use windsor_unikernel::xen::platform::{
-        BuiltDomain, Clock, CreateConfig, DomainBuilder, DomainControl, DomainImage, EventChannel,
-        GrantTable, LocalPages, Platform, RunState, ShutdownReason, Virq,
+        BuiltDomain, Clock, CreateConfig, DomainControl, DomainImage, EventChannel, GrantTable,
+        LocalPages, Platform, RunState, ShutdownReason, Virq,
     };
     use windsor_unikernel::xen::{DomId, Errno, EvtchnPort};
     use windsor_unikernel::{boot_time, println, Xen};
@@ -222,9 +227,15 @@ mod image {
         eng.bootstrap(&[]);
         eng.take_effects();
 
-        // 2. The other domains, in plan order.
+        // 2. The other domains, in plan order; guests that report on their
+        //    console (other people's kernels) go through `linux`.
         let mut guests = Vec::new();
+        let mut console_guests = Vec::new();
         for d in &plan.domains[1..] {
+            if d.ready_console.is_some() {
+                console_guests.push(d);
+                continue;
+            }
             if d.kind != DomainKind::Guest {
                 fail!(
                     "windsor dom0: {} domain {:?} skipped: no Xen-mode image for it yet",
@@ -238,6 +249,11 @@ mod image {
             }
         }
 
+        let (linux_guests, f) =
+            crate::linux::start_all(xen, &xs, &bundle, &plan, &console_guests, xsdom, dom_exc);
+        FAILED.fetch_add(f, Ordering::Relaxed);
+        let linux_up = linux_guests.len();
+
         // 3. Ready.
         let now = xen.now();
         println!(
@@ -245,8 +261,25 @@ mod image {
             ms(now.saturating_sub(boot_time())),
             now.as_millis(),
             plan.host,
-            guests.len()
+            guests.len() + linux_up
         );
+        let reboot: Vec<&str> = xen
+            .cmdline()
+            .split_ascii_whitespace()
+            .filter_map(|w| w.strip_prefix("reboot="))
+            .flat_map(|l| l.split(','))
+            .collect();
+        let f = crate::linux::stop_all(
+            xen,
+            &xs,
+            &bundle,
+            &plan,
+            linux_guests,
+            &reboot,
+            xsdom,
+            dom_exc,
+        );
+        FAILED.fetch_add(f, Ordering::Relaxed);
 
         // 4. Exercise and tear down.
         for g in &guests {
@@ -386,7 +419,11 @@ mod image {
             console_domid: DomId::DOM0,
         };
         let t0 = xen.now();
-        match xen.build(dom, &image) {
+        let ramdisk = d
+            .ramdisk
+            .as_ref()
+            .and_then(|r| bundle.entry(r.module as usize));
+        match xen.build_with_ramdisk(dom, &image, ramdisk) {
             Ok(b) => {
                 println!(
                     "windsor dom0: built {} {:?} as d{} from bundle entry {} ({} KiB image, {} MiB) \
