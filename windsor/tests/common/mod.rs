@@ -135,3 +135,16 @@ pub fn xs(socket: &Path, tool: &str, args: &[&str]) -> String {
     assert!(out.status.success(), "{tool} {args:?}: {out:?}");
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// Runs `windsor ARGS` expecting it to fail; returns stderr.
+pub fn windsor_fails(data: &Path, args: &[&str]) -> String {
+    let out = Command::new(WINDSOR)
+        .args(args)
+        .arg("--api")
+        .arg(format!("unix:{}", data.join("api.sock").display()))
+        .env("WINDSOR_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "windsor {args:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
