@@ -46,10 +46,10 @@ fn env_usize(name: &str, default: usize) -> usize {
 fn main() {
     let max = env_usize("WINDSOR_BENCH_MAX_VMS", 1000);
     let samples = env_usize("WINDSOR_BENCH_SAMPLES", 50).max(1);
-    let host = Host::start(windsor_toolstack::Config {
+    let host = Host::start(windsor_toolstack::ToolstackConfig {
         shutdown_timeout: Duration::from_secs(60),
         seed: 3,
-        ..windsor_toolstack::Config::default()
+        ..windsor_toolstack::ToolstackConfig::default()
     })
     .expect("host mode starts");
     let ts = host.toolstack.clone();

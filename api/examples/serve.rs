@@ -21,7 +21,7 @@ fn main() {
     let t = Instant::now();
     assert!(creds.verify(ROOT_USER, &password));
     eprintln!("argon2id: hash {hashed:?}, verify {:?}", t.elapsed());
-    let host = windsor_toolstack::host::Host::start(windsor_toolstack::Config::default())
+    let host = windsor_toolstack::host::Host::start(windsor_toolstack::ToolstackConfig::default())
         .expect("host mode starts");
     let api = Arc::new(Api::new(
         Arc::new(host.toolstack.clone()),

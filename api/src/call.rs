@@ -261,7 +261,7 @@ const TASK_ONLY: &[(&str, Kind)] = &[
 /// events it covers and waits up to `timeout` seconds (at most
 /// [`MAX_EVENT_TIMEOUT`]) for more, so nothing is lost between calls and
 /// an old cursor replays what it did not acknowledge. Bounds (the
-/// toolstack's `xsapi::WatchLimits`): queued events per watcher, idle
+/// toolstack's `xs_calls::WatchLimits`): queued events per watcher, idle
 /// expiry, watchers per session and in all; a watcher that overflowed or
 /// expired answers `XENSTORE_WATCH_LOST`.
 pub const XENSTORE: &[(&str, Kind)] = &[

@@ -44,7 +44,7 @@
 //! use windsor_api::server::{Api, Config, Listen, Server};
 //!
 //! let data_dir = std::path::Path::new("/var/lib/windsor");
-//! let host = windsor_toolstack::host::Host::start(windsor_toolstack::Config::default())?;
+//! let host = windsor_toolstack::host::Host::start(windsor_toolstack::ToolstackConfig::default())?;
 //! let loaded = Credentials::load_or_init_from_env(data_dir)?;
 //! if let Some(pw) = &loaded.generated_password {
 //!     println!("root password (shown once): {pw}");

@@ -1162,9 +1162,9 @@ mod tests {
     use windsor_toolstack::host::Host;
 
     fn api() -> (Api, Host) {
-        let host = Host::start(windsor_toolstack::Config {
+        let host = Host::start(windsor_toolstack::ToolstackConfig {
             seed: 1,
-            ..windsor_toolstack::Config::default()
+            ..windsor_toolstack::ToolstackConfig::default()
         })
         .unwrap();
         let api = Api::new(

@@ -36,11 +36,11 @@ fn api(toolstack: Arc<dyn Toolstack>) -> (Api, Value) {
 }
 
 fn toolstack(limits: TaskLimits) -> Host {
-    Host::start(windsor_toolstack::Config {
+    Host::start(windsor_toolstack::ToolstackConfig {
         seed: 21,
         shutdown_timeout: Duration::from_secs(60),
         task_limits: limits,
-        ..windsor_toolstack::Config::default()
+        ..windsor_toolstack::ToolstackConfig::default()
     })
     .unwrap()
 }

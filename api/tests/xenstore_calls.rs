@@ -13,7 +13,7 @@ use windsor_api::toolstack::Toolstack;
 use windsor_api::Value;
 use windsor_toolstack::host::Host;
 use windsor_toolstack::localstore::LocalStore;
-use windsor_toolstack::xsapi::WatchLimits;
+use windsor_toolstack::xs_calls::WatchLimits;
 use windsor_xenstore::client::{TxId, XenStore};
 use xen::DomId;
 
@@ -79,9 +79,9 @@ fn watch(a: &Api, s: &Value, path: &str, timeout: f64, cursor: &str) -> (Vec<Str
 
 /// The host-mode toolstack with API watches on a second dom0 connection.
 fn host(limits: WatchLimits) -> Host {
-    let h = Host::start(windsor_toolstack::Config {
+    let h = Host::start(windsor_toolstack::ToolstackConfig {
         seed: 6,
-        ..windsor_toolstack::Config::default()
+        ..windsor_toolstack::ToolstackConfig::default()
     })
     .unwrap();
     h.toolstack

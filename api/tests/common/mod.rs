@@ -32,16 +32,16 @@ pub struct TestServer {
 /// A host-mode toolstack for tests, serving `xenstore.watch` as `windsor
 /// up` does (generous shutdown timeout: the machine is shared and loaded).
 pub fn host() -> windsor_toolstack::host::Host {
-    let h = windsor_toolstack::host::Host::start(windsor_toolstack::Config {
+    let h = windsor_toolstack::host::Host::start(windsor_toolstack::ToolstackConfig {
         shutdown_timeout: Duration::from_secs(60),
         seed: 7,
-        ..windsor_toolstack::Config::default()
+        ..windsor_toolstack::ToolstackConfig::default()
     })
     .expect("host mode starts");
     h.toolstack
         .attach_xs_watch(
             h.store.connect(xen::DomId::DOM0),
-            windsor_toolstack::xsapi::WatchLimits::default(),
+            windsor_toolstack::xs_calls::WatchLimits::default(),
         )
         .expect("xenstore watches");
     h

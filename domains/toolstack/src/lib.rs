@@ -67,17 +67,8 @@ pub mod service;
 pub mod watcher;
 #[cfg(feature = "std")]
 pub mod xs_calls;
-/// The old name of [`xs_calls`], kept until the API crate moves over.
-#[cfg(feature = "std")]
-#[doc(hidden)]
-pub use xs_calls as xsapi;
 
 pub use engine::{Engine, Handled, Settings};
 
-/// The old name of [`ToolstackConfig`], kept until the API crate moves
-/// over.
-#[cfg(feature = "std")]
-#[doc(hidden)]
-pub use service::ToolstackConfig as Config;
 #[cfg(feature = "std")]
 pub use service::{Introducer, Toolstack, ToolstackConfig};
