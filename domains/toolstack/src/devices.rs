@@ -19,6 +19,18 @@ use crate::engine::Engine;
 use crate::layout::{self, DeviceKind};
 use crate::lifecycle::Op;
 
+/// A VIF as its backend domain is told to serve it (see
+/// `service::DeviceBackends`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VifPlug {
+    /// The `<n>` of `device/vif/<n>`.
+    pub devid: u32,
+    /// Its MAC address (`aa:bb:cc:dd:ee:ff`).
+    pub mac: String,
+    /// Its MTU.
+    pub mtu: u32,
+}
+
 fn perm(dom: DomId, access: Access) -> Perm {
     Perm { dom, access }
 }
@@ -179,18 +191,24 @@ impl Engine {
                 Ok(Record::Network(net)) => net.bridge.clone(),
                 _ => String::new(),
             };
+            let mut be = vec![
+                ("handle", n.to_string()),
+                ("mac", f.MAC.clone()),
+                ("bridge", bridge),
+                ("mtu", f.MTU.to_string()),
+            ];
+            // The guest's address, where libxl writes it (`ip` in the
+            // backend directory): from `other_config:ip`.
+            if let Some(ip) = f.other_config.get("ip") {
+                be.push(("ip", ip.clone()));
+            }
             self.plumb(
                 &mut tx,
                 d,
                 DeviceKind::Vif,
                 n,
                 &[("handle", n.to_string()), ("mac", f.MAC.clone())],
-                &[
-                    ("handle", n.to_string()),
-                    ("mac", f.MAC.clone()),
-                    ("bridge", bridge),
-                    ("mtu", f.MTU.to_string()),
-                ],
+                &be,
             );
         }
         for r in &v.VBDs {
@@ -222,6 +240,29 @@ impl Engine {
             );
         }
         tx
+    }
+
+    /// The VIFs of VM `v`, as its network backend is told to serve them.
+    pub fn vif_plugs(&self, v: &VmRecord) -> Vec<VifPlug> {
+        v.VIFs
+            .iter()
+            .filter_map(|r| match self.recs.get(Class::Vif, r) {
+                Ok(Record::Vif(f)) => Some(VifPlug {
+                    devid: f.device.parse().unwrap_or(0),
+                    mac: f.MAC.clone(),
+                    mtu: u32::try_from(f.MTU).unwrap_or(1500),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The VIFs of VM `uuid` (none if it is gone).
+    pub fn vif_plugs_of(&self, uuid: &str) -> Vec<VifPlug> {
+        match self.recs.vm(&crate::action::ref_of(uuid)) {
+            Ok(v) => self.vif_plugs(v),
+            Err(_) => Vec::new(),
+        }
     }
 
     /// One device's frontend and backend directories, each end owned by

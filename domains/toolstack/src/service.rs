@@ -21,6 +21,7 @@
 //! reports for a VM whose `suspend_VDI` is gone; `hard_shutdown` then
 //! discards it.
 
+use std::boxed::Box;
 use std::collections::HashMap;
 use std::string::{String, ToString};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -71,6 +72,18 @@ impl Introducer for () {
     fn release(&self, _: DomId) -> Result<(), ClientError> {
         Ok(())
     }
+}
+
+/// The driver domains' side of device plugging: after a domain's devices
+/// are written to xenstore (backend and frontend directories, state
+/// `Initialising`), the toolstack asks the backend domain to serve each
+/// one, before the guest runs; at teardown it asks it to stop. Host mode
+/// implements it over the `windsor-control` vchan to netback.
+pub trait DeviceBackends: Send + Sync {
+    /// Serve VIF `vif` of domain `fe`.
+    fn plug_vif(&self, fe: DomId, vif: &crate::devices::VifPlug) -> Result<(), String>;
+    /// Stop serving VIF `devid` of domain `fe` (unknown: not an error).
+    fn unplug_vif(&self, fe: DomId, devid: u32);
 }
 
 /// How the toolstack service runs: the engine's [`Settings`] plus the
@@ -153,6 +166,9 @@ pub(crate) struct Inner<P: DomainSave, S, I> {
     /// Watches of the `xenstore.*` API calls, on a connection of their own
     /// ([`Toolstack::attach_xs_watch`]).
     xs_watch: std::sync::OnceLock<crate::xs_calls::WatchHub>,
+    /// The driver domains ([`Toolstack::attach_backends`]); without them
+    /// devices are written to xenstore only.
+    backends: std::sync::OnceLock<Box<dyn DeviceBackends>>,
     /// Saved images of Suspended VMs, by VM uuid (memory only). Locked
     /// after `engine`, never the other way round.
     saved: Mutex<HashMap<String, P::Saved>>,
@@ -220,6 +236,7 @@ where
             exc,
             stop: AtomicBool::new(false),
             xs_watch: std::sync::OnceLock::new(),
+            backends: std::sync::OnceLock::new(),
             saved: Mutex::new(HashMap::new()),
         });
         inner.bootstrap()?;
@@ -273,6 +290,12 @@ where
             let _ = self.inner.xs_watch.set(hub);
         }
         Ok(())
+    }
+
+    /// Plugs devices through `b` from now on (VIFs of VMs started later).
+    /// A second call is ignored.
+    pub fn attach_backends(&self, b: Box<dyn DeviceBackends>) {
+        let _ = self.inner.backends.set(b);
     }
 
     /// The xenstore client the toolstack uses.
@@ -590,6 +613,15 @@ where
             self.teardown(eng, &v.uuid, d);
             return Err(internal(e));
         }
+        if let Some(b) = self.backends.get() {
+            for vif in eng.vif_plugs(v) {
+                if let Err(e) = b.plug_vif(d, &vif) {
+                    tracing::warn!(dom = d.0, devid = vif.devid, %e, "VIF plug failed");
+                    self.teardown(eng, &v.uuid, d);
+                    return Err(internal(format_args!("plugging VIF {}: {e}", vif.devid)));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -601,6 +633,11 @@ where
         }
         if let Err(e) = self.intro.release(d) {
             tracing::warn!(dom = d.0, ?e, "xenstore release failed");
+        }
+        if let Some(b) = self.backends.get() {
+            for vif in eng.vif_plugs_of(uuid) {
+                b.unplug_vif(d, vif.devid);
+            }
         }
         let tx = eng.detach(uuid, d);
         if let Err(e) = self.commit(&tx) {
