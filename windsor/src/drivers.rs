@@ -12,7 +12,10 @@
 //! The vchan client borrows the dom0 platform handle, so it lives on a
 //! thread of its own that owns both; calls reach it over a channel.
 //!
-//! Block devices are not served yet: VBDs are written to xenstore only.
+//! The blkback domain serves the VBDs the toolstack writes under its
+//! `backend/vbd` directory (blkback watches it: no control call), each an
+//! image file of the VDI (`VDI.create` made it, sparse, in the SR
+//! directory).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -197,6 +200,85 @@ pub fn start_netback(hv: &Hypervisor, adopter: &Adopter) -> Result<ControlBacken
         jobs: Mutex::new(tx),
         stopping,
     })))
+}
+
+/// The image name of the host-mode blkback domain.
+const BLKBACK_IMAGE: &str = "blkback";
+
+/// The running blkback domain.
+pub struct BlkbackDomain {
+    /// Its domain id (the backend domain of every VBD).
+    pub domid: DomId,
+    dom: Arc<Mutex<Option<SimDomain>>>,
+}
+
+impl BlkbackDomain {
+    /// Shuts the domain down (poweroff); its service notices and ends.
+    pub fn stop(&self) {
+        if let Some(d) = self.dom.lock().ok().and_then(|g| g.clone()) {
+            d.shutdown_self(ShutdownReason::Poweroff);
+        }
+    }
+}
+
+/// Starts the blkback domain. It runs until stopped or destroyed.
+pub fn start_blkback(hv: &Hypervisor, adopter: &Adopter) -> Result<BlkbackDomain> {
+    let dom0 = hv.dom0();
+    let bd = dom0
+        .create(&CreateConfig {
+            handle: *b"windsor-blkback\0",
+            max_vcpus: 1,
+            max_mem_kib: 64 * 1024,
+            max_grant_frames: 64,
+            max_evtchn_port: 4095,
+        })
+        .map_err(|e| anyhow!("creating the blkback domain: {e}"))?;
+    let home = format!("/local/domain/{}", bd.0);
+    let root = StreamStore::from_stream(adopter.connect(DomId::DOM0)?)?;
+    root.write(TxId::NONE, &home, b"")?;
+    root.set_perms(
+        TxId::NONE,
+        &home,
+        &[Perm {
+            dom: bd,
+            access: Access::None,
+        }],
+    )?;
+    root.write(TxId::NONE, &format!("{home}/name"), b"blkback")?;
+    let ad = adopter.clone();
+    let handle = Arc::new(Mutex::new(None));
+    let h = handle.clone();
+    hv.register_image(BLKBACK_IMAGE, move |dom: SimDomain| {
+        if let Ok(mut g) = h.lock() {
+            *g = Some(dom.clone());
+        }
+        let me = dom.domid();
+        let ad = ad.clone();
+        // One connection per device thread; a failed one is a dead store.
+        let connect = move || {
+            ad.connect(me)
+                .and_then(StreamStore::from_stream)
+                .expect("xenstore connection for blkback")
+        };
+        let e = windsor_blkback::service::run(&dom, connect, &Default::default());
+        tracing::info!(error = %e, "blkback stopped");
+    });
+    dom0.build(
+        bd,
+        &DomainImage {
+            kernel: BLKBACK_IMAGE.as_bytes(),
+            cmdline: "",
+            xenstore_domid: DomId::DOM0,
+            console_domid: DomId::DOM0,
+        },
+    )
+    .map_err(|e| anyhow!("building the blkback domain: {e}"))?;
+    dom0.unpause(bd)
+        .map_err(|e| anyhow!("starting the blkback domain: {e}"))?;
+    Ok(BlkbackDomain {
+        domid: bd,
+        dom: handle,
+    })
 }
 
 impl ControlBackends {

@@ -94,6 +94,7 @@ pub struct Host {
     dom0: SimDomain,
     services: Vec<Service>,
     net: crate::drivers::ControlBackends,
+    blk: crate::drivers::BlkbackDomain,
     stop_xenstore: Arc<AtomicBool>,
     toolstack: HostToolstack,
     /// dom0's xenstore connection (the toolstack's), to release the guests
@@ -173,6 +174,8 @@ impl Host {
         // The network driver domain (see `crate::drivers`).
         let net =
             crate::drivers::start_netback(&hv, &adopter).context("starting the netback domain")?;
+        let blk =
+            crate::drivers::start_blkback(&hv, &adopter).context("starting the blkback domain")?;
 
         // 2. The toolstack, and the guest images it can start.
         windsor_toolstack::host::register_ring_images(&hv);
@@ -184,6 +187,8 @@ impl Host {
             ToolstackConfig {
                 xenstore_domid: xs,
                 backend_domid: net.netback().domid,
+                vbd_backend_domid: Some(blk.domid),
+                sr_dir: opts.data_dir.join("sr").to_string_lossy().into_owned(),
                 ..ToolstackConfig::default()
             },
         )
@@ -238,8 +243,14 @@ impl Host {
             name: "netback",
             serves: "VIF backends, windsor-control vchan".into(),
         });
+        services.push(Service {
+            domid: blk.domid,
+            name: "blkback",
+            serves: "VBD backends (image files in the SR directory)".into(),
+        });
         Ok(Host {
             net,
+            blk,
             hv,
             dom0,
             services,
@@ -296,6 +307,7 @@ impl Host {
             }
         }
         self.net.netback().stop();
+        self.blk.stop();
         self.stop_xenstore.store(true, Ordering::Release);
         let mut ended = Vec::new();
         for s in self.services.iter().filter(|s| s.domid != DomId::DOM0) {

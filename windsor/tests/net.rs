@@ -139,3 +139,104 @@ fn vifs_are_plugged_at_start_by_netback_and_unplugged_at_shutdown() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A VM's disk the XenAPI way: `VDI.create` makes a sparse raw file in the
+/// SR directory, a VBD on it is written at `VM.start` under the blkback
+/// domain's `backend/vbd`, blkback opens the image and offers it
+/// (`InitWait`, its features); shutdown removes the backend directory,
+/// `VDI.destroy` the file. (The fuzz-target guest has no blkfront, so the
+/// frontend stays `Initialising`.)
+#[test]
+fn vbds_on_new_vdis_are_served_by_blkback() {
+    let dir = std::env::temp_dir().join(format!("windsor-vbd-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let socket = dir.join("xenstored.sock");
+    let up = Up::start(&dir);
+    assert!(up.seen.join("\n").contains("blkback"), "{:#?}", up.seen);
+
+    let mut c = Client::connect(Endpoint::Unix(dir.join("api.sock")), Protocol::XmlRpc).unwrap();
+    c.login("root", PASSWORD).unwrap();
+    let srs = c
+        .session_call("SR.get_by_name_label", &[Value::str("Local storage")])
+        .unwrap();
+    let sr = srs.as_array().unwrap()[0].as_str().unwrap().to_string();
+    let size: i64 = 8 << 20;
+    let vdi = c
+        .session_call(
+            "VDI.create",
+            &[Value::record([
+                ("name_label", Value::str("disk")),
+                ("SR", Value::str(sr)),
+                ("virtual_size", Value::Int(size)),
+                ("type", Value::str("user")),
+            ])],
+        )
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string();
+    let uuid = c
+        .session_call("VDI.get_uuid", &[Value::str(vdi.clone())])
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string();
+    let file = dir.join("sr").join(format!("{uuid}.img"));
+    let meta = std::fs::metadata(&file).expect("the VDI's image file");
+    assert_eq!(meta.len(), size as u64);
+    {
+        use std::os::unix::fs::MetadataExt;
+        assert!(meta.blocks() * 512 < size as u64, "not sparse: {meta:?}");
+    }
+
+    let vm = c.vm_create(&VmSpec::fuzz_target("disk-vm")).unwrap();
+    let vbd = c
+        .session_call(
+            "VBD.create",
+            &[Value::record([
+                ("VM", Value::str(vm.clone())),
+                ("VDI", Value::str(vdi.clone())),
+                ("userdevice", Value::str("0")),
+                ("mode", Value::str("RW")),
+                ("type", Value::str("Disk")),
+            ])],
+        )
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.vm_start(&vm, false).unwrap();
+    let d = match c
+        .session_call("VM.get_domid", &[Value::str(vm.clone())])
+        .unwrap()
+    {
+        Value::Int(d) => d,
+        Value::String(s) => s.parse().unwrap(),
+        v => panic!("domid {v:?}"),
+    };
+    // xvda: (202 << 8) | (0 << 4).
+    let fe = format!("/local/domain/{d}/device/vbd/51712");
+    let be = read(&socket, &format!("{fe}/backend")).expect("backend path");
+    let bid = read(&socket, &format!("{fe}/backend-id")).unwrap();
+    assert!(be.starts_with(&format!("/local/domain/{bid}/backend/vbd/{d}/51712")));
+    assert_eq!(
+        read(&socket, &format!("{be}/params")).as_deref(),
+        Some(file.to_str().unwrap())
+    );
+    // blkback opened the image and offers it.
+    wait_for(&socket, &format!("{be}/state"), "2");
+    // (It writes `error` and goes `Closing` when it cannot open it.)
+    assert_eq!(read(&socket, &format!("{be}/error")), None);
+    assert_eq!(
+        read(&socket, &format!("{be}/feature-flush-cache")).as_deref(),
+        Some("1")
+    );
+
+    c.vm_hard_shutdown(&vm).unwrap();
+    assert_eq!(read(&socket, &be), None, "backend dir left");
+    c.session_call("VBD.destroy", &[Value::str(vbd)]).unwrap();
+    c.session_call("VDI.destroy", &[Value::str(vdi)]).unwrap();
+    assert!(!file.exists(), "the VDI's file is removed with it");
+    up.interrupt();
+    let _ = std::fs::remove_dir_all(&dir);
+}

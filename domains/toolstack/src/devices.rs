@@ -204,6 +204,7 @@ impl Engine {
             }
             self.plumb(
                 &mut tx,
+                self.settings.backend_domid,
                 d,
                 DeviceKind::Vif,
                 n,
@@ -224,6 +225,7 @@ impl Engine {
             let mode = if b.mode == "RO" { "r" } else { "w" };
             self.plumb(
                 &mut tx,
+                self.vbd_backend(),
                 d,
                 DeviceKind::Vbd,
                 n,
@@ -240,6 +242,13 @@ impl Engine {
             );
         }
         tx
+    }
+
+    /// The domain serving VBD backends.
+    pub fn vbd_backend(&self) -> DomId {
+        self.settings
+            .vbd_backend_domid
+            .unwrap_or(self.settings.backend_domid)
     }
 
     /// The VIFs of VM `v`, as its network backend is told to serve them.
@@ -267,16 +276,17 @@ impl Engine {
 
     /// One device's frontend and backend directories, each end owned by
     /// its domain and readable by the other, both `Initialising`.
+    #[allow(clippy::too_many_arguments)]
     fn plumb(
         &self,
         tx: &mut XsTransaction,
+        bd: DomId,
         d: DomId,
         kind: DeviceKind,
         n: u32,
         fe_extra: &[(&str, String)],
         be_extra: &[(&str, String)],
     ) {
-        let bd = self.settings.backend_domid;
         let fe = layout::frontend(d, kind, n);
         let be = layout::backend(bd, kind, d, n);
         tx.write(fe.as_str(), "");
@@ -316,12 +326,11 @@ impl Engine {
     pub fn domain_removal(&self, d: DomId) -> XsTransaction {
         let mut tx = XsTransaction::default();
         tx.rm(layout::domain(d));
-        for kind in [DeviceKind::Vif, DeviceKind::Vbd] {
-            tx.rm(layout::backend_guest_dir(
-                self.settings.backend_domid,
-                kind,
-                d,
-            ));
+        for (bd, kind) in [
+            (self.settings.backend_domid, DeviceKind::Vif),
+            (self.vbd_backend(), DeviceKind::Vbd),
+        ] {
+            tx.rm(layout::backend_guest_dir(bd, kind, d));
         }
         tx
     }

@@ -96,6 +96,10 @@ pub struct ToolstackConfig {
     pub xenstore_domid: DomId,
     /// The domain serving VIF and VBD backends.
     pub backend_domid: DomId,
+    /// The domain serving VBD backends, if not `backend_domid`.
+    pub vbd_backend_domid: Option<DomId>,
+    /// Directory of VDI image files (see [`Settings::sr_dir`]).
+    pub sr_dir: String,
     /// How long a clean shutdown/reboot/suspend waits for the guest
     /// (XAPI waits 1200 s by default).
     pub shutdown_timeout: Duration,
@@ -118,6 +122,8 @@ impl Default for ToolstackConfig {
             host_name: s.host_name,
             xenstore_domid: s.xenstore_domid,
             backend_domid: s.backend_domid,
+            vbd_backend_domid: s.vbd_backend_domid,
+            sr_dir: s.sr_dir,
             shutdown_timeout: Duration::from_secs(60),
             event_history: s.event_history,
             fuzz_template: s.fuzz_template,
@@ -135,6 +141,8 @@ impl ToolstackConfig {
             host_name: self.host_name.clone(),
             xenstore_domid: self.xenstore_domid,
             backend_domid: self.backend_domid,
+            vbd_backend_domid: self.vbd_backend_domid,
+            sr_dir: self.sr_dir.clone(),
             event_history: self.event_history,
             fuzz_template: self.fuzz_template,
             task_limits: self.task_limits,
@@ -193,6 +201,24 @@ impl<P: DomainSave, S, I> Clone for Toolstack<P, S, I> {
 
 fn internal(e: impl core::fmt::Display) -> ActionError {
     ActionError::internal(e)
+}
+
+/// Creates the sparse raw image of a new VDI (its directory too).
+fn disk_file(path: &str, size: u64) {
+    let p = std::path::Path::new(path);
+    let made = p
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(p)
+        })
+        .and_then(|f| f.set_len(size));
+    if let Err(e) = made {
+        tracing::warn!(%path, %e, "cannot create a VDI's file");
+    }
 }
 
 /// Now, in Unix seconds (task timestamps).
@@ -379,6 +405,18 @@ where
                     trash.extend(self.images().remove(uuid));
                     Ok(())
                 }
+                Effect::CreateDisk { path, size } => {
+                    disk_file(path, *size);
+                    Ok(())
+                }
+                Effect::RemoveDisk(path) => {
+                    match std::fs::remove_file(path) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => tracing::warn!(%path, %e, "cannot remove a VDI's file"),
+                    }
+                    Ok(())
+                }
             };
             if let Err(err) = r {
                 tracing::error!(?e, %err, "pool database write failed");
@@ -429,7 +467,8 @@ where
                         }
                     }
                     Effect::Remove(class, uuid) => db::remove(&self.xs, class, &uuid)?,
-                    Effect::DropImage(_) => {}
+                    Effect::DropImage(_) | Effect::RemoveDisk(_) => {}
+                    Effect::CreateDisk { path, size } => disk_file(&path, size),
                 }
             }
         }

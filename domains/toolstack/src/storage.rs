@@ -29,6 +29,14 @@ impl Engine {
     ) -> Result<Record, ActionError> {
         d.uuid = uuid.to_string();
         d.VBDs.clear();
+        if !self.settings.sr_dir.is_empty() && !d.sm_config.contains_key("path") {
+            let path = alloc::format!("{}/{uuid}.img", self.settings.sr_dir);
+            d.sm_config.insert("path".into(), path.clone());
+            self.effects.push(crate::effect::Effect::CreateDisk {
+                path,
+                size: u64::try_from(d.virtual_size).unwrap_or(0),
+            });
+        }
         if let Record::Sr(mut s) = self.recs.get(Class::Sr, &d.SR)?.clone() {
             s.VDIs.push(ref_of(uuid));
             s.virtual_allocation += d.virtual_size;
@@ -50,6 +58,14 @@ impl Engine {
             s.VDIs.retain(|x| x != r);
             s.virtual_allocation -= d.virtual_size;
             self.put(Record::Sr(s), EventOp::Mod);
+        }
+        if let Some(path) = d.sm_config.get("path") {
+            let dir = &self.settings.sr_dir;
+            // Only the files this host made (in its SR directory).
+            if !dir.is_empty() && path.starts_with(dir.as_str()) {
+                self.effects
+                    .push(crate::effect::Effect::RemoveDisk(path.clone()));
+            }
         }
         self.remove(Class::Vdi, &d.uuid);
         Ok(())
