@@ -330,6 +330,63 @@ mod tests {
     }
 
     #[test]
+    fn vdis_get_an_image_file_in_the_sr_directory() {
+        let mut e = engine();
+        e.settings.sr_dir = "/data/sr".into();
+        let local = pool(&e).default_SR;
+        let vdi = made(call(
+            &mut e,
+            Action::Create(crate::action::NewRecord::Vdi(VdiRecord {
+                SR: local.clone(),
+                virtual_size: 3 << 20,
+                ..VdiRecord::default()
+            })),
+        ));
+        let Ok(Record::Vdi(d)) = e.recs.get(Class::Vdi, &vdi).cloned() else {
+            panic!("no VDI")
+        };
+        let path = alloc::format!("/data/sr/{}.img", d.uuid);
+        assert_eq!(d.sm_config.get("path"), Some(&path));
+        let fx = e.take_effects();
+        assert!(fx.contains(&crate::effect::Effect::CreateDisk {
+            path: path.clone(),
+            size: 3 << 20
+        }));
+        // A VDI given its own path (not in the SR directory) keeps it, and
+        // its file is neither made nor removed.
+        let mut own = Map::new();
+        own.insert("path".into(), "/elsewhere/x.img".into());
+        let other = made(call(
+            &mut e,
+            Action::Create(crate::action::NewRecord::Vdi(VdiRecord {
+                SR: local.clone(),
+                virtual_size: 1 << 20,
+                sm_config: own,
+                ..VdiRecord::default()
+            })),
+        ));
+        for r in [vdi, other] {
+            call(
+                &mut e,
+                Action::Destroy {
+                    class: Class::Vdi,
+                    r,
+                },
+            )
+            .unwrap();
+        }
+        let fx = e.take_effects();
+        let removed: alloc::vec::Vec<_> = fx
+            .iter()
+            .filter(|x| matches!(x, crate::effect::Effect::RemoveDisk(_)))
+            .collect();
+        assert_eq!(removed, [&crate::effect::Effect::RemoveDisk(path)]);
+        assert!(!fx
+            .iter()
+            .any(|x| matches!(x, crate::effect::Effect::CreateDisk { .. })));
+    }
+
+    #[test]
     fn vdis_count_against_their_sr_and_block_destroy_and_forget() {
         let mut e = engine();
         let local = pool(&e).default_SR;
