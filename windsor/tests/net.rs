@@ -232,8 +232,14 @@ fn vbds_on_new_vdis_are_served_by_blkback() {
         Some("1")
     );
 
+    let attached = |c: &mut Client| {
+        c.session_call("VBD.get_currently_attached", &[Value::str(vbd.clone())])
+            .unwrap()
+    };
+    assert_eq!(attached(&mut c), Value::Bool(true));
     c.vm_hard_shutdown(&vm).unwrap();
     assert_eq!(read(&socket, &be), None, "backend dir left");
+    assert_eq!(attached(&mut c), Value::Bool(false));
     c.session_call("VBD.destroy", &[Value::str(vbd)]).unwrap();
     c.session_call("VDI.destroy", &[Value::str(vdi)]).unwrap();
     assert!(!file.exists(), "the VDI's file is removed with it");

@@ -244,6 +244,31 @@ impl Engine {
         tx
     }
 
+    /// `currently_attached` of `v`'s VIFs and VBDs (their devices were
+    /// written for a new domain, or removed with it).
+    pub(crate) fn set_attached(&mut self, v: &VmRecord, on: bool) {
+        for r in v.VIFs.iter().chain(v.VBDs.iter()) {
+            let rec = match self
+                .recs
+                .get(Class::Vif, r)
+                .or_else(|_| self.recs.get(Class::Vbd, r))
+            {
+                Ok(Record::Vif(f)) if f.currently_attached != on => {
+                    let mut f = f.clone();
+                    f.currently_attached = on;
+                    Record::Vif(f)
+                }
+                Ok(Record::Vbd(b)) if b.currently_attached != on => {
+                    let mut b = b.clone();
+                    b.currently_attached = on;
+                    Record::Vbd(b)
+                }
+                _ => continue,
+            };
+            self.put(rec, EventOp::Mod);
+        }
+    }
+
     /// The domain serving VBD backends.
     pub fn vbd_backend(&self) -> DomId {
         self.settings
