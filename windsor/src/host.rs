@@ -93,6 +93,8 @@ pub struct Host {
     hv: Hypervisor,
     dom0: SimDomain,
     services: Vec<Service>,
+    net: crate::drivers::ControlBackends,
+    blk: crate::drivers::BlkbackDomain,
     stop_xenstore: Arc<AtomicBool>,
     toolstack: HostToolstack,
     /// dom0's xenstore connection (the toolstack's), to release the guests
@@ -169,6 +171,12 @@ impl Host {
             ),
         };
 
+        // The network driver domain (see `crate::drivers`).
+        let net =
+            crate::drivers::start_netback(&hv, &adopter).context("starting the netback domain")?;
+        let blk =
+            crate::drivers::start_blkback(&hv, &adopter).context("starting the blkback domain")?;
+
         // 2. The toolstack, and the guest images it can start.
         windsor_toolstack::host::register_ring_images(&hv);
         let dom0_store = StreamStore::from_stream(adopter.connect(DomId::DOM0)?)?;
@@ -178,10 +186,14 @@ impl Host {
             Intro(dom0_store.clone()),
             ToolstackConfig {
                 xenstore_domid: xs,
+                backend_domid: net.netback().domid,
+                vbd_backend_domid: Some(blk.domid),
+                sr_dir: opts.data_dir.join("sr").to_string_lossy().into_owned(),
                 ..ToolstackConfig::default()
             },
         )
         .context("starting the toolstack")?;
+        toolstack.attach_backends(Box::new(net.clone()));
         // `xenstore.watch` of the API: a dom0 connection of its own.
         toolstack
             .attach_xs_watch(
@@ -208,7 +220,7 @@ impl Host {
         .with_context(|| format!("serving the API on {}", opts.api))?;
         let api_addr = server.tcp_addr().unwrap_or(opts.api);
 
-        let services = vec![
+        let mut services = vec![
             Service {
                 domid: xs,
                 name: "xenstore",
@@ -226,7 +238,19 @@ impl Host {
                 ),
             },
         ];
+        services.push(Service {
+            domid: net.netback().domid,
+            name: "netback",
+            serves: "VIF backends, windsor-control vchan".into(),
+        });
+        services.push(Service {
+            domid: blk.domid,
+            name: "blkback",
+            serves: "VBD backends (image files in the SR directory)".into(),
+        });
         Ok(Host {
+            net,
+            blk,
             hv,
             dom0,
             services,
@@ -282,6 +306,8 @@ impl Host {
                 }
             }
         }
+        self.net.netback().stop();
+        self.blk.stop();
         self.stop_xenstore.store(true, Ordering::Release);
         let mut ended = Vec::new();
         for s in self.services.iter().filter(|s| s.domid != DomId::DOM0) {

@@ -11,6 +11,7 @@
 //!
 //! Tables for people by default; `--json` for scripts.
 
+mod drivers;
 mod host;
 
 use std::net::SocketAddr;

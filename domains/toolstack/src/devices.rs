@@ -19,6 +19,18 @@ use crate::engine::Engine;
 use crate::layout::{self, DeviceKind};
 use crate::lifecycle::Op;
 
+/// A VIF as its backend domain is told to serve it (see
+/// `service::DeviceBackends`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VifPlug {
+    /// The `<n>` of `device/vif/<n>`.
+    pub devid: u32,
+    /// Its MAC address (`aa:bb:cc:dd:ee:ff`).
+    pub mac: String,
+    /// Its MTU.
+    pub mtu: u32,
+}
+
 fn perm(dom: DomId, access: Access) -> Perm {
     Perm { dom, access }
 }
@@ -179,18 +191,25 @@ impl Engine {
                 Ok(Record::Network(net)) => net.bridge.clone(),
                 _ => String::new(),
             };
+            let mut be = vec![
+                ("handle", n.to_string()),
+                ("mac", f.MAC.clone()),
+                ("bridge", bridge),
+                ("mtu", f.MTU.to_string()),
+            ];
+            // The guest's address, where libxl writes it (`ip` in the
+            // backend directory): from `other_config:ip`.
+            if let Some(ip) = f.other_config.get("ip") {
+                be.push(("ip", ip.clone()));
+            }
             self.plumb(
                 &mut tx,
+                self.settings.backend_domid,
                 d,
                 DeviceKind::Vif,
                 n,
                 &[("handle", n.to_string()), ("mac", f.MAC.clone())],
-                &[
-                    ("handle", n.to_string()),
-                    ("mac", f.MAC.clone()),
-                    ("bridge", bridge),
-                    ("mtu", f.MTU.to_string()),
-                ],
+                &be,
             );
         }
         for r in &v.VBDs {
@@ -206,6 +225,7 @@ impl Engine {
             let mode = if b.mode == "RO" { "r" } else { "w" };
             self.plumb(
                 &mut tx,
+                self.vbd_backend(),
                 d,
                 DeviceKind::Vbd,
                 n,
@@ -224,18 +244,74 @@ impl Engine {
         tx
     }
 
+    /// `currently_attached` of `v`'s VIFs and VBDs (their devices were
+    /// written for a new domain, or removed with it).
+    pub(crate) fn set_attached(&mut self, v: &VmRecord, on: bool) {
+        for r in v.VIFs.iter().chain(v.VBDs.iter()) {
+            let rec = match self
+                .recs
+                .get(Class::Vif, r)
+                .or_else(|_| self.recs.get(Class::Vbd, r))
+            {
+                Ok(Record::Vif(f)) if f.currently_attached != on => {
+                    let mut f = f.clone();
+                    f.currently_attached = on;
+                    Record::Vif(f)
+                }
+                Ok(Record::Vbd(b)) if b.currently_attached != on => {
+                    let mut b = b.clone();
+                    b.currently_attached = on;
+                    Record::Vbd(b)
+                }
+                _ => continue,
+            };
+            self.put(rec, EventOp::Mod);
+        }
+    }
+
+    /// The domain serving VBD backends.
+    pub fn vbd_backend(&self) -> DomId {
+        self.settings
+            .vbd_backend_domid
+            .unwrap_or(self.settings.backend_domid)
+    }
+
+    /// The VIFs of VM `v`, as its network backend is told to serve them.
+    pub fn vif_plugs(&self, v: &VmRecord) -> Vec<VifPlug> {
+        v.VIFs
+            .iter()
+            .filter_map(|r| match self.recs.get(Class::Vif, r) {
+                Ok(Record::Vif(f)) => Some(VifPlug {
+                    devid: f.device.parse().unwrap_or(0),
+                    mac: f.MAC.clone(),
+                    mtu: u32::try_from(f.MTU).unwrap_or(1500),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The VIFs of VM `uuid` (none if it is gone).
+    pub fn vif_plugs_of(&self, uuid: &str) -> Vec<VifPlug> {
+        match self.recs.vm(&crate::action::ref_of(uuid)) {
+            Ok(v) => self.vif_plugs(v),
+            Err(_) => Vec::new(),
+        }
+    }
+
     /// One device's frontend and backend directories, each end owned by
     /// its domain and readable by the other, both `Initialising`.
+    #[allow(clippy::too_many_arguments)]
     fn plumb(
         &self,
         tx: &mut XsTransaction,
+        bd: DomId,
         d: DomId,
         kind: DeviceKind,
         n: u32,
         fe_extra: &[(&str, String)],
         be_extra: &[(&str, String)],
     ) {
-        let bd = self.settings.backend_domid;
         let fe = layout::frontend(d, kind, n);
         let be = layout::backend(bd, kind, d, n);
         tx.write(fe.as_str(), "");
@@ -275,12 +351,11 @@ impl Engine {
     pub fn domain_removal(&self, d: DomId) -> XsTransaction {
         let mut tx = XsTransaction::default();
         tx.rm(layout::domain(d));
-        for kind in [DeviceKind::Vif, DeviceKind::Vbd] {
-            tx.rm(layout::backend_guest_dir(
-                self.settings.backend_domid,
-                kind,
-                d,
-            ));
+        for (bd, kind) in [
+            (self.settings.backend_domid, DeviceKind::Vif),
+            (self.vbd_backend(), DeviceKind::Vbd),
+        ] {
+            tx.rm(layout::backend_guest_dir(bd, kind, d));
         }
         tx
     }

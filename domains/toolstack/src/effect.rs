@@ -23,6 +23,15 @@ pub enum Effect {
     Remove(Class, String),
     /// Discard the saved (suspend) image of VM `uuid`.
     DropImage(String),
+    /// Create a sparse raw disk image file of `size` bytes (a new VDI).
+    CreateDisk {
+        /// Its path.
+        path: String,
+        /// Its size in bytes.
+        size: u64,
+    },
+    /// Remove a VDI's image file (a missing file is not an error).
+    RemoveDisk(String),
 }
 
 /// One xenstore operation of a transaction.

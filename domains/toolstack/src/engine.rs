@@ -45,6 +45,12 @@ pub struct Settings {
     pub xenstore_domid: DomId,
     /// The domain serving VIF and VBD backends.
     pub backend_domid: DomId,
+    /// The domain serving VBD backends, if not `backend_domid`.
+    pub vbd_backend_domid: Option<DomId>,
+    /// Directory of VDI image files: a VDI created without
+    /// `sm_config:path` gets a sparse raw file `<sr_dir>/<uuid>.img` of its
+    /// virtual size (removed by `VDI.destroy`). Empty: no files.
+    pub sr_dir: String,
     /// How many changes `event.from` can look back.
     pub event_history: usize,
     /// Create the `Windsor fuzz-target` template at first start.
@@ -61,6 +67,8 @@ impl Default for Settings {
             host_name: "windsor".into(),
             xenstore_domid: DomId::DOM0,
             backend_domid: DomId::DOM0,
+            vbd_backend_domid: None,
+            sr_dir: String::new(),
             event_history: 16384,
             fuzz_template: true,
             task_limits: TaskLimits::default(),

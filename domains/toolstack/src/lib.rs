@@ -22,7 +22,12 @@
 //!   over the platform traits, a
 //!   [`XenStore`](windsor_xenstore_client::XenStore) client and an
 //!   `Introducer`; `watcher` is its `VIRQ_DOM_EXC` thread; `xs_calls` serves
-//!   the `xenstore.*` calls.
+//!   the `xenstore.*` calls. Devices: the engine writes a domain's VIF/VBD
+//!   directories (VIFs under `backend_domid`, VBDs under
+//!   `vbd_backend_domid`); an attached `service::DeviceBackends` (host
+//!   mode: netback over the `windsor-control` vchan) is then asked to
+//!   serve each VIF before the guest runs, and to stop at teardown. A VDI
+//!   created with an `sr_dir` set gets a sparse raw image file there.
 //! * the in-process host (`host` feature, off by default: it pulls in the
 //!   simulated hypervisor and the test guest): `host` wires the toolstack
 //!   to the simulated hypervisor, the in-process store (`localstore`) and

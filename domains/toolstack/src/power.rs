@@ -135,6 +135,7 @@ impl Engine {
     pub fn attach(&mut self, v: &VmRecord, d: DomId) -> XsTransaction {
         self.by_dom.insert(d.0, v.uuid.clone());
         self.rt.entry(v.uuid.clone()).or_default().domid = Some(d);
+        self.set_attached(v, true);
         self.domain_tree(v, d)
     }
 
@@ -146,6 +147,9 @@ impl Engine {
             if rt.domid == Some(d) {
                 rt.domid = None;
             }
+        }
+        if let Ok(v) = self.recs.vm(&ref_of(uuid)).cloned() {
+            self.set_attached(&v, false);
         }
         self.domain_removal(d)
     }

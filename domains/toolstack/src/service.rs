@@ -21,6 +21,7 @@
 //! reports for a VM whose `suspend_VDI` is gone; `hard_shutdown` then
 //! discards it.
 
+use std::boxed::Box;
 use std::collections::HashMap;
 use std::string::{String, ToString};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -73,6 +74,18 @@ impl Introducer for () {
     }
 }
 
+/// The driver domains' side of device plugging: after a domain's devices
+/// are written to xenstore (backend and frontend directories, state
+/// `Initialising`), the toolstack asks the backend domain to serve each
+/// one, before the guest runs; at teardown it asks it to stop. Host mode
+/// implements it over the `windsor-control` vchan to netback.
+pub trait DeviceBackends: Send + Sync {
+    /// Serve VIF `vif` of domain `fe`.
+    fn plug_vif(&self, fe: DomId, vif: &crate::devices::VifPlug) -> Result<(), String>;
+    /// Stop serving VIF `devid` of domain `fe` (unknown: not an error).
+    fn unplug_vif(&self, fe: DomId, devid: u32);
+}
+
 /// How the toolstack service runs: the engine's [`Settings`] plus the
 /// executor's own (shutdown timeout, uuid seed).
 #[derive(Clone, Debug)]
@@ -83,6 +96,10 @@ pub struct ToolstackConfig {
     pub xenstore_domid: DomId,
     /// The domain serving VIF and VBD backends.
     pub backend_domid: DomId,
+    /// The domain serving VBD backends, if not `backend_domid`.
+    pub vbd_backend_domid: Option<DomId>,
+    /// Directory of VDI image files (see [`Settings::sr_dir`]).
+    pub sr_dir: String,
     /// How long a clean shutdown/reboot/suspend waits for the guest
     /// (XAPI waits 1200 s by default).
     pub shutdown_timeout: Duration,
@@ -105,6 +122,8 @@ impl Default for ToolstackConfig {
             host_name: s.host_name,
             xenstore_domid: s.xenstore_domid,
             backend_domid: s.backend_domid,
+            vbd_backend_domid: s.vbd_backend_domid,
+            sr_dir: s.sr_dir,
             shutdown_timeout: Duration::from_secs(60),
             event_history: s.event_history,
             fuzz_template: s.fuzz_template,
@@ -122,6 +141,8 @@ impl ToolstackConfig {
             host_name: self.host_name.clone(),
             xenstore_domid: self.xenstore_domid,
             backend_domid: self.backend_domid,
+            vbd_backend_domid: self.vbd_backend_domid,
+            sr_dir: self.sr_dir.clone(),
             event_history: self.event_history,
             fuzz_template: self.fuzz_template,
             task_limits: self.task_limits,
@@ -153,6 +174,9 @@ pub(crate) struct Inner<P: DomainSave, S, I> {
     /// Watches of the `xenstore.*` API calls, on a connection of their own
     /// ([`Toolstack::attach_xs_watch`]).
     xs_watch: std::sync::OnceLock<crate::xs_calls::WatchHub>,
+    /// The driver domains ([`Toolstack::attach_backends`]); without them
+    /// devices are written to xenstore only.
+    backends: std::sync::OnceLock<Box<dyn DeviceBackends>>,
     /// Saved images of Suspended VMs, by VM uuid (memory only). Locked
     /// after `engine`, never the other way round.
     saved: Mutex<HashMap<String, P::Saved>>,
@@ -177,6 +201,24 @@ impl<P: DomainSave, S, I> Clone for Toolstack<P, S, I> {
 
 fn internal(e: impl core::fmt::Display) -> ActionError {
     ActionError::internal(e)
+}
+
+/// Creates the sparse raw image of a new VDI (its directory too).
+fn disk_file(path: &str, size: u64) {
+    let p = std::path::Path::new(path);
+    let made = p
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(p)
+        })
+        .and_then(|f| f.set_len(size));
+    if let Err(e) = made {
+        tracing::warn!(%path, %e, "cannot create a VDI's file");
+    }
 }
 
 /// Now, in Unix seconds (task timestamps).
@@ -220,6 +262,7 @@ where
             exc,
             stop: AtomicBool::new(false),
             xs_watch: std::sync::OnceLock::new(),
+            backends: std::sync::OnceLock::new(),
             saved: Mutex::new(HashMap::new()),
         });
         inner.bootstrap()?;
@@ -273,6 +316,12 @@ where
             let _ = self.inner.xs_watch.set(hub);
         }
         Ok(())
+    }
+
+    /// Plugs devices through `b` from now on (VIFs of VMs started later).
+    /// A second call is ignored.
+    pub fn attach_backends(&self, b: Box<dyn DeviceBackends>) {
+        let _ = self.inner.backends.set(b);
     }
 
     /// The xenstore client the toolstack uses.
@@ -356,6 +405,18 @@ where
                     trash.extend(self.images().remove(uuid));
                     Ok(())
                 }
+                Effect::CreateDisk { path, size } => {
+                    disk_file(path, *size);
+                    Ok(())
+                }
+                Effect::RemoveDisk(path) => {
+                    match std::fs::remove_file(path) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => tracing::warn!(%path, %e, "cannot remove a VDI's file"),
+                    }
+                    Ok(())
+                }
             };
             if let Err(err) = r {
                 tracing::error!(?e, %err, "pool database write failed");
@@ -406,7 +467,8 @@ where
                         }
                     }
                     Effect::Remove(class, uuid) => db::remove(&self.xs, class, &uuid)?,
-                    Effect::DropImage(_) => {}
+                    Effect::DropImage(_) | Effect::RemoveDisk(_) => {}
+                    Effect::CreateDisk { path, size } => disk_file(&path, size),
                 }
             }
         }
@@ -590,6 +652,15 @@ where
             self.teardown(eng, &v.uuid, d);
             return Err(internal(e));
         }
+        if let Some(b) = self.backends.get() {
+            for vif in eng.vif_plugs(v) {
+                if let Err(e) = b.plug_vif(d, &vif) {
+                    tracing::warn!(dom = d.0, devid = vif.devid, %e, "VIF plug failed");
+                    self.teardown(eng, &v.uuid, d);
+                    return Err(internal(format_args!("plugging VIF {}: {e}", vif.devid)));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -601,6 +672,11 @@ where
         }
         if let Err(e) = self.intro.release(d) {
             tracing::warn!(dom = d.0, ?e, "xenstore release failed");
+        }
+        if let Some(b) = self.backends.get() {
+            for vif in eng.vif_plugs_of(uuid) {
+                b.unplug_vif(d, vif.devid);
+            }
         }
         let tx = eng.detach(uuid, d);
         if let Err(e) = self.commit(&tx) {

@@ -29,6 +29,14 @@ impl Engine {
     ) -> Result<Record, ActionError> {
         d.uuid = uuid.to_string();
         d.VBDs.clear();
+        if !self.settings.sr_dir.is_empty() && !d.sm_config.contains_key("path") {
+            let path = alloc::format!("{}/{uuid}.img", self.settings.sr_dir);
+            d.sm_config.insert("path".into(), path.clone());
+            self.effects.push(crate::effect::Effect::CreateDisk {
+                path,
+                size: u64::try_from(d.virtual_size).unwrap_or(0),
+            });
+        }
         if let Record::Sr(mut s) = self.recs.get(Class::Sr, &d.SR)?.clone() {
             s.VDIs.push(ref_of(uuid));
             s.virtual_allocation += d.virtual_size;
@@ -50,6 +58,14 @@ impl Engine {
             s.VDIs.retain(|x| x != r);
             s.virtual_allocation -= d.virtual_size;
             self.put(Record::Sr(s), EventOp::Mod);
+        }
+        if let Some(path) = d.sm_config.get("path") {
+            let dir = &self.settings.sr_dir;
+            // Only the files this host made (in its SR directory).
+            if !dir.is_empty() && path.starts_with(dir.as_str()) {
+                self.effects
+                    .push(crate::effect::Effect::RemoveDisk(path.clone()));
+            }
         }
         self.remove(Class::Vdi, &d.uuid);
         Ok(())
@@ -311,6 +327,63 @@ mod tests {
             ),
             Err(ActionError::SrUuidExists { .. })
         ));
+    }
+
+    #[test]
+    fn vdis_get_an_image_file_in_the_sr_directory() {
+        let mut e = engine();
+        e.settings.sr_dir = "/data/sr".into();
+        let local = pool(&e).default_SR;
+        let vdi = made(call(
+            &mut e,
+            Action::Create(crate::action::NewRecord::Vdi(VdiRecord {
+                SR: local.clone(),
+                virtual_size: 3 << 20,
+                ..VdiRecord::default()
+            })),
+        ));
+        let Ok(Record::Vdi(d)) = e.recs.get(Class::Vdi, &vdi).cloned() else {
+            panic!("no VDI")
+        };
+        let path = alloc::format!("/data/sr/{}.img", d.uuid);
+        assert_eq!(d.sm_config.get("path"), Some(&path));
+        let fx = e.take_effects();
+        assert!(fx.contains(&crate::effect::Effect::CreateDisk {
+            path: path.clone(),
+            size: 3 << 20
+        }));
+        // A VDI given its own path (not in the SR directory) keeps it, and
+        // its file is neither made nor removed.
+        let mut own = Map::new();
+        own.insert("path".into(), "/elsewhere/x.img".into());
+        let other = made(call(
+            &mut e,
+            Action::Create(crate::action::NewRecord::Vdi(VdiRecord {
+                SR: local.clone(),
+                virtual_size: 1 << 20,
+                sm_config: own,
+                ..VdiRecord::default()
+            })),
+        ));
+        for r in [vdi, other] {
+            call(
+                &mut e,
+                Action::Destroy {
+                    class: Class::Vdi,
+                    r,
+                },
+            )
+            .unwrap();
+        }
+        let fx = e.take_effects();
+        let removed: alloc::vec::Vec<_> = fx
+            .iter()
+            .filter(|x| matches!(x, crate::effect::Effect::RemoveDisk(_)))
+            .collect();
+        assert_eq!(removed, [&crate::effect::Effect::RemoveDisk(path)]);
+        assert!(!fx
+            .iter()
+            .any(|x| matches!(x, crate::effect::Effect::CreateDisk { .. })));
     }
 
     #[test]
