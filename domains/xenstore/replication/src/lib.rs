@@ -56,6 +56,7 @@ pub mod proto;
 pub mod sm;
 pub mod storage;
 pub mod tls;
+pub mod xenstored;
 
 openraft::declare_raft_types!(
     /// The Raft types of the pool: commands in, outcomes out, nodes named

@@ -1570,6 +1570,22 @@ impl Store {
         }
     }
 
+    /// Fires the watches on `path` and its ancestors for a change made
+    /// outside the store's request path (a replicated `/pool` entry
+    /// mirrored with [`Store::apply`]). `was` is the node's permissions
+    /// before the change (for a removed node: who could read it may hear
+    /// of its removal); the node's current permissions count as well.
+    pub fn fire_external(&mut self, path: &str, was: Option<Perms>) {
+        let f = Fire {
+            path: path.into(),
+            exact: false,
+            old: was,
+            node: None,
+            parent: None,
+        };
+        self.fire(&f);
+    }
+
     /// Replays one logged mutation (recovery). Nothing fires, nothing is
     /// recorded, no permission or quota is checked.
     pub fn apply(&mut self, m: &Mutation) {
