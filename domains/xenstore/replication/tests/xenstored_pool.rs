@@ -249,6 +249,29 @@ fn pool_writes_replicate_through_three_daemons() {
         "events on host 3: {seen:?}"
     );
 
+    // Removing a subtree on host 1 fires a watch below it on host 2.
+    xs.get_mut(&1)
+        .unwrap()
+        .write("/pool/gone/a/b", b"1")
+        .unwrap();
+    let b = xs.get_mut(&2).unwrap();
+    eventually(Duration::from_secs(5), || b.read("/pool/gone/a/b"));
+    b.call(XsOp::Watch, 0, b"/pool/gone/a/b\0deep\0").unwrap();
+    assert_eq!(
+        b.event(Duration::from_secs(2)).as_deref(),
+        Some("/pool/gone/a/b")
+    );
+    assert_eq!(
+        xs.get_mut(&1).unwrap().call(XsOp::Rm, 0, b"/pool/gone\0"),
+        Ok(b"OK\0".to_vec())
+    );
+    let b = xs.get_mut(&2).unwrap();
+    assert_eq!(
+        b.event(Duration::from_secs(3)).as_deref(),
+        Some("/pool/gone/a/b")
+    );
+    assert_eq!(b.read("/pool/gone/a"), Err("ENOENT".into()));
+
     // Local paths stay local.
     xs.get_mut(&1)
         .unwrap()

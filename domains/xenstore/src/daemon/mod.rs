@@ -567,17 +567,7 @@ impl Daemon {
                     self.log_and_queue(None);
                 }
                 PoolEvent::Apply { mutations, fire } => {
-                    let store = self.engine.store_mut();
-                    let was: Vec<Option<crate::perms::Perms>> = fire
-                        .iter()
-                        .map(|p| store.tree().get(p).map(|n| n.perms.clone()))
-                        .collect();
-                    for m in &mutations {
-                        store.apply(m);
-                    }
-                    for (p, w) in fire.iter().zip(was) {
-                        store.fire_external(p, w);
-                    }
+                    self.engine.store_mut().apply_external(&mutations, &fire);
                     let record = self.engine.collect(None, &mut self.outputs);
                     self.log_and_queue(record);
                 }
