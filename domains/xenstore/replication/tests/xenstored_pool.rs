@@ -148,6 +148,39 @@ fn eventually<T>(within: Duration, mut f: impl FnMut() -> Result<T, String>) -> 
     }
 }
 
+/// Starts host `id`'s daemon (again: same data directory).
+fn spawn_host(dir: &Path, id: u64, addr: &str, peers: &[String]) -> Host {
+    let socket = dir.join(format!("xs{id}.sock"));
+    let log = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("host{id}.log")))
+        .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_windsor-xenstored-pool"));
+    cmd.arg("--socket")
+        .arg(&socket)
+        .arg("--data-dir")
+        .arg(dir.join(format!("data{id}")))
+        .args(["--pool-id", &id.to_string(), "--pool-listen", addr])
+        .args(["--pool-peers", &peers.join(",")])
+        .arg("--pool-tls-dir")
+        .arg(dir.join(format!("tls{id}")));
+    if id == 1 {
+        cmd.arg("--pool-bootstrap");
+    }
+    let child = cmd
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    Host {
+        socket,
+        child: Some(child),
+    }
+}
+
 #[test]
 fn pool_writes_replicate_through_three_daemons() {
     let started = Instant::now();
@@ -160,36 +193,8 @@ fn pool_writes_replicate_through_three_daemons() {
     let peers: Vec<String> = addrs.iter().map(|(i, a)| format!("{i}={a}")).collect();
     let mut hosts: BTreeMap<u64, Host> = BTreeMap::new();
     for id in 1..=3u64 {
-        let tls_dir = dir.path().join(format!("tls{id}"));
-        tls::issue_member(&ca, id, &tls_dir).unwrap();
-        let socket = dir.path().join(format!("xs{id}.sock"));
-        let log = std::fs::File::create(dir.path().join(format!("host{id}.log"))).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_windsor-xenstored-pool"));
-        cmd.arg("--socket")
-            .arg(&socket)
-            .arg("--data-dir")
-            .arg(dir.path().join(format!("data{id}")))
-            .args(["--pool-id", &id.to_string(), "--pool-listen", &addrs[&id]])
-            .args(["--pool-peers", &peers.join(",")])
-            .arg("--pool-tls-dir")
-            .arg(&tls_dir);
-        if id == 1 {
-            cmd.arg("--pool-bootstrap");
-        }
-        let child = cmd
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        hosts.insert(
-            id,
-            Host {
-                socket,
-                child: Some(child),
-            },
-        );
+        tls::issue_member(&ca, id, &dir.path().join(format!("tls{id}"))).unwrap();
+        hosts.insert(id, spawn_host(dir.path(), id, &addrs[&id], &peers));
     }
     let mut xs: BTreeMap<u64, Xs> = hosts
         .iter()
@@ -332,5 +337,18 @@ fn pool_writes_replicate_through_three_daemons() {
         xs.get_mut(&r).unwrap().read("/pool/x/y"),
         Ok(b"hello".to_vec())
     );
+
+    // The killed host comes back with its data directory: it catches up,
+    // and its local /pool is the replicated one again.
+    let _ = std::fs::remove_file(dir.path().join(format!("xs{leader}.sock")));
+    hosts.insert(
+        leader,
+        spawn_host(dir.path(), leader, &addrs[&leader], &peers),
+    );
+    let mut back = Xs::connect(&hosts[&leader].socket);
+    let v = eventually(Duration::from_secs(10), || back.read("/pool/after"));
+    assert_eq!(v, b"failover");
+    assert_eq!(back.read("/pool/x/y"), Ok(b"hello".to_vec()));
+    assert_eq!(back.read("/pool/gone"), Err("ENOENT".into()));
     assert!(started.elapsed() < Duration::from_secs(60));
 }

@@ -33,6 +33,20 @@
 //! toolstack of `windsor up` reaches the store. A client that breaks framing
 //! (oversized length) is disconnected; the rest go on.
 //!
+//! # Pool mode
+//!
+//! With [`Daemon::set_pool`] (used by `windsor-xenstored-pool` of the
+//! `windsor-xenstore-replication` crate), `XS_WRITE`, `XS_MKDIR`, `XS_RM`
+//! and `XS_SET_PERMS` of socket clients naming a path under `/pool` are not
+//! applied to the store but handed to the replicated log; the connection is
+//! not read further until their reply comes back ([`PoolEvent::Reply`]),
+//! so its replies stay in order. The replicated entries come back as
+//! [`PoolEvent::Apply`] and are applied to the store without being logged
+//! locally (the replicated log holds them), firing their watches. Inside
+//! a transaction those requests fail with `ENOSYS`. Guests' ring requests
+//! are not routed (they reach the local store as before). Off by default:
+//! without `set_pool` nothing changes.
+//!
 //! # Bounds on what clients make the daemon hold ([`Limits`])
 //!
 //! As C xenstored bounds unread output and requests per connection, and
