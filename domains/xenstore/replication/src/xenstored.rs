@@ -133,7 +133,14 @@ async fn submit_task(
             cmd: Box::new(Command::Op(op)),
         };
         // This member first (no round trip if it leads), else the leader.
-        let res = match node.client(ClientRequest::Submit(cmd.clone())).await {
+        // A leader cut off from its majority may never answer: bounded.
+        let local = tokio::time::timeout(
+            client.deadline,
+            node.client(ClientRequest::Submit(cmd.clone())),
+        )
+        .await
+        .unwrap_or_else(|_| Err(ClientError::Unknown("no commit within the deadline".into())));
+        let res = match local {
             Ok(ClientReply::Outcome(o, i)) => Ok((o, i)),
             Err(ClientError::NotLeader(_)) => client.submit(cmd).await,
             Ok(other) => Err(ClientError::Unknown(format!("unexpected reply {other:?}"))),
