@@ -11,7 +11,7 @@
 //!   into this host's store, so the writer reads its own write locally.
 //!   If the outcome is unknown (no leader reachable within the client's
 //!   deadline) the reply is `EIO`: the write may or may not have
-//!   committed. Requests are submitted one at a time per host.
+//!   committed. Requests of different connections commit concurrently.
 //! * Every applied entry, from any host, is mirrored into the local
 //!   store ([`crate::mirror`]) and its watches fire: a watch on `/pool`
 //!   fires on every host. At start the whole replicated subtree replaces
@@ -111,63 +111,86 @@ pub fn attach(
 
 async fn submit_task(
     node: Arc<PoolNode>,
-    mut client: PoolClient,
+    client: PoolClient,
     mut rx: mpsc::UnboundedReceiver<PoolRequest>,
     pend: mpsc::UnboundedSender<Pending>,
     sender: PoolSender,
 ) {
+    // Requests of different connections commit concurrently (a connection
+    // has one at a time); those forwarded to another leader share one
+    // connection to it.
+    let client = Arc::new(tokio::sync::Mutex::new(client));
     while let Some(r) = rx.recv().await {
-        let Some(op) = op_of(&r.header, &r.payload) else {
+        tokio::spawn(submit_one(
+            node.clone(),
+            client.clone(),
+            r,
+            pend.clone(),
+            sender.clone(),
+        ));
+    }
+}
+
+async fn submit_one(
+    node: Arc<PoolNode>,
+    client: Arc<tokio::sync::Mutex<PoolClient>>,
+    r: PoolRequest,
+    pend: mpsc::UnboundedSender<Pending>,
+    sender: PoolSender,
+) {
+    let Some(op) = op_of(&r.header, &r.payload) else {
+        let _ = sender.send(PoolEvent::Reply {
+            ticket: r.ticket,
+            bytes: error(&r.header, "EINVAL"),
+        });
+        return;
+    };
+    let cmd = Command::As {
+        caller: Caller {
+            dom: r.dom.0,
+            privileged: r.privileged,
+            target: None,
+        },
+        cmd: Box::new(Command::Op(op)),
+    };
+    // This member first (no round trip if it leads), else the leader. A
+    // leader cut off from its majority may never answer: bounded.
+    let local = tokio::time::timeout(
+        SUBMIT_DEADLINE,
+        node.client(ClientRequest::Submit(cmd.clone())),
+    )
+    .await
+    .unwrap_or_else(|_| Err(ClientError::Unknown("no commit within the deadline".into())));
+    let res = match local {
+        Ok(ClientReply::Outcome(o, i)) => Ok((o, i)),
+        Err(ClientError::NotLeader(_)) => client.lock().await.submit(cmd).await,
+        Ok(other) => Err(ClientError::Unknown(format!("unexpected reply {other:?}"))),
+        Err(e) => Err(e),
+    };
+    match res {
+        Ok((o, index)) => {
+            let bytes = match o.result {
+                Ok(()) => reply(&r.header, b"OK\0"),
+                Err(e) => error(&r.header, e.errno_name()),
+            };
+            let _ = pend.send(Pending {
+                index,
+                ticket: r.ticket,
+                bytes,
+            });
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "pool write not known to be committed");
             let _ = sender.send(PoolEvent::Reply {
                 ticket: r.ticket,
-                bytes: error(&r.header, "EINVAL"),
+                bytes: error(&r.header, "EIO"),
             });
-            continue;
-        };
-        let cmd = Command::As {
-            caller: Caller {
-                dom: r.dom.0,
-                privileged: r.privileged,
-                target: None,
-            },
-            cmd: Box::new(Command::Op(op)),
-        };
-        // This member first (no round trip if it leads), else the leader.
-        // A leader cut off from its majority may never answer: bounded.
-        let local = tokio::time::timeout(
-            client.deadline,
-            node.client(ClientRequest::Submit(cmd.clone())),
-        )
-        .await
-        .unwrap_or_else(|_| Err(ClientError::Unknown("no commit within the deadline".into())));
-        let res = match local {
-            Ok(ClientReply::Outcome(o, i)) => Ok((o, i)),
-            Err(ClientError::NotLeader(_)) => client.submit(cmd).await,
-            Ok(other) => Err(ClientError::Unknown(format!("unexpected reply {other:?}"))),
-            Err(e) => Err(e),
-        };
-        match res {
-            Ok((o, index)) => {
-                let bytes = match o.result {
-                    Ok(()) => reply(&r.header, b"OK\0"),
-                    Err(e) => error(&r.header, e.errno_name()),
-                };
-                let _ = pend.send(Pending {
-                    index,
-                    ticket: r.ticket,
-                    bytes,
-                });
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "pool write not known to be committed");
-                let _ = sender.send(PoolEvent::Reply {
-                    ticket: r.ticket,
-                    bytes: error(&r.header, "EIO"),
-                });
-            }
         }
     }
 }
+
+/// How long this member may take to commit a write it leads.
+const SUBMIT_DEADLINE: Duration = Duration::from_secs(5);
 
 fn forward(node: &PoolNode, ev: &Applied, sender: &PoolSender) {
     let step = node.sm.read(|d| mirror::step(ev, &d.tree));

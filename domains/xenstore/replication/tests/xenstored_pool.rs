@@ -277,6 +277,38 @@ fn pool_writes_replicate_through_three_daemons() {
     );
     assert_eq!(b.read("/pool/gone/a"), Err("ENOENT".into()));
 
+    // Concurrent writers on two hosts (each its own connection): every
+    // write acknowledged and visible on a third host.
+    let writers: Vec<_> = [1u64, 1, 2, 2]
+        .into_iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let socket = hosts[&h].socket.clone();
+            std::thread::spawn(move || {
+                let mut c = Xs::connect(&socket);
+                for j in 0..10 {
+                    let v = format!("{i}-{j}");
+                    assert_eq!(
+                        c.write(&format!("/pool/conc/{i}/{j}"), v.as_bytes()),
+                        Ok(b"OK\0".to_vec())
+                    );
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let c = xs.get_mut(&3).unwrap();
+    for i in 0..4 {
+        for j in 0..10 {
+            let v = eventually(Duration::from_secs(5), || {
+                c.read(&format!("/pool/conc/{i}/{j}"))
+            });
+            assert_eq!(v, format!("{i}-{j}").as_bytes());
+        }
+    }
+
     // Local paths stay local.
     xs.get_mut(&1)
         .unwrap()
