@@ -47,6 +47,10 @@
 //! [`node::PoolNode`], and replies with the replicated outcome. Every
 //! host's daemon subscribes to the applied-entry stream, mirrors the
 //! changes into its tree and fires the watches ([`mirror`]).
+//! [`xenstored`] does this for single operations (the
+//! `windsor-xenstored-pool` binary); transactions writing `/pool` are
+//! still refused there (`ENOSYS`), and reads of `/pool` come from the
+//! local mirror (not linearizable).
 
 pub mod client;
 pub mod mirror;
@@ -56,6 +60,7 @@ pub mod proto;
 pub mod sm;
 pub mod storage;
 pub mod tls;
+pub mod xenstored;
 
 openraft::declare_raft_types!(
     /// The Raft types of the pool: commands in, outcomes out, nodes named

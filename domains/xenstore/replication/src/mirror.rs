@@ -11,16 +11,14 @@
 //! if it runs behind the stream; a snapshot install (`changed == ["/pool"]`)
 //! resends the whole subtree.
 //!
-//! The rest of the integration (not done here: the daemon's files belong
-//! to another change in flight) is in the daemon's request path: a request
-//! naming a path under `/pool` ([`is_pool_path`]) is turned into a
-//! [`crate::sm::Command`] wrapped in `Command::As` with the caller's
-//! domain, so its permissions are checked at apply time on every replica — a
-//! transaction that touched `/pool` into one `Command::Txn` carrying the
-//! [`crate::sm::PoolTree::rev`] of every path it touched — and submitted;
-//! the reply waits for the replicated outcome. Linearizable reads of
-//! `/pool` go to the leader (`ClientRequest::Read`); the local mirror is
-//! for watches and for reads that accept the host's applied state.
+//! The daemon side is [`crate::xenstored`]: it routes `/pool` mutations
+//! to the replicated log (as [`crate::sm::Command::As`] with the caller's
+//! domain, so permissions are checked at apply time on every replica) and
+//! hands each [`MirrorStep`] to the daemon's loop, which applies it with
+//! `Store::apply_external` (mutations unlogged, watches fired). Linearizable
+//! reads of `/pool` go to the leader (`ClientRequest::Read`); the local
+//! mirror is for watches and for reads that accept the host's applied
+//! state.
 
 use std::sync::Arc;
 

@@ -33,6 +33,20 @@
 //! toolstack of `windsor up` reaches the store. A client that breaks framing
 //! (oversized length) is disconnected; the rest go on.
 //!
+//! # Pool mode
+//!
+//! With [`Daemon::set_pool`] (used by `windsor-xenstored-pool` of the
+//! `windsor-xenstore-replication` crate), `XS_WRITE`, `XS_MKDIR`, `XS_RM`
+//! and `XS_SET_PERMS` of socket clients naming a path under `/pool` are not
+//! applied to the store but handed to the replicated log; the connection is
+//! not read further until their reply comes back ([`PoolEvent::Reply`]),
+//! so its replies stay in order. The replicated entries come back as
+//! [`PoolEvent::Apply`] and are applied to the store without being logged
+//! locally (the replicated log holds them), firing their watches. Inside
+//! a transaction those requests fail with `ENOSYS`. Guests' ring requests
+//! are not routed (they reach the local store as before). Off by default:
+//! without `set_pool` nothing changes.
+//!
 //! # Bounds on what clients make the daemon hold ([`Limits`])
 //!
 //! As C xenstored bounds unread output and requests per connection, and
@@ -239,6 +253,9 @@ struct Conn {
     paused: bool,
     /// When the partial message in `rbuf` started.
     partial_since: Option<Instant>,
+    /// Pool mode: the ticket of this connection's request in the
+    /// replicated log; nothing more is read until it is answered.
+    pool_wait: Option<u64>,
 }
 
 /// Hands connected streams to a running [`Daemon`], each acting for a
@@ -269,8 +286,78 @@ impl Adopter {
     }
 }
 
+/// A request under `/pool` taken off the store's path in pool mode (see
+/// [`Daemon::set_pool`]): `XS_WRITE`, `XS_MKDIR`, `XS_RM` or
+/// `XS_SET_PERMS` outside a transaction.
+#[derive(Clone, Debug)]
+pub struct PoolRequest {
+    /// Names the request in its [`PoolEvent::Reply`].
+    pub ticket: u64,
+    /// The request's header (its type, id and transaction).
+    pub header: Header,
+    /// Its payload (path, then value or permissions).
+    pub payload: Vec<u8>,
+    /// The caller's domain.
+    pub dom: DomId,
+    /// Whether the caller is privileged.
+    pub privileged: bool,
+}
+
+/// What the replication side hands the loop (see [`PoolSender`]).
+#[derive(Debug)]
+pub enum PoolEvent {
+    /// The whole reply (header and payload) to the request `ticket`.
+    Reply {
+        /// From [`PoolRequest::ticket`].
+        ticket: u64,
+        /// The message to send.
+        bytes: Vec<u8>,
+    },
+    /// A replicated entry to mirror: the mutations, applied in order
+    /// without logging them locally (the replicated log holds them), then
+    /// the watches of `fire` fire.
+    Apply {
+        /// Local mutations.
+        mutations: Vec<crate::store::Mutation>,
+        /// Paths whose watches fire.
+        fire: Vec<std::string::String>,
+    },
+}
+
+/// Hands [`PoolEvent`]s to a running [`Daemon`] from any thread.
+#[derive(Clone)]
+pub struct PoolSender {
+    tx: mpsc::Sender<PoolEvent>,
+    waker: Arc<Waker>,
+}
+
+impl PoolSender {
+    /// Queues `ev` and wakes the loop. Fails if the daemon is gone.
+    pub fn send(&self, ev: PoolEvent) -> io::Result<()> {
+        self.tx
+            .send(ev)
+            .map_err(|_| io::Error::from(io::ErrorKind::NotConnected))?;
+        self.waker.wake()
+    }
+}
+
+/// True for `/pool` and the paths below it.
+pub fn is_pool_path(path: &[u8]) -> bool {
+    path == b"/pool" || path.starts_with(b"/pool/")
+}
+
+struct Pool {
+    submit: Box<dyn FnMut(PoolRequest) + Send>,
+    inbox: mpsc::Receiver<PoolEvent>,
+    next_ticket: u64,
+    /// Requests submitted and not yet answered: ticket to slot.
+    waiting: std::collections::HashMap<u64, usize>,
+}
+
 /// A running daemon: build with [`Daemon::bind`], then [`Daemon::run`].
 pub struct Daemon {
+    /// Pool mode: requests under `/pool` go through the replicated log.
+    pool: Option<Pool>,
     adopt_rx: mpsc::Receiver<(std::os::unix::net::UnixStream, DomId)>,
     adopter: Adopter,
     poll: Poll,
@@ -391,6 +478,7 @@ impl Daemon {
             .map_err(socket_err(&config.socket))?;
         let newest_lsn = log.appended();
         Ok(Daemon {
+            pool: None,
             adopt_rx,
             log,
             adopter,
@@ -447,6 +535,111 @@ impl Daemon {
         Ok(())
     }
 
+    /// Pool mode: from now on `XS_WRITE`, `XS_MKDIR`, `XS_RM` and
+    /// `XS_SET_PERMS` naming a path under `/pool` outside a transaction
+    /// are handed to `submit` (on the loop's thread: it must not block)
+    /// instead of the store, and the connection is not read further until
+    /// the [`PoolEvent::Reply`] comes through the returned sender, which
+    /// also carries the replicated entries to mirror ([`PoolEvent::Apply`]).
+    /// Inside a transaction those requests fail with `ENOSYS`: a
+    /// transaction cannot yet span the replicated subtree. Reads of
+    /// `/pool` are served from the local mirror.
+    pub fn set_pool(&mut self, submit: Box<dyn FnMut(PoolRequest) + Send>) -> PoolSender {
+        let (tx, inbox) = mpsc::channel();
+        self.pool = Some(Pool {
+            submit,
+            inbox,
+            next_ticket: 1,
+            waiting: std::collections::HashMap::new(),
+        });
+        PoolSender {
+            tx,
+            waker: self.waker.clone(),
+        }
+    }
+
+    /// Takes the replies and mirrored entries of the replicated log.
+    fn receive_pool(&mut self) {
+        loop {
+            let Some(ev) = self.pool.as_mut().and_then(|p| p.inbox.try_recv().ok()) else {
+                return;
+            };
+            match ev {
+                PoolEvent::Reply { ticket, bytes } => {
+                    let Some(slot) = self.pool.as_mut().and_then(|p| p.waiting.remove(&ticket))
+                    else {
+                        continue;
+                    };
+                    let Some(Some(c)) = self.conns.get_mut(slot) else {
+                        continue;
+                    };
+                    if c.pool_wait != Some(ticket) {
+                        continue;
+                    }
+                    c.pool_wait = None;
+                    self.outputs.push((slot, bytes));
+                    self.log_and_queue(None);
+                }
+                PoolEvent::Apply { mutations, fire } => {
+                    self.engine.store_mut().apply_external(&mutations, &fire);
+                    let record = self.engine.collect(None, &mut self.outputs);
+                    self.log_and_queue(record);
+                }
+            }
+        }
+    }
+
+    /// Pool mode: hands `msg` to the replicated log if it is a mutation
+    /// under `/pool`. `Some(reply)` to send now (refused), `Some(empty)`
+    /// if submitted (the reply comes later), `None` for the store.
+    fn pool_route(&mut self, slot: usize, msg: &[u8]) -> Option<Vec<u8>> {
+        self.pool.as_ref()?;
+        let mut hdr = [0u8; HEADER_LEN];
+        hdr.copy_from_slice(msg.get(..HEADER_LEN)?);
+        let h = Header::parse(&hdr);
+        let mutating = [XsOp::Write, XsOp::Mkdir, XsOp::Rm, XsOp::SetPerms]
+            .iter()
+            .any(|&o| o as u32 == h.ty);
+        if !mutating {
+            return None;
+        }
+        let payload = &msg[HEADER_LEN..];
+        let path = payload.split(|&b| b == 0).next().unwrap_or(&[]);
+        if !is_pool_path(path) {
+            return None;
+        }
+        if h.tx_id != 0 {
+            return Some(error_reply(&h, xen::Errno::ENOSYS));
+        }
+        let dom = self
+            .engine
+            .conn(slot)
+            .and_then(|c| self.engine.store().domid(c))?;
+        let privileged = self.engine.store().is_privileged(dom);
+        let pool = self.pool.as_mut()?;
+        let ticket = pool.next_ticket;
+        pool.next_ticket += 1;
+        pool.waiting.insert(ticket, slot);
+        (pool.submit)(PoolRequest {
+            ticket,
+            header: h,
+            payload: payload.to_vec(),
+            dom,
+            privileged,
+        });
+        if let Some(Some(c)) = self.conns.get_mut(slot) {
+            c.pool_wait = Some(ticket);
+        }
+        Some(Vec::new())
+    }
+
+    fn pool_waiting(&self, slot: usize) -> bool {
+        self.conns
+            .get(slot)
+            .and_then(Option::as_ref)
+            .is_some_and(|c| c.pool_wait.is_some())
+    }
+
     /// Hands out connections acting for other domains (see [`Adopter`]).
     pub fn adopter(&self) -> Adopter {
         self.adopter.clone()
@@ -486,6 +679,7 @@ impl Daemon {
             want_write: false,
             paused: false,
             partial_since: None,
+            pool_wait: None,
         });
         Some(slot)
     }
@@ -529,6 +723,7 @@ impl Daemon {
                 }
             }
             self.receive_rings();
+            self.receive_pool();
             self.hand_over();
             if let Some(e) = self.log.failure() {
                 return Err(e.into());
@@ -796,7 +991,7 @@ impl Daemon {
     /// Reads and handles what `slot` sent; true if it is to be closed.
     fn read_into(&mut self, slot: usize, scratch: &mut [u8]) -> bool {
         loop {
-            if self.over_output(slot) {
+            if self.over_output(slot) || self.pool_waiting(slot) {
                 self.pause(slot);
                 return false;
             }
@@ -858,7 +1053,7 @@ impl Daemon {
     fn handle_messages(&mut self, slot: usize, buf: &[u8]) -> (usize, Result<(), &'static str>) {
         let mut at = 0;
         while buf.len() - at >= HEADER_LEN {
-            if self.over_output(slot) {
+            if self.over_output(slot) || self.pool_waiting(slot) {
                 // The rest waits in the read buffer until the output drains.
                 self.pause(slot);
                 break;
@@ -873,6 +1068,13 @@ impl Daemon {
             }
             let msg = &buf[at..at + HEADER_LEN + len];
             at += HEADER_LEN + len;
+            if let Some(reply) = self.pool_route(slot, msg) {
+                if !reply.is_empty() {
+                    self.outputs.push((slot, reply));
+                    self.log_and_queue(None);
+                }
+                continue;
+            }
             if let Some(reply) = self
                 .control(slot, msg)
                 .or_else(|| self.introduce_first(slot, msg))
@@ -1014,7 +1216,9 @@ impl Daemon {
                 .conns
                 .get(slot)
                 .and_then(Option::as_ref)
-                .is_some_and(|c| c.queued < self.limits.conn_output_soft / 2)
+                .is_some_and(|c| {
+                    c.queued < self.limits.conn_output_soft / 2 && c.pool_wait.is_none()
+                })
     }
 
     fn resumable(&self) -> bool {

@@ -1570,6 +1570,65 @@ impl Store {
         }
     }
 
+    /// Applies changes made outside the store's request path (a
+    /// replicated `/pool` entry mirrored here), like [`Store::apply`]
+    /// (nothing is recorded or checked), then fires the watches of each
+    /// path of `fire` as its own write or removal would: a changed node's
+    /// watches and its ancestors'; for a removed node also those of every
+    /// node removed below it. Who could read a node before or after the
+    /// change hears of it.
+    pub fn apply_external(&mut self, mutations: &[Mutation], fire: &[String]) {
+        // What existed before: each fired path's permissions, and the
+        // nodes below it with their own and their parents' permissions.
+        // (path, its perms, its parent's perms) of each node below.
+        type Below = Vec<(String, Perms, Perms)>;
+        let mut before: Vec<(Option<Perms>, Below)> = Vec::new();
+        for p in fire {
+            let Some(n) = self.tree.get(p) else {
+                before.push((None, Vec::new()));
+                continue;
+            };
+            let mut below = Vec::new();
+            let mut stack: Vec<(String, Perms)> = n
+                .child_names()
+                .map(|c| (path::join(p, c), n.perms.clone()))
+                .collect();
+            while let Some((cur, parent)) = stack.pop() {
+                if let Some(c) = self.tree.get(&cur) {
+                    stack.extend(
+                        c.child_names()
+                            .map(|k| (path::join(&cur, k), c.perms.clone())),
+                    );
+                    below.push((cur, c.perms.clone(), parent));
+                }
+            }
+            before.push((Some(n.perms.clone()), below));
+        }
+        for m in mutations {
+            self.apply(m);
+        }
+        for (p, (was, below)) in fire.iter().zip(before) {
+            self.fire(&Fire {
+                path: p.as_str().into(),
+                exact: false,
+                old: was,
+                node: None,
+                parent: None,
+            });
+            for (cur, perms, parent) in below {
+                if self.tree.get(&cur).is_none() {
+                    self.fire(&Fire {
+                        path: cur.into(),
+                        exact: true,
+                        old: None,
+                        node: Some(perms),
+                        parent: Some(parent),
+                    });
+                }
+            }
+        }
+    }
+
     /// Replays one logged mutation (recovery). Nothing fires, nothing is
     /// recorded, no permission or quota is checked.
     pub fn apply(&mut self, m: &Mutation) {

@@ -1108,3 +1108,56 @@ fn transaction_memory_is_bounded_per_connection_and_in_total() {
     assert_eq!(t.s.txn_bytes, 0);
     assert!(t.s.check_consistency());
 }
+
+#[test]
+fn external_changes_fire_like_their_own_requests() {
+    let mut t = T::new();
+    let c0 = t.dom0();
+    let g = t.guest(4);
+    let w = |p: &str, perms: &str| Mutation::Write {
+        path: p.into(),
+        value: Arc::from(&b"v"[..]),
+        perms: Perms::parse(perms.as_bytes()).unwrap(),
+    };
+    t.s.apply_external(&[w("/pool/a/b/c", "n0\0")], &["/pool/a/b/c".to_string()]);
+    t.two(c0, XsOp::Watch, "/pool", "P").unwrap();
+    t.two(c0, XsOp::Watch, "/pool/a/b/c", "C").unwrap();
+    t.two(g, XsOp::Watch, "/pool", "G").unwrap();
+    t.events(c0);
+    t.events(g);
+    // A write fires the node's and its ancestors' watches, not for a
+    // guest without read access.
+    t.s.apply_external(&[w("/pool/a/b/c", "n0\0")], &["/pool/a/b/c".to_string()]);
+    let mut ev = t.events(c0);
+    ev.sort();
+    assert_eq!(
+        ev,
+        [
+            ("/pool/a/b/c".to_string(), "C".to_string()),
+            ("/pool/a/b/c".to_string(), "P".to_string())
+        ]
+    );
+    assert!(t.events(g).is_empty());
+    // Readable by the guest: it hears of it.
+    t.s.apply_external(&[w("/pool/d", "n0\0r4\0")], &["/pool/d".to_string()]);
+    assert_eq!(t.events(g), [("/pool/d".to_string(), "G".to_string())]);
+    t.events(c0);
+    // A removal fires the watches below the removed node too.
+    t.s.apply_external(
+        &[Mutation::Remove {
+            path: "/pool/a".into(),
+        }],
+        &["/pool/a".to_string()],
+    );
+    let mut ev = t.events(c0);
+    ev.sort();
+    assert_eq!(
+        ev,
+        [
+            ("/pool/a".to_string(), "P".to_string()),
+            ("/pool/a/b/c".to_string(), "C".to_string())
+        ]
+    );
+    assert_eq!(t.read(c0, 0, "/pool/a/b/c"), Err(Errno::ENOENT));
+    assert!(t.s.check_consistency());
+}
