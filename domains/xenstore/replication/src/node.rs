@@ -247,3 +247,30 @@ impl PoolNode {
         }
     }
 }
+
+/// A member list as the command lines spell it, `ID=ADDR,ID=ADDR,...`
+/// (empty parts ignored), refused with [`MembersError`] otherwise.
+pub fn parse_members(s: &str) -> Result<BTreeMap<u64, String>, MembersError> {
+    let mut m = BTreeMap::new();
+    for part in s.split(',').filter(|p| !p.is_empty()) {
+        let (id, addr) = part
+            .split_once('=')
+            .ok_or_else(|| MembersError::NotIdAddr(part.to_string()))?;
+        let id = id
+            .parse()
+            .map_err(|_| MembersError::BadId(id.to_string()))?;
+        m.insert(id, addr.to_string());
+    }
+    Ok(m)
+}
+
+/// A member list that is not `ID=ADDR,...`.
+#[derive(Debug, thiserror::Error)]
+pub enum MembersError {
+    /// A part without `=`.
+    #[error("expected ID=ADDR, got {0:?}")]
+    NotIdAddr(String),
+    /// An id that is not a number.
+    #[error("member id {0:?} is not a number")]
+    BadId(String),
+}

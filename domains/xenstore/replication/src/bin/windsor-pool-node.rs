@@ -7,12 +7,10 @@
 //!     [--bootstrap 1=ADDR,2=ADDR,3=ADDR]
 //! ```
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use windsor_xenstore_replication::node::{NodeConfig, PoolNode};
+use windsor_xenstore_replication::node::{parse_members, NodeConfig, PoolNode};
 use windsor_xenstore_replication::tls;
 
 #[derive(Parser)]
@@ -52,17 +50,6 @@ enum Cmd {
         #[arg(long)]
         bootstrap: Option<String>,
     },
-}
-
-fn parse_members(s: &str) -> anyhow::Result<BTreeMap<u64, String>> {
-    let mut m = BTreeMap::new();
-    for part in s.split(',').filter(|p| !p.is_empty()) {
-        let Some((id, addr)) = part.split_once('=') else {
-            bail!("expected ID=ADDR, got {part:?}");
-        };
-        m.insert(id.parse().context("member id")?, addr.to_string());
-    }
-    Ok(m)
 }
 
 fn main() -> anyhow::Result<()> {

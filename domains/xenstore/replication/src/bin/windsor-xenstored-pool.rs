@@ -11,7 +11,6 @@
 //! (A separate binary because the daemon's crate cannot depend on this
 //! one; `windsor-xenstored` itself is unchanged.)
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -20,7 +19,7 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use windsor_xenstore::daemon::{Config, Daemon};
 use windsor_xenstore_replication::client::PoolClient;
-use windsor_xenstore_replication::node::{NodeConfig, PoolNode};
+use windsor_xenstore_replication::node::{parse_members, NodeConfig, PoolNode};
 use windsor_xenstore_replication::tls::Tls;
 use windsor_xenstore_replication::xenstored::attach;
 
@@ -53,17 +52,6 @@ struct Args {
     /// Initialize a new pool with `--pool-peers` as its voters (once).
     #[arg(long)]
     pool_bootstrap: bool,
-}
-
-fn parse_members(s: &str) -> anyhow::Result<BTreeMap<u64, String>> {
-    let mut m = BTreeMap::new();
-    for part in s.split(',').filter(|p| !p.is_empty()) {
-        let Some((id, addr)) = part.split_once('=') else {
-            bail!("expected ID=ADDR, got {part:?}");
-        };
-        m.insert(id.parse().context("member id")?, addr.to_string());
-    }
-    Ok(m)
 }
 
 fn main() -> anyhow::Result<()> {
