@@ -144,8 +144,8 @@ fn vifs_are_plugged_at_start_by_netback_and_unplugged_at_shutdown() {
 /// SR directory, a VBD on it is written at `VM.start` under the blkback
 /// domain's `backend/vbd`, blkback opens the image and offers it
 /// (`InitWait`, its features); shutdown removes the backend directory,
-/// `VDI.destroy` the file. (The fuzz-target guest has no blkfront, so the
-/// frontend stays `Initialising`.)
+/// `VDI.destroy` the file. The fuzz-target guest's blkfront connects to it
+/// (both ends `Connected`) and runs its verifying workload on request.
 #[test]
 fn vbds_on_new_vdis_are_served_by_blkback() {
     let dir = std::env::temp_dir().join(format!("windsor-vbd-test-{}", std::process::id()));
@@ -223,14 +223,41 @@ fn vbds_on_new_vdis_are_served_by_blkback() {
         read(&socket, &format!("{be}/params")).as_deref(),
         Some(file.to_str().unwrap())
     );
-    // blkback opened the image and offers it.
-    wait_for(&socket, &format!("{be}/state"), "2");
+    // blkback opened the image and offers it; the guest's blkfront
+    // connected.
+    wait_for(
+        &socket,
+        &format!("/local/domain/{d}/data/disk"),
+        "connected 16384",
+    );
+    wait_for(&socket, &format!("{be}/state"), "4");
+    wait_for(&socket, &format!("{fe}/state"), "4");
     // (It writes `error` and goes `Closing` when it cannot open it.)
     assert_eq!(read(&socket, &format!("{be}/error")), None);
     assert_eq!(
         read(&socket, &format!("{be}/feature-flush-cache")).as_deref(),
         Some("1")
     );
+    // The guest's workload: write, flush, read back and check.
+    let ctl = format!("/local/domain/{d}/control/disk");
+    let out = format!("/local/domain/{d}/data/disk");
+    for (req, want) in [("write 64 7", "written 64"), ("verify 64 7", "verified 64")] {
+        let w = Command::new("xenstore-write")
+            .env("XENSTORED_PATH", &socket)
+            .args([ctl.as_str(), req])
+            .status()
+            .unwrap();
+        assert!(w.success());
+        wait_for(&socket, &out, want);
+    }
+    // A different pattern does not verify: the check can fail.
+    let w = Command::new("xenstore-write")
+        .env("XENSTORED_PATH", &socket)
+        .args([ctl.as_str(), "verify 64 8"])
+        .status()
+        .unwrap();
+    assert!(w.success());
+    wait_for(&socket, &out, "bad 0");
 
     let attached = |c: &mut Client| {
         c.session_call("VBD.get_currently_attached", &[Value::str(vbd.clone())])

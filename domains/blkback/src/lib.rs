@@ -13,7 +13,9 @@
 //!   [`XenStore`](windsor_xenstore_client::XenStore) client;
 //! * with `std`: [`storage`] (raw sparse files and qcow2 behind one trait)
 //!   and [`service`], which runs the backend on the platform traits:
-//!   grants, event channels and a pool of I/O threads.
+//!   grants, event channels and a pool of I/O threads; [`control`], the
+//!   domain driven by the toolstack over the `windsor-control` vchan
+//!   (plug, unplug, counters, health).
 //!
 //! The core (everything but `storage` and `service`) is `no_std` + alloc
 //! and sans-IO; nothing in the crate is `unsafe`.
@@ -30,6 +32,8 @@ pub mod vbd;
 pub mod wire;
 pub mod xenbus;
 
+#[cfg(feature = "std")]
+pub mod control;
 #[cfg(feature = "std")]
 pub mod service;
 #[cfg(feature = "std")]

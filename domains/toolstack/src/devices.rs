@@ -31,6 +31,17 @@ pub struct VifPlug {
     pub mtu: u32,
 }
 
+/// A VBD as its backend domain is told to serve it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VbdPlug {
+    /// The `<n>` of `device/vbd/<n>` (`xvd` numbering).
+    pub devid: u32,
+    /// The image (the `params` key).
+    pub params: String,
+    /// Read-only (`mode` `RO`).
+    pub readonly: bool,
+}
+
 fn perm(dom: DomId, access: Access) -> Perm {
     Perm { dom, access }
 }
@@ -182,6 +193,22 @@ impl Engine {
                 tx.write(format!("{base}/{k}"), val.as_bytes());
             }
         }
+        self.devices_tree(&mut tx, v, d, DeviceKind::Vif);
+        self.devices_tree(&mut tx, v, d, DeviceKind::Vbd);
+        tx
+    }
+
+    /// The frontend and backend directories of `v`'s devices of `kind` in
+    /// domain `d`, under the current backend domain of that kind.
+    fn devices_tree(&self, tx: &mut XsTransaction, v: &VmRecord, d: DomId, kind: DeviceKind) {
+        if kind == DeviceKind::Vif {
+            self.vifs_tree(tx, v, d);
+        } else {
+            self.vbds_tree(tx, v, d);
+        }
+    }
+
+    fn vifs_tree(&self, tx: &mut XsTransaction, v: &VmRecord, d: DomId) {
         for r in &v.VIFs {
             let Ok(Record::Vif(f)) = self.recs.get(Class::Vif, r) else {
                 continue;
@@ -203,7 +230,7 @@ impl Engine {
                 be.push(("ip", ip.clone()));
             }
             self.plumb(
-                &mut tx,
+                tx,
                 self.settings.backend_domid,
                 d,
                 DeviceKind::Vif,
@@ -212,6 +239,9 @@ impl Engine {
                 &be,
             );
         }
+    }
+
+    fn vbds_tree(&self, tx: &mut XsTransaction, v: &VmRecord, d: DomId) {
         for r in &v.VBDs {
             let Ok(Record::Vbd(b)) = self.recs.get(Class::Vbd, r) else {
                 continue;
@@ -224,7 +254,7 @@ impl Engine {
             let dtype = if b.ty == "CD" { "cdrom" } else { "disk" };
             let mode = if b.mode == "RO" { "r" } else { "w" };
             self.plumb(
-                &mut tx,
+                tx,
                 self.vbd_backend(),
                 d,
                 DeviceKind::Vbd,
@@ -241,7 +271,60 @@ impl Engine {
                 ],
             );
         }
-        tx
+    }
+
+    /// The driver domain serving devices of `kind` was restarted as
+    /// domain `new` (a new domid): from now on devices of that kind are
+    /// written under it, and every running VM's devices of that kind move
+    /// there. The answer holds, per running domain, the transaction that
+    /// removes its old backend directories and writes its devices' frontend
+    /// and backend directories anew (both `Initialising`: the frontend
+    /// sees its `backend` change and walks the states again), to commit
+    /// before plugging the devices into the new domain.
+    pub fn backend_restarted(
+        &mut self,
+        kind: DeviceKind,
+        new: DomId,
+    ) -> Vec<(DomId, String, XsTransaction)> {
+        let old = match kind {
+            DeviceKind::Vif => core::mem::replace(&mut self.settings.backend_domid, new),
+            DeviceKind::Vbd => {
+                let old = self.vbd_backend();
+                self.settings.vbd_backend_domid = Some(new);
+                old
+            }
+        };
+        let mut out = Vec::new();
+        for (&d, uuid) in &self.by_dom {
+            let d = DomId(d);
+            let Ok(v) = self.recs.vm(&crate::action::ref_of(uuid)) else {
+                continue;
+            };
+            let mut tx = XsTransaction::default();
+            tx.rm(layout::backend_guest_dir(old, kind, d));
+            // The frontend directories too: their nodes carry the old
+            // backend's read permission.
+            let devs = if kind == DeviceKind::Vif {
+                &v.VIFs
+            } else {
+                &v.VBDs
+            };
+            for r in devs {
+                let n = match self
+                    .recs
+                    .get(Class::Vif, r)
+                    .or_else(|_| self.recs.get(Class::Vbd, r))
+                {
+                    Ok(Record::Vif(f)) => f.device.parse().unwrap_or(0),
+                    Ok(Record::Vbd(b)) => layout::xvd_number(b.userdevice.parse().unwrap_or(0)),
+                    _ => continue,
+                };
+                tx.rm(layout::frontend(d, kind, n));
+            }
+            self.devices_tree(&mut tx, v, d, kind);
+            out.push((d, uuid.clone(), tx));
+        }
+        out
     }
 
     /// `currently_attached` of `v`'s VIFs and VBDs (their devices were
@@ -289,6 +372,32 @@ impl Engine {
                 _ => None,
             })
             .collect()
+    }
+
+    /// The VBDs of VM `v` with a disk, as blkback is told to serve them.
+    pub fn vbd_plugs(&self, v: &VmRecord) -> Vec<VbdPlug> {
+        v.VBDs
+            .iter()
+            .filter_map(|r| match self.recs.get(Class::Vbd, r) {
+                Ok(Record::Vbd(b)) => Some(VbdPlug {
+                    devid: layout::xvd_number(b.userdevice.parse().unwrap_or(0)),
+                    params: match self.recs.get(Class::Vdi, &b.VDI) {
+                        Ok(Record::Vdi(vdi)) => vdi.sm_config.get("path").cloned()?,
+                        _ => return None,
+                    },
+                    readonly: b.mode == "RO",
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The VBDs of VM `uuid` (none if it is gone).
+    pub fn vbd_plugs_of(&self, uuid: &str) -> Vec<VbdPlug> {
+        match self.recs.vm(&crate::action::ref_of(uuid)) {
+            Ok(v) => self.vbd_plugs(v),
+            Err(_) => Vec::new(),
+        }
     }
 
     /// The VIFs of VM `uuid` (none if it is gone).
