@@ -106,6 +106,10 @@ pub enum Kind {
     PbdPlug,
     /// `PBD.unplug`.
     PbdUnplug,
+    /// `VIF.plug` / `VBD.plug`.
+    DevicePlug,
+    /// `VIF.unplug` / `VBD.unplug`.
+    DeviceUnplug,
     /// `task.create`.
     TaskCreate,
     /// `task.cancel`.
@@ -146,7 +150,7 @@ impl Kind {
             GetRecord | GetByUuid | GetByNameLabel | GetField(_) | Create | Destroy
             | VmProvision | VmPause | VmUnpause | VmCleanShutdown | VmHardShutdown | VmShutdown
             | VmCleanReboot | VmHardReboot | VmSuspend | SrForget | PbdPlug | PbdUnplug
-            | TaskCancel | XsRead | XsDirectory | XsRm | XsUnwatch => 1,
+            | DevicePlug | DeviceUnplug | TaskCancel | XsRead | XsDirectory | XsRm | XsUnwatch => 1,
             SetNameLabel
             | SetNameDescription
             | SetOtherConfig
@@ -237,6 +241,9 @@ const SR_ONLY: &[(&str, Kind)] = &[
 
 const PBD_ONLY: &[(&str, Kind)] = &[("plug", Kind::PbdPlug), ("unplug", Kind::PbdUnplug)];
 
+/// `VIF` and `VBD`: hot-plug into a running VM.
+const DEVICE_ONLY: &[(&str, Kind)] = &[("plug", Kind::DevicePlug), ("unplug", Kind::DeviceUnplug)];
+
 const TASK_ONLY: &[(&str, Kind)] = &[
     ("create", Kind::TaskCreate),
     ("cancel", Kind::TaskCancel),
@@ -279,6 +286,7 @@ fn class_only(class: Class) -> &'static [(&'static str, Kind)] {
         Class::Vm => VM_ONLY,
         Class::Sr => SR_ONLY,
         Class::Pbd => PBD_ONLY,
+        Class::Vif | Class::Vbd => DEVICE_ONLY,
         Class::Task => TASK_ONLY,
         _ => &[],
     }
@@ -600,6 +608,14 @@ pub fn build(method: Method, args: &[Value]) -> Result<Parsed, ApiError> {
         SrForget => plain(Action::SrForget { sr: r(0)? }),
         PbdPlug => plain(Action::PbdPlug { pbd: r(0)? }),
         PbdUnplug => plain(Action::PbdUnplug { pbd: r(0)? }),
+        DevicePlug => plain(Action::DevicePlug {
+            class,
+            device: r(0)?,
+        }),
+        DeviceUnplug => plain(Action::DeviceUnplug {
+            class,
+            device: r(0)?,
+        }),
         TaskCreate => plain(Action::TaskCreate {
             label: arg_str(&args[0], "label")?,
             description: arg_str(&args[1], "description")?,
@@ -798,6 +814,9 @@ mod tests {
             Kind::GetField("default_SR")
         );
         assert_eq!(lookup("PBD.plug").unwrap().kind, Kind::PbdPlug);
+        assert_eq!(lookup("VIF.plug").unwrap().kind, Kind::DevicePlug);
+        assert_eq!(lookup("VBD.unplug").unwrap().kind, Kind::DeviceUnplug);
+        assert!(lookup("VM.plug").is_none());
         assert_eq!(lookup("task.cancel").unwrap().kind, Kind::TaskCancel);
         assert_eq!(
             lookup("task.get_result").unwrap().kind,

@@ -35,6 +35,7 @@
 //! | `SR.introduce(uuid, name_label, name_description, type, content_type, shared, sm_config)` | [`Action::SrIntroduce`] | [`Reply::Ref`] |
 //! | `SR.forget(sr)` / `SR.destroy(sr)` | [`Action::SrForget`] / [`Action::Destroy`] (every PBD unplugged; destroy: no VDIs) | [`Reply::Unit`] |
 //! | `PBD.plug(pbd)` / `PBD.unplug(pbd)` | [`Action::PbdPlug`] / [`Action::PbdUnplug`] | [`Reply::Unit`] |
+//! | `VIF.plug(vif)` / `VIF.unplug(vif)`, `VBD.plug(vbd)` / `VBD.unplug(vbd)` (running VM) | [`Action::DevicePlug`] / [`Action::DeviceUnplug`] | [`Reply::Unit`] |
 //! | `task.create(label, description)`, and every `Async.<Class>.<call>` | [`Action::TaskCreate`], then the call, then [`Action::TaskFinish`] (see [`crate::task`]) | [`Reply::Ref`] (the task) |
 //! | `task.cancel(task)` / `task.destroy(task)` | [`Action::TaskCancel`] / [`Action::Destroy`] | [`Reply::Unit`] |
 //! | `event.from(classes, token, timeout)` | [`Action::EventFrom`] (blocks up to `timeout`) | [`Reply::Events`] |
@@ -1328,6 +1329,22 @@ pub enum Action {
         /// The PBD.
         pbd: Ref,
     },
+    /// `VIF.plug(vif)` / `VBD.plug(vbd)`: hot-plugs the device into its
+    /// running VM (`currently_attached` must be false).
+    DevicePlug {
+        /// [`Class::Vif`] or [`Class::Vbd`].
+        class: Class,
+        /// The device.
+        device: Ref,
+    },
+    /// `VIF.unplug(vif)` / `VBD.unplug(vbd)`: hot-unplugs it
+    /// (`currently_attached` must be true).
+    DeviceUnplug {
+        /// [`Class::Vif`] or [`Class::Vbd`].
+        class: Class,
+        /// The device.
+        device: Ref,
+    },
     /// `task.create(label, description)`, and what the API does before it
     /// runs an `Async.*` call: a pending task.
     TaskCreate {
@@ -1452,6 +1469,8 @@ impl Action {
             Action::SrForget { .. } => "forget",
             Action::PbdPlug { .. } => "plug",
             Action::PbdUnplug { .. } => "unplug",
+            Action::DevicePlug { .. } => "plug",
+            Action::DeviceUnplug { .. } => "unplug",
             Action::TaskCreate { .. } => "create",
             Action::TaskFinish { .. } => "finish",
             Action::TaskCancel { .. } => "cancel",
@@ -1662,6 +1681,18 @@ pub enum ActionError {
         vm: Ref,
         /// How long it was given.
         timeout: Duration,
+    },
+    /// `plug` of a device that is attached already.
+    #[error("{device} is already attached")]
+    DeviceAlreadyAttached {
+        /// The device.
+        device: Ref,
+    },
+    /// `unplug` of a device that is not attached.
+    #[error("{device} is already detached")]
+    DeviceAlreadyDetached {
+        /// The device.
+        device: Ref,
     },
     /// The domain crashed during the operation.
     #[error("{vm} crashed")]

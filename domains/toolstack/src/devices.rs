@@ -31,6 +31,24 @@ pub struct VifPlug {
     pub mtu: u32,
 }
 
+/// What the executor does for a `plug`/`unplug` of a running VM's device
+/// (see [`Engine::device_hotplug`]).
+#[derive(Debug)]
+pub struct Hotplug {
+    /// The VM's domain.
+    pub domain: DomId,
+    /// VIF or VBD.
+    pub kind: DeviceKind,
+    /// The device's `<n>`.
+    pub devid: u32,
+    /// Plug: its directories; unplug: their removal.
+    pub tx: XsTransaction,
+    /// Plug of a VIF: what netback is told.
+    pub vif: Option<VifPlug>,
+    /// Plug of a VBD with a disk: what blkback is told.
+    pub vbd: Option<VbdPlug>,
+}
+
 /// A VBD as its backend domain is told to serve it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VbdPlug {
@@ -210,9 +228,19 @@ impl Engine {
 
     fn vifs_tree(&self, tx: &mut XsTransaction, v: &VmRecord, d: DomId) {
         for r in &v.VIFs {
+            self.vif_tree(tx, r, d);
+        }
+    }
+
+    /// One VIF's directories, if it is attached.
+    fn vif_tree(&self, tx: &mut XsTransaction, r: &str, d: DomId) {
+        {
             let Ok(Record::Vif(f)) = self.recs.get(Class::Vif, r) else {
-                continue;
+                return;
             };
+            if !f.currently_attached {
+                return;
+            }
             let n: u32 = f.device.parse().unwrap_or(0);
             let bridge = match self.recs.get(Class::Network, &f.network) {
                 Ok(Record::Network(net)) => net.bridge.clone(),
@@ -243,9 +271,19 @@ impl Engine {
 
     fn vbds_tree(&self, tx: &mut XsTransaction, v: &VmRecord, d: DomId) {
         for r in &v.VBDs {
+            self.vbd_tree(tx, r, d);
+        }
+    }
+
+    /// One VBD's directories, if it is attached.
+    fn vbd_tree(&self, tx: &mut XsTransaction, r: &str, d: DomId) {
+        {
             let Ok(Record::Vbd(b)) = self.recs.get(Class::Vbd, r) else {
-                continue;
+                return;
             };
+            if !b.currently_attached {
+                return;
+            }
             let n = layout::xvd_number(b.userdevice.parse().unwrap_or(0));
             let params = match self.recs.get(Class::Vdi, &b.VDI) {
                 Ok(Record::Vdi(vdi)) => vdi.sm_config.get("path").cloned().unwrap_or_default(),
@@ -327,6 +365,101 @@ impl Engine {
         out
     }
 
+    /// `VIF.plug`/`VBD.plug` (`on`) or `unplug` of device `r` of class
+    /// `class`: its VM must be running, the device detached (plug) or
+    /// attached (unplug). Marks it, and answers what the executor does:
+    /// for a plug, write the directories ([`Hotplug::tx`]) then plug it
+    /// into its backend; for an unplug, unplug it from its backend then
+    /// remove them.
+    pub fn device_hotplug(
+        &mut self,
+        class: Class,
+        r: &str,
+        on: bool,
+    ) -> Result<Hotplug, ActionError> {
+        let rec = self.recs.get(class, r)?.clone();
+        let vm_ref = device_vm(&rec).ok_or_else(|| ActionError::HandleInvalid {
+            class,
+            r: r.to_string(),
+        })?;
+        let v = self.recs.vm(&vm_ref)?.clone();
+        if v.power_state != crate::action::PowerState::Running {
+            return Err(ActionError::VmBadPowerState {
+                vm: vm_ref,
+                expected: crate::action::PowerState::Running,
+                actual: v.power_state,
+            });
+        }
+        let d = self.domain_of(&v.uuid)?;
+        let attached = match &rec {
+            Record::Vif(f) => f.currently_attached,
+            Record::Vbd(b) => b.currently_attached,
+            _ => false,
+        };
+        match (on, attached) {
+            (true, true) => {
+                return Err(ActionError::DeviceAlreadyAttached {
+                    device: r.to_string(),
+                })
+            }
+            (false, false) => {
+                return Err(ActionError::DeviceAlreadyDetached {
+                    device: r.to_string(),
+                })
+            }
+            _ => {}
+        }
+        let (kind, devid, rec) = match rec {
+            Record::Vif(mut f) => {
+                f.currently_attached = on;
+                (
+                    DeviceKind::Vif,
+                    f.device.parse().unwrap_or(0),
+                    Record::Vif(f),
+                )
+            }
+            Record::Vbd(mut b) => {
+                b.currently_attached = on;
+                let n = layout::xvd_number(b.userdevice.parse().unwrap_or(0));
+                (DeviceKind::Vbd, n, Record::Vbd(b))
+            }
+            _ => unreachable!("device_vm answered for VIFs and VBDs only"),
+        };
+        self.put(rec, EventOp::Mod);
+        let mut tx = XsTransaction::default();
+        let bd = match kind {
+            DeviceKind::Vif => self.settings.backend_domid,
+            DeviceKind::Vbd => self.vbd_backend(),
+        };
+        if on {
+            match kind {
+                DeviceKind::Vif => self.vif_tree(&mut tx, r, d),
+                DeviceKind::Vbd => self.vbd_tree(&mut tx, r, d),
+            }
+        } else {
+            tx.rm(layout::frontend(d, kind, devid));
+            tx.rm(layout::backend(bd, kind, d, devid));
+        }
+        let (vif, vbd) = match kind {
+            DeviceKind::Vif => (
+                self.vif_plugs(&v).into_iter().find(|p| p.devid == devid),
+                None,
+            ),
+            DeviceKind::Vbd => (
+                None,
+                self.vbd_plugs(&v).into_iter().find(|p| p.devid == devid),
+            ),
+        };
+        Ok(Hotplug {
+            domain: d,
+            kind,
+            devid,
+            tx,
+            vif,
+            vbd,
+        })
+    }
+
     /// `currently_attached` of `v`'s VIFs and VBDs (their devices were
     /// written for a new domain, or removed with it).
     pub(crate) fn set_attached(&mut self, v: &VmRecord, on: bool) {
@@ -364,7 +497,7 @@ impl Engine {
         v.VIFs
             .iter()
             .filter_map(|r| match self.recs.get(Class::Vif, r) {
-                Ok(Record::Vif(f)) => Some(VifPlug {
+                Ok(Record::Vif(f)) if f.currently_attached => Some(VifPlug {
                     devid: f.device.parse().unwrap_or(0),
                     mac: f.MAC.clone(),
                     mtu: u32::try_from(f.MTU).unwrap_or(1500),
@@ -379,7 +512,7 @@ impl Engine {
         v.VBDs
             .iter()
             .filter_map(|r| match self.recs.get(Class::Vbd, r) {
-                Ok(Record::Vbd(b)) => Some(VbdPlug {
+                Ok(Record::Vbd(b)) if b.currently_attached => Some(VbdPlug {
                     devid: layout::xvd_number(b.userdevice.parse().unwrap_or(0)),
                     params: match self.recs.get(Class::Vdi, &b.VDI) {
                         Ok(Record::Vdi(vdi)) => vdi.sm_config.get("path").cloned()?,

@@ -549,6 +549,8 @@ where
             A::VmResume {
                 vm, start_paused, ..
             } => self.start(&vm, Op::Resume, start_paused),
+            A::DevicePlug { class, device } => self.hotplug(class, &device, true),
+            A::DeviceUnplug { class, device } => self.hotplug(class, &device, false),
             A::VmPause { vm } => self.pause(&vm, Op::Pause),
             A::VmUnpause { vm } => self.pause(&vm, Op::Unpause),
             A::VmHardShutdown { vm } => self.hard_shutdown(&vm),
@@ -687,6 +689,41 @@ where
             }
         }
         Ok(())
+    }
+
+    /// `VIF.plug`/`VBD.plug` (`on`) and `unplug` on a running VM: the
+    /// device's directories written then the device plugged into its
+    /// backend, or unplugged from it then the directories removed. A plug
+    /// the backend refuses is undone.
+    fn hotplug(&self, class: crate::action::Class, r: &str, on: bool) -> ActionResult {
+        use crate::layout::DeviceKind as K;
+        self.locked(|eng, _| {
+            let h = eng.device_hotplug(class, r, on)?;
+            let b = self.backends.get();
+            if on {
+                self.commit(&h.tx).map_err(internal)?;
+                let plugged = match (b, &h.vif, &h.vbd) {
+                    (Some(b), Some(vif), _) => b.plug_vif(h.domain, vif),
+                    (Some(b), _, Some(vbd)) => b.plug_vbd(h.domain, vbd),
+                    _ => Ok(()),
+                };
+                if let Err(e) = plugged {
+                    tracing::warn!(dom = h.domain.0, devid = h.devid, %e, "hot-plug failed");
+                    let undo = eng.device_hotplug(class, r, false)?;
+                    let _ = self.commit(&undo.tx);
+                    return Err(internal(format_args!("plugging device {}: {e}", h.devid)));
+                }
+            } else {
+                if let Some(b) = b {
+                    match h.kind {
+                        K::Vif => b.unplug_vif(h.domain, h.devid),
+                        K::Vbd => b.unplug_vbd(h.domain, h.devid),
+                    }
+                }
+                self.commit(&h.tx).map_err(internal)?;
+            }
+            Ok(Reply::Unit)
+        })
     }
 
     /// The driver domain serving devices of `kind` was restarted as `new`:

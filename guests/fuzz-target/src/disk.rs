@@ -14,11 +14,12 @@
 //! proves itself intact.
 //!
 //! When a request fails because the backend went away (it died and was
-//! restarted: its domain id, so the frontend's `backend` node, changes),
-//! the guest waits for the toolstack to name the new backend, connects to
-//! it (walking the xenbus states again) and writes again from the first
-//! block not yet flushed: what was answered but not flushed may be lost,
-//! what was flushed must not be.
+//! restarted: its domain id, so the frontend's `backend` node, changes; or
+//! the device was unplugged and plugged again: the backend offers it anew,
+//! `InitWait`), the guest waits for the new backend, connects to it
+//! (walking the xenbus states again) and writes again from the first block
+//! not yet flushed: what was answered but not flushed may be lost, what
+//! was flushed must not be.
 
 use alloc::format;
 use alloc::string::String;
@@ -159,7 +160,8 @@ impl<'p, P: Platform> Disk<'p, P> {
     }
 
     /// The backend went away: waits until xenstore names another one (the
-    /// toolstack restarted it), then connects to it.
+    /// toolstack restarted it) or the device's backend offers it again
+    /// (`InitWait`: it was unplugged and plugged), then connects to it.
     fn reconnect<S: XenStore>(&mut self, xs: &S) -> Result<(), String> {
         // The dead connection's grants and pages are let go with it.
         self.fe = None;
@@ -174,6 +176,7 @@ impl<'p, P: Platform> Disk<'p, P> {
                     self.backend = b;
                     break;
                 }
+                Some(b) if read_str(xs, &format!("{b}/state")).as_deref() == Some("2") => break,
                 _ => {}
             }
             if self.p.now() >= end {
