@@ -106,6 +106,10 @@ pub enum Kind {
     PbdPlug,
     /// `PBD.unplug`.
     PbdUnplug,
+    /// `VM.add_to_xenstore_data`.
+    VmAddToXenstoreData,
+    /// `VM.remove_from_xenstore_data`.
+    VmRemoveFromXenstoreData,
     /// `VIF.plug` / `VBD.plug`.
     DevicePlug,
     /// `VIF.unplug` / `VBD.unplug`.
@@ -161,8 +165,10 @@ impl Kind {
             | VmSetVcpusAtStartup
             | EventInject
             | TaskCreate
+            | VmRemoveFromXenstoreData
             | XsWrite => 2,
-            AddToOtherConfig | VmCopy | VmStart | VmResume | EventFrom | XsWatch => 3,
+            AddToOtherConfig | VmAddToXenstoreData | VmCopy | VmStart | VmResume | EventFrom
+            | XsWatch => 3,
             VmStartOn | VmResumeOn => 4,
             VmSetMemoryLimits => 5,
             SrIntroduce => 7,
@@ -230,6 +236,8 @@ const VM_ONLY: &[(&str, Kind)] = &[
     ("set_memory", Kind::VmSetMemory),
     ("set_VCPUs_max", Kind::VmSetVcpusMax),
     ("set_VCPUs_at_startup", Kind::VmSetVcpusAtStartup),
+    ("add_to_xenstore_data", Kind::VmAddToXenstoreData),
+    ("remove_from_xenstore_data", Kind::VmRemoveFromXenstoreData),
 ];
 
 const SR_ONLY: &[(&str, Kind)] = &[
@@ -608,6 +616,15 @@ pub fn build(method: Method, args: &[Value]) -> Result<Parsed, ApiError> {
         SrForget => plain(Action::SrForget { sr: r(0)? }),
         PbdPlug => plain(Action::PbdPlug { pbd: r(0)? }),
         PbdUnplug => plain(Action::PbdUnplug { pbd: r(0)? }),
+        VmAddToXenstoreData => plain(Action::VmAddToXenstoreData {
+            vm: r(0)?,
+            key: arg_str(&args[1], "key")?,
+            value: arg_str(&args[2], "value")?,
+        }),
+        VmRemoveFromXenstoreData => plain(Action::VmRemoveFromXenstoreData {
+            vm: r(0)?,
+            key: arg_str(&args[1], "key")?,
+        }),
         DevicePlug => plain(Action::DevicePlug {
             class,
             device: r(0)?,

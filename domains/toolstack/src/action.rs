@@ -35,6 +35,7 @@
 //! | `SR.introduce(uuid, name_label, name_description, type, content_type, shared, sm_config)` | [`Action::SrIntroduce`] | [`Reply::Ref`] |
 //! | `SR.forget(sr)` / `SR.destroy(sr)` | [`Action::SrForget`] / [`Action::Destroy`] (every PBD unplugged; destroy: no VDIs) | [`Reply::Unit`] |
 //! | `PBD.plug(pbd)` / `PBD.unplug(pbd)` | [`Action::PbdPlug`] / [`Action::PbdUnplug`] | [`Reply::Unit`] |
+//! | `VM.add_to_xenstore_data(vm, key, value)` / `VM.remove_from_xenstore_data(vm, key)` | [`Action::VmAddToXenstoreData`] / [`Action::VmRemoveFromXenstoreData`] | [`Reply::Unit`] |
 //! | `VIF.plug(vif)` / `VIF.unplug(vif)`, `VBD.plug(vbd)` / `VBD.unplug(vbd)` (running VM) | [`Action::DevicePlug`] / [`Action::DeviceUnplug`] | [`Reply::Unit`] |
 //! | `task.create(label, description)`, and every `Async.<Class>.<call>` | [`Action::TaskCreate`], then the call, then [`Action::TaskFinish`] (see [`crate::task`]) | [`Reply::Ref`] (the task) |
 //! | `task.cancel(task)` / `task.destroy(task)` | [`Action::TaskCancel`] / [`Action::Destroy`] | [`Reply::Unit`] |
@@ -1180,6 +1181,23 @@ pub enum Action {
         /// The key.
         key: String,
     },
+    /// `VM.add_to_xenstore_data(vm, key, value)` ([`ActionError::MapDuplicateKey`]
+    /// if present): written under the VM's domain at its next start.
+    VmAddToXenstoreData {
+        /// The VM.
+        vm: Ref,
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+    },
+    /// `VM.remove_from_xenstore_data(vm, key)`.
+    VmRemoveFromXenstoreData {
+        /// The VM.
+        vm: Ref,
+        /// The key.
+        key: String,
+    },
     /// `VM.clone(vm, new_name)` (and `VM.copy`): a Halted copy, with fresh
     /// uuid, whose `parent` is `vm`.
     VmClone {
@@ -1469,6 +1487,8 @@ impl Action {
             Action::SrForget { .. } => "forget",
             Action::PbdPlug { .. } => "plug",
             Action::PbdUnplug { .. } => "unplug",
+            Action::VmAddToXenstoreData { .. } => "add_to_xenstore_data",
+            Action::VmRemoveFromXenstoreData { .. } => "remove_from_xenstore_data",
             Action::DevicePlug { .. } => "plug",
             Action::DeviceUnplug { .. } => "unplug",
             Action::TaskCreate { .. } => "create",
