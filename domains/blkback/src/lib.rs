@@ -11,14 +11,16 @@
 //!   ordering of flushes and barriers);
 //! * [`xenbus`]: the handshake with the frontend as a state machine over a
 //!   [`XenStore`](windsor_xenstore_client::XenStore) client;
-//! * with `std`: [`storage`] (raw sparse files and qcow2 behind one trait)
-//!   and [`service`], which runs the backend on the platform traits:
+//! * [`storage`]: the [`Storage`](storage::Storage) trait every image
+//!   back-end implements (typed errors, aligned buffers);
+//! * with `std`: [`storage::file`] (raw sparse files and qcow2 on host
+//!   files), [`service`], which runs the backend on the platform traits:
 //!   grants, event channels and a pool of I/O threads; [`control`], the
 //!   domain driven by the toolstack over the `windsor-control` vchan
 //!   (plug, unplug, counters, health).
 //!
-//! The core (everything but `storage` and `service`) is `no_std` + alloc
-//! and sans-IO; nothing in the crate is `unsafe`.
+//! The core (everything but `storage::file`, `service` and `control`) is
+//! `no_std` + alloc and sans-IO; nothing in the crate is `unsafe`.
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -36,5 +38,4 @@ pub mod xenbus;
 pub mod control;
 #[cfg(feature = "std")]
 pub mod service;
-#[cfg(feature = "std")]
 pub mod storage;
