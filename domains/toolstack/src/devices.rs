@@ -234,39 +234,37 @@ impl Engine {
 
     /// One VIF's directories, if it is attached.
     fn vif_tree(&self, tx: &mut XsTransaction, r: &str, d: DomId) {
-        {
-            let Ok(Record::Vif(f)) = self.recs.get(Class::Vif, r) else {
-                return;
-            };
-            if !f.currently_attached {
-                return;
-            }
-            let n: u32 = f.device.parse().unwrap_or(0);
-            let bridge = match self.recs.get(Class::Network, &f.network) {
-                Ok(Record::Network(net)) => net.bridge.clone(),
-                _ => String::new(),
-            };
-            let mut be = vec![
-                ("handle", n.to_string()),
-                ("mac", f.MAC.clone()),
-                ("bridge", bridge),
-                ("mtu", f.MTU.to_string()),
-            ];
-            // The guest's address, where libxl writes it (`ip` in the
-            // backend directory): from `other_config:ip`.
-            if let Some(ip) = f.other_config.get("ip") {
-                be.push(("ip", ip.clone()));
-            }
-            self.plumb(
-                tx,
-                self.settings.backend_domid,
-                d,
-                DeviceKind::Vif,
-                n,
-                &[("handle", n.to_string()), ("mac", f.MAC.clone())],
-                &be,
-            );
+        let Ok(Record::Vif(f)) = self.recs.get(Class::Vif, r) else {
+            return;
+        };
+        if !f.currently_attached {
+            return;
         }
+        let n: u32 = f.device.parse().unwrap_or(0);
+        let bridge = match self.recs.get(Class::Network, &f.network) {
+            Ok(Record::Network(net)) => net.bridge.clone(),
+            _ => String::new(),
+        };
+        let mut be = vec![
+            ("handle", n.to_string()),
+            ("mac", f.MAC.clone()),
+            ("bridge", bridge),
+            ("mtu", f.MTU.to_string()),
+        ];
+        // The guest's address, where libxl writes it (`ip` in the
+        // backend directory): from `other_config:ip`.
+        if let Some(ip) = f.other_config.get("ip") {
+            be.push(("ip", ip.clone()));
+        }
+        self.plumb(
+            tx,
+            self.settings.backend_domid,
+            d,
+            DeviceKind::Vif,
+            n,
+            &[("handle", n.to_string()), ("mac", f.MAC.clone())],
+            &be,
+        );
     }
 
     fn vbds_tree(&self, tx: &mut XsTransaction, v: &VmRecord, d: DomId) {
@@ -277,38 +275,36 @@ impl Engine {
 
     /// One VBD's directories, if it is attached.
     fn vbd_tree(&self, tx: &mut XsTransaction, r: &str, d: DomId) {
-        {
-            let Ok(Record::Vbd(b)) = self.recs.get(Class::Vbd, r) else {
-                return;
-            };
-            if !b.currently_attached {
-                return;
-            }
-            let n = layout::xvd_number(b.userdevice.parse().unwrap_or(0));
-            let params = match self.recs.get(Class::Vdi, &b.VDI) {
-                Ok(Record::Vdi(vdi)) => vdi.sm_config.get("path").cloned().unwrap_or_default(),
-                _ => String::new(),
-            };
-            let dtype = if b.ty == "CD" { "cdrom" } else { "disk" };
-            let mode = if b.mode == "RO" { "r" } else { "w" };
-            self.plumb(
-                tx,
-                self.vbd_backend(),
-                d,
-                DeviceKind::Vbd,
-                n,
-                &[
-                    ("virtual-device", n.to_string()),
-                    ("device-type", dtype.into()),
-                ],
-                &[
-                    ("params", params),
-                    ("mode", mode.into()),
-                    ("type", "file".into()),
-                    ("device-type", dtype.into()),
-                ],
-            );
+        let Ok(Record::Vbd(b)) = self.recs.get(Class::Vbd, r) else {
+            return;
+        };
+        if !b.currently_attached {
+            return;
         }
+        let n = layout::xvd_number(b.userdevice.parse().unwrap_or(0));
+        let params = match self.recs.get(Class::Vdi, &b.VDI) {
+            Ok(Record::Vdi(vdi)) => vdi.sm_config.get("path").cloned().unwrap_or_default(),
+            _ => String::new(),
+        };
+        let dtype = if b.ty == "CD" { "cdrom" } else { "disk" };
+        let mode = if b.mode == "RO" { "r" } else { "w" };
+        self.plumb(
+            tx,
+            self.vbd_backend(),
+            d,
+            DeviceKind::Vbd,
+            n,
+            &[
+                ("virtual-device", n.to_string()),
+                ("device-type", dtype.into()),
+            ],
+            &[
+                ("params", params),
+                ("mode", mode.into()),
+                ("type", "file".into()),
+                ("device-type", dtype.into()),
+            ],
+        );
     }
 
     /// The driver domain serving devices of `kind` was restarted as
@@ -613,4 +609,167 @@ pub fn dead_domains(listed: &[String], live: &[u16]) -> Vec<DomId> {
         .filter(|d| *d != 0 && live.binary_search(d).is_err())
         .map(DomId)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::action::{Action, NewRecord, PowerState, VifRecord};
+    use crate::effect::XsOp;
+    use crate::engine::testing::*;
+    use crate::lifecycle::Op;
+
+    /// A VM with one VIF, started as domain 7; its VIF's ref.
+    fn running_vm_with_vif(e: &mut Engine) -> (Ref, Ref) {
+        let net = made(call(
+            e,
+            Action::Create(NewRecord::Network(Default::default())),
+        ));
+        let vm = new_vm(e, "a");
+        let vif = made(call(
+            e,
+            Action::Create(NewRecord::Vif(VifRecord {
+                device: "0".into(),
+                network: net,
+                vm: vm.clone(),
+                MTU: 1500,
+                ..VifRecord::default()
+            })),
+        ));
+        let v = e.begin(&vm, Op::Start).unwrap();
+        e.attach(&v, DomId(7));
+        e.started(v, Op::Start, DomId(7), false);
+        (vm, vif)
+    }
+
+    fn attached(e: &Engine, vif: &str) -> bool {
+        match e.recs.get(Class::Vif, vif) {
+            Ok(Record::Vif(f)) => f.currently_attached,
+            r => panic!("{r:?}"),
+        }
+    }
+
+    fn writes(tx: &XsTransaction, prefix: &str) -> bool {
+        tx.ops
+            .iter()
+            .any(|o| matches!(o, XsOp::Write(p, _) if p.starts_with(prefix)))
+    }
+
+    #[test]
+    fn hotplug_follows_xapi_rules() {
+        let mut e = engine();
+        let halted = new_vm(&mut e, "h");
+        let (vm, vif) = running_vm_with_vif(&mut e);
+        assert!(attached(&e, &vif));
+        assert!(matches!(
+            e.device_hotplug(Class::Vif, &vif, true),
+            Err(ActionError::DeviceAlreadyAttached { .. })
+        ));
+        let h = e.device_hotplug(Class::Vif, &vif, false).unwrap();
+        assert!(!attached(&e, &vif));
+        assert_eq!((h.domain, h.devid, h.vif), (DomId(7), 0, None));
+        assert!(h
+            .tx
+            .ops
+            .contains(&XsOp::Rm("/local/domain/7/device/vif/0".into())));
+        assert!(matches!(
+            e.device_hotplug(Class::Vif, &vif, false),
+            Err(ActionError::DeviceAlreadyDetached { .. })
+        ));
+        // A detached device is neither plugged nor moved at a restart.
+        assert!(e
+            .vif_plugs_of(crate::action::uuid_of(&vm).unwrap())
+            .is_empty());
+        let h = e.device_hotplug(Class::Vif, &vif, true).unwrap();
+        assert!(attached(&e, &vif));
+        assert!(writes(&h.tx, "/local/domain/7/device/vif/0/backend"));
+        assert_eq!(h.vif.map(|p| p.devid), Some(0));
+        // A halted VM's device: VM_BAD_POWER_STATE.
+        let network = match e.recs.get(Class::Vif, &vif) {
+            Ok(Record::Vif(f)) => f.network.clone(),
+            r => panic!("{r:?}"),
+        };
+        let vif2 = made(call(
+            &mut e,
+            Action::Create(NewRecord::Vif(VifRecord {
+                device: "0".into(),
+                network,
+                vm: halted,
+                MTU: 1500,
+                ..VifRecord::default()
+            })),
+        ));
+        assert!(matches!(
+            e.device_hotplug(Class::Vif, &vif2, true),
+            Err(ActionError::VmBadPowerState {
+                expected: PowerState::Running,
+                actual: PowerState::Halted,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_restarted_backend_gets_the_running_vms_devices() {
+        let mut e = engine();
+        let (_vm, _vif) = running_vm_with_vif(&mut e);
+        let old = e.settings.backend_domid;
+        let moved = e.backend_restarted(DeviceKind::Vif, DomId(42));
+        assert_eq!(e.settings.backend_domid, DomId(42));
+        assert_eq!(moved.len(), 1);
+        let (d, _, tx) = &moved[0];
+        assert_eq!(*d, DomId(7));
+        // Old directories go first, then the device is written anew under
+        // the new backend, readable by it.
+        assert_eq!(
+            tx.ops[0],
+            XsOp::Rm(layout::backend_guest_dir(old, DeviceKind::Vif, DomId(7)))
+        );
+        assert_eq!(tx.ops[1], XsOp::Rm("/local/domain/7/device/vif/0".into()));
+        assert!(tx.ops.contains(&XsOp::Write(
+            "/local/domain/7/device/vif/0/backend".into(),
+            b"/local/domain/42/backend/vif/7/0".to_vec()
+        )));
+        assert!(tx.ops.iter().any(|o| matches!(o,
+            XsOp::SetPerms(p, perms) if p == "/local/domain/7/device/vif/0"
+                && perms.iter().any(|x| x.dom == DomId(42)))));
+        // VBD backends are not touched by a netback restart.
+        assert!(!writes(tx, "/local/domain/7/device/vbd"));
+    }
+
+    #[test]
+    fn xenstore_data_add_and_remove() {
+        let mut e = engine();
+        let vm = new_vm(&mut e, "x");
+        let add = |k: &str, v: &str| Action::VmAddToXenstoreData {
+            vm: vm.clone(),
+            key: k.into(),
+            value: v.into(),
+        };
+        call(&mut e, add("vm-data/a", "1")).unwrap();
+        assert!(matches!(
+            call(&mut e, add("vm-data/a", "2")),
+            Err(ActionError::MapDuplicateKey { .. })
+        ));
+        assert_eq!(
+            e.recs
+                .vm(&vm)
+                .unwrap()
+                .xenstore_data
+                .get("vm-data/a")
+                .map(String::as_str),
+            Some("1")
+        );
+        for _ in 0..2 {
+            call(
+                &mut e,
+                Action::VmRemoveFromXenstoreData {
+                    vm: vm.clone(),
+                    key: "vm-data/a".into(),
+                },
+            )
+            .unwrap();
+        }
+        assert!(e.recs.vm(&vm).unwrap().xenstore_data.is_empty());
+    }
 }
