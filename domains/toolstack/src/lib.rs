@@ -11,7 +11,8 @@
 //!   xenstore transaction per domain). Its concerns, one module each:
 //!   [`records`] (the record table, uuids), [`events`] (the log behind
 //!   `event.from`), [`lifecycle`] (power states and legal transitions),
-//!   [`limits`] (valid memory and vCPU values, field and record sizes),
+//!   [`limits`] (valid memory and vCPU values, field and record sizes;
+//!   `meter` measures a record against them without encoding it),
 //!   [`power`] (power operations and domain exits as executor steps),
 //!   [`storage`] (SR/PBD/VDI rules), [`devices`] (VIF/VBD records and a
 //!   domain's xenstore tree), [`bootstrap`] (first-start records,
@@ -59,6 +60,7 @@ pub mod events;
 pub mod layout;
 pub mod lifecycle;
 pub mod limits;
+mod meter;
 pub mod power;
 pub mod records;
 pub mod storage;
