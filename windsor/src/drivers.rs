@@ -75,7 +75,7 @@ pub const HANG_NODE: &str = "/windsor/fault/hang-driver";
 /// How often the health probe asks each driver domain.
 pub const HEALTH_EVERY: Duration = Duration::from_millis(500);
 /// How long one health answer may take.
-pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 /// Health answers missed in a row before a driver domain is restarted.
 pub const HEALTH_FAILURES: u32 = 3;
 
