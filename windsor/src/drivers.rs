@@ -406,7 +406,8 @@ impl Drivers {
                     continue;
                 }
                 if let Err(e) = self.restart(drv) {
-                    tracing::error!(%e, "{}: restart failed", drv.name);
+                    tracing::error!(%e, "{}: restart failed; trying again in 1 s", drv.name);
+                    std::thread::sleep(Duration::from_secs(1));
                 }
             }
         }

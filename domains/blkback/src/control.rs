@@ -107,13 +107,16 @@ where
             return Err(ErrorCode::Full);
         }
         let dir = self.dir(d);
-        // The toolstack wrote the directory first; its image must be the
-        // one it names.
+        // The toolstack wrote the directory first; its image and mode must
+        // be the ones it names.
         let xs = (self.connect)();
         let params = xs
             .read(TxId::NONE, &format!("{dir}/params"))
             .map_err(|_| ErrorCode::Store)?;
-        if params != p.params.as_bytes() {
+        let writable = xs
+            .read(TxId::NONE, &format!("{dir}/mode"))
+            .is_ok_and(|m| m.starts_with(b"w"));
+        if params != p.params.as_bytes() || p.readonly == writable {
             return Err(ErrorCode::BadParams);
         }
         let stop = Arc::new(AtomicBool::new(false));

@@ -109,6 +109,17 @@ fn plug_counters_health_unplug_over_the_control_channel() {
         }),
         Response::Error(ErrorCode::BadParams)
     );
+    // Read-only, but the directory says `w`: refused.
+    assert_eq!(
+        call(Request::Plug {
+            device: dev,
+            params: DeviceParams::Vbd(VbdParams {
+                params: path.clone(),
+                readonly: true,
+            }),
+        }),
+        Response::Error(ErrorCode::BadParams)
+    );
     // A VIF's parameters: not blkback's kind.
     assert_eq!(
         call(Request::Plug {
