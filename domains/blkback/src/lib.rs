@@ -11,12 +11,17 @@
 //!   ordering of flushes and barriers);
 //! * [`xenbus`]: the handshake with the frontend as a state machine over a
 //!   [`XenStore`](windsor_xenstore_client::XenStore) client;
+//! * [`disk`]: the [`Storage`](disk::Storage) trait every back-end
+//!   implements, and the [`RamDisk`](disk::RamDisk);
+//! * [`poll`]: the backend in one loop without threads, on the platform
+//!   traits (the Xen-mode blkback image's server), and the request
+//!   planning it shares with `service`;
 //! * with `std`: [`storage`] (raw sparse files and qcow2 behind one trait)
 //!   and [`service`], which runs the backend on the platform traits:
 //!   grants, event channels and a pool of I/O threads.
 //!
-//! The core (everything but `storage` and `service`) is `no_std` + alloc
-//! and sans-IO; nothing in the crate is `unsafe`.
+//! The core (everything but `storage` and `service`) is `no_std` + alloc;
+//! all but [`poll`] is sans-IO; nothing in the crate is `unsafe`.
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -25,6 +30,8 @@ extern crate alloc;
 #[cfg(any(feature = "std", test))]
 extern crate std;
 
+pub mod disk;
+pub mod poll;
 pub mod ring;
 pub mod vbd;
 pub mod wire;

@@ -24,31 +24,10 @@ use std::vec::Vec;
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
+pub use crate::disk::{Storage, StorageError};
+
 /// Alignment of the buffers handed to a [`Storage`] (and of direct I/O).
 pub const ALIGN: usize = 4096;
-
-/// A disk image.
-pub trait Storage: Send + Sync {
-    /// Size in bytes.
-    fn len(&self) -> u64;
-    /// True for an empty image.
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    /// Reads exactly `buf.len()` bytes at `offset`.
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
-    /// Writes all of `buf` at `offset`.
-    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
-    /// Makes every completed write stable (`fdatasync`).
-    fn flush(&self) -> io::Result<()>;
-    /// Forgets `len` bytes at `offset` (they read back as anything, zeros
-    /// here).
-    fn discard(&self, offset: u64, len: u64) -> io::Result<()>;
-    /// The physical sector size to advertise.
-    fn physical_sector_size(&self) -> u32 {
-        4096
-    }
-}
 
 /// How to open an image.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -146,23 +125,25 @@ impl Storage for RawFile {
         self.len
     }
 
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), StorageError> {
         self.check(offset, buf.len())?;
         self.fd_for(buf.as_ptr(), buf.len(), offset)
-            .read_exact_at(buf, offset)
+            .read_exact_at(buf, offset)?;
+        Ok(())
     }
 
-    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+    fn write_at(&self, buf: &[u8], offset: u64) -> Result<(), StorageError> {
         self.check(offset, buf.len())?;
         self.fd_for(buf.as_ptr(), buf.len(), offset)
-            .write_all_at(buf, offset)
+            .write_all_at(buf, offset)?;
+        Ok(())
     }
 
-    fn flush(&self) -> io::Result<()> {
-        self.file.sync_data()
+    fn flush(&self) -> Result<(), StorageError> {
+        Ok(self.file.sync_data()?)
     }
 
-    fn discard(&self, offset: u64, len: u64) -> io::Result<()> {
+    fn discard(&self, offset: u64, len: u64) -> Result<(), StorageError> {
         if len == 0 {
             return Ok(());
         }
@@ -174,7 +155,8 @@ impl Storage for RawFile {
             offset,
             len,
         )
-        .map_err(io::Error::from)
+        .map_err(io::Error::from)?;
+        Ok(())
     }
 }
 
@@ -211,26 +193,26 @@ impl Storage for Qcow2 {
         self.len
     }
 
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), StorageError> {
         check(self.len, offset, buf.len() as u64)?;
-        self.access.read(buf, offset)
+        Ok(self.access.read(buf, offset)?)
     }
 
-    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+    fn write_at(&self, buf: &[u8], offset: u64) -> Result<(), StorageError> {
         check(self.len, offset, buf.len() as u64)?;
-        self.access.write(buf, offset)
+        Ok(self.access.write(buf, offset)?)
     }
 
-    fn flush(&self) -> io::Result<()> {
+    fn flush(&self) -> Result<(), StorageError> {
         self.access.flush()?;
-        self.access.sync()
+        Ok(self.access.sync()?)
     }
 
-    fn discard(&self, offset: u64, len: u64) -> io::Result<()> {
+    fn discard(&self, offset: u64, len: u64) -> Result<(), StorageError> {
         // imago's discard needs exclusive access; zeroing gives the same
         // guarantee to the guest (discarded data may read as anything).
         check(self.len, offset, len)?;
-        self.access.write_zeroes(offset, len)
+        Ok(self.access.write_zeroes(offset, len)?)
     }
 
     fn physical_sector_size(&self) -> u32 {
