@@ -109,19 +109,22 @@ pub const DEFAULT_CONFIG: &str = "boot-config/examples/default.toml";
 /// The Windsor image binary that provides an image file named in a host
 /// description, if any: the names of `boot-config/examples/default.toml`
 /// (`windsor-toolstack.elf` is `dom0`, `windsor-xenstore.elf` is
-/// `xenstore-domain`), and `windsor-<bin>.elf` for every image binary
+/// `xenstore-domain`, `windsor-blkback.elf` is `blkback-domain`), and
+/// `windsor-<bin>.elf` for every image binary
 /// (`windsor-fuzz-target.elf` is the `fuzz-target` image).
 pub fn image_binary(file: &str) -> Option<&'static str> {
-    const BINS: [&str; 5] = [
+    const BINS: [&str; 6] = [
         "dom0",
         "dom0-hello",
         "fuzz-target",
         "guest-hello",
         "xenstore-domain",
+        "blkback-domain",
     ];
     match file {
         "windsor-toolstack.elf" => Some("dom0"),
         "windsor-xenstore.elf" => Some("xenstore-domain"),
+        "windsor-blkback.elf" => Some("blkback-domain"),
         _ => {
             let bin = file.strip_prefix("windsor-")?.strip_suffix(".elf")?;
             BINS.iter().copied().find(|b| *b == bin)
@@ -425,6 +428,16 @@ const LINUX_MODULES: &[&str] = &[
     "drivers/net/xen-netfront.ko",
     "drivers/block/xen-blkfront.ko",
 ];
+/// The file system modules of the `windsor.blk=fs` case (Debian builds
+/// ext4, which also mounts the ext2 that busybox's `mke2fs` makes, as a
+/// module), in load order; they go under `lib/modules/fs/` and only that
+/// case loads them.
+const LINUX_FS_MODULES: &[&str] = &[
+    "lib/crc16.ko",
+    "fs/mbcache.ko",
+    "fs/jbd2/jbd2.ko",
+    "fs/ext4/ext4.ko",
+];
 
 /// The test initramfs's `/init` (busybox sh): reports on the console,
 /// then waits for the toolstack's shutdown request, which Linux's xenbus
@@ -437,6 +450,45 @@ $b mount -t devtmpfs devtmpfs /dev 2>/dev/null
 echo 1 > /proc/sys/kernel/sysrq
 mods=""
 for m in /lib/modules/*.ko; do $b insmod "$m" && mods="$mods $($b basename "$m" .ko)"; done
+case " $($b cat /proc/cmdline) " in
+*" windsor.blk=fs "*)
+    # The block device test, before the init line (dom0 acts on that line):
+    # /dev/xvda is served by the blkback domain. A disk without a file
+    # system: make one (ext2), write files of random bytes, record their
+    # SHA-256 on the disk, time a 16 MiB write with fsync, unmount.
+    # A disk with one (after a reboot): mount, check every file, time a
+    # read of the 16 MiB file.
+    for m in crc16 mbcache jbd2 ext4; do $b insmod /lib/modules/fs/$m.ko || echo "WINDSOR-BLK-FAIL insmod $m"; done
+    i=0
+    while [ ! -b /dev/xvda ] && [ $i -lt 600 ]; do $b sleep 0.1; i=$((i+1)); done
+    $b mkdir -p /mnt
+    if [ ! -b /dev/xvda ]; then
+        echo "WINDSOR-BLK-FAIL no /dev/xvda after 60 s"
+    elif $b mount -t ext4 /dev/xvda /mnt 2>/dev/null && [ -f /mnt/SHA256SUMS ]; then
+        t=$( (cd /mnt && $b dd if=big of=/dev/null bs=1M) 2>&1 | $b tail -1)
+        if r=$(cd /mnt && $b sha256sum -c SHA256SUMS 2>&1); then
+            echo "WINDSOR-BLK-VERIFIED $($b grep -c . /mnt/SHA256SUMS) files, sums $($b sha256sum /mnt/SHA256SUMS | $b cut -c1-16), read: $t"
+        else
+            echo "WINDSOR-BLK-FAIL verify: $r"
+        fi
+        $b umount /mnt
+    else
+        $b umount /mnt 2>/dev/null
+        sectors=$($b blockdev --getsz /dev/xvda)
+        $b mke2fs -F /dev/xvda >/dev/null
+        if $b mount -t ext4 /dev/xvda /mnt; then
+            for n in 1 2 3 4 5 6 7 8; do $b dd if=/dev/urandom of=/mnt/f$n bs=4k count=$((n * 16)) 2>/dev/null; done
+            t=$($b dd if=/dev/zero of=/mnt/big bs=1M count=16 conv=fsync 2>&1 | $b tail -1)
+            (cd /mnt && $b sha256sum f? big > SHA256SUMS)
+            $b sync
+            echo "WINDSOR-BLK-WRITTEN $($b grep -c . /mnt/SHA256SUMS) files, sums $($b sha256sum /mnt/SHA256SUMS | $b cut -c1-16), $sectors sectors, write+fsync: $t"
+            $b umount /mnt
+        else
+            echo "WINDSOR-BLK-FAIL mount after mke2fs"
+        fi
+    fi
+    ;;
+esac
 echo "WINDSOR-LINUX-INIT up: kernel $($b uname -r), $($b nproc) cpu(s), uptime $($b cut -d' ' -f1 /proc/uptime) s, rdtscp in cpuinfo: $($b grep -c -w rdtscp /proc/cpuinfo), modules:$mods"
 case " $($b cat /proc/cmdline) " in
 *" windsor.shutdown=ignore "*)
@@ -496,14 +548,23 @@ fn cpio_entry(out: &mut Vec<u8>, ino: u32, name: &str, mode: u32, rdev: (u32, u3
 
 /// The test initramfs (uncompressed `newc` cpio): busybox-static, init and
 /// its shutdown wrappers, `/dev/console`, and the kernel's Xen modules.
-pub fn linux_initramfs(busybox: &[u8], modules: &[(&str, Vec<u8>)]) -> Vec<u8> {
+pub fn linux_initramfs<S: AsRef<str>>(busybox: &[u8], modules: &[(S, Vec<u8>)]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut ino = 1;
     let mut add = |out: &mut Vec<u8>, name: &str, mode: u32, rdev: (u32, u32), data: &[u8]| {
         cpio_entry(out, ino, name, mode, rdev, data);
         ino += 1;
     };
-    for d in ["bin", "sbin", "dev", "proc", "sys", "lib", "lib/modules"] {
+    for d in [
+        "bin",
+        "sbin",
+        "dev",
+        "proc",
+        "sys",
+        "lib",
+        "lib/modules",
+        "lib/modules/fs",
+    ] {
         add(&mut out, d, 0o040755, (0, 0), b"");
     }
     add(&mut out, "dev/console", 0o020600, (5, 1), b"");
@@ -527,7 +588,7 @@ pub fn linux_initramfs(busybox: &[u8], modules: &[(&str, Vec<u8>)]) -> Vec<u8> {
     for (name, data) in modules {
         add(
             &mut out,
-            &format!("lib/modules/{name}"),
+            &format!("lib/modules/{}", name.as_ref()),
             0o100644,
             (0, 0),
             data,
@@ -611,7 +672,12 @@ pub fn linux_guest_files(images_dir: &Path) -> Result<()> {
     for m in LINUX_MODULES {
         let data = fs::read(kdir.join(m)).with_context(|| format!("module {m}"))?;
         let name = m.rsplit('/').next().unwrap_or(m);
-        modules.push((name, data));
+        modules.push((name.to_string(), data));
+    }
+    for m in LINUX_FS_MODULES {
+        let data = fs::read(kdir.join(m)).with_context(|| format!("module {m}"))?;
+        let name = m.rsplit('/').next().unwrap_or(m);
+        modules.push((format!("fs/{name}"), data));
     }
     let busybox = fs::read(root.join("bin/busybox")).context("busybox-static's /bin/busybox")?;
     fs::create_dir_all(images_dir)?;

@@ -400,6 +400,20 @@ impl<'p, P: GrantTable + EventChannel> Server<'p, P> {
         self.devices.len()
     }
 
+    /// Each known device: its frontend domain, device id, whether a ring
+    /// is connected, and its counters.
+    pub fn device_list(&self) -> Vec<(DomId, u32, bool, Counters)> {
+        self.devices
+            .iter()
+            .filter_map(|d| {
+                let mut it = d.be.dir().rsplit('/');
+                let devid = it.next()?.parse().ok()?;
+                let _front: u16 = it.next()?.parse().ok()?;
+                Some((d.be.frontend_id(), devid, d.conn.is_some(), d.counters))
+            })
+            .collect()
+    }
+
     /// What happened since the last call.
     pub fn take_events(&mut self) -> Vec<Event> {
         core::mem::take(&mut self.events)
