@@ -21,7 +21,8 @@
 //! (`data/vchan/0/control`): `Plug`/`Unplug` of VBDs are acknowledged
 //! (the backend directories themselves start and stop the service of a
 //! device), `Counters` and `Health` report the devices, `Restart` makes
-//! it power off (and `control/shutdown` too).
+//! it power off once dom0 has read the answer and closed the channel (2 s
+//! at most); `control/shutdown` makes it power off at once.
 //!
 //! Every event of the server is one console line, `blkback: <dir>: ...`
 //! (`(dN) blkback: ...` in Xen's log), with the device's counters
@@ -148,7 +149,10 @@ mod image {
                 .ok_or_else(|| format!("no RAM disk named {params:?}"))
         };
         let mut changed = true;
-        let mut stop = false;
+        // Set once asked to stop: until then (bounded) the control client
+        // may still read our answer.
+        let mut stop: Option<Duration> = None;
+        let linger = Duration::from_secs(2);
         loop {
             loop {
                 match xs.next_event(Some(Duration::ZERO)) {
@@ -164,7 +168,7 @@ mod image {
                 if let Ok(v) = xs.read(T, "control/shutdown") {
                     if matches!(&v[..], b"poweroff" | b"halt" | b"reboot") {
                         let _ = xs.write(T, "control/shutdown", b"");
-                        stop = true;
+                        stop = Some(xen.now());
                     }
                 }
             }
@@ -228,21 +232,27 @@ mod image {
                             .collect(),
                     }),
                     Request::Restart => {
-                        stop = true;
+                        stop = stop.or(Some(xen.now() + linger));
                         Response::Ok
                     }
                     Request::Hello => Response::Ok,
                 });
                 if let Err(e) = r {
-                    // The client left or broke the channel: offer a new one.
-                    println!("blkback: d{me}: control channel closed ({e}); offering it again");
                     if let Some(c) = control.take() {
                         c.close(&xs);
                     }
-                    control = Control::offer(xen, &xs, me, DomId::DOM0, "blkback").ok();
+                    if let Some(at) = stop.as_mut() {
+                        // The client read the answer to Restart and left.
+                        *at = xen.now();
+                    } else {
+                        // The client left or broke the channel: offer a
+                        // new one.
+                        println!("blkback: d{me}: control channel closed ({e}); offering it again");
+                        control = Control::offer(xen, &xs, me, DomId::DOM0, "blkback").ok();
+                    }
                 }
             }
-            if stop {
+            if stop.is_some_and(|at| xen.now() >= at) {
                 for (front, devid, _, c) in server.device_list() {
                     println!("blkback: d{front}/{devid} at stop: {c}");
                 }
@@ -255,7 +265,11 @@ mod image {
                 if let Some(c) = &control {
                     ports.push(c.port());
                 }
-                let _ = xen.wait(&ports, Some(Duration::from_millis(500)));
+                let nap = match stop {
+                    Some(_) => Duration::from_millis(10),
+                    None => Duration::from_millis(500),
+                };
+                let _ = xen.wait(&ports, Some(nap));
             }
         }
     }
