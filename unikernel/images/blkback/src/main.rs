@@ -184,6 +184,9 @@ mod image {
                 println!("blkback: {e}");
             }
             if let Some(c) = control.as_mut() {
+                // Cleared before reading (the non-blocking channel leaves
+                // it raised), so that the wait below sleeps.
+                let _ = xen.clear_pending(c.port());
                 let r = c.poll(|req| match req {
                     Request::Plug { device, .. } | Request::Unplug { device }
                         if device.kind != DeviceKind::Vbd =>
