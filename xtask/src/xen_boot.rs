@@ -109,21 +109,24 @@ pub const DEFAULT_CONFIG: &str = "boot-config/examples/default.toml";
 /// The Windsor image binary that provides an image file named in a host
 /// description, if any: the names of `boot-config/examples/default.toml`
 /// (`windsor-toolstack.elf` is `dom0`, `windsor-xenstore.elf` is
-/// `xenstore-domain`, `windsor-blkback.elf` is `blkback-domain`), and
-/// `windsor-<bin>.elf` for every image binary
-/// (`windsor-fuzz-target.elf` is the `fuzz-target` image).
+/// `xenstore-domain`, `windsor-netback.elf` is `netback-domain`,
+/// `windsor-blkback.elf` is `blkback-domain`), and `windsor-<bin>.elf` for
+/// every image binary (`windsor-fuzz-target.elf` is the `fuzz-target`
+/// image).
 pub fn image_binary(file: &str) -> Option<&'static str> {
-    const BINS: [&str; 6] = [
+    const BINS: [&str; 7] = [
         "dom0",
         "dom0-hello",
         "fuzz-target",
         "guest-hello",
         "xenstore-domain",
+        "netback-domain",
         "blkback-domain",
     ];
     match file {
         "windsor-toolstack.elf" => Some("dom0"),
         "windsor-xenstore.elf" => Some("xenstore-domain"),
+        "windsor-netback.elf" => Some("netback-domain"),
         "windsor-blkback.elf" => Some("blkback-domain"),
         _ => {
             let bin = file.strip_prefix("windsor-")?.strip_suffix(".elf")?;
