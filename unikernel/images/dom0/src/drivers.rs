@@ -20,7 +20,10 @@
 //! ([`Drivers::add_devices`]: a guest whose command line has
 //! `windsor.net=<ip>/<len>[,...]` gets VIF 0 on the host's network, its
 //! address in `other_config:ip`, which the engine writes as the backend's
-//! `ip`); the engine's domain tree writes them in the standard
+//! `ip`; one with `windsor.disk=<name>` gets the blkback domain's disk
+//! `<name>` as `xvda`: a VDI of the blkback SR whose `sm_config:path` is
+//! the name, which the engine writes as the backend's `params`, and a
+//! read-write VBD); the engine's domain tree writes them in the standard
 //! backend/frontend layout at `VM.start` (for guests started outside the
 //! engine's tree, [`Drivers::attach_console_guest`] commits just the
 //! device part of it); then [`Drivers::plug`] sends `Plug` for each to
@@ -42,10 +45,11 @@ use core::time::Duration;
 use windsor_boot_config::{BootPlan, Bundle, DomainKind, PlanDomain};
 use windsor_control::endpoint::Client;
 use windsor_control::{
-    DeviceCounters, DeviceId, DeviceKind, DeviceParams, Request, Response, VifParams,
+    DeviceCounters, DeviceId, DeviceKind, DeviceParams, Request, Response, VbdParams, VifParams,
 };
 use windsor_toolstack::action::{
-    Action, Class, NetworkRecord, NewRecord, Record, Ref, Reply, VifRecord, VmRecord,
+    Action, Class, NetworkRecord, NewRecord, Record, Ref, Reply, SrRecord, VbdRecord, VdiRecord,
+    VifRecord, VmRecord,
 };
 use windsor_toolstack::effect::{commit, XsOp, XsTransaction};
 use windsor_toolstack::{Engine, Handled, Settings};
@@ -75,6 +79,19 @@ pub fn serves(k: DomainKind) -> Option<DeviceKind> {
         DomainKind::Blkback => Some(DeviceKind::Vbd),
         _ => None,
     }
+}
+
+/// The command-line word that gives a guest a disk: `windsor.disk=<name>`
+/// attaches the blkback domain's disk `<name>` (one of its
+/// `disk=<name>:<MiB>` words) as the guest's first disk, `xvda`.
+pub const DISK_WORD: &str = "windsor.disk=";
+
+/// The disk name of a `windsor.disk=<name>` word of `cmdline`.
+pub fn disk_name(cmdline: &str) -> Option<&str> {
+    cmdline
+        .split_ascii_whitespace()
+        .find_map(|w| w.strip_prefix(DISK_WORD))
+        .filter(|n| !n.is_empty())
 }
 
 /// The address of a `windsor.net=<ip>/<len>[,<more>]` word of `cmdline`.
@@ -117,6 +134,8 @@ pub struct Drivers<'p> {
     domains: Vec<DriverDomain<'p>>,
     /// The host's one network (created with the first VIF).
     network: Option<Ref>,
+    /// The SR of the blkback domain's disks (created with the first VBD).
+    sr: Option<Ref>,
     /// VM records of guests started outside the engine's tree, by name.
     console_vms: Vec<(String, Ref)>,
     /// Plugged devices: the driver domain's index and the device.
@@ -151,6 +170,7 @@ pub fn start<'p>(
     let drivers = Drivers {
         domains,
         network: None,
+        sr: None,
         console_vms: Vec::new(),
         plugged: Vec::new(),
     };
@@ -297,6 +317,9 @@ impl<'p> Drivers<'p> {
         vm: &Ref,
         cmdline: &str,
     ) -> Result<(), String> {
+        if let Some(name) = disk_name(cmdline) {
+            self.add_disk(eng, now, vm, name)?;
+        }
         let Some(ip) = net_address(cmdline) else {
             return Ok(());
         };
@@ -330,6 +353,49 @@ impl<'p> Drivers<'p> {
         Ok(())
     }
 
+    /// Gives VM `vm` the blkback domain's disk `name` as its first disk:
+    /// a VDI of the blkback SR (`sm_config:path` = the disk's name, which
+    /// the engine writes as the backend's `params`) and a VBD (`xvda`,
+    /// read-write).
+    fn add_disk(&mut self, eng: &mut Engine, now: u64, vm: &Ref, name: &str) -> Result<(), String> {
+        if self.backend(DeviceKind::Vbd).is_none() {
+            return Err(format!(
+                "{DISK_WORD}{name} asks for a disk, but the host has no blkback domain"
+            ));
+        }
+        let sr = match &self.sr {
+            Some(s) => s.clone(),
+            None => {
+                let rec = SrRecord {
+                    name_label: "windsor-ram".into(),
+                    name_description: "the blkback domain's RAM disks".into(),
+                    ty: "ram".into(),
+                    ..SrRecord::default()
+                };
+                let s = created(eng.handle(Action::Create(NewRecord::Sr(rec)), now))?;
+                self.sr = Some(s.clone());
+                s
+            }
+        };
+        let mut vdi = VdiRecord {
+            name_label: name.into(),
+            SR: sr,
+            ..VdiRecord::default()
+        };
+        vdi.sm_config.insert("path".into(), name.into());
+        let vdi = created(eng.handle(Action::Create(NewRecord::Vdi(vdi)), now))?;
+        let vbd = VbdRecord {
+            vm: vm.clone(),
+            VDI: vdi,
+            device: "xvda".into(),
+            userdevice: "0".into(),
+            mode: "RW".into(),
+            ..VbdRecord::default()
+        };
+        created(eng.handle(Action::Create(NewRecord::Vbd(vbd)), now))?;
+        Ok(())
+    }
+
     /// Asks the driver domains to serve VM `v`'s devices in domain `dom`
     /// (the engine's tree with them is committed; the guest is not running
     /// yet). Returns how many were plugged.
@@ -354,6 +420,37 @@ impl<'p> Drivers<'p> {
                 p.devid,
                 p.mac,
                 self.backend(DeviceKind::Vif).map_or(0, |d| d.0)
+            );
+            n += 1;
+        }
+        for r in &v.VBDs {
+            let uuid = windsor_toolstack::action::uuid_of(r).unwrap_or_default();
+            let Some(Record::Vbd(b)) = eng.record(Class::Vbd, uuid) else {
+                continue;
+            };
+            let vdi = windsor_toolstack::action::uuid_of(&b.VDI).unwrap_or_default();
+            let params = match eng.record(Class::Vdi, vdi) {
+                Some(Record::Vdi(d)) => d.sm_config.get("path").cloned().unwrap_or_default(),
+                _ => String::new(),
+            };
+            let devid = windsor_toolstack::layout::xvd_number(b.userdevice.parse().unwrap_or(0));
+            let device = DeviceId {
+                kind: DeviceKind::Vbd,
+                frontend: dom.0,
+                devid,
+            };
+            let readonly = b.mode == "RO";
+            self.plug_device(
+                device,
+                DeviceParams::Vbd(VbdParams {
+                    params: params.clone(),
+                    readonly,
+                }),
+            )?;
+            println!(
+                "windsor dom0: vbd d{dom}/{devid} (disk {params:?}, {}) plugged into blkback d{}",
+                if readonly { "read-only" } else { "read-write" },
+                self.backend(DeviceKind::Vbd).map_or(0, |d| d.0)
             );
             n += 1;
         }
@@ -396,7 +493,7 @@ impl<'p> Drivers<'p> {
         d: &PlanDomain,
         dom: DomId,
     ) -> Result<usize, String> {
-        if net_address(&d.cmdline).is_none() {
+        if net_address(&d.cmdline).is_none() && disk_name(&d.cmdline).is_none() {
             return Ok(0);
         }
         let vm = match self.console_vms.iter().find(|(n, _)| *n == d.name) {
