@@ -42,7 +42,7 @@ use xen::abi::blkif::{
     BLKIF_RSP_OKAY, VDISK_READONLY,
 };
 use xen::abi::ring::RingIdx;
-use xen::platform::{CopySeg, EventChannel, ForeignMapping, GrantTable};
+use xen::platform::{CopySeg, EventChannel, ForeignMapping, GrantTable, PortStatus};
 use xen::{DomId, EvtchnPort, PAGE_SIZE};
 
 use crate::disk::Storage;
@@ -318,14 +318,16 @@ pub enum Error {
     /// The xenstore connection failed.
     #[error(transparent)]
     Store(#[from] ClientError),
+    /// The handshake failed in a way that is not one frontend's fault.
+    #[error(transparent)]
+    Handshake(crate::xenbus::Error),
 }
 
 impl From<crate::xenbus::Error> for Error {
     fn from(e: crate::xenbus::Error) -> Error {
         match e {
             crate::xenbus::Error::Store(s) => Error::Store(s),
-            // The other handshake errors are handled where they arise.
-            _ => Error::Store(ClientError::Protocol),
+            e => Error::Handshake(e),
         }
     }
 }
@@ -429,6 +431,17 @@ impl<'p, P: GrantTable + EventChannel> Server<'p, P> {
     ) -> Result<bool, Error> {
         if changed {
             self.scan(xs, open)?;
+            // A frontend domain that went away (destroyed before the
+            // toolstack removed its device) closed its end of the port:
+            // let go of its ring, so its memory can be freed.
+            for i in 0..self.devices.len() {
+                let gone = self.devices[i].conn.as_ref().is_some_and(|c| {
+                    !matches!(self.plat.status(c.port), Ok(PortStatus::Interdomain { .. }))
+                });
+                if gone {
+                    self.disconnect(i, "frontend's event channel closed");
+                }
+            }
             let mut i = 0;
             while i < self.devices.len() {
                 if self.changed(xs, i)? {
