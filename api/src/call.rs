@@ -106,6 +106,14 @@ pub enum Kind {
     PbdPlug,
     /// `PBD.unplug`.
     PbdUnplug,
+    /// `VM.add_to_xenstore_data`.
+    VmAddToXenstoreData,
+    /// `VM.remove_from_xenstore_data`.
+    VmRemoveFromXenstoreData,
+    /// `VIF.plug` / `VBD.plug`.
+    DevicePlug,
+    /// `VIF.unplug` / `VBD.unplug`.
+    DeviceUnplug,
     /// `task.create`.
     TaskCreate,
     /// `task.cancel`.
@@ -146,7 +154,7 @@ impl Kind {
             GetRecord | GetByUuid | GetByNameLabel | GetField(_) | Create | Destroy
             | VmProvision | VmPause | VmUnpause | VmCleanShutdown | VmHardShutdown | VmShutdown
             | VmCleanReboot | VmHardReboot | VmSuspend | SrForget | PbdPlug | PbdUnplug
-            | TaskCancel | XsRead | XsDirectory | XsRm | XsUnwatch => 1,
+            | DevicePlug | DeviceUnplug | TaskCancel | XsRead | XsDirectory | XsRm | XsUnwatch => 1,
             SetNameLabel
             | SetNameDescription
             | SetOtherConfig
@@ -157,8 +165,10 @@ impl Kind {
             | VmSetVcpusAtStartup
             | EventInject
             | TaskCreate
+            | VmRemoveFromXenstoreData
             | XsWrite => 2,
-            AddToOtherConfig | VmCopy | VmStart | VmResume | EventFrom | XsWatch => 3,
+            AddToOtherConfig | VmAddToXenstoreData | VmCopy | VmStart | VmResume | EventFrom
+            | XsWatch => 3,
             VmStartOn | VmResumeOn => 4,
             VmSetMemoryLimits => 5,
             SrIntroduce => 7,
@@ -226,6 +236,8 @@ const VM_ONLY: &[(&str, Kind)] = &[
     ("set_memory", Kind::VmSetMemory),
     ("set_VCPUs_max", Kind::VmSetVcpusMax),
     ("set_VCPUs_at_startup", Kind::VmSetVcpusAtStartup),
+    ("add_to_xenstore_data", Kind::VmAddToXenstoreData),
+    ("remove_from_xenstore_data", Kind::VmRemoveFromXenstoreData),
 ];
 
 const SR_ONLY: &[(&str, Kind)] = &[
@@ -236,6 +248,9 @@ const SR_ONLY: &[(&str, Kind)] = &[
 ];
 
 const PBD_ONLY: &[(&str, Kind)] = &[("plug", Kind::PbdPlug), ("unplug", Kind::PbdUnplug)];
+
+/// `VIF` and `VBD`: hot-plug into a running VM.
+const DEVICE_ONLY: &[(&str, Kind)] = &[("plug", Kind::DevicePlug), ("unplug", Kind::DeviceUnplug)];
 
 const TASK_ONLY: &[(&str, Kind)] = &[
     ("create", Kind::TaskCreate),
@@ -279,6 +294,7 @@ fn class_only(class: Class) -> &'static [(&'static str, Kind)] {
         Class::Vm => VM_ONLY,
         Class::Sr => SR_ONLY,
         Class::Pbd => PBD_ONLY,
+        Class::Vif | Class::Vbd => DEVICE_ONLY,
         Class::Task => TASK_ONLY,
         _ => &[],
     }
@@ -600,6 +616,23 @@ pub fn build(method: Method, args: &[Value]) -> Result<Parsed, ApiError> {
         SrForget => plain(Action::SrForget { sr: r(0)? }),
         PbdPlug => plain(Action::PbdPlug { pbd: r(0)? }),
         PbdUnplug => plain(Action::PbdUnplug { pbd: r(0)? }),
+        VmAddToXenstoreData => plain(Action::VmAddToXenstoreData {
+            vm: r(0)?,
+            key: arg_str(&args[1], "key")?,
+            value: arg_str(&args[2], "value")?,
+        }),
+        VmRemoveFromXenstoreData => plain(Action::VmRemoveFromXenstoreData {
+            vm: r(0)?,
+            key: arg_str(&args[1], "key")?,
+        }),
+        DevicePlug => plain(Action::DevicePlug {
+            class,
+            device: r(0)?,
+        }),
+        DeviceUnplug => plain(Action::DeviceUnplug {
+            class,
+            device: r(0)?,
+        }),
         TaskCreate => plain(Action::TaskCreate {
             label: arg_str(&args[0], "label")?,
             description: arg_str(&args[1], "description")?,
@@ -798,6 +831,9 @@ mod tests {
             Kind::GetField("default_SR")
         );
         assert_eq!(lookup("PBD.plug").unwrap().kind, Kind::PbdPlug);
+        assert_eq!(lookup("VIF.plug").unwrap().kind, Kind::DevicePlug);
+        assert_eq!(lookup("VBD.unplug").unwrap().kind, Kind::DeviceUnplug);
+        assert!(lookup("VM.plug").is_none());
         assert_eq!(lookup("task.cancel").unwrap().kind, Kind::TaskCancel);
         assert_eq!(
             lookup("task.get_result").unwrap().kind,

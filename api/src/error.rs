@@ -58,6 +58,10 @@ pub mod codes {
     pub const VM_SHUTDOWN_TIMEOUT: &str = "VM_SHUTDOWN_TIMEOUT";
     /// The domain crashed during the operation. Params: vm.
     pub const VM_CRASHED: &str = "VM_CRASHED";
+    /// `plug` of a device already attached. Params: the device.
+    pub const DEVICE_ALREADY_ATTACHED: &str = "DEVICE_ALREADY_ATTACHED";
+    /// `unplug` of a device not attached. Params: the device.
+    pub const DEVICE_ALREADY_DETACHED: &str = "DEVICE_ALREADY_DETACHED";
     /// The guest rebooted instead. Params: vm.
     pub const VM_REBOOTED: &str = "VM_REBOOTED";
     /// The guest halted instead. Params: vm.
@@ -257,6 +261,12 @@ pub fn action_error(e: &ActionError) -> ApiError {
             [vm.clone(), timeout.as_secs_f64().to_string()],
         ),
         ActionError::VmCrashed { vm } => ApiError::new(VM_CRASHED, [vm]),
+        ActionError::DeviceAlreadyAttached { device } => {
+            ApiError::new(DEVICE_ALREADY_ATTACHED, [device])
+        }
+        ActionError::DeviceAlreadyDetached { device } => {
+            ApiError::new(DEVICE_ALREADY_DETACHED, [device])
+        }
         ActionError::VmRebooted { vm } => ApiError::new(VM_REBOOTED, [vm]),
         ActionError::VmHalted { vm } => ApiError::new(VM_HALTED, [vm]),
         ActionError::BootloaderFailed { vm, kernel } => ApiError::new(

@@ -1,37 +1,55 @@
-//! Host mode's driver domains: the netback domain, started next to the
-//! xenstore domain, and the toolstack's side of its control channel.
+//! Host mode's driver domains: netback and blkback, started next to the
+//! xenstore domain, the toolstack's side of their control channels, and
+//! their supervisor, which restarts a driver domain that died.
 //!
 //! The toolstack writes a VM's devices to xenstore at `VM.start` (backend
 //! and frontend directories, state `Initialising`, in one transaction);
 //! then, through [`ControlBackends`] (its
 //! [`DeviceBackends`](windsor_toolstack::service::DeviceBackends)), it asks
-//! netback over the `windsor-control` vchan to serve each VIF (`Plug`),
-//! before the guest runs; at shutdown or destroy it sends `Unplug` and
-//! removes the directories.
+//! the driver domain over its `windsor-control` vchan to serve each device
+//! (`Plug`: VIFs to netback, VBDs to blkback), before the guest runs; at
+//! shutdown or destroy it sends `Unplug` and removes the directories.
 //!
-//! The vchan client borrows the dom0 platform handle, so it lives on a
+//! Each vchan client borrows the dom0 platform handle, so it lives on a
 //! thread of its own that owns both; calls reach it over a channel.
 //!
-//! The blkback domain serves the VBDs the toolstack writes under its
-//! `backend/vbd` directory (blkback watches it: no control call), each an
-//! image file of the VDI (`VDI.create` made it, sparse, in the SR
-//! directory).
+//! # Restart
+//!
+//! The supervisor thread looks at both driver domains every
+//! [`SUPERVISE_EVERY`]. One that is no longer running (it crashed, or was
+//! destroyed) and that the host is not stopping is restarted: its threads
+//! are waited for, the domain destroyed, a new one (a new domid) built from
+//! the same image, the control channel connected again, and the toolstack
+//! told ([`Toolstack::backend_restarted`](windsor_toolstack::service::Toolstack::backend_restarted)):
+//! it writes every running VM's devices of that kind anew under the new
+//! domain and plugs them; each frontend sees its `backend` node change and
+//! walks the xenbus states again.
+//!
+//! Fault injection (tests): a domid written by dom0 to [`KILL_NODE`] is,
+//! if it is a driver domain, crashed at once (`SHUTDOWN_crash`: its
+//! threads get `ESRCH` from their next hypervisor call). That is host
+//! mode's `SIGKILL`: the domain does no clean-up (blkback leaks its open
+//! images rather than writing caches back; nothing is closed in xenstore),
+//! so only what a flush made stable is on disk.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 use windsor_control::endpoint::Client;
-use windsor_control::{DeviceId, DeviceKind, DeviceParams, Request, Response, VifParams};
+use windsor_control::{
+    DeviceId, DeviceKind, DeviceParams, Request, Response, VbdParams, VifParams,
+};
 use windsor_netback::service::NoUplink;
-use windsor_toolstack::devices::VifPlug;
+use windsor_toolstack::devices::{VbdPlug, VifPlug};
+use windsor_toolstack::layout::DeviceKind as Kind;
 use windsor_toolstack::service::DeviceBackends;
-use windsor_xenstore::client::{Access, Perm, TxId, XenStore};
+use windsor_xenstore::client::{Access, ClientError, Perm, TxId, XenStore};
 use windsor_xenstore::daemon::Adopter;
 use windsor_xenstore::stream::StreamStore;
 use xen::platform::{
-    CreateConfig, DomainBuilder, DomainControl, DomainImage, Platform, ShutdownReason,
+    CreateConfig, DomainBuilder, DomainControl, DomainImage, Platform, RunState, ShutdownReason,
 };
 use xen::DomId;
 use xen_sim::{Hypervisor, SimDomain};
@@ -40,48 +58,87 @@ use xen_sim::{Hypervisor, SimDomain};
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the control channel may take to come up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the supervisor looks at the driver domains.
+pub const SUPERVISE_EVERY: Duration = Duration::from_millis(20);
+/// How long a dead driver domain's threads may take to end.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Fault injection: dom0 writes a driver domain's id here to crash it.
+pub const KILL_NODE: &str = "/windsor/fault/kill-driver";
 
-type Job = (Request, mpsc::Sender<Result<Response, String>>);
+/// The image name of the host-mode blkback domain.
+const BLKBACK_IMAGE: &str = "blkback";
 
-/// The running netback domain.
-pub struct NetbackDomain {
-    /// Its domain id (the backend domain of every VIF).
-    pub domid: DomId,
+enum Job {
+    Call(Request, mpsc::Sender<Result<Response, String>>),
+    /// Connect to the channel of this (new) domain instead.
+    Reconnect(DomId, mpsc::Sender<bool>),
+}
+
+/// One driver domain: its current domid and its control channel.
+pub struct Driver {
+    name: &'static str,
+    image: &'static str,
+    kind: Kind,
+    domid: AtomicU16,
     jobs: Mutex<mpsc::Sender<Job>>,
-    stopping: Arc<AtomicBool>,
 }
 
-/// The toolstack's [`DeviceBackends`]: VIFs plugged into netback over its
-/// control channel.
-#[derive(Clone)]
-pub struct ControlBackends(Arc<NetbackDomain>);
-
-fn vif_id(fe: DomId, devid: u32) -> DeviceId {
-    DeviceId {
-        kind: DeviceKind::Vif,
-        frontend: fe.0,
-        devid,
+impl Driver {
+    /// Its domain id now (a restart gives a new one).
+    pub fn domid(&self) -> DomId {
+        DomId(self.domid.load(Ordering::Acquire))
     }
-}
 
-impl NetbackDomain {
-    fn call(&self, req: Request) -> Result<Response, String> {
-        let (tx, rx) = mpsc::channel();
+    fn send(&self, job: Job) -> Result<(), String> {
         self.jobs
             .lock()
             .map_err(|_| "control thread gone".to_string())?
-            .send((req, tx))
-            .map_err(|_| "control thread gone".to_string())?;
-        rx.recv_timeout(CALL_TIMEOUT + CONNECT_TIMEOUT)
-            .map_err(|_| "no answer from the control thread".to_string())?
+            .send(job)
+            .map_err(|_| "control thread gone".to_string())
     }
 
-    /// Asks netback to stop (it answers, leaves its loop and powers off).
-    pub fn stop(&self) {
-        self.stopping.store(true, Ordering::Release);
-        if let Err(e) = self.call(Request::Restart) {
-            tracing::warn!(%e, "netback: stop request failed");
+    fn call(&self, req: Request) -> Result<Response, String> {
+        let (tx, rx) = mpsc::channel();
+        self.send(Job::Call(req, tx))?;
+        rx.recv_timeout(CALL_TIMEOUT + CONNECT_TIMEOUT)
+            .map_err(|_| format!("no answer from {}'s control thread", self.name))?
+    }
+
+    fn plug(&self, device: DeviceId, params: DeviceParams) -> Result<(), String> {
+        match self.call(Request::Plug { device, params })? {
+            Response::Ok => Ok(()),
+            r => Err(format!("{} refused the plug: {r:?}", self.name)),
         }
+    }
+
+    fn unplug(&self, device: DeviceId) {
+        match self.call(Request::Unplug { device }) {
+            Ok(Response::Ok) => {}
+            r => tracing::debug!(?device, ?r, "{}: unplug", self.name),
+        }
+    }
+}
+
+/// Both driver domains and their supervisor.
+pub struct Drivers {
+    hv: Hypervisor,
+    adopter: Adopter,
+    net: Driver,
+    blk: Driver,
+    stopping: Arc<AtomicBool>,
+    restarted: OnceLock<Box<dyn Fn(Kind, DomId) + Send + Sync>>,
+}
+
+/// The toolstack's [`DeviceBackends`]: VIFs plugged into netback, VBDs
+/// into blkback, over their control channels.
+#[derive(Clone)]
+pub struct ControlBackends(Arc<Drivers>);
+
+fn device(kind: DeviceKind, fe: DomId, devid: u32) -> DeviceId {
+    DeviceId {
+        kind,
+        frontend: fe.0,
+        devid,
     }
 }
 
@@ -90,83 +147,272 @@ impl DeviceBackends for ControlBackends {
         let mac = windsor_netback::xenbus::parse_mac(vif.mac.as_bytes())
             .ok_or_else(|| format!("bad MAC {:?}", vif.mac))?;
         let mtu = u16::try_from(vif.mtu).map_err(|_| format!("bad MTU {}", vif.mtu))?;
-        let req = Request::Plug {
-            device: vif_id(fe, vif.devid),
-            params: DeviceParams::Vif(VifParams {
+        self.0.net.plug(
+            device(DeviceKind::Vif, fe, vif.devid),
+            DeviceParams::Vif(VifParams {
                 mac,
                 mtu,
                 rate: None,
             }),
-        };
-        match self.0.call(req)? {
-            Response::Ok => Ok(()),
-            r => Err(format!("netback refused the plug: {r:?}")),
-        }
+        )
     }
 
     fn unplug_vif(&self, fe: DomId, devid: u32) {
-        match self.0.call(Request::Unplug {
-            device: vif_id(fe, devid),
-        }) {
-            Ok(Response::Ok) => {}
-            r => tracing::debug!(fe = fe.0, devid, ?r, "netback: unplug"),
+        self.0.net.unplug(device(DeviceKind::Vif, fe, devid));
+    }
+
+    fn plug_vbd(&self, fe: DomId, vbd: &VbdPlug) -> Result<(), String> {
+        self.0.blk.plug(
+            device(DeviceKind::Vbd, fe, vbd.devid),
+            DeviceParams::Vbd(VbdParams {
+                params: vbd.params.clone(),
+                readonly: vbd.readonly,
+            }),
+        )
+    }
+
+    fn unplug_vbd(&self, fe: DomId, devid: u32) {
+        self.0.blk.unplug(device(DeviceKind::Vbd, fe, devid));
+    }
+}
+
+impl ControlBackends {
+    /// The netback domain.
+    pub fn netback(&self) -> &Driver {
+        &self.0.net
+    }
+
+    /// The blkback domain.
+    pub fn blkback(&self) -> &Driver {
+        &self.0.blk
+    }
+
+    /// Calls `f` after a driver domain was restarted (kind, new domid):
+    /// the toolstack moves the devices there. A second call is ignored.
+    pub fn on_restart(&self, f: impl Fn(Kind, DomId) + Send + Sync + 'static) {
+        let _ = self.0.restarted.set(Box::new(f));
+    }
+
+    /// Stops both driver domains (the supervisor first, so that it does
+    /// not restart them): each answers, leaves its loop and powers off.
+    pub fn stop(&self) {
+        self.0.stopping.store(true, Ordering::Release);
+        for d in [&self.0.net, &self.0.blk] {
+            if let Err(e) = d.call(Request::Restart) {
+                tracing::warn!(%e, "{}: stop request failed", d.name);
+            }
         }
     }
 }
 
-/// Serves control calls on the toolstack's end of the channel.
-fn control_thread(dom0: SimDomain, xs: StreamStore, nb: DomId, jobs: mpsc::Receiver<Job>) {
-    let end = Instant::now() + CONNECT_TIMEOUT;
-    let mut client = loop {
-        match Client::connect(&dom0, &xs, nb, DomId::DOM0, CALL_TIMEOUT) {
-            Ok((c, _name)) => break Some(c),
-            Err(e) if Instant::now() > end => {
-                tracing::error!(%e, "netback: control channel did not come up");
-                break None;
+/// Serves control calls on the toolstack's end of one driver's channel.
+fn control_thread(dom0: SimDomain, xs: StreamStore, first: DomId, jobs: mpsc::Receiver<Job>) {
+    let connect = |d: DomId| {
+        let end = Instant::now() + CONNECT_TIMEOUT;
+        loop {
+            match Client::connect(&dom0, &xs, d, DomId::DOM0, CALL_TIMEOUT) {
+                Ok((c, _name)) => break Some(c),
+                Err(e) if Instant::now() > end => {
+                    tracing::error!(dom = d.0, %e, "control channel did not come up");
+                    break None;
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
             }
-            Err(_) => std::thread::sleep(Duration::from_millis(5)),
         }
     };
-    for (req, reply) in jobs {
-        let r = match client.as_mut() {
-            Some(c) => c.call(req, CALL_TIMEOUT).map_err(|e| e.to_string()),
-            None => Err("no control channel to netback".into()),
+    let mut client = connect(first);
+    for job in jobs {
+        match job {
+            Job::Call(req, reply) => {
+                let r = match client.as_mut() {
+                    Some(c) => c.call(req, CALL_TIMEOUT).map_err(|e| e.to_string()),
+                    None => Err("no control channel".into()),
+                };
+                let _ = reply.send(r);
+            }
+            Job::Reconnect(d, done) => {
+                drop(client.take());
+                client = connect(d);
+                let _ = done.send(client.is_some());
+            }
+        }
+    }
+}
+
+impl Drivers {
+    /// Creates, builds and starts a domain running `image`, with its home
+    /// directory in xenstore owned by it.
+    fn boot(&self, name: &str, image: &str) -> Result<DomId> {
+        let dom0 = self.hv.dom0();
+        let mut handle = [0u8; 16];
+        let h = format!("windsor-{name}");
+        handle[..h.len().min(15)].copy_from_slice(&h.as_bytes()[..h.len().min(15)]);
+        let d = dom0
+            .create(&CreateConfig {
+                handle,
+                max_vcpus: 1,
+                max_mem_kib: 64 * 1024,
+                max_grant_frames: 64,
+                max_evtchn_port: 4095,
+            })
+            .map_err(|e| anyhow!("creating the {name} domain: {e}"))?;
+        let home = format!("/local/domain/{}", d.0);
+        let root = StreamStore::from_stream(self.adopter.connect(DomId::DOM0)?)?;
+        root.write(TxId::NONE, &home, b"")?;
+        root.set_perms(
+            TxId::NONE,
+            &home,
+            &[Perm {
+                dom: d,
+                access: Access::None,
+            }],
+        )?;
+        root.write(TxId::NONE, &format!("{home}/name"), name.as_bytes())?;
+        dom0.build(
+            d,
+            &DomainImage {
+                kernel: image.as_bytes(),
+                cmdline: "",
+                xenstore_domid: DomId::DOM0,
+                console_domid: DomId::DOM0,
+            },
+        )
+        .map_err(|e| anyhow!("building the {name} domain: {e}"))?;
+        dom0.unpause(d)
+            .map_err(|e| anyhow!("starting the {name} domain: {e}"))?;
+        Ok(d)
+    }
+
+    fn driver(&self, name: &'static str, image: &'static str, kind: Kind) -> Result<Driver> {
+        let d = self.boot(name, image)?;
+        let (tx, rx) = mpsc::channel();
+        let xs = StreamStore::from_stream(self.adopter.connect(DomId::DOM0)?)?;
+        let d0 = self.hv.dom0();
+        std::thread::Builder::new()
+            .name(format!("{name}-control"))
+            .spawn(move || control_thread(d0, xs, d, rx))?;
+        Ok(Driver {
+            name,
+            image,
+            kind,
+            domid: AtomicU16::new(d.0),
+            jobs: Mutex::new(tx),
+        })
+    }
+
+    /// Whether `d` is no longer a running domain.
+    fn dead(&self, d: DomId) -> bool {
+        !matches!(
+            self.hv.dom0().info(d).map(|i| i.state),
+            Ok(RunState::Running | RunState::Paused)
+        )
+    }
+
+    /// Replaces a dead driver domain by a new one and tells the toolstack.
+    fn restart(&self, drv: &Driver) -> Result<()> {
+        let t0 = Instant::now();
+        let old = drv.domid();
+        let dom0 = self.hv.dom0();
+        // Its threads end at their next hypervisor call.
+        let _ = self.hv.kill(old);
+        if !self.hv.join(old, JOIN_TIMEOUT) {
+            tracing::warn!(dom = old.0, "{}: threads still running", drv.name);
+        }
+        let _ = dom0.destroy(old);
+        let root = StreamStore::from_stream(self.adopter.connect(DomId::DOM0)?)?;
+        match root.rm(TxId::NONE, &format!("/local/domain/{}", old.0)) {
+            Ok(()) | Err(ClientError::Store(xen::Errno::ENOENT)) => {}
+            Err(e) => tracing::warn!(%e, "removing the dead {}'s home", drv.name),
+        }
+        let new = self.boot(drv.name, drv.image)?;
+        drv.domid.store(new.0, Ordering::Release);
+        let (tx, rx) = mpsc::channel();
+        drv.send(Job::Reconnect(new, tx)).map_err(|e| anyhow!(e))?;
+        if !rx.recv().unwrap_or(false) {
+            return Err(anyhow!("no control channel to the new {}", drv.name));
+        }
+        if let Some(f) = self.restarted.get() {
+            f(drv.kind, new);
+        }
+        tracing::info!(
+            old = old.0,
+            new = new.0,
+            ms = t0.elapsed().as_millis() as u64,
+            "{} restarted",
+            drv.name
+        );
+        println!(
+            "{} (dom{}) died; restarted as dom{} in {} ms",
+            drv.name,
+            old.0,
+            new.0,
+            t0.elapsed().as_millis()
+        );
+        Ok(())
+    }
+
+    /// The supervisor: restarts dead driver domains, honours [`KILL_NODE`].
+    fn supervise(self: Arc<Self>) {
+        let xs = match self
+            .adopter
+            .connect(DomId::DOM0)
+            .and_then(StreamStore::from_stream)
+        {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::error!(%e, "driver supervisor: no xenstore connection");
+                return;
+            }
         };
-        let _ = reply.send(r);
+        let watching = xs.watch(KILL_NODE, "kill").is_ok();
+        while !self.stopping.load(Ordering::Acquire) {
+            if watching {
+                match xs.next_event(Some(SUPERVISE_EVERY)) {
+                    Ok(_) => self.injected_kill(&xs),
+                    Err(ClientError::Timeout) => {}
+                    Err(_) => std::thread::sleep(SUPERVISE_EVERY),
+                }
+            } else {
+                std::thread::sleep(SUPERVISE_EVERY);
+            }
+            for drv in [&self.net, &self.blk] {
+                if self.stopping.load(Ordering::Acquire) || !self.dead(drv.domid()) {
+                    continue;
+                }
+                if let Err(e) = self.restart(drv) {
+                    tracing::error!(%e, "{}: restart failed", drv.name);
+                }
+            }
+        }
+    }
+
+    fn injected_kill(&self, xs: &StreamStore) {
+        let Ok(v) = xs.read(TxId::NONE, KILL_NODE) else {
+            return;
+        };
+        let Some(d) = std::str::from_utf8(&v)
+            .ok()
+            .and_then(|s| s.trim().parse::<u16>().ok())
+        else {
+            return;
+        };
+        let _ = xs.rm(TxId::NONE, KILL_NODE);
+        if [&self.net, &self.blk].iter().any(|x| x.domid().0 == d) {
+            tracing::info!(dom = d, "fault injection: crashing the driver domain");
+            let _ = self.hv.kill(DomId(d));
+        }
     }
 }
 
 /// Starts the netback domain (no uplink: the guests of the host talk among
-/// themselves) and the toolstack's control thread.
-pub fn start_netback(hv: &Hypervisor, adopter: &Adopter) -> Result<ControlBackends> {
-    let dom0 = hv.dom0();
-    let nb = dom0
-        .create(&CreateConfig {
-            handle: *b"windsor-netback\0",
-            max_vcpus: 1,
-            max_mem_kib: 64 * 1024,
-            max_grant_frames: 64,
-            max_evtchn_port: 4095,
-        })
-        .map_err(|e| anyhow!("creating the netback domain: {e}"))?;
-    // Its home, owned by it (the control channel is announced there).
-    let home = format!("/local/domain/{}", nb.0);
-    let root = StreamStore::from_stream(adopter.connect(DomId::DOM0)?)?;
-    root.write(TxId::NONE, &home, b"")?;
-    root.set_perms(
-        TxId::NONE,
-        &home,
-        &[Perm {
-            dom: nb,
-            access: Access::None,
-        }],
-    )?;
-    root.write(TxId::NONE, &format!("{home}/name"), b"netback")?;
-    let own = Mutex::new(Some(StreamStore::from_stream(adopter.connect(nb)?)?));
+/// themselves), the blkback domain, their control threads and the
+/// supervisor.
+pub fn start(hv: &Hypervisor, adopter: &Adopter) -> Result<ControlBackends> {
     let stopping = Arc::new(AtomicBool::new(false));
-    let st = stopping.clone();
+    let (ad, st) = (adopter.clone(), stopping.clone());
     hv.register_image(windsor_netback::IMAGE, move |dom: SimDomain| {
-        let Some(xs) = own.lock().ok().and_then(|mut g| g.take()) else {
+        let me = dom.domid();
+        let Ok(xs) = ad.connect(me).and_then(StreamStore::from_stream) else {
             dom.shutdown_self(ShutdownReason::Crash);
             return;
         };
@@ -177,81 +423,8 @@ pub fn start_netback(hv: &Hypervisor, adopter: &Adopter) -> Result<ControlBacken
             dom.shutdown_self(ShutdownReason::Crash);
         }
     });
-    dom0.build(
-        nb,
-        &DomainImage {
-            kernel: windsor_netback::IMAGE.as_bytes(),
-            cmdline: "",
-            xenstore_domid: DomId::DOM0,
-            console_domid: DomId::DOM0,
-        },
-    )
-    .map_err(|e| anyhow!("building the netback domain: {e}"))?;
-    dom0.unpause(nb)
-        .map_err(|e| anyhow!("starting the netback domain: {e}"))?;
-    let (tx, rx) = mpsc::channel();
-    let xs = StreamStore::from_stream(adopter.connect(DomId::DOM0)?)?;
-    let d0 = hv.dom0();
-    std::thread::Builder::new()
-        .name("netback-control".into())
-        .spawn(move || control_thread(d0, xs, nb, rx))?;
-    Ok(ControlBackends(Arc::new(NetbackDomain {
-        domid: nb,
-        jobs: Mutex::new(tx),
-        stopping,
-    })))
-}
-
-/// The image name of the host-mode blkback domain.
-const BLKBACK_IMAGE: &str = "blkback";
-
-/// The running blkback domain.
-pub struct BlkbackDomain {
-    /// Its domain id (the backend domain of every VBD).
-    pub domid: DomId,
-    dom: Arc<Mutex<Option<SimDomain>>>,
-}
-
-impl BlkbackDomain {
-    /// Shuts the domain down (poweroff); its service notices and ends.
-    pub fn stop(&self) {
-        if let Some(d) = self.dom.lock().ok().and_then(|g| g.clone()) {
-            d.shutdown_self(ShutdownReason::Poweroff);
-        }
-    }
-}
-
-/// Starts the blkback domain. It runs until stopped or destroyed.
-pub fn start_blkback(hv: &Hypervisor, adopter: &Adopter) -> Result<BlkbackDomain> {
-    let dom0 = hv.dom0();
-    let bd = dom0
-        .create(&CreateConfig {
-            handle: *b"windsor-blkback\0",
-            max_vcpus: 1,
-            max_mem_kib: 64 * 1024,
-            max_grant_frames: 64,
-            max_evtchn_port: 4095,
-        })
-        .map_err(|e| anyhow!("creating the blkback domain: {e}"))?;
-    let home = format!("/local/domain/{}", bd.0);
-    let root = StreamStore::from_stream(adopter.connect(DomId::DOM0)?)?;
-    root.write(TxId::NONE, &home, b"")?;
-    root.set_perms(
-        TxId::NONE,
-        &home,
-        &[Perm {
-            dom: bd,
-            access: Access::None,
-        }],
-    )?;
-    root.write(TxId::NONE, &format!("{home}/name"), b"blkback")?;
-    let ad = adopter.clone();
-    let handle = Arc::new(Mutex::new(None));
-    let h = handle.clone();
+    let (ad, st) = (adopter.clone(), stopping.clone());
     hv.register_image(BLKBACK_IMAGE, move |dom: SimDomain| {
-        if let Ok(mut g) = h.lock() {
-            *g = Some(dom.clone());
-        }
         let me = dom.domid();
         let ad = ad.clone();
         // One connection per device thread; a failed one is a dead store.
@@ -260,30 +433,43 @@ pub fn start_blkback(hv: &Hypervisor, adopter: &Adopter) -> Result<BlkbackDomain
                 .and_then(StreamStore::from_stream)
                 .expect("xenstore connection for blkback")
         };
-        let e = windsor_blkback::service::run(&dom, connect, &Default::default());
-        tracing::info!(error = %e, "blkback stopped");
+        match windsor_blkback::control::run_controlled(
+            &dom,
+            connect,
+            &Default::default(),
+            DomId::DOM0,
+        ) {
+            Ok(()) if st.load(Ordering::Acquire) => dom.shutdown_self(ShutdownReason::Poweroff),
+            Ok(()) => dom.shutdown_self(ShutdownReason::Crash),
+            Err(e) => tracing::info!(error = %e, "blkback stopped"),
+        }
     });
-    dom0.build(
-        bd,
-        &DomainImage {
-            kernel: BLKBACK_IMAGE.as_bytes(),
-            cmdline: "",
-            xenstore_domid: DomId::DOM0,
-            console_domid: DomId::DOM0,
-        },
-    )
-    .map_err(|e| anyhow!("building the blkback domain: {e}"))?;
-    dom0.unpause(bd)
-        .map_err(|e| anyhow!("starting the blkback domain: {e}"))?;
-    Ok(BlkbackDomain {
-        domid: bd,
-        dom: handle,
-    })
+    let mut drivers = Drivers {
+        hv: hv.clone(),
+        adopter: adopter.clone(),
+        net: placeholder(),
+        blk: placeholder(),
+        stopping,
+        restarted: OnceLock::new(),
+    };
+    drivers.net = drivers.driver("netback", windsor_netback::IMAGE, Kind::Vif)?;
+    drivers.blk = drivers.driver("blkback", BLKBACK_IMAGE, Kind::Vbd)?;
+    let drivers = Arc::new(drivers);
+    let sup = drivers.clone();
+    std::thread::Builder::new()
+        .name("driver-supervisor".into())
+        .spawn(move || sup.supervise())?;
+    Ok(ControlBackends(drivers))
 }
 
-impl ControlBackends {
-    /// The netback domain.
-    pub fn netback(&self) -> &NetbackDomain {
-        &self.0
+/// A driver that is not started yet (replaced in [`start`]).
+fn placeholder() -> Driver {
+    let (tx, _) = mpsc::channel();
+    Driver {
+        name: "",
+        image: "",
+        kind: Kind::Vif,
+        domid: AtomicU16::new(0),
+        jobs: Mutex::new(tx),
     }
 }

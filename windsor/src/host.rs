@@ -93,8 +93,7 @@ pub struct Host {
     hv: Hypervisor,
     dom0: SimDomain,
     services: Vec<Service>,
-    net: crate::drivers::ControlBackends,
-    blk: crate::drivers::BlkbackDomain,
+    drivers: crate::drivers::ControlBackends,
     stop_xenstore: Arc<AtomicBool>,
     toolstack: HostToolstack,
     /// dom0's xenstore connection (the toolstack's), to release the guests
@@ -171,11 +170,9 @@ impl Host {
             ),
         };
 
-        // The network driver domain (see `crate::drivers`).
-        let net =
-            crate::drivers::start_netback(&hv, &adopter).context("starting the netback domain")?;
-        let blk =
-            crate::drivers::start_blkback(&hv, &adopter).context("starting the blkback domain")?;
+        // The network and block driver domains (see `crate::drivers`).
+        let drivers =
+            crate::drivers::start(&hv, &adopter).context("starting the driver domains")?;
 
         // 2. The toolstack, and the guest images it can start.
         windsor_toolstack::host::register_ring_images(&hv);
@@ -186,14 +183,17 @@ impl Host {
             Intro(dom0_store.clone()),
             ToolstackConfig {
                 xenstore_domid: xs,
-                backend_domid: net.netback().domid,
-                vbd_backend_domid: Some(blk.domid),
+                backend_domid: drivers.netback().domid(),
+                vbd_backend_domid: Some(drivers.blkback().domid()),
                 sr_dir: opts.data_dir.join("sr").to_string_lossy().into_owned(),
                 ..ToolstackConfig::default()
             },
         )
         .context("starting the toolstack")?;
-        toolstack.attach_backends(Box::new(net.clone()));
+        toolstack.attach_backends(Box::new(drivers.clone()));
+        // A driver domain restarted: its devices move to the new one.
+        let ts = toolstack.clone();
+        drivers.on_restart(move |kind, d| ts.backend_restarted(kind, d));
         // `xenstore.watch` of the API: a dom0 connection of its own.
         toolstack
             .attach_xs_watch(
@@ -239,18 +239,17 @@ impl Host {
             },
         ];
         services.push(Service {
-            domid: net.netback().domid,
+            domid: drivers.netback().domid(),
             name: "netback",
             serves: "VIF backends, windsor-control vchan".into(),
         });
         services.push(Service {
-            domid: blk.domid,
+            domid: drivers.blkback().domid(),
             name: "blkback",
-            serves: "VBD backends (image files in the SR directory)".into(),
+            serves: "VBD backends (image files in the SR directory), windsor-control vchan".into(),
         });
         Ok(Host {
-            net,
-            blk,
+            drivers,
             hv,
             dom0,
             services,
@@ -294,6 +293,14 @@ impl Host {
             api.stop();
         }
         self.toolstack.stop();
+        // Restarted driver domains have new ids.
+        for s in self.services.iter_mut() {
+            match s.name {
+                "netback" => s.domid = self.drivers.netback().domid(),
+                "blkback" => s.domid = self.drivers.blkback().domid(),
+                _ => {}
+            }
+        }
         for d in self.hv.domains() {
             let service = self.services.iter().any(|s| s.domid == d);
             if !service && d != DomId::DOM0 {
@@ -306,8 +313,7 @@ impl Host {
                 }
             }
         }
-        self.net.netback().stop();
-        self.blk.stop();
+        self.drivers.stop();
         self.stop_xenstore.store(true, Ordering::Release);
         let mut ended = Vec::new();
         for s in self.services.iter().filter(|s| s.domid != DomId::DOM0) {

@@ -144,8 +144,8 @@ fn vifs_are_plugged_at_start_by_netback_and_unplugged_at_shutdown() {
 /// SR directory, a VBD on it is written at `VM.start` under the blkback
 /// domain's `backend/vbd`, blkback opens the image and offers it
 /// (`InitWait`, its features); shutdown removes the backend directory,
-/// `VDI.destroy` the file. (The fuzz-target guest has no blkfront, so the
-/// frontend stays `Initialising`.)
+/// `VDI.destroy` the file. The fuzz-target guest's blkfront connects to it
+/// (both ends `Connected`) and runs its verifying workload on request.
 #[test]
 fn vbds_on_new_vdis_are_served_by_blkback() {
     let dir = std::env::temp_dir().join(format!("windsor-vbd-test-{}", std::process::id()));
@@ -223,14 +223,41 @@ fn vbds_on_new_vdis_are_served_by_blkback() {
         read(&socket, &format!("{be}/params")).as_deref(),
         Some(file.to_str().unwrap())
     );
-    // blkback opened the image and offers it.
-    wait_for(&socket, &format!("{be}/state"), "2");
+    // blkback opened the image and offers it; the guest's blkfront
+    // connected.
+    wait_for(
+        &socket,
+        &format!("/local/domain/{d}/data/disk"),
+        "connected 16384",
+    );
+    wait_for(&socket, &format!("{be}/state"), "4");
+    wait_for(&socket, &format!("{fe}/state"), "4");
     // (It writes `error` and goes `Closing` when it cannot open it.)
     assert_eq!(read(&socket, &format!("{be}/error")), None);
     assert_eq!(
         read(&socket, &format!("{be}/feature-flush-cache")).as_deref(),
         Some("1")
     );
+    // The guest's workload: write, flush, read back and check.
+    let ctl = format!("/local/domain/{d}/control/disk");
+    let out = format!("/local/domain/{d}/data/disk");
+    for (req, want) in [("write 64 7", "written 64"), ("verify 64 7", "verified 64")] {
+        let w = Command::new("xenstore-write")
+            .env("XENSTORED_PATH", &socket)
+            .args([ctl.as_str(), req])
+            .status()
+            .unwrap();
+        assert!(w.success());
+        wait_for(&socket, &out, want);
+    }
+    // A different pattern does not verify: the check can fail.
+    let w = Command::new("xenstore-write")
+        .env("XENSTORED_PATH", &socket)
+        .args([ctl.as_str(), "verify 64 8"])
+        .status()
+        .unwrap();
+    assert!(w.success());
+    wait_for(&socket, &out, "bad 0");
 
     let attached = |c: &mut Client| {
         c.session_call("VBD.get_currently_attached", &[Value::str(vbd.clone())])
@@ -243,6 +270,160 @@ fn vbds_on_new_vdis_are_served_by_blkback() {
     c.session_call("VBD.destroy", &[Value::str(vbd)]).unwrap();
     c.session_call("VDI.destroy", &[Value::str(vdi)]).unwrap();
     assert!(!file.exists(), "the VDI's file is removed with it");
+    up.interrupt();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The XAPI error code of a failed call.
+fn code(r: Result<Value, windsor_api::client::ClientError>) -> String {
+    match r {
+        Err(windsor_api::client::ClientError::Api(e)) => e.code,
+        r => panic!("expected a XenAPI failure, got {r:?}"),
+    }
+}
+
+/// `VIF.plug`/`unplug` and `VBD.plug`/`unplug` on a running VM, with
+/// XAPI's errors: the devices leave and come back (xenstore, backend,
+/// `currently_attached`), the guest's frontends reconnect to them.
+#[test]
+fn vifs_and_vbds_hot_plug_on_a_running_vm() {
+    let dir = std::env::temp_dir().join(format!("windsor-hotplug-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let socket = dir.join("xenstored.sock");
+    let up = Up::start(&dir);
+    let mut c = Client::connect(Endpoint::Unix(dir.join("api.sock")), Protocol::XmlRpc).unwrap();
+    c.login("root", PASSWORD).unwrap();
+    let nets = c
+        .session_call(
+            "network.get_by_name_label",
+            &[Value::str("Pool-wide network associated with eth0")],
+        )
+        .unwrap();
+    let net = nets.as_array().unwrap()[0].as_str().unwrap().to_string();
+    let vm = vm_with_vif(&mut c, "hotplug", &net, "10.0.0.9/24");
+    let vif = c
+        .session_call("VM.get_VIFs", &[Value::str(vm.clone())])
+        .unwrap()
+        .as_array()
+        .unwrap()[0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let srs = c
+        .session_call("SR.get_by_name_label", &[Value::str("Local storage")])
+        .unwrap();
+    let sr = srs.as_array().unwrap()[0].as_str().unwrap().to_string();
+    let vdi = c
+        .session_call(
+            "VDI.create",
+            &[Value::record([
+                ("name_label", Value::str("disk")),
+                ("SR", Value::str(sr)),
+                ("virtual_size", Value::Int(4 << 20)),
+                ("type", Value::str("user")),
+            ])],
+        )
+        .unwrap();
+    let vbd = c
+        .session_call(
+            "VBD.create",
+            &[Value::record([
+                ("VM", Value::str(vm.clone())),
+                ("VDI", vdi),
+                ("userdevice", Value::str("0")),
+                ("mode", Value::str("RW")),
+                ("type", Value::str("Disk")),
+            ])],
+        )
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Halted: no hot-plug.
+    for call in ["VIF.plug", "VIF.unplug"] {
+        assert_eq!(
+            code(c.session_call(call, &[Value::str(vif.clone())])),
+            "VM_BAD_POWER_STATE"
+        );
+    }
+    assert_eq!(
+        code(c.session_call("VBD.plug", &[Value::str(vbd.clone())])),
+        "VM_BAD_POWER_STATE"
+    );
+    c.vm_start(&vm, false).unwrap();
+    let d = match c
+        .session_call("VM.get_domid", &[Value::str(vm.clone())])
+        .unwrap()
+    {
+        Value::Int(d) => d,
+        Value::String(s) => s.parse().unwrap(),
+        v => panic!("domid {v:?}"),
+    };
+    wait_for(
+        &socket,
+        &format!("/local/domain/{d}/data/net"),
+        "up 10.0.0.9/24",
+    );
+    wait_for(
+        &socket,
+        &format!("/local/domain/{d}/data/disk"),
+        "connected 8192",
+    );
+    let attached = |c: &mut Client, class: &str, r: &str| {
+        c.session_call(
+            &format!("{class}.get_currently_attached"),
+            &[Value::str(r.to_string())],
+        )
+        .unwrap()
+    };
+    for (class, r, fe) in [
+        ("VIF", &vif, format!("/local/domain/{d}/device/vif/0")),
+        ("VBD", &vbd, format!("/local/domain/{d}/device/vbd/51712")),
+    ] {
+        let plug = format!("{class}.plug");
+        let unplug = format!("{class}.unplug");
+        assert_eq!(
+            code(c.session_call(&plug, &[Value::str(r.clone())])),
+            "DEVICE_ALREADY_ATTACHED"
+        );
+        let be = read(&socket, &format!("{fe}/backend")).unwrap();
+        c.session_call(&unplug, &[Value::str(r.clone())]).unwrap();
+        assert_eq!(attached(&mut c, class, r), Value::Bool(false));
+        assert_eq!(read(&socket, &be), None, "{class}: backend dir left");
+        assert_eq!(read(&socket, &fe), None, "{class}: frontend dir left");
+        assert_eq!(
+            code(c.session_call(&unplug, &[Value::str(r.clone())])),
+            "DEVICE_ALREADY_DETACHED"
+        );
+        c.session_call(&plug, &[Value::str(r.clone())]).unwrap();
+        assert_eq!(attached(&mut c, class, r), Value::Bool(true));
+        assert_eq!(read(&socket, &format!("{fe}/backend")), Some(be.clone()));
+    }
+    // The guest's frontends connect to the devices again: the netfront by
+    // itself, the blkfront when its next request finds the old ring gone.
+    wait_for(
+        &socket,
+        &format!("/local/domain/{d}/device/vif/0/state"),
+        "4",
+    );
+    let ctl = format!("/local/domain/{d}/control/disk");
+    let out = format!("/local/domain/{d}/data/disk");
+    let w = Command::new("xenstore-write")
+        .env("XENSTORED_PATH", &socket)
+        .args([ctl.as_str(), "write 16 3"])
+        .status()
+        .unwrap();
+    assert!(w.success());
+    wait_for(&socket, &out, "written 16");
+    wait_for(
+        &socket,
+        &format!("/local/domain/{d}/device/vbd/51712/state"),
+        "4",
+    );
+    // Shutdown detaches both.
+    c.vm_hard_shutdown(&vm).unwrap();
+    assert_eq!(attached(&mut c, "VIF", &vif), Value::Bool(false));
+    assert_eq!(attached(&mut c, "VBD", &vbd), Value::Bool(false));
     up.interrupt();
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -11,17 +11,22 @@
 //!   ordering of flushes and barriers);
 //! * [`xenbus`]: the handshake with the frontend as a state machine over a
 //!   [`XenStore`](windsor_xenstore_client::XenStore) client;
-//! * [`disk`]: the [`Storage`](disk::Storage) trait every back-end
-//!   implements, and the [`RamDisk`](disk::RamDisk);
+//! * [`storage`]: the [`Storage`](storage::Storage) trait every image
+//!   back-end implements (typed errors, aligned buffers), and
+//!   [`RamDisk`](storage::ram::RamDisk), the back-end that needs no
+//!   operating system;
 //! * [`poll`]: the backend in one loop without threads, on the platform
 //!   traits (the Xen-mode blkback image's server), and the request
 //!   planning it shares with `service`;
-//! * with `std`: [`storage`] (raw sparse files and qcow2 behind one trait)
-//!   and [`service`], which runs the backend on the platform traits:
-//!   grants, event channels and a pool of I/O threads.
+//! * with `std`: [`storage::file`] (raw sparse files and qcow2 on host
+//!   files), [`service`], which runs the backend on the platform traits:
+//!   grants, event channels and a pool of I/O threads; [`control`], the
+//!   domain driven by the toolstack over the `windsor-control` vchan
+//!   (plug, unplug, counters, health).
 //!
-//! The core (everything but `storage` and `service`) is `no_std` + alloc;
-//! all but [`poll`] is sans-IO; nothing in the crate is `unsafe`.
+//! The core (everything but `storage::file`, `service` and `control`) is
+//! `no_std` + alloc, and all of it but [`poll`] is sans-IO; nothing in the
+//! crate is `unsafe`.
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -30,7 +35,6 @@ extern crate alloc;
 #[cfg(any(feature = "std", test))]
 extern crate std;
 
-pub mod disk;
 pub mod poll;
 pub mod ring;
 pub mod vbd;
@@ -38,6 +42,7 @@ pub mod wire;
 pub mod xenbus;
 
 #[cfg(feature = "std")]
-pub mod service;
+pub mod control;
 #[cfg(feature = "std")]
+pub mod service;
 pub mod storage;

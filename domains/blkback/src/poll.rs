@@ -45,8 +45,8 @@ use xen::abi::ring::RingIdx;
 use xen::platform::{CopySeg, EventChannel, ForeignMapping, GrantTable, PortStatus};
 use xen::{DomId, EvtchnPort, PAGE_SIZE};
 
-use crate::disk::Storage;
 use crate::ring::{self, Slot};
+use crate::storage::Storage;
 use crate::vbd::{Ask, Disk, Io};
 use crate::wire::{parse_indirect_segments, Limits, Reason, Rejected, Request};
 use crate::xenbus::{Action, Backend, FrontendRing, Offer, MAX_RING_PAGE_ORDER};

@@ -37,7 +37,7 @@
 
 use std::format;
 use std::string::{String, ToString};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
@@ -115,13 +115,57 @@ fn gone(e: &xen::platform::Error) -> bool {
     matches!(e, xen::platform::Error::Errno(Errno::ESRCH))
 }
 
-/// Counters of one device, for tests and benchmarks.
+/// Counters of one device (all its connections), for the control
+/// channel's `Counters`, tests and benchmarks.
 #[derive(Debug, Default)]
 pub struct Stats {
     /// Requests answered `BLKIF_RSP_ERROR` or `EOPNOTSUPP`.
-    pub refused: std::sync::atomic::AtomicU64,
+    pub refused: AtomicU64,
     /// Connections served.
-    pub connections: std::sync::atomic::AtomicU64,
+    pub connections: AtomicU64,
+    /// Read requests served.
+    pub reads: AtomicU64,
+    /// Write requests served (flushes with data included).
+    pub writes: AtomicU64,
+    /// Bytes read.
+    pub read_bytes: AtomicU64,
+    /// Bytes written.
+    pub write_bytes: AtomicU64,
+    /// Whether a ring is connected now.
+    pub connected: AtomicBool,
+    /// Whether the last connection ended because the frontend broke the
+    /// protocol (or its ring could not be mapped).
+    pub failed: AtomicBool,
+}
+
+impl Stats {
+    /// Counts one request that `perform` served.
+    fn served(&self, io: &Io) {
+        let n = io.data_len() as u64;
+        match io {
+            Io::Read { .. } => {
+                self.reads.fetch_add(1, Ordering::Relaxed);
+                self.read_bytes.fetch_add(n, Ordering::Relaxed);
+            }
+            Io::Write { .. } | Io::Flush { .. } if n > 0 => {
+                self.writes.fetch_add(1, Ordering::Relaxed);
+                self.write_bytes.fetch_add(n, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+    }
+
+    /// The counters as the control protocol reports them.
+    pub fn counters(&self) -> windsor_control::VbdCounters {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        windsor_control::VbdCounters {
+            reads: l(&self.reads),
+            writes: l(&self.writes),
+            read_bytes: l(&self.read_bytes),
+            write_bytes: l(&self.write_bytes),
+            errors: l(&self.refused),
+        }
+    }
 }
 
 /// Runs the block driver domain: serves every device under
@@ -190,6 +234,30 @@ where
     P::Mapping: Send + Sync,
     X: XenStore,
 {
+    serve_vbd_until(plat, xs, dir, cfg, stats, &AtomicBool::new(false))
+}
+
+/// [`serve_vbd`], also ending (`Ok`, the backend walked to `Closed`) once
+/// `stop` is set: what `Unplug` does. Requests taken from the ring are
+/// answered first.
+///
+/// When the domain dies, the device's storage is leaked, not closed: a
+/// destroyed domain writes nothing back (no cache flush of a qcow2
+/// image's metadata), as a process killed with `SIGKILL` would not; only
+/// what a flush made stable is on the disk.
+pub fn serve_vbd_until<P, X>(
+    plat: &P,
+    xs: &X,
+    dir: &str,
+    cfg: &Config,
+    stats: &Stats,
+    stop: &AtomicBool,
+) -> Result<(), Error>
+where
+    P: Platform + Sync,
+    P::Mapping: Send + Sync,
+    X: XenStore,
+{
     let read = |k: &str| -> Result<String, Error> {
         Ok(String::from_utf8_lossy(&xs.read(T, &format!("{dir}/{k}"))?).into_owned())
     };
@@ -241,11 +309,15 @@ where
         match be.frontend_changed(xs)? {
             Action::Connect(ring) => {
                 stats.connections.fetch_add(1, Ordering::Relaxed);
-                match connect_ring(plat, xs, &mut be, &ring, &disk, &*storage, cfg, stats) {
+                stats.failed.store(false, Ordering::Relaxed);
+                let r = connect_ring(plat, xs, &mut be, &ring, &disk, &*storage, cfg, stats, stop);
+                stats.connected.store(false, Ordering::Relaxed);
+                match r {
                     Ok(()) => {}
                     Err(Error::Platform(e)) if gone(&e) => break Err(Error::DomainGone),
                     Err(Error::Platform(e)) => {
                         // Bad ring grants or port: this device only.
+                        stats.failed.store(true, Ordering::Relaxed);
                         be.fail(xs, &format!("cannot connect: {e}"))?;
                     }
                     Err(e) => break Err(e),
@@ -253,6 +325,14 @@ where
             }
             Action::Remove => break Ok(()),
             Action::Disconnect | Action::None => {}
+        }
+        if stop.load(Ordering::Relaxed) {
+            let _ = xs.write(
+                T,
+                &format!("{dir}/state"),
+                xen::abi::xenbus::XenbusState::Closed.as_text().as_bytes(),
+            );
+            break Ok(());
         }
         if let Err(e) = plat.wait(&[], Some(Duration::ZERO)) {
             break Err(e.into());
@@ -262,6 +342,11 @@ where
             Err(e) => break Err(e.into()),
         }
     };
+    if matches!(result, Err(Error::DomainGone)) {
+        // Killed: no clean-up (see above).
+        core::mem::forget(storage);
+        return result;
+    }
     let _ = xs.unwatch(&format!("{}/state", be.frontend_dir()), &token);
     let _ = xs.unwatch(&format!("{dir}/online"), &token);
     result
@@ -275,7 +360,7 @@ struct Answer<'a, P> {
     /// Requests taken from the ring and not yet answered.
     inflight: Mutex<usize>,
     drained: Condvar,
-    refused: &'a std::sync::atomic::AtomicU64,
+    stats: &'a Stats,
     dead: AtomicBool,
 }
 
@@ -292,7 +377,7 @@ impl<P: Platform> Answer<'_, P> {
             r.publish()
         };
         if status != BLKIF_RSP_OKAY {
-            self.refused.fetch_add(1, Ordering::Relaxed);
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
         }
         if notify {
             if let Err(e) = self.plat.notify(self.port) {
@@ -301,6 +386,18 @@ impl<P: Platform> Answer<'_, P> {
                 }
             }
         }
+    }
+
+    /// Answers `job` with the outcome of performing it, and counts it.
+    fn finish(&self, job: &Job, r: Result<(), Reason>) {
+        let status = match r {
+            Ok(()) => {
+                self.stats.served(&job.io);
+                BLKIF_RSP_OKAY
+            }
+            Err(r) => r.status(),
+        };
+        self.send(job.id, job.operation, status);
     }
 
     /// A worker finished a job (after answering it).
@@ -444,6 +541,7 @@ fn connect_ring<P, X>(
     storage: &dyn Storage,
     cfg: &Config,
     stats: &Stats,
+    stop: &AtomicBool,
 ) -> Result<(), Error>
 where
     P: Platform + Sync,
@@ -460,6 +558,7 @@ where
     let (mut reqs, rsps) =
         ring::attach(mem).map_err(|_| xen::platform::Error::Errno(Errno::EINVAL))?;
     be.connected(xs)?;
+    stats.connected.store(true, Ordering::Relaxed);
     tracing::info!(
         dir = be.dir(),
         front = front.0,
@@ -473,7 +572,7 @@ where
         rsp: Mutex::new(rsps),
         inflight: Mutex::new(0),
         drained: Condvar::new(),
-        refused: &stats.refused,
+        stats,
         dead: AtomicBool::new(false),
     };
     let grants = Grants {
@@ -498,17 +597,14 @@ where
                         Ok(j) => j,
                         Err(_) => return,
                     };
-                    let status = match perform(grants, &mut local, storage, &job.io, &mut buf) {
-                        Ok(()) => BLKIF_RSP_OKAY,
-                        Err(r) => r.status(),
-                    };
-                    answer.send(job.id, job.operation, status);
+                    let r = perform(grants, &mut local, storage, &job.io, &mut buf);
+                    answer.finish(&job, r);
                     answer.done();
                 }
             });
         }
         let r = dispatch(
-            plat, xs, be, &grants, &mut reqs, &answer, disk, &limits, storage, &tx,
+            plat, xs, be, &grants, &mut reqs, &answer, disk, &limits, storage, &tx, stop,
         );
         drop(tx);
         r
@@ -531,6 +627,7 @@ fn dispatch<P, X>(
     limits: &crate::wire::Limits,
     storage: &dyn Storage,
     tx: &mpsc::SyncSender<Job>,
+    stop: &AtomicBool,
 ) -> Result<(), Error>
 where
     P: Platform,
@@ -545,6 +642,11 @@ where
     loop {
         if answer.dead.load(Ordering::Relaxed) {
             return Err(Error::DomainGone);
+        }
+        if stop.load(Ordering::Relaxed) {
+            // Unplugged: answer what was taken, then let go of the ring.
+            answer.drain();
+            return Ok(());
         }
         match reqs.next(|| answer.published(), &mut slot) {
             Ok(true) => {}
@@ -580,6 +682,7 @@ where
             Err(e) => {
                 tracing::warn!(dir = be.dir(), error = %e, "hostile frontend: disconnecting");
                 answer.drain();
+                answer.stats.failed.store(true, Ordering::Relaxed);
                 be.fail(xs, &e.to_string())?;
                 return Ok(());
             }
@@ -595,20 +698,14 @@ where
             Ok(job) if job.io.is_ordered() => {
                 // Everything before it completes; it runs alone.
                 answer.drain();
-                let status = match perform(grants, &mut local, storage, &job.io, &mut inline) {
-                    Ok(()) => BLKIF_RSP_OKAY,
-                    Err(r) => r.status(),
-                };
-                answer.send(job.id, job.operation, status);
+                let r = perform(grants, &mut local, storage, &job.io, &mut inline);
+                answer.finish(&job, r);
             }
             Ok(job) if answer.idle() && !reqs.has_unconsumed() => {
                 // A lone request (queue depth 1): serve it here rather
                 // than wake a worker, one thread hop less.
-                let status = match perform(grants, &mut local, storage, &job.io, &mut inline) {
-                    Ok(()) => BLKIF_RSP_OKAY,
-                    Err(r) => r.status(),
-                };
-                answer.send(job.id, job.operation, status);
+                let r = perform(grants, &mut local, storage, &job.io, &mut inline);
+                answer.finish(&job, r);
             }
             Ok(job) => {
                 *answer

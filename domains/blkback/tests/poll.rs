@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use windsor_blkback::disk::{RamDisk, Storage};
 use windsor_blkback::poll::{Config, Event, Server};
+use windsor_blkback::storage::ram::RamDisk;
+use windsor_blkback::storage::Storage;
 use windsor_blkback::xenbus::{plumb, Plumbing};
 use windsor_blkfront::driver::{BlkFront, Geometry};
 use windsor_xenstore::client::{MemStore, TxId, XenStore};

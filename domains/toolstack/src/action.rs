@@ -35,6 +35,8 @@
 //! | `SR.introduce(uuid, name_label, name_description, type, content_type, shared, sm_config)` | [`Action::SrIntroduce`] | [`Reply::Ref`] |
 //! | `SR.forget(sr)` / `SR.destroy(sr)` | [`Action::SrForget`] / [`Action::Destroy`] (every PBD unplugged; destroy: no VDIs) | [`Reply::Unit`] |
 //! | `PBD.plug(pbd)` / `PBD.unplug(pbd)` | [`Action::PbdPlug`] / [`Action::PbdUnplug`] | [`Reply::Unit`] |
+//! | `VM.add_to_xenstore_data(vm, key, value)` / `VM.remove_from_xenstore_data(vm, key)` | [`Action::VmAddToXenstoreData`] / [`Action::VmRemoveFromXenstoreData`] | [`Reply::Unit`] |
+//! | `VIF.plug(vif)` / `VIF.unplug(vif)`, `VBD.plug(vbd)` / `VBD.unplug(vbd)` (running VM) | [`Action::DevicePlug`] / [`Action::DeviceUnplug`] | [`Reply::Unit`] |
 //! | `task.create(label, description)`, and every `Async.<Class>.<call>` | [`Action::TaskCreate`], then the call, then [`Action::TaskFinish`] (see [`crate::task`]) | [`Reply::Ref`] (the task) |
 //! | `task.cancel(task)` / `task.destroy(task)` | [`Action::TaskCancel`] / [`Action::Destroy`] | [`Reply::Unit`] |
 //! | `event.from(classes, token, timeout)` | [`Action::EventFrom`] (blocks up to `timeout`) | [`Reply::Events`] |
@@ -1179,6 +1181,23 @@ pub enum Action {
         /// The key.
         key: String,
     },
+    /// `VM.add_to_xenstore_data(vm, key, value)` ([`ActionError::MapDuplicateKey`]
+    /// if present): written under the VM's domain at its next start.
+    VmAddToXenstoreData {
+        /// The VM.
+        vm: Ref,
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+    },
+    /// `VM.remove_from_xenstore_data(vm, key)`.
+    VmRemoveFromXenstoreData {
+        /// The VM.
+        vm: Ref,
+        /// The key.
+        key: String,
+    },
     /// `VM.clone(vm, new_name)` (and `VM.copy`): a Halted copy, with fresh
     /// uuid, whose `parent` is `vm`.
     VmClone {
@@ -1328,6 +1347,22 @@ pub enum Action {
         /// The PBD.
         pbd: Ref,
     },
+    /// `VIF.plug(vif)` / `VBD.plug(vbd)`: hot-plugs the device into its
+    /// running VM (`currently_attached` must be false).
+    DevicePlug {
+        /// [`Class::Vif`] or [`Class::Vbd`].
+        class: Class,
+        /// The device.
+        device: Ref,
+    },
+    /// `VIF.unplug(vif)` / `VBD.unplug(vbd)`: hot-unplugs it
+    /// (`currently_attached` must be true).
+    DeviceUnplug {
+        /// [`Class::Vif`] or [`Class::Vbd`].
+        class: Class,
+        /// The device.
+        device: Ref,
+    },
     /// `task.create(label, description)`, and what the API does before it
     /// runs an `Async.*` call: a pending task.
     TaskCreate {
@@ -1452,6 +1487,10 @@ impl Action {
             Action::SrForget { .. } => "forget",
             Action::PbdPlug { .. } => "plug",
             Action::PbdUnplug { .. } => "unplug",
+            Action::VmAddToXenstoreData { .. } => "add_to_xenstore_data",
+            Action::VmRemoveFromXenstoreData { .. } => "remove_from_xenstore_data",
+            Action::DevicePlug { .. } => "plug",
+            Action::DeviceUnplug { .. } => "unplug",
             Action::TaskCreate { .. } => "create",
             Action::TaskFinish { .. } => "finish",
             Action::TaskCancel { .. } => "cancel",
@@ -1662,6 +1701,18 @@ pub enum ActionError {
         vm: Ref,
         /// How long it was given.
         timeout: Duration,
+    },
+    /// `plug` of a device that is attached already.
+    #[error("{device} is already attached")]
+    DeviceAlreadyAttached {
+        /// The device.
+        device: Ref,
+    },
+    /// `unplug` of a device that is not attached.
+    #[error("{device} is already detached")]
+    DeviceAlreadyDetached {
+        /// The device.
+        device: Ref,
     },
     /// The domain crashed during the operation.
     #[error("{vm} crashed")]

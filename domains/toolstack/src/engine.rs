@@ -241,6 +241,25 @@ impl Engine {
                 rec.other_config_mut().remove(&key);
                 Ok(())
             }),
+            A::VmAddToXenstoreData { vm, key, value } => {
+                let r2 = vm.clone();
+                self.edit_vm(&vm, None, move |v| {
+                    if v.xenstore_data.contains_key(&key) {
+                        return Err(ActionError::MapDuplicateKey {
+                            class: Class::Vm,
+                            field: "xenstore_data".into(),
+                            r: r2,
+                            key,
+                        });
+                    }
+                    v.xenstore_data.insert(key, value);
+                    Ok(())
+                })
+            }
+            A::VmRemoveFromXenstoreData { vm, key } => self.edit_vm(&vm, None, |v| {
+                v.xenstore_data.remove(&key);
+                Ok(())
+            }),
             A::VmClone { vm, new_name } => self.clone_vm(&vm, new_name),
             A::VmProvision { vm } => self.edit_vm(&vm, None, |v| {
                 v.is_a_template = false;

@@ -84,6 +84,16 @@ pub trait DeviceBackends: Send + Sync {
     fn plug_vif(&self, fe: DomId, vif: &crate::devices::VifPlug) -> Result<(), String>;
     /// Stop serving VIF `devid` of domain `fe` (unknown: not an error).
     fn unplug_vif(&self, fe: DomId, devid: u32);
+    /// Serve VBD `vbd` of domain `fe` (default: its backend watches
+    /// xenstore by itself).
+    fn plug_vbd(&self, fe: DomId, vbd: &crate::devices::VbdPlug) -> Result<(), String> {
+        let _ = (fe, vbd);
+        Ok(())
+    }
+    /// Stop serving VBD `devid` of domain `fe` (unknown: not an error).
+    fn unplug_vbd(&self, fe: DomId, devid: u32) {
+        let _ = (fe, devid);
+    }
 }
 
 /// How the toolstack service runs: the engine's [`Settings`] plus the
@@ -324,6 +334,14 @@ where
         let _ = self.inner.backends.set(b);
     }
 
+    /// The driver domain serving devices of `kind` died and was started
+    /// again as domain `new`: the running VMs' devices of that kind move
+    /// to it (written anew in xenstore, plugged through the attached
+    /// backends), and VMs started later use it.
+    pub fn backend_restarted(&self, kind: crate::layout::DeviceKind, new: DomId) {
+        self.inner.backend_restarted(kind, new);
+    }
+
     /// The xenstore client the toolstack uses.
     pub fn store(&self) -> &S {
         &self.inner.xs
@@ -531,6 +549,8 @@ where
             A::VmResume {
                 vm, start_paused, ..
             } => self.start(&vm, Op::Resume, start_paused),
+            A::DevicePlug { class, device } => self.hotplug(class, &device, true),
+            A::DeviceUnplug { class, device } => self.hotplug(class, &device, false),
             A::VmPause { vm } => self.pause(&vm, Op::Pause),
             A::VmUnpause { vm } => self.pause(&vm, Op::Unpause),
             A::VmHardShutdown { vm } => self.hard_shutdown(&vm),
@@ -660,8 +680,82 @@ where
                     return Err(internal(format_args!("plugging VIF {}: {e}", vif.devid)));
                 }
             }
+            for vbd in eng.vbd_plugs(v) {
+                if let Err(e) = b.plug_vbd(d, &vbd) {
+                    tracing::warn!(dom = d.0, devid = vbd.devid, %e, "VBD plug failed");
+                    self.teardown(eng, &v.uuid, d);
+                    return Err(internal(format_args!("plugging VBD {}: {e}", vbd.devid)));
+                }
+            }
         }
         Ok(())
+    }
+
+    /// `VIF.plug`/`VBD.plug` (`on`) and `unplug` on a running VM: the
+    /// device's directories written then the device plugged into its
+    /// backend, or unplugged from it then the directories removed. A plug
+    /// the backend refuses is undone.
+    fn hotplug(&self, class: crate::action::Class, r: &str, on: bool) -> ActionResult {
+        use crate::layout::DeviceKind as K;
+        self.locked(|eng, _| {
+            let h = eng.device_hotplug(class, r, on)?;
+            let b = self.backends.get();
+            if on {
+                self.commit(&h.tx).map_err(internal)?;
+                let plugged = match (b, &h.vif, &h.vbd) {
+                    (Some(b), Some(vif), _) => b.plug_vif(h.domain, vif),
+                    (Some(b), _, Some(vbd)) => b.plug_vbd(h.domain, vbd),
+                    _ => Ok(()),
+                };
+                if let Err(e) = plugged {
+                    tracing::warn!(dom = h.domain.0, devid = h.devid, %e, "hot-plug failed");
+                    let undo = eng.device_hotplug(class, r, false)?;
+                    let _ = self.commit(&undo.tx);
+                    return Err(internal(format_args!("plugging device {}: {e}", h.devid)));
+                }
+            } else {
+                if let Some(b) = b {
+                    match h.kind {
+                        K::Vif => b.unplug_vif(h.domain, h.devid),
+                        K::Vbd => b.unplug_vbd(h.domain, h.devid),
+                    }
+                }
+                self.commit(&h.tx).map_err(internal)?;
+            }
+            Ok(Reply::Unit)
+        })
+    }
+
+    /// The driver domain serving devices of `kind` was restarted as `new`:
+    /// every running VM's devices of that kind are written anew under it
+    /// and plugged into it (see [`Engine::backend_restarted`]); VMs started
+    /// later use it.
+    pub(crate) fn backend_restarted(&self, kind: crate::layout::DeviceKind, new: DomId) {
+        let _ = self.locked(|eng, _| {
+            for (d, uuid, tx) in eng.backend_restarted(kind, new) {
+                if let Err(e) = self.commit(&tx) {
+                    tracing::warn!(dom = d.0, %e, "cannot move devices to the new backend");
+                    continue;
+                }
+                let Some(b) = self.backends.get() else {
+                    continue;
+                };
+                let r = match kind {
+                    crate::layout::DeviceKind::Vif => eng
+                        .vif_plugs_of(&uuid)
+                        .iter()
+                        .try_for_each(|p| b.plug_vif(d, p)),
+                    crate::layout::DeviceKind::Vbd => eng
+                        .vbd_plugs_of(&uuid)
+                        .iter()
+                        .try_for_each(|p| b.plug_vbd(d, p)),
+                };
+                if let Err(e) = r {
+                    tracing::warn!(dom = d.0, %e, "re-plugging into the restarted backend failed");
+                }
+            }
+            Ok(())
+        });
     }
 
     /// Destroys domain `d` of VM `uuid` and removes every trace of it.
@@ -676,6 +770,9 @@ where
         if let Some(b) = self.backends.get() {
             for vif in eng.vif_plugs_of(uuid) {
                 b.unplug_vif(d, vif.devid);
+            }
+            for vbd in eng.vbd_plugs_of(uuid) {
+                b.unplug_vbd(d, vbd.devid);
             }
         }
         let tx = eng.detach(uuid, d);

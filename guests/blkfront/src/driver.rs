@@ -1,5 +1,5 @@
-//! A blocking blkfront driver on the platform traits (host mode and, later,
-//! Windsor's unikernel guests).
+//! A blocking blkfront driver on the platform traits (host mode and
+//! Windsor's unikernel guests; `no_std` + alloc).
 //!
 //! At connect it allocates the ring (`2^order` pages), `queue_depth` slots
 //! of `pages_per_request` data pages and, when a request needs more than 11
@@ -10,8 +10,8 @@
 //! answers. [`BlkFront::write`], [`BlkFront::read`] and [`BlkFront::flush`]
 //! are the blocking forms on slot 0.
 
-use std::time::Duration;
-use std::vec::Vec;
+use alloc::vec::Vec;
+use core::time::Duration;
 
 use windsor_xenstore_client::XenStore;
 use xen::abi::blkif::{BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_RSP_OKAY};
@@ -214,7 +214,7 @@ impl<'p, P: Platform> BlkFront<'p, P> {
         let pages = len.div_ceil(PAGE_SIZE);
         let slot_bytes = if op != Op::Flush && pages > BLKIF_MAX_SEGMENTS_PER_REQUEST {
             let (ip, ig) = self.ind.as_ref().ok_or(Error::BadRequest)?;
-            let mut page = std::vec![0u8; pages * 8];
+            let mut page = alloc::vec![0u8; pages * 8];
             let s = request::indirect(op, slot as u64, sector, grefs, len, ig[slot], &mut page);
             ip.mem().write_bytes(slot * PAGE_SIZE, &page);
             s
@@ -333,7 +333,7 @@ impl<'p, P: Platform> BlkFront<'p, P> {
             .ring_pages
             .mem()
             .atomic_u32(xen::abi::ring::SRING_REQ_PROD_OFFSET);
-        a.fetch_add(by, std::sync::atomic::Ordering::Release);
+        a.fetch_add(by, core::sync::atomic::Ordering::Release);
         self.plat.notify(self.port)?;
         Ok(())
     }

@@ -8,11 +8,12 @@
 //! * [`xenbus`]: the frontend's side of the handshake (backend features in,
 //!   ring references and event channel out, states) over a
 //!   [`XenStore`](windsor_xenstore_client::XenStore) client;
-//! * with `std`: [`driver`], a blocking driver on the platform traits that
-//!   grants its data pages once and reuses them (as a frontend using
-//!   persistent grants does).
+//! * [`driver`], a blocking driver on the platform traits that grants its
+//!   data pages once and reuses them (as a frontend using persistent
+//!   grants does); the fuzz-target guest uses it.
 //!
-//! The core is `no_std` + alloc and sans-IO; nothing here is `unsafe`.
+//! Everything is `no_std` + alloc (the ring, request and handshake layers
+//! are also sans-IO); nothing here is `unsafe`.
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -25,5 +26,4 @@ pub mod request;
 pub mod ring;
 pub mod xenbus;
 
-#[cfg(feature = "std")]
 pub mod driver;

@@ -36,6 +36,9 @@
 //! Xen-mode runtime so far) gets a plain `SHUTDOWN_suspend`, as before.
 //! | `control/misbehave` | toolstack (or a test) | `ignore-shutdown`: leave requests unacknowledged and keep running; `crash`: `SHUTDOWN_crash` at once; `spin`: stop serving xenstore and spin until destroyed; `net-bad-gref`, `net-oversize`, `net-index-games`, `net-flood`: break the netif protocol on its tx ring (see `windsor_netfront::Misbehave`) |
 //! | `data/net` | guest | `up <ip>/<len>` once its network is connected, or `failed: <why>` |
+//! | `control/disk`, `data/disk*` | see [`disk`] | a verifying write/flush/read workload on its first VBD |
+//! | `control/net-echo` | toolstack (or a test) | `<ipv4> <bytes>`: send that many bytes to the TCP echo service of that address and check what comes back |
+//! | `data/net-echo` | guest | `ok <bytes>` or `failed: <why>`; `data/net-echo-progress`: bytes back so far |
 //!
 //! # Network
 //!
@@ -62,6 +65,7 @@ use windsor_netfront::{parse_cidr, Misbehave, Netfront, Stack};
 use windsor_xenstore_client::{ClientError, TxId, XenStore};
 use xen::platform::{Platform, ShutdownReason, SuspendOutcome};
 
+pub mod disk;
 #[cfg(feature = "host")]
 pub mod host;
 
@@ -77,6 +81,12 @@ const NET_TIMEOUT: Duration = Duration::from_secs(10);
 const TOK_SHUTDOWN: &str = "shutdown";
 /// Watch token of `control/misbehave`.
 const TOK_MISBEHAVE: &str = "misbehave";
+/// Watch token of `control/disk`.
+const TOK_DISK: &str = "disk";
+/// Watch token of `control/net-echo`.
+const TOK_ECHO: &str = "net-echo";
+/// How long a `control/net-echo` transfer may take.
+const ECHO_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How the guest's run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -181,6 +191,8 @@ fn serve<P: Platform, S: XenStore>(p: &P, xs: &S, mem: &Memory) -> Result<Step, 
     // any shutdown request, even one written before we were listening.
     xs.watch("control/misbehave", TOK_MISBEHAVE)?;
     xs.watch("control/shutdown", TOK_SHUTDOWN)?;
+    xs.watch("control/disk", TOK_DISK)?;
+    xs.watch("control/net-echo", TOK_ECHO)?;
     // Booted = listening.
     xs.write(T, "data/booted", b"1")?;
     xs.write(T, "data/state", b"running")?;
@@ -190,6 +202,7 @@ fn serve<P: Platform, S: XenStore>(p: &P, xs: &S, mem: &Memory) -> Result<Step, 
     xs.write(T, "data/boot-id", boot_id.as_bytes())?;
     xs.write(T, "data/resumes", format!("{}", mem.resumes).as_bytes())?;
     let mut net = connect_net(p, xs);
+    let mut disk = disk::Disk::connect(p, xs);
     let mut ignore_shutdown = false;
     loop {
         let ev = match net.as_mut() {
@@ -222,6 +235,32 @@ fn serve<P: Platform, S: XenStore>(p: &P, xs: &S, mem: &Memory) -> Result<Step, 
                 }
                 _ => ignore_shutdown = false,
             },
+            TOK_DISK => {
+                let Some(work) = read_opt(xs, "control/disk")?
+                    .as_deref()
+                    .and_then(disk::Work::parse)
+                else {
+                    continue;
+                };
+                let out = match disk.as_mut() {
+                    Some(d) => d.run(xs, work),
+                    None => "failed: no disk".into(),
+                };
+                xs.write(T, "data/disk", out.as_bytes())?;
+            }
+            TOK_ECHO => {
+                let Some(req) = read_opt(xs, "control/net-echo")? else {
+                    continue;
+                };
+                let Some((dst, len)) = parse_echo(&req) else {
+                    continue;
+                };
+                let out = match net.as_mut() {
+                    Some(st) => echo(st, xs, dst, len),
+                    None => "failed: no network".into(),
+                };
+                xs.write(T, "data/net-echo", out.as_bytes())?;
+            }
             TOK_SHUTDOWN => {
                 let Some(v) = read_opt(xs, "control/shutdown")? else {
                     continue;
@@ -237,6 +276,9 @@ fn serve<P: Platform, S: XenStore>(p: &P, xs: &S, mem: &Memory) -> Result<Step, 
                 if let Some(st) = net.take() {
                     st.into_netfront().close(xs);
                 }
+                if let Some(d) = disk.take() {
+                    d.close(xs);
+                }
                 if reason != ShutdownReason::Suspend {
                     p.shutdown_self(reason);
                     return Ok(Step::End(Outcome::Shutdown(reason)));
@@ -245,7 +287,10 @@ fn serve<P: Platform, S: XenStore>(p: &P, xs: &S, mem: &Memory) -> Result<Step, 
                     Ok(SuspendOutcome::Resumed) => return Ok(Step::Resumed),
                     // Same domain, same connection: go on (the network
                     // comes back).
-                    Ok(SuspendOutcome::Cancelled) => net = connect_net(p, xs),
+                    Ok(SuspendOutcome::Cancelled) => {
+                        net = connect_net(p, xs);
+                        disk = disk::Disk::connect(p, xs);
+                    }
                     Err(xen::platform::Error::Errno(xen::Errno::ENOSYS)) => {
                         p.shutdown_self(reason);
                         return Ok(Step::End(Outcome::Shutdown(reason)));
@@ -279,6 +324,53 @@ fn connect_net<'p, P: Platform, S: XenStore>(p: &'p P, xs: &S) -> Option<Stack<'
             let _ = xs.write(T_NONE, "data/net", format!("failed: {e}").as_bytes());
             None
         }
+    }
+}
+
+/// Parses `control/net-echo`: `<ipv4> <bytes>` (at most 64 MiB).
+fn parse_echo(v: &[u8]) -> Option<(windsor_netfront::Ipv4Address, usize)> {
+    let s = core::str::from_utf8(v).ok()?;
+    let (ip, len) = s.trim().split_once(' ')?;
+    let mut o = [0u8; 4];
+    let mut parts = ip.split('.');
+    for b in &mut o {
+        *b = parts.next()?.parse().ok()?;
+    }
+    if parts.next().is_some() {
+        return None;
+    }
+    let len: usize = len.parse().ok()?;
+    (len > 0 && len <= 64 << 20).then_some((windsor_netfront::Ipv4Address::from(o), len))
+}
+
+/// Sends `len` bytes of a pattern to the TCP echo service of `dst` and
+/// checks what comes back; `data/net-echo-progress` counts the bytes back
+/// so far (every 64 KiB).
+fn echo<P: Platform, S: XenStore>(
+    st: &mut Stack<'_, P>,
+    xs: &S,
+    dst: windsor_netfront::Ipv4Address,
+    len: usize,
+) -> String {
+    let data: Vec<u8> = (0..len).map(|i| (i * 7 % 253) as u8).collect();
+    let mut reported = 0;
+    let r = st.tcp_exchange_with(
+        xs,
+        dst,
+        windsor_netfront::ECHO_PORT,
+        &data,
+        ECHO_TIMEOUT,
+        |n| {
+            if n >= reported + (64 << 10) {
+                reported = n;
+                let _ = xs.write(T_NONE, "data/net-echo-progress", format!("{n}").as_bytes());
+            }
+        },
+    );
+    match r {
+        Ok(back) if back == data => format!("ok {len}"),
+        Ok(back) => format!("failed: {} bytes back, not the ones sent", back.len()),
+        Err(e) => format!("failed: {e}"),
     }
 }
 

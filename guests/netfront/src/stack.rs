@@ -282,6 +282,20 @@ impl<'p, P: GrantTable + EventChannel + Clock> Stack<'p, P> {
         data: &[u8],
         timeout: Duration,
     ) -> Result<Vec<u8>, StackError> {
+        self.tcp_exchange_with(xs, dst, port, data, timeout, |_| {})
+    }
+
+    /// [`tcp_exchange`](Self::tcp_exchange), calling `progress` with the
+    /// bytes received so far whenever more came.
+    pub fn tcp_exchange_with<X: XenStore + ?Sized>(
+        &mut self,
+        xs: &X,
+        dst: Ipv4Address,
+        port: u16,
+        data: &[u8],
+        timeout: Duration,
+        mut progress: impl FnMut(usize),
+    ) -> Result<Vec<u8>, StackError> {
         let h = self.sockets.add(echo_socket());
         let local = 49152 + (self.nf.platform().now().as_micros() % 16000) as u16;
         let cx = self.iface.context();
@@ -304,12 +318,16 @@ impl<'p, P: GrantTable + EventChannel + Clock> Stack<'p, P> {
             if s.can_send() && sent < data.len() {
                 sent += s.send_slice(&data[sent..]).unwrap_or(0);
             }
+            let before = got.len();
             while s.can_recv() {
                 let mut buf = [0u8; 2048];
                 match s.recv_slice(&mut buf) {
                     Ok(0) | Err(_) => break,
                     Ok(n) => got.extend_from_slice(&buf[..n]),
                 }
+            }
+            if got.len() > before {
+                progress(got.len());
             }
             (got.len() >= data.len()).then(|| Ok(core::mem::take(&mut got)))
         });

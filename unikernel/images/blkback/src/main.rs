@@ -39,8 +39,9 @@ mod image {
     use alloc::sync::Arc;
     use alloc::vec::Vec;
     use core::time::Duration;
-    use windsor_blkback::disk::{RamDisk, Storage};
     use windsor_blkback::poll::{Config, Counters, Server};
+    use windsor_blkback::storage::ram::RamDisk;
+    use windsor_blkback::storage::Storage;
     use windsor_control::endpoint::Server as Control;
     use windsor_control::{
         DeviceCounters, DeviceId, DeviceKind, DeviceState, ErrorCode, Health, Request, Response,

@@ -1,42 +1,14 @@
-//! Storage back-ends behind one trait: raw sparse files and qcow2 images.
-//!
-//! * [`RawFile`]: the image file itself, read and written with
-//!   `pread`/`pwrite`; a discard punches a hole (the file stays sparse);
-//!   flush is `fdatasync`. With [`Options::direct`] the file is opened with
-//!   `O_DIRECT` (the page cache is bypassed); transfers that are not
-//!   4 KiB-aligned go through a second, buffered descriptor, since
-//!   `O_DIRECT` refuses them on 4K-sector devices.
-//! * [`Qcow2`]: a qcow2 image through the `imago` crate (its metadata
-//!   caches, cluster allocation and refcounts), flush = imago's flush of
-//!   its caches followed by its sync (`fdatasync`) of the file.
-//!
-//! [`open`] picks the format from the file's magic (`QFI\xfb` is qcow2).
-//! Callers hand buffers aligned to [`ALIGN`] (see [`AlignedBuf`]) so that
-//! direct I/O needs no bounce copy.
+//! The storage back-ends on host files (feature `std`): [`RawFile`] and
+//! [`Qcow2`], and [`open`], which picks one from the file's magic. See
+//! [the parent module](super).
 
 use std::boxed::Box;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
-use std::vec;
-use std::vec::Vec;
 
-use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
-
-pub use crate::disk::{Storage, StorageError};
-
-/// Alignment of the buffers handed to a [`Storage`] (and of direct I/O).
-pub const ALIGN: usize = 4096;
-
-/// How to open an image.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Options {
-    /// Open for writing.
-    pub writable: bool,
-    /// Bypass the host page cache (`O_DIRECT`).
-    pub direct: bool,
-}
+use super::{check, Options, Storage, StorageError, ALIGN};
 
 /// Opens `path` as qcow2 if it carries the qcow2 magic, else as raw.
 pub fn open(path: &Path, opts: Options) -> io::Result<Box<dyn Storage>> {
@@ -105,18 +77,8 @@ impl RawFile {
         }
     }
 
-    fn check(&self, offset: u64, len: usize) -> io::Result<()> {
+    fn check(&self, offset: u64, len: usize) -> Result<(), StorageError> {
         check(self.len, offset, len as u64)
-    }
-}
-
-fn check(size: u64, offset: u64, len: u64) -> io::Result<()> {
-    match offset.checked_add(len) {
-        Some(end) if end <= size => Ok(()),
-        _ => Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "beyond the end of the image",
-        )),
     }
 }
 
@@ -127,16 +89,16 @@ impl Storage for RawFile {
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), StorageError> {
         self.check(offset, buf.len())?;
-        self.fd_for(buf.as_ptr(), buf.len(), offset)
-            .read_exact_at(buf, offset)?;
-        Ok(())
+        Ok(self
+            .fd_for(buf.as_ptr(), buf.len(), offset)
+            .read_exact_at(buf, offset)?)
     }
 
     fn write_at(&self, buf: &[u8], offset: u64) -> Result<(), StorageError> {
         self.check(offset, buf.len())?;
-        self.fd_for(buf.as_ptr(), buf.len(), offset)
-            .write_all_at(buf, offset)?;
-        Ok(())
+        Ok(self
+            .fd_for(buf.as_ptr(), buf.len(), offset)
+            .write_all_at(buf, offset)?)
     }
 
     fn flush(&self) -> Result<(), StorageError> {
@@ -220,43 +182,10 @@ impl Storage for Qcow2 {
     }
 }
 
-/// One page of an [`AlignedBuf`].
-#[derive(Clone, FromBytes, IntoBytes, KnownLayout, Immutable)]
-#[repr(C, align(4096))]
-struct Page([u8; ALIGN]);
-
-/// A heap buffer aligned to [`ALIGN`], for direct I/O without unsafe code.
-pub struct AlignedBuf {
-    pages: Vec<Page>,
-}
-
-impl AlignedBuf {
-    /// A zeroed buffer of at least `len` bytes (whole pages).
-    pub fn new(len: usize) -> AlignedBuf {
-        AlignedBuf {
-            pages: vec![Page([0; ALIGN]); len.div_ceil(ALIGN)],
-        }
-    }
-
-    /// Capacity in bytes.
-    pub fn capacity(&self) -> usize {
-        self.pages.len() * ALIGN
-    }
-
-    /// The first `len` bytes (at most the capacity).
-    pub fn bytes(&self, len: usize) -> &[u8] {
-        &self.pages.as_bytes()[..len]
-    }
-
-    /// The first `len` bytes, writable.
-    pub fn bytes_mut(&mut self, len: usize) -> &mut [u8] {
-        &mut self.pages.as_mut_bytes()[..len]
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::AlignedBuf;
     use std::format;
     use std::process::Command;
     use std::string::String;
