@@ -423,33 +423,28 @@ impl<'p> Drivers<'p> {
             );
             n += 1;
         }
-        for r in &v.VBDs {
-            let uuid = windsor_toolstack::action::uuid_of(r).unwrap_or_default();
-            let Some(Record::Vbd(b)) = eng.record(Class::Vbd, uuid) else {
-                continue;
-            };
-            let vdi = windsor_toolstack::action::uuid_of(&b.VDI).unwrap_or_default();
-            let params = match eng.record(Class::Vdi, vdi) {
-                Some(Record::Vdi(d)) => d.sm_config.get("path").cloned().unwrap_or_default(),
-                _ => String::new(),
-            };
-            let devid = windsor_toolstack::layout::xvd_number(b.userdevice.parse().unwrap_or(0));
+        for p in eng.vbd_plugs(v) {
             let device = DeviceId {
                 kind: DeviceKind::Vbd,
                 frontend: dom.0,
-                devid,
+                devid: p.devid,
             };
-            let readonly = b.mode == "RO";
             self.plug_device(
                 device,
                 DeviceParams::Vbd(VbdParams {
-                    params: params.clone(),
-                    readonly,
+                    params: p.params.clone(),
+                    readonly: p.readonly,
                 }),
             )?;
             println!(
-                "windsor dom0: vbd d{dom}/{devid} (disk {params:?}, {}) plugged into blkback d{}",
-                if readonly { "read-only" } else { "read-write" },
+                "windsor dom0: vbd d{dom}/{} (disk {:?}, {}) plugged into blkback d{}",
+                p.devid,
+                p.params,
+                if p.readonly {
+                    "read-only"
+                } else {
+                    "read-write"
+                },
                 self.backend(DeviceKind::Vbd).map_or(0, |d| d.0)
             );
             n += 1;
@@ -516,7 +511,9 @@ impl<'p> Drivers<'p> {
             Some(Record::Vm(v)) => v.clone(),
             _ => return Err(format!("VM record of {:?} is gone", d.name)),
         };
-        let tree = eng.domain_tree(&v, dom);
+        // `attach` marks the VM's devices attached (the engine writes and
+        // plugs only attached devices) and gives its domain tree.
+        let tree = eng.attach(&v, dom);
         let devices = XsTransaction {
             ops: tree
                 .ops
