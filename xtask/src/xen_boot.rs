@@ -446,6 +446,15 @@ const LINUX_FS_MODULES: &[&str] = &[
 /// The test initramfs's `/init` (busybox sh): reports on the console,
 /// then waits for the toolstack's shutdown request, which Linux's xenbus
 /// handler turns into `/sbin/poweroff` or `/sbin/reboot` (wrappers below).
+///
+/// With `windsor.net=<ip>/<len>[,serve:<port>][,ping:<ip>][,echo:<ip>:<port>:<bytes>]`
+/// on the kernel command line (the toolstack gave the guest a VIF), before
+/// the ready line it brings `eth0` (xen-netfront) up with that address,
+/// serves TCP echo on `serve` ports (busybox `nc -ll -e cat`), waits for
+/// each `ping` peer to answer (at most ~150 s: peers boot at their own
+/// pace) and pings it 5 times, and sends `<bytes>` random bytes to each
+/// `echo` peer's TCP echo service, comparing what comes back. Each result
+/// is one `WINDSOR-NET ...` console line.
 const LINUX_INIT: &str = r#"#!/bin/busybox sh
 b=/bin/busybox
 $b mount -t proc proc /proc
@@ -500,6 +509,51 @@ case " $($b cat /proc/cmdline) " in
     fi
     ;;
 esac
+net=""
+for w in $($b cat /proc/cmdline); do
+    case "$w" in windsor.net=*) net="${w#windsor.net=}";; esac
+done
+if [ -n "$net" ]; then
+    # windsor.net=<ip>/<len>[,serve:<port>][,ping:<ip>][,echo:<ip>:<port>:<bytes>]
+    up() { $b cut -d' ' -f1 /proc/uptime; }
+    ms() { $b awk -v a="$1" -v b="$2" 'BEGIN { printf "%d", (b - a) * 1000 }'; }
+    $b mkdir -p /tmp
+    $b ip link set lo up
+    $b ip link set eth0 up
+    $b ip addr add "${net%%,*}" dev eth0
+    echo "WINDSOR-NET up: eth0 ${net%%,*} mac $($b cat /sys/class/net/eth0/address) mtu $($b cat /sys/class/net/eth0/mtu)"
+    IFS=,
+    set -- $net
+    unset IFS
+    shift
+    for item; do
+        case "$item" in serve:*)
+            $b ln -sf busybox /bin/cat
+            $b nc -ll -p "${item#serve:}" -e /bin/cat &
+            echo "WINDSOR-NET serve: tcp echo on port ${item#serve:}";;
+        esac
+    done
+    for item; do
+        case "$item" in
+        ping:*)
+            peer="${item#ping:}"; n=0; t0=$(up)
+            until $b ping -c 1 -W 1 "$peer" >/dev/null 2>&1; do
+                n=$((n + 1)); [ $n -ge 150 ] && break
+            done
+            echo "WINDSOR-NET reach $peer: first answer after $(ms $t0 $(up)) ms"
+            r=$($b ping -c 5 "$peer" 2>&1 | $b tail -2 | $b tr '\n' ' ')
+            echo "WINDSOR-NET ping $peer: $r";;
+        echo:*)
+            set -- $(echo "${item#echo:}" | $b tr ':' ' ')
+            $b head -c "$3" /dev/urandom > /tmp/tx
+            t0=$(up)
+            $b timeout 120 $b nc -w 30 "$1" "$2" < /tmp/tx > /tmp/rx
+            t=$(ms $t0 $(up))
+            if $b cmp -s /tmp/tx /tmp/rx; then r=ok; else r="MISMATCH ($($b wc -c < /tmp/rx) bytes back)"; fi
+            echo "WINDSOR-NET echo $1:$2: $3 bytes $r in $t ms";;
+        esac
+    done
+fi
 echo "WINDSOR-LINUX-INIT up: kernel $($b uname -r), $($b nproc) cpu(s), uptime $($b cut -d' ' -f1 /proc/uptime) s, rdtscp in cpuinfo: $($b grep -c -w rdtscp /proc/cpuinfo), modules:$mods"
 case " $($b cat /proc/cmdline) " in
 *" windsor.shutdown=ignore "*)
