@@ -25,8 +25,13 @@
 //! domain and plugs them; each frontend sees its `backend` node change and
 //! walks the xenbus states again.
 //!
-//! Fault injection (tests): a domid written by dom0 to [`KILL_NODE`] is,
-//! if it is a driver domain, crashed at once (`SHUTDOWN_crash`: its
+//! A driver domain that runs but does not answer its control channel's
+//! `Health` ([`HEALTH_FAILURES`] times in a row, asked every
+//! [`HEALTH_EVERY`]) is judged hung and restarted the same way.
+//!
+//! Fault injection (tests): a domid written by dom0 to [`HANG_NODE`] is, if
+//! it is a driver domain, paused (it hangs); one written to [`KILL_NODE`]
+//! is crashed at once (`SHUTDOWN_crash`: its
 //! threads get `ESRCH` from their next hypervisor call). That is host
 //! mode's `SIGKILL`: the domain does no clean-up (blkback leaks its open
 //! images rather than writing caches back; nothing is closed in xenstore),
@@ -64,12 +69,21 @@ pub const SUPERVISE_EVERY: Duration = Duration::from_millis(20);
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Fault injection: dom0 writes a driver domain's id here to crash it.
 pub const KILL_NODE: &str = "/windsor/fault/kill-driver";
+/// Fault injection: dom0 writes a driver domain's id here to pause it (it
+/// hangs: its domain runs on, its control channel answers nothing).
+pub const HANG_NODE: &str = "/windsor/fault/hang-driver";
+/// How often the health probe asks each driver domain.
+pub const HEALTH_EVERY: Duration = Duration::from_millis(500);
+/// How long one health answer may take.
+pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+/// Health answers missed in a row before a driver domain is restarted.
+pub const HEALTH_FAILURES: u32 = 3;
 
 /// The image name of the host-mode blkback domain.
 const BLKBACK_IMAGE: &str = "blkback";
 
 enum Job {
-    Call(Request, mpsc::Sender<Result<Response, String>>),
+    Call(Request, Duration, mpsc::Sender<Result<Response, String>>),
     /// Connect to the channel of this (new) domain instead.
     Reconnect(DomId, mpsc::Sender<bool>),
 }
@@ -81,6 +95,8 @@ pub struct Driver {
     kind: Kind,
     domid: AtomicU16,
     jobs: Mutex<mpsc::Sender<Job>>,
+    /// A domain judged hung by the health probe (0: none).
+    hung: AtomicU16,
 }
 
 impl Driver {
@@ -98,9 +114,13 @@ impl Driver {
     }
 
     fn call(&self, req: Request) -> Result<Response, String> {
+        self.call_within(req, CALL_TIMEOUT)
+    }
+
+    fn call_within(&self, req: Request, timeout: Duration) -> Result<Response, String> {
         let (tx, rx) = mpsc::channel();
-        self.send(Job::Call(req, tx))?;
-        rx.recv_timeout(CALL_TIMEOUT + CONNECT_TIMEOUT)
+        self.send(Job::Call(req, timeout, tx))?;
+        rx.recv_timeout(timeout + CALL_TIMEOUT + CONNECT_TIMEOUT)
             .map_err(|_| format!("no answer from {}'s control thread", self.name))?
     }
 
@@ -223,9 +243,9 @@ fn control_thread(dom0: SimDomain, xs: StreamStore, first: DomId, jobs: mpsc::Re
     let mut client = connect(first);
     for job in jobs {
         match job {
-            Job::Call(req, reply) => {
+            Job::Call(req, timeout, reply) => {
                 let r = match client.as_mut() {
-                    Some(c) => c.call(req, CALL_TIMEOUT).map_err(|e| e.to_string()),
+                    Some(c) => c.call(req, timeout).map_err(|e| e.to_string()),
                     None => Err("no control channel".into()),
                 };
                 let _ = reply.send(r);
@@ -297,6 +317,7 @@ impl Drivers {
             kind,
             domid: AtomicU16::new(d.0),
             jobs: Mutex::new(tx),
+            hung: AtomicU16::new(0),
         })
     }
 
@@ -313,8 +334,10 @@ impl Drivers {
         let t0 = Instant::now();
         let old = drv.domid();
         let dom0 = self.hv.dom0();
-        // Its threads end at their next hypervisor call.
+        // Its threads end at their next hypervisor call (a hung, paused
+        // one is let run to make it).
         let _ = self.hv.kill(old);
+        let _ = dom0.unpause(old);
         if !self.hv.join(old, JOIN_TIMEOUT) {
             tracing::warn!(dom = old.0, "{}: threads still running", drv.name);
         }
@@ -326,6 +349,7 @@ impl Drivers {
         }
         let new = self.boot(drv.name, drv.image)?;
         drv.domid.store(new.0, Ordering::Release);
+        drv.hung.store(0, Ordering::Release);
         let (tx, rx) = mpsc::channel();
         drv.send(Job::Reconnect(new, tx)).map_err(|e| anyhow!(e))?;
         if !rx.recv().unwrap_or(false) {
@@ -364,7 +388,7 @@ impl Drivers {
                 return;
             }
         };
-        let watching = xs.watch(KILL_NODE, "kill").is_ok();
+        let watching = xs.watch("/windsor/fault", "fault").is_ok();
         while !self.stopping.load(Ordering::Acquire) {
             if watching {
                 match xs.next_event(Some(SUPERVISE_EVERY)) {
@@ -376,7 +400,9 @@ impl Drivers {
                 std::thread::sleep(SUPERVISE_EVERY);
             }
             for drv in [&self.net, &self.blk] {
-                if self.stopping.load(Ordering::Acquire) || !self.dead(drv.domid()) {
+                let d = drv.domid();
+                let hung = drv.hung.load(Ordering::Acquire) == d.0;
+                if self.stopping.load(Ordering::Acquire) || !(hung || self.dead(d)) {
                     continue;
                 }
                 if let Err(e) = self.restart(drv) {
@@ -387,19 +413,63 @@ impl Drivers {
     }
 
     fn injected_kill(&self, xs: &StreamStore) {
-        let Ok(v) = xs.read(TxId::NONE, KILL_NODE) else {
-            return;
-        };
-        let Some(d) = std::str::from_utf8(&v)
-            .ok()
-            .and_then(|s| s.trim().parse::<u16>().ok())
-        else {
-            return;
-        };
-        let _ = xs.rm(TxId::NONE, KILL_NODE);
-        if [&self.net, &self.blk].iter().any(|x| x.domid().0 == d) {
-            tracing::info!(dom = d, "fault injection: crashing the driver domain");
-            let _ = self.hv.kill(DomId(d));
+        for node in [KILL_NODE, HANG_NODE] {
+            let Ok(v) = xs.read(TxId::NONE, node) else {
+                continue;
+            };
+            let Some(d) = std::str::from_utf8(&v)
+                .ok()
+                .and_then(|s| s.trim().parse::<u16>().ok())
+            else {
+                continue;
+            };
+            let _ = xs.rm(TxId::NONE, node);
+            if ![&self.net, &self.blk].iter().any(|x| x.domid().0 == d) {
+                continue;
+            }
+            if node == KILL_NODE {
+                tracing::info!(dom = d, "fault injection: crashing the driver domain");
+                let _ = self.hv.kill(DomId(d));
+            } else {
+                tracing::info!(dom = d, "fault injection: pausing the driver domain");
+                let _ = self.hv.dom0().pause(DomId(d));
+            }
+        }
+    }
+
+    /// The health probe: asks each driver domain for its `Health` every
+    /// [`HEALTH_EVERY`]; one that does not answer [`HEALTH_FAILURES`] times
+    /// in a row (within [`HEALTH_TIMEOUT`] each) is judged hung, and the
+    /// supervisor restarts it.
+    fn probe(self: Arc<Self>) {
+        let mut failures = [(0u16, 0u32); 2];
+        while !self.stopping.load(Ordering::Acquire) {
+            std::thread::sleep(HEALTH_EVERY);
+            for (drv, f) in [&self.net, &self.blk].into_iter().zip(failures.iter_mut()) {
+                let d = drv.domid();
+                if self.stopping.load(Ordering::Acquire) || self.dead(d) {
+                    continue;
+                }
+                if f.0 != d.0 {
+                    *f = (d.0, 0);
+                }
+                match drv.call_within(Request::Health, HEALTH_TIMEOUT) {
+                    Ok(Response::Health(_)) => f.1 = 0,
+                    r => {
+                        f.1 += 1;
+                        tracing::info!(dom = d.0, ?r, failures = f.1, "{}: no health", drv.name);
+                        if f.1 >= HEALTH_FAILURES && drv.domid() == d {
+                            tracing::warn!(
+                                dom = d.0,
+                                "{} does not answer: restarting it",
+                                drv.name
+                            );
+                            drv.hung.store(d.0, Ordering::Release);
+                            f.1 = 0;
+                        }
+                    }
+                }
+            }
         }
     }
 }
@@ -459,6 +529,10 @@ pub fn start(hv: &Hypervisor, adopter: &Adopter) -> Result<ControlBackends> {
     std::thread::Builder::new()
         .name("driver-supervisor".into())
         .spawn(move || sup.supervise())?;
+    let probe = drivers.clone();
+    std::thread::Builder::new()
+        .name("driver-health".into())
+        .spawn(move || probe.probe())?;
     Ok(ControlBackends(drivers))
 }
 
@@ -471,5 +545,6 @@ fn placeholder() -> Driver {
         kind: Kind::Vif,
         domid: AtomicU16::new(0),
         jobs: Mutex::new(tx),
+        hung: AtomicU16::new(0),
     }
 }

@@ -399,6 +399,39 @@ fn vifs_and_vbds_hot_plug_on_a_running_vm() {
         assert_eq!(attached(&mut c, class, r), Value::Bool(true));
         assert_eq!(read(&socket, &format!("{fe}/backend")), Some(be.clone()));
     }
+    // A VIF created on the running VM is detached until plugged; then
+    // netback offers it; unplugged, it can be destroyed.
+    let hot = c
+        .session_call(
+            "VIF.create",
+            &[Value::record([
+                ("device", Value::str("1")),
+                ("network", Value::str(net.clone())),
+                ("VM", Value::str(vm.clone())),
+                ("MAC", Value::str("")),
+                ("MTU", Value::Int(1500)),
+                ("other_config", Value::record::<&str>([])),
+            ])],
+        )
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(attached(&mut c, "VIF", &hot), Value::Bool(false));
+    let fe1 = format!("/local/domain/{d}/device/vif/1");
+    assert_eq!(read(&socket, &fe1), None);
+    c.session_call("VIF.plug", &[Value::str(hot.clone())])
+        .unwrap();
+    let be1 = read(&socket, &format!("{fe1}/backend")).expect("plugged VIF 1");
+    wait_for(&socket, &format!("{be1}/state"), "2");
+    assert_eq!(
+        code(c.session_call("VIF.destroy", &[Value::str(hot.clone())])),
+        "VM_BAD_POWER_STATE"
+    );
+    c.session_call("VIF.unplug", &[Value::str(hot.clone())])
+        .unwrap();
+    assert_eq!(read(&socket, &be1), None);
+    c.session_call("VIF.destroy", &[Value::str(hot)]).unwrap();
     // The guest's frontends connect to the devices again: the netfront by
     // itself, the blkfront when its next request finds the old ring gone.
     wait_for(

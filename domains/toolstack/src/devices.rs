@@ -74,8 +74,9 @@ fn device_vm(rec: &Record) -> Option<Ref> {
 }
 
 impl Engine {
-    /// The record of a new VIF `uuid`, linked into its VM and network. The
-    /// VM must be halted; a missing MAC is generated.
+    /// The record of a new VIF `uuid`, linked into its VM and network,
+    /// detached. The VM must be halted or running (then `VIF.plug`
+    /// attaches it); a missing MAC is generated.
     pub(crate) fn vif_create(
         &mut self,
         mut f: VifRecord,
@@ -85,7 +86,7 @@ impl Engine {
         f.uuid = uuid.to_string();
         f.currently_attached = false;
         let mut vm = self.recs.vm(&f.vm)?.clone();
-        self.check(&vm, &f.vm, Op::SetStatic)?;
+        self.check_device_change(&vm, &f.vm)?;
         let net = self.recs.get(Class::Network, &f.network)?.clone();
         if f.device.parse::<u32>().is_err() {
             return Err(ActionError::ValueNotSupported {
@@ -107,7 +108,8 @@ impl Engine {
     }
 
     /// The record of a new VBD `uuid`, linked into its VM and VDI (none:
-    /// an empty drive). The VM must be halted.
+    /// an empty drive), detached. The VM must be halted or running (then
+    /// `VBD.plug` attaches it).
     pub(crate) fn vbd_create(
         &mut self,
         mut b: VbdRecord,
@@ -117,7 +119,7 @@ impl Engine {
         b.uuid = uuid.to_string();
         b.currently_attached = false;
         let mut vm = self.recs.vm(&b.vm)?.clone();
-        self.check(&vm, &b.vm, Op::SetStatic)?;
+        self.check_device_change(&vm, &b.vm)?;
         if b.userdevice.parse::<u32>().is_err() {
             return Err(ActionError::ValueNotSupported {
                 field: "userdevice".into(),
@@ -138,11 +140,32 @@ impl Engine {
         Ok(Record::Vbd(b))
     }
 
-    /// `VIF.destroy` / `VBD.destroy`: the VM (if any) must be halted.
+    /// Whether a device may be added to (or a detached one removed from)
+    /// VM `v`: as XAPI, while it is halted or has a domain (the device is
+    /// then created detached, to `plug`).
+    fn check_device_change(&self, v: &VmRecord, r: &str) -> Result<(), ActionError> {
+        use crate::action::PowerState as S;
+        if matches!(v.power_state, S::Running | S::Paused) {
+            return Ok(());
+        }
+        self.check(v, r, Op::SetStatic)
+    }
+
+    /// `VIF.destroy` / `VBD.destroy`: the VM (if any) must be halted, or the
+    /// device detached from its domain.
     pub(crate) fn device_destroy(&mut self, rec: &Record, r: &str) -> Result<(), ActionError> {
+        let attached = match rec {
+            Record::Vif(f) => f.currently_attached,
+            Record::Vbd(b) => b.currently_attached,
+            _ => false,
+        };
         if let Some(vm) = device_vm(rec) {
             if let Ok(v) = self.recs.vm(&vm) {
-                self.check(v, &vm, Op::SetStatic)?;
+                if attached {
+                    self.check(v, &vm, Op::SetStatic)?;
+                } else {
+                    self.check_device_change(v, &vm)?;
+                }
             }
         }
         self.unlink_device(rec.class(), r)?;
@@ -684,6 +707,43 @@ mod tests {
         assert!(attached(&e, &vif));
         assert!(writes(&h.tx, "/local/domain/7/device/vif/0/backend"));
         assert_eq!(h.vif.map(|p| p.devid), Some(0));
+        // A VIF created on the running VM is detached until plugged, and
+        // can be destroyed while detached, not while attached.
+        let network0 = match e.recs.get(Class::Vif, &vif) {
+            Ok(Record::Vif(f)) => f.network.clone(),
+            r => panic!("{r:?}"),
+        };
+        let hot = made(call(
+            &mut e,
+            Action::Create(NewRecord::Vif(VifRecord {
+                device: "1".into(),
+                network: network0,
+                vm: vm.clone(),
+                MTU: 1500,
+                ..VifRecord::default()
+            })),
+        ));
+        assert!(!attached(&e, &hot));
+        e.device_hotplug(Class::Vif, &hot, true).unwrap();
+        assert!(matches!(
+            call(
+                &mut e,
+                Action::Destroy {
+                    class: Class::Vif,
+                    r: hot.clone()
+                }
+            ),
+            Err(ActionError::VmBadPowerState { .. })
+        ));
+        e.device_hotplug(Class::Vif, &hot, false).unwrap();
+        call(
+            &mut e,
+            Action::Destroy {
+                class: Class::Vif,
+                r: hot,
+            },
+        )
+        .unwrap();
         // A halted VM's device: VM_BAD_POWER_STATE.
         let network = match e.recs.get(Class::Vif, &vif) {
             Ok(Record::Vif(f)) => f.network.clone(),

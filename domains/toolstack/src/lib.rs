@@ -25,9 +25,12 @@
 //!   the `xenstore.*` calls. Devices: the engine writes a domain's VIF/VBD
 //!   directories (VIFs under `backend_domid`, VBDs under
 //!   `vbd_backend_domid`); an attached `service::DeviceBackends` (host
-//!   mode: netback over the `windsor-control` vchan) is then asked to
-//!   serve each VIF before the guest runs, and to stop at teardown. A VDI
-//!   created with an `sr_dir` set gets a sparse raw image file there.
+//!   mode: netback and blkback over their `windsor-control` vchans) is
+//!   then asked to serve each attached VIF and VBD before the guest runs,
+//!   at `VIF.plug`/`VBD.plug` on a running VM, and to stop at `unplug` and
+//!   teardown. `Toolstack::backend_restarted` moves the running VMs'
+//!   devices to a restarted driver domain. A VDI created with an `sr_dir`
+//!   set gets a sparse raw image file there.
 //! * the in-process host (`host` feature, off by default: it pulls in the
 //!   simulated hypervisor and the test guest): `host` wires the toolstack
 //!   to the simulated hypervisor, the in-process store (`localstore`) and
