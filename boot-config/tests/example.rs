@@ -69,7 +69,7 @@ fn default_example_renders() {
 /// kernel and ramdisk entries; `ready_console` reaches the plan.
 #[test]
 fn linux_examples_plan_kernel_ramdisk_and_ready_line() {
-    for file in ["linux.toml", "linux-multi.toml"] {
+    for file in ["linux.toml", "linux-multi.toml", "linux-disk.toml"] {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("examples")
             .join(file);

@@ -24,11 +24,15 @@ use core::mem::offset_of;
 use core::ptr::NonNull;
 use core::sync::atomic::Ordering;
 use xen::abi::grant_table::{
-    GnttabCopy, GnttabCopyPtr, GrantEntryV1, GNTCOPY_DEST_GREF, GNTCOPY_SOURCE_GREF,
+    check_status, GnttabCopy, GnttabCopyPtr, GrantEntryV1, GNTCOPY_DEST_GREF, GNTCOPY_SOURCE_GREF,
     GTF_PERMIT_ACCESS, GTF_READING, GTF_READONLY, GTF_WRITING,
 };
-use xen::platform::{Error, ForeignMapping, GrantStatus, GrantTable, LocalPages, Result};
+use xen::platform::{CopySeg, Error, ForeignMapping, GrantStatus, GrantTable, LocalPages, Result};
 use xen::{DomId, Errno, Gfn, GrantRef, SharedMem, SharedRo, PAGE_SIZE};
+
+/// Most `gnttab_copy` ops in one `GNTTABOP_copy` call of
+/// [`GrantTable::copy_batch`] (two per page-crossing segment).
+const COPY_BATCH: usize = 64;
 
 /// Highest guest-physical address the foreign-mapping window may reach:
 /// below the 32-bit MMIO hole, inside the boot identity map.
@@ -303,6 +307,84 @@ impl GrantTable for Xen {
                 ..Default::default()
             };
             hypercall::gnttab_copy(op)?.map_err(Error::Grant)?;
+        }
+        Ok(())
+    }
+
+    /// All the segments in as few `GNTTABOP_copy` calls as possible (up
+    /// to [`COPY_BATCH`] ops each): under TCG every hypercall is a costly
+    /// exit, and a 128 KiB block request is 32 segments.
+    fn copy_batch(&self, segs: &mut [CopySeg<'_>]) -> core::result::Result<(), (usize, Error)> {
+        let mut ops: Vec<GnttabCopy> = Vec::with_capacity(segs.len().min(COPY_BATCH));
+        // The segment each op belongs to.
+        let mut owner: Vec<usize> = Vec::with_capacity(ops.capacity());
+        fn flush(
+            ops: &mut Vec<GnttabCopy>,
+            owner: &mut Vec<usize>,
+        ) -> core::result::Result<(), (usize, Error)> {
+            let r = hypercall::gnttab_copy_batch(ops);
+            let first = owner.first().copied().unwrap_or(0);
+            let out = match r {
+                Err(e) => Err((first, Error::Errno(e))),
+                Ok(()) => ops
+                    .iter()
+                    .zip(owner.iter())
+                    .find_map(|(op, &i)| check_status(op.status).err().map(|st| (i, st)))
+                    .map_or(Ok(()), |(i, st)| Err((i, Error::Grant(st)))),
+            };
+            ops.clear();
+            owner.clear();
+            out
+        }
+        for (i, seg) in segs.iter_mut().enumerate() {
+            let (dom, gref, offset, base, len, to_grant) = match seg {
+                CopySeg::FromGrant {
+                    dom,
+                    gref,
+                    offset,
+                    buf,
+                } => (
+                    *dom,
+                    *gref,
+                    *offset,
+                    buf.as_mut_ptr() as u64,
+                    buf.len(),
+                    false,
+                ),
+                CopySeg::ToGrant {
+                    dom,
+                    gref,
+                    offset,
+                    buf,
+                } => (*dom, *gref, *offset, buf.as_ptr() as u64, buf.len(), true),
+            };
+            if usize::from(offset) + len > PAGE_SIZE {
+                return Err((i, Error::Grant(GrantStatus::BadCopyArg)));
+            }
+            for (at, n) in page_pieces(base, len) {
+                let local = base + at as u64;
+                let mine = GnttabCopyPtr::frame(local >> 12, DomId::SELF.0, (local & 0xfff) as u16);
+                let theirs = GnttabCopyPtr::gref(gref.0, dom.0, offset + at as u16);
+                let (source, dest, flags) = if to_grant {
+                    (mine, theirs, GNTCOPY_DEST_GREF)
+                } else {
+                    (theirs, mine, GNTCOPY_SOURCE_GREF)
+                };
+                ops.push(GnttabCopy {
+                    source,
+                    dest,
+                    len: n as u16,
+                    flags,
+                    ..Default::default()
+                });
+                owner.push(i);
+                if ops.len() == COPY_BATCH {
+                    flush(&mut ops, &mut owner)?;
+                }
+            }
+        }
+        if !ops.is_empty() {
+            flush(&mut ops, &mut owner)?;
         }
         Ok(())
     }

@@ -483,6 +483,12 @@ pub fn gnttab_unmap(host_addr: u64, handle: u32) -> Result<Result<(), GrantStatu
     Ok(check_status(op[0].status))
 }
 
+/// `GNTTABOP_copy` of several segments in one call; Xen sets each op's
+/// `status` (check it with `xen::abi::grant_table::check_status`).
+pub fn gnttab_copy_batch(ops: &mut [GnttabCopy]) -> Result<(), Errno> {
+    gnttab_op(GNTTABOP_COPY, ops)
+}
+
 /// `GNTTABOP_copy` of one segment.
 pub fn gnttab_copy(op: GnttabCopy) -> Result<Result<(), GrantStatus>, Errno> {
     let mut ops = [op];

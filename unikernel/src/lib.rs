@@ -25,7 +25,9 @@
 //!   dom0), the builder primitives (another domain's physmap, foreign
 //!   mappings, e820, HVM params and context) and `DomainBuilder` over them
 //!   — and the panic handler
-//!   (message on the console, then `SCHEDOP_shutdown(crash)`).
+//!   (message on the console, then `SCHEDOP_shutdown(crash)`);
+//!   `log` (target only): `tracing` events of the domain cores as console
+//!   lines, for images that call `log::init`.
 //!
 //! An image is a `#![no_std] #![no_main]` binary that names its entry with
 //! [`main!`]; it returns the [`ShutdownReason`](xen::platform::ShutdownReason)
@@ -98,6 +100,8 @@ mod gnttab;
 mod heap;
 #[cfg(target_os = "none")]
 mod hypercall;
+#[cfg(target_os = "none")]
+pub mod log;
 #[cfg(target_os = "none")]
 mod runtime;
 

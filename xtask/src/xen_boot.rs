@@ -109,19 +109,25 @@ pub const DEFAULT_CONFIG: &str = "boot-config/examples/default.toml";
 /// The Windsor image binary that provides an image file named in a host
 /// description, if any: the names of `boot-config/examples/default.toml`
 /// (`windsor-toolstack.elf` is `dom0`, `windsor-xenstore.elf` is
-/// `xenstore-domain`), and `windsor-<bin>.elf` for every image binary
-/// (`windsor-fuzz-target.elf` is the `fuzz-target` image).
+/// `xenstore-domain`, `windsor-netback.elf` is `netback-domain`,
+/// `windsor-blkback.elf` is `blkback-domain`), and `windsor-<bin>.elf` for
+/// every image binary (`windsor-fuzz-target.elf` is the `fuzz-target`
+/// image).
 pub fn image_binary(file: &str) -> Option<&'static str> {
-    const BINS: [&str; 5] = [
+    const BINS: [&str; 7] = [
         "dom0",
         "dom0-hello",
         "fuzz-target",
         "guest-hello",
         "xenstore-domain",
+        "netback-domain",
+        "blkback-domain",
     ];
     match file {
         "windsor-toolstack.elf" => Some("dom0"),
         "windsor-xenstore.elf" => Some("xenstore-domain"),
+        "windsor-netback.elf" => Some("netback-domain"),
+        "windsor-blkback.elf" => Some("blkback-domain"),
         _ => {
             let bin = file.strip_prefix("windsor-")?.strip_suffix(".elf")?;
             BINS.iter().copied().find(|b| *b == bin)
@@ -425,10 +431,30 @@ const LINUX_MODULES: &[&str] = &[
     "drivers/net/xen-netfront.ko",
     "drivers/block/xen-blkfront.ko",
 ];
+/// The file system modules of the `windsor.blk=fs` case (Debian builds
+/// ext4, which also mounts the ext2 that busybox's `mke2fs` makes, as a
+/// module; it asks the crypto API for crc32c at mount), in load order;
+/// they go under `lib/modules/fs/` and only that case loads them.
+const LINUX_FS_MODULES: &[&str] = &[
+    "lib/crc16.ko",
+    "crypto/crc32c_generic.ko",
+    "fs/mbcache.ko",
+    "fs/jbd2/jbd2.ko",
+    "fs/ext4/ext4.ko",
+];
 
 /// The test initramfs's `/init` (busybox sh): reports on the console,
 /// then waits for the toolstack's shutdown request, which Linux's xenbus
 /// handler turns into `/sbin/poweroff` or `/sbin/reboot` (wrappers below).
+///
+/// With `windsor.net=<ip>/<len>[,serve:<port>][,ping:<ip>][,echo:<ip>:<port>:<bytes>]`
+/// on the kernel command line (the toolstack gave the guest a VIF), before
+/// the ready line it brings `eth0` (xen-netfront) up with that address,
+/// serves TCP echo on `serve` ports (busybox `nc -ll -e cat`), waits for
+/// each `ping` peer to answer (at most ~150 s: peers boot at their own
+/// pace) and pings it 5 times, and sends `<bytes>` random bytes to each
+/// `echo` peer's TCP echo service, comparing what comes back. Each result
+/// is one `WINDSOR-NET ...` console line.
 const LINUX_INIT: &str = r#"#!/bin/busybox sh
 b=/bin/busybox
 $b mount -t proc proc /proc
@@ -437,6 +463,97 @@ $b mount -t devtmpfs devtmpfs /dev 2>/dev/null
 echo 1 > /proc/sys/kernel/sysrq
 mods=""
 for m in /lib/modules/*.ko; do $b insmod "$m" && mods="$mods $($b basename "$m" .ko)"; done
+case " $($b cat /proc/cmdline) " in
+*" windsor.blk=fs "*)
+    # The block device test, before the init line (dom0 acts on that line):
+    # /dev/xvda is served by the blkback domain. A disk without a file
+    # system: make one (ext2), write files of random bytes, record their
+    # SHA-256 on the disk, time a 16 MiB write with fsync, unmount.
+    # A disk with one (after a reboot): mount, check every file, time a
+    # read of the 16 MiB file.
+    # "<MB/s> MB/s (16 MiB in <s> s)" of a command moving 16 MiB.
+    timed() {
+        t0=$($b cut -d' ' -f1 /proc/uptime)
+        "$@" 2>/dev/null
+        t1=$($b cut -d' ' -f1 /proc/uptime)
+        $b awk "BEGIN { d = $t1 - $t0; if (d < 0.01) d = 0.01; printf \"%.1f MB/s (16 MiB in %.2f s)\", 16.777216 / d, d }"
+    }
+    for m in crc16 crc32c_generic mbcache jbd2 ext4; do $b insmod /lib/modules/fs/$m.ko || echo "WINDSOR-BLK-FAIL insmod $m"; done
+    i=0
+    while [ ! -b /dev/xvda ] && [ $i -lt 600 ]; do $b sleep 0.1; i=$((i+1)); done
+    $b mkdir -p /mnt
+    if [ ! -b /dev/xvda ]; then
+        echo "WINDSOR-BLK-FAIL no /dev/xvda after 60 s"
+    elif $b mount -t ext4 /dev/xvda /mnt 2>/dev/null && [ -f /mnt/SHA256SUMS ]; then
+        t=$(timed $b dd if=/mnt/big of=/dev/null bs=1M)
+        if r=$(cd /mnt && $b sha256sum -c SHA256SUMS 2>&1); then
+            echo "WINDSOR-BLK-VERIFIED $($b grep -c . /mnt/SHA256SUMS) files, sums $($b sha256sum /mnt/SHA256SUMS | $b cut -c1-16), read: $t"
+        else
+            echo "WINDSOR-BLK-FAIL verify: $r"
+        fi
+        $b umount /mnt
+    else
+        $b umount /mnt 2>/dev/null
+        sectors=$($b blockdev --getsz /dev/xvda)
+        $b mke2fs -F /dev/xvda >/dev/null
+        if $b mount -t ext4 /dev/xvda /mnt; then
+            for n in 1 2 3 4 5 6 7 8; do $b dd if=/dev/urandom of=/mnt/f$n bs=4k count=$((n * 16)) 2>/dev/null; done
+            t=$(timed $b dd if=/dev/zero of=/mnt/big bs=1M count=16 conv=fsync)
+            (cd /mnt && $b sha256sum f? big > SHA256SUMS)
+            $b sync
+            echo "WINDSOR-BLK-WRITTEN $($b grep -c . /mnt/SHA256SUMS) files, sums $($b sha256sum /mnt/SHA256SUMS | $b cut -c1-16), $sectors sectors, write+fsync: $t"
+            $b umount /mnt
+        else
+            echo "WINDSOR-BLK-FAIL mount after mke2fs"
+        fi
+    fi
+    ;;
+esac
+net=""
+for w in $($b cat /proc/cmdline); do
+    case "$w" in windsor.net=*) net="${w#windsor.net=}";; esac
+done
+if [ -n "$net" ]; then
+    # windsor.net=<ip>/<len>[,serve:<port>][,ping:<ip>][,echo:<ip>:<port>:<bytes>]
+    up() { $b cut -d' ' -f1 /proc/uptime; }
+    ms() { $b awk -v a="$1" -v b="$2" 'BEGIN { printf "%d", (b - a) * 1000 }'; }
+    $b mkdir -p /tmp
+    $b ip link set lo up
+    $b ip link set eth0 up
+    $b ip addr add "${net%%,*}" dev eth0
+    echo "WINDSOR-NET up: eth0 ${net%%,*} mac $($b cat /sys/class/net/eth0/address) mtu $($b cat /sys/class/net/eth0/mtu)"
+    IFS=,
+    set -- $net
+    unset IFS
+    shift
+    for item; do
+        case "$item" in serve:*)
+            $b ln -sf busybox /bin/cat
+            $b nc -ll -p "${item#serve:}" -e /bin/cat &
+            echo "WINDSOR-NET serve: tcp echo on port ${item#serve:}";;
+        esac
+    done
+    for item; do
+        case "$item" in
+        ping:*)
+            peer="${item#ping:}"; n=0; t0=$(up)
+            until $b ping -c 1 -W 1 "$peer" >/dev/null 2>&1; do
+                n=$((n + 1)); [ $n -ge 150 ] && break
+            done
+            echo "WINDSOR-NET reach $peer: first answer after $(ms $t0 $(up)) ms"
+            r=$($b ping -c 5 "$peer" 2>&1 | $b tail -2 | $b tr '\n' ' ')
+            echo "WINDSOR-NET ping $peer: $r";;
+        echo:*)
+            set -- $(echo "${item#echo:}" | $b tr ':' ' ')
+            $b head -c "$3" /dev/urandom > /tmp/tx
+            t0=$(up)
+            $b timeout 120 $b nc -w 30 "$1" "$2" < /tmp/tx > /tmp/rx
+            t=$(ms $t0 $(up))
+            if $b cmp -s /tmp/tx /tmp/rx; then r=ok; else r="MISMATCH ($($b wc -c < /tmp/rx) bytes back)"; fi
+            echo "WINDSOR-NET echo $1:$2: $3 bytes $r in $t ms";;
+        esac
+    done
+fi
 echo "WINDSOR-LINUX-INIT up: kernel $($b uname -r), $($b nproc) cpu(s), uptime $($b cut -d' ' -f1 /proc/uptime) s, rdtscp in cpuinfo: $($b grep -c -w rdtscp /proc/cpuinfo), modules:$mods"
 case " $($b cat /proc/cmdline) " in
 *" windsor.shutdown=ignore "*)
@@ -496,14 +613,23 @@ fn cpio_entry(out: &mut Vec<u8>, ino: u32, name: &str, mode: u32, rdev: (u32, u3
 
 /// The test initramfs (uncompressed `newc` cpio): busybox-static, init and
 /// its shutdown wrappers, `/dev/console`, and the kernel's Xen modules.
-pub fn linux_initramfs(busybox: &[u8], modules: &[(&str, Vec<u8>)]) -> Vec<u8> {
+pub fn linux_initramfs<S: AsRef<str>>(busybox: &[u8], modules: &[(S, Vec<u8>)]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut ino = 1;
     let mut add = |out: &mut Vec<u8>, name: &str, mode: u32, rdev: (u32, u32), data: &[u8]| {
         cpio_entry(out, ino, name, mode, rdev, data);
         ino += 1;
     };
-    for d in ["bin", "sbin", "dev", "proc", "sys", "lib", "lib/modules"] {
+    for d in [
+        "bin",
+        "sbin",
+        "dev",
+        "proc",
+        "sys",
+        "lib",
+        "lib/modules",
+        "lib/modules/fs",
+    ] {
         add(&mut out, d, 0o040755, (0, 0), b"");
     }
     add(&mut out, "dev/console", 0o020600, (5, 1), b"");
@@ -527,7 +653,7 @@ pub fn linux_initramfs(busybox: &[u8], modules: &[(&str, Vec<u8>)]) -> Vec<u8> {
     for (name, data) in modules {
         add(
             &mut out,
-            &format!("lib/modules/{name}"),
+            &format!("lib/modules/{}", name.as_ref()),
             0o100644,
             (0, 0),
             data,
@@ -611,7 +737,12 @@ pub fn linux_guest_files(images_dir: &Path) -> Result<()> {
     for m in LINUX_MODULES {
         let data = fs::read(kdir.join(m)).with_context(|| format!("module {m}"))?;
         let name = m.rsplit('/').next().unwrap_or(m);
-        modules.push((name, data));
+        modules.push((name.to_string(), data));
+    }
+    for m in LINUX_FS_MODULES {
+        let data = fs::read(kdir.join(m)).with_context(|| format!("module {m}"))?;
+        let name = m.rsplit('/').next().unwrap_or(m);
+        modules.push((format!("fs/{name}"), data));
     }
     let busybox = fs::read(root.join("bin/busybox")).context("busybox-static's /bin/busybox")?;
     fs::create_dir_all(images_dir)?;

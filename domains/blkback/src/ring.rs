@@ -81,17 +81,34 @@ pub struct Responses<'a> {
 /// Attaches to a ring the frontend initialised (`BACK_RING_INIT`: our
 /// indices start at 0, whatever the page says).
 pub fn attach(mem: SharedMem<'_>) -> Result<(Requests<'_>, Responses<'_>), RingError> {
+    resume(mem, 0, 0)
+}
+
+/// Attaches again to a ring served before, at the indices it had reached:
+/// `consumed` requests ([`Requests::consumed`]) and `published` responses
+/// ([`Responses::published`], every pushed response published). For a
+/// server that keeps the mapping but not the halves between two rounds
+/// (one loop serving several rings, [`crate::poll`]).
+pub fn resume(
+    mem: SharedMem<'_>,
+    consumed: RingIdx,
+    published: RingIdx,
+) -> Result<(Requests<'_>, Responses<'_>), RingError> {
     let size = entries(mem.len());
     if size == 0 {
         return Err(RingError::TooSmall);
     }
     Ok((
-        Requests { mem, size, cons: 0 },
+        Requests {
+            mem,
+            size,
+            cons: consumed,
+        },
         Responses {
             mem,
             size,
-            prod_pvt: 0,
-            published: 0,
+            prod_pvt: published,
+            published,
         },
     ))
 }

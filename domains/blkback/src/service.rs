@@ -50,8 +50,8 @@ use xen::{DomId, Errno, EvtchnPort, PAGE_SIZE};
 
 use crate::ring::{self, Responses, Slot};
 use crate::storage::{self, AlignedBuf, Storage};
-use crate::vbd::{Ask, Disk, Io};
-use crate::wire::{parse_indirect_segments, Reason, Rejected, Request};
+use crate::vbd::{Disk, Io};
+use crate::wire::Reason;
 use crate::xenbus::{Action, Backend, FrontendRing, Offer, MAX_RING_PAGE_ORDER};
 
 const T: TxId = TxId::NONE;
@@ -197,7 +197,7 @@ where
         }
         // A device whose thread ended stays known (not retried) until the
         // toolstack removes its directory.
-        let present = list_devices(&xs, &root);
+        let present = crate::poll::list_devices(&xs, &root);
         served.retain(|(d, h)| !h.is_finished() || present.contains(d));
         for dir in present {
             if served.iter().any(|(d, _)| *d == dir) {
@@ -218,19 +218,6 @@ where
         let _ = h.join();
     }
     err
-}
-
-fn list_devices<X: XenStore>(xs: &X, root: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for front in xs.directory(T, root).unwrap_or_default() {
-        for dev in xs
-            .directory(T, &format!("{root}/{front}"))
-            .unwrap_or_default()
-        {
-            out.push(format!("{root}/{front}/{dev}"));
-        }
-    }
-    out
 }
 
 /// Serves the device whose backend directory is `dir` until it is removed
@@ -700,37 +687,12 @@ where
                 return Ok(());
             }
         }
-        let planned = Request::parse(&slot, limits).and_then(|req| {
-            let (id, operation) = (req.id(), req.operation());
-            let rej = |reason| Rejected::new(id, operation, reason);
-            let ask = match Ask::of(req) {
-                Ok(a) => a,
-                Err(Request::Indirect {
-                    dir,
-                    sector,
-                    nr_segments,
-                    pages,
-                    ..
-                }) => {
-                    indirect.clear();
-                    indirect.resize(pages.len() * PAGE_SIZE, 0);
-                    for (i, g) in pages.iter().enumerate() {
-                        plat.copy_from_grant(
-                            front,
-                            *g,
-                            0,
-                            &mut indirect[i * PAGE_SIZE..(i + 1) * PAGE_SIZE],
-                        )
-                        .map_err(|_| rej(Reason::BadGrant))?;
-                    }
-                    let segs = parse_indirect_segments(&indirect, nr_segments).map_err(rej)?;
-                    Ask::Rw(dir, sector, segs)
-                }
-                Err(_) => return Err(rej(Reason::NotSupported)),
-            };
-            let io = disk.plan(ask).map_err(rej)?;
-            Ok(Job { id, operation, io })
-        });
+        let planned =
+            crate::poll::plan(plat, front, &slot, limits, disk, &mut indirect).map(|p| Job {
+                id: p.id,
+                operation: p.operation,
+                io: p.io,
+            });
         match planned {
             Err(r) => answer.send(r.id, r.operation, r.reason.status()),
             Ok(job) if job.io.is_ordered() => {

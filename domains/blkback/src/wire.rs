@@ -190,7 +190,10 @@ impl Request {
         }
     }
 
-    /// The `operation` to echo in the response.
+    /// The `operation` to echo in the response. For an indirect request
+    /// that is its `indirect_op` (read or write), as Linux's blkback
+    /// answers and Linux's blkfront checks (a response carrying
+    /// `BLKIF_OP_INDIRECT` makes it disable the disk).
     pub fn operation(&self) -> u8 {
         match self {
             Request::Rw { dir: Dir::Read, .. } => BLKIF_OP_READ,
@@ -200,7 +203,10 @@ impl Request {
             Request::Flush { barrier: true, .. } => BLKIF_OP_WRITE_BARRIER,
             Request::Flush { barrier: false, .. } => BLKIF_OP_FLUSH_DISKCACHE,
             Request::Discard { .. } => BLKIF_OP_DISCARD,
-            Request::Indirect { .. } => BLKIF_OP_INDIRECT,
+            Request::Indirect { dir: Dir::Read, .. } => BLKIF_OP_READ,
+            Request::Indirect {
+                dir: Dir::Write, ..
+            } => BLKIF_OP_WRITE,
         }
     }
 
@@ -274,6 +280,8 @@ impl Request {
                 let Ok((ind, _)) = BlkifRequestIndirect::read_from_prefix(slot) else {
                     return reject(Reason::Truncated);
                 };
+                // Answers echo the inner operation (see `operation`).
+                let reject = |why| Err(Rejected::new(ind.id, ind.indirect_op, why));
                 let dir = match ind.indirect_op {
                     BLKIF_OP_READ => Dir::Read,
                     BLKIF_OP_WRITE => Dir::Write,
@@ -523,14 +531,22 @@ mod tests {
             max_indirect_segments: 4096,
             ..Limits::default()
         };
-        let Request::Indirect { pages, .. } = Request::parse(&s, &big).unwrap() else {
+        let req = Request::parse(&s, &big).unwrap();
+        assert_eq!(
+            req.operation(),
+            BLKIF_OP_WRITE,
+            "answered as its indirect_op"
+        );
+        let Request::Indirect { pages, .. } = req else {
             panic!()
         };
         assert_eq!(pages, [GrantRef(20), GrantRef(21)]);
-        // Above the advertised limit (256 by default): refused.
+        // Above the advertised limit (256 by default): refused, answered
+        // as a write too.
+        let e = Request::parse(&s, &Limits::default()).unwrap_err();
         assert_eq!(
-            Request::parse(&s, &Limits::default()).unwrap_err().reason,
-            Reason::SegmentCount
+            (e.reason, e.operation),
+            (Reason::SegmentCount, BLKIF_OP_WRITE)
         );
         s[1] = BLKIF_OP_FLUSH_DISKCACHE;
         assert_eq!(

@@ -16,7 +16,9 @@ fn be16(b: &[u8], off: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*b.get(off)?, *b.get(off + 1)?]))
 }
 
-fn sum(mut acc: u32, bytes: &[u8]) -> u32 {
+/// Adds `bytes` as big-endian 16-bit words to `acc` (an odd last byte is
+/// the high half of a word).
+pub(crate) fn sum(mut acc: u32, bytes: &[u8]) -> u32 {
     let mut it = bytes.chunks_exact(2);
     for w in &mut it {
         acc += u32::from(u16::from_be_bytes([w[0], w[1]]));
@@ -27,7 +29,8 @@ fn sum(mut acc: u32, bytes: &[u8]) -> u32 {
     acc
 }
 
-fn fold(mut acc: u32) -> u16 {
+/// Folds the carries of `acc` and complements: the checksum field.
+pub(crate) fn fold(mut acc: u32) -> u16 {
     while acc >> 16 != 0 {
         acc = (acc & 0xffff) + (acc >> 16);
     }

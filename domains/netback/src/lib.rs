@@ -11,7 +11,9 @@
 //! * [`vif`]: one VIF: tx polling, rx delivery, counters, rate limit;
 //! * [`rate`], [`switch`]: the credit limiter and the learning switch;
 //! * [`csum`]: checksum completion for partial-checksum frames leaving by
-//!   the uplink;
+//!   the uplink or for a frontend that takes full checksums only;
+//! * [`gso`]: software segmentation of TCPv4 GSO packets for frontends
+//!   that do not take them;
 //! * [`xenbus`]: the xenstore handshake with netfront;
 //! * [`service`]: the event loop over the platform traits, the control
 //!   channel (`windsor-control`) and the uplink;
@@ -31,6 +33,7 @@ extern crate std;
 
 pub mod copy;
 pub mod csum;
+pub mod gso;
 pub mod rate;
 pub mod ring;
 pub mod service;

@@ -267,6 +267,7 @@ impl<'p, P: GrantTable + EventChannel + Clock, X: XenStore, U: Uplink> Netback<'
                     rate: s.params.rate,
                     rx_sg: cfg.sg,
                     rx_gso_tcpv4: cfg.gso_tcpv4,
+                    rx_csum_partial: !cfg.no_csum_offload,
                 },
                 now,
             );

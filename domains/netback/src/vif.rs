@@ -66,8 +66,12 @@ pub struct VifConfig {
     pub rate: Option<(u64, u32)>,
     /// The frontend takes a packet in several rx slots (`feature-sg`).
     pub rx_sg: bool,
-    /// The frontend takes TCPv4 GSO packets (`feature-gso-tcpv4`).
+    /// The frontend takes TCPv4 GSO packets (`feature-gso-tcpv4`); other
+    /// frontends get them segmented ([`crate::gso`]).
     pub rx_gso_tcpv4: bool,
+    /// The frontend takes partial checksums (it did not write
+    /// `feature-no-csum-offload=1`); other frontends get them completed.
+    pub rx_csum_partial: bool,
 }
 
 /// The frontend broke the protocol.
@@ -221,9 +225,34 @@ impl Vif {
         }
     }
 
-    /// Queues a frame for the frontend; `false` (and counted as dropped) if
-    /// the queue is full.
-    pub fn enqueue(&mut self, frame: Frame) -> bool {
+    /// Queues a frame for the frontend, fitted to what it takes: a TCPv4
+    /// GSO packet for a frontend without `feature-gso-tcpv4` is segmented
+    /// ([`crate::gso`]), a partial checksum for a frontend that wants full
+    /// ones is completed. `false` (and counted as dropped) if the queue is
+    /// full or the packet cannot be segmented.
+    pub fn enqueue(&mut self, mut frame: Frame) -> bool {
+        if let Some(g) = frame
+            .gso
+            .filter(|g| g.gso_type == XEN_NETIF_GSO_TYPE_TCPV4 && !self.cfg.rx_gso_tcpv4)
+        {
+            let Some(segs) = crate::gso::segment_tcpv4(&frame.data, g.size) else {
+                self.counters.rx_dropped += 1;
+                return false;
+            };
+            let mut all = true;
+            for s in segs {
+                all &= self.push(Frame::new(s));
+            }
+            return all;
+        }
+        if frame.csum_blank && !self.cfg.rx_csum_partial {
+            crate::csum::complete(&mut frame.data);
+            frame.csum_blank = false;
+        }
+        self.push(frame)
+    }
+
+    fn push(&mut self, frame: Frame) -> bool {
         if self.rxq.len() >= RXQ_MAX {
             self.counters.rx_dropped += 1;
             return false;
@@ -370,6 +399,7 @@ mod tests {
                 rate: None,
                 rx_sg: true,
                 rx_gso_tcpv4: false,
+                rx_csum_partial: true,
             },
             NOW,
         )
@@ -480,7 +510,8 @@ mod tests {
         assert_eq!(&pages[dp][..], &data[..4096]);
         assert_eq!(&pages[dp + 2][..6000 - 4096], &data[4096..]);
         drop(pages);
-        // A frontend without GSO does not get it (over its MTU: dropped).
+        // A frontend without GSO gets it segmented; these bytes are not a
+        // TCP frame, so they cannot be: dropped.
         let mut v = vif();
         v.enqueue(Frame {
             data,
@@ -492,6 +523,52 @@ mod tests {
         });
         v.flush_rx(&f.rx, &f.grants).unwrap();
         assert_eq!(v.counters().rx_dropped, 1);
+    }
+
+    #[test]
+    fn gso_and_partial_checksums_are_fitted_to_a_plain_frontend() {
+        // Ethernet + IPv4 + TCP with 3000 bytes of payload, checksum blank.
+        let mut data = alloc::vec![0u8; 54 + 3000];
+        data[12..14].copy_from_slice(&[0x08, 0x00]);
+        data[14] = 0x45;
+        data[16..18].copy_from_slice(&(3040u16).to_be_bytes());
+        data[23] = 6;
+        data[46] = 5 << 4;
+        for (i, b) in data[54..].iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        let mut v = Vif::new(
+            VifConfig {
+                rx_csum_partial: false,
+                ..*vif().config()
+            },
+            NOW,
+        );
+        assert!(v.enqueue(Frame {
+            data: data.clone(),
+            csum_blank: true,
+            gso: Some(Gso {
+                size: 1448,
+                gso_type: XEN_NETIF_GSO_TYPE_TCPV4,
+            }),
+        }));
+        assert_eq!(v.queued(), 3, "segmented");
+        assert!(v.rxq.iter().all(|f| !f.csum_blank && f.gso.is_none()));
+        let payload: Vec<u8> = v.rxq.iter().flat_map(|f| f.data[54..].to_vec()).collect();
+        assert_eq!(payload, data[54..]);
+        // A small frame with a blank checksum is completed.
+        let mut small = data[..54 + 100].to_vec();
+        small[16..18].copy_from_slice(&(140u16).to_be_bytes());
+        let mut want = small.clone();
+        assert!(crate::csum::complete(&mut want));
+        v.enqueue(Frame {
+            data: small,
+            csum_blank: true,
+            gso: None,
+        });
+        let last = v.rxq.back().unwrap();
+        assert!(!last.csum_blank);
+        assert_eq!(last.data, want);
     }
 
     #[test]

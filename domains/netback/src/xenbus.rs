@@ -66,6 +66,9 @@ pub struct FrontendConfig {
     pub sg: bool,
     /// `feature-gso-tcpv4`: it takes TCPv4 GSO packets.
     pub gso_tcpv4: bool,
+    /// `feature-no-csum-offload=1`: it takes only packets with full
+    /// checksums (we complete partial ones for it).
+    pub no_csum_offload: bool,
 }
 
 /// Why a frontend's configuration was refused.
@@ -171,6 +174,7 @@ pub fn read_frontend<X: XenStore + ?Sized>(
         ports,
         sg: flag("feature-sg")?,
         gso_tcpv4: flag("feature-gso-tcpv4")?,
+        no_csum_offload: flag("feature-no-csum-offload")?,
     })
 }
 

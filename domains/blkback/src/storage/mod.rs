@@ -16,6 +16,8 @@
 //!   its caches followed by its sync (`fdatasync`) of the file.
 //!
 //! [`open`] picks the format from the file's magic (`QFI\xfb` is qcow2).
+//! [`ram::RamDisk`] (no `std`) keeps the disk in memory: what the
+//! Xen-mode blkback domain serves.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -24,6 +26,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 #[cfg(feature = "std")]
 pub mod file;
+pub mod ram;
 #[cfg(feature = "std")]
 pub use file::{open, Qcow2, RawFile};
 

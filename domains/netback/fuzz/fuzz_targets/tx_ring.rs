@@ -28,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
     }
     f.rx.store_u32(SRING_REQ_PROD_OFFSET, (rx.len() / 8) as u32, Ordering::Relaxed);
     let mut v = Vif::new(
-        VifConfig { frontend: DomId(1), mtu: 1500, rate: None, rx_sg: true, rx_gso_tcpv4: true },
+        VifConfig { frontend: DomId(1), mtu: 1500, rate: None, rx_sg: true, rx_gso_tcpv4: true, rx_csum_partial: true },
         Duration::ZERO,
     );
     let mut frames = Vec::new();

@@ -54,8 +54,16 @@ use windsor_unikernel::{println, Xen};
 use windsor_xenstore::client::{Access, ClientError, Perm, TxId, XenStore};
 use windsor_xenstore::xenbus::XenbusClient;
 
+use crate::drivers::Drivers;
+use windsor_toolstack::Engine;
+
 type Xs<'a> = XenbusClient<'a, Xen>;
 const T: TxId = TxId::NONE;
+
+/// The toolstack engine and the driver domains: a guest's devices
+/// (`windsor.net=` on its command line) are plugged at launch and
+/// unplugged at teardown (`crate::drivers`).
+pub type Devices<'e, 'p> = (&'e mut Engine, &'e mut Drivers<'p>);
 
 /// A running console-reporting guest.
 pub struct ConsoleGuest<'p> {
@@ -89,6 +97,7 @@ fn garbage_requested(xen: &'static Xen, name: &str) -> bool {
 fn launch<'p>(
     xen: &'static Xen,
     xs: &Xs<'_>,
+    devs: &mut Devices<'_, '_>,
     bundle: &Bundle<'_>,
     d: &'p PlanDomain,
     xsdom: DomId,
@@ -170,6 +179,14 @@ fn launch<'p>(
     if let Err(e) = prep {
         let _ = xen.destroy(dom);
         return Err(format!("d{dom}: xenstore set-up failed: {e}"));
+    }
+    let (eng, drivers) = devs;
+    if let Err(e) = drivers.attach_console_guest(xs, eng, xen.now().as_secs(), d, dom) {
+        drivers.unplug(xs, dom);
+        let _ = xs.release(dom);
+        let _ = xs.rm(T, &path);
+        let _ = xen.destroy(dom);
+        return Err(format!("d{dom}: devices: {e}"));
     }
     let console = match Console::attach(xen, dom, &d.name, &built) {
         Ok(c) => c,
@@ -278,9 +295,11 @@ fn wait_ready(
 
 /// Builds and starts every guest of `list`, waits for their init lines.
 /// Returns the guests that came up and the number of failures.
+#[allow(clippy::too_many_arguments)]
 pub fn start_all<'p>(
     xen: &'static Xen,
     xs: &Xs<'_>,
+    mut devs: Devices<'_, '_>,
     bundle: &Bundle<'_>,
     plan: &BootPlan,
     list: &[&'p PlanDomain],
@@ -292,7 +311,7 @@ pub fn start_all<'p>(
     // Build them all first, then start them together: a running guest
     // would compete with the builder for the CPU.
     for d in list {
-        match launch(xen, xs, bundle, d, xsdom) {
+        match launch(xen, xs, &mut devs, bundle, d, xsdom) {
             Ok(g) => guests.push(g),
             Err(e) => {
                 failed += 1;
@@ -313,7 +332,7 @@ pub fn start_all<'p>(
         .into_iter()
         .partition(|g| g.ready.is_some_and(|r| r != Duration::MAX));
     for g in down {
-        teardown(xen, xs, g, dom_exc);
+        teardown(xen, xs, devs.1, g, dom_exc);
     }
     (up, failed)
 }
@@ -355,8 +374,15 @@ fn request(
 }
 
 /// Releases the guest from xenstore, destroys it, waits until it is gone.
-fn teardown(xen: &'static Xen, xs: &Xs<'_>, g: ConsoleGuest<'_>, dom_exc: EvtchnPort) -> bool {
+fn teardown(
+    xen: &'static Xen,
+    xs: &Xs<'_>,
+    drivers: &mut Drivers<'_>,
+    g: ConsoleGuest<'_>,
+    dom_exc: EvtchnPort,
+) -> bool {
     let dom = g.dom;
+    drivers.unplug(xs, dom);
     g.console.detach(xen);
     let path = format!("/local/domain/{}", dom.0);
     let _ = xs.release(dom);
@@ -382,6 +408,7 @@ fn teardown(xen: &'static Xen, xs: &Xs<'_>, g: ConsoleGuest<'_>, dom_exc: Evtchn
 pub fn stop_all(
     xen: &'static Xen,
     xs: &Xs<'_>,
+    mut devs: Devices<'_, '_>,
     bundle: &Bundle<'_>,
     plan: &BootPlan,
     guests: Vec<ConsoleGuest<'_>>,
@@ -475,8 +502,8 @@ pub fn stop_all(
                 }
             }
             let d = g.plan;
-            teardown(xen, xs, g, dom_exc);
-            g = match launch(xen, xs, bundle, d, xsdom)
+            teardown(xen, xs, devs.1, g, dom_exc);
+            g = match launch(xen, xs, &mut devs, bundle, d, xsdom)
                 .and_then(|mut g| unpause(xen, &mut g).map(|()| g))
             {
                 Ok(g) => g,
@@ -492,7 +519,7 @@ pub fn stop_all(
             g = g2;
             if f > 0 {
                 failed += f;
-                teardown(xen, xs, g, dom_exc);
+                teardown(xen, xs, devs.1, g, dom_exc);
                 continue;
             }
             println!(
@@ -535,7 +562,7 @@ pub fn stop_all(
             }
         }
         let dom = g.dom;
-        if teardown(xen, xs, g, dom_exc) {
+        if teardown(xen, xs, devs.1, g, dom_exc) {
             println!(
                 "windsor dom0: guest {name:?} d{dom} cleaned up: xenstore nodes gone, domain gone"
             );

@@ -23,9 +23,9 @@
 //!    up; the host carries on. A failed create or build is reported with
 //!    the op that failed and Xen's code (`Xen::describe`, e.g.
 //!    `XENMEM_populate_physmap (dom 3, 4096 pages) failed: ENOMEM (12)`,
-//!    or for a refused image `image check failed: ENOEXEC: <why>`). Service domains other than xenstore
-//!    (netback, blkback) have no Xen-mode image yet and are skipped with a
-//!    message;
+//!    or for a refused image `image check failed: ENOEXEC: <why>`). Driver
+//!    domains (netback; blkback) are started before the guests and their
+//!    devices plugged at each guest's start (`drivers`);
 //! 4. prints the ready marker with the time from dom0's entry:
 //!    `WINDSOR-READY dom0=<ms> ms xen=<ms> ms host=<name> guests=<n>`;
 //! 5. exercises and tears the host down (there is no lifecycle API in Xen
@@ -58,6 +58,8 @@ extern crate alloc;
 
 #[cfg(target_os = "none")]
 mod console;
+#[cfg(target_os = "none")]
+mod drivers;
 #[cfg(target_os = "none")]
 mod linux;
 
@@ -213,14 +215,16 @@ mod image {
         // xenstore nodes, introduction and shutdown handshake. The pool
         // database is not written: the xenstore domain has no persistence
         // in Xen mode yet, so its effects are dropped.
+        let (mut drivers, f) = crate::drivers::start(xen, &xs, &bundle, &plan, xsdom, dom_exc);
+        FAILED.fetch_add(f, Ordering::Relaxed);
         let mut eng = Engine::new(
-            Settings {
+            drivers.settings(Settings {
                 host_name: plan.host.clone(),
                 xenstore_domid: xsdom,
                 backend_domid: DomId::DOM0,
                 fuzz_template: false,
                 ..Settings::default()
-            },
+            }),
             xen.now().as_nanos() as u64 | 1,
             Vec::new(),
         );
@@ -236,6 +240,9 @@ mod image {
                 console_guests.push(d);
                 continue;
             }
+            if crate::drivers::serves(d.kind).is_some() {
+                continue;
+            }
             if d.kind != DomainKind::Guest {
                 fail!(
                     "windsor dom0: {} domain {:?} skipped: no Xen-mode image for it yet",
@@ -244,13 +251,22 @@ mod image {
                 );
                 continue;
             }
-            if let Some(g) = start_guest(xen, &xs, &mut eng, &bundle, &plan, d, dom_exc) {
+            let started = start_guest(xen, &xs, &mut eng, &mut drivers, &bundle, &plan, d, dom_exc);
+            if let Some(g) = started {
                 guests.push(g);
             }
         }
 
-        let (linux_guests, f) =
-            crate::linux::start_all(xen, &xs, &bundle, &plan, &console_guests, xsdom, dom_exc);
+        let (linux_guests, f) = crate::linux::start_all(
+            xen,
+            &xs,
+            (&mut eng, &mut drivers),
+            &bundle,
+            &plan,
+            &console_guests,
+            xsdom,
+            dom_exc,
+        );
         FAILED.fetch_add(f, Ordering::Relaxed);
         let linux_up = linux_guests.len();
 
@@ -272,6 +288,7 @@ mod image {
         let f = crate::linux::stop_all(
             xen,
             &xs,
+            (&mut eng, &mut drivers),
             &bundle,
             &plan,
             linux_guests,
@@ -313,10 +330,13 @@ mod image {
                 let exits = exits_of(&eng, g.dom, r);
                 cleanup(xen, &xs, &mut eng, g.plan, &g.vm, g.dom, dom_exc);
                 settled(&mut eng, &exits);
+                drivers.unplug(&xs, g.dom);
                 continue;
             }
             shutdown_guest(xen, &xs, &mut eng, &plan, g, dom_exc);
+            drivers.unplug(&xs, g.dom);
         }
+        FAILED.fetch_add(drivers.stop(xen, &xs, dom_exc), Ordering::Relaxed);
         drop(xs);
         let _ = xen.close(port);
         if let Err(e) = xen.destroy(xsdom) {
@@ -450,12 +470,14 @@ mod image {
         }
     }
 
-    /// Builds, introduces and starts guest `d` as a VM of the engine;
-    /// waits for it to be running.
+    /// Builds, introduces and starts guest `d` as a VM of the engine, its
+    /// devices plugged into the driver domains; waits for it to be running.
+    #[allow(clippy::too_many_arguments)]
     fn start_guest<'p>(
         xen: &'static Xen,
         xs: &Xs<'_>,
         eng: &mut Engine,
+        drivers: &mut crate::drivers::Drivers<'_>,
         bundle: &Bundle<'_>,
         plan: &BootPlan,
         d: &'p PlanDomain,
@@ -477,6 +499,10 @@ mod image {
                 return None;
             }
         };
+        if let Err(e) = drivers.add_devices(eng, xen.now().as_secs(), &vm, &cmdline) {
+            fail!("windsor dom0: guest {:?} not started: {e}", d.name);
+            return None;
+        }
         let v = match eng.begin(&vm, Op::Start) {
             Ok(v) => v,
             Err(e) => {
@@ -506,6 +532,15 @@ mod image {
                 "windsor dom0: guest {:?} d{dom}: xenstore set-up failed: {e}",
                 d.name
             );
+            cleanup(xen, xs, eng, d, &vm, dom, dom_exc);
+            return None;
+        }
+        if let Err(e) = drivers.plug(eng, &v, dom) {
+            fail!(
+                "windsor dom0: guest {:?} d{dom}: devices not plugged: {e}",
+                d.name
+            );
+            drivers.unplug(xs, dom);
             cleanup(xen, xs, eng, d, &vm, dom, dom_exc);
             return None;
         }
@@ -562,6 +597,7 @@ mod image {
                 let exits = exits_of(eng, dom, ShutdownReason::Crash);
                 cleanup(xen, xs, eng, d, &vm, dom, dom_exc);
                 settled(eng, &exits);
+                drivers.unplug(xs, dom);
                 None
             }
             Err(why) => {
@@ -570,6 +606,7 @@ mod image {
                     d.name
                 );
                 hard_stop(xen, xs, eng, d, &vm, dom, dom_exc);
+                drivers.unplug(xs, dom);
                 None
             }
         }
