@@ -99,6 +99,8 @@ mod heap;
 #[cfg(target_os = "none")]
 mod hypercall;
 #[cfg(target_os = "none")]
+pub mod pci;
+#[cfg(target_os = "none")]
 mod runtime;
 
 #[cfg(target_os = "none")]
@@ -109,6 +111,20 @@ pub use gnttab::{Mapping, Pages};
 pub use runtime::{boot_time, Xen};
 
 pub use error::OpError;
+
+/// Fills `buf` with random bytes from the CPU (`RDRAND`); false if the
+/// CPU has none, leaving `buf` unspecified. For secrets such as session
+/// references: there is no other entropy source in a unikernel.
+#[cfg(target_os = "none")]
+pub fn random_bytes(buf: &mut [u8]) -> bool {
+    for chunk in buf.chunks_mut(8) {
+        let Some(v) = arch::rdrand() else {
+            return false;
+        };
+        chunk.copy_from_slice(&v.to_le_bytes()[..chunk.len()]);
+    }
+    true
+}
 
 /// Names the image's entry function: `fn(&'static Xen) -> ShutdownReason`.
 ///
