@@ -57,8 +57,9 @@
 //! * the xenstore domain has no persistence in Xen mode (no block device
 //!   yet): the store lives in its memory only, and it says so at start-up;
 //! * after the ready marker the `dom0` image tears the host down (guests
-//!   through `control/shutdown`, then the xenstore domain) and powers off:
-//!   there is no lifecycle API in Xen mode yet.
+//!   through `control/shutdown`, then the xenstore domain) and powers off,
+//!   unless its command line says `serve`: then it serves the XenAPI on
+//!   the QEMU machine's virtio-net NIC ([`pci`]) until `host.shutdown`.
 //!
 //! How the images boot a host together (the bundle, dom0's xenstore ring,
 //! introductions, teardown): `unikernel/BOOT.md`.

@@ -113,6 +113,7 @@ const BENCHES: &[(&str, &str)] = &[
     ("windsor-api", "api_lifecycle"),
     ("windsor", "up_vm_start"),
     ("windsor-blkback", "blkback"),
+    ("windsor-tests", "xen_host"),
 ];
 
 fn main() -> Result<()> {

@@ -30,7 +30,10 @@
 //! * `Async.*`: the call runs to completion inside the loop and its task
 //!   is finished before the task is returned.
 //!
-//! Not served yet: suspend/resume, `xenstore.*`, VIF/VBD backends.
+//! * `xenstore.read`/`write`/`directory`/`rm` (Windsor's extension) go
+//!   through dom0's own xenstore connection, with dom0's rights.
+//!
+//! Not served yet: suspend/resume, `xenstore.watch`, VIF/VBD backends.
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -151,6 +154,18 @@ fn internal(e: impl core::fmt::Display) -> ActionError {
     ActionError::internal(e.to_string())
 }
 
+/// A xenstore call failed, as host mode reports it
+/// (`["XENSTORE_ERROR", <errno name>, path]`).
+fn store_error(e: windsor_xenstore::client::ClientError, path: &str) -> ActionError {
+    match e {
+        windsor_xenstore::client::ClientError::Store(errno) => ActionError::XenStore {
+            error: windsor_xenstore::wire::error_name(errno),
+            path: path.to_string(),
+        },
+        other => internal(format_args!("xenstore: {other}")),
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -243,11 +258,16 @@ impl<'a> Host<'a> {
         let mut last_request = xen.now();
         let mut stopping_since = None;
         let mut shown = (net.counters(), Duration::ZERO);
-        println!("windsor dom0: net: sockets {}", net.states());
+        if net.counters().trace {
+            println!("windsor dom0: net: sockets {}", net.states());
+        }
         loop {
             let now = xen.now();
             let incoming = net.poll(now);
-            if net.counters() != shown.0 && now.saturating_sub(shown.1) > Duration::from_secs(5) {
+            if net.counters().trace
+                && net.counters() != shown.0
+                && now.saturating_sub(shown.1) > Duration::from_secs(5)
+            {
                 shown = (net.counters(), now);
                 println!(
                     "windsor dom0: net: {} frames in, {} out; sockets {}",
@@ -606,6 +626,34 @@ impl<'a> Host<'a> {
                     deadline: self.ctx.xen.now() + timeout.min(call::MAX_EVENT_TIMEOUT),
                 })),
             },
+            A::XsRead { path } => {
+                let v = self
+                    .ctx
+                    .xs
+                    .read(TxId::NONE, &path)
+                    .map_err(|e| store_error(e, &path))?;
+                String::from_utf8(v)
+                    .map(|v| Step::Reply(Reply::Str(v)))
+                    .map_err(|_| ActionError::XsNotUtf8 { path })
+            }
+            A::XsWrite { path, value } => self
+                .ctx
+                .xs
+                .write(TxId::NONE, &path, value.as_bytes())
+                .map(|()| Step::Reply(Reply::Unit))
+                .map_err(|e| store_error(e, &path)),
+            A::XsDirectory { path } => self
+                .ctx
+                .xs
+                .directory(TxId::NONE, &path)
+                .map(|d| Step::Reply(Reply::Strings(d)))
+                .map_err(|e| store_error(e, &path)),
+            A::XsRm { path } => self
+                .ctx
+                .xs
+                .rm(TxId::NONE, &path)
+                .map(|()| Step::Reply(Reply::Unit))
+                .map_err(|e| store_error(e, &path)),
             A::XsDropOwner { .. } => Ok(Step::Reply(Reply::Unit)),
             other => Err(internal(format_args!(
                 "{} is not served in Xen mode yet",
@@ -656,6 +704,7 @@ impl<'a> Host<'a> {
                     .ok_or_else(|| build_error(Errno::ENOEXEC.into(), v))?,
             )
         };
+        let t0 = xen.now();
         let d = xen.create(&self.eng.create_config(v)).map_err(|e| {
             println!("windsor dom0: VM {:?}: {}", v.name_label, xen.describe(e));
             create_error(e, v)
@@ -667,6 +716,7 @@ impl<'a> Host<'a> {
             xenstore_domid: self.eng.settings().xenstore_domid,
             console_domid: DomId::DOM0,
         };
+        let t1 = xen.now();
         let built = match xen.build_with_ramdisk(d, &image, ramdisk) {
             Ok(b) => b,
             Err(e) => {
@@ -675,6 +725,7 @@ impl<'a> Host<'a> {
                 return Err(build_error(e, v));
             }
         };
+        let t2 = xen.now();
         let tx = self.eng.attach(v, d);
         let xs = self.ctx.xs;
         let plumbed =
@@ -683,6 +734,15 @@ impl<'a> Host<'a> {
             self.teardown(&v.uuid, d);
             return Err(internal(format_args!("xenstore set-up of d{d}: {e}")));
         }
+        let us = |a: Duration, b: Duration| b.saturating_sub(a).as_micros();
+        println!(
+            "windsor dom0: VM {:?} d{d}: create {} us, build {} us, xenstore tree and \
+             introduction {} us",
+            v.name_label,
+            us(t0, t1),
+            us(t1, t2),
+            us(t2, xen.now())
+        );
         Ok(d)
     }
 

@@ -28,8 +28,12 @@
 //!    message;
 //! 4. prints the ready marker with the time from dom0's entry:
 //!    `WINDSOR-READY dom0=<ms> ms xen=<ms> ms host=<name> guests=<n>`;
-//! 5. exercises and tears the host down (there is no lifecycle API in Xen
-//!    mode yet, so the boot test is the whole life of the host): for each
+//! 5. with `serve` on its command line (`cargo xtask xen-up`), stays up:
+//!    brings up the NIC and serves the XenAPI (`host`, `net`, `http`)
+//!    until `host.shutdown`/`host.reboot`, then stops every VM and the
+//!    xenstore domain and powers off (or reboots); otherwise
+//!    exercises and tears the host down (the boot test is the whole life
+//!    of the host): for each
 //!    guest whose command line has `vchan=N`, connects to the vchan it
 //!    offers under `/local/domain/<id>/data/vchan/0/checksum`, reads `N`
 //!    bytes and compares their FNV-1a 64 with the one the guest wrote to
