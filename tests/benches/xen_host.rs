@@ -15,7 +15,9 @@
 //! off it is. `XEN_BENCH_BOOTS` (default 3) and `XEN_BENCH_STARTS`
 //! (default 10) set the sample counts.
 
-#[allow(dead_code)]
+// Its unit tests are compiled but not run in a bench: their imports are
+// unused here.
+#[allow(dead_code, unused_imports)]
 #[path = "../../xtask/src/xen_boot.rs"]
 mod xen_boot;
 #[allow(dead_code)]
