@@ -33,6 +33,8 @@ def step(name, **kw):
     print(json.dumps(dict(step=name, **kw)), flush=True)
 t = time.time(); s.xenapi.login_with_password("root", pw, "1.0", "windsor-xen-host-test")
 step("login", secs=time.time() - t)
+step("session", uuid=s.xenapi.session.get_uuid(s._session),
+     subjects=s.xenapi.session.get_all_subject_identifiers())
 names = [r["name_label"] for r in s.xenapi.VM.get_all_records().values()]
 step("records", names=names)
 token = event_from(["vm"], "", 0.0)["token"]
@@ -123,8 +125,25 @@ fn a_xen_mode_host_serves_the_xenapi_runs_a_vm_and_shuts_down_on_request() {
         Some("windsor-dev")
     );
 
+    // xenstore.* (Windsor's extension) with dom0's rights.
+    assert_eq!(
+        rust.xs_read("/local/domain/0/name").expect("xenstore.read"),
+        "Domain-0"
+    );
+    rust.xs_write("/test/xen-host", "ok")
+        .expect("xenstore.write");
+    assert!(rust
+        .xs_directory("/test")
+        .expect("xenstore.directory")
+        .contains(&"xen-host".to_string()));
+    rust.xs_rm("/test").expect("xenstore.rm");
+    assert!(rust.xs_read("/test/xen-host").is_err(), "removed node read");
+
     // The Python XenAPI client: the VM lifecycle.
     let steps = python_steps(&url, &host.password);
+    let sess = step(&steps, "session");
+    assert_eq!(sess["uuid"].as_str().map(str::len), Some(36), "{sess}");
+    assert_eq!(sess["subjects"], serde_json::json!([]));
     let names = step(&steps, "records")["names"].clone();
     assert!(
         names.as_array().unwrap().iter().any(|n| n == "fuzz0"),

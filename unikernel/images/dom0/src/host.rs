@@ -421,6 +421,34 @@ impl<'a> Host<'a> {
                         .map(|()| Value::str(self.eng.host_ref())),
                 )
             }
+            "session.get_this_user" | "session.get_uuid" => {
+                if params.len() != 2 {
+                    return done(Err(count_mismatch(method, 2, params.len())));
+                }
+                if let Err(e) = self.check_session(params) {
+                    return done(Err(e));
+                }
+                let r = params[1].as_str().unwrap_or_default();
+                if self.sessions.get(r).is_none() {
+                    return done(Err(ApiError::handle_invalid("session", r)));
+                }
+                done(Ok(Value::str(if method == "session.get_uuid" {
+                    uuid_of(r).unwrap_or(r)
+                } else {
+                    // Local users only: no user record, as XAPI's local logins.
+                    "OpaqueRef:NULL"
+                })))
+            }
+            "session.get_all_subject_identifiers" => {
+                if params.len() != 1 {
+                    return done(Err(count_mismatch(method, 1, params.len())));
+                }
+                // No external authentication: no subjects.
+                done(
+                    self.check_session(params)
+                        .map(|()| Value::Array(Vec::new())),
+                )
+            }
             "host.shutdown" | "host.reboot" => {
                 if params.len() != 2 {
                     return done(Err(count_mismatch(method, 2, params.len())));
@@ -446,6 +474,9 @@ impl<'a> Host<'a> {
                     "session.login_with_password",
                     "session.logout",
                     "session.get_this_host",
+                    "session.get_this_user",
+                    "session.get_uuid",
+                    "session.get_all_subject_identifiers",
                     "host.shutdown",
                     "host.reboot",
                     "system.listMethods",
