@@ -76,6 +76,50 @@ const DRAIN: Duration = Duration::from_secs(2);
 const SESSION_LIMIT: usize = 500;
 const SESSION_IDLE: Duration = Duration::from_secs(24 * 3600);
 
+/// Failed logins a client may make at once, and how many a second it
+/// gets back (host mode's defaults, `server::Config`).
+const LOGIN_FAILURE_BURST: f64 = 8.0;
+const LOGIN_FAILURES_PER_SEC: f64 = 2.0;
+/// Clients whose failures are remembered (the least recent is forgotten).
+const LOGIN_CLIENTS: usize = 1024;
+
+/// Failed logins per client address: a token bucket each, as host mode's
+/// `auth::LoginLimiter`; a client out of tokens is refused before its
+/// password is hashed.
+#[derive(Default)]
+struct LoginLimiter {
+    clients: alloc::collections::BTreeMap<String, (f64, Duration)>,
+}
+
+impl LoginLimiter {
+    fn tokens(&self, client: &str, now: Duration) -> f64 {
+        match self.clients.get(client) {
+            Some(&(t, at)) => (t + now.saturating_sub(at).as_secs_f64() * LOGIN_FAILURES_PER_SEC)
+                .min(LOGIN_FAILURE_BURST),
+            None => LOGIN_FAILURE_BURST,
+        }
+    }
+
+    fn allow(&self, client: &str, now: Duration) -> bool {
+        self.tokens(client, now) >= 1.0
+    }
+
+    fn failed(&mut self, client: &str, now: Duration) {
+        let t = self.tokens(client, now) - 1.0;
+        if self.clients.len() >= LOGIN_CLIENTS && !self.clients.contains_key(client) {
+            let oldest = self
+                .clients
+                .iter()
+                .min_by_key(|(_, (_, at))| *at)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                self.clients.remove(&k);
+            }
+        }
+        self.clients.insert(client.to_string(), (t.max(0.0), now));
+    }
+}
+
 /// What the host was asked to do at the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stop {
@@ -144,6 +188,9 @@ pub struct Host<'a> {
     sessions: SessionTable,
     pending: Vec<Pending>,
     stop: Option<Stop>,
+    limiter: LoginLimiter,
+    /// The client address of the request being answered.
+    client: String,
 }
 
 fn now_secs(xen: &Xen) -> u64 {
@@ -249,6 +296,8 @@ impl<'a> Host<'a> {
             sessions: SessionTable::new(SESSION_LIMIT, SESSION_IDLE),
             pending: Vec::new(),
             stop: None,
+            limiter: LoginLimiter::default(),
+            client: String::new(),
         }
     }
 
@@ -369,6 +418,7 @@ impl<'a> Host<'a> {
                 return;
             }
         };
+        self.client = net.peer(id).map(|a| a.to_string()).unwrap_or_default();
         match self.call(&method, &params) {
             Outcome::Done(result) => {
                 let bytes = render(&reply, &result, keep_alive);
@@ -504,6 +554,19 @@ impl<'a> Host<'a> {
             .ok_or_else(|| ApiError::field_type("pwd"))?;
         let originator = params.get(3).and_then(Value::as_str).unwrap_or("");
         let t0 = self.ctx.xen.now();
+        if !self.limiter.allow(&self.client, t0) {
+            println!(
+                "windsor dom0: API login refused: too many failures from {}",
+                self.client
+            );
+            return Err(ApiError::new(
+                codes::SESSION_AUTHENTICATION_FAILED,
+                [
+                    windsor_api::error::clip(user),
+                    "Too many failed logins from this client; try again later".to_string(),
+                ],
+            ));
+        }
         let ok = match &self.ctx.root_hash {
             // Every user but root is unknown; the hash is checked anyway so
             // that both take as long.
@@ -511,6 +574,7 @@ impl<'a> Host<'a> {
             None => false,
         };
         if !ok {
+            self.limiter.failed(&self.client, self.ctx.xen.now());
             println!("windsor dom0: API login as {user:?} refused");
             return Err(ApiError::new(
                 codes::SESSION_AUTHENTICATION_FAILED,

@@ -328,6 +328,16 @@ impl Net {
             .poll(instant(now), &mut self.dev, &mut self.sockets);
     }
 
+    /// The client address of request `id`'s connection.
+    pub fn peer(&self, id: ConnId) -> Option<smoltcp::wire::IpAddress> {
+        let slot = self.slots.get(id.slot)?;
+        if slot.generation != id.generation {
+            return None;
+        }
+        let s = self.sockets.get::<tcp::Socket>(slot.socket);
+        s.remote_endpoint().map(|e| e.addr)
+    }
+
     /// Whether any answer is still waiting to be sent.
     pub fn sending(&self) -> bool {
         self.slots.iter().any(|s| {
