@@ -128,3 +128,86 @@ pub fn response(
     out.extend_from_slice(body);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(s: &str) -> Vec<u8> {
+        s.as_bytes().to_vec()
+    }
+
+    #[test]
+    fn a_request_is_framed_by_content_length_and_the_rest_stays() {
+        let mut b = req(
+            "POST /jsonrpc HTTP/1.1\r\nHost: x\r\nContent-Type: Application/JSON\r\n\
+             Content-Length: 5\r\n\r\nhelloPOST / HTTP/1.1\r\n",
+        );
+        let r = take_request(&mut b).unwrap().unwrap();
+        assert_eq!(r.method, "POST");
+        assert_eq!(r.path, "/jsonrpc");
+        assert_eq!(r.content_type, "application/json");
+        assert_eq!(r.body, b"hello");
+        assert!(r.keep_alive);
+        // The next request's first bytes are kept, and it is incomplete.
+        assert_eq!(b, req("POST / HTTP/1.1\r\n"));
+        assert!(take_request(&mut b).unwrap().is_none());
+    }
+
+    #[test]
+    fn partial_heads_and_bodies_wait_for_more_bytes() {
+        let full = "POST /?q=1 HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc";
+        for cut in 0..full.len() {
+            let mut b = req(&full[..cut]);
+            assert!(take_request(&mut b).unwrap().is_none(), "cut at {cut}");
+            assert_eq!(b.len(), cut, "nothing consumed at {cut}");
+        }
+        let mut b = req(full);
+        let r = take_request(&mut b).unwrap().unwrap();
+        assert_eq!(r.path, "/");
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn hostile_requests_are_refused_with_a_status() {
+        let mut b = req("POST / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n");
+        assert_eq!(take_request(&mut b).unwrap_err(), Refused::TooLarge);
+        assert_eq!(Refused::TooLarge.status().0, 413);
+        let mut b = req("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert_eq!(take_request(&mut b).unwrap_err(), Refused::NotImplemented);
+        let mut b = req("POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n");
+        assert_eq!(take_request(&mut b).unwrap_err(), Refused::BadRequest);
+        let mut b = req("\x01\x02 garbage\r\n\r\n");
+        assert_eq!(take_request(&mut b).unwrap_err(), Refused::BadRequest);
+        let mut b = req("POST / HTTP/1.1\r\n");
+        b.extend(core::iter::repeat_n(b'a', MAX_HEAD + 1));
+        assert_eq!(take_request(&mut b).unwrap_err(), Refused::HeadTooLarge);
+        let mut many = String::from("GET / HTTP/1.1\r\n");
+        for i in 0..MAX_HEADERS + 1 {
+            many += &format!("X-{i}: y\r\n");
+        }
+        many += "\r\n";
+        let mut b = req(&many);
+        assert_eq!(take_request(&mut b).unwrap_err(), Refused::HeadTooLarge);
+    }
+
+    #[test]
+    fn connection_close_and_http_1_0_end_the_connection() {
+        let mut b = req("POST / HTTP/1.1\r\nConnection: close\r\n\r\n");
+        assert!(!take_request(&mut b).unwrap().unwrap().keep_alive);
+        let mut b = req("POST / HTTP/1.0\r\n\r\n");
+        assert!(!take_request(&mut b).unwrap().unwrap().keep_alive);
+        let mut b = req("POST / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        assert!(take_request(&mut b).unwrap().unwrap().keep_alive);
+    }
+
+    #[test]
+    fn responses_carry_their_length() {
+        let r = response(200, "OK", "text/xml", b"<x/>", false);
+        let text = String::from_utf8(r).unwrap();
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"));
+        assert!(text.contains("Content-Length: 4\r\n"));
+        assert!(text.contains("Connection: close\r\n"));
+        assert!(text.ends_with("\r\n\r\n<x/>"));
+    }
+}
