@@ -600,7 +600,7 @@ impl<'a> Host<'a> {
             Some(m) => m,
             None => return Outcome::Done(Err(ApiError::method_unknown(method))),
         };
-        let expected = m.kind.arity() + 1;
+        let expected = m.arity() + 1;
         if params.len() != expected {
             return Outcome::Done(Err(count_mismatch(method, expected, params.len())));
         }
@@ -623,7 +623,7 @@ impl<'a> Host<'a> {
         let Some(m) = lookup_async(method) else {
             return Outcome::Done(Err(ApiError::method_unknown(method)));
         };
-        let expected = m.kind.arity() + 1;
+        let expected = m.arity() + 1;
         if params.len() != expected {
             return Outcome::Done(Err(count_mismatch(method, expected, params.len())));
         }
