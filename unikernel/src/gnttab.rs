@@ -38,6 +38,36 @@ const COPY_BATCH: usize = 64;
 /// below the 32-bit MMIO hole, inside the boot identity map.
 const WINDOW_LIMIT: u64 = 0xc000_0000;
 
+/// The window for grant and foreign mappings: the largest stretch of
+/// guest-physical address space between 1 MiB and [`WINDOW_LIMIT`] that no
+/// memory-map entry covers (RAM, reserved, ACPI: on QEMU's `q35` machine
+/// the MMCONFIG area sits at 0xb000_0000, below the limit), starting on a
+/// 2 MiB boundary. `(start, end)` in bytes.
+fn window_range(map: &[crate::start_info::MemRegion]) -> (u64, u64) {
+    const ALIGN: u64 = 2 << 20;
+    let mut edges: Vec<(u64, u64)> = map
+        .iter()
+        .map(|r| (r.addr, r.end()))
+        .filter(|&(a, _)| a < WINDOW_LIMIT)
+        .collect();
+    edges.sort_unstable();
+    let mut best = (0, 0);
+    let mut cursor = 1u64 << 20;
+    for (a, e) in edges
+        .iter()
+        .copied()
+        .chain(core::iter::once((WINDOW_LIMIT, WINDOW_LIMIT)))
+    {
+        let lo = cursor.div_ceil(ALIGN) * ALIGN;
+        let hi = a.min(WINDOW_LIMIT);
+        if hi > lo && hi - lo > best.1 - best.0 {
+            best = (lo, hi);
+        }
+        cursor = cursor.max(e);
+    }
+    best
+}
+
 /// Runtime state of the grant table.
 pub(crate) struct GrantState {
     frames: SharedMem<'static>,
@@ -51,19 +81,12 @@ impl GrantState {
         let entries = (frames.len() / size_of::<GrantEntryV1>()) as u32;
         // Hand out low references first.
         let free = (GrantRef::FIRST_FREE.0..entries).rev().collect();
-        let top = start
-            .memmap
-            .iter()
-            .map(|r| r.end())
-            .filter(|&e| e <= WINDOW_LIMIT)
-            .max()
-            .unwrap_or(0);
-        let first = (top.div_ceil(2 << 20) * (2 << 20)) >> 12;
+        let (first, end) = window_range(&start.memmap);
         GrantState {
             frames,
             free: RefCell::new(free),
-            next_window_gfn: RefCell::new(first),
-            window_end_gfn: WINDOW_LIMIT >> 12,
+            next_window_gfn: RefCell::new(first >> 12),
+            window_end_gfn: end >> 12,
         }
     }
 

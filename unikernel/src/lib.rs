@@ -59,8 +59,9 @@
 //! * the xenstore domain has no persistence in Xen mode (no block device
 //!   yet): the store lives in its memory only, and it says so at start-up;
 //! * after the ready marker the `dom0` image tears the host down (guests
-//!   through `control/shutdown`, then the xenstore domain) and powers off:
-//!   there is no lifecycle API in Xen mode yet.
+//!   through `control/shutdown`, then the xenstore domain) and powers off,
+//!   unless its command line says `serve`: then it serves the XenAPI on
+//!   the QEMU machine's virtio-net NIC ([`pci`]) until `host.shutdown`.
 //!
 //! How the images boot a host together (the bundle, dom0's xenstore ring,
 //! introductions, teardown): `unikernel/BOOT.md`.
@@ -103,6 +104,8 @@ mod hypercall;
 #[cfg(target_os = "none")]
 pub mod log;
 #[cfg(target_os = "none")]
+pub mod pci;
+#[cfg(target_os = "none")]
 mod runtime;
 
 #[cfg(target_os = "none")]
@@ -113,6 +116,20 @@ pub use gnttab::{Mapping, Pages};
 pub use runtime::{boot_time, Xen};
 
 pub use error::OpError;
+
+/// Fills `buf` with random bytes from the CPU (`RDRAND`); false if the
+/// CPU has none, leaving `buf` unspecified. For secrets such as session
+/// references: there is no other entropy source in a unikernel.
+#[cfg(target_os = "none")]
+pub fn random_bytes(buf: &mut [u8]) -> bool {
+    for chunk in buf.chunks_mut(8) {
+        let Some(v) = arch::rdrand() else {
+            return false;
+        };
+        chunk.copy_from_slice(&v.to_le_bytes()[..chunk.len()]);
+    }
+    true
+}
 
 /// Names the image's entry function: `fn(&'static Xen) -> ShutdownReason`.
 ///

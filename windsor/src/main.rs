@@ -179,6 +179,10 @@ enum VmOp {
 enum HostOp {
     /// The host record.
     Status,
+    /// Stop every VM and power the host off (`host.shutdown`; Xen mode).
+    Shutdown,
+    /// Stop every VM and reboot the host (`host.reboot`; Xen mode).
+    Reboot,
 }
 
 #[derive(Subcommand)]
@@ -480,6 +484,18 @@ fn host_cmd(conn: &ApiArgs, op: HostOp) -> Result<()> {
                     }
                 }
             }
+        }
+        HostOp::Shutdown | HostOp::Reboot => {
+            let (method, what) = match op {
+                HostOp::Reboot => ("host.reboot", "rebooting"),
+                _ => ("host.shutdown", "shutting down"),
+            };
+            for (r, _) in c.hosts()? {
+                c.session_call(method, &[windsor_api::Value::str(r.clone())])?;
+                println!("host {r} {what}");
+            }
+            // The host is going down: its sessions go with it.
+            return Ok(());
         }
     }
     let _ = c.logout();

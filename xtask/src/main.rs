@@ -20,6 +20,8 @@ mod setup;
 // reads the parts of the boot report this binary does not print.
 #[allow(dead_code)]
 mod xen_boot;
+#[allow(dead_code)]
+mod xen_up;
 
 use std::process::Command;
 use std::time::Instant;
@@ -47,6 +49,9 @@ enum Task {
     Bench(BenchArgs),
     /// Boot Windsor images on Xen 4.17 under QEMU.
     XenBoot(xen_boot::XenBootArgs),
+    /// Boot a Windsor host in Xen mode under QEMU that stays up and serves
+    /// the XenAPI on 127.0.0.1:PORT.
+    XenUp(xen_up::XenUpArgs),
     /// Build and run every cargo-fuzz target for a fixed time (stable).
     Fuzz(FuzzArgs),
 }
@@ -108,6 +113,7 @@ const BENCHES: &[(&str, &str)] = &[
     ("windsor-api", "api_lifecycle"),
     ("windsor", "up_vm_start"),
     ("windsor-blkback", "blkback"),
+    ("windsor-tests", "xen_host"),
 ];
 
 fn main() -> Result<()> {
@@ -117,6 +123,7 @@ fn main() -> Result<()> {
         Task::Setup => setup::all(),
         Task::Bench(args) => bench(args),
         Task::XenBoot(args) => xen_boot::run(args),
+        Task::XenUp(args) => xen_up::run(args),
         Task::Fuzz(args) => fuzz::run(std::time::Duration::from_secs(args.secs)),
     }
 }

@@ -136,11 +136,11 @@ pub fn image_binary(file: &str) -> Option<&'static str> {
 }
 
 /// The QEMU machine and Xen command line of one boot.
-struct Machine {
-    xen_cmdline: String,
-    memory_mib: u32,
-    smp: u32,
-    timeout: u64,
+pub(crate) struct Machine {
+    pub(crate) xen_cmdline: String,
+    pub(crate) memory_mib: u32,
+    pub(crate) smp: u32,
+    pub(crate) timeout: u64,
 }
 
 /// What a successful boot measured.
@@ -822,6 +822,19 @@ pub fn boot(args: &XenBootArgs) -> Result<BootReport> {
 
 /// Builds the images a host description names, renders its bundle, boots.
 fn boot_host(args: &XenBootArgs, config: &Path) -> Result<BootReport> {
+    let (images, machine, bundle_path) = prepare_host(args, config)?;
+    let r = run_qemu(args, &images, &machine);
+    let _ = fs::remove_file(&bundle_path);
+    r
+}
+
+/// Builds the images a host description names and renders its bundle:
+/// the QEMU images (dom0, the bundle), the machine, and the bundle's path
+/// (the caller removes it once QEMU has read it).
+pub(crate) fn prepare_host(
+    args: &XenBootArgs,
+    config: &Path,
+) -> Result<(Vec<PathBuf>, Machine, PathBuf)> {
     let host = windsor_boot_config::load(config).map_err(|e| anyhow!("{e}"))?;
     let dir = args
         .images_dir
@@ -861,7 +874,7 @@ fn boot_host(args: &XenBootArgs, config: &Path) -> Result<BootReport> {
     let n = COPIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let bundle_path = work_dir().join(format!("host-{}-{n}.bundle", std::process::id()));
     fs::write(&bundle_path, &bundle)?;
-    let images = [dir.join(&host.dom0_image.path), bundle_path.clone()];
+    let images = vec![dir.join(&host.dom0_image.path), bundle_path.clone()];
     let machine = Machine {
         xen_cmdline: windsor_boot_config::render::xen_cmdline(&host).to_string(),
         memory_mib: host.qemu.memory_mib,
@@ -880,20 +893,11 @@ fn boot_host(args: &XenBootArgs, config: &Path) -> Result<BootReport> {
             bundle_path.display()
         );
     }
-    let r = run_qemu(args, &images, &machine);
-    let _ = fs::remove_file(&bundle_path);
-    r
+    Ok((images, machine, bundle_path))
 }
 
-/// Runs QEMU with dom0 `images[0]` and its module `images[1]`.
-fn run_qemu(args: &XenBootArgs, images: &[PathBuf], machine: &Machine) -> Result<BootReport> {
-    let dom0 = fs::read(&images[0]).with_context(|| format!("reading {}", images[0].display()))?;
-    if !args.no_check {
-        check_pvh_image(&dom0)
-            .with_context(|| format!("dom0 image {} rejected", images[0].display()))?;
-    }
-    ensure_xen_tools()?;
-    let xen = xen_elf()?;
+/// QEMU's `-initrd` list: dom0 (with its command line), then its module.
+pub(crate) fn initrd_arg(args: &XenBootArgs, images: &[PathBuf]) -> Result<String> {
     let mut initrd = String::new();
     for (i, img) in images.iter().enumerate() {
         let s = img
@@ -914,6 +918,19 @@ fn run_qemu(args: &XenBootArgs, images: &[PathBuf], machine: &Machine) -> Result
             initrd.push_str(&args.cmdline);
         }
     }
+    Ok(initrd)
+}
+
+/// Runs QEMU with dom0 `images[0]` and its module `images[1]`.
+fn run_qemu(args: &XenBootArgs, images: &[PathBuf], machine: &Machine) -> Result<BootReport> {
+    let dom0 = fs::read(&images[0]).with_context(|| format!("reading {}", images[0].display()))?;
+    if !args.no_check {
+        check_pvh_image(&dom0)
+            .with_context(|| format!("dom0 image {} rejected", images[0].display()))?;
+    }
+    ensure_xen_tools()?;
+    let xen = xen_elf()?;
+    let initrd = initrd_arg(args, images)?;
 
     let dir = work_dir();
     fs::create_dir_all(&dir)?;

@@ -28,8 +28,12 @@
 //!    devices plugged at each guest's start (`drivers`);
 //! 4. prints the ready marker with the time from dom0's entry:
 //!    `WINDSOR-READY dom0=<ms> ms xen=<ms> ms host=<name> guests=<n>`;
-//! 5. exercises and tears the host down (there is no lifecycle API in Xen
-//!    mode yet, so the boot test is the whole life of the host): for each
+//! 5. with `serve` on its command line (`cargo xtask xen-up`), stays up:
+//!    brings up the NIC and serves the XenAPI (`host`, `net`, `http`)
+//!    until `host.shutdown`/`host.reboot`, then stops every VM and the
+//!    xenstore domain and powers off (or reboots); otherwise
+//!    exercises and tears the host down (the boot test is the whole life
+//!    of the host): for each
 //!    guest whose command line has `vchan=N`, connects to the vchan it
 //!    offers under `/local/domain/<id>/data/vchan/0/checksum`, reads `N`
 //!    bytes and compares their FNV-1a 64 with the one the guest wrote to
@@ -53,7 +57,7 @@
 //! non-zero unless it is 0.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
-#[cfg(target_os = "none")]
+#[cfg(any(test, target_os = "none"))]
 extern crate alloc;
 
 #[cfg(target_os = "none")]
@@ -61,7 +65,14 @@ mod console;
 #[cfg(target_os = "none")]
 mod drivers;
 #[cfg(target_os = "none")]
+mod host;
+// Portable: its framing tests run on the host (`cargo test -p windsor-dom0`).
+#[cfg(any(test, target_os = "none"))]
+mod http;
+#[cfg(target_os = "none")]
 mod linux;
+#[cfg(target_os = "none")]
+mod net;
 
 #[cfg(target_os = "none")]
 mod image {
@@ -122,7 +133,7 @@ mod image {
         let (major, minor) = xen.xen_version();
         println!(
             "windsor dom0: Xen {major}.{minor}, cmdline {:?}",
-            xen.cmdline()
+            redacted(xen.cmdline())
         );
         let Some(blob) = xen.module(0) else {
             panic!("no boot module: dom0 needs the boot bundle (boot-config) as its one module")
@@ -279,6 +290,41 @@ mod image {
             plan.host,
             guests.len() + linux_up
         );
+        if serve_requested(xen) {
+            // The host stays up and serves the XenAPI until it is told to
+            // stop; then everything goes down as below.
+            let stop = serve(xen, &xs, &bundle, &plan, &mut eng, dom_exc);
+            let f = crate::linux::stop_all(
+                xen,
+                &xs,
+                (&mut eng, &mut drivers),
+                &bundle,
+                &plan,
+                linux_guests,
+                &[],
+                xsdom,
+                dom_exc,
+            );
+            FAILED.fetch_add(f, Ordering::Relaxed);
+            FAILED.fetch_add(drivers.stop(xen, &xs, dom_exc), Ordering::Relaxed);
+            drop(xs);
+            let _ = xen.close(port);
+            if let Err(e) = xen.destroy(xsdom) {
+                panic!("destroy the xenstore domain: {}", xen.describe(e));
+            }
+            if wait_gone(xen, xsdom, dom_exc) {
+                println!("windsor dom0: xenstore domain d{xsdom} destroyed; host down");
+            }
+            println!(
+                "WINDSOR-DONE failed={} ({} ms since dom0 start)",
+                FAILED.load(Ordering::Relaxed),
+                ms(xen.now().saturating_sub(boot_time()))
+            );
+            return match stop {
+                Some(crate::host::Stop::Reboot) => ShutdownReason::Reboot,
+                _ => ShutdownReason::Poweroff,
+            };
+        }
         let reboot: Vec<&str> = xen
             .cmdline()
             .split_ascii_whitespace()
@@ -351,6 +397,83 @@ mod image {
             ms(xen.now().saturating_sub(boot_time()))
         );
         ShutdownReason::Poweroff
+    }
+
+    /// Whether dom0's command line asks for a host that stays up and
+    /// serves the XenAPI (`serve`, as `cargo xtask xen-up` boots it).
+    fn serve_requested(xen: &Xen) -> bool {
+        xen.cmdline().split_ascii_whitespace().any(|w| w == "serve")
+    }
+
+    /// The command line with the password hash left out.
+    fn redacted(cmdline: &str) -> String {
+        cmdline
+            .split_ascii_whitespace()
+            .map(|w| {
+                if w.starts_with("api.root=") {
+                    "api.root=<hash>"
+                } else {
+                    w
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// Brings up the NIC and serves the XenAPI until `host.shutdown` or
+    /// `host.reboot` (`None`: no NIC, nothing served; counted as failed).
+    fn serve(
+        xen: &'static Xen,
+        xs: &Xs<'_>,
+        bundle: &Bundle<'_>,
+        plan: &BootPlan,
+        eng: &mut Engine,
+        dom_exc: EvtchnPort,
+    ) -> Option<crate::host::Stop> {
+        let t0 = xen.now();
+        let (nic, df) = match windsor_unikernel::pci::virtio_net() {
+            Ok(x) => x,
+            Err(e) => {
+                fail!("windsor dom0: no XenAPI: {e}");
+                return None;
+            }
+        };
+        let trace = xen
+            .cmdline()
+            .split_ascii_whitespace()
+            .any(|w| w == "net.trace");
+        let mut net = crate::net::Net::new(nic, xen.now(), trace);
+        let mac = net.mac();
+        let root_hash = crate::host::root_hash_from_cmdline(xen.cmdline());
+        if root_hash.is_none() {
+            println!(
+                "windsor dom0: no api.root=<hash> on the command line: every login is refused"
+            );
+        }
+        let now = xen.now();
+        println!(
+            "WINDSOR-API-READY http://10.0.2.15:{} dom0={} ms xen={} ms (NIC {df} \
+             {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x} up in {} ms)",
+            crate::net::API_PORT,
+            ms(now.saturating_sub(boot_time())),
+            now.as_millis(),
+            mac[0],
+            mac[1],
+            mac[2],
+            mac[3],
+            mac[4],
+            mac[5],
+            ms(now - t0)
+        );
+        let ctx = crate::host::Ctx {
+            xen,
+            xs,
+            bundle,
+            plan,
+            dom_exc,
+            root_hash,
+        };
+        Some(crate::host::Host::new(ctx, eng).run(&mut net))
     }
 
     /// `/local/domain/<dom>/<rel>`.

@@ -47,3 +47,56 @@ pub fn halt_forever() -> ! {
         unsafe { asm!("hlt", options(nomem, nostack)) }
     }
 }
+
+/// The PCI configuration mechanism #1 ports: address, then data.
+const PCI_CONFIG_ADDRESS: u16 = 0xcf8;
+const PCI_CONFIG_DATA: u16 = 0xcfc;
+
+/// Reads one 32-bit register of PCI configuration space through
+/// mechanism #1 (`address` is the `0xcf8` word: enable bit, bus, device,
+/// function, register). Xen emulates these ports for a PVH dom0 (vPCI).
+pub fn pci_config_read(address: u32) -> u32 {
+    let v: u32;
+    // SAFETY: ports 0xcf8/0xcfc are the PCI configuration mechanism, owned
+    // by this domain's single-threaded PCI code; they have no memory
+    // effects.
+    unsafe {
+        asm!("out dx, eax", in("dx") PCI_CONFIG_ADDRESS, in("eax") address, options(nomem, nostack, preserves_flags));
+        asm!("in eax, dx", in("dx") PCI_CONFIG_DATA, out("eax") v, options(nomem, nostack, preserves_flags));
+    }
+    v
+}
+
+/// Writes one 32-bit register of PCI configuration space (see
+/// [`pci_config_read`]).
+pub fn pci_config_write(address: u32, value: u32) {
+    // SAFETY: as in `pci_config_read`; what the write does to the device
+    // (BARs, command) is the caller's business, and no Rust memory is
+    // touched by it.
+    unsafe {
+        asm!("out dx, eax", in("dx") PCI_CONFIG_ADDRESS, in("eax") address, options(nomem, nostack, preserves_flags));
+        asm!("out dx, eax", in("dx") PCI_CONFIG_DATA, in("eax") value, options(nomem, nostack, preserves_flags));
+    }
+}
+
+/// 64 random bits from the CPU's `RDRAND`, if it has one (CPUID leaf 1,
+/// ECX bit 30) and it delivers within a few tries.
+pub fn rdrand() -> Option<u64> {
+    let leaf1 = core::arch::x86_64::__cpuid(1);
+    if leaf1.ecx & (1 << 30) == 0 {
+        return None;
+    }
+    for _ in 0..10 {
+        let v: u64;
+        let ok: u8;
+        // SAFETY: RDRAND exists (checked above); it only writes the
+        // output register and the carry flag.
+        unsafe {
+            asm!("rdrand {v}", "setc {ok}", v = out(reg) v, ok = out(reg_byte) ok, options(nomem, nostack));
+        }
+        if ok == 1 {
+            return Some(v);
+        }
+    }
+    None
+}
