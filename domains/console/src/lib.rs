@@ -28,6 +28,9 @@
 //!   (as a guest does when xenconsoled is slow), it cannot starve the others
 //!   or dom0, which polls every console in turn.
 //!
+//! The `std` feature adds [`service`]: the backend as a thread over the
+//! platform traits (host mode runs it in dom0, as xenconsoled).
+//!
 //! Time is passed in (`now`); the ring is reached through [`OutRing`], which
 //! [`xen::shmem::SharedMem`] implements for the real page and tests
 //! implement over plain memory.
@@ -36,6 +39,11 @@
 #![warn(missing_docs)]
 
 extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+#[cfg(feature = "std")]
+pub mod service;
 
 use alloc::collections::VecDeque;
 use alloc::string::String;
@@ -197,6 +205,27 @@ impl GuestConsole {
         escape_into(a, &mut s, true);
         escape_into(b, &mut s, true);
         s
+    }
+
+    /// The raw bytes of the history from byte offset `from` (counted from
+    /// the guest's first byte, as [`total_bytes`](Self::total_bytes) is):
+    /// `(start, text)`, where `start` is where the text begins (later than
+    /// `from` if those bytes already left the history) and the text ends
+    /// at `total_bytes()`, control characters escaped. A reader that
+    /// follows the console passes back `total_bytes()` of its last read.
+    pub fn history_since(&self, from: u64) -> (u64, String) {
+        let oldest = self.total - self.history.len() as u64;
+        let start = from.clamp(oldest, self.total);
+        let skip = (start - oldest) as usize;
+        let (a, b) = self.history.as_slices();
+        let mut s = String::new();
+        if skip < a.len() {
+            escape_into(&a[skip..], &mut s, true);
+            escape_into(b, &mut s, true);
+        } else {
+            escape_into(&b[skip - a.len()..], &mut s, true);
+        }
+        (start, s)
     }
 
     /// Whether `needle` occurs in the history.
@@ -470,6 +499,34 @@ mod tests {
         assert_eq!(quiet_lines, 101, "the quiet guest is not starved");
         assert_eq!(flood.history().len(), 1000, "history bounded");
         assert!(rf.prod.get().wrapping_sub(rf.cons.get()) as usize <= XENCONS_OUT_SIZE);
+    }
+
+    #[test]
+    fn history_since_an_offset_follows_the_output() {
+        let r = Ring::new();
+        let mut c = GuestConsole::new(
+            "g",
+            Limits {
+                history_bytes: 8,
+                ..Limits::default()
+            },
+        );
+        r.write(b"abc\n");
+        lines_of(&mut c, ms(0), &r);
+        assert_eq!(c.history_since(0), (0, "abc\n".to_string()));
+        assert_eq!(c.history_since(2), (2, "c\n".to_string()));
+        assert_eq!(c.history_since(4), (4, String::new()));
+        assert_eq!(
+            c.history_since(99),
+            (4, String::new()),
+            "clamped to the end"
+        );
+        r.write(b"defghij\n");
+        lines_of(&mut c, ms(1), &r);
+        assert_eq!(c.total_bytes(), 12);
+        // Only the last 8 bytes are kept: a reader behind them skips ahead.
+        assert_eq!(c.history_since(0), (4, "defghij\n".to_string()));
+        assert_eq!(c.history_since(10), (10, "j\n".to_string()));
     }
 
     #[test]
