@@ -9,7 +9,8 @@
 //! the ones that are gone. Between scans it waits on the consoles' ports
 //! and polls every console in turn through the [`GuestConsole`] core, so
 //! each guest is held to its own rate and no guest's output can hold up
-//! another's. Lines go to `tracing` (target `console`) as `[name] text`.
+//! another's. Lines go to `tracing` (target `console`, level debug: a
+//! flooding guest must not flood the host's log) as `[name] text`.
 //!
 //! Readers ([`Consoles`], cheap to clone) list the consoles and read a
 //! console's history from a byte offset (tail and follow). A console
@@ -71,6 +72,8 @@ pub struct Text {
     pub end: u64,
     /// The output, control characters escaped.
     pub text: String,
+    /// The console's domain is gone: nothing more will come.
+    pub closed: bool,
 }
 
 /// How the service runs.
@@ -106,7 +109,13 @@ struct Entry<M> {
 
 struct Table<M> {
     entries: BTreeMap<u16, Entry<M>>,
+    /// Consoles of domains that are gone, newest last: still readable by
+    /// uuid (a follower gets the last bytes), no longer listed.
+    ended: std::collections::VecDeque<(ConsoleInfo, GuestConsole)>,
 }
+
+/// How many ended consoles stay readable.
+const ENDED_KEPT: usize = 16;
 
 struct Shared<M> {
     table: Mutex<Table<M>>,
@@ -156,12 +165,16 @@ impl<M> Consoles<M> {
     /// [`GuestConsole::history_since`]); `None` if no such console.
     pub fn read(&self, uuid: &str, from: u64) -> Option<Text> {
         let t = self.shared.lock();
-        let e = t.entries.values().find(|e| e.info.uuid == uuid)?;
-        let (start, text) = e.core.history_since(from);
+        let (core, closed) = match t.entries.values().find(|e| e.info.uuid == uuid) {
+            Some(e) => (&e.core, false),
+            None => (&t.ended.iter().find(|(i, _)| i.uuid == uuid)?.1, true),
+        };
+        let (start, text) = core.history_since(from);
         Some(Text {
             start,
-            end: e.core.total_bytes(),
+            end: core.total_bytes(),
             text,
+            closed,
         })
     }
 }
@@ -211,6 +224,7 @@ impl<M: ForeignMapping + Send + 'static> ConsoleService<M> {
         let shared = Arc::new(Shared {
             table: Mutex::new(Table {
                 entries: BTreeMap::new(),
+                ended: std::collections::VecDeque::new(),
             }),
             stop: AtomicBool::new(false),
         });
@@ -289,9 +303,18 @@ fn run<P>(
         }
     }
     let mut t = shared.lock();
+    let now = p.now();
     for (_, e) in std::mem::take(&mut t.entries) {
-        detach(&p, e);
+        let ended = detach(&p, now, e);
+        keep_ended(&mut t, ended);
     }
+}
+
+fn keep_ended<M>(t: &mut Table<M>, ended: (ConsoleInfo, GuestConsole)) {
+    if t.ended.len() == ENDED_KEPT {
+        t.ended.pop_front();
+    }
+    t.ended.push_back(ended);
 }
 
 /// Attaches the consoles of new domains, drops those of gone ones.
@@ -317,7 +340,8 @@ fn rescan<P>(
         .collect();
     for d in gone {
         if let Some(e) = t.entries.remove(&d) {
-            detach(p, e);
+            let ended = detach(p, p.now(), e);
+            keep_ended(&mut t, ended);
         }
     }
     for g in found {
@@ -377,7 +401,7 @@ where
     let lines = &mut e.info.lines;
     match e.core.poll(now, &mem, |name, line| {
         *lines += 1;
-        tracing::info!(target: "console", "[{name}] {line}");
+        tracing::debug!(target: "console", "[{name}] {line}");
     }) {
         Ok(polled) if polled.bytes > 0 => {
             let _ = p.notify(e.local);
@@ -394,12 +418,19 @@ where
     e.info.total_bytes = e.core.total_bytes();
 }
 
-fn detach<P>(p: &P, mut e: Entry<P::Mapping>)
+/// Takes the guest's last output (its page is still mapped), unbinds it;
+/// returns what stays readable.
+fn detach<P>(p: &P, now: Duration, mut e: Entry<P::Mapping>) -> (ConsoleInfo, GuestConsole)
 where
     P: GrantTable + EventChannel + Clock,
 {
-    e.core
-        .flush(|name, line| tracing::info!(target: "console", "[{name}] {line}"));
+    pump(p, now, &mut e);
+    let lines = &mut e.info.lines;
+    e.core.flush(|name, line| {
+        *lines += 1;
+        tracing::debug!(target: "console", "[{name}] {line}");
+    });
     let _ = p.close(e.local);
     tracing::debug!(dom = e.info.dom.0, uuid = %e.info.uuid, "console detached");
+    (e.info, e.core)
 }
