@@ -256,12 +256,39 @@ impl GuestConsole {
         &mut self,
         now: Duration,
         ring: &impl OutRing,
-        mut sink: impl FnMut(&str, &str),
+        sink: impl FnMut(&str, &str),
     ) -> Result<Polled, ConsoleError> {
         if let Some(e) = self.error {
             return Err(e);
         }
         self.refill(now);
+        let budget = usize::try_from(self.tokens).unwrap_or(usize::MAX);
+        let polled = self.take(ring, budget, sink)?;
+        self.tokens -= polled.bytes as u64;
+        Ok(polled)
+    }
+
+    /// Takes everything left in the ring (at most one ring's worth),
+    /// whatever the rate: for a guest that is gone (shut down, about to be
+    /// destroyed), whose last words would otherwise be lost. Does not
+    /// touch the token bucket.
+    pub fn drain(
+        &mut self,
+        ring: &impl OutRing,
+        sink: impl FnMut(&str, &str),
+    ) -> Result<Polled, ConsoleError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        self.take(ring, XENCONS_OUT_SIZE, sink)
+    }
+
+    fn take(
+        &mut self,
+        ring: &impl OutRing,
+        budget: usize,
+        mut sink: impl FnMut(&str, &str),
+    ) -> Result<Polled, ConsoleError> {
         let cons = ring.cons();
         let prod = ring.prod();
         let avail = prod.wrapping_sub(cons) as usize;
@@ -270,14 +297,13 @@ impl GuestConsole {
             self.error = Some(e);
             return Err(e);
         }
-        let take = avail.min(usize::try_from(self.tokens).unwrap_or(usize::MAX));
+        let take = avail.min(budget);
         let mut buf = [0u8; XENCONS_OUT_SIZE];
         let start = mask_xencons_out(cons);
         let first = take.min(XENCONS_OUT_SIZE - start);
         ring.read(start, &mut buf[..first]);
         ring.read(0, &mut buf[first..take]);
         ring.set_cons(cons.wrapping_add(take as u32));
-        self.tokens -= take as u64;
         self.total += take as u64;
         let mut polled = Polled {
             bytes: take,
@@ -527,6 +553,29 @@ mod tests {
         // Only the last 8 bytes are kept: a reader behind them skips ahead.
         assert_eq!(c.history_since(0), (4, "defghij\n".to_string()));
         assert_eq!(c.history_since(10), (10, "j\n".to_string()));
+    }
+
+    #[test]
+    fn drain_takes_the_last_words_whatever_the_rate() {
+        let r = Ring::new();
+        let mut c = GuestConsole::new(
+            "g",
+            Limits {
+                rate_bytes_per_sec: 0,
+                burst_bytes: 4,
+                ..Limits::default()
+            },
+        );
+        r.write(b"one\ntwo\n");
+        let p = c.poll(ms(0), &r, |_, _| {}).unwrap();
+        assert_eq!((p.bytes, p.throttled), (4, 4), "held to the burst");
+        assert_eq!(c.poll(ms(1000), &r, |_, _| {}).unwrap().bytes, 0, "no rate");
+        let mut got = vec![];
+        let p = c.drain(&r, |_, l| got.push(l.to_string())).unwrap();
+        assert_eq!((p.bytes, got), (4, vec!["two".to_string()]));
+        assert_eq!(r.cons.get(), r.prod.get());
+        r.prod.set(r.prod.get() + 5000);
+        assert!(c.drain(&r, |_, _| {}).is_err(), "garbage is garbage");
     }
 
     #[test]

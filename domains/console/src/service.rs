@@ -303,9 +303,8 @@ fn run<P>(
         }
     }
     let mut t = shared.lock();
-    let now = p.now();
     for (_, e) in std::mem::take(&mut t.entries) {
-        let ended = detach(&p, now, e);
+        let ended = detach(&p, e);
         keep_ended(&mut t, ended);
     }
 }
@@ -340,7 +339,7 @@ fn rescan<P>(
         .collect();
     for d in gone {
         if let Some(e) = t.entries.remove(&d) {
-            let ended = detach(p, p.now(), e);
+            let ended = detach(p, e);
             keep_ended(&mut t, ended);
         }
     }
@@ -420,11 +419,18 @@ where
 
 /// Takes the guest's last output (its page is still mapped), unbinds it;
 /// returns what stays readable.
-fn detach<P>(p: &P, now: Duration, mut e: Entry<P::Mapping>) -> (ConsoleInfo, GuestConsole)
+fn detach<P>(p: &P, mut e: Entry<P::Mapping>) -> (ConsoleInfo, GuestConsole)
 where
     P: GrantTable + EventChannel + Clock,
 {
-    pump(p, now, &mut e);
+    if let Some(mem) = e.page.rw() {
+        let lines = &mut e.info.lines;
+        let _ = e.core.drain(&mem, |name, line| {
+            *lines += 1;
+            tracing::debug!(target: "console", "[{name}] {line}");
+        });
+        e.info.total_bytes = e.core.total_bytes();
+    }
     let lines = &mut e.info.lines;
     e.core.flush(|name, line| {
         *lines += 1;
