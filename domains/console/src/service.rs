@@ -2,7 +2,8 @@
 //! over the platform traits, one thread serving every guest's console.
 //!
 //! [`ConsoleService::start`] runs a thread that, every
-//! [`ServiceConfig::scan_every`], asks its `discover` function which
+//! [`ServiceConfig::scan_every`], picks up what a second thread's
+//! `discover` function (which may block) last found: which
 //! domains have a console (their console port, as dom0 reads
 //! `HVM_PARAM_CONSOLE_EVTCHN`; the page is the guest's reserved grant
 //! entry `GNTTAB_RESERVED_CONSOLE`), maps and binds the new ones and drops
@@ -24,6 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
+use std::vec;
 use std::vec::Vec;
 
 use xen::platform::{Clock, EventChannel, ForeignMapping, GrantTable};
@@ -119,6 +121,8 @@ const ENDED_KEPT: usize = 16;
 
 struct Shared<M> {
     table: Mutex<Table<M>>,
+    /// The latest discovery, for the pumping thread to pick up.
+    found: Mutex<Option<Vec<Guest>>>,
     stop: AtomicBool,
 }
 
@@ -183,7 +187,7 @@ impl<M> Consoles<M> {
 /// dropped.
 pub struct ConsoleService<M> {
     shared: Arc<Shared<M>>,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 /// A uuid for a new console: random (keyed hashes of the process's random
@@ -226,15 +230,37 @@ impl<M: ForeignMapping + Send + 'static> ConsoleService<M> {
                 entries: BTreeMap::new(),
                 ended: std::collections::VecDeque::new(),
             }),
+            found: Mutex::new(None),
             stop: AtomicBool::new(false),
         });
+        // Discovery may block (the caller's name look-ups): a thread of
+        // its own, so that pumping never waits for it.
         let s = shared.clone();
-        let thread = std::thread::Builder::new()
+        let mut discover = discover;
+        let finder = std::thread::Builder::new()
+            .name("console-discover".into())
+            .spawn(move || {
+                while !s.stop.load(Ordering::Acquire) {
+                    let found = discover();
+                    *s.found.lock().unwrap_or_else(PoisonError::into_inner) = Some(found);
+                    std::thread::sleep(cfg.scan_every);
+                }
+            })?;
+        let s = shared.clone();
+        let pumper = std::thread::Builder::new()
             .name("console-backend".into())
-            .spawn(move || run(p, cfg, discover, &s))?;
+            .spawn(move || run(p, cfg, &s));
+        let pumper = match pumper {
+            Ok(t) => t,
+            Err(e) => {
+                shared.stop.store(true, Ordering::Release);
+                let _ = finder.join();
+                return Err(e);
+            }
+        };
         Ok(ConsoleService {
             shared,
-            thread: Some(thread),
+            threads: vec![finder, pumper],
         })
     }
 
@@ -252,7 +278,7 @@ impl<M: ForeignMapping + Send + 'static> ConsoleService<M> {
 
     fn halt(&mut self) {
         self.shared.stop.store(true, Ordering::Release);
-        if let Some(t) = self.thread.take() {
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
     }
@@ -261,18 +287,14 @@ impl<M: ForeignMapping + Send + 'static> ConsoleService<M> {
 impl<M> Drop for ConsoleService<M> {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Release);
-        if let Some(t) = self.thread.take() {
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
     }
 }
 
-fn run<P>(
-    p: P,
-    cfg: ServiceConfig,
-    mut discover: impl FnMut() -> Vec<Guest>,
-    shared: &Shared<P::Mapping>,
-) where
+fn run<P>(p: P, cfg: ServiceConfig, shared: &Shared<P::Mapping>)
+where
     P: GrantTable + EventChannel + Clock,
 {
     let mut next_scan = Duration::ZERO;
@@ -281,8 +303,14 @@ fn run<P>(
         let now = p.now();
         if now >= next_scan {
             next_scan = now + cfg.scan_every;
-            let found = discover();
-            rescan(&p, &cfg, shared, &found, &mut attached);
+            let found = shared
+                .found
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            if let Some(found) = found {
+                rescan(&p, &cfg, shared, &found, &mut attached);
+            }
         }
         let ports: Vec<EvtchnPort> = {
             let mut t = shared.lock();

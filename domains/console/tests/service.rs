@@ -132,8 +132,8 @@ fn a_flooding_guest_is_rate_limited_and_a_quiet_one_is_not_held_up() {
     assert!(hist.text.len() <= 8 * 1024 + 64, "history bounded");
     assert!(hist.text.contains("flood line"));
     eprintln!(
-        "flood: {} bytes / {} lines captured in {elapsed:.2}s, quiet guest done in {quiet_time:?}",
-        f.total_bytes, f.lines
+        "flood: {} bytes / {} lines captured in {elapsed:.2}s, {} bytes dropped by the guest, quiet guest done in {quiet_time:?}",
+        f.total_bytes, f.lines, hv.console_dropped(flood).unwrap()
     );
     stop.store(true, Ordering::Release);
     hv.dom0().destroy(flood).unwrap();

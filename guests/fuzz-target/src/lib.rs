@@ -246,7 +246,10 @@ fn serve<P: Platform, S: XenStore>(p: &P, xs: &S, mem: &Memory) -> Result<Step, 
                     p.shutdown_self(ShutdownReason::Crash);
                     return Ok(Step::End(Outcome::Shutdown(ShutdownReason::Crash)));
                 }
-                Some(b"console-flood") => flood = Some(0),
+                // (A repeated event keeps the count going.)
+                Some(b"console-flood") => {
+                    flood.get_or_insert(0);
+                }
                 Some(b"spin") => {
                     let _ = xs.write(T, "data/state", b"spinning");
                     return Ok(Step::End(spin(p)));

@@ -685,6 +685,11 @@ impl SimDomain {
                 let now = Instant::now();
                 let until = *deadline.get_or_insert(now + CONSOLE_STALL);
                 if !served || now >= until {
+                    tracing::debug!(
+                        dom = self.id().0,
+                        served,
+                        "console ring full: write dropped"
+                    );
                     return bytes.len();
                 }
                 match self.wait(&[port], Some((until - now).min(Duration::from_millis(10)))) {
