@@ -20,14 +20,20 @@
 //! whatever the transport.
 //!
 //! 4. the **console backend** (xenconsoled's job) runs in dom0, this
-//!    process, as in Xen mode: a `windsor_console::service` thread finds
-//!    every domain with a console ring (its console port as dom0 reads
+//!    process, as in Xen mode: a `windsor_console::service` finds every
+//!    domain with a console ring (its console port as dom0 reads
 //!    `HVM_PARAM_CONSOLE_EVTCHN`, its page by grant entry 0), captures
 //!    each into a bounded, rate-limited history, and the API serves them
 //!    as XenAPI `console` objects and over HTTP (`windsor vm console`).
 //!
 //! [`Host::stop`] destroys the guests, stops the API and shuts the xenstore
 //! domain down cleanly.
+//!
+//! The composition itself (hypervisor, xenstore domain, guest images, the
+//! toolstack on dom0, the teardown order) is the toolstack's
+//! [`windsor_toolstack::host`], the one tests and benchmarks use; this
+//! module gives it the persistent xenstore domain ([`DaemonXenstore`]) and
+//! adds the driver domains and the API.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -40,7 +46,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use windsor_api::auth::Credentials;
 use windsor_api::server::{Api, Config as ApiConfig, Listen, Server};
 use windsor_console::service::{ConsoleService, Consoles, Guest, ServiceConfig};
-use windsor_toolstack::service::{Introducer, Toolstack, ToolstackConfig};
+use windsor_toolstack::host::{Host as ToolstackHost, XenstoreDomain};
+use windsor_toolstack::service::{Introducer, ToolstackConfig};
 use windsor_xenstore::client::ClientError;
 use windsor_xenstore::daemon::{Adopter, Config as XsConfig, Daemon, Rings};
 use windsor_xenstore::stream::StreamStore;
@@ -78,9 +85,6 @@ pub struct Service {
     pub serves: String,
 }
 
-/// The toolstack type of `windsor up`.
-pub type HostToolstack = Toolstack<SimDomain, StreamStore, Intro>;
-
 /// `XS_INTRODUCE` / `XS_RELEASE` sent by dom0 over its store connection.
 pub struct Intro(StreamStore);
 
@@ -97,57 +101,32 @@ impl Introducer for Intro {
     }
 }
 
-/// A running host.
-pub struct Host {
-    hv: Hypervisor,
-    consoles: Option<ConsoleService<SimMapping>>,
-    dom0: SimDomain,
-    services: Vec<Service>,
-    net: crate::drivers::ControlBackends,
-    blk: crate::drivers::BlkbackDomain,
-    stop_xenstore: Arc<AtomicBool>,
-    toolstack: HostToolstack,
-    /// dom0's xenstore connection (the toolstack's), to release the guests
-    /// destroyed at stop.
-    intro: Intro,
-    api: Option<Server>,
-    /// Where the API listens on TCP.
-    pub api_addr: SocketAddr,
-    /// The generated `root` password, on the first start only.
-    pub generated_password: Option<String>,
-    /// Time from start to every service ready.
-    pub startup: Duration,
+/// The xenstore domain of `windsor up`: the persistent xenstore daemon in
+/// a domain of its own ([`register_xenstore_image`]), dom0 connected to it
+/// through a socket pair the daemon adopted.
+pub struct DaemonXenstore {
+    domid: DomId,
+    adopter: Adopter,
+    dom0_store: StreamStore,
+    stop: Arc<AtomicBool>,
 }
 
-/// The registered image name of the xenstore domain in host mode.
-const XENSTORE_IMAGE: &str = "xenstored";
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Event channel ports of the xenstore domain (one per guest ring).
-const RING_PORTS: u32 = 4095;
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
-
-impl Host {
-    /// Starts the hypervisor, the xenstore domain, the toolstack and the
-    /// API; returns once all are ready.
-    pub fn start(opts: &Options) -> Result<Host> {
-        let t0 = Instant::now();
-        std::fs::create_dir_all(&opts.data_dir)
-            .with_context(|| format!("creating data directory {}", opts.data_dir.display()))?;
-        let hv = Hypervisor::new();
+impl DaemonXenstore {
+    /// Registers the daemon's image, creates, builds and unpauses its
+    /// domain, and returns once it serves.
+    fn start(hv: &Hypervisor, opts: &Options) -> Result<DaemonXenstore> {
         let dom0 = hv.dom0();
-
-        // 1. The xenstore domain.
-        let stop_xenstore = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = mpsc::channel();
         register_xenstore_image(
-            &hv,
+            hv,
             XsConfig {
                 socket: opts.xenstore_socket.clone(),
                 data_dir: opts.data_dir.join("xenstore"),
                 snapshot_every: 200_000,
                 commit_threads: 2,
             },
-            stop_xenstore.clone(),
+            stop.clone(),
             ready_tx,
         );
         let xs = dom0
@@ -180,22 +159,90 @@ impl Host {
                 hv.console_output(xs).unwrap_or_default()
             ),
         };
+        let dom0_store = StreamStore::from_stream(adopter.connect(DomId::DOM0)?)?;
+        Ok(DaemonXenstore {
+            domid: xs,
+            adopter,
+            dom0_store,
+            stop,
+        })
+    }
+}
 
-        // The network driver domain (see `crate::drivers`).
-        let net =
-            crate::drivers::start_netback(&hv, &adopter).context("starting the netback domain")?;
-        let blk =
-            crate::drivers::start_blkback(&hv, &adopter).context("starting the blkback domain")?;
+impl XenstoreDomain for DaemonXenstore {
+    type Store = StreamStore;
+    type Intro = Intro;
+
+    fn domid(&self) -> Option<DomId> {
+        Some(self.domid)
+    }
+
+    fn dom0_store(&self) -> StreamStore {
+        self.dom0_store.clone()
+    }
+
+    fn introducer(&self) -> Intro {
+        Intro(self.dom0_store.clone())
+    }
+
+    /// Tells the daemon to stop; it shuts its domain down cleanly
+    /// ([`Host::stop`] waits for that).
+    fn stop(&mut self, _: &Hypervisor) {
+        self.stop.store(true, Ordering::Release);
+    }
+}
+
+/// A running host.
+pub struct Host {
+    // Dropped first: the API, then the toolstack and the xenstore domain.
+    api: Option<Server>,
+    consoles: Option<ConsoleService<SimMapping>>,
+    host: ToolstackHost<DaemonXenstore>,
+    services: Vec<Service>,
+    net: crate::drivers::ControlBackends,
+    blk: crate::drivers::BlkbackDomain,
+    /// Where the API listens on TCP.
+    pub api_addr: SocketAddr,
+    /// The generated `root` password, on the first start only.
+    pub generated_password: Option<String>,
+    /// Time from start to every service ready.
+    pub startup: Duration,
+}
+
+/// The registered image name of the xenstore domain in host mode.
+const XENSTORE_IMAGE: &str = "xenstored";
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Event channel ports of the xenstore domain (one per guest ring).
+const RING_PORTS: u32 = 4095;
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Host {
+    /// Starts the hypervisor, the xenstore domain, the driver domains, the
+    /// toolstack and the API (composed by the toolstack's
+    /// [`ToolstackHost::compose`]); returns once all are ready.
+    pub fn start(opts: &Options) -> Result<Host> {
+        let t0 = Instant::now();
+        std::fs::create_dir_all(&opts.data_dir)
+            .with_context(|| format!("creating data directory {}", opts.data_dir.display()))?;
+        let hv = Hypervisor::new();
+
+        // 1. The xenstore domain.
+        let xenstore = DaemonXenstore::start(&hv, opts)?;
+        let xs = xenstore.domid;
+
+        // The driver domains (see `crate::drivers`).
+        let net = crate::drivers::start_netback(&hv, &xenstore.adopter)
+            .context("starting the netback domain")?;
+        let blk = crate::drivers::start_blkback(&hv, &xenstore.adopter)
+            .context("starting the blkback domain")?;
+        // `xenstore.watch` of the API: a dom0 connection of its own.
+        let watch_conn = StreamStore::from_stream(xenstore.adopter.connect(DomId::DOM0)?)?;
 
         // 2. The toolstack, and the guest images it can start.
-        windsor_toolstack::host::register_ring_images(&hv);
-        let dom0_store = StreamStore::from_stream(adopter.connect(DomId::DOM0)?)?;
-        let toolstack = Toolstack::new(
-            hv.dom0(),
-            dom0_store.clone(),
-            Intro(dom0_store.clone()),
+        let mut host = ToolstackHost::compose(
+            hv,
+            xenstore,
             ToolstackConfig {
-                xenstore_domid: xs,
                 backend_domid: net.netback().domid,
                 vbd_backend_domid: Some(blk.domid),
                 sr_dir: opts.data_dir.join("sr").to_string_lossy().into_owned(),
@@ -203,11 +250,12 @@ impl Host {
             },
         )
         .context("starting the toolstack")?;
-        toolstack.attach_backends(Box::new(net.clone()));
-        // `xenstore.watch` of the API: a dom0 connection of its own.
-        toolstack
+        host.add_service_domain(net.netback().domid);
+        host.add_service_domain(blk.domid);
+        host.toolstack.attach_backends(Box::new(net.clone()));
+        host.toolstack
             .attach_xs_watch(
-                StreamStore::from_stream(adopter.connect(DomId::DOM0)?)?,
+                watch_conn,
                 windsor_toolstack::xs_calls::WatchLimits::default(),
             )
             .context("starting the API's xenstore watches")?;
@@ -218,10 +266,21 @@ impl Host {
             (net.netback().domid, "netback"),
             (blk.domid, "blkback"),
         ];
+        let ts = host.toolstack.clone();
+        let vm_name = move |uuid: &str| {
+            use windsor_toolstack::action::{Action, Class, Record, Reply};
+            match ts.handle(Action::GetRecord {
+                class: Class::Vm,
+                r: windsor_toolstack::action::ref_of(uuid),
+            }) {
+                Ok(Reply::Record(Record::Vm(v))) => Some(v.name_label),
+                _ => None,
+            }
+        };
         let consoles = ConsoleService::start(
-            hv.dom0(),
+            host.hv.dom0(),
             ServiceConfig::default(),
-            discover_consoles(hv.clone(), toolstack.clone(), service_doms.clone()),
+            discover_consoles(host.hv.clone(), vm_name, service_doms.clone()),
         )
         .context("starting the console backend")?;
         let api_consoles = Arc::new(ApiConsoles {
@@ -234,7 +293,7 @@ impl Host {
             .context("loading the API credentials")?;
         let api = Arc::new(
             Api::new(
-                Arc::new(toolstack.clone()),
+                Arc::new(host.toolstack.clone()),
                 loaded.credentials,
                 ApiConfig::default(),
             )
@@ -250,7 +309,7 @@ impl Host {
         .with_context(|| format!("serving the API on {}", opts.api))?;
         let api_addr = server.tcp_addr().unwrap_or(opts.api);
 
-        let mut services = vec![
+        let services = vec![
             Service {
                 domid: xs,
                 name: "xenstore",
@@ -267,33 +326,29 @@ impl Host {
                     opts.api_socket.display()
                 ),
             },
+            Service {
+                domid: net.netback().domid,
+                name: "netback",
+                serves: "VIF backends, windsor-control vchan".into(),
+            },
+            Service {
+                domid: blk.domid,
+                name: "blkback",
+                serves: "VBD backends (image files in the SR directory)".into(),
+            },
+            Service {
+                domid: DomId::DOM0,
+                name: "console",
+                serves: "guests' consoles (XenAPI console objects, GET /console)".into(),
+            },
         ];
-        services.push(Service {
-            domid: net.netback().domid,
-            name: "netback",
-            serves: "VIF backends, windsor-control vchan".into(),
-        });
-        services.push(Service {
-            domid: blk.domid,
-            name: "blkback",
-            serves: "VBD backends (image files in the SR directory)".into(),
-        });
-        services.push(Service {
-            domid: DomId::DOM0,
-            name: "console",
-            serves: "guests' consoles (XenAPI console objects, GET /console)".into(),
-        });
         Ok(Host {
+            api: Some(server),
             consoles: Some(consoles),
+            host,
+            services,
             net,
             blk,
-            hv,
-            dom0,
-            services,
-            stop_xenstore,
-            toolstack,
-            intro: Intro(dom0_store),
-            api: Some(server),
             api_addr,
             generated_password: loaded.generated_password,
             startup: t0.elapsed(),
@@ -307,10 +362,12 @@ impl Host {
 
     /// What the hypervisor reports about every domain.
     pub fn domains(&self) -> Vec<DomainInfo> {
-        self.hv
+        let dom0 = self.host.hv.dom0();
+        self.host
+            .hv
             .domains()
             .into_iter()
-            .filter_map(|d| self.dom0.info(d).ok())
+            .filter_map(|d| dom0.info(d).ok())
             .collect()
     }
 
@@ -322,37 +379,27 @@ impl Host {
             .map_or("guest", |s| s.name)
     }
 
-    /// Stops the API and the toolstack, destroys the guests, then asks the
-    /// xenstore domain to stop, waits for its clean shutdown and destroys
-    /// it. Returns how each service domain ended.
+    /// Stops the API and the toolstack, destroys the guests, stops the
+    /// driver domains, then asks the xenstore domain to stop, waits for
+    /// every service domain's clean shutdown and destroys it. Returns how
+    /// each service domain ended.
     pub fn stop(mut self) -> Result<Vec<(Service, RunState)>> {
         if let Some(api) = self.api.take() {
             api.stop();
         }
-        self.toolstack.stop();
         if let Some(c) = self.consoles.take() {
             c.stop();
         }
-        for d in self.hv.domains() {
-            let service = self.services.iter().any(|s| s.domid == d);
-            if !service && d != DomId::DOM0 {
-                let _ = self.dom0.destroy(d);
-                // The xenstore domain notices the death too, but may be
-                // told to stop first: release the guest now, so the store
-                // keeps no introduced domain that no longer exists.
-                if let Err(e) = self.intro.release(d) {
-                    tracing::warn!(dom = d.0, error = %e, "xenstore release failed");
-                }
-            }
-        }
+        self.host.stop_guests();
         self.net.netback().stop();
         self.blk.stop();
-        self.stop_xenstore.store(true, Ordering::Release);
+        self.host.stop_xenstore();
+        let dom0 = self.host.hv.dom0();
         let mut ended = Vec::new();
         for s in self.services.iter().filter(|s| s.domid != DomId::DOM0) {
             let deadline = Instant::now() + STOP_TIMEOUT;
             let state = loop {
-                let st = self.dom0.info(s.domid).map(|i| i.state);
+                let st = dom0.info(s.domid).map(|i| i.state);
                 match st {
                     Ok(RunState::Shutdown(r)) => break RunState::Shutdown(r),
                     _ if Instant::now() >= deadline => {
@@ -362,9 +409,8 @@ impl Host {
                     _ => std::thread::sleep(Duration::from_millis(5)),
                 }
             };
-            self.hv.join(s.domid, STOP_TIMEOUT);
-            self.dom0
-                .destroy(s.domid)
+            self.host.hv.join(s.domid, STOP_TIMEOUT);
+            dom0.destroy(s.domid)
                 .map_err(|e| anyhow!("destroying {}: {e}", s.name))?;
             ended.push((s.clone(), state));
         }
@@ -429,10 +475,9 @@ fn register_xenstore_image(
 /// once per domain).
 fn discover_consoles(
     hv: Hypervisor,
-    toolstack: HostToolstack,
+    vm_name: impl Fn(&str) -> Option<String> + Send + 'static,
     services: Vec<(DomId, &'static str)>,
 ) -> impl FnMut() -> Vec<Guest> + Send + 'static {
-    use windsor_toolstack::action::{Action, Class, Record, Reply};
     let dom0 = hv.dom0();
     let mut names: std::collections::HashMap<(u16, [u8; 16]), String> = Default::default();
     move || {
@@ -445,15 +490,7 @@ fn discover_consoles(
                 if let Some((_, n)) = services.iter().find(|(s, _)| *s == d) {
                     return (*n).to_owned();
                 }
-                let uuid = uuid_string(&info.handle);
-                let rec = toolstack.handle(Action::GetRecord {
-                    class: Class::Vm,
-                    r: windsor_toolstack::action::ref_of(&uuid),
-                });
-                match rec {
-                    Ok(Reply::Record(Record::Vm(v))) => v.name_label,
-                    _ => format!("d{}", d.0),
-                }
+                vm_name(&uuid_string(&info.handle)).unwrap_or_else(|| format!("d{}", d.0))
             });
             found.push(Guest {
                 dom: d,

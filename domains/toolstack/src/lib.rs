@@ -11,7 +11,8 @@
 //!   xenstore transaction per domain). Its concerns, one module each:
 //!   [`records`] (the record table, uuids), [`events`] (the log behind
 //!   `event.from`), [`lifecycle`] (power states and legal transitions),
-//!   [`limits`] (valid memory and vCPU values, field and record sizes),
+//!   [`limits`] (valid memory and vCPU values, field and record sizes;
+//!   `meter` measures a record against them without encoding it),
 //!   [`power`] (power operations and domain exits as executor steps),
 //!   [`storage`] (SR/PBD/VDI rules), [`devices`] (VIF/VBD records and a
 //!   domain's xenstore tree), [`bootstrap`] (first-start records,
@@ -28,13 +29,15 @@
 //!   mode: netback over the `windsor-control` vchan) is then asked to
 //!   serve each VIF before the guest runs, and to stop at teardown. A VDI
 //!   created with an `sr_dir` set gets a sparse raw image file there.
-//! * the in-process host (`host` feature, off by default: it pulls in the
-//!   simulated hypervisor and the test guest): `host` wires the toolstack
-//!   to the simulated hypervisor, the in-process store (`localstore`) and
-//!   a xenstore domain serving the guests' xenbus rings, and registers the
-//!   built-in guest images. Tests and benchmarks run on it; `windsor up`
-//!   (the `windsor` crate) composes the real host: the persistent xenstore
-//!   daemon, this toolstack, the API, and the same guest images.
+//! * host mode's composition (`host` feature, off by default: it pulls in
+//!   the simulated hypervisor and the test guest): `host` composes every
+//!   host-mode host — the simulated hypervisor, a xenstore domain (any
+//!   `host::XenstoreDomain`), the built-in guest images and this
+//!   toolstack on dom0, and the teardown order. Tests and benchmarks give
+//!   it the in-process store (`localstore`, with a xenstore domain serving
+//!   the guests' xenbus rings); `windsor up` (the `windsor` crate) gives it
+//!   the persistent xenstore daemon and adds the driver domains and the
+//!   API.
 //!
 //! Domain introduction is the `service::Introducer` trait: the `XenStore`
 //! client trait has no `XS_INTRODUCE`/`XS_RELEASE`, which only the
@@ -57,6 +60,7 @@ pub mod events;
 pub mod layout;
 pub mod lifecycle;
 pub mod limits;
+mod meter;
 pub mod power;
 pub mod records;
 pub mod storage;

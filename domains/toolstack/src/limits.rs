@@ -28,9 +28,10 @@
 use alloc::format;
 use alloc::string::{String, ToString};
 
-use serde_json::Value;
+use serde::Serialize;
 
 use crate::action::{ActionError, NewRecord, Record, VmRecord};
+use crate::meter;
 
 /// The longest string field, bytes.
 pub const MAX_STRING: usize = 4096;
@@ -193,7 +194,7 @@ fn excerpt(s: &str) -> String {
     format!("{}...", &s[..end])
 }
 
-fn too_big(field: &str, value: &str, reason: String) -> ActionError {
+pub(crate) fn too_big(field: &str, value: &str, reason: String) -> ActionError {
     ActionError::ValueNotSupported {
         field: field.into(),
         value: excerpt(value),
@@ -203,60 +204,32 @@ fn too_big(field: &str, value: &str, reason: String) -> ActionError {
 
 /// Every field of a record to create within the limits.
 pub fn check_new(new: &NewRecord) -> Result<(), ActionError> {
-    check_fields(&match new.clone() {
-        NewRecord::Vm(v) => Record::Vm(v),
-        NewRecord::Network(n) => Record::Network(n),
-        NewRecord::Sr(s) => Record::Sr(s),
-        NewRecord::Vdi(d) => Record::Vdi(d),
-        NewRecord::Vif(f) => Record::Vif(f),
-        NewRecord::Vbd(b) => Record::Vbd(b),
-    })
+    match new {
+        NewRecord::Vm(v) => check_serialized(v),
+        NewRecord::Network(n) => check_serialized(n),
+        NewRecord::Sr(s) => check_serialized(s),
+        NewRecord::Vdi(d) => check_serialized(d),
+        NewRecord::Vif(f) => check_serialized(f),
+        NewRecord::Vbd(b) => check_serialized(b),
+    }
 }
 
 /// Every field of `rec` within the limits (see the module doc).
 pub fn check_fields(rec: &Record) -> Result<(), ActionError> {
-    let v = rec.to_value();
-    let Value::Object(fields) = &v else {
-        return Ok(());
+    check_serialized(rec)
+}
+
+/// The checks of [`check_fields`] on a record as it serializes, measured
+/// without encoding it ([`crate::meter`]).
+fn check_serialized<T: Serialize + ?Sized>(rec: &T) -> Result<(), ActionError> {
+    let m = meter::measure(rec)?;
+    let size = if m.bound && m.size > MAX_RECORD {
+        serde_json::to_vec(rec)
+            .map(|b| b.len())
+            .unwrap_or(usize::MAX)
+    } else {
+        m.size
     };
-    for (name, value) in fields {
-        match value {
-            Value::String(s) if s.len() > MAX_STRING => {
-                return Err(too_big(name, s, format!("longer than {MAX_STRING} bytes")))
-            }
-            Value::Object(map) => {
-                if map.len() > MAX_MAP_ENTRIES {
-                    return Err(too_big(
-                        name,
-                        "",
-                        format!("more than {MAX_MAP_ENTRIES} keys"),
-                    ));
-                }
-                for (k, x) in map {
-                    if k.len() > MAX_MAP_KEY {
-                        return Err(too_big(
-                            name,
-                            k,
-                            format!("a key longer than {MAX_MAP_KEY} bytes"),
-                        ));
-                    }
-                    if let Value::String(x) = x {
-                        if x.len() > MAX_MAP_VALUE {
-                            return Err(too_big(
-                                name,
-                                x,
-                                format!("a value longer than {MAX_MAP_VALUE} bytes"),
-                            ));
-                        }
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    let size = serde_json::to_vec(&v)
-        .map(|b| b.len())
-        .unwrap_or(usize::MAX);
     if size > MAX_RECORD {
         return Err(too_big(
             "record",
@@ -374,5 +347,24 @@ mod tests {
         v.other_config
             .insert("k".into(), "v".repeat(MAX_MAP_VALUE + 1));
         assert!(check_fields(&Record::Vm(v)).is_err());
+    }
+
+    #[test]
+    fn record_size_limit() {
+        // Every string within its limit, but escaped quotes double them:
+        // 60 tags of 2,000 bytes encode to about 240 KB.
+        let mut v = vm();
+        v.tags = (0..60).map(|_| "\"".repeat(2000)).collect();
+        let size = serde_json::to_vec(&v).unwrap().len();
+        assert!(size > MAX_RECORD);
+        match check_new(&NewRecord::Vm(v.clone())) {
+            Err(ActionError::ValueNotSupported { field, reason, .. }) => {
+                assert_eq!(field, "record");
+                assert!(reason.starts_with(&format!("{size} bytes")), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        v.tags.truncate(40);
+        assert_eq!(check_fields(&Record::Vm(v)), Ok(()));
     }
 }
