@@ -16,8 +16,10 @@
 //! is legal is the toolstack's decision. [`reply_to_value`] turns the
 //! toolstack's typed reply back into XenAPI's value shape.
 //!
-//! Sessions, `system.*` and the calls the server composes from others
-//! (`VM.get_allowed_VIF_devices`) are not here: the server answers them.
+//! Sessions, `system.*`, the calls the server composes from others
+//! (`VM.get_allowed_VIF_devices`) and the `console` class with
+//! `VM.get_consoles` (the console backend's runtime state, not toolstack
+//! records: see `console.rs`) are not here: the server answers them.
 //!
 //! # Adding a call
 //!

@@ -289,6 +289,103 @@ impl Client {
         Ok(bytes)
     }
 
+    /// `GET path` on the API's endpoint: (status, headers, body).
+    fn get(&mut self, path: &str) -> Result<(u16, hyper::HeaderMap, Bytes), ClientError> {
+        let host = match &self.endpoint {
+            Endpoint::Tcp(hp) => hp.clone(),
+            Endpoint::Unix(_) => "localhost".to_owned(),
+        };
+        let endpoint = self.endpoint.clone();
+        let mut conn = self.conn.take();
+        let result = self.rt.block_on(async {
+            for attempt in 0..2 {
+                let mut send = match conn.take() {
+                    Some(c) if !c.is_closed() => c,
+                    _ => Self::open(&endpoint).await?,
+                };
+                let req = Request::get(path)
+                    .header(HOST, host.as_str())
+                    .body(Full::new(Bytes::new()))
+                    .map_err(|e| ClientError::Unexpected(e.to_string()))?;
+                let resp = match send.ready().await {
+                    Ok(()) => send.send_request(req).await,
+                    Err(e) => Err(e),
+                };
+                match resp {
+                    Ok(resp) => {
+                        let status = resp.status().as_u16();
+                        let headers = resp.headers().clone();
+                        let bytes = resp.into_body().collect().await?.to_bytes();
+                        return Ok((send, (status, headers, bytes)));
+                    }
+                    Err(e) if attempt == 0 && (e.is_closed() || e.is_canceled()) => continue,
+                    Err(e) => return Err(ClientError::Http(e)),
+                }
+            }
+            Err(ClientError::Unexpected("connection closed twice".into()))
+        });
+        let (send, r) = result?;
+        self.conn = Some(send);
+        Ok(r)
+    }
+
+    /// Where the console of VM `vm` (a ref) is read: `VM.get_consoles`,
+    /// then the path of its `location` (asked of this client's endpoint,
+    /// since the location names the server's TCP address, which a client
+    /// on the Unix socket or behind a tunnel may not reach). Fails with
+    /// [`ClientError::Unexpected`] if the VM has no console (it is not
+    /// running).
+    pub fn vm_console_path(&mut self, vm: &str) -> Result<String, ClientError> {
+        let consoles = self.session_call("VM.get_consoles", &[Value::str(vm)])?;
+        let c = consoles
+            .as_array()
+            .and_then(|a| a.first())
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                ClientError::Unexpected("the VM has no console (is it running?)".into())
+            })?
+            .to_owned();
+        let location = self.session_call("console.get_location", &[Value::str(c)])?;
+        let location = location
+            .as_str()
+            .ok_or_else(|| ClientError::Unexpected("console location is not a string".into()))?;
+        location
+            .find("/console")
+            .map(|i| location[i..].to_owned())
+            .ok_or_else(|| ClientError::Unexpected(format!("console location {location:?}")))
+    }
+
+    /// The console text at `path` (from [`vm_console_path`](Self::vm_console_path))
+    /// from byte `offset` of the guest's output (see [`crate::console`]).
+    pub fn console_read(
+        &mut self,
+        path: &str,
+        offset: u64,
+    ) -> Result<crate::console::ConsoleText, ClientError> {
+        let session = self.session.clone().ok_or(ClientError::NotLoggedIn)?;
+        let (status, headers, body) =
+            self.get(&format!("{path}&session_id={session}&offset={offset}"))?;
+        if status != 200 {
+            return Err(ClientError::Unexpected(format!(
+                "console: HTTP {status}: {}",
+                String::from_utf8_lossy(&body).trim()
+            )));
+        }
+        let num = |h: &str| -> Result<u64, ClientError> {
+            headers
+                .get(h)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| ClientError::Unexpected(format!("console: no {h} header")))
+        };
+        Ok(crate::console::ConsoleText {
+            start: num("x-console-start")?,
+            end: num("x-console-end")?,
+            text: String::from_utf8_lossy(&body).into_owned(),
+            closed: headers.contains_key("x-console-closed"),
+        })
+    }
+
     /// Calls `method` with exactly `params` (no session added).
     pub fn call(&mut self, method: &str, params: &[Value]) -> Result<Value, ClientError> {
         self.next_id += 1;

@@ -17,6 +17,8 @@
 //!   [`Action`](windsor_toolstack::action::Action), typed reply → value.
 //! * [`auth`] — hashed credentials and the session table.
 //! * [`toolstack`] — the seam to the toolstack ([`toolstack::Toolstack`]).
+//! * [`console`] — XenAPI `console` objects and the console text over
+//!   HTTP, answered from the host's console backend.
 //! * [`server`] — the dispatcher ([`server::Api`]) and the HTTP server
 //!   ([`server::Server`]) on TCP and a Unix socket.
 //! * [`client`] — the Rust client the `windsor` command line uses.
@@ -91,6 +93,8 @@ pub mod xmlrpc;
 pub mod auth;
 #[cfg(feature = "std")]
 pub mod client;
+#[cfg(feature = "std")]
+pub mod console;
 #[cfg(feature = "std")]
 pub mod server;
 #[cfg(feature = "std")]

@@ -59,6 +59,7 @@ use crate::toolstack::Toolstack;
 use windsor_toolstack::action::{uuid_of, Action, Reply, TaskOutcome};
 
 use crate::call::{self, all_methods, lookup, lookup_async, reply_to_value, ASYNC};
+use crate::console::{self, Consoles};
 use crate::error::{codes, ApiError, WireError};
 use crate::jsonrpc::{self, Version};
 use crate::value::Value;
@@ -135,6 +136,10 @@ pub struct Api {
     owner_key: std::collections::hash_map::RandomState,
     verifier: Verifier,
     limiter: LoginLimiter,
+    /// The host's console backend ([`Api::with_consoles`]).
+    consoles: Option<Arc<dyn Consoles>>,
+    /// `http://<address>` of the TCP listener, for console locations.
+    base: std::sync::OnceLock<String>,
 }
 
 /// Who is calling: where [`Api::call_as`] charges failed logins, and
@@ -250,7 +255,64 @@ impl Api {
             limiter: LoginLimiter::new(config.login_failure_burst, config.login_failures_per_sec),
             config,
             owner_key: std::collections::hash_map::RandomState::new(),
+            consoles: None,
+            base: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Serves the `console` class and `GET /console` from `consoles` (see
+    /// [`crate::console`]); without it there are no console objects.
+    pub fn with_consoles(mut self, consoles: Arc<dyn Consoles>) -> Api {
+        self.consoles = Some(consoles);
+        self
+    }
+
+    /// `console` calls (see [`crate::console`]).
+    fn console_call(&self, method: &str, params: &[Value]) -> Result<Value, ApiError> {
+        let n = console::arity(method).ok_or_else(|| ApiError::method_unknown(method))?;
+        if params.len() != n + 1 {
+            return Err(count_mismatch(method, n + 1, params.len()));
+        }
+        self.check_session(params)?;
+        let none = NoConsoles;
+        let consoles: &dyn Consoles = self.consoles.as_deref().unwrap_or(&none);
+        let base = self.base.get().map_or("", String::as_str);
+        console::call(consoles, base, method, &params[1..], |vm| {
+            self.toolstack
+                .handle(Action::GetRecord {
+                    class: windsor_toolstack::action::Class::Vm,
+                    r: vm.to_owned(),
+                })
+                .map(|_| ())
+                .map_err(ApiError::from)
+        })
+    }
+
+    /// `GET /console?uuid=..&session_id=..[&offset=n]`.
+    fn console_text(&self, query: &str) -> Result<console::ConsoleText, (StatusCode, String)> {
+        let mut uuid = None;
+        let mut session = None;
+        let mut offset = 0u64;
+        for kv in query.split('&') {
+            match kv.split_once('=') {
+                Some(("uuid", v)) => uuid = Some(v),
+                Some(("session_id", v)) => session = Some(v),
+                Some(("offset", v)) => {
+                    offset = v
+                        .parse()
+                        .map_err(|_| (StatusCode::BAD_REQUEST, "bad offset\n".to_owned()))?
+                }
+                _ => {}
+            }
+        }
+        let session = session.ok_or((StatusCode::UNAUTHORIZED, "session_id missing\n".into()))?;
+        self.check_session_ref(session)
+            .map_err(|e| (StatusCode::UNAUTHORIZED, format!("{e}\n")))?;
+        let uuid = uuid.ok_or((StatusCode::BAD_REQUEST, "uuid missing\n".into()))?;
+        self.consoles
+            .as_ref()
+            .and_then(|c| c.read(uuid, offset))
+            .ok_or((StatusCode::NOT_FOUND, format!("no console {uuid}\n")))
     }
 
     /// The limits in force.
@@ -403,8 +465,10 @@ impl Api {
             "system.listMethods" => {
                 let mut all: Vec<String> = SESSION_METHODS.iter().map(|s| s.to_string()).collect();
                 all.extend(all_methods());
+                all.extend(console::methods());
                 Ok(Value::strings(all))
             }
+            _ if console::is_console_method(method) => self.console_call(method, params),
             _ if method.starts_with(ASYNC) => self.dispatch_async(method, params),
             _ => self.dispatch(method, params),
         }
@@ -640,6 +704,9 @@ impl Server {
             use std::os::unix::fs::MetadataExt;
             std::fs::metadata(p).ok().map(|m| m.uid())
         });
+        if let Some(a) = tcp_addr {
+            let _ = api.base.set(format!("http://{a}"));
+        }
         let (stop, stopped) = oneshot::channel();
         let thread = std::thread::Builder::new()
             .name("windsor-api".into())
@@ -936,6 +1003,9 @@ async fn handle(
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
+    if req.uri().path() == "/console" && req.method() == HttpMethod::GET {
+        return Ok(console_response(api, req.uri().query().unwrap_or("")));
+    }
     let format = match req.uri().path() {
         "/jsonrpc" => Format::Json,
         "/" | "/RPC2" | "/xmlrpc" if is_json_ct => Format::Json,
@@ -1038,6 +1108,41 @@ async fn handle(
             jsonrpc::emit_response(version, &id, &result),
         ),
     })
+}
+
+/// No console backend: no consoles.
+struct NoConsoles;
+
+impl Consoles for NoConsoles {
+    fn list(&self) -> Vec<console::ConsoleEntry> {
+        Vec::new()
+    }
+    fn read(&self, _: &str, _: u64) -> Option<console::ConsoleText> {
+        None
+    }
+}
+
+/// `GET /console` (see [`crate::console`]).
+fn console_response(api: &Api, query: &str) -> Response<Full<Bytes>> {
+    let (status, body, range) = match api.console_text(query) {
+        Ok(t) => (StatusCode::OK, t.text, Some((t.start, t.end, t.closed))),
+        Err((status, msg)) => (status, msg, None),
+    };
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if let Some((start, end, closed)) = range {
+        h.insert("x-console-start", HeaderValue::from(start));
+        h.insert("x-console-end", HeaderValue::from(end));
+        if closed {
+            h.insert("x-console-closed", HeaderValue::from_static("1"));
+        }
+    }
+    r
 }
 
 /// A response of the server.

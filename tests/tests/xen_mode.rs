@@ -589,7 +589,11 @@ fn init_times(r: &xen_boot::BootReport, guest: &str) -> Vec<f64> {
 /// writes a garbage producer index into its console ring: dom0 disconnects
 /// that console alone and the others go on; the same guest
 /// (`ignore-shutdown=`) ignores the poweroff request and is hard-stopped
-/// after `shutdown_ms`. The kernel and busybox-static
+/// after `shutdown_ms`. The other (`console-flood=`) floods its console
+/// from its init on, through its reboot: dom0 holds it to its rate (the
+/// bytes it took, per boot, within the burst plus the rate times the
+/// time), while linux0 and the fuzz-target boot, and the flooder itself
+/// still reboots and powers off on request. The kernel and busybox-static
 /// are fetched once with `apt-get download` and cached under `target/`.
 #[test]
 fn debian_linux_guests_boot_report_on_their_console_reboot_and_power_off() {
@@ -598,7 +602,9 @@ fn debian_linux_guests_boot_report_on_their_console_reboot_and_power_off() {
         let _one = ONE_BOOT_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         boot(&XenBootArgs {
             config: Some(config),
-            cmdline: "reboot=linux1 console-garbage=linux0 ignore-shutdown=linux0".into(),
+            cmdline: "reboot=linux1 console-garbage=linux0 ignore-shutdown=linux0 \
+                      console-flood=linux1"
+                .into(),
             quiet: true,
             ..XenBootArgs::default()
         })
@@ -697,8 +703,41 @@ fn debian_linux_guests_boot_report_on_their_console_reboot_and_power_off() {
         Some(1),
         "every planned step succeeded but the guest that ignored poweroff"
     );
+    // linux1 flooded its console, each boot: held to dom0's rate (a
+    // 32 KiB burst, then 4 KiB/s; its last ring, at most 2 KiB, is taken
+    // at teardown whatever the rate).
+    // (Its second boot is powered off as soon as its init line is seen,
+    // usually before it starts flooding again.)
+    assert!(console("linux1", "WINDSOR-LINUX-FLOODING") >= 1);
+    let flood_lines = console("linux1", "WINDSOR-LINUX-FLOOD ");
+    assert!(flood_lines > 100, "the flooder wrote: {flood_lines} lines");
+    let closed: Vec<(u64, u64, f64)> = r
+        .lines
+        .iter()
+        .filter(|l| l.contains("guest \"linux1\" d") && l.contains("console closed: "))
+        .filter_map(|l| {
+            let rest = &l[l.find("console closed: ")? + "console closed: ".len()..];
+            let w: Vec<&str> = rest.split_whitespace().collect();
+            Some((
+                w.first()?.parse().ok()?,
+                w.get(2)?.parse().ok()?,
+                w.get(6)?.parse().ok()?,
+            ))
+        })
+        .collect();
+    assert_eq!(closed.len(), 2, "one console per boot of linux1");
+    for &(lines, bytes, secs) in &closed {
+        let bound = 32768.0 + 4096.0 * secs + 2048.0;
+        assert!(
+            (bytes as f64) <= bound,
+            "linux1 gave {bytes} bytes ({lines} lines) in {secs} s, bound {bound}"
+        );
+    }
     let (l0, l1) = (init_times(&r, "linux0"), init_times(&r, "linux1"));
     assert_eq!((l0.len(), l1.len()), (1, 2), "{l0:?} {l1:?}");
+    eprintln!(
+        "xen-mode console flood: linux1 {flood_lines} flood lines printed; per boot (lines, bytes, s) {closed:?}"
+    );
     eprintln!(
         "xen-mode linux: unpause -> init linux0 {l0:?} ms, linux1 {l1:?} ms; \
          ready after {:.1} s, whole run {:.1} s of QEMU wall time",

@@ -18,6 +18,14 @@
 //! the daemon map the ring and bind the port, `XS_RELEASE` or the guest's
 //! death undoes it. One store, so permissions and quotas apply per domain
 //! whatever the transport.
+//!
+//! 4. the **console backend** (xenconsoled's job) runs in dom0, this
+//!    process, as in Xen mode: a `windsor_console::service` finds every
+//!    domain with a console ring (its console port as dom0 reads
+//!    `HVM_PARAM_CONSOLE_EVTCHN`, its page by grant entry 0), captures
+//!    each into a bounded, rate-limited history, and the API serves them
+//!    as XenAPI `console` objects and over HTTP (`windsor vm console`).
+//!
 //! [`Host::stop`] destroys the guests, stops the API and shuts the xenstore
 //! domain down cleanly.
 //!
@@ -37,6 +45,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use windsor_api::auth::Credentials;
 use windsor_api::server::{Api, Config as ApiConfig, Listen, Server};
+use windsor_console::service::{ConsoleService, Consoles, Guest, ServiceConfig};
 use windsor_toolstack::host::{Host as ToolstackHost, XenstoreDomain};
 use windsor_toolstack::service::{Introducer, ToolstackConfig};
 use windsor_xenstore::client::ClientError;
@@ -48,7 +57,7 @@ use xen::platform::{
     RunState, ShutdownReason,
 };
 use xen::{DomId, Errno, EvtchnPort, Gfn};
-use xen_sim::{Hypervisor, SimDomain};
+use xen_sim::{Hypervisor, SimDomain, SimMapping};
 
 /// How to run the host.
 #[derive(Clone, Debug)]
@@ -187,6 +196,7 @@ impl XenstoreDomain for DaemonXenstore {
 pub struct Host {
     // Dropped first: the API, then the toolstack and the xenstore domain.
     api: Option<Server>,
+    consoles: Option<ConsoleService<SimMapping>>,
     host: ToolstackHost<DaemonXenstore>,
     services: Vec<Service>,
     drivers: crate::drivers::ControlBackends,
@@ -250,14 +260,45 @@ impl Host {
             )
             .context("starting the API's xenstore watches")?;
 
+        // 4. The console backend (before the API, which serves it).
+        let service_doms = vec![
+            (xs, "xenstore"),
+            (net.netback().domid, "netback"),
+            (blk.domid, "blkback"),
+        ];
+        let ts = host.toolstack.clone();
+        let vm_name = move |uuid: &str| {
+            use windsor_toolstack::action::{Action, Class, Record, Reply};
+            match ts.handle(Action::GetRecord {
+                class: Class::Vm,
+                r: windsor_toolstack::action::ref_of(uuid),
+            }) {
+                Ok(Reply::Record(Record::Vm(v))) => Some(v.name_label),
+                _ => None,
+            }
+        };
+        let consoles = ConsoleService::start(
+            host.hv.dom0(),
+            ServiceConfig::default(),
+            discover_consoles(host.hv.clone(), vm_name, service_doms.clone()),
+        )
+        .context("starting the console backend")?;
+        let api_consoles = Arc::new(ApiConsoles {
+            consoles: consoles.consoles(),
+            services: service_doms.iter().map(|(d, _)| *d).collect(),
+        });
+
         // 3. The API.
         let loaded = Credentials::load_or_init_from_env(&opts.data_dir)
             .context("loading the API credentials")?;
-        let api = Arc::new(Api::new(
-            Arc::new(host.toolstack.clone()),
-            loaded.credentials,
-            ApiConfig::default(),
-        ));
+        let api = Arc::new(
+            Api::new(
+                Arc::new(host.toolstack.clone()),
+                loaded.credentials,
+                ApiConfig::default(),
+            )
+            .with_consoles(api_consoles),
+        );
         let server = Server::start(
             api,
             &Listen {
@@ -296,9 +337,15 @@ impl Host {
                 serves: "VBD backends (image files in the SR directory), windsor-control vchan"
                     .into(),
             },
+            Service {
+                domid: DomId::DOM0,
+                name: "console",
+                serves: "guests' consoles (XenAPI console objects, GET /console)".into(),
+            },
         ];
         Ok(Host {
             api: Some(server),
+            consoles: Some(consoles),
             host,
             services,
             drivers,
@@ -339,6 +386,9 @@ impl Host {
     pub fn stop(mut self) -> Result<Vec<(Service, RunState)>> {
         if let Some(api) = self.api.take() {
             api.stop();
+        }
+        if let Some(c) = self.consoles.take() {
+            c.stop();
         }
         // Restarted driver domains have new ids: they are service domains
         // too, not guests to destroy.
@@ -427,6 +477,96 @@ fn register_xenstore_image(
             }
         }
     });
+}
+
+/// How the console backend finds consoles: every domain with a console
+/// ring, named by its service role or its VM's `name_label` (looked up
+/// once per domain).
+fn discover_consoles(
+    hv: Hypervisor,
+    vm_name: impl Fn(&str) -> Option<String> + Send + 'static,
+    services: Vec<(DomId, &'static str)>,
+) -> impl FnMut() -> Vec<Guest> + Send + 'static {
+    let dom0 = hv.dom0();
+    let mut names: std::collections::HashMap<(u16, [u8; 16]), String> = Default::default();
+    move || {
+        let mut found = Vec::new();
+        for d in hv.domains() {
+            let (Some(port), Ok(info)) = (hv.console_port(d), dom0.info(d)) else {
+                continue;
+            };
+            let name = names.entry((d.0, info.handle)).or_insert_with(|| {
+                if let Some((_, n)) = services.iter().find(|(s, _)| *s == d) {
+                    return (*n).to_owned();
+                }
+                vm_name(&uuid_string(&info.handle)).unwrap_or_else(|| format!("d{}", d.0))
+            });
+            found.push(Guest {
+                dom: d,
+                port,
+                name: name.clone(),
+                handle: info.handle,
+            });
+        }
+        names.retain(|(d, _), _| found.iter().any(|g| g.dom.0 == *d));
+        found
+    }
+}
+
+/// A domain handle as a uuid string (the toolstack creates a VM's domain
+/// with its uuid as the handle).
+fn uuid_string(h: &[u8; 16]) -> String {
+    let x: String = h.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &x[0..8],
+        &x[8..12],
+        &x[12..16],
+        &x[16..20],
+        &x[20..32]
+    )
+}
+
+/// The API's view of the console backend: the VMs' consoles (service
+/// domains' consoles are captured too, but are not XenAPI objects).
+struct ApiConsoles {
+    consoles: Consoles<SimMapping>,
+    services: Vec<DomId>,
+}
+
+impl windsor_api::console::Consoles for ApiConsoles {
+    fn list(&self) -> Vec<windsor_api::console::ConsoleEntry> {
+        self.consoles
+            .list()
+            .into_iter()
+            .filter(|c| !self.services.contains(&c.dom))
+            .map(|c| windsor_api::console::ConsoleEntry {
+                vm_uuid: uuid_string(&c.handle),
+                uuid: c.uuid,
+                domid: c.dom.0,
+                total_bytes: c.total_bytes,
+                lines: c.lines,
+            })
+            .collect()
+    }
+
+    fn read(&self, uuid: &str, from: u64) -> Option<windsor_api::console::ConsoleText> {
+        let service = self
+            .consoles
+            .list()
+            .into_iter()
+            .any(|c| c.uuid == uuid && self.services.contains(&c.dom));
+        if service {
+            return None;
+        }
+        let t = self.consoles.read(uuid, from)?;
+        Some(windsor_api::console::ConsoleText {
+            start: t.start,
+            end: t.end,
+            text: t.text,
+            closed: t.closed,
+        })
+    }
 }
 
 /// The default data directory: `$XDG_DATA_HOME/windsor`, else

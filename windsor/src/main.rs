@@ -173,6 +173,18 @@ enum VmOp {
         /// Name, uuid or reference.
         vm: String,
     },
+    /// Show a running VM's console output (its last lines; --follow for
+    /// more as it comes, until the VM's console goes away).
+    Console {
+        /// Name, uuid or reference.
+        vm: String,
+        /// How many of the last lines to show.
+        #[arg(short = 'n', long, default_value_t = 50)]
+        lines: usize,
+        /// Keep printing new output until the VM stops.
+        #[arg(short, long)]
+        follow: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -450,8 +462,60 @@ fn vm(conn: &ApiArgs, op: VmOp) -> Result<()> {
             c.vm_destroy(&r)?;
             done("destroyed", &vm);
         }
+        VmOp::Console { vm, lines, follow } => vm_console(&mut c, &vm, lines, follow, conn.json)?,
     }
     let _ = c.logout();
+    Ok(())
+}
+
+/// `windsor vm console`: the last `lines` lines of the VM's console
+/// (`VM.get_consoles`, then the console's `location` over HTTP), then with
+/// `follow` what comes next, polled, until the VM's domain is gone (a
+/// reboot ends it too: the new domain has a new console).
+fn vm_console(c: &mut Client, vm: &str, lines: usize, follow: bool, json: bool) -> Result<()> {
+    use std::io::Write;
+    let r = c.vm_find(vm)?;
+    let path = c
+        .vm_console_path(&r)
+        .with_context(|| format!("reading the console of {vm}"))?;
+    let first = c.console_read(&path, 0)?;
+    let text = first.text.as_str();
+    // The last `lines` lines (a final partial line counts as one).
+    let body = text.strip_suffix('\n').unwrap_or(text);
+    let cut = if lines == 0 {
+        body.len()
+    } else {
+        body.rmatch_indices('\n')
+            .nth(lines - 1)
+            .map_or(0, |(i, _)| i + 1)
+    };
+    let tail = &text[cut..];
+    if json && !follow {
+        println!(
+            "{}",
+            serde_json::json!({ "vm": vm, "start": first.start, "end": first.end, "text": tail })
+        );
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    out.write_all(tail.as_bytes())?;
+    out.flush()?;
+    let mut offset = first.end;
+    let mut closed = first.closed;
+    while follow && !closed {
+        std::thread::sleep(Duration::from_millis(200));
+        let t = c.console_read(&path, offset)?;
+        if t.start > offset {
+            writeln!(out, "[... {} bytes not kept ...]", t.start - offset)?;
+        }
+        out.write_all(t.text.as_bytes())?;
+        out.flush()?;
+        offset = t.end;
+        closed = t.closed;
+    }
+    if follow {
+        eprintln!("windsor: {vm}'s console closed (its domain is gone)");
+    }
     Ok(())
 }
 

@@ -569,9 +569,24 @@ case " $($b cat /proc/cmdline) " in
     # Misbehave for the tests: point our console ring's out_prod (offset
     # 3084 of the page, the first reserved page at the end of RAM) far
     # past out_cons; the backend must disconnect this console only.
-    page=$($b dmesg | $b grep 'BIOS-e820:' | $b grep reserved | $b tail -1 | $b sed 's/.*\[mem \(0x[0-9a-f]*\)-.*/\1/')
+    # (Busybox has been seen to segfault in this pipeline under TCG: try
+    # again.)
+    page=""
+    for try in 1 2 3; do
+        [ -n "$page" ] && break
+        page=$($b dmesg | $b grep 'BIOS-e820:' | $b grep reserved | $b tail -1 | $b sed 's/.*\[mem \(0x[0-9a-f]*\)-.*/\1/')
+    done
     echo "WINDSOR-LINUX-GARBAGE: out_prod of the console page at $page := 0x7fff0000"
+    # Let the backend read these lines first (under load it may be busy
+    # with another guest's console).
+    $b sleep 3
     $b devmem $(($page + 3084)) 32 0x7fff0000
+    ;;
+*" windsor.console=flood "*)
+    # Misbehave for the tests: write numbered lines to the console as fast
+    # as it takes them, for good; the backend must hold us to our rate.
+    echo "WINDSOR-LINUX-FLOODING"
+    (i=0; while :; do echo "WINDSOR-LINUX-FLOOD $i ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"; i=$((i+1)); done) &
     ;;
 esac
 while :; do $b sleep 3600; done

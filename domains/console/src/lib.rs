@@ -28,6 +28,9 @@
 //!   (as a guest does when xenconsoled is slow), it cannot starve the others
 //!   or dom0, which polls every console in turn.
 //!
+//! The `std` feature adds [`service`]: the backend as a thread over the
+//! platform traits (host mode runs it in dom0, as xenconsoled).
+//!
 //! Time is passed in (`now`); the ring is reached through [`OutRing`], which
 //! [`xen::shmem::SharedMem`] implements for the real page and tests
 //! implement over plain memory.
@@ -36,6 +39,11 @@
 #![warn(missing_docs)]
 
 extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+#[cfg(feature = "std")]
+pub mod service;
 
 use alloc::collections::VecDeque;
 use alloc::string::String;
@@ -199,6 +207,27 @@ impl GuestConsole {
         s
     }
 
+    /// The raw bytes of the history from byte offset `from` (counted from
+    /// the guest's first byte, as [`total_bytes`](Self::total_bytes) is):
+    /// `(start, text)`, where `start` is where the text begins (later than
+    /// `from` if those bytes already left the history) and the text ends
+    /// at `total_bytes()`, control characters escaped. A reader that
+    /// follows the console passes back `total_bytes()` of its last read.
+    pub fn history_since(&self, from: u64) -> (u64, String) {
+        let oldest = self.total - self.history.len() as u64;
+        let start = from.clamp(oldest, self.total);
+        let skip = (start - oldest) as usize;
+        let (a, b) = self.history.as_slices();
+        let mut s = String::new();
+        if skip < a.len() {
+            escape_into(&a[skip..], &mut s, true);
+            escape_into(b, &mut s, true);
+        } else {
+            escape_into(&b[skip - a.len()..], &mut s, true);
+        }
+        (start, s)
+    }
+
     /// Whether `needle` occurs in the history.
     pub fn history_contains(&self, needle: &str) -> bool {
         self.history().contains(needle)
@@ -227,12 +256,39 @@ impl GuestConsole {
         &mut self,
         now: Duration,
         ring: &impl OutRing,
-        mut sink: impl FnMut(&str, &str),
+        sink: impl FnMut(&str, &str),
     ) -> Result<Polled, ConsoleError> {
         if let Some(e) = self.error {
             return Err(e);
         }
         self.refill(now);
+        let budget = usize::try_from(self.tokens).unwrap_or(usize::MAX);
+        let polled = self.take(ring, budget, sink)?;
+        self.tokens -= polled.bytes as u64;
+        Ok(polled)
+    }
+
+    /// Takes everything left in the ring (at most one ring's worth),
+    /// whatever the rate: for a guest that is gone (shut down, about to be
+    /// destroyed), whose last words would otherwise be lost. Does not
+    /// touch the token bucket.
+    pub fn drain(
+        &mut self,
+        ring: &impl OutRing,
+        sink: impl FnMut(&str, &str),
+    ) -> Result<Polled, ConsoleError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        self.take(ring, XENCONS_OUT_SIZE, sink)
+    }
+
+    fn take(
+        &mut self,
+        ring: &impl OutRing,
+        budget: usize,
+        mut sink: impl FnMut(&str, &str),
+    ) -> Result<Polled, ConsoleError> {
         let cons = ring.cons();
         let prod = ring.prod();
         let avail = prod.wrapping_sub(cons) as usize;
@@ -241,14 +297,13 @@ impl GuestConsole {
             self.error = Some(e);
             return Err(e);
         }
-        let take = avail.min(usize::try_from(self.tokens).unwrap_or(usize::MAX));
+        let take = avail.min(budget);
         let mut buf = [0u8; XENCONS_OUT_SIZE];
         let start = mask_xencons_out(cons);
         let first = take.min(XENCONS_OUT_SIZE - start);
         ring.read(start, &mut buf[..first]);
         ring.read(0, &mut buf[first..take]);
         ring.set_cons(cons.wrapping_add(take as u32));
-        self.tokens -= take as u64;
         self.total += take as u64;
         let mut polled = Polled {
             bytes: take,
@@ -470,6 +525,57 @@ mod tests {
         assert_eq!(quiet_lines, 101, "the quiet guest is not starved");
         assert_eq!(flood.history().len(), 1000, "history bounded");
         assert!(rf.prod.get().wrapping_sub(rf.cons.get()) as usize <= XENCONS_OUT_SIZE);
+    }
+
+    #[test]
+    fn history_since_an_offset_follows_the_output() {
+        let r = Ring::new();
+        let mut c = GuestConsole::new(
+            "g",
+            Limits {
+                history_bytes: 8,
+                ..Limits::default()
+            },
+        );
+        r.write(b"abc\n");
+        lines_of(&mut c, ms(0), &r);
+        assert_eq!(c.history_since(0), (0, "abc\n".to_string()));
+        assert_eq!(c.history_since(2), (2, "c\n".to_string()));
+        assert_eq!(c.history_since(4), (4, String::new()));
+        assert_eq!(
+            c.history_since(99),
+            (4, String::new()),
+            "clamped to the end"
+        );
+        r.write(b"defghij\n");
+        lines_of(&mut c, ms(1), &r);
+        assert_eq!(c.total_bytes(), 12);
+        // Only the last 8 bytes are kept: a reader behind them skips ahead.
+        assert_eq!(c.history_since(0), (4, "defghij\n".to_string()));
+        assert_eq!(c.history_since(10), (10, "j\n".to_string()));
+    }
+
+    #[test]
+    fn drain_takes_the_last_words_whatever_the_rate() {
+        let r = Ring::new();
+        let mut c = GuestConsole::new(
+            "g",
+            Limits {
+                rate_bytes_per_sec: 0,
+                burst_bytes: 4,
+                ..Limits::default()
+            },
+        );
+        r.write(b"one\ntwo\n");
+        let p = c.poll(ms(0), &r, |_, _| {}).unwrap();
+        assert_eq!((p.bytes, p.throttled), (4, 4), "held to the burst");
+        assert_eq!(c.poll(ms(1000), &r, |_, _| {}).unwrap().bytes, 0, "no rate");
+        let mut got = vec![];
+        let p = c.drain(&r, |_, l| got.push(l.to_string())).unwrap();
+        assert_eq!((p.bytes, got), (4, vec!["two".to_string()]));
+        assert_eq!(r.cons.get(), r.prod.get());
+        r.prod.set(r.prod.get() + 5000);
+        assert!(c.drain(&r, |_, _| {}).is_err(), "garbage is garbage");
     }
 
     #[test]

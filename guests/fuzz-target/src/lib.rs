@@ -34,11 +34,19 @@
 //! again. If it returns [`Cancelled`](SuspendOutcome::Cancelled), it goes
 //! on in the same domain. A platform without save/restore (`ENOSYS`, the
 //! Xen-mode runtime so far) gets a plain `SHUTDOWN_suspend`, as before.
-//! | `control/misbehave` | toolstack (or a test) | `ignore-shutdown`: leave requests unacknowledged and keep running; `crash`: `SHUTDOWN_crash` at once; `spin`: stop serving xenstore and spin until destroyed; `net-bad-gref`, `net-oversize`, `net-index-games`, `net-flood`: break the netif protocol on its tx ring (see `windsor_netfront::Misbehave`) |
+//! | `control/misbehave` | toolstack (or a test) | `ignore-shutdown`: leave requests unacknowledged and keep running; `crash`: `SHUTDOWN_crash` at once; `spin`: stop serving xenstore and spin until destroyed; `net-bad-gref`, `net-oversize`, `net-index-games`, `net-flood`: break the netif protocol on its tx ring (see `windsor_netfront::Misbehave`); `console-flood`: write console lines as fast as its console takes them, while still answering `control/shutdown` |
 //! | `data/net` | guest | `up <ip>/<len>` once its network is connected, or `failed: <why>` |
 //! | `control/disk`, `data/disk*` | see [`disk`] | a verifying write/flush/read workload on its first VBD |
 //! | `control/net-echo` | toolstack (or a test) | `<ipv4> <bytes>`: send that many bytes to the TCP echo service of that address and check what comes back |
 //! | `data/net-echo` | guest | `ok <bytes>` or `failed: <why>`; `data/net-echo-progress`: bytes back so far |
+//!
+//! # Console
+//!
+//! The guest writes through its platform's [`Console`](xen::platform::Console)
+//! (in host mode its `io/console.h` ring, read by dom0's console backend):
+//! `fuzz-target: dom <id> up, boot-id <hex>, resumes <n>` once it listens,
+//! `fuzz-target: <request> requested` when it acts on `control/shutdown`,
+//! and under `console-flood` numbered `fuzz-target: flood <n> ...` lines.
 //!
 //! # Network
 //!
@@ -76,6 +84,9 @@ pub const IMAGE: &str = "fuzz-target";
 const T_NONE: TxId = TxId::NONE;
 /// How long the network handshake may take.
 const NET_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Makes a flood line about 80 bytes long.
+const FLOOD_PAD: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
 /// Watch token of `control/shutdown`.
 const TOK_SHUTDOWN: &str = "shutdown";
@@ -201,21 +212,45 @@ fn serve<P: Platform, S: XenStore>(p: &P, xs: &S, mem: &Memory) -> Result<Step, 
     let boot_id = format!("{:016x}", mem.boot_id);
     xs.write(T, "data/boot-id", boot_id.as_bytes())?;
     xs.write(T, "data/resumes", format!("{}", mem.resumes).as_bytes())?;
+    p.write(
+        format!(
+            "fuzz-target: dom {} up, boot-id {boot_id}, resumes {}\n",
+            p.domid().0,
+            mem.resumes
+        )
+        .as_bytes(),
+    );
     let mut net = connect_net(p, xs);
     let mut disk = disk::Disk::connect(p, xs);
     let mut ignore_shutdown = false;
+    let mut flood: Option<u64> = None;
     loop {
-        let ev = match net.as_mut() {
-            None => xs.next_event(None)?,
-            Some(st) => match xs.next_event(Some(Duration::ZERO)) {
+        let ev = if let Some(n) = flood.as_mut() {
+            // As fast as the console takes it (its writes wait for room);
+            // a breath every 64 lines in case nothing serves the console.
+            p.write(format!("fuzz-target: flood {n} {FLOOD_PAD}\n").as_bytes());
+            *n += 1;
+            if *n % 64 == 0 && p.wait(&[], Some(Duration::from_millis(1))).is_err() {
+                return Ok(Step::End(Outcome::Killed));
+            }
+            match xs.next_event(Some(Duration::ZERO)) {
                 Ok(ev) => ev,
-                Err(ClientError::Timeout) => {
-                    st.maintain(xs);
-                    st.poll_wait(Duration::from_millis(5));
-                    continue;
-                }
+                Err(ClientError::Timeout) => continue,
                 Err(e) => return Err(e),
-            },
+            }
+        } else {
+            match net.as_mut() {
+                None => xs.next_event(None)?,
+                Some(st) => match xs.next_event(Some(Duration::ZERO)) {
+                    Ok(ev) => ev,
+                    Err(ClientError::Timeout) => {
+                        st.maintain(xs);
+                        st.poll_wait(Duration::from_millis(5));
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                },
+            }
         };
         match ev.token.as_str() {
             TOK_MISBEHAVE => match read_opt(xs, "control/misbehave")?.as_deref() {
@@ -223,6 +258,10 @@ fn serve<P: Platform, S: XenStore>(p: &P, xs: &S, mem: &Memory) -> Result<Step, 
                 Some(b"crash") => {
                     p.shutdown_self(ShutdownReason::Crash);
                     return Ok(Step::End(Outcome::Shutdown(ShutdownReason::Crash)));
+                }
+                // (A repeated event keeps the count going.)
+                Some(b"console-flood") => {
+                    flood.get_or_insert(0);
                 }
                 Some(b"spin") => {
                     let _ = xs.write(T, "data/state", b"spinning");
@@ -233,7 +272,10 @@ fn serve<P: Platform, S: XenStore>(p: &P, xs: &S, mem: &Memory) -> Result<Step, 
                         st.netfront().misbehave(m);
                     }
                 }
-                _ => ignore_shutdown = false,
+                _ => {
+                    ignore_shutdown = false;
+                    flood = None;
+                }
             },
             TOK_DISK => {
                 let Some(work) = read_opt(xs, "control/disk")?
@@ -273,6 +315,9 @@ fn serve<P: Platform, S: XenStore>(p: &P, xs: &S, mem: &Memory) -> Result<Step, 
                 }
                 // Acknowledge, as Linux's xenbus driver does.
                 xs.write(T, "control/shutdown", b"")?;
+                p.write(
+                    format!("fuzz-target: {} requested\n", String::from_utf8_lossy(&v)).as_bytes(),
+                );
                 if let Some(st) = net.take() {
                     st.into_netfront().close(xs);
                 }

@@ -21,9 +21,13 @@ pub(crate) struct StartInfo {
     pub(crate) store: SimPages,
     /// The guest's port for the xenstore domain; a restore allocates a new one.
     pub(crate) store_port: AtomicU32,
-    /// The console ring page, kept alive for a console backend (not yet
-    /// served in host mode: console output goes through [`Console`]).
+    /// The console ring page (`io/console.h`): [`Console::write`] of a
+    /// built domain produces into its `out` ring, the console backend
+    /// (dom0) consumes.
     pub(crate) console: SimPages,
+    /// The guest's console port (`HVM_PARAM_CONSOLE_EVTCHN`); a restore
+    /// allocates a new one.
+    pub(crate) console_port: AtomicU32,
 }
 
 /// A handle on one domain of a simulated host. Cheap to clone; usable from
@@ -621,13 +625,94 @@ impl SimDomain {
     }
 }
 
+/// How long a guest's console write waits for room in a full ring while a
+/// backend serves it (a rate-limited backend drains 2 KiB in about 30 ms);
+/// past that the rest of the write is dropped and counted.
+const CONSOLE_STALL: Duration = Duration::from_secs(1);
+
 impl Console for SimDomain {
+    /// A built domain writes into the `out` ring of its console page and
+    /// notifies its console port, as a PV console driver does: while no
+    /// backend has bound the port it writes what fits and drops the rest;
+    /// with a backend it waits for room (at most [`CONSOLE_STALL`] per
+    /// write). Every byte is also kept in the hypervisor's own per-domain
+    /// log ([`crate::Hypervisor::console_output`], what Xen's `console_io`
+    /// debug log would show), and the lines of domains without a console
+    /// ring (dom0) go to `tracing`.
     fn write(&self, bytes: &[u8]) {
         self.shared.lock().console_write(self.id(), bytes);
-        let text = String::from_utf8_lossy(bytes);
-        for line in text.lines().filter(|l| !l.is_empty()) {
-            tracing::info!(target: "console", dom = self.id().0, "{line}");
+        match &self.start {
+            Some(start) => {
+                let dropped = self.ring_write(start, bytes);
+                if dropped > 0 {
+                    if let Ok(d) = self.shared.lock().dom_mut(self.id()) {
+                        d.console_dropped += dropped as u64;
+                    }
+                }
+            }
+            None => {
+                let text = String::from_utf8_lossy(bytes);
+                for line in text.lines().filter(|l| !l.is_empty()) {
+                    tracing::info!(target: "console", dom = self.id().0, "{line}");
+                }
+            }
         }
+    }
+}
+
+impl SimDomain {
+    /// Produces `bytes` into the console ring of `start`; returns how many
+    /// were dropped.
+    fn ring_write(&self, start: &StartInfo, mut bytes: &[u8]) -> usize {
+        use xen::abi::console::{mask_xencons_out, XENCONS_OUT_SIZE};
+        const OUT: usize = 1024;
+        const OUT_CONS: usize = 3080;
+        const OUT_PROD: usize = 3084;
+        let mem = start.console.mem();
+        let port = EvtchnPort(start.console_port.load(Ordering::Acquire));
+        let mut deadline = None;
+        while !bytes.is_empty() {
+            let cons = mem.atomic_u32(OUT_CONS).load(Ordering::Acquire);
+            let prod = mem.atomic_u32(OUT_PROD).load(Ordering::Relaxed);
+            let used = prod.wrapping_sub(cons) as usize;
+            if used > XENCONS_OUT_SIZE {
+                // The backend wrote nonsense into out_cons: stop using it.
+                return bytes.len();
+            }
+            let free = XENCONS_OUT_SIZE - used;
+            if free == 0 {
+                let served = matches!(self.status(port), Ok(PortStatus::Interdomain { .. }));
+                let now = Instant::now();
+                let until = *deadline.get_or_insert(now + CONSOLE_STALL);
+                if !served || now >= until {
+                    tracing::debug!(
+                        dom = self.id().0,
+                        served,
+                        "console ring full: write dropped"
+                    );
+                    return bytes.len();
+                }
+                match self.wait(&[port], Some((until - now).min(Duration::from_millis(10)))) {
+                    Ok(_) => {
+                        let _ = self.clear_pending(port);
+                    }
+                    Err(_) => return bytes.len(),
+                }
+                continue;
+            }
+            let n = free.min(bytes.len());
+            let at = mask_xencons_out(prod);
+            let first = n.min(XENCONS_OUT_SIZE - at);
+            mem.write_bytes(OUT + at, &bytes[..first]);
+            mem.write_bytes(OUT, &bytes[first..n]);
+            mem.atomic_u32(OUT_PROD)
+                .store(prod.wrapping_add(n as u32), Ordering::Release);
+            bytes = &bytes[n..];
+            if self.notify(port).is_err() {
+                return bytes.len();
+            }
+        }
+        0
     }
 }
 
@@ -857,6 +942,7 @@ impl DomainBuilder for SimDomain {
             store,
             store_port: AtomicU32::new(store_port.0),
             console,
+            console_port: AtomicU32::new(console_port.0),
         }));
         Ok(built)
     }

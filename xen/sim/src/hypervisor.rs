@@ -73,6 +73,8 @@ pub(crate) struct Dom {
     pub(crate) thread: Option<JoinHandle<()>>,
     pub(crate) started_at: Instant,
     pub(crate) console: Vec<u8>,
+    /// Console bytes its ring had no room for (see `Console for SimDomain`).
+    pub(crate) console_dropped: u64,
     /// Its allocations of pages (dead entries are pruned now and then).
     pub(crate) pages: Vec<Weak<PagesInner>>,
     /// Its guest thread, blocked in the suspend call.
@@ -246,6 +248,7 @@ impl State {
                 thread: None,
                 started_at: Instant::now(),
                 console: Vec::new(),
+                console_dropped: 0,
                 pages: Vec::new(),
                 parked: None,
                 resume: None,
@@ -416,6 +419,26 @@ impl Hypervisor {
         let st = self.shared.lock();
         let d = st.dom(dom).ok()?;
         Some(String::from_utf8_lossy(&d.console).into_owned())
+    }
+
+    /// The console event channel of a built domain, as dom0 reads it with
+    /// `HVMOP_get_param(HVM_PARAM_CONSOLE_EVTCHN)` (its console page is
+    /// its reserved grant entry `GNTTAB_RESERVED_CONSOLE`); `None` for a
+    /// domain without a console ring or that does not exist.
+    pub fn console_port(&self, dom: DomId) -> Option<EvtchnPort> {
+        let st = self.shared.lock();
+        let start = st.dom(dom).ok()?.start.clone()?;
+        Some(EvtchnPort(
+            start
+                .console_port
+                .load(std::sync::atomic::Ordering::Acquire),
+        ))
+    }
+
+    /// Console bytes `dom` wrote that its ring had no room for (its
+    /// backend was absent or slower than it, for a whole write stall).
+    pub fn console_dropped(&self, dom: DomId) -> Option<u64> {
+        Some(self.shared.lock().dom(dom).ok()?.console_dropped)
     }
 
     /// Ids of the domains that exist, in order.

@@ -280,6 +280,7 @@ impl SimDomain {
                     remote: target.console_domid,
                 })?;
                 start.store_port.store(store_port.0, Ordering::Release);
+                start.console_port.store(console_port.0, Ordering::Release);
                 Some(BuiltDomain {
                     store_gfn,
                     store_port,

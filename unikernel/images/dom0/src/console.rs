@@ -7,6 +7,14 @@
 //! guest's console port, and runs the `windsor-console` core over it: lines come
 //! out on dom0's serial log as `[name] text`, bounded and rate-limited per
 //! guest, a garbage ring disconnects that guest's console only.
+//!
+//! dom0's serial log is slow (every line is a `console_io` hypercall and
+//! Xen's UART), so Xen mode takes less from each guest than host mode:
+//! [`XEN_MODE_LIMITS`], a 32 KiB burst (a Linux boot log arrives at once)
+//! then 4 KiB/s (a guest over its budget waits: Linux's printk spins on a
+//! full ring, so the burst must cover a boot log). A guest writing faster only fills its own ring and
+//! waits; at detach its last words (at most one ring) are taken whatever
+//! the rate, and dom0 prints how much it took from the guest.
 
 use alloc::format;
 use alloc::string::String;
@@ -18,6 +26,14 @@ use windsor_unikernel::xen::platform::{
 use windsor_unikernel::xen::{DomId, EvtchnPort, GrantRef};
 use windsor_unikernel::{println, Mapping, Xen};
 
+/// The bounds dom0 applies to each guest's console in Xen mode.
+pub const XEN_MODE_LIMITS: Limits = Limits {
+    history_bytes: 16 * 1024,
+    max_line: 512,
+    rate_bytes_per_sec: 4 * 1024,
+    burst_bytes: 32 * 1024,
+};
+
 /// One guest's console, served by dom0.
 pub struct Console {
     /// The guest.
@@ -26,6 +42,8 @@ pub struct Console {
     port: EvtchnPort,
     core: GuestConsole,
     reported: bool,
+    lines: u64,
+    attached: Duration,
 }
 
 impl Console {
@@ -48,8 +66,10 @@ impl Console {
             dom,
             page,
             port,
-            core: GuestConsole::new(name, Limits::default()),
+            core: GuestConsole::new(name, XEN_MODE_LIMITS),
             reported: false,
+            lines: 0,
+            attached: xen.now(),
         })
     }
 
@@ -76,7 +96,9 @@ impl Console {
         let Some(mem) = self.page.rw() else {
             return false;
         };
+        let lines = &mut self.lines;
         match self.core.poll(xen.now(), &mem, |name, line| {
+            *lines += 1;
             println!("[{name}] {line}");
             if watch.is_some_and(|w| line.contains(w)) {
                 seen = true;
@@ -99,11 +121,32 @@ impl Console {
         seen
     }
 
-    /// Prints a last partial line, closes the port; the mapping goes when
-    /// `self` is dropped (before the domain is destroyed).
+    /// Takes the guest's last words (whatever the rate), prints a last
+    /// partial line and what was taken from the guest, closes the port;
+    /// the mapping goes when `self` is dropped (before the domain is
+    /// destroyed).
     pub fn detach(mut self, xen: &'static Xen) {
-        self.pump(xen, None);
-        self.core.flush(|name, line| println!("[{name}] {line}"));
+        let lines = &mut self.lines;
+        if let Some(mem) = self.page.rw() {
+            let _ = self.core.drain(&mem, |name, line| {
+                *lines += 1;
+                println!("[{name}] {line}");
+            });
+        }
+        self.core.flush(|name, line| {
+            *lines += 1;
+            println!("[{name}] {line}");
+        });
+        let secs = (xen.now() - self.attached).as_millis();
+        println!(
+            "windsor dom0: guest {:?} d{}: console closed: {} lines, {} bytes taken in {}.{:03} s",
+            self.core.name(),
+            self.dom,
+            self.lines,
+            self.core.total_bytes(),
+            secs / 1000,
+            secs % 1000
+        );
         let _ = xen.close(self.port);
     }
 }

@@ -32,7 +32,10 @@
 //! initramfs then writes a garbage `out_prod` into its own console ring,
 //! and dom0's console backend must disconnect that console alone (the
 //! guest's later console writes may then wedge it, in which case it is
-//! hard-stopped at shutdown). `ignore-shutdown=<name>,...` appends
+//! hard-stopped at shutdown). `console-flood=<name>,...` appends
+//! `windsor.console=flood`: the initramfs then writes console lines as
+//! fast as it can, and dom0 must hold it to its rate while the other
+//! guests go on. `ignore-shutdown=<name>,...` appends
 //! `windsor.shutdown=ignore`: the initramfs's `/sbin/poweroff` and
 //! `/sbin/reboot` then do nothing, and dom0 must hard-stop the guest.
 //!
@@ -125,6 +128,9 @@ fn launch<'p>(
     let mut cmdline = String::from(d.cmdline.trim());
     if garbage_requested(xen, &d.name) {
         cmdline.push_str(" windsor.console=garbage");
+    }
+    if named_in(xen, "console-flood", &d.name) {
+        cmdline.push_str(" windsor.console=flood");
     }
     if named_in(xen, "ignore-shutdown", &d.name) {
         cmdline.push_str(" windsor.shutdown=ignore");
