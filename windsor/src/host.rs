@@ -263,8 +263,8 @@ impl Host {
         // 4. The console backend (before the API, which serves it).
         let service_doms = vec![
             (xs, "xenstore"),
-            (net.netback().domid, "netback"),
-            (blk.domid, "blkback"),
+            (drivers.netback().domid(), "netback"),
+            (drivers.blkback().domid(), "blkback"),
         ];
         let ts = host.toolstack.clone();
         let vm_name = move |uuid: &str| {
