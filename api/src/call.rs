@@ -1,15 +1,73 @@
 //! The call table: XenAPI method names and parameters → the toolstack's
 //! [`Action`].
 //!
-//! Parsing never touches VM state (Firecracker's rule): it checks the
-//! method exists ([`lookup`] → `MESSAGE_METHOD_UNKNOWN`), the parameter
-//! count (`MESSAGE_PARAMETER_COUNT_MISMATCH`, counted with the session as
-//! XAPI counts them) and the parameter types (`FIELD_TYPE_ERROR`), then
-//! builds one [`Action`]. Whether the action is legal is the toolstack's
-//! decision. [`reply_to_value`] turns the toolstack's typed reply back into
-//! XenAPI's value shape.
+//! Every call the API forwards to the toolstack is one row of [`CALLS`],
+//! written with the `calls!` macro below: its class, its name, whether it
+//! has an `Async.` form, its parameters (name and type, after the session)
+//! and the [`Action`] it becomes. Everything else is derived from that row:
+//! [`lookup`] and [`lookup_async`], the parameter count checked
+//! (`MESSAGE_PARAMETER_COUNT_MISMATCH`, counted with the session as XAPI
+//! counts them), the decoding of each parameter (`FIELD_TYPE_ERROR` naming
+//! the parameter), and `system.listMethods` ([`all_methods`]). The one
+//! family not written as rows is `<Class>.get_<field>`, derived from the
+//! fields of [`model`].
 //!
-//! Sessions and `system.*` are not here: the server answers them itself.
+//! Parsing never touches VM state (Firecracker's rule): whether an action
+//! is legal is the toolstack's decision. [`reply_to_value`] turns the
+//! toolstack's typed reply back into XenAPI's value shape.
+//!
+//! Sessions, `system.*` and the calls the server composes from others
+//! (`VM.get_allowed_VIF_devices`) are not here: the server answers them.
+//!
+//! # Adding a call
+//!
+//! 1. In the toolstack: an [`Action`] variant (`windsor_toolstack::action`)
+//!    and the engine's handling of it.
+//! 2. Here: one row in `calls!`, e.g.
+//!    ```text
+//!    [VIF] async plug(vif: Ref) => Action::VifPlug { vif };
+//!    ```
+//!    * the scope: a class (`[VM]`, `[SR]`, `[task]`: the name as XenAPI
+//!      spells it), a class-less namespace (`[event]`, `[xenstore]`), or
+//!      `[every pred]` for a call every class has where `pred(class)`
+//!      holds (such rows may use `class`, the class called);
+//!    * `sync` or `async` (`async`: `Async.<Class>.<name>` exists too, as
+//!      XAPI has for everything but getters and `event.*`);
+//!    * the parameters after the session, in order, each decoded by its
+//!      type's [`Param`] impl (`Ref`, `String`, `bool`, `i64`, [`Map`],
+//!      `Vec<String>`, [`Value`] as given, [`Seconds`], [`Token`]); a name
+//!      starting with `_` is checked and ignored (XenAPI's `host` of
+//!      `VM.start_on`), `r#type` is reported as `type`;
+//!    * the action, an expression over the parameters (`?` works), or a
+//!      [`Parsed`] when the reply needs another [`Shape`].
+//!
+//! A call on a new class also needs the class (`Class`, in the toolstack)
+//! and its fields in [`model`].
+//!
+//! # The `xenstore` class
+//!
+//! Windsor's extension (XAPI has none). Values are strings; a node whose
+//! value is not UTF-8 is refused (`XENSTORE_VALUE_NOT_UTF8`), never
+//! altered.
+//!
+//! | call | returns |
+//! |---|---|
+//! | `xenstore.read(session, path)` | the value |
+//! | `xenstore.write(session, path, value)` | `""` |
+//! | `xenstore.directory(session, path)` | the children's names |
+//! | `xenstore.rm(session, path)` | `""` |
+//! | `xenstore.watch(session, path, timeout, cursor)` | `{events: [paths], cursor}` |
+//! | `xenstore.unwatch(session, cursor)` | `""` |
+//!
+//! `watch` with cursor `""` opens a watcher (it fires once with `path`,
+//! as xenstored does); passing the returned cursor back acknowledges the
+//! events it covers and waits up to `timeout` seconds (at most
+//! [`MAX_EVENT_TIMEOUT`]) for more, so nothing is lost between calls and
+//! an old cursor replays what it did not acknowledge. Bounds (the
+//! toolstack's `xs_calls::WatchLimits`): queued events per watcher, idle
+//! expiry, watchers per session and in all; a watcher that overflowed or
+//! expired answers `XENSTORE_WATCH_LOST`. The server fills in the watch's
+//! owner (an id of the session).
 
 #[allow(unused_imports)]
 use crate::prelude::*;
@@ -17,8 +75,8 @@ use crate::prelude::*;
 use core::time::Duration;
 
 use windsor_toolstack::action::{
-    Action, EventBatch, Map, NetworkRecord, NewRecord, Record, Reply, SrSpec, VbdRecord, VdiRecord,
-    VifRecord, VmRecord,
+    Action, EventBatch, Map, NetworkRecord, NewRecord, Record, Ref, Reply, SrSpec, VbdRecord,
+    VdiRecord, VifRecord, VmRecord,
 };
 
 use crate::error::{codes, ApiError};
@@ -29,258 +87,359 @@ use crate::value::Value;
 /// Longest `event.from` wait a client may ask for.
 pub const MAX_EVENT_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// What a method does, before its arguments are parsed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// `get_all`.
-    GetAll,
-    /// `get_all_records`.
-    GetAllRecords,
-    /// `get_record`.
-    GetRecord,
-    /// `get_by_uuid`.
-    GetByUuid,
-    /// `get_by_name_label`.
-    GetByNameLabel,
-    /// `get_<field>`.
-    GetField(&'static str),
-    /// `set_name_label`.
-    SetNameLabel,
-    /// `set_name_description`.
-    SetNameDescription,
-    /// `set_other_config`.
-    SetOtherConfig,
-    /// `add_to_other_config`.
-    AddToOtherConfig,
-    /// `remove_from_other_config`.
-    RemoveFromOtherConfig,
-    /// `create`.
-    Create,
-    /// `destroy`.
-    Destroy,
-    /// `VM.clone`.
-    VmClone,
-    /// `VM.copy`.
-    VmCopy,
-    /// `VM.provision`.
-    VmProvision,
-    /// `VM.start`.
-    VmStart,
-    /// `VM.start_on`.
-    VmStartOn,
-    /// `VM.pause`.
-    VmPause,
-    /// `VM.unpause`.
-    VmUnpause,
-    /// `VM.clean_shutdown`.
-    VmCleanShutdown,
-    /// `VM.hard_shutdown`.
-    VmHardShutdown,
-    /// `VM.shutdown`.
-    VmShutdown,
-    /// `VM.clean_reboot`.
-    VmCleanReboot,
-    /// `VM.hard_reboot`.
-    VmHardReboot,
-    /// `VM.suspend`.
-    VmSuspend,
-    /// `VM.resume`.
-    VmResume,
-    /// `VM.resume_on`.
-    VmResumeOn,
-    /// `VM.set_memory_limits`.
-    VmSetMemoryLimits,
-    /// `VM.set_memory`.
-    VmSetMemory,
-    /// `VM.set_VCPUs_max`.
-    VmSetVcpusMax,
-    /// `VM.set_VCPUs_at_startup`.
-    VmSetVcpusAtStartup,
-    /// `SR.create`.
-    SrCreate,
-    /// `SR.introduce`.
-    SrIntroduce,
-    /// `SR.forget`.
-    SrForget,
-    /// `PBD.plug`.
-    PbdPlug,
-    /// `PBD.unplug`.
-    PbdUnplug,
-    /// `task.create`.
-    TaskCreate,
-    /// `task.cancel`.
-    TaskCancel,
-    /// `event.from`.
-    EventFrom,
-    /// `event.inject`.
-    EventInject,
-    /// `xenstore.read` (Windsor extension).
-    XsRead,
-    /// `xenstore.write`.
-    XsWrite,
-    /// `xenstore.directory`.
-    XsDirectory,
-    /// `xenstore.rm`.
-    XsRm,
-    /// `xenstore.watch`.
-    XsWatch,
-    /// `xenstore.unwatch`.
-    XsUnwatch,
+/// The call table (see the module doc for how to add a row).
+///
+/// Rows are looked up in order; no two rows give the same
+/// `<Class>.<name>` (a unit test checks it).
+macro_rules! calls {
+    (
+        $class:ident;
+        $( [$($scope:tt)+] $mode:ident $name:ident ( $($p:ident : $t:ty),* $(,)? ) => $body:expr ; )*
+    ) => {
+        /// Every call of the table, in the order [`lookup`] tries them.
+        pub static CALLS: &[Row] = &[
+            $( Row {
+                scope: calls!(@scope $($scope)+),
+                name: stringify!($name),
+                params: &[$(stringify!($p)),*],
+                has_async: calls!(@mode $mode),
+                build: calls!(@build [$($scope)+] $class ($($p : $t),*) $body),
+            }, )*
+        ];
+    };
+    (@scope every $pred:path) => { Scope::Every($pred) };
+    (@scope $c:ident) => { Scope::Named(stringify!($c)) };
+    (@mode sync) => { false };
+    (@mode async) => { true };
+    (@build [every $pred:path] $class:ident ($($p:ident : $t:ty),*) $body:expr) => {
+        Build::Generic(|$class: Class, args: &[Value]| {
+            #[allow(unused_mut, unused_variables)]
+            let mut args = args.iter();
+            $( let $p: $t = decode(args.next(), stringify!($p))?; )*
+            Ok(Parsed::from($body))
+        })
+    };
+    (@build [$c:ident] $class:ident ($($p:ident : $t:ty),*) $body:expr) => {
+        Build::Fixed(|args: &[Value]| {
+            #[allow(unused_mut, unused_variables)]
+            let mut args = args.iter();
+            $( let $p: $t = decode(args.next(), stringify!($p))?; )*
+            Ok(Parsed::from($body))
+        })
+    };
 }
 
-/// A method of the table: its class (none for `event.*`) and what it does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+calls! {
+    class;
+
+    // Every class.
+    [every any_class] sync get_all() => Action::GetAll { class };
+    [every any_class] sync get_all_records() => Action::GetAllRecords { class };
+    [every any_class] sync get_record(r#ref: Ref) => Action::GetRecord { class, r: r#ref };
+    [every any_class] sync get_by_uuid(uuid: String) => Action::GetByUuid { class, uuid };
+    [every any_class] async set_other_config(r#ref: Ref, value: Map) =>
+        Action::SetOtherConfig { class, r: r#ref, value };
+    [every any_class] async add_to_other_config(r#ref: Ref, key: String, value: String) =>
+        Action::AddToOtherConfig { class, r: r#ref, key, value };
+    [every any_class] async remove_from_other_config(r#ref: Ref, key: String) =>
+        Action::RemoveFromOtherConfig { class, r: r#ref, key };
+    [every model::has_name_label] sync get_by_name_label(label: String) =>
+        Action::GetByNameLabel { class, label };
+    [every renamable] async set_name_label(r#ref: Ref, value: String) =>
+        Action::SetNameLabel { class, r: r#ref, value };
+    [every renamable] async set_name_description(r#ref: Ref, value: String) =>
+        Action::SetNameDescription { class, r: r#ref, value };
+    [every model::creatable] async create(record: Value) =>
+        Action::Create(new_record(class, &record)?);
+    [every destroyable] async destroy(r#ref: Ref) => Action::Destroy { class, r: r#ref };
+
+    // VM.
+    [VM] async clone(vm: Ref, new_name: String) => Action::VmClone { vm, new_name };
+    [VM] async copy(vm: Ref, new_name: String, _sr: Ref) => Action::VmClone { vm, new_name };
+    [VM] async provision(vm: Ref) => Action::VmProvision { vm };
+    [VM] async start(vm: Ref, start_paused: bool, force: bool) =>
+        Action::VmStart { vm, start_paused, force };
+    [VM] async start_on(vm: Ref, _host: Ref, start_paused: bool, force: bool) =>
+        Action::VmStart { vm, start_paused, force };
+    [VM] async pause(vm: Ref) => Action::VmPause { vm };
+    [VM] async unpause(vm: Ref) => Action::VmUnpause { vm };
+    [VM] async clean_shutdown(vm: Ref) => Action::VmCleanShutdown { vm };
+    [VM] async hard_shutdown(vm: Ref) => Action::VmHardShutdown { vm };
+    [VM] async shutdown(vm: Ref) => Action::VmShutdown { vm };
+    [VM] async clean_reboot(vm: Ref) => Action::VmCleanReboot { vm };
+    [VM] async hard_reboot(vm: Ref) => Action::VmHardReboot { vm };
+    [VM] async suspend(vm: Ref) => Action::VmSuspend { vm };
+    [VM] async resume(vm: Ref, start_paused: bool, force: bool) =>
+        Action::VmResume { vm, start_paused, force };
+    [VM] async resume_on(vm: Ref, _host: Ref, start_paused: bool, force: bool) =>
+        Action::VmResume { vm, start_paused, force };
+    [VM] async set_memory_limits(
+        vm: Ref, static_min: i64, static_max: i64, dynamic_min: i64, dynamic_max: i64,
+    ) => Action::VmSetMemoryLimits { vm, static_min, static_max, dynamic_min, dynamic_max };
+    [VM] async set_memory(vm: Ref, value: i64) => Action::VmSetMemory { vm, value };
+    [VM] async set_VCPUs_max(vm: Ref, value: i64) => Action::VmSetVcpusMax { vm, value };
+    [VM] async set_VCPUs_at_startup(vm: Ref, value: i64) =>
+        Action::VmSetVcpusAtStartup { vm, value };
+
+    // SR and PBD.
+    [SR] async create(
+        host: Ref, device_config: Map, physical_size: i64, name_label: String,
+        name_description: String, r#type: String, content_type: String, shared: bool,
+        sm_config: Map,
+    ) => Action::SrCreate {
+        host,
+        device_config,
+        spec: SrSpec {
+            uuid: String::new(),
+            physical_size,
+            name_label,
+            name_description,
+            ty: r#type,
+            content_type,
+            shared,
+            sm_config,
+        },
+    };
+    [SR] async introduce(
+        uuid: String, name_label: String, name_description: String, r#type: String,
+        content_type: String, shared: bool, sm_config: Map,
+    ) => Action::SrIntroduce {
+        spec: SrSpec {
+            uuid,
+            name_label,
+            name_description,
+            ty: r#type,
+            content_type,
+            shared,
+            sm_config,
+            physical_size: -1,
+        },
+    };
+    [SR] async forget(sr: Ref) => Action::SrForget { sr };
+    [PBD] async plug(pbd: Ref) => Action::PbdPlug { pbd };
+    [PBD] async unplug(pbd: Ref) => Action::PbdUnplug { pbd };
+
+    // Tasks (`Async.*` creates them too: see the server).
+    [task] async create(label: String, description: String) =>
+        Action::TaskCreate { label, description };
+    [task] async cancel(task: Ref) => Action::TaskCancel { task };
+
+    // Events.
+    [event] sync from(classes: Vec<String>, token: Token, timeout: Seconds) =>
+        Action::EventFrom { classes, token: token.0, timeout: timeout.0 };
+    // XAPI makes a fresh event on the object and returns its token;
+    // clients use the token only as a starting point, so the current token
+    // (what `event.from` from the start answers) serves.
+    [event] sync inject(class: String, r#ref: Ref) => Parsed {
+        action: Action::EventFrom {
+            classes: vec![format!("{class}/{}", r#ref)],
+            token: 0,
+            timeout: Duration::ZERO,
+        },
+        shape: Shape::Token,
+    };
+
+    // Windsor's `xenstore` class (see the module doc).
+    [xenstore] sync read(path: String) => Action::XsRead { path };
+    [xenstore] sync write(path: String, value: String) => Action::XsWrite { path, value };
+    [xenstore] sync directory(path: String) => Action::XsDirectory { path };
+    [xenstore] sync rm(path: String) => Action::XsRm { path };
+    [xenstore] sync watch(path: String, timeout: Seconds, cursor: String) =>
+        Action::XsWatch { owner: String::new(), path, timeout: timeout.0, cursor };
+    [xenstore] sync unwatch(cursor: String) => Action::XsUnwatch { owner: String::new(), cursor };
+}
+
+/// The namespaces of rows that are not a class.
+pub const NAMESPACES: &[&str] = &["event", "xenstore"];
+
+fn any_class(_: Class) -> bool {
+    true
+}
+
+/// Whether `set_name_label`/`set_name_description` exist (not for tasks).
+fn renamable(class: Class) -> bool {
+    model::has_name_label(class) && model::field(class, "name_label").is_some_and(|f| f.writable)
+}
+
+/// Whether `destroy(ref)` exists: what `create(record)` makes, SRs and
+/// tasks.
+fn destroyable(class: Class) -> bool {
+    model::creatable(class) || matches!(class, Class::Sr | Class::Task)
+}
+
+/// One row of [`CALLS`].
+#[derive(Debug)]
+pub struct Row {
+    /// Where the call is.
+    pub scope: Scope,
+    /// Its name after the class (`start`).
+    pub name: &'static str,
+    /// Its parameters after the session, as written in the table.
+    pub params: &'static [&'static str],
+    /// Whether `Async.<Class>.<name>` exists.
+    pub has_async: bool,
+    build: Build,
+}
+
+/// Where a row's call is.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope {
+    /// One class (its XenAPI name) or namespace ([`NAMESPACES`]).
+    Named(&'static str),
+    /// Every class for which the predicate holds.
+    Every(fn(Class) -> bool),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Build {
+    Generic(fn(Class, &[Value]) -> Result<Parsed, ApiError>),
+    Fixed(fn(&[Value]) -> Result<Parsed, ApiError>),
+}
+
+impl Row {
+    /// Whether the row's call exists on `scope` (a class or namespace name).
+    fn on(&self, scope: &str, class: Option<Class>) -> bool {
+        match self.scope {
+            Scope::Named(n) => n == scope,
+            Scope::Every(pred) => class.is_some_and(pred),
+        }
+    }
+}
+
+/// The parameter name a table row reports (`_host` → `host`, `r#type` →
+/// `type`).
+fn param_name(p: &'static str) -> &'static str {
+    p.trim_start_matches("r#").trim_start_matches('_')
+}
+
+/// A parameter type of the table: how one argument is decoded.
+pub trait Param: Sized {
+    /// Decodes `v`, the parameter `name`: `FIELD_TYPE_ERROR(name)` if it
+    /// has the wrong type.
+    fn decode(v: &Value, name: &str) -> Result<Self, ApiError>;
+}
+
+fn decode<T: Param>(v: Option<&Value>, name: &'static str) -> Result<T, ApiError> {
+    let name = param_name(name);
+    let v = v.ok_or_else(|| ApiError::internal(format!("missing parameter {name}")))?;
+    T::decode(v, name)
+}
+
+/// `FIELD_TYPE_ERROR(name)` unless `v` is something.
+fn typed<T>(v: Option<T>, name: &str) -> Result<T, ApiError> {
+    v.ok_or_else(|| ApiError::field_type(name))
+}
+
+impl Param for String {
+    fn decode(v: &Value, name: &str) -> Result<Self, ApiError> {
+        typed(v.as_str().map(str::to_owned), name)
+    }
+}
+
+impl Param for bool {
+    fn decode(v: &Value, name: &str) -> Result<Self, ApiError> {
+        typed(v.as_bool(), name)
+    }
+}
+
+impl Param for i64 {
+    fn decode(v: &Value, name: &str) -> Result<Self, ApiError> {
+        typed(v.as_int(), name)
+    }
+}
+
+/// A map of strings (`other_config`, `device_config`).
+impl Param for Map {
+    fn decode(v: &Value, name: &str) -> Result<Self, ApiError> {
+        typed(v.as_struct(), name)?
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), String::decode(v, name)?)))
+            .collect()
+    }
+}
+
+/// A set of strings.
+impl Param for Vec<String> {
+    fn decode(v: &Value, name: &str) -> Result<Self, ApiError> {
+        typed(v.as_array(), name)?
+            .iter()
+            .map(|v| String::decode(v, name))
+            .collect()
+    }
+}
+
+/// The value as given (a record for `create`, checked by the row).
+impl Param for Value {
+    fn decode(v: &Value, _: &str) -> Result<Self, ApiError> {
+        Ok(v.clone())
+    }
+}
+
+/// A wait in seconds (a double, or an int), capped at
+/// [`MAX_EVENT_TIMEOUT`]; negative or not finite is zero.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Seconds(pub Duration);
+
+impl Param for Seconds {
+    fn decode(v: &Value, name: &str) -> Result<Self, ApiError> {
+        let secs = typed(v.as_double().or_else(|| v.as_int().map(|i| i as f64)), name)?;
+        Ok(Seconds(if secs.is_finite() && secs > 0.0 {
+            Duration::from_secs_f64(secs.min(MAX_EVENT_TIMEOUT.as_secs_f64()))
+        } else {
+            Duration::ZERO
+        }))
+    }
+}
+
+/// An `event.from` token ([`parse_token`]): a string, and
+/// `EVENT_FROM_TOKEN_PARSE_FAILURE` if it is not a token.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Token(pub u64);
+
+impl Param for Token {
+    fn decode(v: &Value, name: &str) -> Result<Self, ApiError> {
+        parse_token(&String::decode(v, name)?).map(Token)
+    }
+}
+
+/// A method found in the table: a row, or a field getter.
+#[derive(Debug, Clone, Copy)]
 pub struct Method {
-    /// The class, or `None` for `event`.
+    /// The class, or `None` for a namespace (`event`, `xenstore`).
     pub class: Option<Class>,
-    /// What it does.
-    pub kind: Kind,
+    target: Target,
 }
 
-impl Kind {
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    Row(&'static Row),
+    /// `get_<field>`.
+    Field(&'static str),
+}
+
+impl Method {
     /// Parameters after the session.
-    pub fn arity(self) -> usize {
-        use Kind::*;
-        match self {
-            GetAll | GetAllRecords => 0,
-            GetRecord | GetByUuid | GetByNameLabel | GetField(_) | Create | Destroy
-            | VmProvision | VmPause | VmUnpause | VmCleanShutdown | VmHardShutdown | VmShutdown
-            | VmCleanReboot | VmHardReboot | VmSuspend | SrForget | PbdPlug | PbdUnplug
-            | TaskCancel | XsRead | XsDirectory | XsRm | XsUnwatch => 1,
-            SetNameLabel
-            | SetNameDescription
-            | SetOtherConfig
-            | RemoveFromOtherConfig
-            | VmClone
-            | VmSetMemory
-            | VmSetVcpusMax
-            | VmSetVcpusAtStartup
-            | EventInject
-            | TaskCreate
-            | XsWrite => 2,
-            AddToOtherConfig | VmCopy | VmStart | VmResume | EventFrom | XsWatch => 3,
-            VmStartOn | VmResumeOn => 4,
-            VmSetMemoryLimits => 5,
-            SrIntroduce => 7,
-            SrCreate => 9,
+    pub fn arity(&self) -> usize {
+        match self.target {
+            Target::Row(row) => row.params.len(),
+            Target::Field(_) => 1,
         }
     }
 
-    /// Whether `Async.<Class>.<method>` exists: for everything but reads
-    /// and `event.*`, as in XAPI (where getters are synchronous only).
-    pub fn has_async(self) -> bool {
-        use Kind::*;
-        !matches!(
-            self,
-            GetAll
-                | GetAllRecords
-                | GetRecord
-                | GetByUuid
-                | GetByNameLabel
-                | GetField(_)
-                | EventFrom
-                | EventInject
-                | XsRead
-                | XsWrite
-                | XsDirectory
-                | XsRm
-                | XsWatch
-                | XsUnwatch
-        )
+    /// Whether `Async.<Class>.<method>` exists.
+    pub fn has_async(&self) -> bool {
+        match self.target {
+            Target::Row(row) => row.has_async,
+            Target::Field(_) => false,
+        }
     }
-}
 
-const COMMON: &[(&str, Kind)] = &[
-    ("get_all", Kind::GetAll),
-    ("get_all_records", Kind::GetAllRecords),
-    ("get_record", Kind::GetRecord),
-    ("get_by_uuid", Kind::GetByUuid),
-    ("set_other_config", Kind::SetOtherConfig),
-    ("add_to_other_config", Kind::AddToOtherConfig),
-    ("remove_from_other_config", Kind::RemoveFromOtherConfig),
-];
-
-const NAMED: &[(&str, Kind)] = &[
-    ("get_by_name_label", Kind::GetByNameLabel),
-    ("set_name_label", Kind::SetNameLabel),
-    ("set_name_description", Kind::SetNameDescription),
-];
-
-const VM_ONLY: &[(&str, Kind)] = &[
-    ("clone", Kind::VmClone),
-    ("copy", Kind::VmCopy),
-    ("provision", Kind::VmProvision),
-    ("start", Kind::VmStart),
-    ("start_on", Kind::VmStartOn),
-    ("pause", Kind::VmPause),
-    ("unpause", Kind::VmUnpause),
-    ("clean_shutdown", Kind::VmCleanShutdown),
-    ("hard_shutdown", Kind::VmHardShutdown),
-    ("shutdown", Kind::VmShutdown),
-    ("clean_reboot", Kind::VmCleanReboot),
-    ("hard_reboot", Kind::VmHardReboot),
-    ("suspend", Kind::VmSuspend),
-    ("resume", Kind::VmResume),
-    ("resume_on", Kind::VmResumeOn),
-    ("set_memory_limits", Kind::VmSetMemoryLimits),
-    ("set_memory", Kind::VmSetMemory),
-    ("set_VCPUs_max", Kind::VmSetVcpusMax),
-    ("set_VCPUs_at_startup", Kind::VmSetVcpusAtStartup),
-];
-
-const SR_ONLY: &[(&str, Kind)] = &[
-    ("create", Kind::SrCreate),
-    ("introduce", Kind::SrIntroduce),
-    ("forget", Kind::SrForget),
-    ("destroy", Kind::Destroy),
-];
-
-const PBD_ONLY: &[(&str, Kind)] = &[("plug", Kind::PbdPlug), ("unplug", Kind::PbdUnplug)];
-
-const TASK_ONLY: &[(&str, Kind)] = &[
-    ("create", Kind::TaskCreate),
-    ("cancel", Kind::TaskCancel),
-    ("destroy", Kind::Destroy),
-];
-
-/// The `xenstore` class: Windsor's extension (XAPI has none). Values are
-/// strings; a node whose value is not UTF-8 is refused
-/// (`XENSTORE_VALUE_NOT_UTF8`), never altered.
-///
-/// | call | returns |
-/// |---|---|
-/// | `xenstore.read(session, path)` | the value |
-/// | `xenstore.write(session, path, value)` | `""` |
-/// | `xenstore.directory(session, path)` | the children's names |
-/// | `xenstore.rm(session, path)` | `""` |
-/// | `xenstore.watch(session, path, timeout, cursor)` | `{events: [paths], cursor}` |
-/// | `xenstore.unwatch(session, cursor)` | `""` |
-///
-/// `watch` with cursor `""` opens a watcher (it fires once with `path`,
-/// as xenstored does); passing the returned cursor back acknowledges the
-/// events it covers and waits up to `timeout` seconds (at most
-/// [`MAX_EVENT_TIMEOUT`]) for more, so nothing is lost between calls and
-/// an old cursor replays what it did not acknowledge. Bounds (the
-/// toolstack's `xs_calls::WatchLimits`): queued events per watcher, idle
-/// expiry, watchers per session and in all; a watcher that overflowed or
-/// expired answers `XENSTORE_WATCH_LOST`.
-pub const XENSTORE: &[(&str, Kind)] = &[
-    ("read", Kind::XsRead),
-    ("write", Kind::XsWrite),
-    ("directory", Kind::XsDirectory),
-    ("rm", Kind::XsRm),
-    ("watch", Kind::XsWatch),
-    ("unwatch", Kind::XsUnwatch),
-];
-
-/// The methods only `class` has.
-fn class_only(class: Class) -> &'static [(&'static str, Kind)] {
-    match class {
-        Class::Vm => VM_ONLY,
-        Class::Sr => SR_ONLY,
-        Class::Pbd => PBD_ONLY,
-        Class::Task => TASK_ONLY,
-        _ => &[],
+    /// The row of the table, if the method is not a field getter.
+    pub fn row(&self) -> Option<&'static Row> {
+        match self.target {
+            Target::Row(row) => Some(row),
+            Target::Field(_) => None,
+        }
     }
 }
 
@@ -290,12 +449,7 @@ pub const ASYNC: &str = "Async.";
 /// Finds the method an `Async.<Class>.<method>` name runs; `None` if the
 /// name is not one (or the method has no asynchronous form).
 pub fn lookup_async(method: &str) -> Option<Method> {
-    lookup(method.strip_prefix(ASYNC)?).filter(|m| m.kind.has_async())
-}
-
-/// Whether `set_name_label`/`set_name_description` exist (not for tasks).
-fn names_writable(class: Class) -> bool {
-    model::field(class, "name_label").is_some_and(|f| f.writable)
+    lookup(method.strip_prefix(ASYNC)?).filter(Method::has_async)
 }
 
 fn class_named(name: &str) -> Option<Class> {
@@ -305,45 +459,22 @@ fn class_named(name: &str) -> Option<Class> {
 /// Finds a method by its full name (`VM.start`); `None` if unknown.
 /// Session and `system.*` methods are not in this table.
 pub fn lookup(method: &str) -> Option<Method> {
-    let (class, op) = method.split_once('.')?;
-    if class == "event" {
-        let kind = match op {
-            "from" => Kind::EventFrom,
-            "inject" => Kind::EventInject,
-            _ => return None,
-        };
-        return Some(Method { class: None, kind });
+    let (scope, op) = method.split_once('.')?;
+    let class = class_named(scope);
+    if class.is_none() && !NAMESPACES.contains(&scope) {
+        return None;
     }
-    if class == "xenstore" {
-        let kind = XENSTORE.iter().find(|(n, _)| *n == op)?.1;
-        return Some(Method { class: None, kind });
+    if let Some(row) = CALLS.iter().find(|r| r.name == op && r.on(scope, class)) {
+        return Some(Method {
+            class,
+            target: Target::Row(row),
+        });
     }
-    let class = class_named(class)?;
-    let found = |table: &[(&str, Kind)]| table.iter().find(|(n, _)| *n == op).map(|(_, k)| *k);
-    let kind = found(COMMON)
-        .or_else(|| {
-            model::has_name_label(class)
-                .then(|| found(NAMED))
-                .flatten()
-                .filter(|k| names_writable(class) || *k == Kind::GetByNameLabel)
-        })
-        .or_else(|| found(class_only(class)))
-        .or_else(|| {
-            model::creatable(class)
-                .then_some(match op {
-                    "create" => Some(Kind::Create),
-                    "destroy" => Some(Kind::Destroy),
-                    _ => None,
-                })
-                .flatten()
-        })
-        .or_else(|| {
-            let f = op.strip_prefix("get_")?;
-            model::field(class, f).map(|f| Kind::GetField(f.name))
-        })?;
+    let class = class?;
+    let field = model::field(class, op.strip_prefix("get_")?)?;
     Some(Method {
         class: Some(class),
-        kind,
+        target: Target::Field(field.name),
     })
 }
 
@@ -352,32 +483,24 @@ pub fn all_methods() -> Vec<String> {
     let mut out = Vec::new();
     for class in Class::ALL {
         let n = class.name();
-        let mut push = |op: &str| out.push(format!("{n}.{op}"));
-        COMMON.iter().for_each(|(op, _)| push(op));
-        if model::has_name_label(class) {
-            NAMED
-                .iter()
-                .filter(|(_, k)| names_writable(class) || *k == Kind::GetByNameLabel)
-                .for_each(|(op, _)| push(op));
-        }
-        class_only(class).iter().for_each(|(op, _)| push(op));
-        if model::creatable(class) {
-            push("create");
-            push("destroy");
+        for row in CALLS.iter().filter(|r| r.on(n, Some(class))) {
+            out.push(format!("{n}.{}", row.name));
         }
         for f in model::fields(class) {
-            push(&format!("get_{}", f.name));
+            out.push(format!("{n}.get_{}", f.name));
         }
     }
     let asyncs: Vec<String> = out
         .iter()
-        .filter(|m| lookup(m).is_some_and(|m| m.kind.has_async()))
+        .filter(|m| lookup(m).is_some_and(|m| m.has_async()))
         .map(|m| format!("{ASYNC}{m}"))
         .collect();
     out.extend(asyncs);
-    out.push("event.from".into());
-    out.push("event.inject".into());
-    out.extend(XENSTORE.iter().map(|(op, _)| format!("xenstore.{op}")));
+    for ns in NAMESPACES {
+        for row in CALLS.iter().filter(|r| r.on(ns, None)) {
+            out.push(format!("{ns}.{}", row.name));
+        }
+    }
     out
 }
 
@@ -390,6 +513,15 @@ pub struct Parsed {
     pub shape: Shape,
 }
 
+impl From<Action> for Parsed {
+    fn from(action: Action) -> Parsed {
+        Parsed {
+            action,
+            shape: Shape::Plain,
+        }
+    }
+}
+
 /// How a reply is turned into the XenAPI value the method returns.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Shape {
@@ -399,27 +531,6 @@ pub enum Shape {
     Field(Class, &'static str),
     /// Only the token of an event batch (`event.inject`).
     Token,
-}
-
-fn arg_str(v: &Value, what: &str) -> Result<String, ApiError> {
-    v.as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| ApiError::field_type(what))
-}
-
-fn arg_int(v: &Value, what: &str) -> Result<i64, ApiError> {
-    v.as_int().ok_or_else(|| ApiError::field_type(what))
-}
-
-fn arg_bool(v: &Value, what: &str) -> Result<bool, ApiError> {
-    v.as_bool().ok_or_else(|| ApiError::field_type(what))
-}
-
-fn arg_map(v: &Value, what: &str) -> Result<Map, ApiError> {
-    let m = v.as_struct().ok_or_else(|| ApiError::field_type(what))?;
-    m.iter()
-        .map(|(k, v)| Ok((k.clone(), arg_str(v, what)?)))
-        .collect()
 }
 
 /// Parses an `event.from` token: `""` is the start, otherwise a decimal
@@ -463,225 +574,28 @@ fn new_record(class: Class, given: &Value) -> Result<NewRecord, ApiError> {
 }
 
 /// Builds the action of `method` from its arguments (the session already
-/// removed, count already checked against [`Kind::arity`]).
+/// removed, count already checked against [`Method::arity`]).
 pub fn build(method: Method, args: &[Value]) -> Result<Parsed, ApiError> {
-    debug_assert_eq!(args.len(), method.kind.arity());
-    let class = method.class.unwrap_or(Class::Vm);
-    let r = |i: usize| arg_str(&args[i], "ref");
-    let plain = |action| {
-        Ok(Parsed {
-            action,
-            shape: Shape::Plain,
-        })
-    };
-    use Kind::*;
-    match method.kind {
-        GetAll => plain(Action::GetAll { class }),
-        GetAllRecords => plain(Action::GetAllRecords { class }),
-        GetRecord => plain(Action::GetRecord { class, r: r(0)? }),
-        GetByUuid => plain(Action::GetByUuid {
-            class,
-            uuid: arg_str(&args[0], "uuid")?,
-        }),
-        GetByNameLabel => plain(Action::GetByNameLabel {
-            class,
-            label: arg_str(&args[0], "label")?,
-        }),
-        GetField(f) => Ok(Parsed {
-            action: Action::GetRecord { class, r: r(0)? },
-            shape: Shape::Field(class, f),
-        }),
-        SetNameLabel => plain(Action::SetNameLabel {
-            class,
-            r: r(0)?,
-            value: arg_str(&args[1], "value")?,
-        }),
-        SetNameDescription => plain(Action::SetNameDescription {
-            class,
-            r: r(0)?,
-            value: arg_str(&args[1], "value")?,
-        }),
-        SetOtherConfig => plain(Action::SetOtherConfig {
-            class,
-            r: r(0)?,
-            value: arg_map(&args[1], "value")?,
-        }),
-        AddToOtherConfig => plain(Action::AddToOtherConfig {
-            class,
-            r: r(0)?,
-            key: arg_str(&args[1], "key")?,
-            value: arg_str(&args[2], "value")?,
-        }),
-        RemoveFromOtherConfig => plain(Action::RemoveFromOtherConfig {
-            class,
-            r: r(0)?,
-            key: arg_str(&args[1], "key")?,
-        }),
-        Create => plain(Action::Create(new_record(class, &args[0])?)),
-        Destroy => plain(Action::Destroy { class, r: r(0)? }),
-        VmClone | VmCopy => plain(Action::VmClone {
-            vm: r(0)?,
-            new_name: arg_str(&args[1], "new_name")?,
-        }),
-        VmProvision => plain(Action::VmProvision { vm: r(0)? }),
-        VmStart => plain(Action::VmStart {
-            vm: r(0)?,
-            start_paused: arg_bool(&args[1], "start_paused")?,
-            force: arg_bool(&args[2], "force")?,
-        }),
-        VmStartOn => plain(Action::VmStart {
-            vm: r(0)?,
-            start_paused: arg_bool(&args[2], "start_paused")?,
-            force: arg_bool(&args[3], "force")?,
-        }),
-        VmPause => plain(Action::VmPause { vm: r(0)? }),
-        VmUnpause => plain(Action::VmUnpause { vm: r(0)? }),
-        VmCleanShutdown => plain(Action::VmCleanShutdown { vm: r(0)? }),
-        VmHardShutdown => plain(Action::VmHardShutdown { vm: r(0)? }),
-        VmShutdown => plain(Action::VmShutdown { vm: r(0)? }),
-        VmCleanReboot => plain(Action::VmCleanReboot { vm: r(0)? }),
-        VmHardReboot => plain(Action::VmHardReboot { vm: r(0)? }),
-        VmSuspend => plain(Action::VmSuspend { vm: r(0)? }),
-        VmResume => plain(Action::VmResume {
-            vm: r(0)?,
-            start_paused: arg_bool(&args[1], "start_paused")?,
-            force: arg_bool(&args[2], "force")?,
-        }),
-        VmResumeOn => plain(Action::VmResume {
-            vm: r(0)?,
-            start_paused: arg_bool(&args[2], "start_paused")?,
-            force: arg_bool(&args[3], "force")?,
-        }),
-        VmSetMemoryLimits => plain(Action::VmSetMemoryLimits {
-            vm: r(0)?,
-            static_min: arg_int(&args[1], "static_min")?,
-            static_max: arg_int(&args[2], "static_max")?,
-            dynamic_min: arg_int(&args[3], "dynamic_min")?,
-            dynamic_max: arg_int(&args[4], "dynamic_max")?,
-        }),
-        VmSetMemory => plain(Action::VmSetMemory {
-            vm: r(0)?,
-            value: arg_int(&args[1], "value")?,
-        }),
-        VmSetVcpusMax => plain(Action::VmSetVcpusMax {
-            vm: r(0)?,
-            value: arg_int(&args[1], "value")?,
-        }),
-        VmSetVcpusAtStartup => plain(Action::VmSetVcpusAtStartup {
-            vm: r(0)?,
-            value: arg_int(&args[1], "value")?,
-        }),
-        SrCreate => plain(Action::SrCreate {
-            host: r(0)?,
-            device_config: arg_map(&args[1], "device_config")?,
-            spec: SrSpec {
-                uuid: String::new(),
-                physical_size: arg_int(&args[2], "physical_size")?,
-                name_label: arg_str(&args[3], "name_label")?,
-                name_description: arg_str(&args[4], "name_description")?,
-                ty: arg_str(&args[5], "type")?,
-                content_type: arg_str(&args[6], "content_type")?,
-                shared: arg_bool(&args[7], "shared")?,
-                sm_config: arg_map(&args[8], "sm_config")?,
-            },
-        }),
-        SrIntroduce => plain(Action::SrIntroduce {
-            spec: SrSpec {
-                uuid: arg_str(&args[0], "uuid")?,
-                name_label: arg_str(&args[1], "name_label")?,
-                name_description: arg_str(&args[2], "name_description")?,
-                ty: arg_str(&args[3], "type")?,
-                content_type: arg_str(&args[4], "content_type")?,
-                shared: arg_bool(&args[5], "shared")?,
-                sm_config: arg_map(&args[6], "sm_config")?,
-                physical_size: -1,
-            },
-        }),
-        SrForget => plain(Action::SrForget { sr: r(0)? }),
-        PbdPlug => plain(Action::PbdPlug { pbd: r(0)? }),
-        PbdUnplug => plain(Action::PbdUnplug { pbd: r(0)? }),
-        TaskCreate => plain(Action::TaskCreate {
-            label: arg_str(&args[0], "label")?,
-            description: arg_str(&args[1], "description")?,
-        }),
-        TaskCancel => plain(Action::TaskCancel { task: r(0)? }),
-        EventFrom => {
-            let classes = args[0]
-                .as_array()
-                .ok_or_else(|| ApiError::field_type("classes"))?
-                .iter()
-                .map(|c| arg_str(c, "classes"))
-                .collect::<Result<Vec<_>, _>>()?;
-            let token = parse_token(&arg_str(&args[1], "token")?)?;
-            let secs = args[2]
-                .as_double()
-                .ok_or_else(|| ApiError::field_type("timeout"))?;
-            let timeout = if secs.is_finite() && secs > 0.0 {
-                Duration::from_secs_f64(secs).min(MAX_EVENT_TIMEOUT)
-            } else {
-                Duration::ZERO
-            };
-            plain(Action::EventFrom {
-                classes,
-                token,
-                timeout,
-            })
-        }
-        XsRead => plain(Action::XsRead {
-            path: arg_str(&args[0], "path")?,
-        }),
-        XsWrite => plain(Action::XsWrite {
-            path: arg_str(&args[0], "path")?,
-            value: arg_str(&args[1], "value")?,
-        }),
-        XsDirectory => plain(Action::XsDirectory {
-            path: arg_str(&args[0], "path")?,
-        }),
-        XsRm => plain(Action::XsRm {
-            path: arg_str(&args[0], "path")?,
-        }),
-        XsWatch => plain(Action::XsWatch {
-            // The server fills in the session's owner id.
-            owner: String::new(),
-            path: arg_str(&args[0], "path")?,
-            timeout: arg_timeout(&args[1], "timeout")?,
-            cursor: arg_str(&args[2], "cursor")?,
-        }),
-        XsUnwatch => plain(Action::XsUnwatch {
-            owner: String::new(),
-            cursor: arg_str(&args[0], "cursor")?,
-        }),
-        EventInject => {
-            // XAPI makes a fresh event on the object and returns its token;
-            // clients use the token only as a starting point, so the
-            // current token (what `event.from` from the start answers)
-            // serves.
-            let class = arg_str(&args[0], "class")?;
-            let obj = r(1)?;
+    debug_assert_eq!(args.len(), method.arity());
+    match method.target {
+        Target::Row(row) => match (row.build, method.class) {
+            (Build::Fixed(f), _) => f(args),
+            (Build::Generic(f), Some(class)) => f(class, args),
+            (Build::Generic(_), None) => Err(ApiError::internal("a class call without a class")),
+        },
+        Target::Field(f) => {
+            let class = method
+                .class
+                .ok_or_else(|| ApiError::internal("a field without a class"))?;
             Ok(Parsed {
-                action: Action::EventFrom {
-                    classes: vec![format!("{class}/{obj}")],
-                    token: 0,
-                    timeout: Duration::ZERO,
+                action: Action::GetRecord {
+                    class,
+                    r: decode(args.first(), "ref")?,
                 },
-                shape: Shape::Token,
+                shape: Shape::Field(class, f),
             })
         }
     }
-}
-
-/// A timeout in seconds (a double, or an int), capped at
-/// [`MAX_EVENT_TIMEOUT`]; negative or not finite is zero.
-fn arg_timeout(v: &Value, field: &str) -> Result<Duration, ApiError> {
-    let secs = v
-        .as_double()
-        .or_else(|| v.as_int().map(|i| i as f64))
-        .ok_or_else(|| ApiError::field_type(field))?;
-    Ok(if secs.is_finite() && secs > 0.0 {
-        Duration::from_secs_f64(secs.min(MAX_EVENT_TIMEOUT.as_secs_f64()))
-    } else {
-        Duration::ZERO
-    })
 }
 
 /// A record as a XenAPI struct, completed with XAPI's defaults.
@@ -758,18 +672,20 @@ mod tests {
         build(m, args)
     }
 
+    /// What a method is: its row's name, or `get_<field>`.
+    fn what(method: &str) -> String {
+        let m = lookup(method).unwrap_or_else(|| panic!("{method} unknown"));
+        match m.row() {
+            Some(row) => format!("{}/{}", row.name, m.arity()),
+            None => format!("field/{}", m.arity()),
+        }
+    }
+
     #[test]
     fn lookup_knows_the_table() {
-        assert_eq!(lookup("VM.start").unwrap().kind, Kind::VmStart);
-        assert_eq!(lookup("VM.start").unwrap().kind.arity(), 3);
-        assert_eq!(
-            lookup("host.get_API_version_major").unwrap().kind,
-            Kind::GetField("API_version_major")
-        );
-        assert_eq!(
-            lookup("pool.get_master").unwrap().kind,
-            Kind::GetField("master")
-        );
+        assert_eq!(what("VM.start"), "start/3");
+        assert_eq!(what("host.get_API_version_major"), "field/1");
+        assert_eq!(what("pool.get_master"), "field/1");
         assert!(lookup("host.create").is_none());
         assert!(lookup("host.start").is_none());
         assert!(lookup("pool.get_by_name_label").is_none());
@@ -779,7 +695,12 @@ mod tests {
         );
         assert!(lookup("VM.get_bogus").is_none());
         assert!(lookup("nothing").is_none());
-        assert_eq!(lookup("event.from").unwrap().kind.arity(), 3);
+        assert!(lookup("event.bogus").is_none());
+        assert!(
+            lookup("xenstore.get_all").is_none(),
+            "namespaces have no class calls"
+        );
+        assert_eq!(what("event.from"), "from/3");
         let all = all_methods();
         assert!(all.contains(&"VM.get_all_records".to_owned()));
         for m in &all {
@@ -787,30 +708,63 @@ mod tests {
         }
         assert!(all.contains(&"Async.VM.start".to_owned()));
         assert!(all.contains(&"SR.introduce".to_owned()));
+        assert!(all.contains(&"xenstore.watch".to_owned()));
         assert!(!all.contains(&"Async.VM.get_record".to_owned()));
-        assert_eq!(lookup("SR.create").unwrap().kind, Kind::SrCreate);
-        assert_eq!(lookup("SR.create").unwrap().kind.arity(), 9);
-        assert_eq!(lookup("SR.introduce").unwrap().kind.arity(), 7);
-        assert_eq!(lookup("SR.destroy").unwrap().kind, Kind::Destroy);
-        assert_eq!(lookup("SR.get_VDIs").unwrap().kind, Kind::GetField("VDIs"));
-        assert_eq!(
-            lookup("pool.get_default_SR").unwrap().kind,
-            Kind::GetField("default_SR")
-        );
-        assert_eq!(lookup("PBD.plug").unwrap().kind, Kind::PbdPlug);
-        assert_eq!(lookup("task.cancel").unwrap().kind, Kind::TaskCancel);
-        assert_eq!(
-            lookup("task.get_result").unwrap().kind,
-            Kind::GetField("result")
-        );
+        assert!(!all.contains(&"Async.event.from".to_owned()));
+        assert_eq!(what("SR.create"), "create/9");
+        assert_eq!(what("VM.create"), "create/1");
+        assert_eq!(what("SR.introduce"), "introduce/7");
+        assert_eq!(what("SR.destroy"), "destroy/1");
+        assert_eq!(what("SR.get_VDIs"), "field/1");
+        assert_eq!(what("pool.get_default_SR"), "field/1");
+        assert_eq!(what("PBD.plug"), "plug/1");
+        assert_eq!(what("task.cancel"), "cancel/1");
+        assert_eq!(what("task.get_result"), "field/1");
+        assert_eq!(what("VM.set_memory_limits"), "set_memory_limits/5");
         assert!(
             lookup("task.set_name_label").is_none(),
             "task names are read-only"
         );
         assert!(lookup("PBD.create").is_none());
-        assert_eq!(lookup_async("Async.VM.start").unwrap().kind, Kind::VmStart);
+        assert!(lookup_async("Async.VM.start").is_some());
         assert!(lookup_async("Async.VM.get_record").is_none());
         assert!(lookup_async("VM.start").is_none());
+    }
+
+    /// The table is well formed: scopes name a class or a namespace, no
+    /// method is listed twice, and every row checks its parameters' types
+    /// in order, naming the first wrong one.
+    #[test]
+    fn table_is_consistent() {
+        for row in CALLS {
+            if let Scope::Named(n) = row.scope {
+                assert!(
+                    class_named(n).is_some() || NAMESPACES.contains(&n),
+                    "{n}.{}: no such class",
+                    row.name
+                );
+            }
+        }
+        let all = all_methods();
+        let mut sorted = all.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), all.len(), "a method is listed twice");
+        for name in &all {
+            let m = lookup(name).or_else(|| lookup_async(name)).unwrap();
+            let Some(row) = m.row() else { continue };
+            // Nil is no parameter type but `Value`'s: the first typed
+            // parameter is the one reported.
+            let nil = vec![Value::Nil; m.arity()];
+            match build(m, &nil) {
+                Err(e) => {
+                    let first = row.params.iter().map(|p| param_name(p)).next();
+                    assert_eq!(e.code, codes::FIELD_TYPE_ERROR, "{name}: {e:?}");
+                    assert_eq!(e.params.first().map(String::as_str), first, "{name}");
+                }
+                Ok(p) => assert!(row.params.is_empty(), "{name} took nil: {p:?}"),
+            }
+        }
     }
 
     #[test]

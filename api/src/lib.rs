@@ -27,7 +27,7 @@
 //! of the API (`windsor xs`) reach the host's store with dom0's rights:
 //! `xenstore.read`, `write`, `directory`, `rm`, and the long-poll
 //! `xenstore.watch(session, path, timeout, cursor)` / `unwatch` (see
-//! [`call::XENSTORE`]). Sessions are checked as for every call; watchers
+//! [`call`](call#the-xenstore-class)). Sessions are checked as for every call; watchers
 //! belong to the session that opened them and are closed, their slots and
 //! queues freed, as soon as it ends (logout, idle expiry, eviction: see
 //! [`server::Config::session_idle_timeout`]). Values are

@@ -494,7 +494,7 @@ impl Api {
     /// toolstack bounds how many are pending, so the threads are bounded too.
     fn dispatch_async(&self, method: &str, params: &[Value]) -> Result<Value, ApiError> {
         let m = lookup_async(method).ok_or_else(|| ApiError::method_unknown(method))?;
-        let expected = m.kind.arity() + 1;
+        let expected = m.arity() + 1;
         if params.len() != expected {
             return Err(count_mismatch(method, expected, params.len()));
         }
@@ -537,7 +537,7 @@ impl Api {
 
     fn dispatch(&self, method: &str, params: &[Value]) -> Result<Value, ApiError> {
         let m = lookup(method).ok_or_else(|| ApiError::method_unknown(method))?;
-        let expected = m.kind.arity() + 1;
+        let expected = m.arity() + 1;
         if params.len() != expected {
             return Err(count_mismatch(method, expected, params.len()));
         }

@@ -8,42 +8,14 @@
 //!
 //! # Mapping from XenAPI
 //!
-//! | XenAPI call | action | reply |
-//! |---|---|---|
-//! | `VM.create(record)` | [`Action::Create`]`(`[`NewRecord::Vm`]`)` — omitted fields take XAPI's defaults ([`VmRecord::default`], serde `default`) | [`Reply::Ref`] |
-//! | `network/SR/VDI/VIF/VBD.create(record)` | [`Action::Create`] with the class's record | [`Reply::Ref`] |
-//! | `<Class>.destroy(ref)` | [`Action::Destroy`] (a VM must be Halted) | [`Reply::Unit`] |
-//! | `<Class>.get_record(ref)` | [`Action::GetRecord`] | [`Reply::Record`] |
-//! | `<Class>.get_all()` / `get_all_records()` | [`Action::GetAll`] / [`Action::GetAllRecords`] | [`Reply::Refs`] / [`Reply::Records`] |
-//! | `<Class>.get_by_uuid(uuid)` | [`Action::GetByUuid`] | [`Reply::Ref`] ([`ActionError::UuidInvalid`] if none) |
-//! | `<Class>.get_by_name_label(label)` | [`Action::GetByNameLabel`] | [`Reply::Refs`] |
-//! | `<Class>.get_<field>(ref)` | [`Action::GetRecord`], then the field of the serialized record (the field names are XAPI's) | |
-//! | `<Class>.set_name_label/description` | [`Action::SetNameLabel`] / [`Action::SetNameDescription`] | [`Reply::Unit`] |
-//! | `<Class>.set_other_config`, `add_to_other_config`, `remove_from_other_config` | [`Action::SetOtherConfig`], [`Action::AddToOtherConfig`], [`Action::RemoveFromOtherConfig`] | [`Reply::Unit`] |
-//! | `VM.clone(vm, new_name)` / `VM.copy(vm, new_name, sr)` | [`Action::VmClone`] | [`Reply::Ref`] |
-//! | `VM.provision(vm)` | [`Action::VmProvision`] | [`Reply::Unit`] |
-//! | `VM.start(vm, start_paused, force)` | [`Action::VmStart`] | [`Reply::Unit`] |
-//! | `VM.start_on(vm, host, start_paused, force)` | [`Action::VmStart`] (one host) | [`Reply::Unit`] |
-//! | `VM.pause` / `VM.unpause` | [`Action::VmPause`] / [`Action::VmUnpause`] | [`Reply::Unit`] |
-//! | `VM.clean_shutdown` / `VM.hard_shutdown` / `VM.shutdown` | [`Action::VmCleanShutdown`] / [`Action::VmHardShutdown`] / [`Action::VmShutdown`] (clean, then hard on timeout) | [`Reply::Unit`] |
-//! | `VM.clean_reboot` / `VM.hard_reboot` | [`Action::VmCleanReboot`] / [`Action::VmHardReboot`] | [`Reply::Unit`] |
-//! | `VM.suspend(vm)` / `VM.resume(vm, start_paused, force)` | [`Action::VmSuspend`] / [`Action::VmResume`] | [`Reply::Unit`] |
-//! | `VM.set_memory_limits(vm, smin, smax, dmin, dmax)` | [`Action::VmSetMemoryLimits`] | [`Reply::Unit`] |
-//! | `VM.set_memory(vm, value)`, `set_memory_static_max`, `set_memory_dynamic_range` | [`Action::VmSetMemory`], [`Action::VmSetMemoryLimits`] | [`Reply::Unit`] |
-//! | `VM.set_VCPUs_max` / `set_VCPUs_at_startup` | [`Action::VmSetVcpusMax`] / [`Action::VmSetVcpusAtStartup`] | [`Reply::Unit`] |
-//! | `SR.create(host, device_config, physical_size, name_label, name_description, type, content_type, shared, sm_config)` | [`Action::SrCreate`] (the SR and a plugged PBD) | [`Reply::Ref`] |
-//! | `SR.introduce(uuid, name_label, name_description, type, content_type, shared, sm_config)` | [`Action::SrIntroduce`] | [`Reply::Ref`] |
-//! | `SR.forget(sr)` / `SR.destroy(sr)` | [`Action::SrForget`] / [`Action::Destroy`] (every PBD unplugged; destroy: no VDIs) | [`Reply::Unit`] |
-//! | `PBD.plug(pbd)` / `PBD.unplug(pbd)` | [`Action::PbdPlug`] / [`Action::PbdUnplug`] | [`Reply::Unit`] |
-//! | `task.create(label, description)`, and every `Async.<Class>.<call>` | [`Action::TaskCreate`], then the call, then [`Action::TaskFinish`] (see [`crate::task`]) | [`Reply::Ref`] (the task) |
-//! | `task.cancel(task)` / `task.destroy(task)` | [`Action::TaskCancel`] / [`Action::Destroy`] | [`Reply::Unit`] |
-//! | `event.from(classes, token, timeout)` | [`Action::EventFrom`] (blocks up to `timeout`) | [`Reply::Events`] |
-//! | `xenstore.read(path)` (Windsor extension) | [`Action::XsRead`] | [`Reply::Str`] |
-//! | `xenstore.write(path, value)` | [`Action::XsWrite`] | [`Reply::Unit`] |
-//! | `xenstore.directory(path)` | [`Action::XsDirectory`] | [`Reply::Strings`] |
-//! | `xenstore.rm(path)` | [`Action::XsRm`] | [`Reply::Unit`] |
-//! | `xenstore.watch(path, timeout, cursor)` | [`Action::XsWatch`] (blocks up to `timeout`) | [`Reply::XsWatch`] |
-//! | `xenstore.unwatch(cursor)` | [`Action::XsUnwatch`] | [`Reply::Unit`] |
+//! Each variant's doc names the XenAPI call it is. The API's call table
+//! (`windsor_api::call`, one row per call: its name, its parameters and
+//! the action it becomes) is the one place that maps calls onto actions;
+//! adding a call is a variant here, its handling in the engine, and a row
+//! there. `<Class>.get_<field>(ref)` is [`Action::GetRecord`], then the
+//! field of the serialized record (the field names are XAPI's); every
+//! `Async.<Class>.<call>` is [`Action::TaskCreate`], the call, then
+//! [`Action::TaskFinish`] (see [`crate::task`]).
 //!
 //! The `xenstore` class is Windsor's: XAPI has no xenstore calls. The
 //! calls act with dom0's rights on the host's store (see the toolstack's
