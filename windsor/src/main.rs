@@ -13,6 +13,7 @@
 
 mod drivers;
 mod host;
+mod pool;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -51,6 +52,14 @@ enum Command {
         #[command(subcommand)]
         op: HostOp,
     },
+    /// The pool of hosts sharing `/pool`: keys, members, liveness (see
+    /// `windsor up --pool-*`).
+    Pool {
+        #[command(flatten)]
+        conn: pool::PoolConn,
+        #[command(subcommand)]
+        op: pool::PoolOp,
+    },
     /// Read and write the host's xenstore (through the API, or the
     /// xenstore socket with --socket).
     Xs {
@@ -83,6 +92,8 @@ struct UpArgs {
     /// Unix socket of the lifecycle API [default: DATA_DIR/api.sock].
     #[arg(long)]
     api_socket: Option<PathBuf>,
+    #[command(flatten)]
+    pool: pool::UpPoolArgs,
 }
 
 #[derive(clap::Args)]
@@ -229,6 +240,7 @@ fn main() -> Result<()> {
         Command::Vm { conn, op } => vm(&conn, op),
         Command::Host { conn, op } => host_cmd(&conn, op),
         Command::Xs { conn, socket, op } => xs(&conn, socket, op),
+        Command::Pool { conn, op } => pool::run(&conn, op),
     }
 }
 
@@ -249,6 +261,7 @@ fn up(args: UpArgs) -> Result<()> {
             .unwrap_or_else(|| data_dir.join("xenstored.sock")),
         api_socket: args.api_socket.unwrap_or_else(|| data_dir.join("api.sock")),
         api: args.api,
+        pool: args.pool.config(&data_dir)?,
         data_dir,
         xenstore_mib: args.xenstore_mib,
     };

@@ -94,8 +94,9 @@ pub struct PeerConn {
     addr: String,
     stream: Option<TlsStream<TcpStream>>,
     idle: Idle,
-    /// A request was sent and its answer not read: the stream is not
-    /// reusable.
+    /// A request was sent and its answer not read (the call was
+    /// cancelled): the stream is not reusable, its next bytes may be that
+    /// answer.
     in_flight: bool,
 }
 
@@ -128,6 +129,13 @@ enum CallError {
 
 impl PeerConn {
     async fn call(&mut self, req: &Request, ttl: Duration) -> Result<Response, CallError> {
+        if self.in_flight {
+            // The previous call was cancelled (openraft bounds each RPC by
+            // its own timeout and drops the future): its answer may still
+            // come on this stream and would be taken for this request's.
+            self.stream = None;
+            self.in_flight = false;
+        }
         if self.stream.is_none() {
             let reused = self
                 .idle

@@ -98,6 +98,70 @@ fn error(h: &Header, name: &str) -> Vec<u8> {
     v
 }
 
+/// How a daemon joins its pool (the `--pool-*` options of
+/// `windsor-xenstored-pool` and of `windsor up`).
+#[derive(Clone, Debug)]
+pub struct PoolConfig {
+    /// This host's id in the pool (non-zero).
+    pub id: u64,
+    /// Address for the pool's members and clients (TLS).
+    pub listen: String,
+    /// Every member, this one included.
+    pub peers: std::collections::BTreeMap<u64, String>,
+    /// Where `node.pem`, `node.key` and `ca.pem` are.
+    pub tls_dir: std::path::PathBuf,
+    /// Where the replicated log lives.
+    pub data_dir: std::path::PathBuf,
+    /// Initialize a new pool with `peers` as its voters (once).
+    pub bootstrap: bool,
+}
+
+/// Starts this host's pool member and puts `daemon` in pool mode with it
+/// ([`attach`]). The member runs on the returned runtime, which must
+/// outlive the daemon's loop.
+pub fn start_pool(
+    daemon: &mut Daemon,
+    cfg: &PoolConfig,
+) -> anyhow::Result<(tokio::runtime::Runtime, Arc<PoolNode>)> {
+    use anyhow::Context;
+    if !cfg.peers.contains_key(&cfg.id) {
+        anyhow::bail!("the pool's members must name this one ({})", cfg.id);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("pool")
+        .enable_all()
+        .build()?;
+    let node_cfg = crate::node::NodeConfig {
+        id: cfg.id,
+        listen: cfg.listen.clone(),
+        data_dir: cfg.data_dir.clone(),
+        tls_dir: cfg.tls_dir.clone(),
+        bootstrap: cfg.bootstrap.then(|| cfg.peers.clone()),
+    };
+    let (node, listener) = rt
+        .block_on(PoolNode::start(&node_cfg))
+        .context("starting the pool member")?;
+    rt.spawn(node.clone().serve(listener));
+    let client = PoolClient::new(
+        crate::tls::Tls::load(&cfg.tls_dir)?,
+        cfg.peers.values().cloned().collect(),
+    );
+    attach(daemon, node.clone(), client, rt.handle());
+    Ok((rt, node))
+}
+
+/// Waits until `node` knows a leader, at most `within`; false if not.
+pub fn wait_leader(rt: &tokio::runtime::Runtime, node: &PoolNode, within: Duration) -> bool {
+    rt.block_on(async {
+        node.raft
+            .wait(Some(within))
+            .metrics(|m| m.current_leader.is_some(), "a leader")
+            .await
+            .is_ok()
+    })
+}
+
 /// An answer waiting until the log is mirrored up to `index`.
 struct Pending {
     index: u64,
