@@ -5,6 +5,9 @@
 //!   its XenAPI-compatible API. Ctrl-C stops it cleanly.
 //! * `windsor vm …` and `windsor host status` drive a running host through
 //!   the API's Rust client (`windsor_api::client`).
+//! * `windsor up --pool-*` runs the host as a member of a pool whose
+//!   hosts replicate `/pool`; `windsor pool …` makes its keys and shows,
+//!   adds and removes its members (see `pool.rs`).
 //! * `windsor xs …` reads, writes, lists and watches the host's xenstore
 //!   through the API's `xenstore.*` calls (a Windsor extension), or over
 //!   the xenstore socket with `--socket`.

@@ -512,6 +512,29 @@ fn run_pool(n: u64, clients: u64) {
         "too few operations answered: {ok}\n{}",
         pool.logs()
     );
+    // `windsor pool status`: every member live, one leader, one term.
+    let out = Command::new(WINDSOR)
+        .args(["pool", "status", "--json", "--members"])
+        .arg((1..=n).map(Pool::addr).collect::<Vec<_>>().join(","))
+        .arg("--tls-dir")
+        .arg(pool.dir.path().join("tls-client"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len() as u64, n, "{rows:?}");
+    assert!(
+        rows.iter().all(|r| r["live"] == true && r["voter"] == true),
+        "{rows:?}"
+    );
+    let leaders = rows.iter().filter(|r| r["leader"] == true).count();
+    assert_eq!(leaders, 1, "{rows:?}");
+
     let checking = Instant::now();
     for k in 0..KEYS {
         let mut t = LinearizabilityTester::new(Register(0u64));
