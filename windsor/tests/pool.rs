@@ -418,16 +418,17 @@ fn run_pool(n: u64, clients: u64) {
         })
         .collect();
 
-    // A slow follower for the whole run: its sends delayed by tc netem,
+    // A slow follower: its sends delayed by tc netem for the whole run,
     // or, without netem in this kernel, the host stopped (SIGSTOP) for
     // 60 ms of every 300: longer than the heartbeat interval (30 ms, so
     // the leader's RPCs to it time out) and shorter than the election
     // timeout (100-200 ms, so it is slow, not gone).
     let slow = (1..=n).find(|i| *i != leader).unwrap();
     let slowed = pool.net.slow(slow, 20);
+    let stall_stop = Arc::new(AtomicBool::new(false));
     let stall = (!slowed).then(|| {
         let pid = pool.pid(slow).unwrap();
-        let st = stop.clone();
+        let st = stall_stop.clone();
         std::thread::spawn(move || {
             use nix::sys::signal::{kill, Signal};
             while !st.load(Ordering::Relaxed) {
@@ -438,7 +439,13 @@ fn run_pool(n: u64, clients: u64) {
             }
         })
     });
-    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::sleep(Duration::from_millis(2000));
+    // (The stalls stop here: a follower stopped 60 ms of every 300 on a
+    // loaded CI machine can hold an election up for long.)
+    stall_stop.store(true, Ordering::Relaxed);
+    if let Some(h) = stall {
+        h.join().unwrap();
+    }
     // kill -9 of the leader's host; the others elect and go on.
     let t = Instant::now();
     pool.kill(leader);
@@ -463,9 +470,6 @@ fn run_pool(n: u64, clients: u64) {
     pool.net.heal(l3);
     std::thread::sleep(Duration::from_millis(1500));
     stop.store(true, Ordering::Relaxed);
-    if let Some(h) = stall {
-        h.join().unwrap();
-    }
     let (mut ok, mut unknown) = (0, 0);
     for w in workers {
         let (o, u) = w.join().unwrap();
@@ -503,7 +507,7 @@ fn run_pool(n: u64, clients: u64) {
         if slowed {
             "netem 20 ms"
         } else {
-            "SIGSTOP 60 ms of every 300"
+            "SIGSTOP 60 ms of every 300 for 2 s"
         },
         started.elapsed()
     );
