@@ -72,6 +72,9 @@ pub struct Options {
     pub api: SocketAddr,
     /// Unix socket of the lifecycle API.
     pub api_socket: PathBuf,
+    /// Pool mode: the xenstore domain replicates `/pool` with the pool's
+    /// other hosts (see `crate::pool`).
+    pub pool: Option<crate::pool::PoolConfig>,
 }
 
 /// A service domain the host started.
@@ -126,6 +129,7 @@ impl DaemonXenstore {
                 snapshot_every: 200_000,
                 commit_threads: 2,
             },
+            opts.pool.clone(),
             stop.clone(),
             ready_tx,
         );
@@ -431,9 +435,14 @@ impl Host {
 /// clients on a Unix socket and the guests on their rings until told to
 /// stop, then powering off. It hands the host an [`Adopter`] for in-process
 /// connections once it serves.
+/// How long a host in pool mode waits for its pool to elect a leader
+/// before it gives up starting.
+const POOL_LEADER_TIMEOUT: Duration = Duration::from_secs(25);
+
 fn register_xenstore_image(
     hv: &Hypervisor,
     cfg: XsConfig,
+    pool: Option<crate::pool::PoolConfig>,
     stop: Arc<AtomicBool>,
     ready: mpsc::Sender<Result<Adopter, String>>,
 ) {
@@ -458,9 +467,29 @@ fn register_xenstore_image(
         let daemon = rings.and_then(|rings| {
             let mut d = Daemon::bind(cfg.clone()).map_err(|e| e.to_string())?;
             d.serve_rings(rings).map_err(|e| e.to_string())?;
-            Ok(d)
+            // Pool mode: the member's runtime lives as long as the loop.
+            let member = match &pool {
+                Some(p) => {
+                    let (rt, node) = windsor_xenstore_replication::xenstored::start_pool(&mut d, p)
+                        .map_err(|e| format!("{e:#}"))?;
+                    dom.write(format!("xenstore domain: pool member {}\n", p.id).as_bytes());
+                    if !windsor_xenstore_replication::xenstored::wait_leader(
+                        &rt,
+                        &node,
+                        POOL_LEADER_TIMEOUT,
+                    ) {
+                        return Err(format!(
+                            "the pool elected no leader within {POOL_LEADER_TIMEOUT:?} \
+                             (is a majority of its members up?)"
+                        ));
+                    }
+                    Some((rt, node))
+                }
+                None => None,
+            };
+            Ok((d, member))
         });
-        let mut daemon = match daemon {
+        let (mut daemon, _member) = match daemon {
             Ok(d) => d,
             Err(e) => {
                 tell(Err(e));

@@ -5,6 +5,9 @@
 //!   its XenAPI-compatible API. Ctrl-C stops it cleanly.
 //! * `windsor vm …` and `windsor host status` drive a running host through
 //!   the API's Rust client (`windsor_api::client`).
+//! * `windsor up --pool-*` runs the host as a member of a pool whose
+//!   hosts replicate `/pool`; `windsor pool …` makes its keys and shows,
+//!   adds and removes its members (see `pool.rs`).
 //! * `windsor xs …` reads, writes, lists and watches the host's xenstore
 //!   through the API's `xenstore.*` calls (a Windsor extension), or over
 //!   the xenstore socket with `--socket`.
@@ -13,6 +16,7 @@
 
 mod drivers;
 mod host;
+mod pool;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -51,6 +55,14 @@ enum Command {
         #[command(subcommand)]
         op: HostOp,
     },
+    /// The pool of hosts sharing `/pool`: keys, members, liveness (see
+    /// `windsor up --pool-*`).
+    Pool {
+        #[command(flatten)]
+        conn: pool::PoolConn,
+        #[command(subcommand)]
+        op: pool::PoolOp,
+    },
     /// Read and write the host's xenstore (through the API, or the
     /// xenstore socket with --socket).
     Xs {
@@ -83,6 +95,8 @@ struct UpArgs {
     /// Unix socket of the lifecycle API [default: DATA_DIR/api.sock].
     #[arg(long)]
     api_socket: Option<PathBuf>,
+    #[command(flatten)]
+    pool: pool::UpPoolArgs,
 }
 
 #[derive(clap::Args)]
@@ -245,6 +259,7 @@ fn main() -> Result<()> {
         Command::Vm { conn, op } => vm(&conn, op),
         Command::Host { conn, op } => host_cmd(&conn, op),
         Command::Xs { conn, socket, op } => xs(&conn, socket, op),
+        Command::Pool { conn, op } => pool::run(&conn, op),
     }
 }
 
@@ -265,6 +280,7 @@ fn up(args: UpArgs) -> Result<()> {
             .unwrap_or_else(|| data_dir.join("xenstored.sock")),
         api_socket: args.api_socket.unwrap_or_else(|| data_dir.join("api.sock")),
         api: args.api,
+        pool: args.pool.config(&data_dir)?,
         data_dir,
         xenstore_mib: args.xenstore_mib,
     };

@@ -121,6 +121,220 @@ fn pool() -> Figures {
     }
 }
 
+// ------------------------------------------- ours, through the daemon
+
+/// Three `windsor-xenstored-pool` daemons on loopback, driven through
+/// their xenstore sockets as the toolstack drives them: `XS_WRITE` of
+/// `/pool/...` on the leader's host and on a follower's (forwarded to the
+/// leader, the reply once the follower's mirror has the entry), and the
+/// failover as a xenstore client sees it (`kill -9` of the leader's
+/// daemon, then the time until a write through a survivor succeeds).
+struct Daemons {
+    dir: tempfile::TempDir,
+    addrs: Vec<String>,
+    procs: Vec<Option<Child>>,
+    status: windsor_xenstore_replication::client::PoolClient,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Daemons {
+    fn start() -> Daemons {
+        use windsor_xenstore_replication::tls;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca");
+        tls::create_ca(&ca).unwrap();
+        let addrs: Vec<String> = (0..3)
+            .map(|_| format!("127.0.0.1:{}", common::free_port("127.0.0.1")))
+            .collect();
+        for i in 1..=3u64 {
+            tls::issue_member(&ca, i, &dir.path().join(format!("tls{i}"))).unwrap();
+        }
+        tls::issue_member(&ca, 1000, &dir.path().join("tls-client")).unwrap();
+        let status = windsor_xenstore_replication::client::PoolClient::new(
+            tls::Tls::load(&dir.path().join("tls-client")).unwrap(),
+            addrs.clone(),
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut d = Daemons {
+            dir,
+            addrs,
+            procs: (0..3).map(|_| None).collect(),
+            status,
+            rt,
+        };
+        for i in 1..=3 {
+            d.spawn(i);
+        }
+        d
+    }
+
+    fn socket(&self, i: u64) -> std::path::PathBuf {
+        self.dir.path().join(format!("xs{i}.sock"))
+    }
+
+    fn spawn(&mut self, i: u64) {
+        let d = self.dir.path();
+        let peers: Vec<String> = self
+            .addrs
+            .iter()
+            .enumerate()
+            .map(|(j, a)| format!("{}={a}", j + 1))
+            .collect();
+        let _ = std::fs::remove_file(self.socket(i));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_windsor-xenstored-pool"));
+        cmd.arg("--socket")
+            .arg(self.socket(i))
+            .arg("--data-dir")
+            .arg(d.join(format!("data{i}")))
+            .args(["--pool-id", &i.to_string()])
+            .args(["--pool-listen", &self.addrs[i as usize - 1]])
+            .args(["--pool-peers", &peers.join(",")])
+            .arg("--pool-tls-dir")
+            .arg(d.join(format!("tls{i}")));
+        if i == 1 {
+            cmd.arg("--pool-bootstrap");
+        }
+        self.procs[i as usize - 1] = Some(
+            cmd.env("RUST_LOG", "error")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("windsor-xenstored-pool"),
+        );
+    }
+
+    fn kill(&mut self, i: u64) {
+        if let Some(mut c) = self.procs[i as usize - 1].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn leader(&mut self) -> u64 {
+        use windsor_xenstore_replication::proto::{ClientReply, ClientRequest};
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(ClientReply::Status(s)) =
+                self.rt.block_on(self.status.request(ClientRequest::Status))
+            {
+                if let Some(l) = s.leader {
+                    return l;
+                }
+            }
+            assert!(Instant::now() < end, "the daemons elected no leader");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn xs(&self, i: u64) -> windsor_xenstore::stream::StreamStore {
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(s) = std::os::unix::net::UnixStream::connect(self.socket(i)) {
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                return windsor_xenstore::stream::StreamStore::from_stream(s).unwrap();
+            }
+            assert!(Instant::now() < end, "daemon {i} not up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemons {
+    fn drop(&mut self) {
+        for i in 1..=3 {
+            self.kill(i);
+        }
+    }
+}
+
+fn xs_put(c: &windsor_xenstore::stream::StreamStore, i: u64) -> bool {
+    use windsor_xenstore::client::{TxId, XenStore};
+    c.write(
+        TxId::NONE,
+        &format!("/pool/bench/k{}", i % 1000),
+        format!("value-{i}").as_bytes(),
+    )
+    .is_ok()
+}
+
+fn xs_puts(c: &windsor_xenstore::stream::StreamStore) -> (f64, f64, f64) {
+    for i in 0..100 {
+        assert!(xs_put(c, i), "warm-up put failed");
+    }
+    let mut lat = Vec::new();
+    let t0 = Instant::now();
+    let mut i = 0;
+    while t0.elapsed() < Duration::from_secs(PUT_SECS) {
+        let t = Instant::now();
+        assert!(xs_put(c, i), "put failed");
+        lat.push(t.elapsed());
+        i += 1;
+    }
+    summarize(lat, t0.elapsed())
+}
+
+/// Leader-host figures, follower-host figures.
+fn daemons() -> (Figures, Figures) {
+    let mut d = Daemons::start();
+    let leader = d.leader();
+    let follower = (1..=3).find(|i| *i != leader).unwrap();
+    let (rate, p50, p99) = xs_puts(&d.xs(leader));
+    let (frate, fp50, fp99) = xs_puts(&d.xs(follower));
+    let mut fo = Vec::new();
+    for _ in 0..FAILOVERS * 3 {
+        if fo.len() == FAILOVERS {
+            break;
+        }
+        let leader = d.leader();
+        let other = (1..=3).find(|i| *i != leader).unwrap();
+        let c = d.xs(other);
+        // The pool settled (the restarted member caught up, the leader
+        // known to this host): a put goes through.
+        let end = Instant::now() + Duration::from_secs(20);
+        while !xs_put(&c, 0) {
+            assert!(Instant::now() < end, "no put before the failover");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let leader = d.leader();
+        if leader == other {
+            continue;
+        }
+        let t = Instant::now();
+        d.kill(leader);
+        let mut n = 0;
+        while !xs_put(&c, n) {
+            n += 1;
+        }
+        fo.push(t.elapsed().as_secs_f64() * 1e3);
+        d.spawn(leader);
+        // Its socket back, and caught up.
+        let back = d.xs(leader);
+        while !xs_put(&back, 1) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    assert!(!fo.is_empty(), "no failover measured");
+    let failover_ms = median(fo);
+    (
+        Figures {
+            puts_per_s: rate,
+            p50_ms: p50,
+            p99_ms: p99,
+            failover_ms,
+        },
+        Figures {
+            puts_per_s: frate,
+            p50_ms: fp50,
+            p99_ms: fp99,
+            failover_ms,
+        },
+    )
+}
+
 // ---------------------------------------------------------------- etcd
 
 struct Etcd {
@@ -368,8 +582,41 @@ fn main() {
         eprintln!("etcd is not installed (`cargo xtask setup`); no baseline");
     }
     let ours = pool();
+    let (dl, df) = daemons();
     let theirs = etcd();
-    eprintln!("pool: {ours:?}\netcd: {theirs:?}");
+    eprintln!(
+        "pool: {ours:?}\ndaemon (leader's host): {dl:?}\ndaemon (follower's host): {df:?}\netcd: {theirs:?}"
+    );
+    for (prefix, f) in [("pool_daemon", dl), ("pool_daemon_follower", df)] {
+        line(
+            &format!("{prefix}_put_seq"),
+            f.puts_per_s,
+            "puts/s",
+            Some(theirs.puts_per_s),
+            Some(f.puts_per_s / theirs.puts_per_s),
+        );
+        line(
+            &format!("{prefix}_put_p50"),
+            f.p50_ms,
+            "ms",
+            Some(theirs.p50_ms),
+            Some(theirs.p50_ms / f.p50_ms),
+        );
+        line(
+            &format!("{prefix}_put_p99"),
+            f.p99_ms,
+            "ms",
+            Some(theirs.p99_ms),
+            Some(theirs.p99_ms / f.p99_ms),
+        );
+    }
+    line(
+        "pool_daemon_failover",
+        dl.failover_ms,
+        "ms",
+        Some(theirs.failover_ms),
+        Some(theirs.failover_ms / dl.failover_ms),
+    );
     line(
         "pool_put_seq",
         ours.puts_per_s,

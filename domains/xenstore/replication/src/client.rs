@@ -44,6 +44,19 @@ impl PoolClient {
         }
     }
 
+    /// Another client of the same members, with the same settings and no
+    /// connection yet.
+    pub fn clone_config(&self) -> Self {
+        PoolClient {
+            tls: self.tls.clone(),
+            addrs: self.addrs.clone(),
+            current: self.current,
+            stream: None,
+            deadline: self.deadline,
+            reply_timeout: self.reply_timeout,
+        }
+    }
+
     /// Sends to the member at `addr` only, without following the leader.
     pub async fn call_at(
         &self,
@@ -111,10 +124,17 @@ impl PoolClient {
             .await;
             let reply = match r {
                 Ok(Ok(Response::Client(r))) => r,
-                Ok(Ok(_)) | Ok(Err(_)) | Err(_) => {
+                other => {
+                    let why = match other {
+                        Ok(Ok(_)) => "wrong reply kind".to_string(),
+                        Ok(Err(e)) => e.to_string(),
+                        Err(_) => "timed out".to_string(),
+                    };
                     self.next();
                     if changes {
-                        return Err(ClientError::Unknown("no answer from the member".into()));
+                        return Err(ClientError::Unknown(format!(
+                            "no answer from the member: {why}"
+                        )));
                     }
                     continue;
                 }
@@ -149,6 +169,15 @@ impl PoolClient {
     pub async fn submit(&mut self, cmd: Command) -> Result<(Outcome, u64), ClientError> {
         match self.request(ClientRequest::Submit(cmd)).await? {
             ClientReply::Outcome(o, i) => Ok((o, i)),
+            r => Err(ClientError::Unknown(format!("unexpected reply {r:?}"))),
+        }
+    }
+
+    /// ReadIndex at the leader: the index a member must have applied to
+    /// serve a linearizable read (see [`ClientRequest::ReadIndex`]).
+    pub async fn read_index(&mut self) -> Result<u64, ClientError> {
+        match self.request(ClientRequest::ReadIndex).await? {
+            ClientReply::ReadIndex(i) => Ok(i),
             r => Err(ClientError::Unknown(format!("unexpected reply {r:?}"))),
         }
     }

@@ -47,10 +47,10 @@
 //! [`node::PoolNode`], and replies with the replicated outcome. Every
 //! host's daemon subscribes to the applied-entry stream, mirrors the
 //! changes into its tree and fires the watches ([`mirror`]).
-//! [`xenstored`] does this for single operations (the
-//! `windsor-xenstored-pool` binary); transactions writing `/pool` are
-//! still refused there (`ENOSYS`), and reads of `/pool` come from the
-//! local mirror (not linearizable).
+//! [`xenstored`] does this for the daemon (the `windsor-xenstored-pool`
+//! binary): single operations, transactions (one [`sm::Command::Txn`] per
+//! commit, `EAGAIN` on conflict) and reads of `/pool` after a ReadIndex
+//! barrier, linearizable on followers too.
 
 pub mod client;
 pub mod mirror;

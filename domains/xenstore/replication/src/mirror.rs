@@ -40,6 +40,10 @@ pub struct MirrorStep {
     pub mutations: Vec<Mutation>,
     /// Paths whose watches fire.
     pub fire: Vec<String>,
+    /// Replicated revisions of the changed nodes and of their parents
+    /// (whose children changed), `None` for a removed node: what the
+    /// daemon's transactions record in their read sets.
+    pub revs: Vec<(String, Option<u64>)>,
 }
 
 fn write_of(path: &str, n: &crate::sm::Node) -> Mutation {
@@ -60,14 +64,28 @@ pub fn step(ev: &Applied, tree: &PoolTree) -> MirrorStep {
         out.mutations
             .extend(tree.iter().map(|(p, n)| write_of(p, n)));
         out.fire.push(ROOT.to_string());
+        out.revs.push((ROOT.to_string(), None));
+        out.revs
+            .extend(tree.iter().map(|(p, n)| (p.to_string(), Some(n.rev))));
         return out;
     }
     for p in &ev.changed {
         match tree.get(p) {
-            Some(n) => out.mutations.push(write_of(p, n)),
-            None => out.mutations.push(Mutation::Remove {
-                path: p.as_str().into(),
-            }),
+            Some(n) => {
+                out.mutations.push(write_of(p, n));
+                out.revs.push((p.clone(), Some(n.rev)));
+            }
+            None => {
+                out.mutations.push(Mutation::Remove {
+                    path: p.as_str().into(),
+                });
+                out.revs.push((p.clone(), None));
+            }
+        }
+        if let Some(parent) = p.rfind('/').map(|i| &p[..i]).filter(|q| is_pool_path(q)) {
+            if let Some(n) = tree.get(parent) {
+                out.revs.push((parent.to_string(), Some(n.rev)));
+            }
         }
         out.fire.push(p.clone());
     }
@@ -142,6 +160,14 @@ mod tests {
         );
         assert_eq!(s.fire, vec!["/pool/host/h1"]);
         assert!(local(&store, "/pool/host/h1").is_none());
+        // The removed node goes, and its parent's revision moves on.
+        assert_eq!(
+            s.revs,
+            vec![
+                ("/pool/host/h1".to_string(), None),
+                ("/pool/host".to_string(), Some(3))
+            ]
+        );
         assert!(local(&store, "/pool/host/h1/name").is_none());
         assert!(local(&store, "/pool/host").is_some());
         assert!(store.check_consistency());

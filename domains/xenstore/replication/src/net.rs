@@ -1,7 +1,16 @@
 //! Raft's transport between hosts: one TLS connection per peer, opened on
 //! first use and again after any failure.
+//!
+//! openraft also makes a short-lived client per peer for each ReadIndex
+//! (the round of heartbeats that confirms the leader, see
+//! [`crate::node::PoolNode::read_index`]), with the heartbeat interval as
+//! its whole budget: a new TLS handshake each time would not fit on a
+//! loaded host. Connections of dropped clients that are between requests
+//! are therefore kept ([`IDLE_PER_PEER`] per peer) and reused.
 
+use std::collections::HashMap;
 use std::io;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::error::{
@@ -41,16 +50,25 @@ pub async fn connect(tls: &Tls, addr: &str) -> io::Result<TlsStream<TcpStream>> 
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))?
 }
 
+/// Idle connections kept per peer for reuse.
+pub const IDLE_PER_PEER: usize = 4;
+
+type Idle = Arc<Mutex<HashMap<String, Vec<TlsStream<TcpStream>>>>>;
+
 /// Makes a [`PeerConn`] per peer.
 #[derive(Clone)]
 pub struct Network {
     tls: Tls,
+    idle: Idle,
 }
 
 impl Network {
     /// Peers are reached with `tls`.
     pub fn new(tls: Tls) -> Self {
-        Network { tls }
+        Network {
+            tls,
+            idle: Arc::default(),
+        }
     }
 }
 
@@ -63,6 +81,8 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             addr: node.addr.clone(),
             stream: None,
+            idle: self.idle.clone(),
+            in_flight: false,
         }
     }
 }
@@ -73,6 +93,26 @@ pub struct PeerConn {
     target: u64,
     addr: String,
     stream: Option<TlsStream<TcpStream>>,
+    idle: Idle,
+    /// A request was sent and its answer not read (the call was
+    /// cancelled): the stream is not reusable, its next bytes may be that
+    /// answer.
+    in_flight: bool,
+}
+
+impl Drop for PeerConn {
+    fn drop(&mut self) {
+        let Some(s) = self.stream.take() else { return };
+        if self.in_flight {
+            return;
+        }
+        if let Ok(mut idle) = self.idle.lock() {
+            let v = idle.entry(self.addr.clone()).or_default();
+            if v.len() < IDLE_PER_PEER {
+                v.push(s);
+            }
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,14 +129,31 @@ enum CallError {
 
 impl PeerConn {
     async fn call(&mut self, req: &Request, ttl: Duration) -> Result<Response, CallError> {
+        if self.in_flight {
+            // The previous call was cancelled (openraft bounds each RPC by
+            // its own timeout and drops the future): its answer may still
+            // come on this stream and would be taken for this request's.
+            self.stream = None;
+            self.in_flight = false;
+        }
         if self.stream.is_none() {
-            // Bounded by CONNECT_TIMEOUT itself.
-            let s = connect(&self.tls, &self.addr)
-                .await
-                .map_err(|e| CallError::Connect(self.addr.clone(), e))?;
-            self.stream = Some(s);
+            let reused = self
+                .idle
+                .lock()
+                .ok()
+                .and_then(|mut idle| idle.get_mut(&self.addr).and_then(Vec::pop));
+            self.stream = match reused {
+                Some(s) => Some(s),
+                // Bounded by CONNECT_TIMEOUT itself.
+                None => Some(
+                    connect(&self.tls, &self.addr)
+                        .await
+                        .map_err(|e| CallError::Connect(self.addr.clone(), e))?,
+                ),
+            };
         }
         let ttl = ttl.max(MIN_RPC_TIMEOUT);
+        self.in_flight = true;
         let r = tokio::time::timeout(ttl, async {
             let Some(s) = self.stream.as_mut() else {
                 return Err(CallError::Mismatch);
@@ -110,6 +167,7 @@ impl PeerConn {
             // The stream may hold half a frame: start again next time.
             self.stream = None;
         }
+        self.in_flight = false;
         r
     }
 

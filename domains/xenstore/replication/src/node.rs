@@ -162,6 +162,17 @@ impl PoolNode {
         }
     }
 
+    /// ReadIndex on this member if it leads: confirms with a round of
+    /// heartbeats to a majority that it still does and gives the index a
+    /// reader must have applied (not waiting for this member to apply it).
+    pub async fn read_index(&self) -> Result<u64, ClientError> {
+        match self.raft.get_read_log_id().await {
+            Ok((read, _applied)) => Ok(read.map_or(0, |l| l.index)),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => Err(not_leader(f)),
+            Err(e) => Err(ClientError::Refused(e.to_string())),
+        }
+    }
+
     /// This node's view of the cluster.
     pub fn status(&self) -> Status {
         let m = self.raft.metrics().borrow().clone();
@@ -199,6 +210,7 @@ impl PoolNode {
                     .map_err(|e| ClientError::Refused(e.to_string()))
             }
             ClientRequest::Status => Ok(ClientReply::Status(self.status())),
+            ClientRequest::ReadIndex => self.read_index().await.map(ClientReply::ReadIndex),
             ClientRequest::Init(members) => {
                 let nodes: BTreeMap<u64, BasicNode> = members
                     .into_iter()

@@ -67,6 +67,10 @@ pub enum ClientRequest {
     ChangeMembership(BTreeSet<u64>),
     /// Take a snapshot now (and purge the log before it).
     Snapshot,
+    /// ReadIndex, asked of the leader: once the leader has confirmed with
+    /// a majority that it still leads, the index up to which a member must
+    /// have applied the log to serve a linearizable read.
+    ReadIndex,
 }
 
 /// A successful answer.
@@ -82,6 +86,8 @@ pub enum ClientReply {
     Status(Status),
     /// Done.
     Done,
+    /// The answer to [`ClientRequest::ReadIndex`].
+    ReadIndex(u64),
 }
 
 /// A node's view of the cluster.

@@ -42,10 +42,16 @@
 //! not read further until their reply comes back ([`PoolEvent::Reply`]),
 //! so its replies stay in order. The replicated entries come back as
 //! [`PoolEvent::Apply`] and are applied to the store without being logged
-//! locally (the replicated log holds them), firing their watches. Inside
-//! a transaction those requests fail with `ENOSYS`. Guests' ring requests
-//! are not routed (they reach the local store as before). Off by default:
-//! without `set_pool` nothing changes.
+//! locally (the replicated log holds them), firing their watches, and
+//! with them the nodes' replicated revisions. Reads of `/pool` wait for a
+//! barrier ([`PoolKind::Barrier`], ReadIndex) before the store serves them
+//! from the mirror, so they are linearizable on every host. Inside a
+//! transaction `/pool` is read and written in the store's overlay as any
+//! path; its commit goes through the log ([`PoolKind::Txn`]): the
+//! replicated revisions of the `/pool` nodes it saw are its read set,
+//! checked by the state machine, and a conflict anywhere in the pool is
+//! `EAGAIN`. Guests' ring requests are not routed (they reach the local
+//! store as before). Off by default: without `set_pool` nothing changes.
 //!
 //! # Bounds on what clients make the daemon hold ([`Limits`])
 //!
@@ -143,7 +149,7 @@
 extern crate std;
 
 use std::boxed::Box;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -287,11 +293,11 @@ impl Adopter {
 }
 
 /// A request under `/pool` taken off the store's path in pool mode (see
-/// [`Daemon::set_pool`]): `XS_WRITE`, `XS_MKDIR`, `XS_RM` or
-/// `XS_SET_PERMS` outside a transaction.
+/// [`Daemon::set_pool`]).
 #[derive(Clone, Debug)]
 pub struct PoolRequest {
-    /// Names the request in its [`PoolEvent::Reply`].
+    /// Names the request in its [`PoolEvent::Reply`] or
+    /// [`PoolEvent::Release`].
     pub ticket: u64,
     /// The request's header (its type, id and transaction).
     pub header: Header,
@@ -301,6 +307,62 @@ pub struct PoolRequest {
     pub dom: DomId,
     /// Whether the caller is privileged.
     pub privileged: bool,
+    /// What the replicated side is asked to do.
+    pub kind: PoolKind,
+}
+
+/// What a [`PoolRequest`] asks of the replicated side.
+#[derive(Clone, Debug)]
+pub enum PoolKind {
+    /// `XS_WRITE`, `XS_MKDIR`, `XS_RM` or `XS_SET_PERMS` outside a
+    /// transaction: commit it; the answer is a [`PoolEvent::Reply`].
+    Op,
+    /// A read of `/pool` outside a transaction (`XS_READ`,
+    /// `XS_DIRECTORY`, `XS_DIRECTORY_PART`, `XS_GET_PERMS`), or the commit
+    /// of a transaction that touched `/pool` without writing there: a
+    /// barrier. The answer is a [`PoolEvent::Release`] once every entry
+    /// committed in the pool before the request arrived is mirrored here
+    /// (ReadIndex); the daemon then serves the request from its store.
+    Barrier,
+    /// The commit (`XS_TRANSACTION_END T`) of a transaction that wrote
+    /// under `/pool`: commit its `/pool` part as one replicated entry,
+    /// validated against its read set (`EAGAIN` on conflict); the answer
+    /// is a [`PoolEvent::Reply`]. The local transaction is already ended.
+    Txn(PoolTxn),
+}
+
+/// The `/pool` part of a transaction, as the replicated log takes it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PoolTxn {
+    /// Every `/pool` path it touched, with the replicated revision the
+    /// node had when first touched (`None`: absent then).
+    pub reads: Vec<(std::string::String, Option<u64>)>,
+    /// Its net effect under `/pool`, parents before children.
+    pub ops: Vec<PoolOp>,
+}
+
+/// One change of a [`PoolTxn`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PoolOp {
+    /// Create (with missing parents) or overwrite.
+    Write {
+        /// The path.
+        path: std::string::String,
+        /// The value.
+        value: Vec<u8>,
+    },
+    /// Remove with the subtree.
+    Rm {
+        /// The path.
+        path: std::string::String,
+    },
+    /// Set the permissions (wire form).
+    SetPerms {
+        /// The path.
+        path: std::string::String,
+        /// Permissions as on the wire.
+        perms: Vec<u8>,
+    },
 }
 
 /// What the replication side hands the loop (see [`PoolSender`]).
@@ -321,6 +383,16 @@ pub enum PoolEvent {
         mutations: Vec<crate::store::Mutation>,
         /// Paths whose watches fire.
         fire: Vec<std::string::String>,
+        /// The replicated revisions of the nodes the mutations changed,
+        /// in order (`None`: removed with its subtree), what a
+        /// transaction's read set records (see [`PoolTxn::reads`]).
+        revs: Vec<(std::string::String, Option<u64>)>,
+    },
+    /// The barrier of [`PoolKind::Barrier`] passed: serve the held
+    /// request from the store now.
+    Release {
+        /// From [`PoolRequest::ticket`].
+        ticket: u64,
     },
 }
 
@@ -350,8 +422,13 @@ struct Pool {
     submit: Box<dyn FnMut(PoolRequest) + Send>,
     inbox: mpsc::Receiver<PoolEvent>,
     next_ticket: u64,
-    /// Requests submitted and not yet answered: ticket to slot.
-    waiting: std::collections::HashMap<u64, usize>,
+    /// Requests submitted and not yet answered: ticket to slot, and the
+    /// request itself for a barrier.
+    waiting: std::collections::HashMap<u64, (usize, Option<Vec<u8>>)>,
+    /// The replicated revision of every mirrored `/pool` node.
+    revs: BTreeMap<std::string::String, u64>,
+    /// Open transactions (slot, id) that touched `/pool` after a barrier.
+    fresh: std::collections::HashSet<(usize, u32)>,
 }
 
 /// A running daemon: build with [`Daemon::bind`], then [`Daemon::run`].
@@ -535,15 +612,15 @@ impl Daemon {
         Ok(())
     }
 
-    /// Pool mode: from now on `XS_WRITE`, `XS_MKDIR`, `XS_RM` and
-    /// `XS_SET_PERMS` naming a path under `/pool` outside a transaction
-    /// are handed to `submit` (on the loop's thread: it must not block)
-    /// instead of the store, and the connection is not read further until
-    /// the [`PoolEvent::Reply`] comes through the returned sender, which
-    /// also carries the replicated entries to mirror ([`PoolEvent::Apply`]).
-    /// Inside a transaction those requests fail with `ENOSYS`: a
-    /// transaction cannot yet span the replicated subtree. Reads of
-    /// `/pool` are served from the local mirror.
+    /// Pool mode: from now on the requests of socket clients that involve
+    /// `/pool` are handed to `submit` (on the loop's thread: it must not
+    /// block) as [`PoolRequest`]s (see [`PoolKind`]): mutations outside a
+    /// transaction, reads outside a transaction (after a barrier they are
+    /// served from the mirror), and the commits of transactions that
+    /// touched `/pool`. The connection is not read further until the
+    /// answer ([`PoolEvent::Reply`] or [`PoolEvent::Release`]) comes
+    /// through the returned sender, which also carries the replicated
+    /// entries to mirror ([`PoolEvent::Apply`]).
     pub fn set_pool(&mut self, submit: Box<dyn FnMut(PoolRequest) + Send>) -> PoolSender {
         let (tx, inbox) = mpsc::channel();
         self.pool = Some(Pool {
@@ -551,6 +628,8 @@ impl Daemon {
             inbox,
             next_ticket: 1,
             waiting: std::collections::HashMap::new(),
+            revs: BTreeMap::new(),
+            fresh: std::collections::HashSet::new(),
         });
         PoolSender {
             tx,
@@ -566,21 +645,44 @@ impl Daemon {
             };
             match ev {
                 PoolEvent::Reply { ticket, bytes } => {
-                    let Some(slot) = self.pool.as_mut().and_then(|p| p.waiting.remove(&ticket))
-                    else {
-                        continue;
-                    };
-                    let Some(Some(c)) = self.conns.get_mut(slot) else {
-                        continue;
-                    };
-                    if c.pool_wait != Some(ticket) {
-                        continue;
+                    if let Some((slot, _)) = self.pool_answered(ticket) {
+                        self.outputs.push((slot, bytes));
+                        self.log_and_queue(None);
                     }
-                    c.pool_wait = None;
-                    self.outputs.push((slot, bytes));
-                    self.log_and_queue(None);
                 }
-                PoolEvent::Apply { mutations, fire } => {
+                PoolEvent::Release { ticket } => {
+                    if let Some((slot, Some(msg))) = self.pool_answered(ticket) {
+                        let record = self.engine.request(slot, &msg, &mut self.outputs);
+                        self.log_and_queue(record);
+                    }
+                }
+                PoolEvent::Apply {
+                    mutations,
+                    fire,
+                    revs,
+                } => {
+                    if let Some(pool) = self.pool.as_mut() {
+                        for (path, rev) in revs {
+                            match rev {
+                                Some(r) => {
+                                    pool.revs.insert(path, r);
+                                }
+                                None => {
+                                    let below = std::format!("{path}/");
+                                    pool.revs.remove(&path);
+                                    let doomed: Vec<_> = pool
+                                        .revs
+                                        .range(below.clone()..)
+                                        .take_while(|(k, _)| k.starts_with(&below))
+                                        .map(|(k, _)| k.clone())
+                                        .collect();
+                                    for k in doomed {
+                                        pool.revs.remove(&k);
+                                    }
+                                }
+                            }
+                        }
+                    }
                     self.engine.store_mut().apply_external(&mutations, &fire);
                     let record = self.engine.collect(None, &mut self.outputs);
                     self.log_and_queue(record);
@@ -589,28 +691,27 @@ impl Daemon {
         }
     }
 
-    /// Pool mode: hands `msg` to the replicated log if it is a mutation
-    /// under `/pool`. `Some(reply)` to send now (refused), `Some(empty)`
-    /// if submitted (the reply comes later), `None` for the store.
-    fn pool_route(&mut self, slot: usize, msg: &[u8]) -> Option<Vec<u8>> {
-        self.pool.as_ref()?;
-        let mut hdr = [0u8; HEADER_LEN];
-        hdr.copy_from_slice(msg.get(..HEADER_LEN)?);
-        let h = Header::parse(&hdr);
-        let mutating = [XsOp::Write, XsOp::Mkdir, XsOp::Rm, XsOp::SetPerms]
-            .iter()
-            .any(|&o| o as u32 == h.ty);
-        if !mutating {
+    /// The connection waiting for `ticket`, no longer waiting, and the
+    /// request held for it; `None` if it is gone.
+    fn pool_answered(&mut self, ticket: u64) -> Option<(usize, Option<Vec<u8>>)> {
+        let (slot, held) = self.pool.as_mut()?.waiting.remove(&ticket)?;
+        let c = self.conns.get_mut(slot)?.as_mut()?;
+        if c.pool_wait != Some(ticket) {
             return None;
         }
-        let payload = &msg[HEADER_LEN..];
-        let path = payload.split(|&b| b == 0).next().unwrap_or(&[]);
-        if !is_pool_path(path) {
-            return None;
-        }
-        if h.tx_id != 0 {
-            return Some(error_reply(&h, xen::Errno::ENOSYS));
-        }
+        c.pool_wait = None;
+        Some((slot, held))
+    }
+
+    /// Hands `kind` to the replicated side for the request `msg` of
+    /// `slot`, which is not read further until it is answered.
+    fn pool_submit(
+        &mut self,
+        slot: usize,
+        h: Header,
+        msg: &[u8],
+        kind: PoolKind,
+    ) -> Option<Vec<u8>> {
         let dom = self
             .engine
             .conn(slot)
@@ -619,18 +720,173 @@ impl Daemon {
         let pool = self.pool.as_mut()?;
         let ticket = pool.next_ticket;
         pool.next_ticket += 1;
-        pool.waiting.insert(ticket, slot);
+        let held = matches!(kind, PoolKind::Barrier).then(|| msg.to_vec());
+        pool.waiting.insert(ticket, (slot, held));
         (pool.submit)(PoolRequest {
             ticket,
             header: h,
-            payload: payload.to_vec(),
+            payload: msg[HEADER_LEN..].to_vec(),
             dom,
             privileged,
+            kind,
         });
         if let Some(Some(c)) = self.conns.get_mut(slot) {
             c.pool_wait = Some(ticket);
         }
         Some(Vec::new())
+    }
+
+    /// Pool mode: routes `msg` through the replicated side if it involves
+    /// `/pool` (see [`PoolKind`]). `Some(reply)` to send now (refused),
+    /// `Some(empty)` if submitted (the answer comes later), `None` for the
+    /// store.
+    fn pool_route(&mut self, slot: usize, msg: &[u8]) -> Option<Vec<u8>> {
+        self.pool.as_ref()?;
+        let mut hdr = [0u8; HEADER_LEN];
+        hdr.copy_from_slice(msg.get(..HEADER_LEN)?);
+        let h = Header::parse(&hdr);
+        let payload = &msg[HEADER_LEN..];
+        let path = payload.split(|&b| b == 0).next().unwrap_or(&[]);
+        match h.op()? {
+            // Inside a transaction, mutations go to the store's overlay;
+            // the commit sends them (`pool_commit`).
+            XsOp::Write | XsOp::Mkdir | XsOp::Rm | XsOp::SetPerms
+                if h.tx_id == 0 && is_pool_path(path) =>
+            {
+                self.pool_submit(slot, h, msg, PoolKind::Op)
+            }
+            XsOp::Read | XsOp::Directory | XsOp::DirectoryPart | XsOp::GetPerms
+                if h.tx_id == 0 && is_pool_path(path) =>
+            {
+                self.pool_submit(slot, h, msg, PoolKind::Barrier)
+            }
+            // The first touch of /pool in a transaction waits for a
+            // barrier: a transaction sees every write acknowledged before
+            // it looked (its commit would fail otherwise).
+            XsOp::Write
+            | XsOp::Mkdir
+            | XsOp::Rm
+            | XsOp::SetPerms
+            | XsOp::Read
+            | XsOp::Directory
+            | XsOp::DirectoryPart
+            | XsOp::GetPerms
+                if is_pool_path(path) =>
+            {
+                if self.pool.as_mut()?.fresh.insert((slot, h.tx_id)) {
+                    self.pool_submit(slot, h, msg, PoolKind::Barrier)
+                } else {
+                    None
+                }
+            }
+            XsOp::TransactionEnd => {
+                self.pool.as_mut()?.fresh.remove(&(slot, h.tx_id));
+                if h.tx_id != 0 && path == b"T" {
+                    self.pool_commit(slot, h, msg)
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// Pool mode: `XS_TRANSACTION_END T` of a transaction that touched
+    /// `/pool`. One that only read there commits in the store after a
+    /// barrier (its reads are then checked against a mirror as new as the
+    /// pool was when the commit arrived). One that wrote there is ended
+    /// in the store and its `/pool` part committed through the log: its
+    /// reads under `/pool` become the entry's read set (the replicated
+    /// revisions of the nodes it saw), its net effect the entry's
+    /// operations. It may read local paths (checked here, when the commit
+    /// arrives) but not also write them: that fails with `ENOSYS`, as the
+    /// two parts could not commit atomically.
+    fn pool_commit(&mut self, slot: usize, h: Header, msg: &[u8]) -> Option<Vec<u8>> {
+        let conn = self.engine.conn(slot)?;
+        let view = self.engine.store().txn_view(conn, h.tx_id)?;
+        if !view.valid || view.failed {
+            // The store answers EAGAIN or ENOMEM.
+            return None;
+        }
+        let writes = |t: &&crate::store::TxnTouch| match &t.change {
+            crate::store::TxnChange::Read => false,
+            crate::store::TxnChange::Removed => true,
+            crate::store::TxnChange::Written {
+                value_changed,
+                perms_changed,
+                ..
+            } => *value_changed || *perms_changed,
+        };
+        let (pool, local): (Vec<_>, Vec<_>) = view
+            .touched
+            .iter()
+            .partition(|t| is_pool_path(t.path.as_bytes()));
+        if pool.is_empty() {
+            return None;
+        }
+        if !pool.iter().any(writes) {
+            return self.pool_submit(slot, h, msg, PoolKind::Barrier);
+        }
+        let revs = &self.pool.as_ref()?.revs;
+        let mut txn = PoolTxn::default();
+        let mut removed: Vec<&str> = Vec::new();
+        let mut torn = false;
+        for t in &pool {
+            let rev = if t.existed {
+                revs.get(&t.path).copied()
+            } else {
+                None
+            };
+            // A node seen locally but not in the replicated tree: the
+            // mirror is behind its own revisions; refuse, do not guess.
+            torn |= t.existed && rev.is_none();
+            txn.reads.push((t.path.clone(), rev));
+            match &t.change {
+                crate::store::TxnChange::Read => {}
+                crate::store::TxnChange::Removed => {
+                    let under_removed = removed.iter().any(|r| {
+                        t.path
+                            .strip_prefix(r)
+                            .is_some_and(|rest| rest.starts_with('/'))
+                    });
+                    if t.existed && !under_removed {
+                        removed.push(&t.path);
+                        txn.ops.push(PoolOp::Rm {
+                            path: t.path.clone(),
+                        });
+                    }
+                }
+                crate::store::TxnChange::Written {
+                    value,
+                    perms,
+                    value_changed,
+                    perms_changed,
+                } => {
+                    if *value_changed {
+                        txn.ops.push(PoolOp::Write {
+                            path: t.path.clone(),
+                            value: value.to_vec(),
+                        });
+                    }
+                    if *perms_changed {
+                        let mut wire = Vec::new();
+                        perms.emit(&mut wire);
+                        txn.ops.push(PoolOp::SetPerms {
+                            path: t.path.clone(),
+                            perms: wire,
+                        });
+                    }
+                }
+            }
+        }
+        self.engine.store_mut().drop_txn(conn, h.tx_id);
+        if local.iter().any(writes) {
+            return Some(error_reply(&h, xen::Errno::ENOSYS));
+        }
+        if torn {
+            return Some(error_reply(&h, xen::Errno::EIO));
+        }
+        self.pool_submit(slot, h, msg, PoolKind::Txn(txn))
     }
 
     fn pool_waiting(&self, slot: usize) -> bool {
@@ -1308,6 +1564,9 @@ impl Daemon {
     }
 
     fn close(&mut self, slot: usize) {
+        if let Some(pool) = self.pool.as_mut() {
+            pool.fresh.retain(|&(s, _)| s != slot);
+        }
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };

@@ -83,6 +83,49 @@ use watch::{Fire, Watch, WatchIndex};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u32);
 
+/// An open transaction as [`Store::txn_view`] shows it.
+#[derive(Clone, Debug)]
+pub struct TxnView {
+    /// No touched node changed since the transaction first touched it
+    /// (what a commit checks; `false` means `EAGAIN`).
+    pub valid: bool,
+    /// An operation inside hit a quota: a commit fails (`ENOMEM`).
+    pub failed: bool,
+    /// Every path touched, in path order (parents before children).
+    pub touched: Vec<TxnTouch>,
+}
+
+/// One path a transaction touched.
+#[derive(Clone, Debug)]
+pub struct TxnTouch {
+    /// The path.
+    pub path: String,
+    /// Whether the node existed when the transaction first touched it.
+    pub existed: bool,
+    /// What the transaction did to it.
+    pub change: TxnChange,
+}
+
+/// What a transaction did to a path.
+#[derive(Clone, Debug)]
+pub enum TxnChange {
+    /// Only read it (or saw it absent).
+    Read,
+    /// Removed it.
+    Removed,
+    /// Wrote it (or a child was created or removed below it).
+    Written {
+        /// Its value at commit.
+        value: Arc<[u8]>,
+        /// Its permissions at commit.
+        perms: Perms,
+        /// New node, value changed, or written explicitly (a watch fires).
+        value_changed: bool,
+        /// New node or permissions changed.
+        perms_changed: bool,
+    },
+}
+
 /// One committed change, for a persistence log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Mutation {
@@ -759,6 +802,54 @@ impl Store {
     /// [`Config::txn_bytes_total`]).
     pub fn txn_bytes(&self) -> usize {
         self.txn_bytes
+    }
+
+    /// Pool mode: what the open transaction `tx` of `conn` did, without
+    /// ending it (`None` if there is no such transaction). The daemon of
+    /// a pool commits a transaction that wrote under `/pool` through the
+    /// replicated log instead of [`Store::handle`]; this view is what it
+    /// builds the replicated entry from.
+    pub fn txn_view(&self, conn: ConnId, tx: u32) -> Option<TxnView> {
+        let t = self.conns.get(&conn)?.txns.get(&tx)?;
+        let touched = t
+            .entries
+            .iter()
+            .map(|(p, e)| TxnTouch {
+                path: String::from(&**p),
+                existed: e.orig_gen.is_some(),
+                change: match &e.state {
+                    None => TxnChange::Read,
+                    Some(None) => TxnChange::Removed,
+                    Some(Some(n)) => TxnChange::Written {
+                        value: n.value.clone(),
+                        perms: n.perms.clone(),
+                        value_changed: e.fire.is_some()
+                            || e.orig.as_ref().is_none_or(|o| o.value != n.value),
+                        perms_changed: e.orig.as_ref().is_none_or(|o| o.perms != n.perms),
+                    },
+                },
+            })
+            .collect();
+        Some(TxnView {
+            valid: t.validate(&self.tree),
+            failed: t.failed,
+            touched,
+        })
+    }
+
+    /// Pool mode: ends transaction `tx` of `conn` without committing it
+    /// (as `XS_TRANSACTION_END F`, without a reply). False if there is no
+    /// such transaction.
+    pub fn drop_txn(&mut self, conn: ConnId, tx: u32) -> bool {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return false;
+        };
+        let Some(t) = c.txns.remove(&tx) else {
+            return false;
+        };
+        c.txn_bytes -= t.bytes;
+        self.txn_bytes -= t.bytes;
+        true
     }
 
     /// Counters.

@@ -1161,3 +1161,52 @@ fn external_changes_fire_like_their_own_requests() {
     assert_eq!(t.read(c0, 0, "/pool/a/b/c"), Err(Errno::ENOENT));
     assert!(t.s.check_consistency());
 }
+
+#[test]
+fn txn_view_shows_what_a_transaction_did_and_drop_ends_it() {
+    let mut t = T::new();
+    let c = t.s.connect(DomId(0));
+    t.write(c, 0, "/pool/a", b"1").unwrap();
+    t.write(c, 0, "/pool/b", b"2").unwrap();
+    let tx = t.start(c);
+    assert_eq!(t.read(c, tx, "/pool/a").unwrap(), b"1");
+    t.write(c, tx, "/pool/new/deep", b"x").unwrap();
+    t.one(c, XsOp::Rm, tx, "/pool/b").unwrap();
+    let v = t.s.txn_view(c, tx).expect("open");
+    assert!(v.valid && !v.failed);
+    let find = |p: &str| v.touched.iter().find(|x| x.path == p).expect(p);
+    assert!(matches!(find("/pool/a").change, TxnChange::Read));
+    assert!(find("/pool/a").existed);
+    assert!(matches!(find("/pool/b").change, TxnChange::Removed));
+    match &find("/pool/new/deep").change {
+        TxnChange::Written {
+            value,
+            value_changed,
+            perms_changed,
+            ..
+        } => {
+            assert_eq!(&**value, b"x");
+            assert!(*value_changed && *perms_changed);
+        }
+        c => panic!("{c:?}"),
+    }
+    assert!(!find("/pool/new").existed);
+    // The parent only gained a child: neither value nor perms changed.
+    match &find("/pool").change {
+        TxnChange::Written {
+            value_changed,
+            perms_changed,
+            ..
+        } => assert!(!value_changed && !perms_changed),
+        c => panic!("{c:?}"),
+    }
+    // A change outside makes it invalid; dropping it ends it unapplied.
+    t.write(c, 0, "/pool/a", b"2").unwrap();
+    assert!(!t.s.txn_view(c, tx).unwrap().valid);
+    assert!(t.s.drop_txn(c, tx));
+    assert!(t.s.txn_view(c, tx).is_none());
+    assert!(!t.s.drop_txn(c, tx));
+    assert_eq!(t.read(c, 0, "/pool/b").unwrap(), b"2");
+    assert_eq!(t.s.txn_bytes(), 0);
+    assert!(t.s.check_consistency());
+}

@@ -18,10 +18,8 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use clap::Parser;
 use windsor_xenstore::daemon::{Config, Daemon};
-use windsor_xenstore_replication::client::PoolClient;
-use windsor_xenstore_replication::node::{parse_members, NodeConfig, PoolNode};
-use windsor_xenstore_replication::tls::Tls;
-use windsor_xenstore_replication::xenstored::attach;
+use windsor_xenstore_replication::node::parse_members;
+use windsor_xenstore_replication::xenstored::{start_pool, PoolConfig};
 
 /// Serve xenstore on a Unix socket with `/pool` replicated across the pool.
 #[derive(Parser, Debug)]
@@ -74,26 +72,6 @@ fn main() -> anyhow::Result<()> {
     let on_signal = Arc::clone(&stop);
     ctrlc::set_handler(move || on_signal.store(true, Ordering::Relaxed))
         .context("installing the signal handler")?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let cfg = NodeConfig {
-        id: args.pool_id,
-        listen: args.pool_listen.clone(),
-        data_dir: args
-            .pool_data_dir
-            .clone()
-            .unwrap_or_else(|| args.data_dir.join("pool")),
-        tls_dir: args.pool_tls_dir.clone(),
-        bootstrap: args.pool_bootstrap.then(|| peers.clone()),
-    };
-    let (node, listener) = rt.block_on(PoolNode::start(&cfg))?;
-    rt.spawn(node.clone().serve(listener));
-    let client = PoolClient::new(
-        Tls::load(&args.pool_tls_dir)?,
-        peers.values().cloned().collect(),
-    );
     let mut daemon = Daemon::bind(Config {
         socket: args.socket.clone(),
         data_dir: args.data_dir.clone(),
@@ -101,7 +79,20 @@ fn main() -> anyhow::Result<()> {
         commit_threads: windsor_xenstore::persist::DEFAULT_WRITERS,
     })
     .with_context(|| format!("starting on {}", args.socket.display()))?;
-    attach(&mut daemon, node, client, rt.handle());
+    let (_rt, _node) = start_pool(
+        &mut daemon,
+        &PoolConfig {
+            id: args.pool_id,
+            listen: args.pool_listen.clone(),
+            peers,
+            tls_dir: args.pool_tls_dir.clone(),
+            data_dir: args
+                .pool_data_dir
+                .clone()
+                .unwrap_or_else(|| args.data_dir.join("pool")),
+            bootstrap: args.pool_bootstrap,
+        },
+    )?;
     tracing::info!(socket = %args.socket.display(), pool_id = args.pool_id, "windsor-xenstored-pool ready");
     daemon.run(&stop).context("serving")?;
     tracing::info!("stopped");
