@@ -3,7 +3,7 @@
 //! The core is `no_std` + `alloc` and does no I/O (build with
 //! `--no-default-features`): [`value`], [`xmlrpc`], [`jsonrpc`], [`error`],
 //! [`model`], [`call`] and [`session`] (the session table, time passed in). The `std` feature (default) adds host mode's
-//! shell: [`auth`], [`toolstack`], [`server`] (hyper on tokio) and
+//! shell: [`auth`], [`toolstack`], [`dispatch`], [`server`] (hyper on tokio) and
 //! [`client`].
 //!
 //! Layers, bottom up:
@@ -17,8 +17,10 @@
 //!   [`Action`](windsor_toolstack::action::Action), typed reply → value.
 //! * [`auth`] — hashed credentials and the session table.
 //! * [`toolstack`] — the seam to the toolstack ([`toolstack::Toolstack`]).
-//! * [`server`] — the dispatcher ([`server::Api`]) and the HTTP server
-//!   ([`server::Server`]) on TCP and a Unix socket.
+//! * [`dispatch`] — the dispatcher ([`dispatch::Api`]): sessions,
+//!   `system.*`, the call table over the toolstack, `Async.*` tasks.
+//! * [`server`] — the HTTP server ([`server::Server`]) on TCP and a Unix
+//!   socket, with admission control.
 //! * [`client`] — the Rust client the `windsor` command line uses.
 //!
 //! # Windsor extension: the `xenstore` class
@@ -91,6 +93,8 @@ pub mod xmlrpc;
 pub mod auth;
 #[cfg(feature = "std")]
 pub mod client;
+#[cfg(feature = "std")]
+pub mod dispatch;
 #[cfg(feature = "std")]
 pub mod server;
 #[cfg(feature = "std")]
