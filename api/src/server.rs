@@ -639,8 +639,14 @@ fn prepare(
                     jsonrpc::emit_bad_request(&bad),
                 ))
             };
+            if body.len() <= INLINE_PARSE_BYTES {
+                // Small: one pass (the lazy parse would read the
+                // parameters twice).
+                let r = jsonrpc::parse_request(body).map_err(bad)?;
+                return Ok((ReplyTo::Json(r.version, r.id), r.method, r.params));
+            }
             let r = jsonrpc::parse_request_lazy(body).map_err(bad)?;
-            if body.len() > INLINE_PARSE_BYTES && !sessionless(&r.method) && !r.params.is_empty() {
+            if !sessionless(&r.method) && !r.params.is_empty() {
                 // The session first: no tree is built for a client
                 // without one.
                 let session = match r.param_is_string(0).then(|| r.param(0)).flatten() {
