@@ -263,6 +263,18 @@ pub fn parse_request(body: &[u8]) -> Result<Request, BadRequest> {
         }
     };
     let id = o.get("id").cloned().unwrap_or(serde_json::Value::Null);
+    // Echoed ids are bounded as in `parse_request_lazy`.
+    let id_len = match &id {
+        serde_json::Value::Null | serde_json::Value::Bool(_) | serde_json::Value::Number(_) => 0,
+        other => serde_json::to_string(other).map_or(usize::MAX, |t| t.len()),
+    };
+    if id_len > MAX_ID_BYTES {
+        return Err(fail(
+            version,
+            serde_json::Value::Null,
+            "id too large".into(),
+        ));
+    }
     let method = match o.get("method") {
         Some(serde_json::Value::String(m)) => m.clone(),
         _ => return Err(fail(version, id, "missing method".into())),
@@ -452,6 +464,30 @@ mod tests {
         assert_eq!(b.version, Version::V1);
         assert!(parse_request(b"[1,2]").is_err());
         assert!(parse_request(br#"{"jsonrpc":"3","method":"x"}"#).is_err());
+    }
+
+    /// The one-pass parse (small bodies) and the lazy one (big bodies)
+    /// read a request alike, and both bound the echoed id.
+    #[test]
+    fn both_parses_agree() {
+        let body = br#"{"jsonrpc":"2.0","id":"r1","method":"VM.start","params":["s",true,{"a":[1,2.5,null]}]}"#;
+        let one = parse_request(body).unwrap();
+        let lazy = parse_request_lazy(body).unwrap().into_request().unwrap();
+        assert_eq!(
+            (one.version, &one.id, &one.method, &one.params),
+            (lazy.version, &lazy.id, &lazy.method, &lazy.params)
+        );
+        let big = format!(
+            r#"{{"id":"{}","method":"x","params":[]}}"#,
+            "i".repeat(MAX_ID_BYTES)
+        );
+        for e in [
+            parse_request(big.as_bytes()).unwrap_err(),
+            parse_request_lazy(big.as_bytes()).unwrap_err(),
+        ] {
+            assert_eq!(e.id, serde_json::Value::Null);
+            assert!(matches!(e.error, WireError::Malformed(ref m) if m == "id too large"));
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! The core is `no_std` + `alloc` and does no I/O (build with
 //! `--no-default-features`): [`value`], [`xmlrpc`], [`jsonrpc`], [`error`],
 //! [`model`], [`call`] and [`session`] (the session table, time passed in). The `std` feature (default) adds host mode's
-//! shell: [`auth`], [`toolstack`], [`server`] (hyper on tokio) and
+//! shell: [`auth`], [`toolstack`], [`dispatch`], [`server`] (hyper on tokio) and
 //! [`client`].
 //!
 //! Layers, bottom up:
@@ -17,10 +17,12 @@
 //!   [`Action`](windsor_toolstack::action::Action), typed reply → value.
 //! * [`auth`] — hashed credentials and the session table.
 //! * [`toolstack`] — the seam to the toolstack ([`toolstack::Toolstack`]).
+//! * [`dispatch`] — the dispatcher ([`dispatch::Api`]): sessions,
+//!   `system.*`, the call table over the toolstack, `Async.*` tasks.
+//! * [`server`] — the HTTP server ([`server::Server`]) on TCP and a Unix
+//!   socket, with admission control.
 //! * [`console`] — XenAPI `console` objects and the console text over
 //!   HTTP, answered from the host's console backend.
-//! * [`server`] — the dispatcher ([`server::Api`]) and the HTTP server
-//!   ([`server::Server`]) on TCP and a Unix socket.
 //! * [`client`] — the Rust client the `windsor` command line uses.
 //!
 //! # Windsor extension: the `xenstore` class
@@ -95,6 +97,8 @@ pub mod auth;
 pub mod client;
 #[cfg(feature = "std")]
 pub mod console;
+#[cfg(feature = "std")]
+pub mod dispatch;
 #[cfg(feature = "std")]
 pub mod server;
 #[cfg(feature = "std")]

@@ -21,7 +21,8 @@
 //!
 //! * `planted_relaxed_index_store_is_caught` weakens every index store from
 //!   Release to Relaxed; loom reports a causality violation on the ring
-//!   bytes. It is `#[should_panic]`, so the suite proves on every run that
+//!   bytes. It is `#[should_panic(expected = "Causality violation")]` (no
+//!   other panic passes it), so the suite proves on every run that
 //!   loom catches that class of bug; its `#[ignore]`d twin
 //!   `planted_bug_fails_loudly` shows the failure itself
 //!   (`-- --ignored planted_bug_fails_loudly`).
@@ -396,7 +397,7 @@ fn packets_stay_whole_across_the_wrap() {
 }
 
 #[test]
-#[should_panic]
+#[should_panic(expected = "Causality violation")]
 fn planted_relaxed_index_store_is_caught() {
     model(stream_model::<RELAXED_INDEX>);
 }

@@ -1,6 +1,7 @@
 //! Benchmarks of `windsor-xenstored` (persistence on) against the reference
 //! C xenstored and oxenstored, all driven by the same real client, and of
-//! the in-process core.
+//! the in-process core (reads, writes, and writes that fire watch events:
+//! `core_writes_per_s_101_watches`, against plain writes).
 //!
 //! Run: `cargo bench -p windsor-xenstore --bench xenstored` (needs gcc,
 //! `libxen-dev`, `xen-utils-4.17`, `xenstore-utils`). Prints one JSON object
@@ -374,6 +375,25 @@ fn core_bench() {
             Some(5e5),
             Some(writes_per_s / 5e5),
         );
+        if !record {
+            // The same writes with 100 watches on the parent's siblings
+            // and the parent itself: every write fires one event.
+            for d in 0..100 {
+                let w = format!("/bench/watch{d}\0tok\0").into_bytes();
+                let _ = s.handle(c, &Header::new(XsOp::Watch, 1, 0, w.len() as u32), &w);
+            }
+            let w = b"/bench/core\0tok\0".to_vec();
+            let _ = s.handle(c, &Header::new(XsOp::Watch, 1, 0, w.len() as u32), &w);
+            while s.pop(c).is_some() {}
+            let per_s = run(&mut s, XsOp::Write, &writes, 500_000);
+            line(
+                "core_writes_per_s_101_watches",
+                per_s,
+                "ops/s",
+                Some(writes_per_s),
+                Some(per_s / writes_per_s),
+            );
+        }
     }
 }
 

@@ -42,9 +42,9 @@
 //! quotas and their dom0 exemption, the transaction conflict rule and
 //! repeatable reads inside a transaction, `XS_INTRODUCE` resetting a
 //! connected domain, glibc `atoi` on numeric arguments. A differential
-//! test (`differential_against_c_xenstored`, ignored unless
-//! `XS_REF_SOCKET` is set) checks over 400 requests byte for byte against the
-//! reference daemon. Malformed single-argument requests get `EINVAL`
+//! test (`differential_against_c_xenstored`, which starts the reference
+//! with the ref tool, or uses the one at `XS_REF_SOCKET`) checks over 400
+//! requests byte for byte against the reference daemon. Malformed single-argument requests get `EINVAL`
 //! where C answers with whatever `errno` was left over.
 //! Departures: domain-owned nodes are deleted and ACL entries naming a
 //! domain are dropped at `XS_RELEASE` (C uses domain generations for the
