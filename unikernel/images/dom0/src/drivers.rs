@@ -237,8 +237,9 @@ fn launch<'p>(
                 if xen.now() > deadline {
                     return Err(destroy(format!("no control channel in time: {e}")));
                 }
+                // Each try reads xenstore: not too often.
                 let _ = xen.clear_pending(dom_exc);
-                let _ = xen.wait(&[dom_exc], Some(Duration::from_millis(10)));
+                let _ = xen.wait(&[dom_exc], Some(Duration::from_millis(50)));
             }
         }
     };
