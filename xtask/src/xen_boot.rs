@@ -541,8 +541,9 @@ if [ -n "$net" ]; then
                 n=$((n + 1)); [ $n -ge 150 ] && break
             done
             echo "WINDSOR-NET reach $peer: first answer after $(ms $t0 $(up)) ms"
-            r=$($b ping -c 5 "$peer" 2>&1 | $b tail -2 | $b tr '\n' ' ')
-            echo "WINDSOR-NET ping $peer: $r";;
+            $b ping -c 5 "$peer" > /tmp/ping 2>&1
+            rc=$?
+            echo "WINDSOR-NET ping $peer: $($b tail -2 /tmp/ping | $b tr '\n' ' ')(exit $rc)";;
         echo:*)
             set -- $(echo "${item#echo:}" | $b tr ':' ' ')
             $b head -c "$3" /dev/urandom > /tmp/tx

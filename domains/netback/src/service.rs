@@ -104,11 +104,16 @@ pub struct Netback<'p, P: GrantTable + EventChannel + Clock, X: XenStore, U: Upl
     dead: bool,
     slow_at: Duration,
     idle_rounds: u32,
+    /// When the control channel was last offered (or tried).
+    offered_at: Duration,
 }
 
 /// How often xenstore and the control channel are looked at while packets
 /// flow (every round when idle).
 pub const SLOW_EVERY: Duration = Duration::from_millis(1);
+/// How long after a failed offer of the control channel it is offered
+/// again.
+pub const OFFER_AGAIN: Duration = Duration::from_secs(1);
 
 fn add(a: &mut VifCounters, b: VifCounters) {
     a.tx_packets += b.tx_packets;
@@ -146,6 +151,7 @@ impl<'p, P: GrantTable + EventChannel + Clock, X: XenStore, U: Uplink> Netback<'
             dead: false,
             slow_at: Duration::ZERO,
             idle_rounds: 0,
+            offered_at: plat.now(),
         }
     }
 
@@ -466,6 +472,19 @@ impl<'p, P: GrantTable + EventChannel + Clock, X: XenStore, U: Uplink> Netback<'
                 self.frontend_changed(k);
             }
         }
+        // A control channel that could not be offered (xenstore failed us)
+        // is offered again: without it nobody can plug a VIF.
+        let now = self.plat.now();
+        if self.control.is_none() && now.saturating_sub(self.offered_at) >= OFFER_AGAIN {
+            self.offered_at = now;
+            match Server::offer(self.plat, self.xs, self.me, self.toolstack, "netback") {
+                Ok(s) => {
+                    tracing::info!("netback: control channel offered");
+                    self.control = Some(s);
+                }
+                Err(e) => tracing::warn!(%e, "netback: control channel not offered"),
+            }
+        }
         // Control requests.
         if let Some(mut ctl) = self.control.take() {
             let res = ctl.poll(|r| {
@@ -482,6 +501,7 @@ impl<'p, P: GrantTable + EventChannel + Clock, X: XenStore, U: Uplink> Netback<'
                     // The toolstack left or misbehaved: offer a new channel.
                     tracing::info!(%e, "netback: control channel closed; offering it again");
                     ctl.close(self.xs);
+                    self.offered_at = self.plat.now();
                     self.control =
                         Server::offer(self.plat, self.xs, self.me, self.toolstack, "netback").ok();
                 }

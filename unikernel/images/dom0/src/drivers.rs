@@ -54,7 +54,7 @@ use windsor_toolstack::action::{
 use windsor_toolstack::effect::{commit, XsOp, XsTransaction};
 use windsor_toolstack::{Engine, Handled, Settings};
 use windsor_unikernel::xen::platform::{
-    Clock, CreateConfig, DomainControl, DomainImage, EventChannel, RunState,
+    Clock, CreateConfig, DomainControl, DomainImage, EventChannel, RunState, ShutdownReason,
 };
 use windsor_unikernel::xen::{DomId, EvtchnPort};
 use windsor_unikernel::{println, Xen};
@@ -257,8 +257,9 @@ fn launch<'p>(
                 if xen.now() > deadline {
                     return Err(destroy(format!("no control channel in time: {e}")));
                 }
+                // Each try reads xenstore: not too often.
                 let _ = xen.clear_pending(dom_exc);
-                let _ = xen.wait(&[dom_exc], Some(Duration::from_millis(10)));
+                let _ = xen.wait(&[dom_exc], Some(Duration::from_millis(50)));
             }
         }
     };
@@ -621,8 +622,9 @@ impl<'p> Drivers<'p> {
             }
             let gone = xen.info(dom).is_err();
             match (asked, down) {
-                (Ok(Response::Ok), Some(r)) if gone => println!(
-                    "windsor dom0: {} domain {:?} d{dom} stopped on request ({r:?}) and destroyed",
+                // Powered off on request; its answer may have gone with it.
+                (Ok(Response::Ok) | Err(_), Some(ShutdownReason::Poweroff)) if gone => println!(
+                    "windsor dom0: {} domain {:?} d{dom} stopped on request (Poweroff) and destroyed",
                     dd.plan.kind, dd.plan.name
                 ),
                 (asked, down) => {

@@ -26,7 +26,7 @@
 mod image {
     use core::time::Duration;
     use windsor_netback::service::{Netback, NoUplink};
-    use windsor_unikernel::xen::platform::{Clock, Platform, ShutdownReason};
+    use windsor_unikernel::xen::platform::{Clock, EventChannel, Platform, ShutdownReason};
     use windsor_unikernel::xen::DomId;
     use windsor_unikernel::{boot_time, println, Xen};
     use windsor_xenstore::xenbus::XenbusClient;
@@ -37,6 +37,8 @@ mod image {
     /// watches arrive on the xenstore ring, whose port the service does
     /// not wait on) when no VIF or control event wakes it.
     const IDLE: Duration = Duration::from_millis(5);
+    /// How long the stopped service keeps its control channel open.
+    const LINGER: Duration = Duration::from_millis(500);
 
     fn main(xen: &'static Xen) -> ShutdownReason {
         let level = windsor_unikernel::log::level_from(xen.cmdline(), tracing::Level::INFO);
@@ -52,6 +54,10 @@ mod image {
         );
         let mut nb = Netback::new(xen, &xs, me, DomId::DOM0, None::<NoUplink>);
         nb.run(IDLE);
+        // The answer to `Restart` is in the control ring: let dom0 read it
+        // before the channel goes away with the service.
+        let _ = xen.wait(&[], Some(LINGER));
+        drop(nb);
         println!("netback: d{me}: service stopped; powering off");
         ShutdownReason::Poweroff
     }
