@@ -555,6 +555,18 @@ fn task_failure(e: &ApiError) -> TaskOutcome {
     TaskOutcome::Failure { error_info }
 }
 
+/// No console backend: no consoles.
+struct NoConsoles;
+
+impl Consoles for NoConsoles {
+    fn list(&self) -> Vec<console::ConsoleEntry> {
+        Vec::new()
+    }
+    fn read(&self, _: &str, _: u64) -> Option<console::ConsoleText> {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -664,17 +676,5 @@ mod tests {
             Admission::Login
         );
         assert_eq!(admission("VM.start", &[]), Admission::Call);
-    }
-}
-
-/// No console backend: no consoles.
-struct NoConsoles;
-
-impl Consoles for NoConsoles {
-    fn list(&self) -> Vec<console::ConsoleEntry> {
-        Vec::new()
-    }
-    fn read(&self, _: &str, _: u64) -> Option<console::ConsoleText> {
-        None
     }
 }
