@@ -104,8 +104,11 @@ fn no_request_is_slept_through() {
 
 /// The model must catch a frontend that publishes `req_prod` before its
 /// slot writes are visible (Relaxed): the backend's copy of the slot races.
+/// Loom reports that race on the slot's cell as a read concurrent with a
+/// write (in either order, both messages start the same); any other panic
+/// (a wrong request, a deadlock) fails the test.
 #[test]
-#[should_panic]
+#[should_panic(expected = "Causality violation: Concurrent read and write accesses")]
 fn planted_relaxed_req_prod_is_caught() {
     model(Ordering::Relaxed);
 }

@@ -22,8 +22,9 @@
 //! * the executor (`std` feature): `service::Toolstack` runs the engine
 //!   over the platform traits, a
 //!   [`XenStore`](windsor_xenstore_client::XenStore) client and an
-//!   `Introducer`; `watcher` is its `VIRQ_DOM_EXC` thread; `xs_calls` serves
-//!   the `xenstore.*` calls. Devices: the engine writes a domain's VIF/VBD
+//!   `Introducer` (one module per concern under `service`, listed in its
+//!   doc); `watcher` is its `VIRQ_DOM_EXC` thread; `xs_calls` serves the
+//!   `xenstore.*` calls. Devices: the engine writes a domain's VIF/VBD
 //!   directories (VIFs under `backend_domid`, VBDs under
 //!   `vbd_backend_domid`); an attached `service::DeviceBackends` (host
 //!   mode: netback and blkback over their `windsor-control` vchans) is
