@@ -136,29 +136,39 @@ fn concurrent_history_is_linearizable_across_leader_kills() {
     );
 
     let events = log.lock().unwrap().clone();
-    let mut writes = 0;
-    for k in 0..KEYS {
-        let mut t = LinearizabilityTester::new(Register(0u64));
-        for e in &events {
-            match e {
-                Ev::Invoke(th, kk, op) if *kk == k => {
-                    if matches!(op, RegisterOp::Write(_)) {
-                        writes += 1;
+    // stateright's search recurses once per operation of a key's history:
+    // a long history needs more than a test thread's stack.
+    let writes = std::thread::Builder::new()
+        .stack_size(256 << 20)
+        .spawn(move || {
+            let mut writes = 0;
+            for k in 0..KEYS {
+                let mut t = LinearizabilityTester::new(Register(0u64));
+                for e in &events {
+                    match e {
+                        Ev::Invoke(th, kk, op) if *kk == k => {
+                            if matches!(op, RegisterOp::Write(_)) {
+                                writes += 1;
+                            }
+                            t.on_invoke(*th, op.clone()).unwrap();
+                        }
+                        Ev::Return(th, kk, r) if *kk == k => {
+                            t.on_return(*th, r.clone()).unwrap();
+                        }
+                        _ => {}
                     }
-                    t.on_invoke(*th, op.clone()).unwrap();
                 }
-                Ev::Return(th, kk, r) if *kk == k => {
-                    t.on_return(*th, r.clone()).unwrap();
-                }
-                _ => {}
+                assert!(
+                    t.is_consistent(),
+                    "history of {} is not linearizable",
+                    key(k)
+                );
             }
-        }
-        assert!(
-            t.is_consistent(),
-            "history of {} is not linearizable",
-            key(k)
-        );
-    }
+            writes
+        })
+        .unwrap()
+        .join()
+        .unwrap();
     assert!(writes > 20, "too few writes: {writes}");
 }
 
