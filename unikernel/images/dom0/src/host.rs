@@ -41,8 +41,9 @@
 //!   and `GET /console?uuid=&session_id=&offset=` through the API's
 //!   [`windsor_api::console`], as in host mode; the last
 //!   [`ENDED_CONSOLES`] consoles of gone domains stay readable by uuid.
-//!   (Planned Linux guests keep their console in `linux` and are not
-//!   console objects yet.)
+//!   The planned Linux guests' consoles are lent by `linux` while the host
+//!   serves and read here too; they are not VMs of the engine, so not
+//!   console objects.
 //!
 //! Not served yet: suspend/resume, `xenstore.watch`, VIF/VBD backends.
 
@@ -136,9 +137,35 @@ impl LoginLimiter {
 /// Consoles of gone domains kept readable (by their location).
 pub const ENDED_CONSOLES: usize = 8;
 
+/// A console the host serves: its own, or a planned Linux guest's, lent
+/// by `linux` for the time the host serves (`linux` detaches it).
+enum Slot<'a> {
+    Own(alloc::boxed::Box<Console>),
+    Lent(&'a mut Console),
+}
+
+impl core::ops::Deref for Slot<'_> {
+    type Target = Console;
+    fn deref(&self) -> &Console {
+        match self {
+            Slot::Own(c) => c,
+            Slot::Lent(c) => c,
+        }
+    }
+}
+
+impl core::ops::DerefMut for Slot<'_> {
+    fn deref_mut(&mut self) -> &mut Console {
+        match self {
+            Slot::Own(c) => c,
+            Slot::Lent(c) => c,
+        }
+    }
+}
+
 /// A running VM's console, served by dom0.
-struct Served {
-    console: Console,
+struct Served<'a> {
+    console: Slot<'a>,
     uuid: String,
     vm_uuid: String,
 }
@@ -180,6 +207,9 @@ pub struct Ctx<'a> {
     pub dom_exc: EvtchnPort,
     /// The Argon2id PHC string of `root`'s password, if dom0 got one.
     pub root_hash: Option<String>,
+    /// The consoles of the planned Linux guests (`crate::linux`), served
+    /// here while the host serves.
+    pub linux: Vec<&'a mut Console>,
 }
 
 /// How to answer a request.
@@ -236,7 +266,7 @@ pub struct Host<'a> {
     /// The `Host` header of the request being answered (console locations).
     host_header: String,
     /// The consoles of running VMs.
-    consoles: Vec<Served>,
+    consoles: Vec<Served<'a>>,
     /// The last consoles of gone domains: entry and the core's history.
     ended: alloc::collections::VecDeque<(ConsoleEntry, windsor_console::GuestConsole)>,
 }
@@ -342,7 +372,15 @@ fn render(reply: &ReplyTo, result: &Result<Value, ApiError>, keep_alive: bool) -
 
 impl<'a> Host<'a> {
     /// A host over the booted domains.
-    pub fn new(ctx: Ctx<'a>, eng: &'a mut Engine) -> Host<'a> {
+    pub fn new(mut ctx: Ctx<'a>, eng: &'a mut Engine) -> Host<'a> {
+        let consoles = core::mem::take(&mut ctx.linux)
+            .into_iter()
+            .map(|c| Served {
+                console: Slot::Lent(c),
+                uuid: new_uuid(),
+                vm_uuid: String::new(),
+            })
+            .collect();
         Host {
             ctx,
             eng,
@@ -352,7 +390,7 @@ impl<'a> Host<'a> {
             limiter: LoginLimiter::default(),
             client: String::new(),
             host_header: String::new(),
-            consoles: Vec::new(),
+            consoles,
             ended: alloc::collections::VecDeque::new(),
         }
     }
@@ -376,6 +414,11 @@ impl<'a> Host<'a> {
                 continue;
             };
             let uuid = uuid_of(&r).unwrap_or_default().to_string();
+            if let Some(s) = self.consoles.iter_mut().find(|s| s.console.dom == d) {
+                // A planned Linux guest's (lent).
+                s.vm_uuid = uuid;
+                continue;
+            }
             let name = match self.eng.record(windsor_toolstack::action::Class::Vm, &uuid) {
                 Some(windsor_toolstack::action::Record::Vm(v)) => v.name_label.clone(),
                 _ => format!("d{d}"),
@@ -400,11 +443,10 @@ impl<'a> Host<'a> {
         }
         match Console::attach_port(self.ctx.xen, d, name, port) {
             Ok(console) => self.consoles.push(Served {
-                console,
+                console: Slot::Own(alloc::boxed::Box::new(console)),
                 uuid: new_uuid(),
                 vm_uuid: vm_uuid.to_string(),
             }),
-            // Another backend has it (a planned Linux guest's).
             Err(e) => println!("windsor dom0: VM {name:?} d{d}: console: {e}"),
         }
     }
@@ -417,7 +459,12 @@ impl<'a> Host<'a> {
         };
         let s = self.consoles.swap_remove(i);
         let lines = s.console.lines();
-        let core = s.console.detach(self.ctx.xen);
+        let console = match s.console {
+            Slot::Own(c) => *c,
+            // `linux` detaches it.
+            Slot::Lent(_) => return,
+        };
+        let core = console.detach(self.ctx.xen);
         let entry = ConsoleEntry {
             uuid: s.uuid,
             vm_uuid: s.vm_uuid,
@@ -449,10 +496,15 @@ impl<'a> Host<'a> {
         }
     }
 
-    /// The console objects.
+    /// The console objects (of VMs).
     fn captured(&self) -> Captured {
         Captured {
-            entries: self.consoles.iter().map(Self::entry).collect(),
+            entries: self
+                .consoles
+                .iter()
+                .filter(|s| !s.vm_uuid.is_empty())
+                .map(Self::entry)
+                .collect(),
             text: None,
         }
     }
