@@ -29,11 +29,12 @@
 //! their location for a while, though they are no longer objects).
 //! `other_config` carries `domid`, `total_bytes` and `lines`
 //! (what the backend took from the guest so far).
+//!
+//! The module is `no_std` + `alloc`: Xen mode's dom0 answers the same
+//! calls from its own console backend.
 
 #[allow(unused_imports)]
-use std::prelude::v1::*;
-#[allow(unused_imports)]
-use std::{format, vec};
+use crate::prelude::*;
 
 use windsor_toolstack::action::{ref_of, uuid_of};
 
@@ -174,6 +175,44 @@ pub fn call(
     })
 }
 
+/// The parameters of `GET /console?uuid=..&session_id=..[&offset=n]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Query<'a> {
+    /// The console's uuid.
+    pub uuid: &'a str,
+    /// The session ref.
+    pub session: &'a str,
+    /// Where to start in the guest's output.
+    pub offset: u64,
+}
+
+impl<'a> Query<'a> {
+    /// Parses the query string; a missing or bad parameter is the HTTP
+    /// status and message to answer (`401` without a session).
+    pub fn parse(query: &'a str) -> Result<Query<'a>, (u16, String)> {
+        let mut uuid = None;
+        let mut session = None;
+        let mut offset = 0u64;
+        for kv in query.split('&') {
+            match kv.split_once('=') {
+                Some(("uuid", v)) => uuid = Some(v),
+                Some(("session_id", v)) => session = Some(v),
+                Some(("offset", v)) => {
+                    offset = v.parse().map_err(|_| (400, "bad offset\n".to_owned()))?
+                }
+                _ => {}
+            }
+        }
+        let session = session.ok_or((401, "session_id missing\n".into()))?;
+        let uuid = uuid.ok_or((400, "uuid missing\n".into()))?;
+        Ok(Query {
+            uuid,
+            session,
+            offset,
+        })
+    }
+}
+
 /// How many parameters (after the session) `method` takes, if it is one.
 pub fn arity(method: &str) -> Option<usize> {
     let op = method.strip_prefix("console.").unwrap_or(method);
@@ -255,6 +294,18 @@ mod tests {
         let bad = c("console.get_by_uuid", &[Value::str("nope")]).unwrap_err();
         assert_eq!(bad, ApiError::uuid_invalid("console", "nope"));
         assert!(c("console.get_nonsense", &[Value::str("x")]).is_err());
+    }
+
+    #[test]
+    fn queries() {
+        let q = Query::parse("uuid=c-a&session_id=OpaqueRef:s&offset=7").unwrap();
+        assert_eq!((q.uuid, q.session, q.offset), ("c-a", "OpaqueRef:s", 7));
+        assert_eq!(Query::parse("uuid=c-a").unwrap_err().0, 401);
+        assert_eq!(Query::parse("session_id=s").unwrap_err().0, 400);
+        assert_eq!(
+            Query::parse("uuid=c&session_id=s&offset=x").unwrap_err().0,
+            400
+        );
     }
 
     #[test]

@@ -200,27 +200,13 @@ impl Api {
     /// `GET /console?uuid=..&session_id=..[&offset=n]`: the text, or the
     /// HTTP status and message to answer.
     pub(crate) fn console_text(&self, query: &str) -> Result<console::ConsoleText, (u16, String)> {
-        let mut uuid = None;
-        let mut session = None;
-        let mut offset = 0u64;
-        for kv in query.split('&') {
-            match kv.split_once('=') {
-                Some(("uuid", v)) => uuid = Some(v),
-                Some(("session_id", v)) => session = Some(v),
-                Some(("offset", v)) => {
-                    offset = v.parse().map_err(|_| (400, "bad offset\n".to_owned()))?
-                }
-                _ => {}
-            }
-        }
-        let session = session.ok_or((401, "session_id missing\n".into()))?;
-        self.check_session_ref(session)
+        let q = console::Query::parse(query)?;
+        self.check_session_ref(q.session)
             .map_err(|e| (401, format!("{e}\n")))?;
-        let uuid = uuid.ok_or((400, "uuid missing\n".into()))?;
         self.consoles
             .as_ref()
-            .and_then(|c| c.read(uuid, offset))
-            .ok_or((404, format!("no console {uuid}\n")))
+            .and_then(|c| c.read(q.uuid, q.offset))
+            .ok_or((404, format!("no console {}\n", q.uuid)))
     }
 
     /// The limits in force.

@@ -2,7 +2,7 @@
 //!
 //! The core is `no_std` + `alloc` and does no I/O (build with
 //! `--no-default-features`): [`value`], [`xmlrpc`], [`jsonrpc`], [`error`],
-//! [`model`], [`call`] and [`session`] (the session table, time passed in). The `std` feature (default) adds host mode's
+//! [`model`], [`call`], [`console`] and [`session`] (the session table, time passed in). The `std` feature (default) adds host mode's
 //! shell: [`auth`], [`toolstack`], [`dispatch`], [`server`] (hyper on tokio) and
 //! [`client`].
 //!
@@ -84,6 +84,7 @@ mod prelude {
 }
 
 pub mod call;
+pub mod console;
 pub mod error;
 pub mod jsonrpc;
 pub mod model;
@@ -95,8 +96,6 @@ pub mod xmlrpc;
 pub mod auth;
 #[cfg(feature = "std")]
 pub mod client;
-#[cfg(feature = "std")]
-pub mod console;
 #[cfg(feature = "std")]
 pub mod dispatch;
 #[cfg(feature = "std")]

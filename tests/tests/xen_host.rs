@@ -4,7 +4,9 @@
 //! forwarded port with the Python XenAPI client (PyPI `XenAPI`, installed
 //! by `cargo xtask setup`) and Windsor's Rust client: login, a VM created
 //! from the boot bundle's fuzz-target image, started, shut down cleanly,
-//! destroyed, the changes seen through `event.from`, and `host.shutdown`
+//! destroyed, the changes seen through `event.from`, the VM's console
+//! read through the API (its `console` object and `GET /console` text,
+//! with the guest's boot line), and `host.shutdown`
 //! taking the host down cleanly (Xen halts the machine after dom0's
 //! `WINDSOR-DONE failed=0`).
 
@@ -57,9 +59,26 @@ step("created", ref=vm, state=s.xenapi.VM.get_power_state(vm))
 t = time.time(); s.xenapi.VM.start(vm, False, False); dt = time.time() - t
 events(vm)
 step("started", secs=dt, state=s.xenapi.VM.get_power_state(vm), domid=s.xenapi.VM.get_domid(vm))
+# The VM's console: its object, then its text by the object's location,
+# followed (offset = X-Console-End) until the guest's boot line is there.
+import urllib.request
+cons = s.xenapi.VM.get_consoles(vm)
+rec = s.xenapi.console.get_record(cons[0])
+everyone = s.xenapi.console.get_all()
+text, offset, deadline = "", 0, time.time() + 30
+while "up in" not in text and time.time() < deadline:
+    with urllib.request.urlopen("%s&session_id=%s&offset=%d" % (rec["location"], s._session, offset)) as r:
+        text += r.read().decode()
+        offset = int(r.headers["X-Console-End"])
+    time.sleep(0.2)
+step("console", consoles=cons, all=everyone, record=rec,
+     records=len(s.xenapi.console.get_all_records()), text=text, end=offset)
 t = time.time(); s.xenapi.VM.clean_shutdown(vm); dt = time.time() - t
 events(vm)
 step("clean_shutdown", secs=dt, state=s.xenapi.VM.get_power_state(vm))
+with urllib.request.urlopen("%s&session_id=%s" % (rec["location"], s._session)) as r:
+    step("console_after", consoles=s.xenapi.VM.get_consoles(vm), closed=r.headers["X-Console-Closed"],
+         text=r.read().decode())
 s.xenapi.VM.destroy(vm)
 events(vm)
 step("destroyed", remaining=len(s.xenapi.VM.get_all()))
@@ -154,8 +173,47 @@ fn a_xen_mode_host_serves_the_xenapi_runs_a_vm_and_shuts_down_on_request() {
     assert_eq!(started["state"], "Running", "{started}");
     let domid: i64 = started["domid"].as_str().unwrap().parse().unwrap();
     assert!(domid > 0, "{started}");
+    // The VM's console through the API: one console object of the VM,
+    // listed by console.get_all, whose text has the guest's boot line.
+    let console = step(&steps, "console");
+    let cons = console["consoles"].as_array().expect("VM.get_consoles");
+    assert_eq!(cons.len(), 1, "{console}");
+    assert!(
+        console["all"].as_array().unwrap().contains(&cons[0]),
+        "{console}"
+    );
+    assert!(console["records"].as_u64() >= Some(1), "{console}");
+    let rec = &console["record"];
+    assert_eq!(rec["protocol"], "vt100", "{console}");
+    assert_eq!(
+        rec["other_config"]["domid"].as_str(),
+        Some(domid.to_string().as_str()),
+        "{console}"
+    );
+    let boot_line = format!("fuzz-target: d{domid} up in");
+    let text = console["text"].as_str().unwrap_or_default();
+    assert!(
+        text.contains(&boot_line),
+        "no {boot_line:?} in the console text: {console}"
+    );
+    assert!(
+        console["end"].as_u64() >= Some(text.len() as u64),
+        "{console}"
+    );
     let down = step(&steps, "clean_shutdown");
     assert_eq!(down["state"], "Halted", "{down}");
+    // After the shutdown the VM has no console, but its last one stays
+    // readable by its location, marked closed.
+    let after = step(&steps, "console_after");
+    assert_eq!(after["consoles"], serde_json::json!([]), "{after}");
+    assert_eq!(after["closed"], "1", "{after}");
+    assert!(
+        after["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&boot_line),
+        "{after}"
+    );
     assert_eq!(step(&steps, "destroyed")["remaining"], 1);
     let seen: Vec<(String, String)> = step(&steps, "events")["seen"]
         .as_array()

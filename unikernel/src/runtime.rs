@@ -26,7 +26,9 @@ use core::mem::offset_of;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
-use xen::abi::hvm::{HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN};
+use xen::abi::hvm::{
+    HVM_PARAM_CONSOLE_EVTCHN, HVM_PARAM_CONSOLE_PFN, HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN,
+};
 use xen::abi::memory::{XENMAPSPACE_GRANT_TABLE, XENMAPSPACE_SHARED_INFO};
 use xen::abi::xen::{vcpu_info_offset, VcpuInfo};
 use xen::platform::{Clock, Console, Platform, ShutdownReason, StoreRing};
@@ -376,6 +378,14 @@ pub(crate) fn start(start_info_paddr: u64) -> ! {
         let port = hypercall::get_hvm_param(DomId::SELF.0, HVM_PARAM_STORE_EVTCHN).unwrap_or(0);
         (pfn != 0 && pfn < 1 << 20).then_some((pfn << 12, EvtchnPort(port as u32)))
     };
+    if !start.header.is_initdomain() {
+        // The PV console ring, in the same reserved range as the store's.
+        let pfn = hypercall::get_hvm_param(DomId::SELF.0, HVM_PARAM_CONSOLE_PFN).unwrap_or(0);
+        let port = hypercall::get_hvm_param(DomId::SELF.0, HVM_PARAM_CONSOLE_EVTCHN).unwrap_or(0);
+        if pfn != 0 && pfn < 1 << 20 && port != 0 {
+            console::attach_ring((pfn << 12) as usize, port as u32);
+        }
+    }
     let xen: &'static Xen = Box::leak(Box::new(Xen {
         domid,
         shared,

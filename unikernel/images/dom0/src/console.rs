@@ -54,11 +54,22 @@ impl Console {
         name: &str,
         built: &BuiltDomain,
     ) -> Result<Self, String> {
+        Self::attach_port(xen, dom, name, built.console_port)
+    }
+
+    /// As [`attach`](Self::attach), with the guest's console port (its
+    /// `HVM_PARAM_CONSOLE_EVTCHN`).
+    pub fn attach_port(
+        xen: &'static Xen,
+        dom: DomId,
+        name: &str,
+        console_port: EvtchnPort,
+    ) -> Result<Self, String> {
         let page = xen
             .map(dom, &[GrantRef::RESERVED_CONSOLE], false)
             .map_err(|e| format!("map its console grant (entry 0): {}", xen.describe(e)))?;
         let port = xen
-            .bind_interdomain(dom, built.console_port)
+            .bind_interdomain(dom, console_port)
             .map_err(|e| format!("bind the console port: {}", xen.describe(e)))?;
         // A fresh binding is left pending; the first pump reads anyway.
         let _ = xen.clear_pending(port);
@@ -86,6 +97,17 @@ impl Console {
     /// Bytes taken from the guest so far.
     pub fn total_bytes(&self) -> u64 {
         self.core.total_bytes()
+    }
+
+    /// Lines taken so far.
+    pub fn lines(&self) -> u64 {
+        self.lines
+    }
+
+    /// The kept output from byte offset `from` on (see
+    /// [`GuestConsole::history_since`]).
+    pub fn history_since(&self, from: u64) -> (u64, String) {
+        self.core.history_since(from)
     }
 
     /// Reads what the guest wrote, prints its lines, tells the guest there
@@ -124,8 +146,8 @@ impl Console {
     /// Takes the guest's last words (whatever the rate), prints a last
     /// partial line and what was taken from the guest, closes the port;
     /// the mapping goes when `self` is dropped (before the domain is
-    /// destroyed).
-    pub fn detach(mut self, xen: &'static Xen) {
+    /// destroyed). Returns the core, whose history stays readable.
+    pub fn detach(mut self, xen: &'static Xen) -> GuestConsole {
         let lines = &mut self.lines;
         if let Some(mem) = self.page.rw() {
             let _ = self.core.drain(&mem, |name, line| {
@@ -148,6 +170,7 @@ impl Console {
             secs % 1000
         );
         let _ = xen.close(self.port);
+        self.core
     }
 }
 

@@ -33,6 +33,18 @@
 //! * `xenstore.read`/`write`/`directory`/`rm` (Windsor's extension) go
 //!   through dom0's own xenstore connection, with dom0's rights.
 //!
+//! * Consoles: dom0 is every guest's console backend while it serves. Each
+//!   running VM's console ring (planned or started through the API) is
+//!   read in the loop by the `windsor-console` core ([`crate::console`]:
+//!   rate limit, bounded history, lines on dom0's log), so no guest waits
+//!   on a full ring. The captures answer `console.*`, `VM.get_consoles`
+//!   and `GET /console?uuid=&session_id=&offset=` through the API's
+//!   [`windsor_api::console`], as in host mode; the last
+//!   [`ENDED_CONSOLES`] consoles of gone domains stay readable by uuid.
+//!   The planned Linux guests' consoles are lent by `linux` while the host
+//!   serves and read here too; they are not VMs of the engine, so not
+//!   console objects.
+//!
 //! Not served yet: suspend/resume, `xenstore.watch`, VIF/VBD backends.
 
 use alloc::format;
@@ -41,6 +53,7 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use windsor_api::call::{self, lookup, lookup_async, reply_to_value, Shape, ASYNC};
+use windsor_api::console::{self as api_console, ConsoleEntry, ConsoleText, Consoles};
 use windsor_api::error::codes;
 use windsor_api::jsonrpc::{self, Version};
 use windsor_api::session::SessionTable;
@@ -60,6 +73,7 @@ use windsor_unikernel::xen::{DomId, Errno, EvtchnPort};
 use windsor_unikernel::{println, Xen};
 use windsor_xenstore::client::{TxId, XenStore};
 
+use crate::console::Console;
 use crate::http::{self, Request};
 use crate::net::{ConnId, Net};
 
@@ -120,6 +134,61 @@ impl LoginLimiter {
     }
 }
 
+/// Consoles of gone domains kept readable (by their location).
+pub const ENDED_CONSOLES: usize = 8;
+
+/// A console the host serves: its own, or a planned Linux guest's, lent
+/// by `linux` for the time the host serves (`linux` detaches it).
+enum Slot<'a> {
+    Own(alloc::boxed::Box<Console>),
+    Lent(&'a mut Console),
+}
+
+impl core::ops::Deref for Slot<'_> {
+    type Target = Console;
+    fn deref(&self) -> &Console {
+        match self {
+            Slot::Own(c) => c,
+            Slot::Lent(c) => c,
+        }
+    }
+}
+
+impl core::ops::DerefMut for Slot<'_> {
+    fn deref_mut(&mut self) -> &mut Console {
+        match self {
+            Slot::Own(c) => c,
+            Slot::Lent(c) => c,
+        }
+    }
+}
+
+/// A running VM's console, served by dom0.
+struct Served<'a> {
+    console: Slot<'a>,
+    uuid: String,
+    vm_uuid: String,
+}
+
+/// The console captures as the API sees them (a snapshot for one call).
+struct Captured {
+    entries: Vec<ConsoleEntry>,
+    /// The text asked for (`GET /console`), if any.
+    text: Option<(String, ConsoleText)>,
+}
+
+impl Consoles for Captured {
+    fn list(&self) -> Vec<ConsoleEntry> {
+        self.entries.clone()
+    }
+    fn read(&self, uuid: &str, _from: u64) -> Option<ConsoleText> {
+        self.text
+            .as_ref()
+            .filter(|(u, _)| u == uuid)
+            .map(|(_, t)| t.clone())
+    }
+}
+
 /// What the host was asked to do at the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stop {
@@ -138,6 +207,9 @@ pub struct Ctx<'a> {
     pub dom_exc: EvtchnPort,
     /// The Argon2id PHC string of `root`'s password, if dom0 got one.
     pub root_hash: Option<String>,
+    /// The consoles of the planned Linux guests (`crate::linux`), served
+    /// here while the host serves.
+    pub linux: Vec<&'a mut Console>,
 }
 
 /// How to answer a request.
@@ -191,6 +263,12 @@ pub struct Host<'a> {
     limiter: LoginLimiter,
     /// The client address of the request being answered.
     client: String,
+    /// The `Host` header of the request being answered (console locations).
+    host_header: String,
+    /// The consoles of running VMs.
+    consoles: Vec<Served<'a>>,
+    /// The last consoles of gone domains: entry and the core's history.
+    ended: alloc::collections::VecDeque<(ConsoleEntry, windsor_console::GuestConsole)>,
 }
 
 fn now_secs(xen: &Xen) -> u64 {
@@ -219,6 +297,11 @@ fn hex(bytes: &[u8]) -> String {
 
 /// A random `OpaqueRef:<uuid v4>`.
 fn new_ref() -> String {
+    format!("OpaqueRef:{}", new_uuid())
+}
+
+/// A random uuid (v4).
+fn new_uuid() -> String {
     let mut b = [0u8; 16];
     if !windsor_unikernel::random_bytes(&mut b) {
         panic!("no RDRAND: cannot make unguessable session references");
@@ -227,7 +310,7 @@ fn new_ref() -> String {
     b[8] = (b[8] & 0x3f) | 0x80;
     let h = hex(&b);
     format!(
-        "OpaqueRef:{}-{}-{}-{}-{}",
+        "{}-{}-{}-{}-{}",
         &h[0..8],
         &h[8..12],
         &h[12..16],
@@ -289,7 +372,15 @@ fn render(reply: &ReplyTo, result: &Result<Value, ApiError>, keep_alive: bool) -
 
 impl<'a> Host<'a> {
     /// A host over the booted domains.
-    pub fn new(ctx: Ctx<'a>, eng: &'a mut Engine) -> Host<'a> {
+    pub fn new(mut ctx: Ctx<'a>, eng: &'a mut Engine) -> Host<'a> {
+        let consoles = core::mem::take(&mut ctx.linux)
+            .into_iter()
+            .map(|c| Served {
+                console: Slot::Lent(c),
+                uuid: new_uuid(),
+                vm_uuid: String::new(),
+            })
+            .collect();
         Host {
             ctx,
             eng,
@@ -298,6 +389,207 @@ impl<'a> Host<'a> {
             stop: None,
             limiter: LoginLimiter::default(),
             client: String::new(),
+            host_header: String::new(),
+            consoles,
+            ended: alloc::collections::VecDeque::new(),
+        }
+    }
+
+    // ---- consoles ---------------------------------------------------------------
+
+    /// Serves the consoles of the VMs already running (the plan's guests).
+    fn attach_running(&mut self) {
+        let xen = self.ctx.xen;
+        let refs = self
+            .eng
+            .handle(
+                Action::GetAll {
+                    class: windsor_toolstack::action::Class::Vm,
+                },
+                now_secs(xen),
+            )
+            .reply_refs();
+        for r in refs {
+            let Some(d) = self.eng.domid(&r) else {
+                continue;
+            };
+            let uuid = uuid_of(&r).unwrap_or_default().to_string();
+            if let Some(s) = self.consoles.iter_mut().find(|s| s.console.dom == d) {
+                // A planned Linux guest's (lent).
+                s.vm_uuid = uuid;
+                continue;
+            }
+            let name = match self.eng.record(windsor_toolstack::action::Class::Vm, &uuid) {
+                Some(windsor_toolstack::action::Record::Vm(v)) => v.name_label.clone(),
+                _ => format!("d{d}"),
+            };
+            let port = xen.get_hvm_param(
+                d,
+                windsor_unikernel::xen::abi::hvm::HVM_PARAM_CONSOLE_EVTCHN,
+            );
+            match port {
+                Ok(p) if p != 0 && p <= u64::from(u32::MAX) => {
+                    self.attach_console(d, &uuid, &name, EvtchnPort(p as u32))
+                }
+                _ => println!("windsor dom0: VM {name:?} d{d}: no console port"),
+            }
+        }
+    }
+
+    /// Serves `d`'s console (VM `vm_uuid`, called `name`).
+    fn attach_console(&mut self, d: DomId, vm_uuid: &str, name: &str, port: EvtchnPort) {
+        if self.consoles.iter().any(|c| c.console.dom == d) {
+            return;
+        }
+        match Console::attach_port(self.ctx.xen, d, name, port) {
+            Ok(console) => self.consoles.push(Served {
+                console: Slot::Own(alloc::boxed::Box::new(console)),
+                uuid: new_uuid(),
+                vm_uuid: vm_uuid.to_string(),
+            }),
+            Err(e) => println!("windsor dom0: VM {name:?} d{d}: console: {e}"),
+        }
+    }
+
+    /// Takes `d`'s last console output and stops serving it; its text stays
+    /// readable for a while.
+    fn detach_console(&mut self, d: DomId) {
+        let Some(i) = self.consoles.iter().position(|c| c.console.dom == d) else {
+            return;
+        };
+        let s = self.consoles.swap_remove(i);
+        let lines = s.console.lines();
+        let console = match s.console {
+            Slot::Own(c) => *c,
+            // `linux` detaches it.
+            Slot::Lent(_) => return,
+        };
+        let core = console.detach(self.ctx.xen);
+        let entry = ConsoleEntry {
+            uuid: s.uuid,
+            vm_uuid: s.vm_uuid,
+            domid: d.0,
+            total_bytes: core.total_bytes(),
+            lines,
+        };
+        if self.ended.len() >= ENDED_CONSOLES {
+            self.ended.pop_front();
+        }
+        self.ended.push_back((entry, core));
+    }
+
+    /// Reads every served console once.
+    fn pump_consoles(&mut self) {
+        let xen = self.ctx.xen;
+        for s in &mut self.consoles {
+            s.console.pump(xen, None);
+        }
+    }
+
+    fn entry(s: &Served) -> ConsoleEntry {
+        ConsoleEntry {
+            uuid: s.uuid.clone(),
+            vm_uuid: s.vm_uuid.clone(),
+            domid: s.console.dom.0,
+            total_bytes: s.console.total_bytes(),
+            lines: s.console.lines(),
+        }
+    }
+
+    /// The console objects (of VMs).
+    fn captured(&self) -> Captured {
+        Captured {
+            entries: self
+                .consoles
+                .iter()
+                .filter(|s| !s.vm_uuid.is_empty())
+                .map(Self::entry)
+                .collect(),
+            text: None,
+        }
+    }
+
+    /// Console `uuid`'s text from `from` (also a gone domain's).
+    fn console_read(&self, uuid: &str, from: u64) -> Option<ConsoleText> {
+        if let Some(s) = self.consoles.iter().find(|s| s.uuid == uuid) {
+            let (start, text) = s.console.history_since(from);
+            return Some(ConsoleText {
+                start,
+                end: s.console.total_bytes(),
+                text,
+                closed: false,
+            });
+        }
+        let (e, core) = self.ended.iter().find(|(e, _)| e.uuid == uuid)?;
+        let (start, text) = core.history_since(from);
+        Some(ConsoleText {
+            start,
+            end: e.total_bytes,
+            text,
+            closed: true,
+        })
+    }
+
+    /// `console.*` and `VM.get_consoles`.
+    fn console_call(
+        &mut self,
+        method: &str,
+        params: &[Value],
+        base: &str,
+    ) -> Result<Value, ApiError> {
+        let n = api_console::arity(method).ok_or_else(|| ApiError::method_unknown(method))?;
+        if params.len() != n + 1 {
+            return Err(count_mismatch(method, n + 1, params.len()));
+        }
+        self.check_session(params)?;
+        let captured = self.captured();
+        let eng = &*self.eng;
+        api_console::call(&captured, base, method, &params[1..], |vm| {
+            uuid_of(vm)
+                .and_then(|u| eng.record(windsor_toolstack::action::Class::Vm, u))
+                .map(|_| ())
+                .ok_or_else(|| ApiError::handle_invalid("VM", vm))
+        })
+    }
+
+    /// `GET /console?...` (see [`windsor_api::console`]).
+    fn console_get(&mut self, query: &str, keep_alive: bool) -> Vec<u8> {
+        let text = api_console::Query::parse(query).and_then(|q| {
+            let now = self.ctx.xen.now();
+            self.sessions.sweep(now);
+            let checked = self.sessions.check(q.session, now);
+            let _ = self.sessions.take_ended();
+            checked.map_err(|e| (401, format!("{e}\n")))?;
+            let captured = Captured {
+                entries: Vec::new(),
+                text: self
+                    .console_read(q.uuid, q.offset)
+                    .map(|t| (q.uuid.to_string(), t)),
+            };
+            captured
+                .read(q.uuid, q.offset)
+                .ok_or((404, format!("no console {}\n", q.uuid)))
+        });
+        let ct = "text/plain; charset=utf-8";
+        match text {
+            Ok(t) => {
+                let mut extra = format!(
+                    "X-Console-Start: {}\r\nX-Console-End: {}\r\n",
+                    t.start, t.end
+                );
+                if t.closed {
+                    extra.push_str("X-Console-Closed: 1\r\n");
+                }
+                http::response_with(200, "OK", ct, &extra, t.text.as_bytes(), keep_alive)
+            }
+            Err((code, msg)) => {
+                let reason = match code {
+                    401 => "Unauthorized",
+                    404 => "Not Found",
+                    _ => "Bad Request",
+                };
+                http::response(code, reason, ct, msg.as_bytes(), keep_alive)
+            }
         }
     }
 
@@ -307,6 +599,7 @@ impl<'a> Host<'a> {
         let mut last_request = xen.now();
         let mut stopping_since = None;
         let mut shown = (net.counters(), Duration::ZERO);
+        self.attach_running();
         if net.counters().trace {
             println!("windsor dom0: net: sockets {}", net.states());
         }
@@ -335,6 +628,7 @@ impl<'a> Host<'a> {
                 self.settle_exits();
             }
             self.complete(net);
+            self.pump_consoles();
             if let Some(stop) = self.stop {
                 let since = *stopping_since.get_or_insert(now);
                 if !net.sending() || now.saturating_sub(since) > DRAIN {
@@ -349,7 +643,10 @@ impl<'a> Host<'a> {
             };
             let wait = net.poll_delay(xen.now()).min(cap);
             if !wait.is_zero() {
-                let _ = xen.wait(&[self.ctx.dom_exc], Some(wait));
+                let mut ports = Vec::with_capacity(self.consoles.len() + 1);
+                ports.push(self.ctx.dom_exc);
+                ports.extend(self.consoles.iter().map(|c| c.console.port()));
+                let _ = xen.wait(&ports, Some(wait));
             }
         }
     }
@@ -359,6 +656,12 @@ impl<'a> Host<'a> {
     fn request(&mut self, net: &mut Net, id: ConnId, req: Request) {
         let now = self.ctx.xen.now();
         let json_ct = req.content_type.starts_with("application/json");
+        if req.path == "/console" && req.method == "GET" {
+            let bytes = self.console_get(&req.query, req.keep_alive);
+            net.reply(id, bytes, req.keep_alive, now);
+            return;
+        }
+        self.host_header = req.host.clone();
         let json = match req.path.as_str() {
             "/jsonrpc" => true,
             "/" | "/RPC2" | "/xmlrpc" => json_ct,
@@ -535,7 +838,12 @@ impl<'a> Host<'a> {
                 .map(|s| s.to_string())
                 .collect();
                 all.extend(call::all_methods());
+                all.extend(api_console::methods());
                 done(Ok(Value::strings(all)))
+            }
+            _ if api_console::is_console_method(method) => {
+                let base = format!("http://{}", self.host_header);
+                done(self.console_call(method, params, &base))
             }
             _ if method.starts_with(ASYNC) => self.dispatch_async(method, params),
             _ => self.dispatch(method, params),
@@ -821,6 +1129,7 @@ impl<'a> Host<'a> {
             }
         };
         let t2 = xen.now();
+        self.attach_console(d, &v.uuid, &v.name_label, built.console_port);
         let tx = self.eng.attach(v, d);
         let xs = self.ctx.xs;
         let plumbed =
@@ -844,6 +1153,7 @@ impl<'a> Host<'a> {
     /// Destroys `d` of VM `uuid` and removes every trace of it.
     fn teardown(&mut self, uuid: &str, d: DomId) {
         let xen = self.ctx.xen;
+        self.detach_console(d);
         if let Err(e) = self.ctx.xs.release(d) {
             println!("windsor dom0: release d{d} from xenstore: {e}");
         }

@@ -21,6 +21,10 @@ pub struct Request {
     pub method: String,
     /// The path (query dropped).
     pub path: String,
+    /// The query (after `?`), empty if none.
+    pub query: String,
+    /// The `Host` header, empty if none.
+    pub host: String,
     /// `Content-Type`, lower case, empty if none.
     pub content_type: String,
     /// The body.
@@ -72,6 +76,7 @@ pub fn take_request(buf: &mut Vec<u8>) -> Result<Option<Request>, Refused> {
     }
     let mut length = 0usize;
     let mut content_type = String::new();
+    let mut host = String::new();
     let mut close = req.version == Some(0);
     for h in req.headers.iter() {
         let value = core::str::from_utf8(h.value).map_err(|_| Refused::BadRequest)?;
@@ -79,6 +84,8 @@ pub fn take_request(buf: &mut Vec<u8>) -> Result<Option<Request>, Refused> {
             length = value.trim().parse().map_err(|_| Refused::BadRequest)?;
         } else if h.name.eq_ignore_ascii_case("content-type") {
             content_type = value.trim().to_ascii_lowercase();
+        } else if h.name.eq_ignore_ascii_case("host") {
+            host = value.trim().to_string();
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             return Err(Refused::NotImplemented);
         } else if h.name.eq_ignore_ascii_case("connection") {
@@ -97,13 +104,16 @@ pub fn take_request(buf: &mut Vec<u8>) -> Result<Option<Request>, Refused> {
         return Ok(None);
     }
     let path = req.path.unwrap_or("/");
-    let path = path.split('?').next().unwrap_or("/").to_string();
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    let (path, query) = (path.to_string(), query.to_string());
     let method = req.method.unwrap_or("").to_string();
     let body = buf[head..head + length].to_vec();
     buf.drain(..head + length);
     Ok(Some(Request {
         method,
         path,
+        query,
+        host,
         content_type,
         body,
         keep_alive: !close,
@@ -118,9 +128,21 @@ pub fn response(
     body: &[u8],
     keep_alive: bool,
 ) -> Vec<u8> {
+    response_with(status, reason, content_type, "", body, keep_alive)
+}
+
+/// As [`response`], with `extra` header lines (each ending in CRLF).
+pub fn response_with(
+    status: u16,
+    reason: &str,
+    content_type: &str,
+    extra: &str,
+    body: &[u8],
+    keep_alive: bool,
+) -> Vec<u8> {
     let mut out = format!(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-         Connection: {}\r\n\r\n",
+         {extra}Connection: {}\r\n\r\n",
         body.len(),
         if keep_alive { "keep-alive" } else { "close" }
     )
@@ -138,6 +160,22 @@ mod tests {
     }
 
     #[test]
+    fn the_query_and_host_are_kept() {
+        let mut b =
+            req("GET /console?uuid=u&session_id=s HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n");
+        let r = take_request(&mut b).unwrap().unwrap();
+        assert_eq!(r.path, "/console");
+        assert_eq!(r.query, "uuid=u&session_id=s");
+        assert_eq!(r.host, "127.0.0.1:8080");
+        let out = response_with(200, "OK", "text/plain", "X-A: 1\r\n", b"hi", false);
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.contains("\r\nX-A: 1\r\nConnection: close\r\n\r\nhi"),
+            "{out}"
+        );
+    }
+
+    #[test]
     fn a_request_is_framed_by_content_length_and_the_rest_stays() {
         let mut b = req(
             "POST /jsonrpc HTTP/1.1\r\nHost: x\r\nContent-Type: Application/JSON\r\n\
@@ -148,6 +186,7 @@ mod tests {
         assert_eq!(r.path, "/jsonrpc");
         assert_eq!(r.content_type, "application/json");
         assert_eq!(r.body, b"hello");
+        assert_eq!((r.host.as_str(), r.query.as_str()), ("x", ""));
         assert!(r.keep_alive);
         // The next request's first bytes are kept, and it is incomplete.
         assert_eq!(b, req("POST / HTTP/1.1\r\n"));

@@ -77,6 +77,13 @@ pub struct ConsoleGuest<'p> {
     ready: Option<Duration>,
 }
 
+impl ConsoleGuest<'_> {
+    /// The guest's console (a serving host reads it in its loop).
+    pub fn console_mut(&mut self) -> &mut Console {
+        &mut self.console
+    }
+}
+
 fn ms(d: Duration) -> String {
     format!("{}.{:03}", d.as_micros() / 1000, d.as_micros() % 1000)
 }

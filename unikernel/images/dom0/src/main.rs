@@ -293,7 +293,12 @@ mod image {
         if serve_requested(xen) {
             // The host stays up and serves the XenAPI until it is told to
             // stop; then everything goes down as below.
-            let stop = serve(xen, &xs, &bundle, &plan, &mut eng, dom_exc);
+            let mut linux_guests = linux_guests;
+            let lent = linux_guests
+                .iter_mut()
+                .map(crate::linux::ConsoleGuest::console_mut)
+                .collect();
+            let stop = serve(xen, &xs, &bundle, &plan, &mut eng, dom_exc, lent);
             let f = crate::linux::stop_all(
                 xen,
                 &xs,
@@ -429,6 +434,7 @@ mod image {
         plan: &BootPlan,
         eng: &mut Engine,
         dom_exc: EvtchnPort,
+        linux: Vec<&mut crate::console::Console>,
     ) -> Option<crate::host::Stop> {
         let t0 = xen.now();
         let (nic, df) = match windsor_unikernel::pci::virtio_net() {
@@ -472,6 +478,7 @@ mod image {
             plan,
             dom_exc,
             root_hash,
+            linux,
         };
         Some(crate::host::Host::new(ctx, eng).run(&mut net))
     }
