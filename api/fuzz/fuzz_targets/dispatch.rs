@@ -30,7 +30,7 @@ fn dispatch(method: &str, params: &[Value]) -> Result<Value, ApiError> {
     let m = call::lookup(method).ok_or_else(|| ApiError::method_unknown(method))?;
     // The first parameter is the session; the rest must match the arity.
     let args = params.get(1..).unwrap_or(&[]);
-    if args.len() != m.kind.arity() {
+    if args.len() != m.arity() {
         return Err(ApiError::new(codes::MESSAGE_PARAMETER_COUNT_MISMATCH, [clip(method)]));
     }
     let parsed = call::build(m, args)?;
