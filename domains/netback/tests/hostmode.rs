@@ -206,7 +206,22 @@ fn unplug_closes_the_backend_and_restart_ends_the_service() {
     let (da, xa) = h.guest(&mut ctl, "10.0.0.2");
     let ida = xen::platform::Platform::domid(&da);
     let stop = Arc::new(AtomicBool::new(false));
-    let server = serve(da, xa, "10.0.0.2/24", stop.clone());
+    // The guest connects, says so, and holds its netfront until `stop`:
+    // the unplug below must come after its connect returned (else it may
+    // see the backend Closed before it saw it Connected).
+    let (connected, is_connected) = std::sync::mpsc::channel();
+    let server = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let nf = Netfront::connect(&da, &xa, 0, T).expect("netfront connects");
+            connected.send(()).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            drop(nf);
+        })
+    };
+    is_connected.recv_timeout(T).expect("the guest connected");
     let state = |xs: &windsor_xenstore::client::MemStore| {
         xs.read(
             windsor_xenstore::client::TxId::NONE,
