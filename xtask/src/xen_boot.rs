@@ -776,7 +776,50 @@ pub fn linux_guest_files(images_dir: &Path) -> Result<()> {
 }
 
 /// Kills QEMU when dropped, whatever happened.
-struct Qemu(Child);
+pub(crate) struct Qemu(pub(crate) Child);
+
+impl Qemu {
+    /// QEMU's stdout and stderr, line by line, each read by a thread of
+    /// its own; `None` when one of the two streams ends.
+    pub(crate) fn lines(&mut self) -> mpsc::Receiver<Option<String>> {
+        let (tx, rx) = mpsc::channel::<Option<String>>();
+        for stream in [
+            self.0
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            self.0
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(stream);
+                let mut buf = Vec::new();
+                loop {
+                    buf.clear();
+                    match r.read_until(b'\n', &mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {
+                            let line = String::from_utf8_lossy(&buf)
+                                .trim_end_matches(['\r', '\n'])
+                                .to_string();
+                            if tx.send(Some(line)).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                let _ = tx.send(None);
+            });
+        }
+        rx
+    }
+}
 
 impl Drop for Qemu {
     fn drop(&mut self) {
@@ -985,42 +1028,7 @@ fn run_qemu(args: &XenBootArgs, images: &[PathBuf], machine: &Machine) -> Result
         .context("starting qemu-system-x86_64")?;
     let mut qemu = Qemu(child);
 
-    let (tx, rx) = mpsc::channel::<Option<String>>();
-    for stream in [
-        qemu.0
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        qemu.0
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            let mut r = BufReader::new(stream);
-            let mut buf = Vec::new();
-            loop {
-                buf.clear();
-                match r.read_until(b'\n', &mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        let line = String::from_utf8_lossy(&buf)
-                            .trim_end_matches(['\r', '\n'])
-                            .to_string();
-                        if tx.send(Some(line)).is_err() {
-                            break;
-                        }
-                    }
-                }
-            }
-            let _ = tx.send(None);
-        });
-    }
-    drop(tx);
+    let rx = qemu.lines();
 
     let mut tail = VecDeque::with_capacity(TAIL_LINES);
     let mut lines = Vec::new();

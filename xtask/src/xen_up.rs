@@ -27,17 +27,17 @@
 
 use std::collections::VecDeque;
 use std::fs::{self, File};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
 use crate::xen_boot::{
-    ensure_xen_tools, initrd_arg, prepare_host, work_dir, workspace_root, xen_elf, XenBootArgs,
-    DEFAULT_CONFIG, QEMU_XEN_OPTIONS,
+    ensure_xen_tools, initrd_arg, prepare_host, work_dir, workspace_root, xen_elf, Qemu,
+    XenBootArgs, DEFAULT_CONFIG, QEMU_XEN_OPTIONS,
 };
 
 /// The line dom0 prints once the XenAPI answers on its NIC.
@@ -66,16 +66,6 @@ pub struct XenUpArgs {
     pub quiet: bool,
 }
 
-/// Kills QEMU when dropped.
-struct Qemu(Child);
-
-impl Drop for Qemu {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A running Xen-mode host.
 pub struct XenHost {
     qemu: Qemu,
@@ -89,7 +79,7 @@ pub struct XenHost {
     pub ready_line: String,
     /// The serial log file.
     pub log_path: PathBuf,
-    rx: mpsc::Receiver<String>,
+    rx: mpsc::Receiver<Option<String>>,
     log: File,
     tail: VecDeque<String>,
     /// Every serial line so far.
@@ -205,41 +195,7 @@ impl XenHost {
             .spawn()
             .context("starting qemu-system-x86_64")?;
         let mut qemu = Qemu(child);
-        let (tx, rx) = mpsc::channel::<String>();
-        for stream in [
-            qemu.0
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            qemu.0
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                let mut r = BufReader::new(stream);
-                let mut buf = Vec::new();
-                loop {
-                    buf.clear();
-                    match r.read_until(b'\n', &mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(_) => {
-                            let line = String::from_utf8_lossy(&buf)
-                                .trim_end_matches(['\r', '\n'])
-                                .to_string();
-                            if tx.send(line).is_err() {
-                                break;
-                            }
-                        }
-                    }
-                }
-            });
-        }
-        drop(tx);
+        let rx = qemu.lines();
         let mut host = XenHost {
             qemu,
             port,
@@ -299,8 +255,9 @@ impl XenHost {
                 )));
             }
             let line = match self.rx.recv_timeout(deadline - now) {
-                Ok(l) => l,
-                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Ok(Some(l)) => l,
+                // One of QEMU's two streams ended.
+                Ok(None) | Err(mpsc::RecvTimeoutError::Timeout) => continue,
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     return Err(self.failure("QEMU exited"));
                 }
@@ -329,7 +286,7 @@ impl XenHost {
                 None => Duration::from_secs(3600),
             };
             match self.rx.recv_timeout(left) {
-                Ok(line) => {
+                Ok(Some(line)) => {
                     self.record(line.clone());
                     if line.starts_with("(XEN)") && line.contains("halting machine")
                         || line.starts_with("(XEN)") && line.contains("rebooting machine")
@@ -337,7 +294,7 @@ impl XenHost {
                         return Ok(t0.elapsed());
                     }
                 }
-                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Ok(None) | Err(mpsc::RecvTimeoutError::Timeout) => continue,
                 Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(t0.elapsed()),
             }
         }
