@@ -77,17 +77,7 @@ fn get_meta(db: &Database, key: &str) -> Result<Option<Vec<u8>>, SErr> {
 }
 
 fn put_meta(db: &Database, key: &str, val: &[u8]) -> Result<(), SErr> {
-    put_meta_with(db, key, val, redb::Durability::Immediate)
-}
-
-fn put_meta_with(
-    db: &Database,
-    key: &str,
-    val: &[u8],
-    durability: redb::Durability,
-) -> Result<(), SErr> {
-    let mut tx = db.begin_write().map_err(w_err)?;
-    tx.set_durability(durability);
+    let tx = db.begin_write().map_err(w_err)?;
     {
         let mut t = tx.open_table(META).map_err(w_err)?;
         t.insert(key, val).map_err(w_err)?;
