@@ -245,52 +245,35 @@ impl Client {
             Protocol::XmlRpc => ("/", "text/xml"),
             Protocol::JsonRpc => ("/jsonrpc", "application/json"),
         };
-        let host = match &self.endpoint {
-            Endpoint::Tcp(hp) => hp.clone(),
-            Endpoint::Unix(_) => "localhost".to_owned(),
-        };
-        let endpoint = self.endpoint.clone();
-        let mut conn = self.conn.take();
-        let result = self.rt.block_on(async {
-            for attempt in 0..2 {
-                let mut send = match conn.take() {
-                    Some(c) if !c.is_closed() => c,
-                    _ => Self::open(&endpoint).await?,
-                };
-                let req = Request::post(path)
-                    .header(HOST, host.as_str())
-                    .header(CONTENT_TYPE, ct)
-                    .body(Full::new(Bytes::from(body.clone())))
-                    .map_err(|e| ClientError::Unexpected(e.to_string()))?;
-                let ready = send.ready().await;
-                let resp = match ready {
-                    Ok(()) => send.send_request(req).await,
-                    Err(e) => Err(e),
-                };
-                match resp {
-                    Ok(resp) => {
-                        let status = resp.status();
-                        let bytes = resp.into_body().collect().await?.to_bytes();
-                        if !status.is_success() && bytes.is_empty() {
-                            return Err(ClientError::Status(status.as_u16()));
-                        }
-                        return Ok((send, bytes));
-                    }
-                    // A kept-alive connection the server closed: retry once
-                    // on a fresh one.
-                    Err(e) if attempt == 0 && (e.is_closed() || e.is_canceled()) => continue,
-                    Err(e) => return Err(ClientError::Http(e)),
-                }
-            }
-            Err(ClientError::Unexpected("connection closed twice".into()))
-        });
-        let (send, bytes) = result?;
-        self.conn = Some(send);
+        let body = Bytes::from(body);
+        let (status, _, bytes) = self.send(|host| {
+            Request::post(path)
+                .header(HOST, host)
+                .header(CONTENT_TYPE, ct)
+                .body(Full::new(body.clone()))
+        })?;
+        if !(200..300).contains(&status) && bytes.is_empty() {
+            return Err(ClientError::Status(status));
+        }
         Ok(bytes)
     }
 
     /// `GET path` on the API's endpoint: (status, headers, body).
     fn get(&mut self, path: &str) -> Result<(u16, hyper::HeaderMap, Bytes), ClientError> {
+        self.send(|host| {
+            Request::get(path)
+                .header(HOST, host)
+                .body(Full::new(Bytes::new()))
+        })
+    }
+
+    /// One request (made by `request` for the `Host` header) on the kept
+    /// connection, or a new one: (status, headers, body). A kept-alive
+    /// connection the server closed is retried once on a fresh one.
+    fn send(
+        &mut self,
+        request: impl Fn(&str) -> Result<Request<Full<Bytes>>, hyper::http::Error>,
+    ) -> Result<(u16, hyper::HeaderMap, Bytes), ClientError> {
         let host = match &self.endpoint {
             Endpoint::Tcp(hp) => hp.clone(),
             Endpoint::Unix(_) => "localhost".to_owned(),
@@ -303,10 +286,7 @@ impl Client {
                     Some(c) if !c.is_closed() => c,
                     _ => Self::open(&endpoint).await?,
                 };
-                let req = Request::get(path)
-                    .header(HOST, host.as_str())
-                    .body(Full::new(Bytes::new()))
-                    .map_err(|e| ClientError::Unexpected(e.to_string()))?;
+                let req = request(&host).map_err(|e| ClientError::Unexpected(e.to_string()))?;
                 let resp = match send.ready().await {
                     Ok(()) => send.send_request(req).await,
                     Err(e) => Err(e),
